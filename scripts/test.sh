@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's one test command: formatting, lints, then every test
+# (unit, property, simulator, crash and multi-node), all from one release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "build (release, reused by every test below)"
+cargo build --workspace --all-targets --release
+
+step "cargo test"
+cargo test --workspace --release
