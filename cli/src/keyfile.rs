@@ -463,7 +463,7 @@ impl KeyFile {
     }
 
     /// The JSON text of the file (pretty-printed, with a final newline).
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Result<String, KeyFileError> {
         let secret = match &self.secret {
             StoredSecret::Plain(bytes) => SecretDocument::None {
                 key: hex::encode(bytes.as_ref()),
@@ -494,14 +494,18 @@ impl KeyFile {
             public_key: hex::encode(self.public_key),
             secret,
         };
-        // Serialising a struct of strings and integers to JSON cannot fail.
-        let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
-        text.push('\n');
+        let encoded =
+            serde_json::to_string_pretty(&document).map_err(|error| KeyFileError::Malformed {
+                source_name: self.source_name.clone(),
+                reason: format!("could not encode as JSON: {error}"),
+            });
         // Plain secrets pass through this String: wipe the document's copy.
         if let SecretDocument::None { mut key } = document.secret {
             zeroize::Zeroize::zeroize(&mut key);
         }
-        text
+        let mut text = encoded?;
+        text.push('\n');
+        Ok(text)
     }
 
     /// Parses key-file JSON; `source_name` names it in error messages.
@@ -626,7 +630,7 @@ impl KeyFile {
     /// Writes the key file to `path` with mode 0600, atomically. Refuses to
     /// replace an existing file unless `replace` is true.
     pub fn write(&self, path: &Path, replace: bool) -> Result<(), KeyFileError> {
-        let text = Zeroizing::new(self.to_json());
+        let text = Zeroizing::new(self.to_json()?);
         write_private_file_atomically(path, text.as_bytes(), replace)
     }
 
@@ -882,6 +886,8 @@ pub enum KeysCommandError {
     KeyFile(#[from] KeyFileError),
     #[error("could not write to standard output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("could not print the result as JSON (is the path valid UTF-8?): {0}")]
+    Json(#[source] serde_json::Error),
 }
 
 /// What `keys new` and `keys show` print with `--json`.
@@ -937,7 +943,7 @@ pub fn run_keys_to<W: Write>(args: KeysArgs, output: &mut W) -> Result<(), KeysC
         }
     };
     let text = if json {
-        serde_json::to_string(&summary).unwrap_or_default()
+        serde_json::to_string(&summary).map_err(KeysCommandError::Json)?
     } else {
         format!(
             "{verb} {}\nkind: {}\npublic key: {}\npassphrase: {}",

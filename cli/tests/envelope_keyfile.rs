@@ -146,7 +146,7 @@ fn existing_key_file_is_not_replaced_without_force() {
 fn altered_public_key_is_refused() {
     let secret = SecretKey::generate(KeyKind::Member).unwrap();
     let other = SecretKey::generate(KeyKind::Member).unwrap();
-    let text = KeyFile::seal(&secret, None).unwrap().to_json();
+    let text = KeyFile::seal(&secret, None).unwrap().to_json().unwrap();
     let altered = text.replace(
         &hex::encode(secret.public_key()),
         &hex::encode(other.public_key()),
@@ -160,7 +160,8 @@ fn altered_public_key_is_refused() {
     // Sealed: the public key is bound into the associated data.
     let sealed = KeyFile::seal(&secret, Some((&passphrase("p"), TEST_PARAMS)))
         .unwrap()
-        .to_json();
+        .to_json()
+        .unwrap();
     let altered = sealed.replace(
         &hex::encode(secret.public_key()),
         &hex::encode(other.public_key()),
@@ -196,7 +197,8 @@ fn excessive_argon2_parameters_are_refused_before_any_work() {
     let secret = SecretKey::generate(KeyKind::Member).unwrap();
     let text = KeyFile::seal(&secret, Some((&passphrase("p"), TEST_PARAMS)))
         .unwrap()
-        .to_json();
+        .to_json()
+        .unwrap();
     let hostile = text.replace("\"memory_kib\": 64,", "\"memory_kib\": 4000000000,");
     assert_ne!(hostile, text);
     let key_file = KeyFile::parse(&hostile, "hostile").unwrap();
@@ -210,7 +212,7 @@ fn excessive_argon2_parameters_are_refused_before_any_work() {
 #[test]
 fn unknown_fields_and_formats_are_refused() {
     let secret = SecretKey::generate(KeyKind::Member).unwrap();
-    let text = KeyFile::seal(&secret, None).unwrap().to_json();
+    let text = KeyFile::seal(&secret, None).unwrap().to_json().unwrap();
     for (from, to) in [
         ("\"version\": 1", "\"version\": 2"),
         ("custody-key-file", "other-key-file"),
@@ -369,7 +371,7 @@ proptest! {
     fn any_secret_round_trips_through_a_plain_key_file(member in any::<bool>()) {
         let kind = if member { KeyKind::Member } else { KeyKind::Department };
         let secret = SecretKey::generate(kind).unwrap();
-        let text = KeyFile::seal(&secret, None).unwrap().to_json();
+        let text = KeyFile::seal(&secret, None).unwrap().to_json().unwrap();
         let opened = KeyFile::parse(&text, "round trip").unwrap().open(None).unwrap();
         prop_assert_eq!(opened.public_key(), secret.public_key());
         prop_assert_eq!(opened.kind(), kind);

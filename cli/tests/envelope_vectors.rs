@@ -202,7 +202,7 @@ fn worked_example_key_file_matches_the_document() {
         key_file_nonce(),
     )
     .unwrap();
-    let json = key_file.to_json();
+    let json = key_file.to_json().unwrap();
     assert!(json.contains(&hex::encode(&ciphertext)), "{json}");
     assert_in_docs("key file JSON", &json);
     assert_in_docs("sealing key", &hex::encode(sealing_key));
@@ -289,11 +289,11 @@ fn print_worked_example() {
         key_file_nonce(),
     )
     .unwrap();
-    println!("key file:\n{}", key_file.to_json());
+    println!("key file:\n{}", key_file.to_json().unwrap());
     let plain = KeyFile::seal(
         &SecretKey::Department(DepartmentSecretKey::from_bytes(recipient_secret())),
         None,
     )
     .unwrap();
-    println!("plain department key file:\n{}", plain.to_json());
+    println!("plain department key file:\n{}", plain.to_json().unwrap());
 }

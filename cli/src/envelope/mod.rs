@@ -13,10 +13,12 @@
 //! - Memory is bounded by one chunk (at most [`CHUNK_BYTES_MAX`] plus a tag),
 //!   whatever the size of the document.
 
+mod file;
 mod hex_array;
 mod stream;
 mod wrap;
 
+pub use file::{decrypt_file, encrypt_file, ExpectedFixity};
 pub use stream::{
     decrypt, encrypt, encrypt_with, encrypt_with_nonce_prefix, EncryptOptions, EnvelopeError,
     EnvelopeHeader, EnvelopeSummary, Fixity, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX, CHUNK_BYTES_MIN,

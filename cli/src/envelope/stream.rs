@@ -62,6 +62,22 @@ pub enum EnvelopeError {
     MissingFinalChunk { last_complete_chunk_index: u64 },
     #[error("the envelope ends before its first chunk: it was truncated")]
     NoChunks,
+    #[error("could not {action} {path}: {source}", path = path.display())]
+    File {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} of {path} does not match the fixity on record: expected SHA-256 {expected_sha256_hex} and {expected_size_bytes} bytes, found {found_sha256_hex} and {found_size_bytes} bytes", path = path.display())]
+    FixityMismatch {
+        what: &'static str,
+        path: std::path::PathBuf,
+        expected_sha256_hex: String,
+        expected_size_bytes: u64,
+        found_sha256_hex: String,
+        found_size_bytes: u64,
+    },
     #[error(
         "the document needs more than 2^32 chunks of {chunk_bytes} bytes; use a larger chunk size"
     )]
