@@ -1,10 +1,10 @@
 //! The envelope stream and key wrapping: one test per rule, then properties.
 
 use custody_cli::envelope::{
-    decrypt, encrypt, encrypt_with, unwrap, wrap, wrap_with_ephemeral, DataKey,
-    DepartmentPublicKey, DepartmentSecretKey, EncryptOptions, EnvelopeError, EnvelopeSummary,
-    WrapError, WrappedKey, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX, HEADER_BYTES, TAG_BYTES,
-    WRAPPED_KEY_BYTES,
+    decrypt, encrypt, encrypt_with, encrypt_with_nonce_prefix, unwrap, wrap, wrap_with_ephemeral,
+    DataKey, DepartmentPublicKey, DepartmentSecretKey, EncryptOptions, EnvelopeError,
+    EnvelopeSummary, WrapError, WrappedKey, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX, HEADER_BYTES,
+    TAG_BYTES, WRAPPED_KEY_BYTES,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -420,6 +420,28 @@ fn wrapped_key_of_the_wrong_length_is_refused() {
 
 // --- properties -------------------------------------------------------------
 
+/// A reader that hands out its bytes in small pieces of varying size and
+/// is interrupted now and then, as pipes and sockets do.
+struct TrickleReader<'a> {
+    bytes: &'a [u8],
+    piece_sizes: Vec<usize>,
+    step: usize,
+}
+
+impl std::io::Read for TrickleReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.step += 1;
+        let piece = self.piece_sizes[self.step % self.piece_sizes.len()];
+        if piece == 0 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let length = piece.min(buffer.len()).min(self.bytes.len());
+        buffer[..length].copy_from_slice(&self.bytes[..length]);
+        self.bytes = &self.bytes[length..];
+        Ok(length)
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -437,6 +459,28 @@ proptest! {
         let (opened, summary) = open(&envelope, &data_key).unwrap();
         prop_assert_eq!(opened, plaintext);
         prop_assert_eq!(summary, sealed);
+    }
+
+    #[test]
+    fn short_and_interrupted_reads_give_the_same_envelope_and_document(
+        plaintext in proptest::collection::vec(any::<u8>(), 0..5_000),
+        chunk_bytes in 1u32..=512,
+        piece_sizes in proptest::collection::vec(0usize..=70, 1..8),
+    ) {
+        prop_assume!(piece_sizes.iter().any(|&size| size > 0));
+        let data_key = key(4);
+        let prefix = [9u8; 19];
+        let options = EncryptOptions { chunk_bytes };
+        let mut whole = Vec::new();
+        encrypt_with_nonce_prefix(&plaintext[..], &mut whole, &data_key, options, prefix).unwrap();
+        let mut trickled = Vec::new();
+        let reader = TrickleReader { bytes: &plaintext, piece_sizes: piece_sizes.clone(), step: 0 };
+        encrypt_with_nonce_prefix(reader, &mut trickled, &data_key, options, prefix).unwrap();
+        prop_assert_eq!(&trickled, &whole);
+        let mut opened = Vec::new();
+        let reader = TrickleReader { bytes: &whole, piece_sizes, step: 0 };
+        decrypt(reader, &mut opened, &data_key).unwrap();
+        prop_assert_eq!(opened, plaintext);
     }
 
     #[test]

@@ -280,6 +280,7 @@ pub fn encrypt_with_nonce_prefix<R: Read, W: Write>(
         // is empty when the document is empty or an exact multiple), so the
         // encoder never needs to look ahead and the decoder knows the final
         // chunk by its length.
+        debug_assert!(filled <= chunk_bytes);
         let last = filled < chunk_bytes;
         plaintext_fixity.update(&buffer[..filled]);
         let nonce = chunk_nonce(&header.nonce_prefix, counter, last);
@@ -349,6 +350,7 @@ pub fn decrypt<R: Read, W: Write>(
             return Err(EnvelopeError::ChunkNotAuthentic { chunk_index });
         }
         ciphertext_fixity.update(&buffer[..filled]);
+        debug_assert!(filled <= sealed_chunk_bytes);
         let last = filled < sealed_chunk_bytes;
         let nonce = chunk_nonce(&header.nonce_prefix, counter, last);
         let (body, tag_bytes) = buffer[..filled].split_at_mut(filled - TAG_BYTES);
