@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use custody_cli::envelope::{decrypt, encrypt_with, DataKey, EncryptOptions, CHUNK_BYTES_DEFAULT};
+use custody_cli::keyfile::{KeyFile, KeyKind, Passphrase, SealParams, SecretKey};
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1024 * 1024;
@@ -92,6 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut size_mib: u64 = 1024;
     let mut chunk_kib: u32 = CHUNK_BYTES_DEFAULT / 1024;
     let mut directory = std::env::temp_dir();
+    let mut open_sealed_key = false;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = || arguments.next().ok_or(format!("{argument} needs a value"));
@@ -99,9 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--size-mib" => size_mib = value()?.parse()?,
             "--chunk-kib" => chunk_kib = value()?.parse()?,
             "--dir" => directory = value()?.into(),
+            "--open-sealed-key" => open_sealed_key = true,
             _ => {
                 return Err(format!(
-                    "unknown argument {argument}; usage: envelope_rss [--size-mib N] [--chunk-kib K] [--dir DIR]"
+                    "unknown argument {argument}; usage: envelope_rss [--size-mib N] [--chunk-kib K] [--dir DIR] [--open-sealed-key]"
                 )
                 .into())
             }
@@ -125,6 +128,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     };
     let (sha256_before, aead_before) = measure_raw();
+    // What `custody doc open` does first with a passphrase-protected
+    // department key: Argon2id with the default parameters, whose memory
+    // cost dominates the CLI's peak.
+    let mut sealed_key_rss_kib = None;
+    if open_sealed_key {
+        let passphrase = Passphrase::new(b"measure".to_vec())?;
+        let secret = SecretKey::generate(KeyKind::Department)?;
+        let key_file = KeyFile::seal(&secret, Some((&passphrase, SealParams::DEFAULT)))?;
+        let start = Instant::now();
+        key_file.open(Some(&passphrase))?;
+        println!(
+            "opened a sealed key (argon2id {} KiB, {} passes): {:.2} s",
+            SealParams::DEFAULT.memory_kib,
+            SealParams::DEFAULT.iterations,
+            start.elapsed().as_secs_f64()
+        );
+        sealed_key_rss_kib = status_field_kib("VmHWM:");
+    }
+
     let data_key = DataKey::generate()?;
     let envelope_file = tempfile::NamedTempFile::new_in(&directory)?;
 
@@ -219,5 +241,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_kib as f64 / 1024.0,
         baseline_rss_kib as f64 / 1024.0
     );
+    if let Some(kib) = sealed_key_rss_kib {
+        println!(
+            "peak RSS after opening the sealed key, before the envelope: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+    }
     Ok(())
 }

@@ -219,6 +219,10 @@ fn unknown_fields_and_formats_are_refused() {
         ("\"kind\": \"member\"", "\"kind\": \"validator\""),
         ("\"protection\": \"none\"", "\"protection\": \"hsm\""),
         ("\"version\": 1", "\"version\": 1, \"extra\": true"),
+        (
+            "\"protection\": \"none\"",
+            "\"protection\": \"none\", \"extra\": 1",
+        ),
     ] {
         let altered = text.replacen(from, to, 1);
         assert_ne!(altered, text, "{from}");
