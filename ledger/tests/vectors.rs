@@ -143,7 +143,7 @@ fn build() -> Value {
         transactions: txs.clone(),
         last_commit: None,
     };
-    let cert = certify_with(&[validator.clone()], chain_id, &blk, Round(0));
+    let cert = certify_with(std::slice::from_ref(&validator), chain_id, &blk, Round(0));
     let vote = CommitVote::new(chain_id, Height(1), Round(0), blk.hash());
     let proof = merkle::prove(&ids, 2).unwrap();
     let keys = json!({
