@@ -235,8 +235,63 @@ fn thread_count(options: &VerifyOptions) -> usize {
     }
 }
 
+/// Decode and check the signatures of `heights` on `workers` threads, each
+/// taking every `workers`-th block so that the work is spread evenly.
+fn check_chunk(
+    source: &dyn BlockSource,
+    chain_id: &str,
+    heights: &[Height],
+    workers: usize,
+) -> Vec<Result<Checked, VerifyError>> {
+    if workers <= 1 {
+        return heights
+            .iter()
+            .map(|h| decode_and_check_signatures(source, chain_id, *h))
+            .collect();
+    }
+    let mut results: Vec<Option<Result<Checked, VerifyError>>> =
+        (0..heights.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|t| {
+                scope.spawn(move || {
+                    heights
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(workers)
+                        .map(|(i, h)| (i, decode_and_check_signatures(source, chain_id, *h)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        results[i] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .zip(heights)
+        .map(|(r, h)| r.unwrap_or_else(|| Err(at(*h, Failure::Source("block not read".into())))))
+        .collect()
+}
+
+/// Chunks of checked blocks handed from the checking threads to the replay.
+type CheckedChunk = Vec<(Height, Result<Checked, VerifyError>)>;
+
 /// Verify the chain in `source` from `genesis`, returning the report and
 /// the replayed state. `progress` is called after each block.
+///
+/// Pipelined: while this thread replays one chunk of blocks in order, the
+/// other threads decode the next chunks and batch-verify their signatures,
+/// so replay and signature checks overlap.
 pub fn verify_chain(
     genesis: &Genesis,
     source: &dyn BlockSource,
@@ -249,87 +304,76 @@ pub fn verify_chain(
     let mut state = MemoryState::from_genesis(genesis);
     let chain_id = genesis.chain_id.clone();
     let threads = thread_count(&options).max(1);
-    let chunk = options.chunk_blocks.max(threads);
+    // One thread replays; the others check signatures.
+    let workers = threads.saturating_sub(1).max(1);
+    let chunk = options.chunk_blocks.max(1) as u64;
     let mut transactions = 0u64;
     let mut signatures = 0u64;
-    let mut next = 1u64;
-    while next <= latest.0 {
-        let end = (next + chunk as u64 - 1).min(latest.0);
-        let heights: Vec<Height> = (next..=end).map(Height).collect();
-        // Decode and check signatures in parallel; each thread takes every
-        // `threads`-th block so that the work is spread evenly.
-        let mut results: Vec<Option<Result<Checked, VerifyError>>> =
-            (0..heights.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let heights = &heights;
-                    let chain_id = chain_id.as_str();
-                    scope.spawn(move || {
-                        heights
-                            .iter()
-                            .enumerate()
-                            .skip(t)
-                            .step_by(threads)
-                            .map(|(i, h)| (i, decode_and_check_signatures(source, chain_id, *h)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(done) => {
-                        for (i, r) in done {
-                            results[i] = Some(r);
-                        }
-                    }
-                    Err(panic) => std::panic::resume_unwind(panic),
+    std::thread::scope(|scope| -> Result<(), VerifyError> {
+        // At most two chunks wait checked: bounded memory.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<CheckedChunk>(2);
+        let chain_id = chain_id.as_str();
+        scope.spawn(move || {
+            let mut next = 1u64;
+            while next <= latest.0 {
+                let end = next.saturating_add(chunk - 1).min(latest.0);
+                let heights: Vec<Height> = (next..=end).map(Height).collect();
+                let results = check_chunk(source, chain_id, &heights, workers);
+                let checked = heights.into_iter().zip(results).collect();
+                if sender.send(checked).is_err() {
+                    // The replay stopped at a failure: nothing more to do.
+                    return;
                 }
+                next = end + 1;
             }
         });
         // Replay in order; the first failure in height order wins.
-        for (i, result) in results.into_iter().enumerate() {
-            let height = heights[i];
-            let checked = match result {
-                Some(r) => r?,
-                None => return Err(at(height, Failure::Source("block not read".to_string()))),
-            };
-            let chain = state
-                .chain()
-                .map_err(|e| at(height, Failure::Source(e.to_string())))?;
-            let changes =
-                state::apply_block_with(&state, &checked.block, Signatures::AlreadyVerified)
-                    .map_err(|refusal| {
-                        let transaction = match &refusal {
-                            Refusal::Transaction { index, tx_id, .. } => Some((*index, *tx_id)),
-                            _ => None,
-                        };
-                        VerifyError {
-                            height,
-                            transaction,
-                            failure: Box::new(Failure::Refused(refusal)),
-                        }
-                    })?;
-            // The stored certificate must prove this very block under the
-            // validator set in force at its height.
-            checked
-                .certificate
-                .verify_power(height, &checked.block.hash(), &chain.validator_set)
-                .map_err(|e| at(height, Failure::Certificate(e)))?;
-            transactions += checked.block.transactions.len() as u64;
-            signatures += checked.signatures;
-            state.apply(changes);
-            progress(Progress {
-                height,
-                latest,
-                transactions,
-            });
+        for checked_chunk in receiver {
+            for (height, result) in checked_chunk {
+                let checked = result?;
+                let chain = state
+                    .chain()
+                    .map_err(|e| at(height, Failure::Source(e.to_string())))?;
+                let changes =
+                    state::apply_block_with(&state, &checked.block, Signatures::AlreadyVerified)
+                        .map_err(|refusal| {
+                            let transaction = match &refusal {
+                                Refusal::Transaction { index, tx_id, .. } => Some((*index, *tx_id)),
+                                _ => None,
+                            };
+                            VerifyError {
+                                height,
+                                transaction,
+                                failure: Box::new(Failure::Refused(refusal)),
+                            }
+                        })?;
+                // The stored certificate must prove this very block under
+                // the validator set in force at its height.
+                checked
+                    .certificate
+                    .verify_power(height, &checked.block.hash(), &chain.validator_set)
+                    .map_err(|e| at(height, Failure::Certificate(e)))?;
+                transactions += checked.block.transactions.len() as u64;
+                signatures += checked.signatures;
+                state.apply(changes);
+                progress(Progress {
+                    height,
+                    latest,
+                    transactions,
+                });
+            }
         }
-        next = end + 1;
-    }
+        Ok(())
+    })?;
     let chain = state
         .chain()
         .map_err(|e| at(latest, Failure::Source(e.to_string())))?;
+    if chain.height != latest {
+        return Err(at(
+            chain.height.next(),
+            Failure::Source("verification stopped before the latest height".into()),
+        ));
+    }
     let report = VerifyReport {
         genesis_hash: genesis.hash(),
         height: chain.height,
