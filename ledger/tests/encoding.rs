@@ -755,3 +755,32 @@ fn classification_orders_public_internal_confidential_secret() {
     use Classification::*;
     assert!(Public < Internal && Internal < Confidential && Confidential < Secret);
 }
+
+#[test]
+fn genesis_toml_round_trips_and_keeps_its_hash() {
+    let g = custody_ledger::testkit::Federation::new(4, "custody-test").genesis;
+    let text = g.to_toml_string().unwrap();
+    let back = Genesis::from_toml_str(&text).unwrap();
+    assert_eq!(back, g);
+    assert_eq!(back.hash(), g.hash());
+    let json = serde_json::to_string(&g).unwrap();
+    assert_eq!(Genesis::from_json_str(&json).unwrap().hash(), g.hash());
+}
+
+#[test]
+fn genesis_with_broken_rules_is_refused_with_a_reason() {
+    use custody_ledger::genesis::GenesisError;
+    let mut g = custody_ledger::testkit::Federation::new(2, "custody-test").genesis;
+    g.departments[1].id = g.departments[0].id.clone();
+    let text = g.to_toml_string().unwrap();
+    assert!(matches!(
+        Genesis::from_toml_str(&text),
+        Err(GenesisError::DuplicateDepartment(_))
+    ));
+    let mut g = custody_ledger::testkit::Federation::new(2, "custody-test").genesis;
+    g.departments[0].admins.clear();
+    assert!(matches!(g.validate(), Err(GenesisError::NoAdmin(_))));
+    let mut g = custody_ledger::testkit::Federation::new(2, "custody-test").genesis;
+    g.chain_id = "has space".into();
+    assert!(matches!(g.validate(), Err(GenesisError::BadChainId)));
+}
