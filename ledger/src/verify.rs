@@ -464,3 +464,77 @@ impl MemorySource {
         self.entries.get(index)
     }
 }
+
+/// Why a document's event list is not an unbroken hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("event {index} is for document `{found}`, not `{expected}`")]
+    WrongDocument {
+        index: usize,
+        expected: crate::types::DocumentId,
+        found: crate::types::DocumentId,
+    },
+    #[error("event {index} has sequence number {found}, expected {expected}")]
+    WrongSequence {
+        index: usize,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "event {index} names previous event {found}, but the event before hashes to {expected}"
+    )]
+    BrokenLink {
+        index: usize,
+        expected: crate::types::EventHash,
+        found: crate::types::EventHash,
+    },
+    #[error("the last event hashes to {found}, but the document names {expected} as its latest")]
+    WrongLatest {
+        expected: crate::types::EventHash,
+        found: crate::types::EventHash,
+    },
+}
+
+/// Check that `events` (a document's whole history, oldest first, e.g. all
+/// pages of `Store::document_history`) form one unbroken hash chain ending
+/// at `latest` (the document's `latest_event`). This checks the chain of
+/// events only; that each event came from a committed transaction is shown
+/// by verifying the chain and looking the transactions up.
+pub fn verify_document_history(
+    document: &crate::types::DocumentId,
+    events: &[crate::records::DocumentEvent],
+    latest: &crate::types::EventHash,
+) -> Result<(), HistoryError> {
+    let mut previous = crate::types::EventHash::ZERO;
+    for (index, event) in events.iter().enumerate() {
+        if event.document != *document {
+            return Err(HistoryError::WrongDocument {
+                index,
+                expected: document.clone(),
+                found: event.document.clone(),
+            });
+        }
+        if event.sequence != index as u64 {
+            return Err(HistoryError::WrongSequence {
+                index,
+                expected: index as u64,
+                found: event.sequence,
+            });
+        }
+        if event.previous != previous {
+            return Err(HistoryError::BrokenLink {
+                index,
+                expected: previous,
+                found: event.previous,
+            });
+        }
+        previous = event.hash();
+    }
+    if previous != *latest {
+        return Err(HistoryError::WrongLatest {
+            expected: *latest,
+            found: previous,
+        });
+    }
+    Ok(())
+}

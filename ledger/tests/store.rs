@@ -106,11 +106,13 @@ fn document_history_is_paged_in_order() {
         }
     }
     assert_eq!(all, w.chain.state.events[id]);
-    let mut previous = EventHash::ZERO;
-    for e in &all {
-        assert_eq!(e.previous, previous);
-        previous = e.hash();
-    }
+    verify::verify_document_history(id, &all, &doc.latest_event).unwrap();
+    let mut edited = all.clone();
+    edited[1].time = Timestamp(edited[1].time.0 + 1);
+    assert!(matches!(
+        verify::verify_document_history(id, &edited, &doc.latest_event),
+        Err(verify::HistoryError::BrokenLink { index: 2, .. })
+    ));
     assert!(matches!(
         store.document_history(id, 0, PAGE_LIMIT_MAX + 1),
         Err(StoreError::BadPageLimit(_))
