@@ -451,6 +451,9 @@ fn check_roles(roles: &[Role]) -> Result<(), TxRefusal> {
     Ok(())
 }
 
+/// Member and validator keys must be valid ed25519 points of full order:
+/// small-order keys verify forged signatures, and are where batch and
+/// single verification can disagree.
 fn check_member_key(key: &PublicKey) -> Result<(), TxRefusal> {
     match ed25519_dalek::VerifyingKey::from_bytes(&key.0) {
         Ok(k) if !k.is_weak() => Ok(()),
@@ -1112,6 +1115,7 @@ fn check_new_department<V: StateView + ?Sized>(
     if nd.voting_power == 0 {
         return Err(TxRefusal::ZeroVotingPower);
     }
+    check_member_key(&nd.keys.validator_key)?;
     if view
         .departments()?
         .iter()
@@ -1150,6 +1154,7 @@ fn check_change<V: StateView + ?Sized>(
         }
         GovernanceChange::RotateDepartmentKeys { department, keys } => {
             require_existing_department(view, department)?;
+            check_member_key(&keys.validator_key)?;
             if view
                 .departments()?
                 .iter()
