@@ -1576,6 +1576,11 @@ impl MemoryState {
 
     /// Write changes.
     pub fn apply(&mut self, changes: StateChanges) {
+        // Changes come from `apply_block` on this very state: one height on.
+        debug_assert!(match &self.chain {
+            Some(chain) => changes.chain.height == chain.height.next(),
+            None => changes.chain.height == Height(0),
+        });
         if let Some(p) = changes.parameters {
             self.parameters = p;
         }
