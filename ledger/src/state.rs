@@ -250,7 +250,9 @@ pub enum TxRefusal {
     TooManyGrants(usize),
     #[error("department `{0}` has no grant on this document")]
     NoSuchGrant(DepartmentId),
-    #[error("department `{0}` is neither the custodian nor holds an unexpired grant")]
+    #[error(
+        "department `{0}` is not the custodian, holds no unexpired grant and has no pending offer"
+    )]
     NoAccessRight(DepartmentId),
     #[error("ciphertext hash {named} is not the document's current ciphertext {current}")]
     CiphertextMismatch { named: Hash32, current: Hash32 },
@@ -981,7 +983,10 @@ fn apply_document_tx<V: StateView + ?Sized>(
                 .grants
                 .iter()
                 .any(|g| g.department == *department && time <= g.expires_at);
-            if !custodian && !grantee {
+            // A department offered the document opens it to check it before
+            // accepting; the offer carries the key wrapped to it.
+            let recipient = live_offer(doc, time).is_some_and(|o| o.to == *department);
+            if !custodian && !grantee && !recipient {
                 return Err(TxRefusal::NoAccessRight(department.clone()));
             }
             check_required_text("purpose", purpose, TEXT_BYTES_MAX)?;

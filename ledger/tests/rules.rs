@@ -872,6 +872,23 @@ fn access_is_refused_without_custody_or_grant() {
 }
 
 #[test]
+fn access_is_allowed_to_the_recipient_of_a_live_offer_only() {
+    let mut w = World::new();
+    w.register("d1");
+    let expires = Timestamp(w.time().0 + 5_000);
+    w.ok("ca-clerk", w.offer_body("d1", "health", Some(expires)));
+    // The receiving department opens it to check it before accepting...
+    w.ok("he-clerk", w.access_body("d1", "check before accepting"));
+    // ...but not once the offer lapsed.
+    w.advance(10_000);
+    let body = w.access_body("d1", "too late");
+    assert_eq!(
+        w.refused("he-clerk", body),
+        TxRefusal::NoAccessRight(department("health"))
+    );
+}
+
+#[test]
 fn access_is_refused_when_the_grant_expired() {
     let mut w = World::new();
     w.register("d1");
