@@ -306,3 +306,27 @@ fn genesis_toml_in_the_format_doc_is_the_vector_genesis() {
     assert!(doc.contains(v["transactions"][0]["id"].as_str().unwrap()));
     assert!(doc.contains(v["merkle"]["root"].as_str().unwrap()));
 }
+
+/// The vectors also pass a check written in Python from docs/format.md
+/// alone (`tests/vectors/independent_check.py`), when Python is installed.
+#[test]
+fn vectors_pass_the_independent_python_check() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+    let output = match std::process::Command::new("python3")
+        .arg(format!("{dir}/independent_check.py"))
+        .arg(PATH)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => {
+            println!("python3 not available ({e}); independent check skipped");
+            return;
+        }
+    };
+    assert!(
+        output.status.success(),
+        "independent check failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
