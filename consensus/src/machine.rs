@@ -35,6 +35,13 @@ pub const FUTURE_MESSAGES_MAX: usize = 4096;
 /// step (the f+1 rule pulls laggards forward), so they stay well inside.
 pub const FUTURE_ROUNDS_MAX: u64 = 64;
 
+/// Distinct votes of one kind kept per validator and round. One is
+/// honest; an equivocator's second and third versions are kept (and
+/// counted for their values, as the paper counts messages) so that a proof
+/// of lock forwarded by a peer still counts after this node saw the other
+/// version; beyond that they are dropped to bound memory.
+pub const VOTES_PER_VALIDATOR_MAX: usize = 3;
+
 /// Distinct proposals kept per round. One is honest; more come only from
 /// an equivocating proposer, and a second one is kept so that a commit of
 /// either can still be recognised (L49).
@@ -340,10 +347,11 @@ struct ValueCheck {
     verdict: Verdict,
 }
 
-/// The votes of one kind in one round, counting each validator once.
+/// The votes of one kind in one round. A validator's first vote comes
+/// first; later ones conflict with it (equivocation).
 #[derive(Clone, Debug, Default)]
 struct VoteSet {
-    votes: BTreeMap<ValidatorKey, SignedMessage>,
+    votes: BTreeMap<ValidatorKey, Vec<SignedMessage>>,
     power_by_value: BTreeMap<Option<BlockHash>, u64>,
     power_total: u64,
 }
@@ -351,6 +359,12 @@ struct VoteSet {
 impl VoteSet {
     fn power_for(&self, value: Option<BlockHash>) -> u64 {
         self.power_by_value.get(&value).copied().unwrap_or(0)
+    }
+
+    fn holds(&self, message: &SignedMessage) -> bool {
+        self.votes
+            .get(&message.validator)
+            .is_some_and(|held| held.contains(message))
     }
 }
 
@@ -408,6 +422,8 @@ pub enum DropReason {
     BadValidRound,
     /// More conflicting proposals than are kept.
     TooManyProposals,
+    /// More conflicting votes from one validator than are kept.
+    TooManyVotes,
 }
 
 /// The Tendermint state machine for one validator (or observer).
@@ -684,25 +700,47 @@ impl Consensus {
                     _ => VoteKind::Precommit,
                 };
                 let block_hash = vote.block_hash;
+                let tag = match kind {
+                    VoteKind::Prevote => 1,
+                    VoteKind::Precommit => 2,
+                };
                 let round_state = self.rounds.entry(round).or_default();
                 let set = match kind {
                     VoteKind::Prevote => &mut round_state.prevotes,
                     VoteKind::Precommit => &mut round_state.precommits,
                 };
-                if let Some(first) = set.votes.get(&message.validator) {
-                    // Not identical (checked above): a conflicting vote.
-                    let first = first.clone();
-                    let tag = match kind {
-                        VoteKind::Prevote => 1,
-                        VoteKind::Precommit => 2,
-                    };
-                    self.report_equivocation(first, message, tag, out);
-                    return Disposition::Accepted;
+                let held = set.votes.entry(message.validator).or_default();
+                let same_value = held.iter().any(|earlier| {
+                    earlier
+                        .message
+                        .as_vote()
+                        .is_some_and(|(_, earlier_vote)| earlier_vote.block_hash == block_hash)
+                });
+                if same_value {
+                    // Same vote under another valid signature (ed25519 signers
+                    // may randomise): it must not count twice.
+                    return Disposition::Duplicate;
                 }
-                set.votes.insert(message.validator, message.clone());
+                let first = held.first().cloned();
+                if held.len() >= VOTES_PER_VALIDATOR_MAX {
+                    if let Some(first) = first {
+                        self.report_equivocation(first, message, tag, out);
+                    }
+                    return Disposition::Dropped(DropReason::TooManyVotes);
+                }
+                held.push(message.clone());
+                // Like the paper, count messages: a validator adds its power
+                // once to each value it voted for (an equivocator may thus
+                // count for two values, which the quorum intersection
+                // argument already allows for), and once to the total.
                 *set.power_by_value.entry(block_hash).or_insert(0) += power;
-                set.power_total += power;
+                if first.is_none() {
+                    set.power_total += power;
+                }
                 Self::add_sender(round_state, message.validator, power);
+                if let Some(first) = first {
+                    self.report_equivocation(first, message, tag, out);
+                }
             }
         }
         Disposition::Accepted
@@ -722,12 +760,8 @@ impl Consensus {
         };
         match &message.message {
             Message::Proposal(_) => round_state.proposals.iter().any(|held| held == message),
-            Message::Prevote(_) => {
-                round_state.prevotes.votes.get(&message.validator) == Some(message)
-            }
-            Message::Precommit(_) => {
-                round_state.precommits.votes.get(&message.validator) == Some(message)
-            }
+            Message::Prevote(_) => round_state.prevotes.holds(message),
+            Message::Precommit(_) => round_state.precommits.holds(message),
         }
     }
 
@@ -1038,6 +1072,7 @@ impl Consensus {
                     .precommits
                     .votes
                     .values()
+                    .flatten()
                     .filter(|message| {
                         matches!(&message.message, Message::Precommit(vote) if vote.block_hash == Some(value.hash))
                     })
@@ -1280,7 +1315,7 @@ impl Consensus {
             return;
         };
         if let Some(round_state) = self.rounds.get(&valid_round) {
-            for vote in round_state.prevotes.votes.values() {
+            for vote in round_state.prevotes.votes.values().flatten() {
                 if matches!(&vote.message, Message::Prevote(v) if v.block_hash == Some(value.hash))
                 {
                     out.push(Action::Broadcast(vote.clone()));

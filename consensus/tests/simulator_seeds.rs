@@ -21,7 +21,9 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
         println!("scenario: {:#?}", SimConfig::from_seed(seeds[0]));
     }
     let started = std::time::Instant::now();
-    let (failures, totals) = run_seeds(&seeds, THREADS, |_| {});
+    let trace =
+        seeds.len() == 1 && std::env::var("CUSTODY_SIM_TRACE").is_ok_and(|value| value == "1");
+    let (failures, totals) = run_seeds(&seeds, THREADS, |config| config.trace = trace);
     println!(
         "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, {} evidence, {} failing",
         seeds.len(),

@@ -117,6 +117,8 @@ pub struct SimConfig {
     pub check_certificates: bool,
     /// Stop at this many committed heights even before GST (report mode).
     pub stop_at_height: Option<u64>,
+    /// Print every event (set by `CUSTODY_SIM_TRACE=1` on a replay).
+    pub trace: bool,
 }
 
 impl SimConfig {
@@ -207,6 +209,7 @@ impl SimConfig {
             fault_injection: FaultInjection::default(),
             check_certificates: true,
             stop_at_height: None,
+            trace: false,
         }
     }
 
@@ -241,6 +244,7 @@ impl SimConfig {
             fault_injection: FaultInjection::default(),
             check_certificates: true,
             stop_at_height: Some(heights),
+            trace: false,
         }
     }
 }
@@ -664,7 +668,56 @@ impl Simulation {
         self.execute(node, actions);
     }
 
+    fn trace(&self, event: &Event) {
+        let describe = |message: &SignedMessage| match &message.message {
+            Message::Proposal(p) => format!(
+                "proposal h{} r{} {} vr{:?}",
+                p.height,
+                p.round,
+                short(&p.value.hash),
+                p.valid_round.map(|r| r.0)
+            ),
+            Message::Prevote(v) => format!(
+                "prevote h{} r{} {:?}",
+                v.height,
+                v.round,
+                v.block_hash.map(|h| short(&h))
+            ),
+            Message::Precommit(v) => format!(
+                "precommit h{} r{} {:?}",
+                v.height,
+                v.round,
+                v.block_hash.map(|h| short(&h))
+            ),
+        };
+        let state = |node: usize| {
+            self.nodes[node]
+                .machine
+                .as_ref()
+                .map_or("down".to_owned(), |m| {
+                    format!("h{} r{} {:?}", m.height(), m.round(), m.step())
+                })
+        };
+        let line = match event {
+            Event::Deliver { to, from, message } => {
+                format!("{from}->{to} {} [{}]", describe(message), state(*to))
+            }
+            Event::Timeout { node, event, .. } => format!(
+                "timeout {node} {:?} h{} r{} [{}]",
+                event.step,
+                event.height,
+                event.round,
+                state(*node)
+            ),
+            other => format!("{other:?}").chars().take(160).collect(),
+        };
+        println!("{:>7} {line}", self.now_ms);
+    }
+
     fn step(&mut self, event: Event) {
+        if self.config.trace {
+            self.trace(&event);
+        }
         match event {
             Event::Deliver { to, from, message } => {
                 self.stats.messages_delivered += 1;
