@@ -870,15 +870,15 @@ impl Consensus {
             // L57: OnTimeoutPropose(h, r): prevote nil.
             TimeoutStep::Propose => {
                 if event.round == self.round && self.step == Step::Propose {
-                    self.cast_vote(VoteKind::Prevote, None, out);
                     self.set_step(Step::Prevote);
+                    self.cast_vote(VoteKind::Prevote, None, out);
                 }
             }
             // L61: OnTimeoutPrevote(h, r): precommit nil.
             TimeoutStep::Prevote => {
                 if event.round == self.round && self.step == Step::Prevote {
-                    self.cast_vote(VoteKind::Precommit, None, out);
                     self.set_step(Step::Precommit);
+                    self.cast_vote(VoteKind::Precommit, None, out);
                 }
             }
             // L65: OnTimeoutPrecommit(h, r): StartRound(r + 1).
@@ -1128,8 +1128,8 @@ impl Consensus {
                 round_state.proposals.first().map(|m| &m.message)
             {
                 if let Some(vote) = self.prevote_for_proposal(proposal) {
-                    self.cast_vote(VoteKind::Prevote, vote, out);
                     self.set_step(Step::Prevote);
+                    self.cast_vote(VoteKind::Prevote, vote, out);
                     return true;
                 }
             }
@@ -1164,8 +1164,8 @@ impl Consensus {
                 self.round_mut(round).polka_handled = true;
                 if step == Step::Prevote {
                     self.locked = Some((round, value.clone()));
-                    self.cast_vote(VoteKind::Precommit, Some(value.hash), out);
                     self.set_step(Step::Precommit);
+                    self.cast_vote(VoteKind::Precommit, Some(value.hash), out);
                 }
                 self.valid = Some((round, value));
                 self.persist_dirty = true;
@@ -1180,8 +1180,8 @@ impl Consensus {
                 .get(&round)
                 .map_or(0, |round_state| round_state.prevotes.power_for(None));
             if self.is_quorum(nil_power) {
-                self.cast_vote(VoteKind::Precommit, None, out);
                 self.set_step(Step::Precommit);
+                self.cast_vote(VoteKind::Precommit, None, out);
                 return true;
             }
         }
@@ -1236,6 +1236,8 @@ impl Consensus {
         self.rounds.entry(round).or_default()
     }
 
+    /// Called before the vote of the new step is cast, so that the state
+    /// persisted with the vote already names the step it belongs to.
     fn set_step(&mut self, step: Step) {
         self.step = step;
         self.persist_dirty = true;

@@ -336,6 +336,8 @@ pub struct Stats {
     /// Point-to-point copies put on the network (votes, proposals and sync).
     pub messages_sent: u64,
     pub messages_delivered: u64,
+    /// Encoded bytes of the consensus messages put on the network.
+    pub message_bytes_sent: u64,
     /// Highest height committed by every honest node.
     pub min_honest_height: u64,
     pub max_honest_height: u64,
@@ -1226,6 +1228,9 @@ impl Simulation {
     /// cut by a partition, dropped, delayed (hence reordered) or duplicated.
     fn send(&mut self, from: usize, to: usize, event: Event) {
         self.stats.messages_sent += 1;
+        if let Event::Deliver { message, .. } = &event {
+            self.stats.message_bytes_sent += message.encoded_len() as u64;
+        }
         if self.groups[from] != self.groups[to] {
             return;
         }
