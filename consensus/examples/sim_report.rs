@@ -9,7 +9,6 @@
 //! The simulator is the one the seed tests use (`tests/simulator`).
 
 #[path = "../tests/simulator/mod.rs"]
-#[allow(dead_code)]
 mod simulator;
 
 use simulator::{SimConfig, Simulation};
