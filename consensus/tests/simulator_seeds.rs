@@ -25,7 +25,8 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
         seeds.len() == 1 && std::env::var("CUSTODY_SIM_TRACE").is_ok_and(|value| value == "1");
     let (failures, totals) = run_seeds(&seeds, THREADS, |config| config.trace = trace);
     println!(
-        "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, {} evidence, {} failing",
+        "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, {} evidence, \
+         slowest recovery after GST {} ms, {} failing",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         totals.events,
@@ -33,6 +34,7 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
         totals.crashes,
         totals.syncs,
         totals.evidence,
+        totals.recovery_ms,
         failures.len()
     );
     for (seed, outcome) in &failures {
@@ -82,4 +84,41 @@ fn broken_quorum_of_two_f_is_caught_as_an_agreement_violation() {
         "quorum of 2f caught by seed {seed}: {}",
         outcome.violations[0]
     );
+}
+
+/// Regression: a double voter sent its prevote for the round-0 block to
+/// half of the validators and nil to the others, so only some honest
+/// validators saw the polka and locked. When a locked proposer re-proposed
+/// with the polka attached, the others had already counted the
+/// equivocator's nil and ignored its forwarded vote: no round ever
+/// committed. Counting an equivocator once per value fixes it.
+#[test]
+fn double_voter_cannot_hide_a_polka_for_ever() {
+    let mut config = SimConfig::benign(7, 20, 3);
+    config.seed = 8;
+    config.behaviours[2] = simulator::Behaviour::Silent;
+    config.behaviours[6] = simulator::Behaviour::DoubleVoter;
+    config.link_delay_ms = (5, 35);
+    config.app_delay_ms = (0, 10);
+    config.commit_pause_ms = 84;
+    config.drop_probability = 0.05;
+    config.duplicate_probability = 0.05;
+    config.partitions = vec![
+        simulator::PartitionScript {
+            start_ms: 403,
+            end_ms: 1500,
+            groups: vec![0, 0, 0, 0, 1, 0, 0],
+        },
+        simulator::PartitionScript {
+            start_ms: 1636,
+            end_ms: 1765,
+            groups: vec![0, 0, 0, 0, 1, 0, 0],
+        },
+    ];
+    config.gst_ms = 1765;
+    config.stop_at_height = None;
+    config.liveness_bound_ms = 60_000;
+    config.timeouts = SimConfig::sim_timeouts();
+    let outcome = simulator::run_config(config);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 }
