@@ -239,6 +239,12 @@ pub struct Equivocation {
 }
 
 /// What the node must do, in the order given.
+///
+/// When the node feeds a new input while still carrying out a list (for
+/// example it answers `ValidateValue` at once), the new list's actions go
+/// after the rest of the current list, never before: each `Persist` holds
+/// the whole state at its point, so a newer one must never be overwritten
+/// by an older one.
 // A handful of actions per input, each moved once: boxing the large
 // variants would cost more than the unused bytes.
 #[allow(clippy::large_enum_variant)]
