@@ -62,6 +62,11 @@ pub enum Behaviour {
     DoubleVoter,
     /// Proposes invalid blocks and prevotes and precommits for them.
     InvalidValueVoter,
+    /// Twins: two complete honest machines share the validator's key, one
+    /// talking to the even-numbered nodes and one to the odd-numbered ones,
+    /// so every proposal and vote may be equivocated by protocol-following
+    /// code.
+    Twin,
 }
 
 /// A network partition: from `start_ms` to `end_ms`, messages only flow
@@ -188,10 +193,11 @@ impl SimConfig {
             }
         }
         for &node in &byzantine {
-            behaviours[node] = match rng.random_range(0..4u32) {
+            behaviours[node] = match rng.random_range(0..5u32) {
                 0 => Behaviour::Silent,
                 1 => Behaviour::EquivocatingProposer,
                 2 => Behaviour::DoubleVoter,
+                3 => Behaviour::Twin,
                 _ => Behaviour::InvalidValueVoter,
             };
         }
@@ -484,7 +490,10 @@ pub struct Simulation {
     now_ms: u64,
     sequence: u64,
     queue: BTreeMap<(u64, u64), Event>,
+    /// Machines: one per validator, then the second machine of each twin.
     nodes: Vec<Node>,
+    /// For each machine, the validator (index below n) it speaks for.
+    primary: Vec<usize>,
     /// Validator sets and the height each takes effect at, ascending.
     validator_sets: Vec<(Height, ValidatorSet)>,
     groups: Vec<u8>,
@@ -559,7 +568,7 @@ impl Simulation {
         if let Some((height, powers)) = &config.power_change {
             validator_sets.push((Height(*height), set_of(powers)));
         }
-        let nodes = keys
+        let mut nodes: Vec<Node> = keys
             .into_iter()
             .enumerate()
             .map(|(index, key)| Node {
@@ -574,6 +583,24 @@ impl Simulation {
                 proposals_made: 0,
             })
             .collect();
+        let mut primary: Vec<usize> = (0..config.n).collect();
+        for index in 0..config.n {
+            if config.behaviours[index] == Behaviour::Twin {
+                let key = nodes[index].key.clone();
+                nodes.push(Node {
+                    key,
+                    behaviour: Behaviour::Twin,
+                    machine: None,
+                    incarnation: 0,
+                    persisted: None,
+                    committed: BTreeMap::new(),
+                    last_sync_request_ms: None,
+                    height_started_ms: BTreeMap::new(),
+                    proposals_made: 0,
+                });
+                primary.push(index);
+            }
+        }
         let n = config.n;
         Simulation {
             config,
@@ -582,6 +609,7 @@ impl Simulation {
             sequence: 0,
             queue: BTreeMap::new(),
             nodes,
+            primary,
             validator_sets,
             groups: vec![0; n],
             after_gst: false,
@@ -622,7 +650,7 @@ impl Simulation {
 
     /// Runs the whole scenario and returns what it found.
     pub fn run(mut self) -> Outcome {
-        for node in 0..self.config.n {
+        for node in 0..self.nodes.len() {
             self.boot(node);
         }
         for partition in self.config.partitions.clone() {
@@ -901,7 +929,7 @@ impl Simulation {
             Event::Gst => {
                 self.after_gst = true;
                 self.groups = vec![0; self.config.n];
-                for node in 0..self.config.n {
+                for node in 0..self.nodes.len() {
                     if self.nodes[node].machine.is_none() {
                         self.boot(node);
                     }
@@ -1212,6 +1240,10 @@ impl Simulation {
                 }
                 None => self.send_to_all(node, &message, |_| true),
             },
+            Behaviour::Twin => {
+                let is_primary = node < self.config.n;
+                self.send_to_all(node, &message, |peer| (peer % 2 == 0) == is_primary);
+            }
             Behaviour::InvalidValueVoter => match message.message.as_vote() {
                 Some((_, vote)) => {
                     let invalid = make_value(vote.height, node, vote.round.0, false);
@@ -1283,8 +1315,8 @@ impl Simulation {
         message: &SignedMessage,
         include: impl Fn(usize) -> bool,
     ) {
-        for to in 0..self.config.n {
-            if to != from && include(to) {
+        for to in 0..self.nodes.len() {
+            if self.primary[to] != self.primary[from] && include(to) {
                 self.send(
                     from,
                     to,
@@ -1305,7 +1337,7 @@ impl Simulation {
         if let Event::Deliver { message, .. } = &event {
             self.stats.message_bytes_sent += message.encoded_len() as u64;
         }
-        if self.groups[from] != self.groups[to] {
+        if self.groups[self.primary[from]] != self.groups[self.primary[to]] {
             return;
         }
         if !self.after_gst
