@@ -122,3 +122,85 @@ fn double_voter_cannot_hide_a_polka_for_ever() {
     let outcome = simulator::run_config(config);
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 }
+
+/// A scenario written by hand: `n` honest validators on 10–40 ms links,
+/// GST at `gst_ms`, 5 more heights required within 30 s after it.
+fn scripted(n: usize, gst_ms: u64) -> SimConfig {
+    let mut config = SimConfig::benign(n, 20, 0);
+    config.seed = 42;
+    config.link_delay_ms = (10, 40);
+    config.app_delay_ms = (0, 5);
+    config.commit_pause_ms = 50;
+    config.timeouts = SimConfig::sim_timeouts();
+    config.stop_at_height = None;
+    config.gst_ms = gst_ms;
+    config.heights_after_gst = 5;
+    config.liveness_bound_ms = 30_000;
+    config
+}
+
+fn assert_clean(config: SimConfig) -> simulator::Stats {
+    let outcome = simulator::run_config(config);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    outcome.stats
+}
+
+#[test]
+fn even_split_without_a_quorum_resumes_after_healing() {
+    let mut config = scripted(4, 5_000);
+    config.partitions = vec![simulator::PartitionScript {
+        start_ms: 0,
+        end_ms: 5_000,
+        groups: vec![0, 0, 1, 1],
+    }];
+    let stats = assert_clean(config);
+    assert!(stats.min_honest_height >= 5);
+}
+
+#[test]
+fn isolated_validator_catches_up_after_healing() {
+    let mut config = scripted(7, 4_000);
+    config.partitions = vec![simulator::PartitionScript {
+        start_ms: 200,
+        end_ms: 4_000,
+        groups: vec![0, 0, 0, 1, 0, 0, 0],
+    }];
+    let stats = assert_clean(config);
+    assert!(
+        stats.syncs > 0,
+        "the isolated validator synced committed blocks"
+    );
+}
+
+#[test]
+fn every_validator_crashing_at_once_resumes_from_persisted_state() {
+    let mut config = scripted(4, 3_000);
+    config.crashes = (0..4)
+        .map(|node| simulator::CrashScript {
+            node,
+            at_ms: 1_000,
+            restart_ms: 1_500 + 100 * node as u64,
+        })
+        .collect();
+    assert_clean(config);
+}
+
+#[test]
+fn crashes_in_the_middle_of_action_lists_never_cause_a_conflicting_vote() {
+    for seed in 0..20 {
+        let mut config = scripted(4, 4_000);
+        config.seed = seed;
+        config.crash_mid_actions_probability = 0.05;
+        config.drop_probability = 0.1;
+        assert_clean(config);
+    }
+}
+
+#[test]
+fn f_silent_validators_do_not_stop_commits() {
+    let mut config = scripted(10, 1_000);
+    for node in [1, 4, 7] {
+        config.behaviours[node] = simulator::Behaviour::Silent;
+    }
+    assert_clean(config);
+}
