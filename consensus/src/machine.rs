@@ -107,6 +107,8 @@ pub struct FaultInjection {
     /// Use a quorum of 2f (f = floor((total - 1) / 3)) instead of more than
     /// two thirds.
     pub quorum_of_two_f: bool,
+    /// Ignore `lockedValue`/`lockedRound` when prevoting (L22, L28).
+    pub ignore_locks: bool,
 }
 
 /// Configuration of one state machine.
@@ -1236,14 +1238,18 @@ impl Consensus {
     fn prevote_for_proposal(&self, proposal: &Proposal) -> Option<Option<BlockHash>> {
         let validity = self.validity(&proposal.value)?;
         let hash = proposal.value.hash;
-        let locked_on_value = self
-            .locked
+        let locked = if self.config.fault_injection.ignore_locks {
+            &None
+        } else {
+            &self.locked
+        };
+        let locked_on_value = locked
             .as_ref()
             .is_some_and(|(_, locked_value)| locked_value == &proposal.value);
         match proposal.valid_round {
             // L22: a fresh proposal.
             None => {
-                let acceptable = validity && (self.locked.is_none() || locked_on_value);
+                let acceptable = validity && (locked.is_none() || locked_on_value);
                 Some(acceptable.then_some(hash))
             }
             // L28: a re-proposal with a proof of lock from `valid_round`.
@@ -1254,7 +1260,7 @@ impl Consensus {
                 if !polka {
                     return None;
                 }
-                let lock_allows = match &self.locked {
+                let lock_allows = match locked {
                     None => true,
                     Some((locked_round, _)) => *locked_round <= valid_round || locked_on_value,
                 };

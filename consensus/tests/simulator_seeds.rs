@@ -204,3 +204,38 @@ fn f_silent_validators_do_not_stop_commits() {
     }
     assert_clean(config);
 }
+
+/// Without the locking rule (a validator prevotes for any valid proposal
+/// even when locked on another block), a block precommitted by a quorum in
+/// one round can be overtaken in the next: the simulator must find it.
+#[test]
+fn ignoring_locks_is_caught_as_an_agreement_violation() {
+    let seeds: Vec<u64> = (0..CI_SEED_COUNT).collect();
+    let mut found = None;
+    for chunk in seeds.chunks(10) {
+        let (failures, _) = run_seeds(chunk, THREADS, |config| {
+            config.fault_injection.ignore_locks = true;
+            // Timeouts short against the link delay make rounds end with
+            // some validators locked and others not, which is where the
+            // locking rule matters.
+            config.timeouts.propose_ms = 60;
+            config.timeouts.prevote_ms = 30;
+            config.timeouts.precommit_ms = 30;
+        });
+        found = failures.into_iter().find(|(_, outcome)| {
+            outcome
+                .violations
+                .iter()
+                .any(|violation| matches!(violation, simulator::Violation::Agreement { .. }))
+        });
+        if found.is_some() {
+            break;
+        }
+    }
+    let (seed, outcome) =
+        found.expect("the simulator did not catch ignored locks within the CI seed count");
+    println!(
+        "ignored locks caught by seed {seed}: {}",
+        outcome.violations[0]
+    );
+}
