@@ -239,3 +239,28 @@ fn ignoring_locks_is_caught_as_an_agreement_violation() {
         outcome.violations[0]
     );
 }
+
+/// Timeouts far shorter than the link delay: rounds fail until the linear
+/// growth catches up, which exercises locks, valid values and round skips
+/// hard. Slow, so not part of CI:
+/// `cargo test -p custody-consensus --release --test simulator_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn short_timeouts_keep_safety_and_liveness() {
+    let seeds = seeds_from_env(300);
+    let (failures, totals) = run_seeds(&seeds, THREADS, |config| {
+        config.timeouts.propose_ms = 60;
+        config.timeouts.prevote_ms = 30;
+        config.timeouts.precommit_ms = 30;
+    });
+    println!(
+        "{} seeds, slowest recovery after GST {} ms, {} failing",
+        seeds.len(),
+        totals.recovery_ms,
+        failures.len()
+    );
+    for (seed, outcome) in &failures {
+        println!("seed {seed}: {:?}", outcome.violations);
+    }
+    assert!(failures.is_empty());
+}
