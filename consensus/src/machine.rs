@@ -314,6 +314,12 @@ pub struct PersistedState {
     pub valid: Option<(Round, Value)>,
     /// Every proposal and vote this validator signed at this height.
     pub own_messages: Vec<SignedMessage>,
+    /// The prevotes (other validators' signed messages) for the valid value
+    /// in the valid round: the proof of lock this validator must be able to
+    /// show when it re-proposes the valid value. Without it a restarted
+    /// validator could stay locked on a block whose polka nobody else saw,
+    /// and with a Byzantine voter in that polka no round would ever commit.
+    pub valid_proof: Vec<SignedMessage>,
 }
 
 /// Why a state machine could not be built.
@@ -620,7 +626,30 @@ impl Consensus {
             locked: self.locked.clone(),
             valid: self.valid.clone(),
             own_messages: self.own_messages.clone(),
+            valid_proof: self.valid_proof(),
         }
+    }
+
+    /// The prevotes held for the valid value in the valid round.
+    fn valid_proof(&self) -> Vec<SignedMessage> {
+        let Some((valid_round, value)) = &self.valid else {
+            return Vec::new();
+        };
+        self.rounds
+            .get(valid_round)
+            .map(|round_state| {
+                round_state
+                    .prevotes
+                    .votes
+                    .values()
+                    .flatten()
+                    .filter(|vote| {
+                        matches!(&vote.message, Message::Prevote(v) if v.block_hash == Some(value.hash))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     // ----- quorum arithmetic -------------------------------------------------
@@ -1024,6 +1053,13 @@ impl Consensus {
                     verdict: Verdict::Valid,
                 },
             );
+        }
+        // The proof of the valid value comes back first (signatures checked
+        // again: the file is outside this machine's control).
+        for message in state.valid_proof {
+            if message.height() == self.height {
+                self.on_message(message, true, out);
+            }
         }
         for message in state.own_messages {
             if let Message::Proposal(proposal) = &message.message {
