@@ -23,7 +23,17 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
     let started = std::time::Instant::now();
     let trace =
         seeds.len() == 1 && std::env::var("CUSTODY_SIM_TRACE").is_ok_and(|value| value == "1");
-    let (failures, totals) = run_seeds(&seeds, THREADS, |config| config.trace = trace);
+    // `CUSTODY_SIM_LIVENESS_MS` tightens (or loosens) the liveness bound,
+    // to hunt for slow recoveries.
+    let liveness_bound_ms: Option<u64> = std::env::var("CUSTODY_SIM_LIVENESS_MS")
+        .ok()
+        .and_then(|text| text.parse().ok());
+    let (failures, totals) = run_seeds(&seeds, THREADS, |config| {
+        config.trace = trace;
+        if let Some(bound) = liveness_bound_ms {
+            config.liveness_bound_ms = bound;
+        }
+    });
     println!(
         "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, {} evidence, \
          slowest recovery after GST {} ms, {} failing",
