@@ -23,6 +23,8 @@
 //!   [`NetworkLimits`]); the swarm task never blocks on the node: when the
 //!   event channel is full, gossip and inbound requests are dropped with a
 //!   warning.
+//! - Gossip is delivered and relayed only when its signed author is in the
+//!   allowed set and its payload is within the configured cap.
 //! - No frame from a peer is trusted: oversized or malformed frames are
 //!   refused with a log line, never a panic.
 
@@ -88,6 +90,13 @@ pub const CONNECTIONS_PENDING_INCOMING_MAX: u32 = 16;
 pub const FRAME_BYTES_CEILING: usize = 256 * 1024 * 1024;
 /// Bytes of the request-response frame length prefix (u32, big endian).
 pub const FRAME_LENGTH_PREFIX_BYTES: usize = 4;
+/// Largest gossip payload any node may configure. The gossipsub frame limit
+/// is derived from this constant, not from the configured cap, so that it is
+/// the same on every node: a gossipsub receiver that refuses a frame closes
+/// its inbound stream, and the sender then keeps writing into that dead stream
+/// until the connection is replaced. The configured cap is enforced above
+/// the framing (on publish, and on delivery with a `Reject`).
+pub const GOSSIP_MESSAGE_BYTES_CEILING: usize = 16 * 1024 * 1024;
 /// Room for the gossipsub envelope (protobuf framing, topic, signature, key,
 /// piggybacked control messages) above the largest payload.
 pub const GOSSIP_ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -101,6 +110,11 @@ pub const REDIAL_CHECK_INTERVAL_MS: u64 = 100;
 /// A connection that stayed up this long resets the redial backoff; shorter
 /// ones (a peer that accepts then drops us) keep backing off.
 pub const CONNECTION_STABLE_MS: u64 = 5_000;
+/// A connection to a configured peer that closes sooner than this after the
+/// handshake is reported as a probable refusal by that peer.
+pub const CONNECTION_REFUSED_SUSPECT_MS: u64 = 1_000;
+/// At most one "dropped" log line per this interval and kind.
+pub const DROP_LOG_INTERVAL_MS: u64 = 1_000;
 /// Extra time the handle waits beyond the request timeout before giving up
 /// on the swarm task itself.
 pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 2_000;
@@ -115,7 +129,9 @@ pub const PING_TIMEOUT_MS: u64 = 10_000;
 /// a message larger than the receiver's cap is dropped by the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetworkLimits {
-    /// Largest gossip payload published or accepted.
+    /// Largest gossip payload published or delivered; at most
+    /// [`GOSSIP_MESSAGE_BYTES_CEILING`]. Larger inbound messages are
+    /// rejected (not delivered, not relayed).
     pub gossip_message_bytes_max: usize,
     /// Largest request body sent or accepted (both protocols).
     pub request_bytes_max: usize,
@@ -523,6 +539,8 @@ impl Network {
             outbound: HashMap::new(),
             inbound_replies: FuturesUnordered::new(),
             jitter: std::collections::hash_map::RandomState::new(),
+            gossip_dropped: DropLog::default(),
+            requests_dropped: DropLog::default(),
         };
         let listen_addrs = driver.listen(&config.listen).await?;
         tracing::info!(
@@ -555,6 +573,12 @@ fn validate_limits(limits: &NetworkLimits) -> Result<(), NetworkError> {
                 "{name} is {value}; it must be between 1 and {FRAME_BYTES_CEILING} bytes"
             )));
         }
+    }
+    if limits.gossip_message_bytes_max > GOSSIP_MESSAGE_BYTES_CEILING {
+        return Err(NetworkError::InvalidConfig(format!(
+            "gossip_message_bytes_max is {}; it must be at most {GOSSIP_MESSAGE_BYTES_CEILING} bytes",
+            limits.gossip_message_bytes_max
+        )));
     }
     if limits.request_timeout_ms == 0 {
         return Err(NetworkError::InvalidConfig(
@@ -611,7 +635,7 @@ fn build_behaviour(
 
     let gossipsub = gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),
-        gossipsub_config(allowed.len(), limits)?,
+        gossipsub_config(allowed.len())?,
     )
     .map_err(|reason| NetworkError::Gossipsub(reason.to_string()))?;
 
@@ -655,10 +679,7 @@ fn build_behaviour(
 }
 
 /// gossipsub tuned for a handful of known peers rather than a public mesh.
-fn gossipsub_config(
-    peer_count: usize,
-    limits: &NetworkLimits,
-) -> Result<gossipsub::Config, NetworkError> {
+fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError> {
     // Mesh sized to the other members (n - 1), keeping gossipsub's rules:
     // mesh_outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high and
     // 2 * mesh_outbound_min <= mesh_n.
@@ -682,7 +703,11 @@ fn gossipsub_config(
         .flood_publish(true)
         .validation_mode(ValidationMode::Strict)
         .message_id_fn(content_message_id)
-        .max_transmit_size(limits.gossip_message_bytes_max + GOSSIP_ENVELOPE_OVERHEAD_BYTES)
+        .max_transmit_size(GOSSIP_MESSAGE_BYTES_CEILING + GOSSIP_ENVELOPE_OVERHEAD_BYTES)
+        // Every message is accepted or rejected by `on_gossipsub_event` before
+        // gossipsub forwards it, so nothing over the cap or from outside the
+        // allowed set is relayed.
+        .validate_messages()
         .build()
         .map_err(|error| NetworkError::Gossipsub(error.to_string()))
 }
@@ -831,6 +856,33 @@ struct Driver {
     outbound: HashMap<(RequestProtocol, OutboundRequestId), (PeerId, OutboundReply)>,
     inbound_replies: FuturesUnordered<BoxFuture<'static, InboundReply>>,
     jitter: std::collections::hash_map::RandomState,
+    gossip_dropped: DropLog,
+    requests_dropped: DropLog,
+}
+
+/// Counts drops and logs at most once per [`DROP_LOG_INTERVAL_MS`], so that a
+/// flood does not turn into a flood of log lines.
+#[derive(Default)]
+struct DropLog {
+    dropped_since_log: u64,
+    last_log: Option<Instant>,
+}
+
+impl DropLog {
+    /// Counts one drop; calls `log` with the number of drops since the last
+    /// log line when it is time to log again.
+    fn record(&mut self, log: impl FnOnce(u64)) {
+        self.dropped_since_log += 1;
+        let now = Instant::now();
+        let due = self
+            .last_log
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_millis(DROP_LOG_INTERVAL_MS));
+        if due {
+            log(self.dropped_since_log);
+            self.dropped_since_log = 0;
+            self.last_log = Some(now);
+        }
+    }
 }
 
 impl Driver {
@@ -1180,12 +1232,23 @@ impl Driver {
         let Some(state) = self.redial.get_mut(&peer) else {
             return;
         };
-        let stable = state
-            .established_at
-            .take()
-            .is_some_and(|at| at.elapsed() >= Duration::from_millis(CONNECTION_STABLE_MS));
-        if stable {
+        let lifetime = state.established_at.take().map(|at| at.elapsed());
+        if lifetime.is_some_and(|lived| lived >= Duration::from_millis(CONNECTION_STABLE_MS)) {
             state.backoff_ms = min;
+        }
+        // A member that closes every connection right after the handshake is
+        // most likely refusing us: say so, once in a while, for the operator.
+        if let Some(lived) = lifetime {
+            let suspicious = lived < Duration::from_millis(CONNECTION_REFUSED_SUSPECT_MS);
+            if suspicious && state.attempts.is_power_of_two() {
+                tracing::warn!(
+                    %peer,
+                    lived_ms = lived.as_millis() as u64,
+                    attempts = state.attempts,
+                    "peer closed the connection right after the handshake; \
+                     check that this node's PeerId is in that peer's allowed set"
+                );
+            }
         }
         state.next_attempt = Instant::now() + Duration::from_millis(state.backoff_ms);
     }
@@ -1268,28 +1331,63 @@ impl Driver {
         }
     }
 
+    /// Decides whether a gossip message is delivered and relayed: it must be
+    /// on a known topic, within the configured cap and authored by an allowed
+    /// peer. Returns its topic and author when it is.
+    fn check_gossip(
+        &self,
+        via: PeerId,
+        message: &gossipsub::Message,
+    ) -> Option<(GossipTopic, PeerId)> {
+        let Some(topic) = GossipTopic::from_hash(&message.topic) else {
+            tracing::warn!(%via, topic = %message.topic, "gossip on an unknown topic rejected");
+            return None;
+        };
+        // Strict validation guarantees a verified author.
+        let Some(from) = message.source else {
+            tracing::warn!(%via, %topic, "gossip without an author rejected");
+            return None;
+        };
+        if !self.allowed.contains(&from) {
+            tracing::warn!(author = %from, %via, %topic, "gossip authored outside the allowed set rejected");
+            return None;
+        }
+        let max = self.limits.gossip_message_bytes_max;
+        if message.data.len() > max {
+            tracing::warn!(
+                author = %from,
+                %via,
+                %topic,
+                bytes = message.data.len(),
+                max,
+                "gossip over the configured cap rejected"
+            );
+            return None;
+        }
+        Some((topic, from))
+    }
+
     fn on_gossipsub_event(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message {
                 propagation_source,
+                message_id,
                 message,
-                ..
             } => {
-                let Some(topic) = GossipTopic::from_hash(&message.topic) else {
-                    tracing::warn!(peer = %propagation_source, topic = %message.topic, "gossip on an unknown topic dropped");
+                let verdict = self.check_gossip(propagation_source, &message);
+                let accepted = verdict.is_some();
+                let acceptance = if accepted {
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    gossipsub::MessageAcceptance::Reject
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                let Some((topic, from)) = verdict else {
                     return;
                 };
-                // Strict validation guarantees a verified author.
-                let from = message.source.unwrap_or(propagation_source);
-                if !self.allowed.contains(&from) {
-                    tracing::warn!(
-                        author = %from,
-                        via = %propagation_source,
-                        %topic,
-                        "gossip authored outside the allowed set dropped"
-                    );
-                    return;
-                }
                 let bytes = message.data;
                 let length = bytes.len();
                 match self
@@ -1298,7 +1396,15 @@ impl Driver {
                 {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(%topic, author = %from, bytes = length, "event channel full; gossip dropped");
+                        self.gossip_dropped.record(|dropped| {
+                            tracing::warn!(
+                                %topic,
+                                author = %from,
+                                bytes = length,
+                                dropped,
+                                "event channel full; gossip dropped"
+                            );
+                        });
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         tracing::debug!(%topic, "no event receiver; gossip dropped");
@@ -1399,7 +1505,15 @@ impl Driver {
         match self.events.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(%peer, %protocol, bytes = length, "event channel full; inbound request dropped");
+                self.requests_dropped.record(|dropped| {
+                    tracing::warn!(
+                        %peer,
+                        %protocol,
+                        bytes = length,
+                        dropped,
+                        "event channel full; inbound request dropped"
+                    );
+                });
                 return;
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -1502,7 +1616,7 @@ mod tests {
     #[test]
     fn gossipsub_config_builds_for_small_and_large_memberships() {
         for peers in [0, 1, 2, 3, 4, 6, 9, 30, 100] {
-            gossipsub_config(peers, &NetworkLimits::default()).unwrap();
+            gossipsub_config(peers).unwrap();
         }
     }
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use custody_node::network::{
     GossipTopic, Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
-    RequestProtocol,
+    RequestProtocol, EVENTS_PENDING_MAX,
 };
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -73,6 +73,8 @@ struct TestNode {
     join: JoinHandle<()>,
     seen: Arc<Mutex<Vec<Seen>>>,
     changed: Arc<Notify>,
+    /// Held but never read, for nodes started with `read_events == false`.
+    _unread_events: Option<mpsc::Receiver<NetworkEvent>>,
 }
 
 impl TestNode {
@@ -83,6 +85,18 @@ impl TestNode {
         peers: Vec<(PeerId, Multiaddr)>,
         allowed: &[PeerId],
         limits: NetworkLimits,
+    ) -> TestNode {
+        Self::start_with(name, key, listen, peers, allowed, limits, true).await
+    }
+
+    async fn start_with(
+        name: &'static str,
+        key: Keypair,
+        listen: Multiaddr,
+        peers: Vec<(PeerId, Multiaddr)>,
+        allowed: &[PeerId],
+        limits: NetworkLimits,
+        read_events: bool,
     ) -> TestNode {
         let config = NetworkConfig {
             node_key: key.clone(),
@@ -97,6 +111,17 @@ impl TestNode {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let changed = Arc::new(Notify::new());
         let response_cap = limits.response_bytes_max;
+        if !read_events {
+            return TestNode {
+                name,
+                key,
+                handle,
+                join,
+                seen,
+                changed,
+                _unread_events: Some(events),
+            };
+        }
         {
             let seen = seen.clone();
             let changed = changed.clone();
@@ -144,6 +169,7 @@ impl TestNode {
             join,
             seen,
             changed,
+            _unread_events: None,
         }
     }
 
@@ -665,4 +691,177 @@ async fn invalid_configurations_are_refused() {
         Network::start(bad_backoff).await,
         Err(NetworkError::InvalidConfig(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_in_the_allowed_set_receives_relayed_gossip_and_can_request() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let (members, observer_id) = (&ids[..2], ids[2]);
+    let limits = test_limits();
+    // Members allow the observer but do not dial it; it dials A only.
+    let a = TestNode::start("A", keys[0].clone(), loopback(), vec![], &ids, limits).await;
+    let b = TestNode::start(
+        "B",
+        keys[1].clone(),
+        loopback(),
+        vec![(members[0], a.addr())],
+        &ids,
+        limits,
+    )
+    .await;
+    let observer = TestNode::start(
+        "observer",
+        keys[2].clone(),
+        loopback(),
+        vec![(members[0], a.addr())],
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    wait_connected(&a, &observer).await;
+
+    publish_until_seen(&a, GossipTopic::Consensus, "vote from A", &[&observer]).await;
+    // B is not connected to the observer: A relays, and the author stays B.
+    publish_until_seen(&b, GossipTopic::Tx, "tx from B", &[&observer, &a]).await;
+    assert!(!b
+        .handle
+        .connected_peers()
+        .await
+        .unwrap()
+        .contains(&observer_id));
+
+    let answer = observer
+        .handle
+        .request(members[0], RequestProtocol::Sync, b"height?".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(answer, b"/custody/sync/1:height?");
+
+    for node in [a, b, observer] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_reading_events_does_not_stall_its_swarm() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = test_limits();
+    let stuck = TestNode::start_with(
+        "stuck",
+        keys[0].clone(),
+        loopback(),
+        vec![],
+        &ids,
+        limits,
+        false,
+    )
+    .await;
+    let busy = TestNode::start(
+        "busy",
+        keys[1].clone(),
+        loopback(),
+        vec![(ids[0], stuck.addr())],
+        &ids,
+        limits,
+    )
+    .await;
+    // Connected from the busy side (the stuck node's events are unread).
+    let deadline = deadline();
+    while !busy
+        .handle
+        .connected_peers()
+        .await
+        .unwrap()
+        .contains(&ids[0])
+    {
+        assert!(Instant::now() < deadline, "{}", busy.describe());
+        busy.wait_for_change(Duration::from_millis(200)).await;
+    }
+    // Wait until the stuck node is subscribed from the busy node's view.
+    let deadline_subscribed = Instant::now() + Duration::from_millis(WAIT_MS);
+    while let Err(NetworkError::NoPeersSubscribed { .. }) =
+        busy.handle.publish_transactions(b"probe".to_vec()).await
+    {
+        assert!(
+            Instant::now() < deadline_subscribed,
+            "stuck node never subscribed"
+        );
+        busy.wait_for_change(Duration::from_millis(100)).await;
+    }
+
+    // Far more gossip than the stuck node's event channel holds.
+    for index in 0..(EVENTS_PENDING_MAX * 2) {
+        busy.handle
+            .publish_transactions(format!("flood #{index}").into_bytes())
+            .await
+            .unwrap();
+    }
+    // The stuck node's swarm still answers commands and still gossips out.
+    let peers = tokio::time::timeout(
+        Duration::from_millis(WAIT_MS),
+        stuck.handle.connected_peers(),
+    )
+    .await
+    .expect("the stuck node's swarm task stopped answering")
+    .unwrap();
+    assert!(peers.contains(&ids[1]));
+    publish_until_seen(&stuck, GossipTopic::Consensus, "still alive", &[&busy]).await;
+    // Its outbound requests still work (the answer does not go through its
+    // own event channel).
+    let answer = stuck
+        .handle
+        .request(ids[1], RequestProtocol::Blob, b"blob?".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(answer, b"/custody/blob/1:blob?");
+
+    busy.stop().await;
+    stuck.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_over_the_receivers_cap_is_dropped_and_later_gossip_flows() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let small = test_limits();
+    // A misconfigured sender with a larger gossip cap than the receiver.
+    let generous = NetworkLimits {
+        gossip_message_bytes_max: small.gossip_message_bytes_max * 4,
+        ..small
+    };
+    let receiver =
+        TestNode::start("receiver", keys[0].clone(), loopback(), vec![], &ids, small).await;
+    let sender = TestNode::start(
+        "sender",
+        keys[1].clone(),
+        loopback(),
+        vec![(ids[0], receiver.addr())],
+        &ids,
+        generous,
+    )
+    .await;
+    wait_connected(&receiver, &sender).await;
+    publish_until_seen(&sender, GossipTopic::Tx, "small before", &[&receiver]).await;
+
+    let oversized = vec![5u8; small.gossip_message_bytes_max * 2];
+    sender
+        .handle
+        .publish_transactions(oversized.clone())
+        .await
+        .unwrap();
+    publish_until_seen(&sender, GossipTopic::Tx, "small after", &[&receiver]).await;
+    assert!(
+        !receiver.saw(|seen| matches!(seen, Seen::Gossip { bytes, .. } if bytes.len() > small.gossip_message_bytes_max)),
+        "{}",
+        receiver.describe()
+    );
+
+    sender.stop().await;
+    receiver.stop().await;
 }
