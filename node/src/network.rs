@@ -120,10 +120,6 @@ pub const DROP_LOG_INTERVAL_MS: u64 = 1_000;
 pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 2_000;
 /// How long `start` waits for every listen address to be bound.
 pub const LISTEN_WAIT_MS: u64 = 5_000;
-/// Ping interval; a failed ping closes the connection.
-pub const PING_INTERVAL_MS: u64 = 5_000;
-/// Ping timeout.
-pub const PING_TIMEOUT_MS: u64 = 10_000;
 
 /// Size and time limits. Gossip and request caps must agree on every node:
 /// a message larger than the receiver's cap is dropped by the receiver.
@@ -148,6 +144,17 @@ pub struct NetworkLimits {
     pub redial_backoff_min_ms: u64,
     /// Largest redial delay; the delay doubles after each failure up to this.
     pub redial_backoff_max_ms: u64,
+    /// Longest a dial may take, TCP connect plus Noise and Yamux handshakes.
+    pub connection_timeout_ms: u64,
+    /// How often each connection is pinged. A silent link (a partition that
+    /// drops packets rather than resetting) is only noticed through ping.
+    pub ping_interval_ms: u64,
+    /// A ping unanswered for this long fails. libp2p's ping forgives the
+    /// first failure and then negotiates a new stream (a fixed 10 s timeout),
+    /// so a silent link is closed after about
+    /// `ping_timeout_ms + ping_interval_ms + 10 s`; then the redial loop
+    /// takes over.
+    pub ping_timeout_ms: u64,
 }
 
 impl Default for NetworkLimits {
@@ -160,6 +167,9 @@ impl Default for NetworkLimits {
             idle_connection_timeout_ms: 3_600_000,
             redial_backoff_min_ms: 250,
             redial_backoff_max_ms: 30_000,
+            connection_timeout_ms: 10_000,
+            ping_interval_ms: 5_000,
+            ping_timeout_ms: 10_000,
         }
     }
 }
@@ -494,6 +504,7 @@ impl Network {
             .with_behaviour(|_| behaviour)
             .map_err(|error| NetworkError::Transport(error.to_string()))?
             .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(idle))
+            .with_connection_timeout(Duration::from_millis(limits.connection_timeout_ms))
             .build();
 
         for topic in [GossipTopic::Tx, GossipTopic::Consensus] {
@@ -585,6 +596,15 @@ fn validate_limits(limits: &NetworkLimits) -> Result<(), NetworkError> {
             "request_timeout_ms must be positive".to_string(),
         ));
     }
+    if limits.ping_interval_ms == 0
+        || limits.ping_timeout_ms == 0
+        || limits.connection_timeout_ms == 0
+    {
+        return Err(NetworkError::InvalidConfig(
+            "ping_interval_ms, ping_timeout_ms and connection_timeout_ms must be positive"
+                .to_string(),
+        ));
+    }
     if limits.idle_connection_timeout_ms == 0 {
         return Err(NetworkError::InvalidConfig(
             "idle_connection_timeout_ms must be positive".to_string(),
@@ -663,8 +683,8 @@ fn build_behaviour(
     ));
     let ping = ping::Behaviour::new(
         ping::Config::new()
-            .with_interval(Duration::from_millis(PING_INTERVAL_MS))
-            .with_timeout(Duration::from_millis(PING_TIMEOUT_MS)),
+            .with_interval(Duration::from_millis(limits.ping_interval_ms))
+            .with_timeout(Duration::from_millis(limits.ping_timeout_ms)),
     );
 
     Ok(Behaviour {

@@ -4,6 +4,8 @@
 //! what each node saw.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +15,9 @@ use custody_node::network::{
 };
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -42,6 +47,9 @@ fn test_limits() -> NetworkLimits {
         idle_connection_timeout_ms: 3_600_000,
         redial_backoff_min_ms: 100,
         redial_backoff_max_ms: 1_000,
+        connection_timeout_ms: 5_000,
+        ping_interval_ms: 1_000,
+        ping_timeout_ms: 5_000,
     }
 }
 
@@ -864,4 +872,167 @@ async fn gossip_over_the_receivers_cap_is_dropped_and_later_gossip_flows() {
 
     sender.stop().await;
     receiver.stop().await;
+}
+
+/// A TCP relay standing for the network between two nodes. While
+/// partitioned it reads and discards everything in both directions, like a
+/// link that silently drops packets (no reset, no FIN); a connection that
+/// lost bytes stays broken, as a Noise session would be.
+struct Relay {
+    addr: Multiaddr,
+    partitioned: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: &Multiaddr) -> Relay {
+        let target = socket_addr(target);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let partitioned = Arc::new(AtomicBool::new(false));
+        let flag = partitioned.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (inbound_read, inbound_write) = inbound.into_split();
+                    let (outbound_read, outbound_write) = outbound.into_split();
+                    let broken = Arc::new(AtomicBool::new(false));
+                    tokio::join!(
+                        pump(inbound_read, outbound_write, flag.clone(), broken.clone()),
+                        pump(outbound_read, inbound_write, flag, broken),
+                    );
+                });
+            }
+        });
+        Relay {
+            addr: format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+            partitioned,
+            task,
+        }
+    }
+
+    fn partition(&self, on: bool) {
+        self.partitioned.store(on, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    partitioned: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if partitioned.load(Ordering::SeqCst) {
+            broken.store(true, Ordering::SeqCst);
+        }
+        if broken.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn socket_addr(address: &Multiaddr) -> SocketAddr {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for part in address.iter() {
+        match part {
+            Protocol::Ip4(value) => ip = Some(value),
+            Protocol::Tcp(value) => port = Some(value),
+            _ => {}
+        }
+    }
+    SocketAddr::from((ip.unwrap(), port.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partition_is_detected_by_ping_and_healed_by_redial() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = NetworkLimits {
+        ping_interval_ms: 300,
+        ping_timeout_ms: 1_000,
+        connection_timeout_ms: 2_000,
+        ..test_limits()
+    };
+    // B dials nobody; A reaches B only through the relay.
+    let b = TestNode::start("B", keys[1].clone(), loopback(), vec![], &ids, limits).await;
+    let relay = Relay::start(&b.addr()).await;
+    let a = TestNode::start(
+        "A",
+        keys[0].clone(),
+        loopback(),
+        vec![(ids[1], relay.addr.clone())],
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    publish_until_seen(&a, GossipTopic::Tx, "before the cut", &[&b]).await;
+
+    relay.partition(true);
+    // ping lets the first timeout pass silently and then opens a new stream,
+    // whose negotiation times out after libp2p's fixed 10 s: detection takes
+    // about ping_timeout + ping_interval + 10 s.
+    let detection_deadline = Instant::now() + Duration::from_millis(WAIT_MS * 2);
+    a.wait_for("A to notice the silent cut", detection_deadline, |seen| {
+        *seen == Seen::Disconnected(ids[1])
+    })
+    .await;
+    let connected_before = a
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|seen| **seen == Seen::Connected(ids[1]))
+        .count();
+    relay.partition(false);
+
+    let deadline = deadline();
+    loop {
+        let connected_now = a
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| **seen == Seen::Connected(ids[1]))
+            .count();
+        if connected_now > connected_before {
+            break;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "A did not reconnect after the cut\n{}\n{}",
+                a.describe(),
+                b.describe()
+            );
+        }
+        a.wait_for_change(Duration::from_millis(200)).await;
+    }
+    publish_until_seen(&a, GossipTopic::Consensus, "after the cut from A", &[&b]).await;
+    publish_until_seen(&b, GossipTopic::Tx, "after the cut from B", &[&a]).await;
+
+    a.stop().await;
+    b.stop().await;
+    drop(relay);
 }
