@@ -40,20 +40,25 @@ use futures::stream::FuturesUnordered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, PublishError, ValidationMode};
-use libp2p::identity::{KeyType, Keypair};
+use libp2p::identity::KeyType;
 use libp2p::request_response::{
     self, InboundFailure, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, identify, noise, ping, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm, SwarmBuilder,
+    allow_block_list, connection_limits, identify, noise, ping, tcp, yamux, StreamProtocol, Swarm,
+    SwarmBuilder,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+// The rest of the node names peers, addresses and the node key through these
+// re-exports, so that libp2p stays a dependency of this module alone.
+pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
 
 /// gossipsub topic for batches of transactions.
 pub const TOPIC_TX: &str = "custody/tx/1";
@@ -283,6 +288,8 @@ pub enum NetworkEvent {
 pub enum NetworkError {
     #[error("invalid network configuration: {0}")]
     InvalidConfig(String),
+    #[error("invalid ed25519 key: {0}")]
+    InvalidKey(String),
     #[error("the node key must be ed25519, not {0:?}")]
     NodeKeyNotEd25519(KeyType),
     #[error("could not build the libp2p transport: {0}")]
@@ -526,19 +533,19 @@ impl Network {
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_PENDING_MAX);
         let (events_tx, events_rx) = mpsc::channel(EVENTS_PENDING_MAX);
         let now = Instant::now();
-        let redial = peers
-            .iter()
-            .map(|(peer, address)| {
-                let state = RedialState {
-                    address: address.clone(),
-                    backoff_ms: limits.redial_backoff_min_ms,
-                    next_attempt: now,
-                    established_at: None,
-                    attempts: 0,
-                };
-                (*peer, state)
-            })
-            .collect();
+        let mut redial: HashMap<PeerId, RedialState> = HashMap::new();
+        for (peer, address) in &peers {
+            let state = redial.entry(*peer).or_insert_with(|| RedialState {
+                addresses: Vec::new(),
+                backoff_ms: limits.redial_backoff_min_ms,
+                next_attempt: now,
+                established_at: None,
+                attempts: 0,
+            });
+            if !state.addresses.contains(address) {
+                state.addresses.push(address.clone());
+            }
+        }
         let mut driver = Driver {
             swarm,
             limits,
@@ -552,6 +559,7 @@ impl Network {
             jitter: std::collections::hash_map::RandomState::new(),
             gossip_dropped: DropLog::default(),
             requests_dropped: DropLog::default(),
+            refused_logged: DropLog::default(),
         };
         let listen_addrs = driver.listen(&config.listen).await?;
         tracing::info!(
@@ -570,6 +578,38 @@ impl Network {
         };
         Ok((handle, events_rx, join))
     }
+}
+
+/// A fresh random ed25519 node key.
+pub fn generate_node_key() -> Keypair {
+    Keypair::generate_ed25519()
+}
+
+/// The node key for a 32-byte ed25519 secret (for instance the department's
+/// validator key, so that its PeerId follows from its public key).
+pub fn node_key_from_ed25519_secret(secret: [u8; 32]) -> Result<Keypair, NetworkError> {
+    let mut secret = secret;
+    Keypair::ed25519_from_bytes(&mut secret)
+        .map_err(|error| NetworkError::InvalidKey(error.to_string()))
+}
+
+/// The PeerId of the node whose ed25519 public key is `public`: what goes in
+/// [`NetworkConfig::allowed`] and [`NetworkConfig::peers`] for that node.
+pub fn peer_id_from_ed25519_public(public: [u8; 32]) -> Result<PeerId, NetworkError> {
+    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(&public)
+        .map_err(|error| NetworkError::InvalidKey(error.to_string()))?;
+    Ok(libp2p::identity::PublicKey::from(public).to_peer_id())
+}
+
+/// The 32-byte ed25519 public key behind a PeerId, when the PeerId embeds
+/// one (every ed25519 PeerId does).
+pub fn ed25519_public_of_peer_id(peer: &PeerId) -> Option<[u8; 32]> {
+    // Small keys are inlined with the identity multihash (code 0).
+    if peer.as_ref().code() != 0 {
+        return None;
+    }
+    let public = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    Some(public.try_into_ed25519().ok()?.to_bytes())
 }
 
 fn validate_limits(limits: &NetworkLimits) -> Result<(), NetworkError> {
@@ -847,7 +887,8 @@ impl request_response::Codec for FrameCodec {
 
 /// Redial bookkeeping for one configured peer.
 struct RedialState {
-    address: Multiaddr,
+    /// Every configured address of the peer; a dial tries them all.
+    addresses: Vec<Multiaddr>,
     backoff_ms: u64,
     next_attempt: Instant,
     established_at: Option<Instant>,
@@ -878,6 +919,7 @@ struct Driver {
     jitter: std::collections::hash_map::RandomState,
     gossip_dropped: DropLog,
     requests_dropped: DropLog,
+    refused_logged: DropLog,
 }
 
 /// Counts drops and logs at most once per [`DROP_LOG_INTERVAL_MS`], so that a
@@ -1185,11 +1227,14 @@ impl Driver {
                         .downcast_ref::<allow_block_list::NotAllowed>()
                         .is_some()
                     {
-                        tracing::warn!(
-                            peer = ?peer_id,
-                            address = %send_back_addr,
-                            "refused connection from a peer outside the allowed set"
-                        );
+                        self.refused_logged.record(|refused| {
+                            tracing::warn!(
+                                peer = ?peer_id,
+                                address = %send_back_addr,
+                                refused,
+                                "refused connection from a peer outside the allowed set"
+                            );
+                        });
                     } else {
                         tracing::warn!(
                             peer = ?peer_id,
@@ -1300,17 +1345,17 @@ impl Driver {
                 self.jitter.hash_one((peer, state.attempts)) % (state.backoff_ms / 4 + 1);
             state.next_attempt = now + Duration::from_millis(state.backoff_ms + jitter_ms);
             state.backoff_ms = state.backoff_ms.saturating_mul(2).min(max);
-            to_dial.push((*peer, state.address.clone(), state.attempts));
+            to_dial.push((*peer, state.addresses.clone(), state.attempts));
         }
-        for (peer, address, attempt) in to_dial {
+        for (peer, addresses, attempt) in to_dial {
             let opts = DialOpts::peer_id(peer)
-                .addresses(vec![address.clone()])
+                .addresses(addresses.clone())
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             match self.swarm.dial(opts) {
-                Ok(()) => tracing::debug!(%peer, %address, attempt, "dialing peer"),
+                Ok(()) => tracing::debug!(%peer, ?addresses, attempt, "dialing peer"),
                 Err(DialError::DialPeerConditionFalse(_)) => {}
-                Err(error) => tracing::debug!(%peer, %address, %error, "dial not started"),
+                Err(error) => tracing::debug!(%peer, ?addresses, %error, "dial not started"),
             }
         }
     }
@@ -1652,6 +1697,25 @@ mod tests {
         assert_eq!(a, content_message_id(&message(TOPIC_TX, b"x")));
         assert_ne!(a, content_message_id(&message(TOPIC_CONSENSUS, b"x")));
         assert_ne!(a, content_message_id(&message(TOPIC_TX, b"y")));
+    }
+
+    #[test]
+    fn peer_ids_follow_from_ed25519_keys() {
+        let secret = [7u8; 32];
+        let key = node_key_from_ed25519_secret(secret).unwrap();
+        let public = key.public().try_into_ed25519().unwrap().to_bytes();
+        let peer = peer_id_from_ed25519_public(public).unwrap();
+        assert_eq!(peer, key.public().to_peer_id());
+        assert_eq!(ed25519_public_of_peer_id(&peer), Some(public));
+        assert_eq!(
+            node_key_from_ed25519_secret(secret)
+                .unwrap()
+                .public()
+                .to_peer_id(),
+            peer,
+            "the same secret gives the same PeerId"
+        );
+        assert_ne!(generate_node_key().public().to_peer_id(), peer);
     }
 
     #[test]

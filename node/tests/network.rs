@@ -10,11 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custody_node::network::{
-    GossipTopic, Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
-    RequestProtocol, EVENTS_PENDING_MAX,
+    GossipTopic, Keypair, Multiaddr, Network, NetworkConfig, NetworkError, NetworkEvent,
+    NetworkHandle, NetworkLimits, PeerId, RequestProtocol, EVENTS_PENDING_MAX,
 };
-use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
