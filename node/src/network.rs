@@ -102,6 +102,16 @@ pub const FRAME_LENGTH_PREFIX_BYTES: usize = 4;
 /// until the connection is replaced. The configured cap is enforced above
 /// the framing (on publish, and on delivery with a `Reject`).
 pub const GOSSIP_MESSAGE_BYTES_CEILING: usize = 16 * 1024 * 1024;
+/// First byte of a gossip payload on the wire: a plain publish. Its message
+/// id is the content hash, so identical bytes published again (by anyone)
+/// within the duplicate window are one message.
+pub const GOSSIP_KIND_PLAIN: u8 = 0;
+/// First byte of a gossip payload on the wire: a re-broadcast, followed by
+/// [`GOSSIP_NONCE_BYTES`] of nonce that make its message id new, so that it
+/// is delivered again even to peers that saw the same bytes before.
+pub const GOSSIP_KIND_REBROADCAST: u8 = 1;
+/// Nonce length in a re-broadcast.
+pub const GOSSIP_NONCE_BYTES: usize = 8;
 /// Room for the gossipsub envelope (protobuf framing, topic, signature, key,
 /// piggybacked control messages) above the largest payload.
 pub const GOSSIP_ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -110,6 +120,13 @@ pub const GOSSIP_ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
 pub const GOSSIP_HEARTBEAT_MS: u64 = 700;
 /// Delay before the first gossipsub heartbeat (default is 5 s).
 pub const GOSSIP_HEARTBEAT_INITIAL_DELAY_MS: u64 = 100;
+/// Heartbeats for which gossipsub keeps a message to answer IWANT requests
+/// (its default).
+pub const GOSSIP_HISTORY_HEARTBEATS: usize = 5;
+/// Shortest allowed duplicate window: longer than a message stays
+/// retrievable through IHAVE/IWANT (history × heartbeat = 3.5 s), so that a
+/// message is never fetched again by a node that already forgot seeing it.
+pub const GOSSIP_DUPLICATE_CACHE_MIN_MS: u64 = 4_000;
 /// How often the redial loop looks at configured peers.
 pub const REDIAL_CHECK_INTERVAL_MS: u64 = 100;
 /// A connection that stayed up this long resets the redial backoff; shorter
@@ -142,6 +159,14 @@ pub struct NetworkLimits {
     /// How long an outbound request waits for its response, and how long the
     /// node has to answer an inbound one.
     pub request_timeout_ms: u64,
+    /// How long a published or received gossip message id is remembered.
+    /// Within this window identical bytes on the same topic are one message:
+    /// publishing them again succeeds without sending anything. gossipsub
+    /// forgets old ids only when a new message comes or goes, so on a quiet
+    /// network the window can last much longer: re-broadcasts must use
+    /// [`NetworkHandle::rebroadcast_consensus`]. At least
+    /// [`GOSSIP_DUPLICATE_CACHE_MIN_MS`]; must agree on every node.
+    pub gossip_duplicate_cache_ms: u64,
     /// How long a connection with no open stream is kept (long: members stay
     /// connected).
     pub idle_connection_timeout_ms: u64,
@@ -169,6 +194,9 @@ impl Default for NetworkLimits {
             request_bytes_max: 1024 * 1024,
             response_bytes_max: 16 * 1024 * 1024,
             request_timeout_ms: 10_000,
+            // gossipsub's default is 60 s, which would swallow a minute of
+            // consensus re-broadcasts.
+            gossip_duplicate_cache_ms: 5_000,
             idle_connection_timeout_ms: 3_600_000,
             redial_backoff_min_ms: 250,
             redial_backoff_max_ms: 30_000,
@@ -328,6 +356,7 @@ enum Command {
     Publish {
         topic: GossipTopic,
         bytes: Vec<u8>,
+        rebroadcast: bool,
         reply: oneshot::Sender<Result<(), NetworkError>>,
     },
     Request {
@@ -377,7 +406,9 @@ impl NetworkHandle {
     }
 
     /// Gossips a batch of transactions. Publishing bytes identical to a
-    /// recent message is a success (nothing is sent twice).
+    /// recent message is a success that sends nothing (see
+    /// [`NetworkLimits::gossip_duplicate_cache_ms`]); use
+    /// [`Self::rebroadcast`] to send them again.
     pub async fn publish_transactions(&self, bytes: Vec<u8>) -> Result<(), NetworkError> {
         self.publish(GossipTopic::Tx, bytes).await
     }
@@ -390,6 +421,33 @@ impl NetworkHandle {
     /// Gossips on a topic. [`NetworkError::NoPeersSubscribed`] means nobody
     /// would receive it now; the caller may ignore it.
     pub async fn publish(&self, topic: GossipTopic, bytes: Vec<u8>) -> Result<(), NetworkError> {
+        self.publish_with(topic, bytes, false).await
+    }
+
+    /// Sends a consensus message again, even if identical bytes went out
+    /// moments ago: unlike [`Self::publish_consensus`] it is never swallowed
+    /// as a duplicate, and every peer receives it again (so the receiving
+    /// side must treat repeated messages as harmless). Use it for the
+    /// periodic re-broadcast of votes that Tendermint's liveness needs.
+    pub async fn rebroadcast_consensus(&self, bytes: Vec<u8>) -> Result<(), NetworkError> {
+        self.publish_with(GossipTopic::Consensus, bytes, true).await
+    }
+
+    /// [`Self::rebroadcast_consensus`] for any topic.
+    pub async fn rebroadcast(
+        &self,
+        topic: GossipTopic,
+        bytes: Vec<u8>,
+    ) -> Result<(), NetworkError> {
+        self.publish_with(topic, bytes, true).await
+    }
+
+    async fn publish_with(
+        &self,
+        topic: GossipTopic,
+        bytes: Vec<u8>,
+        rebroadcast: bool,
+    ) -> Result<(), NetworkError> {
         let max = self.limits.gossip_message_bytes_max;
         if bytes.len() > max {
             return Err(NetworkError::MessageTooLarge {
@@ -401,6 +459,7 @@ impl NetworkHandle {
         self.send(Command::Publish {
             topic,
             bytes,
+            rebroadcast,
             reply,
         })
         .await?;
@@ -560,6 +619,8 @@ impl Network {
             gossip_dropped: DropLog::default(),
             requests_dropped: DropLog::default(),
             refused_logged: DropLog::default(),
+            rebroadcast_nonce: std::collections::hash_map::RandomState::new()
+                .hash_one(std::time::SystemTime::now()),
         };
         let listen_addrs = driver.listen(&config.listen).await?;
         tracing::info!(
@@ -631,6 +692,12 @@ fn validate_limits(limits: &NetworkLimits) -> Result<(), NetworkError> {
             limits.gossip_message_bytes_max
         )));
     }
+    if limits.gossip_duplicate_cache_ms < GOSSIP_DUPLICATE_CACHE_MIN_MS {
+        return Err(NetworkError::InvalidConfig(format!(
+            "gossip_duplicate_cache_ms is {}; it must be at least {GOSSIP_DUPLICATE_CACHE_MIN_MS}",
+            limits.gossip_duplicate_cache_ms
+        )));
+    }
     if limits.request_timeout_ms == 0 {
         return Err(NetworkError::InvalidConfig(
             "request_timeout_ms must be positive".to_string(),
@@ -695,7 +762,7 @@ fn build_behaviour(
 
     let gossipsub = gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),
-        gossipsub_config(allowed.len())?,
+        gossipsub_config(allowed.len(), limits)?,
     )
     .map_err(|reason| NetworkError::Gossipsub(reason.to_string()))?;
 
@@ -739,7 +806,10 @@ fn build_behaviour(
 }
 
 /// gossipsub tuned for a handful of known peers rather than a public mesh.
-fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError> {
+fn gossipsub_config(
+    peer_count: usize,
+    limits: &NetworkLimits,
+) -> Result<gossipsub::Config, NetworkError> {
     // Mesh sized to the other members (n - 1), keeping gossipsub's rules:
     // mesh_outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high and
     // 2 * mesh_outbound_min <= mesh_n.
@@ -760,6 +830,8 @@ fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError
         .gossip_lazy(mesh_n)
         .heartbeat_initial_delay(Duration::from_millis(GOSSIP_HEARTBEAT_INITIAL_DELAY_MS))
         .heartbeat_interval(Duration::from_millis(GOSSIP_HEARTBEAT_MS))
+        .history_length(GOSSIP_HISTORY_HEARTBEATS)
+        .duplicate_cache_time(Duration::from_millis(limits.gossip_duplicate_cache_ms))
         .flood_publish(true)
         .validation_mode(ValidationMode::Strict)
         .message_id_fn(content_message_id)
@@ -772,8 +844,34 @@ fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError
         .map_err(|error| NetworkError::Gossipsub(error.to_string()))
 }
 
-/// Message id = SHA-256 over (topic, payload): the same bytes published twice
-/// (or by two nodes) are one message; the same bytes on two topics are two.
+/// Wraps a payload for the wire: a kind byte, then for a re-broadcast its
+/// nonce, then the payload.
+fn encode_gossip(rebroadcast_nonce: Option<u64>, payload: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + GOSSIP_NONCE_BYTES + payload.len());
+    match rebroadcast_nonce {
+        None => data.push(GOSSIP_KIND_PLAIN),
+        Some(nonce) => {
+            data.push(GOSSIP_KIND_REBROADCAST);
+            data.extend_from_slice(&nonce.to_be_bytes());
+        }
+    }
+    data.extend_from_slice(payload);
+    data
+}
+
+/// The payload inside a wire gossip message, or `None` if it is malformed.
+fn decode_gossip(data: &[u8]) -> Option<&[u8]> {
+    let (kind, rest) = data.split_first()?;
+    match *kind {
+        GOSSIP_KIND_PLAIN => Some(rest),
+        GOSSIP_KIND_REBROADCAST => rest.get(GOSSIP_NONCE_BYTES..),
+        _ => None,
+    }
+}
+
+/// Message id = SHA-256 over (topic, wire data): the same bytes published
+/// twice (or by two nodes) are one message; the same bytes on two topics are
+/// two; a re-broadcast's nonce makes it a new message.
 fn content_message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
     let topic = message.topic.as_str().as_bytes();
     let mut hasher = Sha256::new();
@@ -920,6 +1018,9 @@ struct Driver {
     gossip_dropped: DropLog,
     requests_dropped: DropLog,
     refused_logged: DropLog,
+    /// Last re-broadcast nonce; starts at a random value so that a restarted
+    /// node does not repeat the ids of its previous run.
+    rebroadcast_nonce: u64,
 }
 
 /// Counts drops and logs at most once per [`DROP_LOG_INTERVAL_MS`], so that a
@@ -1063,13 +1164,19 @@ impl Driver {
             Command::Publish {
                 topic,
                 bytes,
+                rebroadcast,
                 reply,
             } => {
+                let nonce = rebroadcast.then(|| {
+                    self.rebroadcast_nonce = self.rebroadcast_nonce.wrapping_add(1);
+                    self.rebroadcast_nonce
+                });
+                let data = encode_gossip(nonce, &bytes);
                 let result = match self
                     .swarm
                     .behaviour_mut()
                     .gossipsub
-                    .publish(topic.ident(), bytes)
+                    .publish(topic.ident(), data)
                 {
                     Ok(_) | Err(PublishError::Duplicate) => Ok(()),
                     Err(PublishError::NoPeersSubscribedToTopic) => {
@@ -1417,13 +1524,17 @@ impl Driver {
             tracing::warn!(author = %from, %via, %topic, "gossip authored outside the allowed set rejected");
             return None;
         }
+        let Some(payload) = decode_gossip(&message.data) else {
+            tracing::warn!(author = %from, %via, %topic, "malformed gossip envelope rejected");
+            return None;
+        };
         let max = self.limits.gossip_message_bytes_max;
-        if message.data.len() > max {
+        if payload.len() > max {
             tracing::warn!(
                 author = %from,
                 %via,
                 %topic,
-                bytes = message.data.len(),
+                bytes = payload.len(),
                 max,
                 "gossip over the configured cap rejected"
             );
@@ -1453,7 +1564,10 @@ impl Driver {
                 let Some((topic, from)) = verdict else {
                     return;
                 };
-                let bytes = message.data;
+                // `check_gossip` accepted the envelope, so this succeeds.
+                let bytes = decode_gossip(&message.data)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
                 let length = bytes.len();
                 match self
                     .events
@@ -1679,9 +1793,40 @@ mod tests {
     }
 
     #[test]
+    fn gossip_envelope_round_trips() {
+        assert_eq!(
+            decode_gossip(&encode_gossip(None, b"vote")),
+            Some(&b"vote"[..])
+        );
+        assert_eq!(
+            decode_gossip(&encode_gossip(Some(9), b"vote")),
+            Some(&b"vote"[..])
+        );
+        assert_eq!(decode_gossip(&encode_gossip(None, b"")), Some(&b""[..]));
+        assert_ne!(
+            encode_gossip(Some(1), b"vote"),
+            encode_gossip(Some(2), b"vote")
+        );
+    }
+
+    #[test]
+    fn malformed_gossip_envelopes_are_refused_without_a_panic() {
+        assert_eq!(decode_gossip(&[]), None);
+        assert_eq!(decode_gossip(&[GOSSIP_KIND_REBROADCAST, 1, 2, 3]), None);
+        assert_eq!(decode_gossip(&[7, 1, 2, 3]), None);
+        for length in 0..32 {
+            for kind in 0..4u8 {
+                let mut data = vec![kind];
+                data.extend(std::iter::repeat_n(0xAB, length));
+                let _ = decode_gossip(&data);
+            }
+        }
+    }
+
+    #[test]
     fn gossipsub_config_builds_for_small_and_large_memberships() {
         for peers in [0, 1, 2, 3, 4, 6, 9, 30, 100] {
-            gossipsub_config(peers).unwrap();
+            gossipsub_config(peers, &NetworkLimits::default()).unwrap();
         }
     }
 

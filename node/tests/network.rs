@@ -42,6 +42,7 @@ fn test_limits() -> NetworkLimits {
         request_bytes_max: 64 * 1024,
         response_bytes_max: 128 * 1024,
         request_timeout_ms: 5_000,
+        gossip_duplicate_cache_ms: 4_000,
         idle_connection_timeout_ms: 3_600_000,
         redial_backoff_min_ms: 100,
         redial_backoff_max_ms: 1_000,
@@ -204,11 +205,17 @@ impl TestNode {
 
     /// Waits until `predicate` holds for something this node saw.
     async fn wait_for(&self, what: &str, deadline: Instant, predicate: impl Fn(&Seen) -> bool) {
+        self.wait_until(what, deadline, |seen| seen.iter().any(&predicate))
+            .await
+    }
+
+    /// Waits until `condition` holds for everything this node saw.
+    async fn wait_until(&self, what: &str, deadline: Instant, condition: impl Fn(&[Seen]) -> bool) {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.saw(&predicate) {
+            if condition(&self.seen.lock().unwrap()) {
                 return;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -1033,4 +1040,56 @@ async fn a_silent_partition_is_detected_by_ping_and_healed_by_redial() {
     a.stop().await;
     b.stop().await;
     drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebroadcast_is_delivered_again_while_a_plain_duplicate_is_not() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = test_limits();
+    let a = TestNode::start("A", keys[0].clone(), loopback(), vec![], &ids, limits).await;
+    let b = TestNode::start(
+        "B",
+        keys[1].clone(),
+        loopback(),
+        vec![(ids[0], a.addr())],
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    let vote = publish_until_seen(&a, GossipTopic::Consensus, "the same vote", &[&b]).await;
+    let copies = |node: &TestNode| {
+        node.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| matches!(seen, Seen::Gossip { bytes, .. } if *bytes == vote))
+            .count()
+    };
+
+    // Inside the window a re-broadcast is accepted and not sent.
+    a.handle.publish_consensus(vote.clone()).await.unwrap();
+    b.wait_for_change(Duration::from_millis(500)).await;
+    assert_eq!(copies(&b), 1, "{}", b.describe());
+
+    // A re-broadcast goes out at once and every copy arrives.
+    for expected in 2..=4 {
+        a.handle.rebroadcast_consensus(vote.clone()).await.unwrap();
+        b.wait_until("the re-broadcast vote", deadline(), |seen| {
+            seen.iter()
+                .filter(|seen| matches!(seen, Seen::Gossip { bytes, .. } if *bytes == vote))
+                .count()
+                >= expected
+        })
+        .await;
+    }
+    // And a plain publish of the same bytes is still a duplicate.
+    a.handle.publish_consensus(vote.clone()).await.unwrap();
+    b.wait_for_change(Duration::from_millis(500)).await;
+    assert_eq!(copies(&b), 4, "{}", b.describe());
+
+    a.stop().await;
+    b.stop().await;
 }
