@@ -9,7 +9,11 @@
 //! - TCP + Noise + Yamux transport.
 //! - gossipsub on two topics, [`GossipTopic::Tx`] (`custody/tx/1`) and
 //!   [`GossipTopic::Consensus`] (`custody/consensus/1`), with signed messages
-//!   checked strictly and content-hash message ids.
+//!   checked strictly and content-hash message ids. On the wire a payload is
+//!   preceded by one kind byte ([`GOSSIP_KIND_PLAIN`]) or, for a
+//!   re-broadcast, a kind byte and an 8-byte nonce
+//!   ([`GOSSIP_KIND_REBROADCAST`]), so that a re-broadcast is a new message
+//!   while a plain re-publish of identical bytes is a duplicate.
 //! - request-response on two protocols, [`RequestProtocol::Sync`]
 //!   (`/custody/sync/1`) and [`RequestProtocol::Blob`] (`/custody/blob/1`),
 //!   each a single length-prefixed frame of opaque bytes with explicit caps.

@@ -26,6 +26,8 @@ const QUIET_WINDOW_MS: u64 = 3_000;
 /// Request body that makes the test responder answer with more than the
 /// response cap.
 const OVERSIZED_REPLY_REQUEST: &[u8] = b"please answer with too many bytes";
+/// Request body that makes the test responder drop the reply unanswered.
+const UNANSWERED_REQUEST: &[u8] = b"please do not answer";
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -146,15 +148,16 @@ impl TestNode {
                             bytes,
                             reply,
                         } => {
-                            let answer = if bytes == OVERSIZED_REPLY_REQUEST {
-                                vec![7u8; response_cap + 1]
+                            if bytes == UNANSWERED_REQUEST {
+                                drop(reply);
+                            } else if bytes == OVERSIZED_REPLY_REQUEST {
+                                let _ = reply.send(vec![7u8; response_cap + 1]);
                             } else {
                                 let mut answer = protocol.name().as_bytes().to_vec();
                                 answer.push(b':');
                                 answer.extend_from_slice(&bytes);
-                                answer
-                            };
-                            let _ = reply.send(answer);
+                                let _ = reply.send(answer);
+                            }
                             Seen::Request {
                                 peer,
                                 protocol,
@@ -430,6 +433,20 @@ async fn requests_are_answered_on_both_protocols() {
         .await
         .unwrap();
     assert_eq!(answer.len(), "/custody/blob/1:".len() + big.len());
+
+    // A request the node drops fails at once rather than timing out.
+    match a
+        .handle
+        .request(
+            b.peer_id(),
+            RequestProtocol::Sync,
+            UNANSWERED_REQUEST.to_vec(),
+        )
+        .await
+    {
+        Err(NetworkError::RequestFailed { .. }) => {}
+        other => panic!("expected RequestFailed, got {other:?}"),
+    }
 
     b.wait_for("the sync request from A", deadline(), |seen| {
         matches!(seen, Seen::Request { peer, protocol: RequestProtocol::Sync, .. } if *peer == a.peer_id())
@@ -1092,4 +1109,30 @@ async fn a_rebroadcast_is_delivered_again_while_a_plain_duplicate_is_not() {
 
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_network_answers_every_call_with_stopped() {
+    init_tracing();
+    let key = Keypair::generate_ed25519();
+    let id = key.public().to_peer_id();
+    let node = TestNode::start("A", key, loopback(), vec![], &[id], test_limits()).await;
+    let handle = node.handle.clone();
+    node.stop().await;
+    assert!(matches!(
+        handle.publish_consensus(b"late".to_vec()).await,
+        Err(NetworkError::Stopped)
+    ));
+    assert!(matches!(
+        handle
+            .request(id, RequestProtocol::Sync, b"late".to_vec())
+            .await,
+        Err(NetworkError::Stopped)
+    ));
+    assert!(matches!(
+        handle.connected_peers().await,
+        Err(NetworkError::Stopped)
+    ));
+    // Shutting down twice is harmless.
+    handle.shutdown().await;
 }
