@@ -1136,3 +1136,68 @@ async fn a_stopped_network_answers_every_call_with_stopped() {
     // Shutting down twice is harmless.
     handle.shutdown().await;
 }
+
+/// A free loopback port: bound, read and released. Another process could
+/// take it in between, which is acceptable in a test.
+fn free_loopback_addr() -> Multiaddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_members_that_all_dial_each_other_form_one_network() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let addrs: Vec<Multiaddr> = (0..4).map(|_| free_loopback_addr()).collect();
+    // As in production: every node gets the same member list, itself
+    // included, and a dead address listed before each live one.
+    let dead: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+    let mut members: Vec<(PeerId, Multiaddr)> = Vec::new();
+    for (id, addr) in ids.iter().zip(&addrs) {
+        members.push((*id, dead.clone()));
+        members.push((*id, addr.clone()));
+    }
+    let names = ["A", "B", "C", "D"];
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        nodes.push(
+            TestNode::start(
+                names[index],
+                keys[index].clone(),
+                addrs[index].clone(),
+                members.clone(),
+                &ids,
+                test_limits(),
+            )
+            .await,
+        );
+    }
+    for first in 0..4 {
+        for second in (first + 1)..4 {
+            wait_connected(&nodes[first], &nodes[second]).await;
+        }
+    }
+    for (index, sender) in nodes.iter().enumerate() {
+        let others: Vec<&TestNode> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, node)| node)
+            .collect();
+        // Labels name the sender: identical bytes from two authors would be
+        // one message under content-hash ids.
+        let vote = format!("vote from {}", sender.name);
+        publish_until_seen(sender, GossipTopic::Consensus, &vote, &others).await;
+        let batch = format!("batch from {}", sender.name);
+        publish_until_seen(sender, GossipTopic::Tx, &batch, &others).await;
+    }
+    for node in &nodes {
+        let peers = node.handle.connected_peers().await.unwrap();
+        assert_eq!(peers.len(), 3, "{}: {peers:?}", node.name);
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
