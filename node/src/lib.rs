@@ -1,1 +1,3 @@
 //! custody-node
+
+pub mod network;
