@@ -1,0 +1,672 @@
+//! The sled store: the only module that knows sled.
+//!
+//! One sled tree holds everything under one-byte key prefixes, so that a
+//! block, its certificate, its state changes and its indexes are written by
+//! one atomic `apply_batch` and flushed to disk before [`Store::commit`]
+//! returns. Values are the canonical postcard bytes of the ledger types;
+//! blocks and certificates are kept exactly as they will be re-hashed by
+//! verification.
+//!
+//! Key layout (heights and sequence numbers are 8-byte big-endian so that
+//! byte order is numeric order):
+//!
+//! | prefix | key | value |
+//! | --- | --- | --- |
+//! | `G` | — | genesis |
+//! | `I` | — | [`ChainInfo`] |
+//! | `P` | — | [`Parameters`] |
+//! | `B` | height | block |
+//! | `C` | height | commit certificate of that block |
+//! | `H` | block hash | height |
+//! | `T` | tx id | [`TxLocation`] |
+//! | `D` | department id | [`Department`] |
+//! | `M` | member key | [`Member`] |
+//! | `N` | signer key | last nonce (u64 big-endian) |
+//! | `O` | document id | [`Document`] |
+//! | `E` | document id, 0x00, sequence | [`DocumentEvent`] |
+//! | `R` | proposal id | [`Proposal`] |
+//! | `V` | height | [`ValidatorSet`] in force from that height |
+
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::block::Block;
+use crate::certificate::CommitCertificate;
+use crate::encoding::{self, DecodeError};
+use crate::genesis::{Genesis, GenesisError};
+use crate::records::{
+    Department, Document, DocumentEvent, Member, Parameters, Proposal, TxLocation, ValidatorSet,
+};
+use crate::state::{self, ChainInfo, StateChanges, StateDigest, StateView, ViewError};
+use crate::tx::SignedTransaction;
+use crate::types::{
+    BlockHash, DepartmentId, DocumentId, Hash32, Height, Nonce, ProposalId, PublicKey, TxId,
+};
+
+/// Largest page any list query returns.
+pub const PAGE_LIMIT_MAX: usize = 1000;
+
+const GENESIS: &[u8] = b"G";
+const CHAIN: &[u8] = b"I";
+const PARAMETERS: &[u8] = b"P";
+const BLOCK: u8 = b'B';
+const CERTIFICATE: u8 = b'C';
+const BLOCK_HASH: u8 = b'H';
+const TX: u8 = b'T';
+const DEPARTMENT: u8 = b'D';
+const MEMBER: u8 = b'M';
+const NONCE: u8 = b'N';
+const DOCUMENT: u8 = b'O';
+const EVENT: u8 = b'E';
+const PROPOSAL: u8 = b'R';
+const VALIDATOR_SET: u8 = b'V';
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(String),
+    #[error("stored {what} at key {key} is corrupt: {error}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        error: DecodeError,
+    },
+    #[error("the store at this path holds no chain; initialise it with a genesis")]
+    NotInitialized,
+    #[error("the store holds chain with genesis {stored}, not the given genesis {given}")]
+    GenesisMismatch { stored: Hash32, given: Hash32 },
+    #[error("stored genesis is invalid: {0}")]
+    Genesis(#[from] GenesisError),
+    #[error("block height {found} is not the next height {expected}")]
+    NotNextBlock { expected: Height, found: Height },
+    #[error("block's previous hash {found} is not the last block {expected}")]
+    WrongParent {
+        expected: BlockHash,
+        found: BlockHash,
+    },
+    #[error("certificate is for height {height} block {hash}, not the block being committed")]
+    CertificateMismatch { height: Height, hash: BlockHash },
+    #[error("state changes are for height {found}, not the block's height {expected}")]
+    ChangesMismatch { expected: Height, found: Height },
+    #[error("page limit {0} is out of range 1..={PAGE_LIMIT_MAX}")]
+    BadPageLimit(usize),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+/// A committed transaction with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTransaction {
+    pub transaction: SignedTransaction,
+    pub location: TxLocation,
+    pub block_hash: BlockHash,
+}
+
+/// One page of a list; pass `next` back as the cursor for the next page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+/// The ledger's durable store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn height_key(prefix: u8, height: Height) -> Vec<u8> {
+    key(prefix, &height.0.to_be_bytes())
+}
+
+fn event_key(document: &DocumentId, sequence: u64) -> Vec<u8> {
+    let mut k = event_prefix(document);
+    k.extend_from_slice(&sequence.to_be_bytes());
+    k
+}
+
+fn event_prefix(document: &DocumentId) -> Vec<u8> {
+    // Document ids never contain 0x00, so the separator keeps one
+    // document's events apart from another whose id extends this one.
+    let mut k = key(EVENT, document.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+fn decode_at<T: Serialize + DeserializeOwned>(
+    what: &'static str,
+    k: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    encoding::decode(bytes).map_err(|error| StoreError::Corrupt {
+        what,
+        key: hex::encode(k),
+        error,
+    })
+}
+
+fn check_limit(limit: usize) -> Result<(), StoreError> {
+    if limit == 0 || limit > PAGE_LIMIT_MAX {
+        return Err(StoreError::BadPageLimit(limit));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Open an existing store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let store = Self::open_raw(path)?;
+        if store.tree.get(GENESIS)?.is_none() {
+            return Err(StoreError::NotInitialized);
+        }
+        Ok(store)
+    }
+
+    /// Open the store at `path`, writing the genesis state if it is new, or
+    /// checking that it holds the chain of this genesis if not.
+    pub fn open_or_init(path: &Path, genesis: &Genesis) -> Result<Store, StoreError> {
+        let store = Self::open_raw(path)?;
+        match store.tree.get(GENESIS)? {
+            Some(bytes) => {
+                let stored = Genesis::from_bytes(&bytes)?;
+                if stored.hash() != genesis.hash() {
+                    return Err(StoreError::GenesisMismatch {
+                        stored: stored.hash(),
+                        given: genesis.hash(),
+                    });
+                }
+            }
+            None => {
+                let mut batch = sled::Batch::default();
+                store.write_changes(&mut batch, &state::genesis_changes(genesis));
+                batch.insert(GENESIS, genesis.to_bytes());
+                store.tree.apply_batch(batch)?;
+                store.db.flush()?;
+            }
+        }
+        Ok(store)
+    }
+
+    fn open_raw(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        let tree = db.open_tree("custody")?;
+        Ok(Store { db, tree })
+    }
+
+    fn get<T: Serialize + DeserializeOwned>(
+        &self,
+        what: &'static str,
+        k: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.tree.get(k)? {
+            Some(bytes) => decode_at(what, k, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The genesis this store was initialised with.
+    pub fn genesis(&self) -> Result<Genesis, StoreError> {
+        let bytes = self.tree.get(GENESIS)?.ok_or(StoreError::NotInitialized)?;
+        Ok(Genesis::from_bytes(&bytes)?)
+    }
+
+    /// Where the chain stands.
+    pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
+        self.get("chain info", CHAIN)?
+            .ok_or(StoreError::NotInitialized)
+    }
+
+    /// Last committed height (0 before the first block).
+    pub fn latest_height(&self) -> Result<Height, StoreError> {
+        Ok(self.chain_info()?.height)
+    }
+
+    /// Write a block, its certificate and the changes it makes (from
+    /// [`state::apply_block`]) in one atomic batch, flushed to disk before
+    /// returning. The caller has checked the certificate; this checks that
+    /// the three belong together and extend the stored chain.
+    pub fn commit(
+        &self,
+        block: &Block,
+        certificate: &CommitCertificate,
+        changes: &StateChanges,
+    ) -> Result<(), StoreError> {
+        let chain = self.chain_info()?;
+        let height = block.header.height;
+        if height != chain.height.next() {
+            return Err(StoreError::NotNextBlock {
+                expected: chain.height.next(),
+                found: height,
+            });
+        }
+        if block.header.previous_block_hash != chain.last_block_hash {
+            return Err(StoreError::WrongParent {
+                expected: chain.last_block_hash,
+                found: block.header.previous_block_hash,
+            });
+        }
+        let hash = block.hash();
+        if certificate.height != height || certificate.block_hash != hash {
+            return Err(StoreError::CertificateMismatch {
+                height: certificate.height,
+                hash: certificate.block_hash,
+            });
+        }
+        if changes.chain.height != height || changes.chain.last_block_hash != hash {
+            return Err(StoreError::ChangesMismatch {
+                expected: height,
+                found: changes.chain.height,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(height_key(BLOCK, height), block.to_bytes());
+        batch.insert(height_key(CERTIFICATE, height), certificate.to_bytes());
+        batch.insert(key(BLOCK_HASH, &hash.0), &height.0.to_be_bytes()[..]);
+        self.write_changes(&mut batch, changes);
+        self.tree.apply_batch(batch)?;
+        // Durable before returning: a block whose commit returned survives
+        // SIGKILL (checked by the crash test).
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn write_changes(&self, batch: &mut sled::Batch, changes: &StateChanges) {
+        batch.insert(CHAIN, encoding::encode(&changes.chain));
+        if let Some(p) = &changes.parameters {
+            batch.insert(PARAMETERS, encoding::encode(p));
+        }
+        for (id, d) in &changes.departments {
+            let k = key(DEPARTMENT, id.as_str().as_bytes());
+            match d {
+                Some(d) => batch.insert(k, encoding::encode(d)),
+                None => batch.remove(k),
+            }
+        }
+        for (k, m) in &changes.members {
+            batch.insert(key(MEMBER, &k.0), encoding::encode(m));
+        }
+        for (k, n) in &changes.nonces {
+            batch.insert(key(NONCE, &k.0), &n.0.to_be_bytes()[..]);
+        }
+        for (id, d) in &changes.documents {
+            batch.insert(key(DOCUMENT, id.as_str().as_bytes()), encoding::encode(d));
+        }
+        for e in &changes.events {
+            batch.insert(event_key(&e.document, e.sequence), encoding::encode(e));
+        }
+        for (id, p) in &changes.proposals {
+            batch.insert(key(PROPOSAL, &id.0), encoding::encode(p));
+        }
+        for (id, loc) in &changes.tx_locations {
+            batch.insert(key(TX, &id.0), encoding::encode(loc));
+        }
+        if changes.validator_set_changed {
+            batch.insert(
+                height_key(VALIDATOR_SET, changes.chain.height.next()),
+                encoding::encode(&changes.chain.validator_set),
+            );
+        }
+    }
+
+    /// The stored bytes of block `height`.
+    pub fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(height_key(BLOCK, height))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The stored bytes of block `height`'s certificate.
+    pub fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree
+            .get(height_key(CERTIFICATE, height))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Replace the stored bytes of a block, bypassing every check. For
+    /// repair tools and tamper tests only: verification will notice.
+    pub fn overwrite_raw_block(&self, height: Height, bytes: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(height_key(BLOCK, height), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Replace the stored bytes of a certificate, bypassing every check.
+    /// For repair tools and tamper tests only.
+    pub fn overwrite_raw_certificate(
+        &self,
+        height: Height,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.tree.insert(height_key(CERTIFICATE, height), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Block at `height`.
+    pub fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        self.get("block", &height_key(BLOCK, height))
+    }
+
+    /// Block with header hash `hash`.
+    pub fn block_by_hash(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        match self.height_of(hash)? {
+            Some(h) => self.block(h),
+            None => Ok(None),
+        }
+    }
+
+    /// Height of the block with hash `hash`.
+    pub fn height_of(&self, hash: &BlockHash) -> Result<Option<Height>, StoreError> {
+        let k = key(BLOCK_HASH, &hash.0);
+        match self.tree.get(&k)? {
+            Some(bytes) => {
+                let array: [u8; 8] =
+                    bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                        what: "block hash index",
+                        key: hex::encode(&k),
+                        error: DecodeError::Malformed("not 8 bytes".to_string()),
+                    })?;
+                Ok(Some(Height(u64::from_be_bytes(array))))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Commit certificate stored with block `height`.
+    pub fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, StoreError> {
+        self.get("certificate", &height_key(CERTIFICATE, height))
+    }
+
+    /// Committed transaction by id, with its block and position.
+    pub fn transaction(&self, id: &TxId) -> Result<Option<StoredTransaction>, StoreError> {
+        let Some(location) = self.get::<TxLocation>("tx location", &key(TX, &id.0))? else {
+            return Ok(None);
+        };
+        let Some(block) = self.block(location.height)? else {
+            return Ok(None);
+        };
+        let Some(transaction) = block.transactions.get(location.index as usize).cloned() else {
+            return Ok(None);
+        };
+        Ok(Some(StoredTransaction {
+            transaction,
+            location,
+            block_hash: block.hash(),
+        }))
+    }
+
+    /// Document by id.
+    pub fn document(&self, id: &DocumentId) -> Result<Option<Document>, StoreError> {
+        self.get("document", &key(DOCUMENT, id.as_str().as_bytes()))
+    }
+
+    /// A document's events in order, starting at sequence `from` (0 for the
+    /// first page), at most `limit` of them.
+    pub fn document_history(
+        &self,
+        id: &DocumentId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Page<DocumentEvent, u64>, StoreError> {
+        check_limit(limit)?;
+        let prefix = event_prefix(id);
+        let mut items = Vec::new();
+        let mut next = None;
+        for entry in self.tree.range(event_key(id, from)..) {
+            let (k, v) = entry?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let event: DocumentEvent = decode_at("event", &k, &v)?;
+            if items.len() == limit {
+                next = Some(event.sequence);
+                break;
+            }
+            items.push(event);
+        }
+        Ok(Page { items, next })
+    }
+
+    /// Documents in id order, starting after `after`.
+    pub fn documents(
+        &self,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Page<Document, DocumentId>, StoreError> {
+        check_limit(limit)?;
+        let start = match after {
+            Some(id) => {
+                let mut k = key(DOCUMENT, id.as_str().as_bytes());
+                k.push(0);
+                k
+            }
+            None => vec![DOCUMENT],
+        };
+        let mut items: Vec<Document> = Vec::new();
+        let mut next = None;
+        for entry in self.tree.range(start..) {
+            let (k, v) = entry?;
+            if k.first() != Some(&DOCUMENT) {
+                break;
+            }
+            if items.len() == limit {
+                next = items.last().map(|d| d.id.clone());
+                break;
+            }
+            items.push(decode_at("document", &k, &v)?);
+        }
+        Ok(Page { items, next })
+    }
+
+    /// Members in key order, starting after `after`.
+    pub fn members(
+        &self,
+        after: Option<&PublicKey>,
+        limit: usize,
+    ) -> Result<Page<Member, PublicKey>, StoreError> {
+        check_limit(limit)?;
+        let start = match after {
+            Some(k) => {
+                let mut k = key(MEMBER, &k.0);
+                k.push(0);
+                k
+            }
+            None => vec![MEMBER],
+        };
+        let mut items: Vec<Member> = Vec::new();
+        let mut next = None;
+        for entry in self.tree.range(start..) {
+            let (k, v) = entry?;
+            if k.first() != Some(&MEMBER) {
+                break;
+            }
+            if items.len() == limit {
+                next = items.last().map(|m| m.key);
+                break;
+            }
+            items.push(decode_at("member", &k, &v)?);
+        }
+        Ok(Page { items, next })
+    }
+
+    /// Member by key.
+    pub fn member(&self, key_: &PublicKey) -> Result<Option<Member>, StoreError> {
+        self.get("member", &key(MEMBER, &key_.0))
+    }
+
+    /// Department by id.
+    pub fn department(&self, id: &DepartmentId) -> Result<Option<Department>, StoreError> {
+        self.get("department", &key(DEPARTMENT, id.as_str().as_bytes()))
+    }
+
+    /// Every department, in id order.
+    pub fn departments(&self) -> Result<Vec<Department>, StoreError> {
+        self.scan("department", DEPARTMENT)
+    }
+
+    fn scan<T: Serialize + DeserializeOwned>(
+        &self,
+        what: &'static str,
+        prefix: u8,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.tree.scan_prefix([prefix]) {
+            let (k, v) = entry?;
+            out.push(decode_at(what, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Governance proposal by id.
+    pub fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, StoreError> {
+        self.get("proposal", &key(PROPOSAL, &id.0))
+    }
+
+    /// Current parameters.
+    pub fn parameters(&self) -> Result<Parameters, StoreError> {
+        self.get("parameters", PARAMETERS)?
+            .ok_or(StoreError::NotInitialized)
+    }
+
+    /// Last nonce used by `signer`.
+    pub fn nonce(&self, signer: &PublicKey) -> Result<Nonce, StoreError> {
+        let k = key(NONCE, &signer.0);
+        match self.tree.get(&k)? {
+            Some(bytes) => {
+                let array: [u8; 8] =
+                    bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                        what: "nonce",
+                        key: hex::encode(&k),
+                        error: DecodeError::Malformed("not 8 bytes".to_string()),
+                    })?;
+                Ok(Nonce(u64::from_be_bytes(array)))
+            }
+            None => Ok(Nonce(0)),
+        }
+    }
+
+    /// The validator set in force at `height` (the history is never pruned).
+    pub fn validator_set_at(&self, height: Height) -> Result<Option<ValidatorSet>, StoreError> {
+        let end = height_key(VALIDATOR_SET, height);
+        match self.tree.range(vec![VALIDATOR_SET]..=end).next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                decode_at("validator set", &k, &v).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Digest of the whole archive state, equal to
+    /// [`state::MemoryState::digest`] of the same state.
+    pub fn state_digest(&self) -> Result<Hash32, StoreError> {
+        let mut d = StateDigest::new();
+        d.entry(b"chain", &encoding::encode(&self.chain_info()?));
+        d.entry(b"parameters", &encoding::encode(&self.parameters()?));
+        let mut raw = |kind: &[u8], prefix: u8| -> Result<(), StoreError> {
+            for entry in self.tree.scan_prefix([prefix]) {
+                let (_, v) = entry?;
+                d.entry(kind, &v);
+            }
+            Ok(())
+        };
+        raw(b"department", DEPARTMENT)?;
+        raw(b"member", MEMBER)?;
+        for entry in self.tree.scan_prefix([NONCE]) {
+            let (k, v) = entry?;
+            let signer = PublicKey(k[1..].try_into().map_err(|_| StoreError::Corrupt {
+                what: "nonce key",
+                key: hex::encode(&k),
+                error: DecodeError::Malformed("not 32 bytes".to_string()),
+            })?);
+            let nonce = Nonce(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "nonce",
+                    key: hex::encode(&k),
+                    error: DecodeError::Malformed("not 8 bytes".to_string()),
+                }
+            })?));
+            d.entry(b"nonce", &encoding::encode(&(signer, nonce)));
+        }
+        let mut raw = |kind: &[u8], prefix: u8| -> Result<(), StoreError> {
+            for entry in self.tree.scan_prefix([prefix]) {
+                let (_, v) = entry?;
+                d.entry(kind, &v);
+            }
+            Ok(())
+        };
+        raw(b"document", DOCUMENT)?;
+        raw(b"proposal", PROPOSAL)?;
+        raw(b"event", EVENT)?;
+        for entry in self.tree.scan_prefix([TX]) {
+            let (k, v) = entry?;
+            let id = TxId(k[1..].try_into().map_err(|_| StoreError::Corrupt {
+                what: "tx key",
+                key: hex::encode(&k),
+                error: DecodeError::Malformed("not 32 bytes".to_string()),
+            })?);
+            let loc: TxLocation = decode_at("tx location", &k, &v)?;
+            d.entry(b"tx", &encoding::encode(&(id, loc)));
+        }
+        for entry in self.tree.scan_prefix([VALIDATOR_SET]) {
+            let (k, v) = entry?;
+            let height = Height(u64::from_be_bytes(k[1..].try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "validator set key",
+                    key: hex::encode(&k),
+                    error: DecodeError::Malformed("not 8 bytes".to_string()),
+                }
+            })?));
+            let set: ValidatorSet = decode_at("validator set", &k, &v)?;
+            d.entry(b"validator-set", &encoding::encode(&(height, set)));
+        }
+        Ok(d.finish())
+    }
+}
+
+fn view_error(e: StoreError) -> ViewError {
+    ViewError(e.to_string())
+}
+
+impl StateView for Store {
+    fn chain(&self) -> Result<ChainInfo, ViewError> {
+        self.chain_info().map_err(view_error)
+    }
+    fn parameters(&self) -> Result<Parameters, ViewError> {
+        Store::parameters(self).map_err(view_error)
+    }
+    fn department(&self, id: &DepartmentId) -> Result<Option<Department>, ViewError> {
+        Store::department(self, id).map_err(view_error)
+    }
+    fn departments(&self) -> Result<Vec<Department>, ViewError> {
+        Store::departments(self).map_err(view_error)
+    }
+    fn member(&self, key: &PublicKey) -> Result<Option<Member>, ViewError> {
+        Store::member(self, key).map_err(view_error)
+    }
+    fn nonce(&self, signer: &PublicKey) -> Result<Nonce, ViewError> {
+        Store::nonce(self, signer).map_err(view_error)
+    }
+    fn document(&self, id: &DocumentId) -> Result<Option<Document>, ViewError> {
+        Store::document(self, id).map_err(view_error)
+    }
+    fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, ViewError> {
+        Store::proposal(self, id).map_err(view_error)
+    }
+}

@@ -1,0 +1,285 @@
+//! Transactions: every membership, governance and archive action.
+//!
+//! A transaction is `(format version, chain id, signer, nonce, body)` signed
+//! by exactly one member with ed25519 over `tagged("custody/tx/v1",
+//! postcard(payload))`. Its id is `SHA-256(tagged("custody/tx-id/v1",
+//! postcard(signed transaction)))`.
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::{self, tags, DecodeError};
+use crate::records::{DepartmentKeys, NewDepartment, Parameters};
+use crate::types::{
+    Classification, DepartmentId, DocumentId, EventHash, Fixity, Format, Hash32, Nonce, ProposalId,
+    PublicKey, Retention, Role, Signature, Timestamp, TxId, WrappedKey, FORMAT_VERSION,
+};
+
+/// Longest free-text field (titles, reasons, purposes, names), in bytes.
+pub const TEXT_BYTES_MAX: usize = 1024;
+/// Longest short label (record type, MIME type, PRONOM id), in bytes.
+pub const LABEL_BYTES_MAX: usize = 128;
+
+/// Why a document was amended.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AmendReason {
+    Correction,
+    FormatMigration,
+}
+
+/// Outcome of a fixity check.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixityResult {
+    Intact,
+    Mismatch,
+}
+
+/// A change to the federation, executed once departments holding more than
+/// 2/3 of the voting power approved it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GovernanceChange {
+    AddDepartment(NewDepartment),
+    RemoveDepartment {
+        department: DepartmentId,
+    },
+    RotateDepartmentKeys {
+        department: DepartmentId,
+        keys: DepartmentKeys,
+    },
+    ChangeParameters(Parameters),
+}
+
+/// The action a transaction performs. Field order is part of the format.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxBody {
+    // Membership: signed by an admin of the member's department.
+    EnrollMember {
+        member: PublicKey,
+        department: DepartmentId,
+        name: String,
+        roles: Vec<Role>,
+        clearance: Classification,
+    },
+    UpdateMember {
+        member: PublicKey,
+        roles: Vec<Role>,
+        clearance: Classification,
+    },
+    RevokeMember {
+        member: PublicKey,
+        reason: String,
+    },
+    // Governance: signed by department admins.
+    ProposeChange {
+        change: GovernanceChange,
+    },
+    ApproveChange {
+        proposal: ProposalId,
+    },
+    // Archive lifecycle.
+    Register {
+        document: DocumentId,
+        title: String,
+        record_type: String,
+        department: DepartmentId,
+        created: Timestamp,
+        classification: Classification,
+        retention: Retention,
+        format: Format,
+        plaintext: Fixity,
+        ciphertext: Fixity,
+        subject_tag: Option<Hash32>,
+        wrapped_key: WrappedKey,
+    },
+    OfferTransfer {
+        document: DocumentId,
+        previous_event: EventHash,
+        to: DepartmentId,
+        wrapped_key: WrappedKey,
+        /// Block time after which the offer lapses; `None` uses the
+        /// `offer_expiry_default_ms` parameter from the offer's block time.
+        expires_at: Option<Timestamp>,
+    },
+    AcceptTransfer {
+        document: DocumentId,
+        previous_event: EventHash,
+        /// The ciphertext SHA-256 the receiver checked the blob against.
+        ciphertext_sha256: Hash32,
+    },
+    RejectTransfer {
+        document: DocumentId,
+        previous_event: EventHash,
+        reason: String,
+    },
+    CancelTransfer {
+        document: DocumentId,
+        previous_event: EventHash,
+    },
+    GrantAccess {
+        document: DocumentId,
+        previous_event: EventHash,
+        to: DepartmentId,
+        wrapped_key: WrappedKey,
+        expires_at: Timestamp,
+    },
+    RevokeAccess {
+        document: DocumentId,
+        previous_event: EventHash,
+        from: DepartmentId,
+    },
+    RecordAccess {
+        document: DocumentId,
+        previous_event: EventHash,
+        purpose: String,
+        /// The ciphertext SHA-256 that will be served.
+        ciphertext_sha256: Hash32,
+    },
+    Amend {
+        document: DocumentId,
+        previous_event: EventHash,
+        reason: AmendReason,
+        note: String,
+        format: Format,
+        plaintext: Fixity,
+        ciphertext: Fixity,
+        wrapped_key: WrappedKey,
+    },
+    RecordFixityCheck {
+        document: DocumentId,
+        previous_event: EventHash,
+        ciphertext_sha256: Hash32,
+        result: FixityResult,
+        note: String,
+    },
+    Dispose {
+        document: DocumentId,
+        previous_event: EventHash,
+        reason: String,
+    },
+}
+
+impl TxBody {
+    /// Short kebab-case name of the kind, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxBody::EnrollMember { .. } => "enroll-member",
+            TxBody::UpdateMember { .. } => "update-member",
+            TxBody::RevokeMember { .. } => "revoke-member",
+            TxBody::ProposeChange { .. } => "propose-change",
+            TxBody::ApproveChange { .. } => "approve-change",
+            TxBody::Register { .. } => "register",
+            TxBody::OfferTransfer { .. } => "offer-transfer",
+            TxBody::AcceptTransfer { .. } => "accept-transfer",
+            TxBody::RejectTransfer { .. } => "reject-transfer",
+            TxBody::CancelTransfer { .. } => "cancel-transfer",
+            TxBody::GrantAccess { .. } => "grant-access",
+            TxBody::RevokeAccess { .. } => "revoke-access",
+            TxBody::RecordAccess { .. } => "record-access",
+            TxBody::Amend { .. } => "amend",
+            TxBody::RecordFixityCheck { .. } => "record-fixity-check",
+            TxBody::Dispose { .. } => "dispose",
+        }
+    }
+
+    /// The document this transaction acts on, if any.
+    pub fn document(&self) -> Option<&DocumentId> {
+        match self {
+            TxBody::Register { document, .. }
+            | TxBody::OfferTransfer { document, .. }
+            | TxBody::AcceptTransfer { document, .. }
+            | TxBody::RejectTransfer { document, .. }
+            | TxBody::CancelTransfer { document, .. }
+            | TxBody::GrantAccess { document, .. }
+            | TxBody::RevokeAccess { document, .. }
+            | TxBody::RecordAccess { document, .. }
+            | TxBody::Amend { document, .. }
+            | TxBody::RecordFixityCheck { document, .. }
+            | TxBody::Dispose { document, .. } => Some(document),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a signer signs.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TxPayload {
+    pub format_version: u16,
+    pub chain_id: String,
+    pub signer: PublicKey,
+    pub nonce: Nonce,
+    pub body: TxBody,
+}
+
+/// A transaction with its signature.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SignedTransaction {
+    pub payload: TxPayload,
+    pub signature: Signature,
+}
+
+impl SignedTransaction {
+    /// Sign `body` as the member holding `key`.
+    pub fn sign(body: TxBody, key: &SigningKey, nonce: Nonce, chain_id: &str) -> Self {
+        let payload = TxPayload {
+            format_version: FORMAT_VERSION,
+            chain_id: chain_id.to_string(),
+            signer: encoding::public_key_of(key),
+            nonce,
+            body,
+        };
+        let signature = encoding::sign(key, tags::TX_PAYLOAD, &payload);
+        SignedTransaction { payload, signature }
+    }
+
+    /// The transaction id.
+    pub fn id(&self) -> TxId {
+        encoding::hash_of(tags::TX_ID, self).into()
+    }
+
+    /// The bytes the signature covers.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        encoding::signing_bytes(tags::TX_PAYLOAD, &self.payload)
+    }
+
+    /// Check this transaction's signature alone.
+    pub fn verify_signature(&self) -> bool {
+        encoding::verify_bytes(&self.payload.signer, &self.signing_bytes(), &self.signature)
+    }
+
+    /// Canonical bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encoding::encode(self)
+    }
+
+    /// Decode canonical bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        encoding::decode(bytes)
+    }
+}
+
+/// Verify many transactions' signatures with one ed25519 batch. Returns the
+/// indices of the transactions whose signature is invalid (empty when all
+/// are valid). The batch is tried first; only when it fails is each
+/// signature checked alone to name the culprits.
+pub fn verify_batch(transactions: &[SignedTransaction]) -> Vec<usize> {
+    let messages: Vec<Vec<u8>> = transactions.iter().map(|t| t.signing_bytes()).collect();
+    let items: Vec<(PublicKey, &[u8], Signature)> = transactions
+        .iter()
+        .zip(&messages)
+        .map(|(t, m)| (t.payload.signer, m.as_slice(), t.signature))
+        .collect();
+    if encoding::verify_many(&items) {
+        return Vec::new();
+    }
+    let bad: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, (key, message, signature))| !encoding::verify_bytes(key, message, signature))
+        .map(|(index, _)| index)
+        .collect();
+    bad
+}

@@ -1,0 +1,462 @@
+//! Newtypes for every identity and value that must not be mixed up.
+//!
+//! 32- and 64-byte values serialize as lowercase hex strings in
+//! human-readable formats (JSON, TOML) and as fixed-length raw bytes (no
+//! length prefix) in postcard, exactly like `[u8; N]`.
+
+use std::fmt;
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+/// Current format version written into every structure this crate owns.
+pub const FORMAT_VERSION: u16 = 1;
+
+fn serialize_fixed<S: Serializer, const N: usize>(
+    bytes: &[u8; N],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if serializer.is_human_readable() {
+        serializer.serialize_str(&hex::encode(bytes))
+    } else {
+        use serde::ser::SerializeTuple;
+        let mut tuple = serializer.serialize_tuple(N)?;
+        for byte in bytes {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+}
+
+fn deserialize_fixed<'de, D: Deserializer<'de>, const N: usize>(
+    deserializer: D,
+) -> Result<[u8; N], D::Error> {
+    struct HexVisitor<const N: usize>;
+    impl<const N: usize> de::Visitor<'_> for HexVisitor<N> {
+        type Value = [u8; N];
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "{} lowercase hex characters", 2 * N)
+        }
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            parse_hex::<N>(value).map_err(E::custom)
+        }
+    }
+    struct TupleVisitor<const N: usize>;
+    impl<'de, const N: usize> de::Visitor<'de> for TupleVisitor<N> {
+        type Value = [u8; N];
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "{N} bytes")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = [0u8; N];
+            for (index, slot) in out.iter_mut().enumerate() {
+                *slot = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(index, &self))?;
+            }
+            Ok(out)
+        }
+    }
+    if deserializer.is_human_readable() {
+        deserializer.deserialize_str(HexVisitor::<N>)
+    } else {
+        deserializer.deserialize_tuple(N, TupleVisitor::<N>)
+    }
+}
+
+/// Parse exactly `2 * N` lowercase hex characters.
+pub fn parse_hex<const N: usize>(value: &str) -> Result<[u8; N], String> {
+    if value.len() != 2 * N {
+        return Err(format!(
+            "expected {} hex characters, found {}",
+            2 * N,
+            value.len()
+        ));
+    }
+    if value.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("hex must be lowercase".to_string());
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(value, &mut out).map_err(|e| format!("invalid hex: {e}"))?;
+    Ok(out)
+}
+
+macro_rules! fixed_bytes {
+    ($(#[$meta:meta])* $name:ident, $len:expr) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; $len]);
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self([0u8; $len])
+            }
+        }
+        impl AsRef<[u8]> for $name {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+
+        impl $name {
+            /// Lowercase hex form.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            /// Parse the lowercase hex form.
+            pub fn from_hex(value: &str) -> Result<Self, String> {
+                parse_hex::<$len>(value).map(Self)
+            }
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serialize_fixed(&self.0, s)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                deserialize_fixed::<D, $len>(d).map(Self)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+    };
+}
+
+macro_rules! hash_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        fixed_bytes!($(#[$meta])* $name, 32);
+        impl From<Hash32> for $name {
+            fn from(h: Hash32) -> Self {
+                Self(h.0)
+            }
+        }
+        impl From<$name> for Hash32 {
+            fn from(h: $name) -> Self {
+                Hash32(h.0)
+            }
+        }
+    };
+}
+
+fixed_bytes!(
+    /// A SHA-256 digest.
+    Hash32,
+    32
+);
+hash_newtype!(
+    /// Hash of a block header (`custody/header/v1`).
+    BlockHash
+);
+hash_newtype!(
+    /// Hash of a signed transaction (`custody/tx-id/v1`).
+    TxId
+);
+hash_newtype!(
+    /// Hash of a document event (`custody/event/v1`).
+    EventHash
+);
+hash_newtype!(
+    /// Governance proposal id: the id of the transaction that proposed it.
+    ProposalId
+);
+fixed_bytes!(
+    /// An ed25519 public key (members, validators, libp2p node identities)
+    /// or an X25519 public key (department encryption keys).
+    PublicKey,
+    32
+);
+fixed_bytes!(
+    /// An ed25519 signature.
+    Signature,
+    64
+);
+
+impl Hash32 {
+    /// All zeroes: "no previous" (first event of a document, first block's
+    /// last-commit hash).
+    pub const ZERO: Hash32 = Hash32([0; 32]);
+}
+impl EventHash {
+    /// All zeroes: the previous-event hash named by a document's first event.
+    pub const ZERO: EventHash = EventHash([0; 32]);
+}
+
+macro_rules! number_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+number_newtype!(
+    /// Block height; the first block is height 1, genesis is height 0.
+    Height
+);
+number_newtype!(
+    /// Consensus round within a height.
+    Round
+);
+number_newtype!(
+    /// Per-signer transaction counter; a signer's first transaction has nonce 1.
+    Nonce
+);
+number_newtype!(
+    /// Milliseconds since the Unix epoch (UTC), always block time on chain.
+    Timestamp
+);
+
+impl Height {
+    /// The next height.
+    pub fn next(self) -> Height {
+        Height(self.0.saturating_add(1))
+    }
+}
+
+/// Error for identifiers that do not follow their syntax.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("department id `{0}` must be 1 to 64 characters of a-z, 0-9 and '-', not starting or ending with '-'")]
+    Department(String),
+    #[error("document id `{0}` must be 1 to 128 characters of A-Z, a-z, 0-9 and - _ . / :")]
+    Document(String),
+}
+
+/// Department slug, e.g. `civil-affairs`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DepartmentId(String);
+
+/// Longest department slug, in bytes.
+pub const DEPARTMENT_ID_BYTES_MAX: usize = 64;
+/// Longest document id, in bytes.
+pub const DOCUMENT_ID_BYTES_MAX: usize = 128;
+
+impl DepartmentId {
+    /// Validate a slug.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        let ok = !value.is_empty()
+            && value.len() <= DEPARTMENT_ID_BYTES_MAX
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !value.starts_with('-')
+            && !value.ends_with('-');
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(IdError::Department(value))
+        }
+    }
+    /// The slug.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for DepartmentId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Self::new(value)
+    }
+}
+impl From<DepartmentId> for String {
+    fn from(id: DepartmentId) -> String {
+        id.0
+    }
+}
+impl fmt::Display for DepartmentId {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Archive reference chosen by the registering department, e.g.
+/// `civil-affairs/2026/000123`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DocumentId(String);
+
+impl DocumentId {
+    /// Validate a document id.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdError> {
+        let value = value.into();
+        let ok = !value.is_empty()
+            && value.len() <= DOCUMENT_ID_BYTES_MAX
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b));
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(IdError::Document(value))
+        }
+    }
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for DocumentId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Self::new(value)
+    }
+}
+impl From<DocumentId> for String {
+    fn from(id: DocumentId) -> String {
+        id.0
+    }
+}
+impl fmt::Display for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Sensitivity of a document and clearance of a member. The derive order is
+/// the rule: `public < internal < confidential < secret`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classification {
+    Public,
+    Internal,
+    Confidential,
+    Secret,
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Classification::Public => "public",
+            Classification::Internal => "internal",
+            Classification::Confidential => "confidential",
+            Classification::Secret => "secret",
+        })
+    }
+}
+
+/// What a member may do.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Admin,
+    Clerk,
+    Auditor,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Role::Admin => "admin",
+            Role::Clerk => "clerk",
+            Role::Auditor => "auditor",
+        })
+    }
+}
+
+/// How long a document must be kept before it may be disposed of.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retention {
+    /// Whole years counted from the document's creation date; a year is
+    /// [`YEAR_MS`] milliseconds (the mean Gregorian year).
+    Years(u16),
+    /// Never disposable.
+    Permanent,
+}
+
+/// Length of a retention year in milliseconds: 365.2425 days.
+pub const YEAR_MS: u64 = 31_556_952_000;
+
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Retention::Years(years) => write!(f, "{years} years"),
+            Retention::Permanent => f.write_str("permanent"),
+        }
+    }
+}
+
+/// Fingerprint of a byte string: SHA-256 and size in bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Fixity {
+    pub sha256: Hash32,
+    pub size_bytes: u64,
+}
+
+/// File format of the plaintext.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Format {
+    /// MIME type, e.g. `application/pdf`.
+    pub mime: String,
+    /// PRONOM format id, e.g. `fmt/276`.
+    pub pronom: Option<String>,
+}
+
+/// A data key wrapped to one department's X25519 key (opaque to the
+/// ledger). Hex in JSON/TOML; in postcard a varint length then the bytes.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct WrappedKey(pub Vec<u8>);
+
+impl Serialize for WrappedKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WrappedKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = WrappedKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("wrapped key bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WrappedKey, E> {
+                if v.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(E::custom("hex must be lowercase"));
+                }
+                hex::decode(v).map(WrappedKey).map_err(E::custom)
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<WrappedKey, E> {
+                Ok(WrappedKey(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<WrappedKey, E> {
+                Ok(WrappedKey(v))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_byte_buf(V)
+        }
+    }
+}
+
+/// Longest wrapped key, in bytes.
+pub const WRAPPED_KEY_BYTES_MAX: usize = 512;

@@ -1,0 +1,381 @@
+//! Chain verification from genesis.
+//!
+//! Re-reads every stored byte, re-hashes it, checks hash links, Merkle
+//! roots, every signature (batched, across threads) and every certificate
+//! against the validator set in force at its height, and re-executes every
+//! block from the genesis state. Nothing stored is trusted: not an index,
+//! not a header field, not the stored state. A failure names the height,
+//! the transaction when there is one, and the reason.
+
+use std::fmt;
+
+use crate::block::Block;
+use crate::certificate::{CertificateError, CommitCertificate};
+use crate::encoding::{self, DecodeError};
+use crate::genesis::Genesis;
+use crate::state::{self, MemoryState, Refusal, Signatures, StateView};
+use crate::store::Store;
+use crate::types::{BlockHash, Hash32, Height, PublicKey, Signature, TxId};
+
+/// Where verification reads blocks from: a store, an export, a peer.
+pub trait BlockSource: Sync {
+    /// Highest height available.
+    fn latest_height(&self) -> Result<Height, String>;
+    /// Stored bytes of block `height`.
+    fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, String>;
+    /// Stored bytes of the certificate of block `height`.
+    fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, String>;
+}
+
+impl BlockSource for Store {
+    fn latest_height(&self) -> Result<Height, String> {
+        Store::latest_height(self).map_err(|e| e.to_string())
+    }
+    fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
+        Store::raw_block(self, height).map_err(|e| e.to_string())
+    }
+    fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
+        Store::raw_certificate(self, height).map_err(|e| e.to_string())
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    #[error("could not read: {0}")]
+    Source(String),
+    #[error("block is missing")]
+    MissingBlock,
+    #[error("certificate is missing")]
+    MissingCertificate,
+    #[error("stored block bytes do not decode: {0}")]
+    BlockUndecodable(DecodeError),
+    #[error("stored certificate bytes do not decode: {0}")]
+    CertificateUndecodable(DecodeError),
+    #[error("transaction signature is invalid")]
+    BadTransactionSignature,
+    #[error("signature of validator {validator} in the {which} certificate is invalid")]
+    BadCertificateSignature {
+        which: &'static str,
+        validator: PublicKey,
+    },
+    #[error("block refused on replay: {0}")]
+    Refused(Refusal),
+    #[error("stored certificate does not prove this block: {0}")]
+    Certificate(CertificateError),
+    #[error("replayed state {computed} differs from the stored state {stored}")]
+    StateMismatch { computed: Hash32, stored: Hash32 },
+    #[error("store was initialised with genesis {stored}, not {given}")]
+    GenesisMismatch { stored: Hash32, given: Hash32 },
+}
+
+/// A verification failure: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    pub height: Height,
+    /// Index and id of the transaction at fault, when one is.
+    pub transaction: Option<(usize, TxId)>,
+    /// Boxed: failures are rare and carry a whole refusal.
+    pub failure: Box<Failure>,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "height {}", self.height)?;
+        if let Some((index, id)) = &self.transaction {
+            write!(f, ", transaction #{index} ({id})")?;
+        }
+        write!(f, ": {}", self.failure)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Progress reported after each verified block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub height: Height,
+    pub latest: Height,
+    pub transactions: u64,
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub genesis_hash: Hash32,
+    pub height: Height,
+    pub last_block_hash: BlockHash,
+    pub blocks: u64,
+    pub transactions: u64,
+    pub signatures: u64,
+    pub state_digest: Hash32,
+}
+
+/// How to verify.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Threads for decoding and signature checks (0: one per core).
+    pub threads: usize,
+    /// Blocks read and checked in parallel before replaying them in order.
+    pub chunk_blocks: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            threads: 0,
+            chunk_blocks: 256,
+        }
+    }
+}
+
+struct Checked {
+    block: Block,
+    certificate: CommitCertificate,
+    signatures: u64,
+}
+
+fn at(height: Height, failure: Failure) -> VerifyError {
+    VerifyError {
+        height,
+        transaction: None,
+        failure: Box::new(failure),
+    }
+}
+
+/// Read, decode and check every signature of one block (no state needed).
+fn decode_and_check_signatures(
+    source: &dyn BlockSource,
+    chain_id: &str,
+    height: Height,
+) -> Result<Checked, VerifyError> {
+    let raw_block = source
+        .raw_block(height)
+        .map_err(|e| at(height, Failure::Source(e)))?
+        .ok_or_else(|| at(height, Failure::MissingBlock))?;
+    let raw_cert = source
+        .raw_certificate(height)
+        .map_err(|e| at(height, Failure::Source(e)))?
+        .ok_or_else(|| at(height, Failure::MissingCertificate))?;
+    let block: Block =
+        encoding::decode(&raw_block).map_err(|e| at(height, Failure::BlockUndecodable(e)))?;
+    let certificate: CommitCertificate =
+        encoding::decode(&raw_cert).map_err(|e| at(height, Failure::CertificateUndecodable(e)))?;
+
+    let tx_messages: Vec<Vec<u8>> = block
+        .transactions
+        .iter()
+        .map(|t| t.signing_bytes())
+        .collect();
+    let cert_message = certificate.vote_bytes(chain_id);
+    let last_message = block.last_commit.as_ref().map(|c| c.vote_bytes(chain_id));
+    let mut items: Vec<(PublicKey, &[u8], Signature)> = Vec::new();
+    for (t, m) in block.transactions.iter().zip(&tx_messages) {
+        items.push((t.payload.signer, m, t.signature));
+    }
+    for s in &certificate.signatures {
+        items.push((s.validator, &cert_message, s.signature));
+    }
+    if let (Some(c), Some(m)) = (&block.last_commit, &last_message) {
+        for s in &c.signatures {
+            items.push((s.validator, m, s.signature));
+        }
+    }
+    let signatures = items.len() as u64;
+    if !encoding::verify_many(&items) {
+        // Name the first culprit, in block order.
+        for (index, (t, m)) in block.transactions.iter().zip(&tx_messages).enumerate() {
+            if !encoding::verify_bytes(&t.payload.signer, m, &t.signature) {
+                return Err(VerifyError {
+                    height,
+                    transaction: Some((index, t.id())),
+                    failure: Box::new(Failure::BadTransactionSignature),
+                });
+            }
+        }
+        if let (Some(c), Some(m)) = (&block.last_commit, &last_message) {
+            for s in &c.signatures {
+                if !encoding::verify_bytes(&s.validator, m, &s.signature) {
+                    return Err(at(
+                        height,
+                        Failure::BadCertificateSignature {
+                            which: "previous block's",
+                            validator: s.validator,
+                        },
+                    ));
+                }
+            }
+        }
+        for s in &certificate.signatures {
+            if !encoding::verify_bytes(&s.validator, &cert_message, &s.signature) {
+                return Err(at(
+                    height,
+                    Failure::BadCertificateSignature {
+                        which: "stored",
+                        validator: s.validator,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(Checked {
+        block,
+        certificate,
+        signatures,
+    })
+}
+
+fn thread_count(options: &VerifyOptions) -> usize {
+    if options.threads > 0 {
+        options.threads
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Verify the chain in `source` from `genesis`, returning the report and
+/// the replayed state. `progress` is called after each block.
+pub fn verify_chain(
+    genesis: &Genesis,
+    source: &dyn BlockSource,
+    options: VerifyOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<(VerifyReport, MemoryState), VerifyError> {
+    let latest = source
+        .latest_height()
+        .map_err(|e| at(Height(0), Failure::Source(e)))?;
+    let mut state = MemoryState::from_genesis(genesis);
+    let chain_id = genesis.chain_id.clone();
+    let threads = thread_count(&options).max(1);
+    let chunk = options.chunk_blocks.max(threads);
+    let mut transactions = 0u64;
+    let mut signatures = 0u64;
+    let mut next = 1u64;
+    while next <= latest.0 {
+        let end = (next + chunk as u64 - 1).min(latest.0);
+        let heights: Vec<Height> = (next..=end).map(Height).collect();
+        // Decode and check signatures in parallel; each thread takes every
+        // `threads`-th block so that the work is spread evenly.
+        let mut results: Vec<Option<Result<Checked, VerifyError>>> =
+            (0..heights.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let heights = &heights;
+                    let chain_id = chain_id.as_str();
+                    scope.spawn(move || {
+                        heights
+                            .iter()
+                            .enumerate()
+                            .skip(t)
+                            .step_by(threads)
+                            .map(|(i, h)| (i, decode_and_check_signatures(source, chain_id, *h)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(done) => {
+                        for (i, r) in done {
+                            results[i] = Some(r);
+                        }
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        // Replay in order; the first failure in height order wins.
+        for (i, result) in results.into_iter().enumerate() {
+            let height = heights[i];
+            let checked = match result {
+                Some(r) => r?,
+                None => return Err(at(height, Failure::Source("block not read".to_string()))),
+            };
+            let chain = state
+                .chain()
+                .map_err(|e| at(height, Failure::Source(e.to_string())))?;
+            let changes =
+                state::apply_block_with(&state, &checked.block, Signatures::AlreadyVerified)
+                    .map_err(|refusal| {
+                        let transaction = match &refusal {
+                            Refusal::Transaction { index, tx_id, .. } => Some((*index, *tx_id)),
+                            _ => None,
+                        };
+                        VerifyError {
+                            height,
+                            transaction,
+                            failure: Box::new(Failure::Refused(refusal)),
+                        }
+                    })?;
+            // The stored certificate must prove this very block under the
+            // validator set in force at its height.
+            checked
+                .certificate
+                .verify_power(height, &checked.block.hash(), &chain.validator_set)
+                .map_err(|e| at(height, Failure::Certificate(e)))?;
+            transactions += checked.block.transactions.len() as u64;
+            signatures += checked.signatures;
+            state.apply(changes);
+            progress(Progress {
+                height,
+                latest,
+                transactions,
+            });
+        }
+        next = end + 1;
+    }
+    let chain = state
+        .chain()
+        .map_err(|e| at(latest, Failure::Source(e.to_string())))?;
+    let report = VerifyReport {
+        genesis_hash: genesis.hash(),
+        height: chain.height,
+        last_block_hash: chain.last_block_hash,
+        blocks: chain.height.0,
+        transactions,
+        signatures,
+        state_digest: state.digest(),
+    };
+    Ok((report, state))
+}
+
+/// Verify a store: its chain from `genesis` (or from the genesis stored in
+/// it), and that the state it holds is the state the replay computes.
+pub fn verify_store(
+    store: &Store,
+    genesis: Option<&Genesis>,
+    options: VerifyOptions,
+    progress: impl FnMut(Progress),
+) -> Result<VerifyReport, VerifyError> {
+    let stored_genesis = store
+        .genesis()
+        .map_err(|e| at(Height(0), Failure::Source(e.to_string())))?;
+    if let Some(given) = genesis {
+        if given.hash() != stored_genesis.hash() {
+            return Err(at(
+                Height(0),
+                Failure::GenesisMismatch {
+                    stored: stored_genesis.hash(),
+                    given: given.hash(),
+                },
+            ));
+        }
+    }
+    let (report, _state) = verify_chain(&stored_genesis, store, options, progress)?;
+    let stored = store
+        .state_digest()
+        .map_err(|e| at(report.height, Failure::Source(e.to_string())))?;
+    if stored != report.state_digest {
+        return Err(at(
+            report.height,
+            Failure::StateMismatch {
+                computed: report.state_digest,
+                stored,
+            },
+        ));
+    }
+    Ok(report)
+}
