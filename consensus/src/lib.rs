@@ -1,1 +1,49 @@
-//! custody-consensus
+//! # custody-consensus
+//!
+//! Decides the order of Custody's blocks among the departments' validators
+//! with Tendermint (Buchman, Kwon, Milosevic, "The latest gossip on BFT
+//! consensus", 2018, arXiv:1807.04938, Algorithm 1), written as a pure
+//! state machine: [`Consensus::handle`] takes an [`Input`] (a signed message,
+//! a timeout that fired, the node's proposal or verdict on a value, the
+//! start of a height) and returns [`Action`]s (persist, broadcast, schedule a
+//! timeout, ask for a value, ask for a verdict, commit, report evidence).
+//!
+//! **Owns:** the protocol rules, message encoding and signing, commit
+//! certificates and their verification.
+//!
+//! **Must not know about:** the ledger (the value is opaque bytes plus a
+//! hash, judged by the node through [`Action::ValidateValue`]), networking,
+//! storage, clocks or randomness. It does not depend on `custody-ledger`.
+//!
+//! **Invariants:**
+//! - no two different values get a valid commit certificate at one height
+//!   while at most f (by power, strictly less than a third) validators are
+//!   Byzantine, under any message schedule;
+//! - a validator never signs two different votes of one kind in one round,
+//!   nor two proposals in one round, even across crashes, provided the node
+//!   makes each [`Action::Persist`] durable before carrying out the actions
+//!   after it;
+//! - a message from a non-validator, for another chain, for a past height,
+//!   with a bad signature or over the size limit changes nothing;
+//! - every buffer is bounded (see the `*_MAX` constants).
+//!
+//! The deterministic simulator that checks these lives in `tests/simulator`.
+
+mod bytes_serde;
+pub mod certificate;
+pub mod machine;
+pub mod message;
+pub mod types;
+
+pub use certificate::{CertificateError, CommitCertificate, CommitSignature};
+pub use machine::{
+    Action, Config, Consensus, ConsensusError, Disposition, DropReason, Equivocation,
+    FaultInjection, Input, PersistedState, Step, TimeoutConfig, TimeoutEvent, TimeoutStep,
+};
+pub use message::{
+    canonical_bytes, commit_vote_signing_bytes, signing_bytes, tagged, CommitVote, DecodeError,
+    Message, Proposal, SignatureBytes, SignedMessage, Vote, VoteKind,
+};
+pub use types::{
+    BlockHash, Height, Round, Validator, ValidatorKey, ValidatorSet, ValidatorSetError, Value,
+};

@@ -1,0 +1,1071 @@
+//! One test per protocol rule, named after the rule. Line numbers refer to
+//! Algorithm 1 of Buchman, Kwon, Milosevic 2018 (arXiv:1807.04938).
+
+use custody_consensus::{
+    commit_vote_signing_bytes, Action, BlockHash, CertificateError, CommitCertificate,
+    CommitSignature, Config, Consensus, ConsensusError, Disposition, DropReason, Height, Input,
+    Message, Proposal, Round, SignatureBytes, SignedMessage, Step, TimeoutEvent, TimeoutStep,
+    Validator, ValidatorKey, ValidatorSet, Value, Vote,
+};
+use ed25519_dalek::{Signature, SigningKey, Verifier};
+
+const CHAIN: &str = "custody-test";
+
+struct Fixture {
+    keys: Vec<SigningKey>,
+    set: ValidatorSet,
+}
+
+impl Fixture {
+    fn new(n: usize) -> Fixture {
+        let keys: Vec<SigningKey> = (0..n)
+            .map(|index| SigningKey::from_bytes(&[index as u8 + 1; 32]))
+            .collect();
+        let set = ValidatorSet::new(
+            keys.iter()
+                .map(|key| Validator {
+                    key: ValidatorKey::from(&key.verifying_key()),
+                    power: 1,
+                })
+                .collect(),
+        )
+        .unwrap();
+        Fixture { keys, set }
+    }
+
+    fn index_of(&self, key: ValidatorKey) -> usize {
+        self.keys
+            .iter()
+            .position(|signing| ValidatorKey::from(&signing.verifying_key()) == key)
+            .unwrap()
+    }
+
+    fn proposer(&self, height: u64, round: u64) -> usize {
+        self.index_of(self.set.proposer(Height(height), Round(round)).key)
+    }
+
+    /// A validator that is not the proposer of (height, round).
+    fn non_proposer(&self, height: u64, round: u64) -> usize {
+        (self.proposer(height, round) + 1) % self.keys.len()
+    }
+
+    fn config(&self, index: usize) -> Config {
+        Config::new(CHAIN, Some(self.keys[index].clone()))
+    }
+
+    fn start(&self, index: usize, height: u64) -> (Consensus, Vec<Action>) {
+        Consensus::new(self.config(index), self.set.clone(), Height(height), None).unwrap()
+    }
+
+    fn sign(&self, index: usize, message: Message) -> SignedMessage {
+        SignedMessage::sign(CHAIN, message, &self.keys[index])
+    }
+
+    fn proposal(
+        &self,
+        height: u64,
+        round: u64,
+        value: &Value,
+        valid_round: Option<u64>,
+    ) -> SignedMessage {
+        self.sign(
+            self.proposer(height, round),
+            Message::Proposal(Proposal {
+                height: Height(height),
+                round: Round(round),
+                valid_round: valid_round.map(Round),
+                value: value.clone(),
+            }),
+        )
+    }
+
+    fn prevote(
+        &self,
+        index: usize,
+        height: u64,
+        round: u64,
+        value: Option<&Value>,
+    ) -> SignedMessage {
+        self.sign(index, Message::Prevote(vote(height, round, value)))
+    }
+
+    fn precommit(
+        &self,
+        index: usize,
+        height: u64,
+        round: u64,
+        value: Option<&Value>,
+    ) -> SignedMessage {
+        self.sign(index, Message::Precommit(vote(height, round, value)))
+    }
+
+    /// With four validators, the proposer of round 3 proposes none of
+    /// rounds 0, 1 and 2 of height 1: a bystander for multi-round tests.
+    fn bystander(&self) -> usize {
+        assert_eq!(self.keys.len(), 4);
+        self.proposer(1, 3)
+    }
+
+    /// Indices other than `me`, first `count` of them.
+    fn others(&self, me: usize, count: usize) -> Vec<usize> {
+        (0..self.keys.len())
+            .filter(|&index| index != me)
+            .take(count)
+            .collect()
+    }
+}
+
+fn vote(height: u64, round: u64, value: Option<&Value>) -> Vote {
+    Vote {
+        height: Height(height),
+        round: Round(round),
+        block_hash: value.map(|value| value.hash),
+    }
+}
+
+fn value(tag: u8) -> Value {
+    Value {
+        bytes: vec![tag; 16],
+        hash: BlockHash([tag; 32]),
+    }
+}
+
+fn feed(machine: &mut Consensus, message: SignedMessage) -> Vec<Action> {
+    machine.handle(Input::Message(message))
+}
+
+fn verdict(machine: &mut Consensus, height: u64, value: &Value, valid: bool) -> Vec<Action> {
+    machine.handle(Input::ValueVerdict {
+        height: Height(height),
+        hash: value.hash,
+        valid,
+    })
+}
+
+fn timeout(machine: &mut Consensus, height: u64, round: u64, step: TimeoutStep) -> Vec<Action> {
+    machine.handle(Input::Timeout(TimeoutEvent {
+        height: Height(height),
+        round: Round(round),
+        step,
+    }))
+}
+
+/// Own messages broadcast in `actions` (signed by `key`).
+fn own_broadcasts(actions: &[Action], fixture: &Fixture, index: usize) -> Vec<Message> {
+    let key = ValidatorKey::from(&fixture.keys[index].verifying_key());
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Broadcast(message) if message.validator == key => Some(message.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn scheduled(actions: &[Action]) -> Vec<(TimeoutEvent, u64)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::ScheduleTimeout { event, duration_ms } => Some((*event, *duration_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Brings a non-proposer of (1, 0) to the prevote step having prevoted
+/// for `proposed`.
+fn prevoted_for(fixture: &Fixture, proposed: &Value) -> (Consensus, usize) {
+    let me = fixture.bystander();
+    let (mut machine, _) = fixture.start(me, 1);
+    feed(&mut machine, fixture.proposal(1, 0, proposed, None));
+    let actions = verdict(&mut machine, 1, proposed, true);
+    assert_eq!(
+        own_broadcasts(&actions, fixture, me),
+        vec![Message::Prevote(vote(1, 0, Some(proposed)))]
+    );
+    (machine, me)
+}
+
+#[test]
+fn proposer_requests_a_value_at_round_start_when_it_has_no_valid_value() {
+    let fixture = Fixture::new(4);
+    let (_, actions) = fixture.start(fixture.proposer(1, 0), 1);
+    assert!(actions.iter().any(|action| matches!(
+        action,
+        Action::RequestProposal {
+            height: Height(1),
+            round: Round(0)
+        }
+    )));
+}
+
+#[test]
+fn proposer_signs_the_node_value_and_prevotes_for_it() {
+    let fixture = Fixture::new(4);
+    let me = fixture.proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let actions = machine.handle(Input::ProposalValue {
+        height: Height(1),
+        round: Round(0),
+        value: value(7),
+    });
+    let sent = own_broadcasts(&actions, &fixture, me);
+    assert!(
+        matches!(&sent[0], Message::Proposal(p) if p.value == value(7) && p.valid_round.is_none())
+    );
+    assert_eq!(sent[1], Message::Prevote(vote(1, 0, Some(&value(7)))));
+}
+
+#[test]
+fn proposal_is_validated_by_the_node_before_any_prevote() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let actions = feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    assert!(actions
+        .iter()
+        .any(|action| matches!(action, Action::ValidateValue { height: Height(1), value: v } if *v == value(7))));
+    assert!(own_broadcasts(&actions, &fixture, me).is_empty());
+    assert_eq!(machine.step(), Step::Propose);
+}
+
+#[test]
+fn fresh_proposal_judged_valid_gets_a_prevote_for_it() {
+    let fixture = Fixture::new(4);
+    let (machine, _) = prevoted_for(&fixture, &value(7));
+    assert_eq!(machine.step(), Step::Prevote);
+}
+
+#[test]
+fn fresh_proposal_judged_invalid_gets_a_nil_prevote() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    let actions = verdict(&mut machine, 1, &value(7), false);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 0, None))]
+    );
+}
+
+/// Locks `me` on `locked` in round 0, then moves it to round 1.
+fn locked_in_round_zero(fixture: &Fixture, locked: &Value) -> (Consensus, usize) {
+    let (mut machine, me) = prevoted_for(fixture, locked);
+    let mut actions = Vec::new();
+    for index in fixture.others(me, 2) {
+        actions.extend(feed(
+            &mut machine,
+            fixture.prevote(index, 1, 0, Some(locked)),
+        ));
+    }
+    assert!(
+        own_broadcasts(&actions, fixture, me).contains(&Message::Precommit(vote(
+            1,
+            0,
+            Some(locked)
+        )))
+    );
+    assert_eq!(
+        machine
+            .persisted_state()
+            .locked
+            .map(|(round, v)| (round, v.hash)),
+        Some((Round(0), locked.hash))
+    );
+    timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
+    assert_eq!(machine.round(), Round(1));
+    (machine, me)
+}
+
+#[test]
+fn locked_validator_prevotes_nil_for_a_different_fresh_proposal() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = locked_in_round_zero(&fixture, &value(7));
+    feed(&mut machine, fixture.proposal(1, 1, &value(8), None));
+    let actions = verdict(&mut machine, 1, &value(8), true);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 1, None))]
+    );
+}
+
+#[test]
+fn locked_validator_prevotes_for_its_locked_value_when_proposed_again() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = locked_in_round_zero(&fixture, &value(7));
+    let actions = feed(&mut machine, fixture.proposal(1, 1, &value(7), None));
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 1, Some(&value(7))))]
+    );
+}
+
+#[test]
+fn reproposal_with_a_proof_of_lock_from_a_later_round_than_the_lock_unlocks() {
+    // L28: locked on 7 in round 0; a polka for 8 in round 1 and a
+    // re-proposal of 8 with valid round 1 in round 2 get a prevote for 8.
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = locked_in_round_zero(&fixture, &value(7));
+    for index in fixture.others(me, 3) {
+        feed(&mut machine, fixture.prevote(index, 1, 1, Some(&value(8))));
+    }
+    timeout(&mut machine, 1, 1, TimeoutStep::Propose);
+    timeout(&mut machine, 1, 1, TimeoutStep::Prevote);
+    timeout(&mut machine, 1, 1, TimeoutStep::Precommit);
+    assert_eq!(machine.round(), Round(2));
+    feed(&mut machine, fixture.proposal(1, 2, &value(8), Some(1)));
+    let actions = verdict(&mut machine, 1, &value(8), true);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 2, Some(&value(8))))]
+    );
+}
+
+#[test]
+fn reproposal_without_its_proof_of_lock_waits() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 1);
+    let (mut machine, _) = fixture.start(me, 1);
+    timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+    timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
+    feed(&mut machine, fixture.proposal(1, 1, &value(8), Some(0)));
+    let actions = verdict(&mut machine, 1, &value(8), true);
+    assert!(own_broadcasts(&actions, &fixture, me).is_empty());
+    assert_eq!(machine.step(), Step::Propose);
+}
+
+#[test]
+fn quorum_of_mixed_prevotes_schedules_the_prevote_timeout() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    let others = fixture.others(me, 2);
+    let mut actions = feed(&mut machine, fixture.prevote(others[0], 1, 0, None));
+    actions.extend(feed(
+        &mut machine,
+        fixture.prevote(others[1], 1, 0, Some(&value(9))),
+    ));
+    assert!(scheduled(&actions)
+        .iter()
+        .any(|(event, _)| event.step == TimeoutStep::Prevote && event.round == Round(0)));
+    assert_eq!(machine.step(), Step::Prevote);
+}
+
+#[test]
+fn polka_locks_the_value_and_precommits_it() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    let mut actions = Vec::new();
+    for index in fixture.others(me, 2) {
+        actions.extend(feed(
+            &mut machine,
+            fixture.prevote(index, 1, 0, Some(&value(7))),
+        ));
+    }
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Precommit(vote(1, 0, Some(&value(7))))]
+    );
+    let persisted = machine.persisted_state();
+    assert_eq!(
+        persisted.locked.map(|(round, v)| (round, v.hash)),
+        Some((Round(0), value(7).hash))
+    );
+    assert_eq!(
+        persisted.valid.map(|(round, v)| (round, v.hash)),
+        Some((Round(0), value(7).hash))
+    );
+}
+
+#[test]
+fn polka_seen_after_precommitting_nil_updates_the_valid_value_but_not_the_lock() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    timeout(&mut machine, 1, 0, TimeoutStep::Prevote);
+    assert_eq!(machine.step(), Step::Precommit);
+    let mut actions = Vec::new();
+    for index in fixture.others(me, 2) {
+        actions.extend(feed(
+            &mut machine,
+            fixture.prevote(index, 1, 0, Some(&value(7))),
+        ));
+    }
+    assert!(own_broadcasts(&actions, &fixture, me).is_empty());
+    let persisted = machine.persisted_state();
+    assert!(persisted.locked.is_none());
+    assert_eq!(
+        persisted.valid.map(|(round, v)| (round, v.hash)),
+        Some((Round(0), value(7).hash))
+    );
+}
+
+#[test]
+fn quorum_of_nil_prevotes_gets_a_nil_precommit() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    let mut actions = Vec::new();
+    for index in fixture.others(me, 3) {
+        actions.extend(feed(&mut machine, fixture.prevote(index, 1, 0, None)));
+    }
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Precommit(vote(1, 0, None))]
+    );
+}
+
+#[test]
+fn quorum_of_mixed_precommits_schedules_the_precommit_timeout() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let others = fixture.others(me, 3);
+    let mut actions = feed(&mut machine, fixture.precommit(others[0], 1, 0, None));
+    actions.extend(feed(
+        &mut machine,
+        fixture.precommit(others[1], 1, 0, Some(&value(5))),
+    ));
+    actions.extend(feed(&mut machine, fixture.precommit(others[2], 1, 0, None)));
+    assert!(scheduled(&actions)
+        .iter()
+        .any(|(event, _)| event.step == TimeoutStep::Precommit && event.round == Round(0)));
+}
+
+#[test]
+fn quorum_of_precommits_with_the_proposal_commits_with_a_valid_certificate() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    for index in fixture.others(me, 3) {
+        feed(
+            &mut machine,
+            fixture.precommit(index, 1, 0, Some(&value(7))),
+        );
+    }
+    assert!(!machine.is_decided(), "no commit without the proposal");
+    feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    assert!(
+        !machine.is_decided(),
+        "no commit before the value is judged valid"
+    );
+    let actions = verdict(&mut machine, 1, &value(7), true);
+    let (height, committed, certificate) = actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Commit {
+                height,
+                value,
+                certificate,
+            } => Some((*height, value.clone(), certificate.clone())),
+            _ => None,
+        })
+        .expect("commit");
+    assert_eq!(height, Height(1));
+    assert_eq!(committed, value(7));
+    assert_eq!(certificate.signatures.len(), 3);
+    certificate.verify(CHAIN, &fixture.set).unwrap();
+    assert!(machine.is_decided());
+}
+
+#[test]
+fn commit_in_an_earlier_round_is_recognised_after_moving_on() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    verdict(&mut machine, 1, &value(7), false);
+    timeout(&mut machine, 1, 0, TimeoutStep::Prevote);
+    timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
+    assert_eq!(machine.round(), Round(1));
+    let mut actions = Vec::new();
+    for index in fixture.others(me, 3) {
+        actions.extend(feed(
+            &mut machine,
+            fixture.precommit(index, 1, 0, Some(&value(7))),
+        ));
+    }
+    // Judged invalid: never committed, whatever the precommits say.
+    assert!(!actions
+        .iter()
+        .any(|action| matches!(action, Action::Commit { .. })));
+}
+
+#[test]
+fn one_third_of_power_in_a_later_round_skips_to_it() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let others = fixture.others(me, 2);
+    feed(&mut machine, fixture.prevote(others[0], 1, 5, None));
+    assert_eq!(
+        machine.round(),
+        Round(0),
+        "one validator of four is not more than a third"
+    );
+    feed(&mut machine, fixture.precommit(others[1], 1, 5, None));
+    assert_eq!(machine.round(), Round(5));
+}
+
+#[test]
+fn propose_timeout_prevotes_nil() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let actions = timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 0, None))]
+    );
+}
+
+#[test]
+fn prevote_timeout_precommits_nil() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    let actions = timeout(&mut machine, 1, 0, TimeoutStep::Prevote);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Precommit(vote(1, 0, None))]
+    );
+}
+
+#[test]
+fn precommit_timeout_starts_the_next_round() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
+    assert_eq!((machine.round(), machine.step()), (Round(1), Step::Propose));
+}
+
+#[test]
+fn stale_timeouts_are_ignored() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
+    let actions = timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+    assert!(own_broadcasts(&actions, &fixture, me).is_empty());
+    assert_eq!(machine.step(), Step::Propose);
+}
+
+#[test]
+fn timeouts_grow_linearly_with_the_round_and_reset_at_a_new_height() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let mut config = fixture.config(me);
+    config.timeouts.propose_ms = 1000;
+    config.timeouts.propose_delta_ms = 250;
+    let (mut machine, actions) =
+        Consensus::new(config, fixture.set.clone(), Height(1), None).unwrap();
+    let propose = |actions: &[Action]| {
+        scheduled(actions)
+            .into_iter()
+            .find(|(event, _)| event.step == TimeoutStep::Propose)
+            .map(|(_, duration)| duration)
+    };
+    assert_eq!(propose(&actions), Some(1000));
+    let actions = timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
+    assert_eq!(propose(&actions), Some(1250));
+    let actions = timeout(&mut machine, 1, 1, TimeoutStep::Precommit);
+    assert_eq!(propose(&actions), Some(1500));
+    let actions = machine.handle(Input::StartHeight {
+        height: Height(2),
+        validators: fixture.set.clone(),
+    });
+    assert_eq!(propose(&actions), Some(1000));
+}
+
+fn assert_dropped(machine: &mut Consensus, message: SignedMessage, reason: DropReason) {
+    let before = format!("{:?}", machine.persisted_state());
+    let actions = feed(machine, message);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(machine.last_disposition(), Disposition::Dropped(reason));
+    assert_eq!(format!("{:?}", machine.persisted_state()), before);
+}
+
+#[test]
+fn message_from_a_non_validator_is_dropped_without_state_change() {
+    let fixture = Fixture::new(4);
+    let (mut machine, _) = fixture.start(fixture.non_proposer(1, 0), 1);
+    let outsider = SigningKey::from_bytes(&[99; 32]);
+    let message = SignedMessage::sign(CHAIN, Message::Prevote(vote(1, 0, None)), &outsider);
+    assert_dropped(&mut machine, message, DropReason::NotValidator);
+}
+
+#[test]
+fn message_with_a_bad_signature_is_dropped_without_state_change() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let mut message = fixture.prevote(fixture.others(me, 1)[0], 1, 0, None);
+    message.signature.0[0] ^= 1;
+    assert_dropped(&mut machine, message, DropReason::BadSignature);
+}
+
+#[test]
+fn message_for_another_chain_is_dropped_without_state_change() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let other = fixture.others(me, 1)[0];
+    let message = SignedMessage::sign(
+        "other-chain",
+        Message::Prevote(vote(1, 0, None)),
+        &fixture.keys[other],
+    );
+    assert_dropped(&mut machine, message, DropReason::WrongChain);
+}
+
+#[test]
+fn message_for_a_past_height_is_dropped_without_state_change() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(3, 0);
+    let (mut machine, _) = fixture.start(me, 3);
+    let message = fixture.prevote(fixture.others(me, 1)[0], 2, 0, None);
+    assert_dropped(&mut machine, message, DropReason::PastHeight);
+}
+
+#[test]
+fn oversized_message_is_dropped_without_state_change() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let mut config = fixture.config(me);
+    config.message_bytes_max = 512;
+    let (mut machine, _) = Consensus::new(config, fixture.set.clone(), Height(1), None).unwrap();
+    let big = Value {
+        bytes: vec![1; 1024],
+        hash: BlockHash([1; 32]),
+    };
+    assert_dropped(
+        &mut machine,
+        fixture.proposal(1, 0, &big, None),
+        DropReason::TooLarge,
+    );
+}
+
+#[test]
+fn proposal_from_a_validator_that_is_not_the_proposer_is_dropped() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let impostor = (0..4)
+        .find(|&index| index != me && index != fixture.proposer(1, 0))
+        .unwrap();
+    let message = fixture.sign(
+        impostor,
+        Message::Proposal(Proposal {
+            height: Height(1),
+            round: Round(0),
+            valid_round: None,
+            value: value(7),
+        }),
+    );
+    assert_dropped(&mut machine, message, DropReason::WrongProposer);
+}
+
+#[test]
+fn conflicting_votes_from_one_validator_are_reported_as_evidence() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let other = fixture.others(me, 1)[0];
+    assert!(feed(&mut machine, fixture.prevote(other, 1, 0, None)).is_empty());
+    let actions = feed(&mut machine, fixture.prevote(other, 1, 0, Some(&value(3))));
+    let evidence: Vec<_> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Evidence(equivocation) => Some(equivocation.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evidence.len(), 1);
+    assert_eq!(
+        evidence[0].first.message,
+        Message::Prevote(vote(1, 0, None))
+    );
+    assert_eq!(
+        evidence[0].second.message,
+        Message::Prevote(vote(1, 0, Some(&value(3))))
+    );
+}
+
+#[test]
+fn conflicting_proposals_are_reported_as_evidence() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    let actions = feed(&mut machine, fixture.proposal(1, 0, &value(8), None));
+    assert!(actions
+        .iter()
+        .any(|action| matches!(action, Action::Evidence(_))));
+}
+
+#[test]
+fn duplicate_message_changes_nothing() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let message = fixture.prevote(fixture.others(me, 1)[0], 1, 0, None);
+    feed(&mut machine, message.clone());
+    assert!(feed(&mut machine, message).is_empty());
+    assert_eq!(machine.last_disposition(), Disposition::Duplicate);
+}
+
+#[test]
+fn persist_comes_before_every_own_broadcast() {
+    let fixture = Fixture::new(4);
+    let me = fixture.proposer(1, 0);
+    let (mut machine, mut actions) = fixture.start(me, 1);
+    actions.extend(machine.handle(Input::ProposalValue {
+        height: Height(1),
+        round: Round(0),
+        value: value(7),
+    }));
+    for index in fixture.others(me, 3) {
+        actions.extend(feed(
+            &mut machine,
+            fixture.prevote(index, 1, 0, Some(&value(7))),
+        ));
+    }
+    let key = ValidatorKey::from(&fixture.keys[me].verifying_key());
+    let mut own_seen = 0;
+    for (position, action) in actions.iter().enumerate() {
+        if let Action::Broadcast(message) = action {
+            if message.validator != key {
+                continue;
+            }
+            own_seen += 1;
+            let persisted_before =
+                actions[..position]
+                    .iter()
+                    .rev()
+                    .find_map(|earlier| match earlier {
+                        Action::Persist(state) => Some(state),
+                        _ => None,
+                    });
+            let persisted = persisted_before.expect("a persist precedes the broadcast");
+            assert!(
+                persisted.own_messages.contains(message),
+                "the persisted state covers the message"
+            );
+        }
+    }
+    assert_eq!(own_seen, 3, "proposal, prevote and precommit");
+}
+
+#[test]
+fn restart_from_persisted_state_never_signs_a_conflicting_vote() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    for index in fixture.others(me, 2) {
+        feed(&mut machine, fixture.prevote(index, 1, 0, Some(&value(7))));
+    }
+    let persisted = machine.persisted_state();
+    drop(machine);
+    let (mut restarted, actions) = Consensus::new(
+        fixture.config(me),
+        fixture.set.clone(),
+        Height(1),
+        Some(persisted),
+    )
+    .unwrap();
+    assert_eq!(restarted.step(), Step::Precommit);
+    let sent = own_broadcasts(&actions, &fixture, me);
+    assert!(
+        sent.contains(&Message::Prevote(vote(1, 0, Some(&value(7))))),
+        "own votes are sent again"
+    );
+    assert!(sent.contains(&Message::Precommit(vote(1, 0, Some(&value(7))))));
+    // The same inputs again, and inputs that would make a fresh machine vote
+    // nil: nothing new is signed for round 0.
+    let mut later = Vec::new();
+    later.extend(timeout(&mut restarted, 1, 0, TimeoutStep::Propose));
+    later.extend(timeout(&mut restarted, 1, 0, TimeoutStep::Prevote));
+    for index in fixture.others(me, 3) {
+        later.extend(feed(&mut restarted, fixture.prevote(index, 1, 0, None)));
+    }
+    for message in own_broadcasts(&later, &fixture, me) {
+        assert!(
+            message == Message::Prevote(vote(1, 0, Some(&value(7))))
+                || message == Message::Precommit(vote(1, 0, Some(&value(7))))
+                || message.round() > Round(0),
+            "conflicting {message:?}"
+        );
+    }
+    // And it is still locked.
+    assert_eq!(
+        restarted.persisted_state().locked.map(|(r, v)| (r, v.hash)),
+        Some((Round(0), value(7).hash))
+    );
+}
+
+#[test]
+fn persisted_state_from_a_later_height_is_refused() {
+    let fixture = Fixture::new(4);
+    let (machine, _) = fixture.start(0, 5);
+    let persisted = machine.persisted_state();
+    let error = Consensus::new(
+        fixture.config(0),
+        fixture.set.clone(),
+        Height(4),
+        Some(persisted),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error,
+        ConsensusError::PersistedStateAhead {
+            persisted: Height(5),
+            start: Height(4)
+        }
+    );
+}
+
+#[test]
+fn messages_for_the_next_height_are_buffered_and_replayed_when_it_starts() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(2, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    for index in fixture.others(me, 2) {
+        feed(&mut machine, fixture.prevote(index, 2, 3, None));
+        assert_eq!(machine.last_disposition(), Disposition::Buffered);
+    }
+    assert_eq!(machine.round(), Round(0));
+    machine.handle(Input::StartHeight {
+        height: Height(2),
+        validators: fixture.set.clone(),
+    });
+    // Two of four in round 3 is more than a third: the replayed votes
+    // pull the machine to round 3.
+    assert_eq!((machine.height(), machine.round()), (Height(2), Round(3)));
+}
+
+#[test]
+fn messages_far_ahead_are_dropped() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let other = fixture.others(me, 1)[0];
+    assert_dropped(
+        &mut machine,
+        fixture.prevote(other, 9, 0, None),
+        DropReason::TooFarAhead,
+    );
+    assert_dropped(
+        &mut machine,
+        fixture.prevote(other, 1, 1000, None),
+        DropReason::TooFarAhead,
+    );
+}
+
+#[test]
+fn rebroadcast_timeout_sends_own_votes_again_and_reschedules() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    let actions = timeout(&mut machine, 1, 0, TimeoutStep::Rebroadcast);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 0, Some(&value(7))))]
+    );
+    assert!(scheduled(&actions)
+        .iter()
+        .any(|(event, _)| event.step == TimeoutStep::Rebroadcast));
+}
+
+#[test]
+fn reproposal_forwards_its_proof_of_lock() {
+    // A proposer that saw a polka for 7 in round 0 re-proposes it later
+    // with valid round 0 and sends the polka's prevotes along.
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    for index in fixture.others(me, 2) {
+        feed(&mut machine, fixture.prevote(index, 1, 0, Some(&value(7))));
+    }
+    let mut actions = Vec::new();
+    while fixture.proposer(1, machine.round().0) != me {
+        let round = machine.round().0;
+        actions = timeout(&mut machine, 1, round, TimeoutStep::Precommit);
+    }
+    let proposal = actions.iter().find_map(|action| match action {
+        Action::Broadcast(SignedMessage {
+            message: Message::Proposal(proposal),
+            ..
+        }) => Some(proposal.clone()),
+        _ => None,
+    });
+    let proposal = proposal.expect("re-proposal");
+    assert_eq!(
+        (proposal.value.clone(), proposal.valid_round),
+        (value(7), Some(Round(0)))
+    );
+    let forwarded = actions
+        .iter()
+        .filter(|action| matches!(action, Action::Broadcast(m) if matches!(m.message, Message::Prevote(v) if v.round == Round(0))))
+        .count();
+    assert_eq!(forwarded, 3);
+}
+
+#[test]
+fn observer_commits_without_voting() {
+    let fixture = Fixture::new(4);
+    let config = Config::new(CHAIN, None);
+    let (mut machine, _) = Consensus::new(config, fixture.set.clone(), Height(1), None).unwrap();
+    feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    verdict(&mut machine, 1, &value(7), true);
+    let mut actions = Vec::new();
+    for index in 0..3 {
+        actions.extend(feed(
+            &mut machine,
+            fixture.precommit(index, 1, 0, Some(&value(7))),
+        ));
+    }
+    assert!(actions
+        .iter()
+        .any(|action| matches!(action, Action::Commit { .. })));
+    assert!(!actions
+        .iter()
+        .any(|action| matches!(action, Action::Broadcast(_) | Action::Persist(_))));
+}
+
+#[test]
+fn precommit_for_a_block_is_signed_over_the_contract_commit_vote_bytes() {
+    let fixture = Fixture::new(4);
+    let message = fixture.precommit(0, 12, 3, Some(&value(0xab)));
+    // tagged("custody/commit-vote/v1", postcard(CommitVote)) written out by
+    // hand: tag length, tag, chain id (varint length + bytes), height and
+    // round as varints, then the 32 hash bytes with no length prefix.
+    let mut expected = vec![22u8];
+    expected.extend_from_slice(b"custody/commit-vote/v1");
+    expected.push(CHAIN.len() as u8);
+    expected.extend_from_slice(CHAIN.as_bytes());
+    expected.push(12);
+    expected.push(3);
+    expected.extend_from_slice(&[0xab; 32]);
+    assert_eq!(
+        commit_vote_signing_bytes(CHAIN, Height(12), Round(3), BlockHash([0xab; 32])),
+        expected
+    );
+    let signature = Signature::from_bytes(&message.signature.0);
+    fixture.keys[0]
+        .verifying_key()
+        .verify(&expected, &signature)
+        .unwrap();
+}
+
+fn certificate_for(fixture: &Fixture, signers: &[usize]) -> CommitCertificate {
+    let mut signatures: Vec<CommitSignature> = signers
+        .iter()
+        .map(|&index| {
+            let message = fixture.precommit(index, 1, 0, Some(&value(7)));
+            CommitSignature {
+                validator: message.validator,
+                signature: message.signature,
+            }
+        })
+        .collect();
+    signatures.sort_by_key(|entry| entry.validator);
+    CommitCertificate {
+        height: Height(1),
+        round: Round(0),
+        block_hash: value(7).hash,
+        signatures,
+    }
+}
+
+#[test]
+fn certificate_with_more_than_two_thirds_of_power_verifies() {
+    let fixture = Fixture::new(4);
+    certificate_for(&fixture, &[0, 1, 2])
+        .verify(CHAIN, &fixture.set)
+        .unwrap();
+}
+
+#[test]
+fn certificate_with_two_thirds_or_less_is_refused() {
+    let fixture = Fixture::new(4);
+    let error = certificate_for(&fixture, &[0, 1])
+        .verify(CHAIN, &fixture.set)
+        .unwrap_err();
+    assert_eq!(
+        error,
+        CertificateError::NotEnoughPower {
+            signed: 2,
+            total: 4
+        }
+    );
+}
+
+#[test]
+fn certificate_with_a_repeated_signer_is_refused() {
+    let fixture = Fixture::new(4);
+    let mut certificate = certificate_for(&fixture, &[0, 1]);
+    let repeated = certificate.signatures[1];
+    certificate.signatures.push(repeated);
+    assert!(matches!(
+        certificate.verify(CHAIN, &fixture.set),
+        Err(CertificateError::NotSortedOrDuplicate(_))
+    ));
+}
+
+#[test]
+fn certificate_with_a_bad_signature_or_outsider_is_refused() {
+    let fixture = Fixture::new(4);
+    let mut certificate = certificate_for(&fixture, &[0, 1, 2]);
+    certificate.signatures[0].signature = SignatureBytes([0; 64]);
+    assert!(matches!(
+        certificate.verify(CHAIN, &fixture.set),
+        Err(CertificateError::BadSignature(_))
+    ));
+    let small = ValidatorSet::new(fixture.set.validators()[..2].to_vec()).unwrap();
+    assert!(matches!(
+        certificate_for(&fixture, &[0, 1, 2]).verify(CHAIN, &small),
+        Err(CertificateError::UnknownValidator(_))
+    ));
+    assert!(matches!(
+        certificate_for(&fixture, &[0, 1, 2]).verify("other-chain", &fixture.set),
+        Err(CertificateError::BadSignature(_))
+    ));
+}
+
+#[test]
+fn quorum_is_strictly_more_than_two_thirds_of_power() {
+    let set = ValidatorSet::new(vec![
+        Validator {
+            key: ValidatorKey([1; 32]),
+            power: 2,
+        },
+        Validator {
+            key: ValidatorKey([2; 32]),
+            power: 1,
+        },
+    ])
+    .unwrap();
+    assert!(!set.is_quorum(2), "exactly two thirds is not a quorum");
+    assert!(set.is_quorum(3));
+    assert!(!set.is_one_third(1));
+    assert!(set.is_one_third(2));
+}
+
+#[test]
+fn validator_set_refuses_duplicates_zero_power_and_emptiness() {
+    let validator = Validator {
+        key: ValidatorKey([1; 32]),
+        power: 1,
+    };
+    assert!(ValidatorSet::new(vec![]).is_err());
+    assert!(ValidatorSet::new(vec![validator, validator]).is_err());
+    assert!(ValidatorSet::new(vec![Validator {
+        power: 0,
+        ..validator
+    }])
+    .is_err());
+}
+
+#[test]
+fn proposers_rotate_in_proportion_to_power() {
+    let fixture = Fixture::new(4);
+    let proposers: Vec<usize> = (0..8).map(|round| fixture.proposer(1, round)).collect();
+    for index in 0..4 {
+        assert_eq!(proposers.iter().filter(|&&p| p == index).count(), 2);
+    }
+}

@@ -1,0 +1,1368 @@
+//! A deterministic simulator for the consensus state machine.
+//!
+//! One seed fixes everything: the fault script (partitions, crashes,
+//! Byzantine validators, drop and duplication rates) and every random choice
+//! of the network (delays, hence reordering). Events sit in one priority
+//! queue ordered by (simulated time, sequence number); one event is handled
+//! per step, and one seeded ChaCha RNG is the only source of randomness.
+//!
+//! The simulated node is the shell around the state machine, as the real
+//! node is: it carries out actions in order, keeps only what `Persist` and
+//! `Commit` wrote across a crash, answers proposal and validation requests
+//! through a small application, and syncs committed blocks (with their
+//! certificates) from a peer it sees ahead of it.
+//!
+//! Checked on every run: agreement, validity, certificate validity, that no
+//! honest validator ever signs two conflicting messages (crash amnesia), that
+//! evidence only ever names Byzantine validators, and liveness after the
+//! global stabilisation time (GST: last heal, all crashed nodes back, no
+//! more drops).
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use custody_consensus::{
+    Action, BlockHash, CommitCertificate, Config, Consensus, FaultInjection, Height, Input,
+    Message, PersistedState, Proposal, Round, SignedMessage, TimeoutConfig, TimeoutEvent,
+    Validator, ValidatorKey, ValidatorSet, Value, Vote,
+};
+use ed25519_dalek::SigningKey;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+/// Chain id used by every simulated validator.
+pub const CHAIN_ID: &str = "custody-sim";
+
+/// Blocks returned by one sync response.
+const SYNC_BLOCKS_PER_RESPONSE_MAX: usize = 8;
+
+/// A node asks a peer for blocks at most this often.
+const SYNC_REQUEST_INTERVAL_MS: u64 = 200;
+
+/// Hard stop on the number of events in one run (a run that needs more is
+/// reported as a liveness failure rather than looping forever).
+const EVENTS_PER_RUN_MAX: u64 = 3_000_000;
+
+/// How a faulty validator misbehaves. Byzantine validators run the honest
+/// state machine inside and tamper with what it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Follows the protocol.
+    Honest,
+    /// Sends nothing at all.
+    Silent,
+    /// As proposer, sends one valid block to half the validators and a
+    /// different valid block to the other half.
+    EquivocatingProposer,
+    /// Every vote goes out in two versions (block and nil, or two blocks),
+    /// each to half the validators.
+    DoubleVoter,
+    /// Proposes invalid blocks and prevotes and precommits for them.
+    InvalidValueVoter,
+}
+
+/// A network partition: from `start_ms` to `end_ms`, messages only flow
+/// between nodes with the same group number.
+#[derive(Clone, Debug)]
+pub struct PartitionScript {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub groups: Vec<u8>,
+}
+
+/// A crash of an honest node at `at_ms`, restarted at `restart_ms` from its
+/// persisted state and committed blocks only.
+#[derive(Clone, Debug)]
+pub struct CrashScript {
+    pub node: usize,
+    pub at_ms: u64,
+    pub restart_ms: u64,
+}
+
+/// Everything a run does, derived from its seed (or written by hand).
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub n: usize,
+    /// Behaviour of each node (index = node).
+    pub behaviours: Vec<Behaviour>,
+    /// Link delay drawn uniformly from this inclusive range, per message.
+    pub link_delay_ms: (u64, u64),
+    /// Delay of the application answering a proposal or validation request.
+    pub app_delay_ms: (u64, u64),
+    /// Pause between a commit and the start of the next height.
+    pub commit_pause_ms: u64,
+    /// Before GST: probability that a message is lost.
+    pub drop_probability: f64,
+    /// Probability that a message is delivered twice (whole run).
+    pub duplicate_probability: f64,
+    /// Before GST: probability that a node crashes in the middle of
+    /// carrying out one batch of actions (it restarts 50–500 ms later).
+    pub crash_mid_actions_probability: f64,
+    pub partitions: Vec<PartitionScript>,
+    pub crashes: Vec<CrashScript>,
+    /// Global stabilisation time: every fault has ended by then.
+    pub gst_ms: u64,
+    /// After GST, every honest node must commit this many more heights...
+    pub heights_after_gst: u64,
+    /// ...within this much simulated time.
+    pub liveness_bound_ms: u64,
+    pub timeouts: TimeoutConfig,
+    pub fault_injection: FaultInjection,
+    /// Check every commit's certificate (off only for the broken-quorum
+    /// test, whose certificates are too small by construction).
+    pub check_certificates: bool,
+    /// Stop at this many committed heights even before GST (report mode).
+    pub stop_at_height: Option<u64>,
+    /// Print every event (set by `CUSTODY_SIM_TRACE=1` on a replay).
+    pub trace: bool,
+}
+
+impl SimConfig {
+    /// Timeouts tuned for 10–60 ms links.
+    pub fn sim_timeouts() -> TimeoutConfig {
+        TimeoutConfig {
+            propose_ms: 400,
+            propose_delta_ms: 100,
+            prevote_ms: 200,
+            prevote_delta_ms: 100,
+            precommit_ms: 200,
+            precommit_delta_ms: 100,
+            rebroadcast_ms: 600,
+        }
+    }
+
+    /// A hostile scenario drawn from `seed`.
+    pub fn from_seed(seed: u64) -> SimConfig {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
+        let n = match rng.random_range(0..10u32) {
+            0..=4 => 4,
+            5..=7 => 7,
+            _ => 10,
+        };
+        let f = (n - 1) / 3;
+        let byzantine_count = rng.random_range(0..=f);
+        let mut behaviours = vec![Behaviour::Honest; n];
+        let mut order: Vec<usize> = (0..n).collect();
+        shuffle(&mut order, &mut rng);
+        for &node in order.iter().take(byzantine_count) {
+            behaviours[node] = match rng.random_range(0..4u32) {
+                0 => Behaviour::Silent,
+                1 => Behaviour::EquivocatingProposer,
+                2 => Behaviour::DoubleVoter,
+                _ => Behaviour::InvalidValueVoter,
+            };
+        }
+        let gst_ms = rng.random_range(1_500..4_000u64);
+        let mut partitions = Vec::new();
+        let partition_count = rng.random_range(0..=3u32);
+        for _ in 0..partition_count {
+            let start_ms = rng.random_range(0..gst_ms);
+            let end_ms = (start_ms + rng.random_range(200..2_000u64)).min(gst_ms);
+            let groups: Vec<u8> = if rng.random_bool(0.5) {
+                // Isolate one node.
+                let alone = rng.random_range(0..n);
+                (0..n).map(|node| u8::from(node == alone)).collect()
+            } else {
+                (0..n).map(|_| rng.random_range(0..2u8)).collect()
+            };
+            partitions.push(PartitionScript {
+                start_ms,
+                end_ms,
+                groups,
+            });
+        }
+        let honest: Vec<usize> = (0..n)
+            .filter(|&node| behaviours[node] == Behaviour::Honest)
+            .collect();
+        let mut crashes = Vec::new();
+        let crash_count = rng.random_range(0..=2u32);
+        for _ in 0..crash_count {
+            let node = honest[rng.random_range(0..honest.len())];
+            let at_ms = rng.random_range(0..gst_ms);
+            let restart_ms = (at_ms + rng.random_range(50..1_500u64)).min(gst_ms);
+            crashes.push(CrashScript {
+                node,
+                at_ms,
+                restart_ms,
+            });
+        }
+        SimConfig {
+            seed,
+            n,
+            behaviours,
+            link_delay_ms: (5, rng.random_range(20..80u64)),
+            app_delay_ms: (0, 10),
+            commit_pause_ms: rng.random_range(50..200u64),
+            drop_probability: [0.0, 0.05, 0.2, 0.4][rng.random_range(0..4usize)],
+            duplicate_probability: [0.0, 0.05, 0.2][rng.random_range(0..3usize)],
+            crash_mid_actions_probability: if rng.random_bool(0.3) { 0.002 } else { 0.0 },
+            partitions,
+            crashes,
+            gst_ms,
+            heights_after_gst: 3,
+            liveness_bound_ms: 60_000,
+            timeouts: SimConfig::sim_timeouts(),
+            fault_injection: FaultInjection::default(),
+            check_certificates: true,
+            stop_at_height: None,
+            trace: false,
+        }
+    }
+
+    /// A fault-free run with a fixed link delay, for the report.
+    pub fn benign(n: usize, link_delay_ms: u64, heights: u64) -> SimConfig {
+        SimConfig {
+            seed: 0,
+            n,
+            behaviours: vec![Behaviour::Honest; n],
+            link_delay_ms: (link_delay_ms, link_delay_ms),
+            app_delay_ms: (0, 0),
+            commit_pause_ms: 0,
+            drop_probability: 0.0,
+            duplicate_probability: 0.0,
+            crash_mid_actions_probability: 0.0,
+            partitions: Vec::new(),
+            crashes: Vec::new(),
+            gst_ms: 0,
+            heights_after_gst: heights,
+            liveness_bound_ms: 3_600_000,
+            timeouts: TimeoutConfig {
+                // Long enough that no timeout fires in a healthy round even
+                // at n = 100, so the figures measure the protocol alone.
+                propose_ms: 60_000,
+                propose_delta_ms: 1_000,
+                prevote_ms: 60_000,
+                prevote_delta_ms: 1_000,
+                precommit_ms: 60_000,
+                precommit_delta_ms: 1_000,
+                rebroadcast_ms: 60_000,
+            },
+            fault_injection: FaultInjection::default(),
+            check_certificates: true,
+            stop_at_height: Some(heights),
+            trace: false,
+        }
+    }
+}
+
+fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
+    for index in (1..items.len()).rev() {
+        let other = rng.random_range(0..=index);
+        items.swap(index, other);
+    }
+}
+
+/// A broken property, with enough context to understand it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    Agreement {
+        height: u64,
+        node: usize,
+        first: String,
+        second: String,
+    },
+    Validity {
+        height: u64,
+        node: usize,
+        reason: String,
+    },
+    Certificate {
+        height: u64,
+        node: usize,
+        reason: String,
+    },
+    HonestEquivocation {
+        node: usize,
+        height: u64,
+        round: u64,
+        kind: &'static str,
+    },
+    EvidenceAgainstHonest {
+        node: usize,
+    },
+    Liveness {
+        reason: String,
+    },
+    /// The state machine or the simulator panicked.
+    Panic {
+        message: String,
+    },
+}
+
+impl Violation {
+    pub fn is_safety(&self) -> bool {
+        !matches!(self, Violation::Liveness { .. })
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Agreement {
+                height,
+                node,
+                first,
+                second,
+            } => write!(f, "agreement: node {node} committed {second} at height {height}, another honest node committed {first}"),
+            Violation::Validity { height, node, reason } => {
+                write!(f, "validity: node {node} at height {height}: {reason}")
+            }
+            Violation::Certificate { height, node, reason } => {
+                write!(f, "certificate: node {node} at height {height}: {reason}")
+            }
+            Violation::HonestEquivocation {
+                node,
+                height,
+                round,
+                kind,
+            } => write!(f, "honest node {node} signed two different {kind}s at height {height} round {round}"),
+            Violation::EvidenceAgainstHonest { node } => write!(f, "evidence names honest node {node}"),
+            Violation::Liveness { reason } => write!(f, "liveness: {reason}"),
+            Violation::Panic { message } => write!(f, "panic: {message}"),
+        }
+    }
+}
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub events: u64,
+    /// Broadcast actions carried out (by anyone).
+    pub broadcasts: u64,
+    /// Point-to-point copies put on the network (votes, proposals and sync).
+    pub messages_sent: u64,
+    pub messages_delivered: u64,
+    /// Highest height committed by every honest node.
+    pub min_honest_height: u64,
+    pub max_honest_height: u64,
+    pub sim_time_ms: u64,
+    pub evidence: u64,
+    pub crashes: u64,
+    pub syncs: u64,
+    /// Per honest node and height: simulated ms from starting the height to
+    /// committing it through consensus (synced heights excluded).
+    pub commit_latencies_ms: Vec<u64>,
+}
+
+/// What a run found.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub violations: Vec<Violation>,
+    pub stats: Stats,
+}
+
+impl Outcome {
+    pub fn first_safety_violation(&self) -> Option<&Violation> {
+        self.violations
+            .iter()
+            .find(|violation| violation.is_safety())
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        to: usize,
+        from: usize,
+        message: SignedMessage,
+    },
+    Timeout {
+        node: usize,
+        incarnation: u64,
+        event: TimeoutEvent,
+    },
+    ProposalReady {
+        node: usize,
+        incarnation: u64,
+        height: Height,
+        round: Round,
+    },
+    VerdictReady {
+        node: usize,
+        incarnation: u64,
+        height: Height,
+        value: Value,
+    },
+    StartNext {
+        node: usize,
+        incarnation: u64,
+        height: Height,
+    },
+    Crash {
+        node: usize,
+        restart_ms: u64,
+    },
+    Restart {
+        node: usize,
+    },
+    PartitionStart {
+        groups: Vec<u8>,
+    },
+    PartitionEnd,
+    SyncRequest {
+        to: usize,
+        from: usize,
+        from_height: Height,
+    },
+    SyncResponse {
+        to: usize,
+        blocks: Vec<(Height, Value, CommitCertificate)>,
+    },
+    Gst,
+}
+
+struct Node {
+    key: SigningKey,
+    behaviour: Behaviour,
+    machine: Option<Consensus>,
+    incarnation: u64,
+    /// Durable: the last `Persist`.
+    persisted: Option<PersistedState>,
+    /// Durable: the node's ledger.
+    committed: BTreeMap<Height, (Value, CommitCertificate)>,
+    last_sync_request_ms: Option<u64>,
+    height_started_ms: BTreeMap<Height, u64>,
+    proposals_made: u64,
+}
+
+/// The simulated world.
+pub struct Simulation {
+    config: SimConfig,
+    rng: ChaCha8Rng,
+    now_ms: u64,
+    sequence: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    nodes: Vec<Node>,
+    validators: ValidatorSet,
+    groups: Vec<u8>,
+    after_gst: bool,
+    liveness_target: Option<u64>,
+    /// Agreement reference: the first honest commit per height.
+    decided: BTreeMap<Height, BlockHash>,
+    /// Every value handed to a state machine as a proposal.
+    proposed: BTreeSet<BlockHash>,
+    /// What each honest validator signed per (height, round, kind).
+    honest_signed: BTreeMap<(usize, u64, u64, u8), Message>,
+    violations: Vec<Violation>,
+    stats: Stats,
+}
+
+/// The sim application's block: `"blk" || height || proposer || counter ||
+/// valid flag`, hashed with SHA-256. A block with flag 0 is invalid.
+pub fn make_value(height: Height, proposer: usize, counter: u64, valid: bool) -> Value {
+    let mut bytes = b"blk".to_vec();
+    bytes.extend_from_slice(&height.0.to_le_bytes());
+    bytes.extend_from_slice(&(proposer as u32).to_le_bytes());
+    bytes.extend_from_slice(&counter.to_le_bytes());
+    bytes.push(u8::from(valid));
+    let hash = BlockHash(Sha256::digest(&bytes).into());
+    Value { bytes, hash }
+}
+
+/// The sim application's validity rule (what the node's ledger check does
+/// for real blocks): hash matches the bytes, the block is for this height
+/// and carries the valid flag.
+pub fn value_is_valid(height: Height, value: &Value) -> bool {
+    let hash: [u8; 32] = Sha256::digest(&value.bytes).into();
+    hash == value.hash.0
+        && value.bytes.len() == 3 + 8 + 4 + 8 + 1
+        && value.bytes[..3] == *b"blk"
+        && value.bytes[3..11] == height.0.to_le_bytes()
+        && value.bytes[value.bytes.len() - 1] == 1
+}
+
+fn short(hash: &BlockHash) -> String {
+    hash.0[..4]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+pub fn signing_key(node: usize) -> SigningKey {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&(node as u64 + 1).to_le_bytes());
+    secret[8..16].copy_from_slice(b"sim-key!");
+    SigningKey::from_bytes(&secret)
+}
+
+impl Simulation {
+    pub fn new(config: SimConfig) -> Simulation {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let keys: Vec<SigningKey> = (0..config.n).map(signing_key).collect();
+        let validators = ValidatorSet::new(
+            keys.iter()
+                .map(|key| Validator {
+                    key: ValidatorKey::from(&key.verifying_key()),
+                    power: 1,
+                })
+                .collect(),
+        )
+        .expect("simulated validator set is valid");
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| Node {
+                key,
+                behaviour: config.behaviours[index],
+                machine: None,
+                incarnation: 0,
+                persisted: None,
+                committed: BTreeMap::new(),
+                last_sync_request_ms: None,
+                height_started_ms: BTreeMap::new(),
+                proposals_made: 0,
+            })
+            .collect();
+        let n = config.n;
+        Simulation {
+            config,
+            rng,
+            now_ms: 0,
+            sequence: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            validators,
+            groups: vec![0; n],
+            after_gst: false,
+            liveness_target: None,
+            decided: BTreeMap::new(),
+            proposed: BTreeSet::new(),
+            honest_signed: BTreeMap::new(),
+            violations: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: Event) {
+        self.sequence += 1;
+        self.queue
+            .insert((self.now_ms + delay_ms, self.sequence), event);
+    }
+
+    fn is_honest(&self, node: usize) -> bool {
+        self.nodes[node].behaviour == Behaviour::Honest
+    }
+
+    fn node_config(&self, node: usize) -> Config {
+        let mut config = Config::new(CHAIN_ID, Some(self.nodes[node].key.clone()));
+        config.timeouts = self.config.timeouts;
+        config.fault_injection = self.config.fault_injection;
+        config
+    }
+
+    /// Runs the whole scenario and returns what it found.
+    pub fn run(mut self) -> Outcome {
+        for node in 0..self.config.n {
+            self.boot(node);
+        }
+        for partition in self.config.partitions.clone() {
+            self.schedule(
+                partition.start_ms,
+                Event::PartitionStart {
+                    groups: partition.groups,
+                },
+            );
+            self.schedule(partition.end_ms, Event::PartitionEnd);
+        }
+        for crash in self.config.crashes.clone() {
+            self.schedule(
+                crash.at_ms,
+                Event::Crash {
+                    node: crash.node,
+                    restart_ms: crash.restart_ms,
+                },
+            );
+        }
+        if self.config.stop_at_height.is_none() {
+            self.schedule(self.config.gst_ms, Event::Gst);
+        }
+        while let Some(((time_ms, _), event)) = self.queue.pop_first() {
+            self.now_ms = time_ms;
+            self.stats.events += 1;
+            self.step(event);
+            if self.finished() {
+                break;
+            }
+            if self.stats.events >= EVENTS_PER_RUN_MAX {
+                self.violations.push(Violation::Liveness {
+                    reason: format!(
+                        "event budget of {EVENTS_PER_RUN_MAX} exhausted at {} ms",
+                        self.now_ms
+                    ),
+                });
+                break;
+            }
+            if let Some(target) = self.liveness_target {
+                if self.now_ms > self.config.gst_ms + self.config.liveness_bound_ms {
+                    let heights: Vec<u64> = (0..self.config.n)
+                        .filter(|&node| self.is_honest(node))
+                        .map(|node| self.committed_height(node))
+                        .collect();
+                    self.violations.push(Violation::Liveness {
+                        reason: format!(
+                            "{} ms after GST honest nodes are at heights {heights:?}, target {target}",
+                            self.config.liveness_bound_ms
+                        ),
+                    });
+                    break;
+                }
+            }
+        }
+        if self.queue.is_empty() && !self.finished() {
+            self.violations.push(Violation::Liveness {
+                reason: "no events left before the goal was reached".to_owned(),
+            });
+        }
+        let honest_heights: Vec<u64> = (0..self.config.n)
+            .filter(|&node| self.is_honest(node))
+            .map(|node| self.committed_height(node))
+            .collect();
+        self.stats.min_honest_height = honest_heights.iter().copied().min().unwrap_or(0);
+        self.stats.max_honest_height = honest_heights.iter().copied().max().unwrap_or(0);
+        self.stats.sim_time_ms = self.now_ms;
+        Outcome {
+            violations: self.violations,
+            stats: self.stats,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        let honest = (0..self.config.n).filter(|&node| self.is_honest(node));
+        if let Some(stop) = self.config.stop_at_height {
+            let mut honest = honest;
+            return honest.all(|node| self.committed_height(node) >= stop);
+        }
+        if !self.violations.is_empty() {
+            return true;
+        }
+        match self.liveness_target {
+            Some(target) => {
+                let mut honest = honest;
+                honest.all(|node| self.committed_height(node) >= target)
+            }
+            None => false,
+        }
+    }
+
+    fn committed_height(&self, node: usize) -> u64 {
+        self.nodes[node]
+            .committed
+            .last_key_value()
+            .map_or(0, |(height, _)| height.0)
+    }
+
+    fn boot(&mut self, node: usize) {
+        let height = Height(self.committed_height(node) + 1);
+        let persisted = self.nodes[node].persisted.clone();
+        let config = self.node_config(node);
+        let (machine, actions) = Consensus::new(config, self.validators.clone(), height, persisted)
+            .expect("simulated node boots");
+        self.nodes[node].machine = Some(machine);
+        self.nodes[node]
+            .height_started_ms
+            .insert(height, self.now_ms);
+        self.execute(node, actions);
+    }
+
+    fn trace(&self, event: &Event) {
+        let describe = |message: &SignedMessage| match &message.message {
+            Message::Proposal(p) => format!(
+                "proposal h{} r{} {} vr{:?}",
+                p.height,
+                p.round,
+                short(&p.value.hash),
+                p.valid_round.map(|r| r.0)
+            ),
+            Message::Prevote(v) => format!(
+                "prevote h{} r{} {:?}",
+                v.height,
+                v.round,
+                v.block_hash.map(|h| short(&h))
+            ),
+            Message::Precommit(v) => format!(
+                "precommit h{} r{} {:?}",
+                v.height,
+                v.round,
+                v.block_hash.map(|h| short(&h))
+            ),
+        };
+        let state = |node: usize| {
+            self.nodes[node]
+                .machine
+                .as_ref()
+                .map_or("down".to_owned(), |m| {
+                    format!("h{} r{} {:?}", m.height(), m.round(), m.step())
+                })
+        };
+        let line = match event {
+            Event::Deliver { to, from, message } => {
+                format!("{from}->{to} {} [{}]", describe(message), state(*to))
+            }
+            Event::Timeout { node, event, .. } => format!(
+                "timeout {node} {:?} h{} r{} [{}]",
+                event.step,
+                event.height,
+                event.round,
+                state(*node)
+            ),
+            other => format!("{other:?}").chars().take(160).collect(),
+        };
+        println!("{:>7} {line}", self.now_ms);
+    }
+
+    fn step(&mut self, event: Event) {
+        if self.config.trace {
+            self.trace(&event);
+        }
+        match event {
+            Event::Deliver { to, from, message } => {
+                self.stats.messages_delivered += 1;
+                let Some(machine) = self.nodes[to].machine.as_ref() else {
+                    return;
+                };
+                let machine_height = machine.height();
+                if message.height() > machine_height {
+                    self.maybe_request_sync(to, from, machine_height);
+                }
+                self.feed(to, Input::Message(message));
+            }
+            Event::Timeout {
+                node,
+                incarnation,
+                event,
+            } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.feed(node, Input::Timeout(event));
+                }
+            }
+            Event::ProposalReady {
+                node,
+                incarnation,
+                height,
+                round,
+            } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                self.nodes[node].proposals_made += 1;
+                let counter = self.nodes[node].proposals_made;
+                let valid = self.nodes[node].behaviour != Behaviour::InvalidValueVoter;
+                let value = make_value(height, node, counter * 1000 + round.0, valid);
+                self.proposed.insert(value.hash);
+                self.feed(
+                    node,
+                    Input::ProposalValue {
+                        height,
+                        round,
+                        value,
+                    },
+                );
+            }
+            Event::VerdictReady {
+                node,
+                incarnation,
+                height,
+                value,
+            } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                let valid = value_is_valid(height, &value);
+                self.feed(
+                    node,
+                    Input::ValueVerdict {
+                        height,
+                        hash: value.hash,
+                        valid,
+                    },
+                );
+            }
+            Event::StartNext {
+                node,
+                incarnation,
+                height,
+            } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                self.start_height(node, height);
+            }
+            Event::Crash { node, restart_ms } => self.crash(node, restart_ms),
+            Event::Restart { node } => {
+                if self.nodes[node].machine.is_none() {
+                    self.boot(node);
+                }
+            }
+            Event::PartitionStart { groups } => {
+                if !self.after_gst {
+                    self.groups = groups;
+                }
+            }
+            Event::PartitionEnd => self.groups = vec![0; self.config.n],
+            Event::SyncRequest {
+                to,
+                from,
+                from_height,
+            } => {
+                if self.nodes[to].machine.is_none() {
+                    return;
+                }
+                let blocks: Vec<(Height, Value, CommitCertificate)> = self.nodes[to]
+                    .committed
+                    .range(from_height..)
+                    .take(SYNC_BLOCKS_PER_RESPONSE_MAX)
+                    .map(|(height, (value, certificate))| {
+                        (*height, value.clone(), certificate.clone())
+                    })
+                    .collect();
+                if !blocks.is_empty() {
+                    self.send(to, from, Event::SyncResponse { to: from, blocks });
+                }
+            }
+            Event::SyncResponse { to, blocks } => self.apply_sync(to, blocks),
+            Event::Gst => {
+                self.after_gst = true;
+                self.groups = vec![0; self.config.n];
+                for node in 0..self.config.n {
+                    if self.nodes[node].machine.is_none() {
+                        self.boot(node);
+                    }
+                }
+                let max_height = (0..self.config.n)
+                    .filter(|&node| self.is_honest(node))
+                    .map(|node| self.committed_height(node))
+                    .max()
+                    .unwrap_or(0);
+                self.liveness_target = Some(max_height + self.config.heights_after_gst);
+            }
+        }
+    }
+
+    fn crash(&mut self, node: usize, restart_ms: u64) {
+        if self.nodes[node].machine.is_none() || self.after_gst {
+            return;
+        }
+        self.stats.crashes += 1;
+        // Everything not persisted or committed is lost; pending timers and
+        // application answers die with the process.
+        self.nodes[node].machine = None;
+        self.nodes[node].incarnation += 1;
+        self.nodes[node].last_sync_request_ms = None;
+        let delay = restart_ms.saturating_sub(self.now_ms).max(1);
+        self.schedule(delay, Event::Restart { node });
+    }
+
+    fn feed(&mut self, node: usize, input: Input) {
+        let Some(machine) = self.nodes[node].machine.as_mut() else {
+            return;
+        };
+        let actions = machine.handle(input);
+        self.execute(node, actions);
+    }
+
+    fn start_height(&mut self, node: usize, height: Height) {
+        let validators = self.validators.clone();
+        if let Some(machine) = self.nodes[node].machine.as_ref() {
+            if machine.height() >= height {
+                return;
+            }
+        }
+        self.nodes[node]
+            .height_started_ms
+            .insert(height, self.now_ms);
+        self.feed(node, Input::StartHeight { height, validators });
+    }
+
+    /// Carries out actions in order, possibly crashing part-way (before GST).
+    fn execute(&mut self, node: usize, actions: Vec<Action>) {
+        let crash_after = if !self.after_gst
+            && self.is_honest(node)
+            && self.config.crash_mid_actions_probability > 0.0
+            && !actions.is_empty()
+            && self
+                .rng
+                .random_bool(self.config.crash_mid_actions_probability)
+        {
+            Some(self.rng.random_range(0..actions.len()))
+        } else {
+            None
+        };
+        let incarnation = self.nodes[node].incarnation;
+        let mut committed_height: Option<Height> = None;
+        for (index, action) in actions.into_iter().enumerate() {
+            if crash_after == Some(index) {
+                let restart_ms = self.now_ms + self.rng.random_range(50..500u64);
+                self.crash(node, restart_ms);
+                return;
+            }
+            match action {
+                Action::Persist(state) => self.nodes[node].persisted = Some(state),
+                Action::Broadcast(message) => self.broadcast(node, message),
+                Action::ScheduleTimeout { event, duration_ms } => {
+                    self.schedule(
+                        duration_ms,
+                        Event::Timeout {
+                            node,
+                            incarnation,
+                            event,
+                        },
+                    );
+                }
+                Action::RequestProposal { height, round } => {
+                    let delay = self.app_delay();
+                    self.schedule(
+                        delay,
+                        Event::ProposalReady {
+                            node,
+                            incarnation,
+                            height,
+                            round,
+                        },
+                    );
+                }
+                Action::ValidateValue { height, value } => {
+                    let delay = self.app_delay();
+                    self.schedule(
+                        delay,
+                        Event::VerdictReady {
+                            node,
+                            incarnation,
+                            height,
+                            value,
+                        },
+                    );
+                }
+                Action::Commit {
+                    height,
+                    value,
+                    certificate,
+                } => {
+                    if let Some(started) = self.nodes[node].height_started_ms.get(&height) {
+                        if self.is_honest(node) {
+                            self.stats.commit_latencies_ms.push(self.now_ms - started);
+                        }
+                    }
+                    self.record_commit(node, height, value, certificate, true);
+                    committed_height = Some(height);
+                }
+                Action::Evidence(equivocation) => {
+                    self.stats.evidence += 1;
+                    let culprit = equivocation.second.validator;
+                    if let Some(index) = self.node_of(&culprit) {
+                        if self.is_honest(index) {
+                            self.violations
+                                .push(Violation::EvidenceAgainstHonest { node: index });
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(height) = committed_height {
+            let pause = self.config.commit_pause_ms;
+            self.schedule(
+                pause,
+                Event::StartNext {
+                    node,
+                    incarnation,
+                    height: height.next(),
+                },
+            );
+        }
+    }
+
+    fn node_of(&self, key: &ValidatorKey) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|node| ValidatorKey::from(&node.key.verifying_key()) == *key)
+    }
+
+    fn app_delay(&mut self) -> u64 {
+        let (low, high) = self.config.app_delay_ms;
+        self.rng.random_range(low..=high)
+    }
+
+    /// Stores a commit after checking agreement, validity and the
+    /// certificate (honest nodes only; a Byzantine node's ledger is its own
+    /// business).
+    fn record_commit(
+        &mut self,
+        node: usize,
+        height: Height,
+        value: Value,
+        certificate: CommitCertificate,
+        through_consensus: bool,
+    ) {
+        if self.is_honest(node) {
+            match self.decided.get(&height) {
+                Some(first) if *first != value.hash => {
+                    self.violations.push(Violation::Agreement {
+                        height: height.0,
+                        node,
+                        first: short(first),
+                        second: short(&value.hash),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.decided.insert(height, value.hash);
+                }
+            }
+            if !self.proposed.contains(&value.hash) {
+                self.violations.push(Violation::Validity {
+                    height: height.0,
+                    node,
+                    reason: format!("value {} was never proposed", short(&value.hash)),
+                });
+            }
+            if !value_is_valid(height, &value) {
+                self.violations.push(Violation::Validity {
+                    height: height.0,
+                    node,
+                    reason: format!("value {} is not valid", short(&value.hash)),
+                });
+            }
+            if self.config.check_certificates {
+                let problem =
+                    if certificate.height != height || certificate.block_hash != value.hash {
+                        Some("certificate is for another height or block".to_owned())
+                    } else {
+                        certificate
+                            .verify(CHAIN_ID, &self.validators)
+                            .err()
+                            .map(|error| error.to_string())
+                    };
+                if let Some(reason) = problem {
+                    self.violations.push(Violation::Certificate {
+                        height: height.0,
+                        node,
+                        reason,
+                    });
+                }
+            }
+        }
+        if !through_consensus {
+            self.stats.syncs += 1;
+        }
+        self.nodes[node]
+            .committed
+            .insert(height, (value, certificate));
+    }
+
+    fn maybe_request_sync(&mut self, node: usize, peer: usize, from_height: Height) {
+        let due = self.nodes[node]
+            .last_sync_request_ms
+            .is_none_or(|last| self.now_ms >= last + SYNC_REQUEST_INTERVAL_MS);
+        if !due {
+            return;
+        }
+        self.nodes[node].last_sync_request_ms = Some(self.now_ms);
+        self.send(
+            node,
+            peer,
+            Event::SyncRequest {
+                to: peer,
+                from: node,
+                from_height,
+            },
+        );
+    }
+
+    /// The node's block sync: adopt committed blocks whose certificates
+    /// verify, in height order, then start the height after them.
+    fn apply_sync(&mut self, node: usize, blocks: Vec<(Height, Value, CommitCertificate)>) {
+        let Some(machine) = self.nodes[node].machine.as_ref() else {
+            return;
+        };
+        let mut next = machine.height();
+        let mut advanced = false;
+        for (height, value, certificate) in blocks {
+            if height != next || self.nodes[node].committed.contains_key(&height) {
+                continue;
+            }
+            if certificate.height != height
+                || certificate.block_hash != value.hash
+                || (self.config.check_certificates
+                    && certificate.verify(CHAIN_ID, &self.validators).is_err())
+            {
+                break;
+            }
+            self.record_commit(node, height, value, certificate, false);
+            next = height.next();
+            advanced = true;
+        }
+        if advanced {
+            self.start_height(node, next);
+        }
+    }
+
+    fn broadcast(&mut self, node: usize, message: SignedMessage) {
+        self.stats.broadcasts += 1;
+        match self.nodes[node].behaviour {
+            Behaviour::Honest => {
+                self.check_honest_signature(node, &message);
+                self.send_to_all(node, &message, |_| true);
+            }
+            Behaviour::Silent => {}
+            Behaviour::EquivocatingProposer => match &message.message {
+                Message::Proposal(proposal) => {
+                    self.nodes[node].proposals_made += 1;
+                    let counter = self.nodes[node].proposals_made * 1000 + 999;
+                    let other = make_value(proposal.height, node, counter, true);
+                    self.proposed.insert(other.hash);
+                    let twin = SignedMessage::sign(
+                        CHAIN_ID,
+                        Message::Proposal(Proposal {
+                            value: other,
+                            ..proposal.clone()
+                        }),
+                        &self.nodes[node].key,
+                    );
+                    self.send_split(node, &message, &twin);
+                }
+                _ => self.send_to_all(node, &message, |_| true),
+            },
+            Behaviour::DoubleVoter => match message.message.as_vote() {
+                Some((_, vote)) => {
+                    let other_hash = match vote.block_hash {
+                        Some(_) => None,
+                        None => Some(make_value(vote.height, node, vote.round.0, true).hash),
+                    };
+                    let twin = self.resign_vote(node, &message.message, other_hash);
+                    self.send_split(node, &message, &twin);
+                }
+                None => self.send_to_all(node, &message, |_| true),
+            },
+            Behaviour::InvalidValueVoter => match message.message.as_vote() {
+                Some((_, vote)) => {
+                    let invalid = make_value(vote.height, node, vote.round.0, false);
+                    let forged = self.resign_vote(node, &message.message, Some(invalid.hash));
+                    self.send_to_all(node, &forged, |_| true);
+                }
+                None => self.send_to_all(node, &message, |_| true),
+            },
+        }
+    }
+
+    fn resign_vote(
+        &self,
+        node: usize,
+        message: &Message,
+        block_hash: Option<BlockHash>,
+    ) -> SignedMessage {
+        let changed = match message {
+            Message::Prevote(vote) => Message::Prevote(Vote {
+                block_hash,
+                ..*vote
+            }),
+            Message::Precommit(vote) => Message::Precommit(Vote {
+                block_hash,
+                ..*vote
+            }),
+            Message::Proposal(_) => message.clone(),
+        };
+        SignedMessage::sign(CHAIN_ID, changed, &self.nodes[node].key)
+    }
+
+    fn send_split(&mut self, node: usize, first: &SignedMessage, second: &SignedMessage) {
+        let half = self.config.n / 2;
+        self.send_to_all(node, first, |peer| peer < half);
+        self.send_to_all(node, second, |peer| peer >= half);
+    }
+
+    /// An honest validator must never sign two different messages for one
+    /// (height, round, kind): that is what crash safety promises.
+    fn check_honest_signature(&mut self, node: usize, message: &SignedMessage) {
+        if message.validator != ValidatorKey::from(&self.nodes[node].key.verifying_key()) {
+            return; // forwarded proof-of-lock votes are other validators' messages
+        }
+        let (kind, name) = match &message.message {
+            Message::Proposal(_) => (0u8, "proposal"),
+            Message::Prevote(_) => (1, "prevote"),
+            Message::Precommit(_) => (2, "precommit"),
+        };
+        let slot = (node, message.height().0, message.round().0, kind);
+        match self.honest_signed.get(&slot) {
+            Some(previous) if *previous != message.message => {
+                self.violations.push(Violation::HonestEquivocation {
+                    node,
+                    height: slot.1,
+                    round: slot.2,
+                    kind: name,
+                });
+            }
+            Some(_) => {}
+            None => {
+                self.honest_signed.insert(slot, message.message.clone());
+            }
+        }
+    }
+
+    fn send_to_all(
+        &mut self,
+        from: usize,
+        message: &SignedMessage,
+        include: impl Fn(usize) -> bool,
+    ) {
+        for to in 0..self.config.n {
+            if to != from && include(to) {
+                self.send(
+                    from,
+                    to,
+                    Event::Deliver {
+                        to,
+                        from,
+                        message: message.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Puts one point-to-point message on the simulated network: it may be
+    /// cut by a partition, dropped, delayed (hence reordered) or duplicated.
+    fn send(&mut self, from: usize, to: usize, event: Event) {
+        self.stats.messages_sent += 1;
+        if self.groups[from] != self.groups[to] {
+            return;
+        }
+        if !self.after_gst
+            && self.config.drop_probability > 0.0
+            && self.rng.random_bool(self.config.drop_probability)
+        {
+            return;
+        }
+        let (low, high) = self.config.link_delay_ms;
+        let delay = self.rng.random_range(low..=high);
+        if self.config.duplicate_probability > 0.0
+            && self.rng.random_bool(self.config.duplicate_probability)
+        {
+            let extra = self.rng.random_range(low..=high.saturating_mul(2));
+            let copy = match &event {
+                Event::Deliver { to, from, message } => Some(Event::Deliver {
+                    to: *to,
+                    from: *from,
+                    message: message.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(copy) = copy {
+                self.schedule(extra, copy);
+            }
+        }
+        self.schedule(delay, event);
+    }
+}
+
+/// Runs one scenario, turning a panic into a violation so that the seed
+/// is still reported.
+pub fn run_config(config: SimConfig) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Simulation::new(config).run()
+    })) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Outcome {
+                violations: vec![Violation::Panic { message }],
+                stats: Stats::default(),
+            }
+        }
+    }
+}
+
+/// Runs one seed and returns what it found.
+pub fn run_seed(seed: u64) -> Outcome {
+    run_config(SimConfig::from_seed(seed))
+}
+
+/// The command that replays one seed.
+pub fn replay_command(seed: u64) -> String {
+    format!("CUSTODY_SIM_SEED={seed} cargo test -p custody-consensus --release --test simulator_seeds -- --nocapture")
+}
+
+/// Seeds to run: `CUSTODY_SIM_SEED=S` replays one, `CUSTODY_SIM_SEEDS=N`
+/// runs N, otherwise `default_count`.
+pub fn seeds_from_env(default_count: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("CUSTODY_SIM_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+    {
+        return vec![seed];
+    }
+    let count = std::env::var("CUSTODY_SIM_SEEDS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default_count);
+    (0..count).collect()
+}
+
+/// Runs `seeds` on `threads` threads with `configure` applied to each
+/// seed's scenario; returns the failing seeds with their outcomes, sorted.
+pub fn run_seeds(
+    seeds: &[u64],
+    threads: usize,
+    configure: impl Fn(&mut SimConfig) + Sync,
+) -> (Vec<(u64, Outcome)>, Stats) {
+    let chunks: Vec<Vec<u64>> = (0..threads)
+        .map(|thread| {
+            seeds
+                .iter()
+                .copied()
+                .skip(thread)
+                .step_by(threads)
+                .collect()
+        })
+        .collect();
+    let results: Vec<(Vec<(u64, Outcome)>, Stats)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                let configure = &configure;
+                scope.spawn(move || {
+                    let mut failures = Vec::new();
+                    let mut total = Stats::default();
+                    for &seed in chunk {
+                        let mut config = SimConfig::from_seed(seed);
+                        configure(&mut config);
+                        let outcome = run_config(config);
+                        total.events += outcome.stats.events;
+                        total.messages_sent += outcome.stats.messages_sent;
+                        total.crashes += outcome.stats.crashes;
+                        total.syncs += outcome.stats.syncs;
+                        total.evidence += outcome.stats.evidence;
+                        total.max_honest_height += outcome.stats.max_honest_height;
+                        if !outcome.violations.is_empty() {
+                            failures.push((seed, outcome));
+                        }
+                    }
+                    (failures, total)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("simulator thread panicked"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    let mut total = Stats::default();
+    for (chunk_failures, stats) in results {
+        failures.extend(chunk_failures);
+        total.events += stats.events;
+        total.messages_sent += stats.messages_sent;
+        total.crashes += stats.crashes;
+        total.syncs += stats.syncs;
+        total.evidence += stats.evidence;
+        total.max_honest_height += stats.max_honest_height;
+    }
+    failures.sort_by_key(|(seed, _)| *seed);
+    (failures, total)
+}
