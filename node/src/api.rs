@@ -348,7 +348,10 @@ async fn block_by_height(
     Path(height): Path<String>,
 ) -> Result<Json<BlockResponse>, ApiError> {
     let height: u64 = height.parse().map_err(|_| {
-        ApiError::bad_request("bad_identifier", format!("`{height}` is not a block height"))
+        ApiError::bad_request(
+            "bad_identifier",
+            format!("`{height}` is not a block height"),
+        )
     })?;
     block_response(&shared, Height(height))
 }
@@ -392,13 +395,10 @@ async fn document_or_history(
                 ApiError::bad_request("bad_cursor", format!("`{cursor}` is not a history cursor"))
             })?,
         };
-        if shared
-            .store
-            .document(&id)
-            .map_err(store_error)?
-            .is_none()
-        {
-            return Err(ApiError::not_found(format!("document `{id}` is not registered")));
+        if shared.store.document(&id).map_err(store_error)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "document `{id}` is not registered"
+            )));
         }
         let history = shared
             .store

@@ -172,15 +172,15 @@ impl Client {
     /// The raw `/metrics` text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let url = format!("{}/metrics", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|error| ClientError::Unreachable {
-                url: url.clone(),
-                message: error.to_string(),
-            })?;
+        let response =
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: url.clone(),
+                    message: error.to_string(),
+                })?;
         response
             .text()
             .await

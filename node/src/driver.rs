@@ -133,21 +133,22 @@ impl Driver {
         state_path: PathBuf,
     ) -> Result<(Driver, Vec<Action>), DriverError> {
         let chain = shared.store.chain_info()?;
-        let persisted = match std::fs::read(&state_path) {
-            Ok(bytes) => Some(postcard::from_bytes::<PersistedState>(&bytes).map_err(
-                |error| DriverError::LoadPersisted {
-                    path: state_path.clone(),
-                    message: error.to_string(),
-                },
-            )?),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => {
-                return Err(DriverError::LoadPersisted {
-                    path: state_path.clone(),
-                    message: error.to_string(),
-                })
-            }
-        };
+        let persisted =
+            match std::fs::read(&state_path) {
+                Ok(bytes) => Some(postcard::from_bytes::<PersistedState>(&bytes).map_err(
+                    |error| DriverError::LoadPersisted {
+                        path: state_path.clone(),
+                        message: error.to_string(),
+                    },
+                )?),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    return Err(DriverError::LoadPersisted {
+                        path: state_path.clone(),
+                        message: error.to_string(),
+                    })
+                }
+            };
         let height = consensus::Height(chain.height.0 + 1);
         let persisted = persisted.filter(|state| state.height == height);
         let validator_key = PublicKey(signing_key.verifying_key().to_bytes());
@@ -165,7 +166,10 @@ impl Driver {
         let message_bytes_max = machine_config.message_bytes_max;
         let validators = consensus_validators(&chain.validator_set)?;
         let (machine, actions) = Consensus::new(machine_config, validators, height, persisted)?;
-        shared.metrics.height.store(chain.height.0, Ordering::Relaxed);
+        shared
+            .metrics
+            .height
+            .store(chain.height.0, Ordering::Relaxed);
         Ok((
             Driver {
                 shared,
@@ -275,12 +279,11 @@ impl Driver {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Persist(state) => {
-                    let bytes = postcard::to_allocvec(&state).map_err(|error| {
-                        DriverError::Persist {
+                    let bytes =
+                        postcard::to_allocvec(&state).map_err(|error| DriverError::Persist {
                             path: self.state_path.clone(),
                             source: std::io::Error::other(error.to_string()),
-                        }
-                    })?;
+                        })?;
                     write_atomically(&self.state_path, &bytes).map_err(|source| {
                         DriverError::Persist {
                             path: self.state_path.clone(),
@@ -298,8 +301,7 @@ impl Driver {
                 Action::ScheduleTimeout { event, duration_ms } => {
                     self.timer_sequence += 1;
                     let at = Instant::now() + Duration::from_millis(duration_ms);
-                    self.timers
-                        .push(Reverse((at, self.timer_sequence, event)));
+                    self.timers.push(Reverse((at, self.timer_sequence, event)));
                 }
                 Action::RequestProposal { height, round } => {
                     self.pending_proposal = Some((height, round));
@@ -547,12 +549,13 @@ impl Driver {
                         reason: error.to_string(),
                     }
                 })?;
-                let changes = apply_block_with(store, &block, Signatures::Verify).map_err(
-                    |refusal| DriverError::DecidedBlockRefused {
-                        height: height.0,
-                        reason: refusal.to_string(),
-                    },
-                )?;
+                let changes =
+                    apply_block_with(store, &block, Signatures::Verify).map_err(|refusal| {
+                        DriverError::DecidedBlockRefused {
+                            height: height.0,
+                            reason: refusal.to_string(),
+                        }
+                    })?;
                 (block, changes)
             }
         };
@@ -616,9 +619,10 @@ impl Driver {
                     block.header.height.0, chain.height.0
                 )));
             }
-            let certificate = CommitCertificate::from_bytes(&certificate_bytes).map_err(|error| {
-                SyncApplyError::Peer(format!("certificate does not decode: {error}"))
-            })?;
+            let certificate =
+                CommitCertificate::from_bytes(&certificate_bytes).map_err(|error| {
+                    SyncApplyError::Peer(format!("certificate does not decode: {error}"))
+                })?;
             let hash = block.hash();
             certificate
                 .verify(
@@ -633,12 +637,13 @@ impl Driver {
                         block.header.height.0
                     ))
                 })?;
-            let changes = apply_block_with(&store, &block, Signatures::Verify).map_err(|refusal| {
-                SyncApplyError::Peer(format!(
-                    "block {} refused: {refusal}",
-                    block.header.height.0
-                ))
-            })?;
+            let changes =
+                apply_block_with(&store, &block, Signatures::Verify).map_err(|refusal| {
+                    SyncApplyError::Peer(format!(
+                        "block {} refused: {refusal}",
+                        block.header.height.0
+                    ))
+                })?;
             store
                 .commit(&block, &certificate, &changes)
                 .map_err(SyncApplyError::local)?;
@@ -652,8 +657,8 @@ impl Driver {
         }
         let chain = store.chain_info().map_err(SyncApplyError::local)?;
         if applied > 0 && chain.height.0 + 1 > self.consensus.height().0 {
-            let validators = consensus_validators(&chain.validator_set)
-                .map_err(SyncApplyError::Local)?;
+            let validators =
+                consensus_validators(&chain.validator_set).map_err(SyncApplyError::Local)?;
             let actions = self.consensus.handle(Input::StartHeight {
                 height: consensus::Height(chain.height.0 + 1),
                 validators,

@@ -15,8 +15,18 @@
 //! - input from peers, files and clients is checked and refused with a
 //!   typed error, never trusted or unwrapped.
 
+pub mod api;
 pub mod api_error;
+pub mod api_types;
+pub mod client;
 pub mod config;
+pub mod driver;
 pub mod home;
+pub mod mempool;
 pub mod metrics;
+pub mod net_glue;
+pub mod network;
+pub mod node;
+pub mod shared;
 pub mod shutdown;
+pub mod testnet;
