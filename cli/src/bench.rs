@@ -31,7 +31,7 @@ use custody_node::testnet::{generate, TestnetOptions};
 /// Nodes in the bench network.
 const BENCH_NODES: usize = 4;
 /// Transactions one client may have submitted and not yet seen committed.
-const CLIENT_IN_FLIGHT_MAX: u64 = 2_000;
+const CLIENT_IN_FLIGHT_MAX: u64 = 500;
 /// Transactions per batch when measuring the verification rate.
 const VERIFY_BATCH_TXS: usize = 256;
 /// How long the verification rate is measured.
@@ -272,18 +272,22 @@ async fn load(
         .iter()
         .map(|n| Client::new(n.api_url.clone()))
         .collect();
-    wait_until("all four nodes to commit a block", Duration::from_secs(60), || {
-        let clients = clients.clone();
-        async move {
-            for client in &clients {
-                match client.status().await {
-                    Ok(status) if status.height >= 1 => {}
-                    _ => return false,
+    wait_until(
+        "all four nodes to commit a block",
+        Duration::from_secs(60),
+        || {
+            let clients = clients.clone();
+            async move {
+                for client in &clients {
+                    match client.status().await {
+                        Ok(status) if status.height >= 1 => {}
+                        _ => return false,
+                    }
                 }
+                true
             }
-            true
-        }
-    })
+        },
+    )
     .await?;
 
     // One fresh admin per client, enrolled by its department's first admin.
@@ -320,7 +324,9 @@ async fn load(
             .map_err(|error| format!("setup: {error}"))?;
     }
     for (node, tx) in &setup {
-        let wait = clients[*node].submit(tx, Some(Duration::from_secs(30))).await;
+        let wait = clients[*node]
+            .submit(tx, Some(Duration::from_secs(30)))
+            .await;
         match wait {
             Ok(_) => {}
             Err(ClientError::Refused { code, .. }) if code == "already_committed" => {}
