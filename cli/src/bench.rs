@@ -292,7 +292,7 @@ async fn load(
 
     // One fresh admin per client, enrolled by its department's first admin.
     let mut signers = Vec::new();
-    let mut admin_nonces = vec![0u64; BENCH_NODES];
+    let mut admin_nonces = [0u64; BENCH_NODES];
     let mut setup = Vec::new();
     for index in 0..client_count {
         let node = index % BENCH_NODES;
