@@ -1,12 +1,293 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
-use clap::Parser;
+mod bench;
+mod tx;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use custody_node::home::{self, Home};
 
 /// Custody keeps the chain of custody of government electronic archives.
+///
+/// Each department runs one node. Try a whole network on this machine with
+/// `custody testnet init --dir /tmp/net` and `custody node start --home
+/// /tmp/net/civil-affairs` (one per department); set up a real department's
+/// node with `custody node init`.
 #[derive(Parser)]
-#[command(name = "custody", version, about, long_about = None)]
-struct Cli {}
+#[command(name = "custody", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Set up, run and watch this department's node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Generate a whole local network (keys, genesis, configs) for trials and tests.
+    #[command(subcommand)]
+    Testnet(TestnetCommand),
+    /// Sign and submit transactions to a node.
+    #[command(subcommand)]
+    Tx(tx::TxCommand),
+    /// Make and inspect member and department key files.
+    Keys(custody_cli::keyfile::KeysArgs),
+    /// Measure the node.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Write a commented default configuration and fresh keys into HOME.
+    ///
+    /// Creates HOME/config.toml and HOME/keys/{validator,node,encryption}.key
+    /// and prints the public keys to put in the genesis. Existing keys are
+    /// never overwritten. Put the chain's genesis at HOME/genesis.json before
+    /// `custody node start`.
+    Init {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// This node's department slug, as in the genesis.
+        #[arg(long, default_value = "my-department")]
+        department: String,
+        /// Print the public keys as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the node until SIGINT or SIGTERM (logs on stderr; RUST_LOG filters).
+    Start {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// Log one JSON object per line instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Show a running node's height, peers and mempool.
+    Status {
+        /// The node's HTTP API.
+        #[arg(long, env = "CUSTODY_NODE", default_value = "http://127.0.0.1:26680")]
+        node: String,
+        /// Print the full status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestnetCommand {
+    /// Generate N departments' homes under DIR, each ready for `custody node start --home DIR/<dept>`.
+    ///
+    /// Each department gets validator, node and encryption keys, a first
+    /// admin (DIR/<dept>/members/admin.key) and a clerk (members/clerk.key),
+    /// all in one genesis. DIR/testnet.json lists the API URLs.
+    Init(TestnetInitArgs),
+}
+
+#[derive(Args)]
+struct TestnetInitArgs {
+    /// How many departments (nodes); 4 tolerates one faulty node.
+    #[arg(long, default_value_t = 4)]
+    departments: usize,
+    /// Directory to create the homes in (must be empty or absent).
+    #[arg(long)]
+    dir: PathBuf,
+    /// First port; node i listens on BASE+2i (peers) and BASE+2i+1 (HTTP API).
+    #[arg(long, default_value_t = 26600)]
+    base_port: u16,
+    /// Short consensus timeouts, for tests and benchmarks on one machine.
+    #[arg(long)]
+    fast: bool,
+    /// The chain id written into the genesis.
+    #[arg(long, default_value = "custody-testnet")]
+    chain_id: String,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Node(NodeCommand::Init {
+            home,
+            department,
+            json,
+        }) => node_init(home, department, json),
+        Command::Node(NodeCommand::Start { home, log_json }) => {
+            custody_node::shutdown::init_tracing(log_json);
+            let runtime = runtime()?;
+            runtime.block_on(async move {
+                let (trigger, shutdown) = custody_node::shutdown::shutdown_channel();
+                tokio::spawn(async move {
+                    custody_node::shutdown::os_signal().await;
+                    tracing::info!("shutdown requested");
+                    trigger.trigger();
+                });
+                custody_node::node::run(Home::new(home), shutdown)
+                    .await
+                    .map_err(|error| error.to_string())
+            })
+        }
+        Command::Node(NodeCommand::Status { node, json }) => {
+            let runtime = runtime()?;
+            runtime.block_on(async move {
+                let client = custody_node::client::Client::new(node);
+                let status = client.status().await.map_err(|error| error.to_string())?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    println!("department   {}", status.department);
+                    println!(
+                        "chain        {} (genesis {})",
+                        status.chain_id, status.genesis_hash
+                    );
+                    println!("height       {} (round {})", status.height, status.round);
+                    println!("last block   {}", status.last_block_hash);
+                    println!(
+                        "peers        {}{}",
+                        status.peers.len(),
+                        if status.syncing { " (syncing)" } else { "" }
+                    );
+                    println!(
+                        "mempool      {} transactions, {} bytes",
+                        status.mempool.transactions, status.mempool.bytes
+                    );
+                }
+                Ok(())
+            })
+        }
+        Command::Testnet(TestnetCommand::Init(args)) => {
+            let manifest =
+                custody_node::testnet::generate(&custody_node::testnet::TestnetOptions {
+                    departments: args.departments,
+                    dir: args.dir.clone(),
+                    base_port: args.base_port,
+                    fast: args.fast,
+                    chain_id: args.chain_id,
+                })
+                .map_err(|error| error.to_string())?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "testnet `{}` (genesis {}) in {}",
+                    manifest.chain_id,
+                    manifest.genesis_hash,
+                    args.dir.display()
+                );
+                for node in &manifest.nodes {
+                    println!(
+                        "  {:<16} API {}  start: custody node start --home {}",
+                        node.department,
+                        node.api_url,
+                        node.home.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Tx(command) => {
+            let runtime = runtime()?;
+            runtime.block_on(tx::run(command))
+        }
+        Command::Keys(args) => {
+            custody_cli::keyfile::run_keys(args).map_err(|error| error.to_string())
+        }
+        Command::Bench(command) => bench::run(command),
+    }
+}
+
+fn node_init(home_dir: PathBuf, department: String, json: bool) -> Result<(), String> {
+    let home = Home::new(home_dir);
+    let config_path = home.config_path();
+    if config_path.exists() {
+        return Err(format!(
+            "{} already exists; edit it instead of initialising again",
+            config_path.display()
+        ));
+    }
+    std::fs::create_dir_all(&home.root)
+        .map_err(|error| format!("cannot create {}: {error}", home.root.display()))?;
+    let text = custody_node::config::DEFAULT_CONFIG_TOML.replace(
+        "department = \"my-department\"",
+        &format!("department = {department:?}"),
+    );
+    custody_node::config::NodeConfig::from_toml(&text).map_err(|error| error.to_string())?;
+    home::write_atomically(&config_path, text.as_bytes())
+        .map_err(|error| format!("cannot write {}: {error}", config_path.display()))?;
+    let keys = home.root.join("keys");
+    let validator = home::generate_key_file(&keys.join(home::VALIDATOR_KEY_FILE))
+        .map_err(|error| error.to_string())?;
+    let node = home::generate_key_file(&keys.join(home::NODE_KEY_FILE))
+        .map_err(|error| error.to_string())?;
+    let encryption = home::generate_key_file(&keys.join(home::ENCRYPTION_KEY_FILE))
+        .map_err(|error| error.to_string())?;
+    let validator_key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&validator)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let node_key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&node)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let encryption_key = hex::encode(
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(encryption)).to_bytes(),
+    );
+    let peer_id = home::node_keypair(node).public().to_peer_id().to_string();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "config": config_path,
+                "validator_key": validator_key,
+                "node_key": node_key,
+                "encryption_key": encryption_key,
+                "peer_id": peer_id,
+            })
+        );
+    } else {
+        println!("wrote {}", config_path.display());
+        println!("department keys for the genesis ([departments.keys]):");
+        println!("  validator_key  = \"{validator_key}\"");
+        println!("  node_key       = \"{node_key}\"");
+        println!("  encryption_key = \"{encryption_key}\"");
+        println!("peer id for the other departments' [[network.peers]]: {peer_id}");
+        println!(
+            "next: put the agreed genesis at {} and run `custody node start --home {}`",
+            home.root.join("genesis.json").display(),
+            home.root.display()
+        );
+    }
+    Ok(())
 }

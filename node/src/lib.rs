@@ -1,3 +1,32 @@
-//! custody-node
+//! custody-node: the shell around the pure parts.
+//!
+//! Owns every piece of I/O a department's node does: the libp2p swarm
+//! (`network`, the only module that touches libp2p's swarm), the mempool,
+//! the consensus driver (timers, persistence, proposals, validation,
+//! commits), block sync, and the HTTP API. It holds no protocol logic: the
+//! rules of archive transactions live in `custody-ledger`, the rules of
+//! agreement in `custody-consensus`.
+//!
+//! Invariants:
+//! - one task owns the consensus state machine and carries out its actions
+//!   in order; a persist action is durable before the next action runs;
+//! - a block is acknowledged as committed only after the ledger store has
+//!   written it and its certificate durably;
+//! - input from peers, files and clients is checked and refused with a
+//!   typed error, never trusted or unwrapped.
 
+pub mod api;
+pub mod api_error;
+pub mod api_types;
+pub mod client;
+pub mod config;
+pub mod driver;
+pub mod home;
+pub mod mempool;
+pub mod metrics;
+pub mod net_glue;
 pub mod network;
+pub mod node;
+pub mod shared;
+pub mod shutdown;
+pub mod testnet;

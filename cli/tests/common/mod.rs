@@ -1,0 +1,275 @@
+//! Multi-process test harness: real `custody` processes on loopback.
+//!
+//! A [`Testnet`] runs `custody testnet init` into a temporary directory on
+//! free ports, starts and stops nodes from the built binary, and kills every
+//! process it started when dropped, so a failing test leaves nothing
+//! running. Waiting is always for a condition with a deadline; on timeout
+//! the last thing seen and the tail of every node's log are printed.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_custody");
+
+pub struct NodeProcess {
+    pub department: String,
+    pub home: PathBuf,
+    pub api_url: String,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl NodeProcess {
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(!self.is_running(), "{} is already running", self.department);
+        self.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open node log");
+        let log_err = log.try_clone().expect("clone log handle");
+        let child = Command::new(BINARY)
+            .args(["node", "start", "--home"])
+            .arg(&self.home)
+            .env(
+                "RUST_LOG",
+                std::env::var("CUSTODY_TEST_LOG").unwrap_or_else(|_| "info".to_string()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .expect("spawn custody node");
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, then wait for a clean exit (SIGKILL after the deadline).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        assert!(
+                            status.success(),
+                            "{} exited with {status} after SIGTERM; log:\n{}",
+                            self.department,
+                            tail(&self.log_path, 30)
+                        );
+                        return;
+                    }
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "{} did not stop within 15 s of SIGTERM; log:\n{}",
+                            self.department,
+                            tail(&self.log_path, 30)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].join("\n")
+}
+
+pub struct Testnet {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProcess>,
+}
+
+/// A base port such that BASE..BASE+2n are all free on loopback now.
+fn free_base_port(count: u16) -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let mut candidate = 20_000 + (seed % 20_000) as u16;
+    for _ in 0..200 {
+        let all_free = (0..count).all(|offset| {
+            TcpListener::bind(("127.0.0.1", candidate + offset)).is_ok()
+                && TcpListener::bind(("0.0.0.0", candidate + offset)).is_ok()
+        });
+        if all_free {
+            return candidate;
+        }
+        candidate = 20_000 + (candidate + 97 - 20_000) % 40_000;
+    }
+    panic!("no free range of {count} ports found on loopback");
+}
+
+impl Testnet {
+    /// Generates an `n`-department network (not started).
+    pub fn init(n: usize) -> Testnet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base_port = free_base_port(2 * n as u16);
+        let output = Command::new(BINARY)
+            .args(["testnet", "init", "--fast", "--departments"])
+            .arg(n.to_string())
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--base-port")
+            .arg(base_port.to_string())
+            .output()
+            .expect("run custody testnet init");
+        assert!(
+            output.status.success(),
+            "testnet init failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("testnet.json")).expect("testnet.json"),
+        )
+        .expect("testnet.json parses");
+        let mut nodes = Vec::new();
+        for entry in manifest["nodes"].as_array().expect("nodes array") {
+            let department = entry["department"]
+                .as_str()
+                .expect("department")
+                .to_string();
+            let home = dir.path().join(&department);
+            nodes.push(NodeProcess {
+                log_path: dir.path().join(format!("{department}.log")),
+                api_url: entry["api_url"].as_str().expect("api_url").to_string(),
+                department,
+                home,
+                child: None,
+                starts: 0,
+            });
+        }
+        Testnet { dir, nodes }
+    }
+
+    pub fn start_all(&mut self) {
+        for node in &mut self.nodes {
+            node.start();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            out.push_str(&format!(
+                "----- {} ({}) -----\n{}\n",
+                node.department,
+                node.log_path.display(),
+                tail(&node.log_path, 25)
+            ));
+        }
+        out
+    }
+
+    /// The member key file of a department's first admin or clerk.
+    pub fn member_key(&self, department: &str, role: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(department)
+            .join("members")
+            .join(format!("{role}.key"))
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!("node logs at failure:\n{}", self.logs());
+            if std::env::var_os("CUSTODY_TEST_KEEP").is_some() {
+                let kept = self.dir.path().to_path_buf();
+                eprintln!("keeping {}", kept.display());
+                std::mem::forget(std::mem::replace(
+                    &mut self.dir,
+                    tempfile::tempdir().expect("tempdir"),
+                ));
+            }
+        }
+    }
+}
+
+/// Polls `check` until it returns `Ok`, or panics after `timeout` with the
+/// last thing it reported and the node logs.
+pub async fn wait_for<T, F, Fut>(
+    testnet: &Testnet,
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("(never checked)");
+    while Instant::now() < deadline {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => last = seen,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "timed out after {timeout:?} waiting for {what}; last seen: {last}\n{}",
+        testnet.logs()
+    );
+}
+
+/// Runs the `custody` binary and returns (success, stdout, stderr).
+pub fn custody(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .output()
+        .expect("run custody");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

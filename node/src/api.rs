@@ -1,0 +1,491 @@
+//! The HTTP API (axum), versioned under `/v1`.
+//!
+//! Every error is `{"error": {"code", "message"}}` with a stable code (see
+//! `docs/operations.md`). Request bodies are limited to
+//! `api.body_bytes_max`; list queries are paged with `page_size_max`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use custody_ledger::store::StoreError;
+use custody_ledger::tx::SignedTransaction;
+use custody_ledger::types::{BlockHash, DepartmentId, DocumentId, Height, PublicKey, TxId};
+use serde::Deserialize;
+
+use crate::api_error::ApiError;
+use crate::api_types::{
+    BlockResponse, Inclusion, MempoolStatus, Page, StatusResponse, SubmitResponse,
+    TransactionResponse,
+};
+use crate::mempool::{refusal_code, AdmitError};
+use crate::shared::{local_time_ms, Outbound, SharedRef};
+
+pub fn router(shared: SharedRef) -> Router {
+    let body_limit = shared.config.api.body_bytes_max;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/{id}", get(transaction))
+        .route("/v1/blocks/{height}", get(block_by_height))
+        .route("/v1/blocks/hash/{hash}", get(block_by_hash))
+        .route("/v1/documents/{*id}", get(document_or_history))
+        .route("/v1/members/{key}", get(member))
+        .route("/v1/departments", get(departments))
+        .route("/v1/departments/{id}", get(department))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(shared)
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    tracing::error!(%error, "store read failed");
+    ApiError::internal(format!("the node's store could not be read: {error}"))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see docs/operations.md for the API")
+}
+
+async fn healthz(State(shared): State<SharedRef>) -> Response {
+    match shared.store.latest_height() {
+        Ok(height) => Json(serde_json::json!({"status": "ok", "height": height.0})).into_response(),
+        Err(error) => ApiError::unavailable("store_unavailable", error.to_string()).into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<SharedRef>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(shared): State<SharedRef>) -> Result<Json<StatusResponse>, ApiError> {
+    let chain = shared.store.chain_info().map_err(store_error)?;
+    let (transactions, bytes) = {
+        let mempool = shared.mempool();
+        (mempool.len() as u64, mempool.bytes() as u64)
+    };
+    Ok(Json(StatusResponse {
+        chain_id: shared.chain_id.clone(),
+        genesis_hash: shared.genesis_hash.clone(),
+        department: shared.config.department.clone(),
+        peer_id: shared.peer_id.clone(),
+        height: chain.height.0,
+        last_block_hash: chain.last_block_hash.to_hex(),
+        last_block_time_ms: chain.last_time.0,
+        round: shared.metrics.round.load(Ordering::Relaxed),
+        peers: shared.peers(),
+        mempool: MempoolStatus {
+            transactions,
+            bytes,
+        },
+        syncing: shared.is_syncing(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct SubmitQuery {
+    #[serde(default)]
+    wait: bool,
+    timeout_ms: Option<u64>,
+}
+
+fn is_json_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// Decodes a submitted transaction: JSON when the content type says so,
+/// the canonical binary encoding otherwise.
+fn decode_transaction(headers: &HeaderMap, body: &[u8]) -> Result<SignedTransaction, ApiError> {
+    if is_json_body(headers) {
+        serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_transaction",
+                format!("the body is not a JSON transaction: {error}"),
+            )
+        })
+    } else {
+        SignedTransaction::from_bytes(body).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_transaction",
+                format!("the body is not a canonically encoded transaction: {error}"),
+            )
+        })
+    }
+}
+
+pub(crate) fn inclusion_of(shared: &SharedRef, id: &TxId) -> Result<Option<Inclusion>, ApiError> {
+    let Some(stored) = shared.store.transaction(id).map_err(store_error)? else {
+        return Ok(None);
+    };
+    let block = shared
+        .store
+        .block(stored.location.height)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::internal("committed transaction's block is missing"))?;
+    let proof = block
+        .inclusion_proof(stored.location.index as usize)
+        .ok_or_else(|| ApiError::internal("inclusion proof could not be built"))?;
+    Ok(Some(Inclusion {
+        height: stored.location.height,
+        index: stored.location.index,
+        block_hash: stored.block_hash,
+        proof,
+    }))
+}
+
+async fn submit(
+    State(shared): State<SharedRef>,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "body_too_large",
+                format!(
+                    "the request body is larger than {} bytes",
+                    shared.config.api.body_bytes_max
+                ),
+            )
+        } else {
+            ApiError::new(status, "bad_body", rejection.body_text())
+        }
+    })?;
+    let tx = decode_transaction(&headers, &body)?;
+    let id = tx.id();
+    let mut committed = shared.committed.subscribe();
+    if let Some(inclusion) = inclusion_of(&shared, &id)? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_committed",
+            format!(
+                "transaction {id} is already committed at height {}",
+                inclusion.height
+            ),
+        ));
+    }
+    if !tx.verify_signature() {
+        shared
+            .metrics
+            .refused_txs_total
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::bad_request(
+            "bad_signature",
+            "signature does not match the signer's key and the transaction's content",
+        ));
+    }
+    // Canonical decoding guarantees the binary body is the encoding; a JSON
+    // body is re-encoded to count what the mempool will hold.
+    let size = if is_json_body(&headers) {
+        tx.to_bytes().len()
+    } else {
+        body.len()
+    };
+    let admitted = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = custody_ledger::types::Timestamp(local_time_ms(
+                shared.config.consensus.clock_offset_ms,
+            ));
+            let mut mempool = shared.mempool();
+            let result = mempool.admit(tx, id, size, now, true);
+            shared.update_mempool_metrics(mempool.len(), mempool.bytes());
+            result
+        })
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+    };
+    match admitted {
+        Ok(()) | Err(AdmitError::Duplicate(_)) => {}
+        Err(AdmitError::Full { .. }) => {
+            return Err(ApiError::unavailable(
+                "mempool_full",
+                "the node has too many transactions waiting; retry later",
+            ))
+        }
+        Err(AdmitError::Refused(refusal)) => {
+            shared
+                .metrics
+                .refused_txs_total
+                .fetch_add(1, Ordering::Relaxed);
+            let code = refusal_code(&refusal);
+            let status = if code == "bad_signature" || code == "wrong_chain_id" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return Err(ApiError {
+                status,
+                code: leak_code(code),
+                message: refusal.to_string(),
+            });
+        }
+    }
+    if !query.wait {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(SubmitResponse {
+                tx_id: id,
+                status: "pending".to_string(),
+                inclusion: None,
+            }),
+        )
+            .into_response());
+    }
+    let wait_ms = query
+        .timeout_ms
+        .unwrap_or(shared.config.api.wait_ms_max)
+        .min(shared.config.api.wait_ms_max);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+    loop {
+        if let Some(inclusion) = inclusion_of(&shared, &id)? {
+            return Ok(Json(SubmitResponse {
+                tx_id: id,
+                status: "committed".to_string(),
+                inclusion: Some(inclusion),
+            })
+            .into_response());
+        }
+        match tokio::time::timeout_at(deadline, committed.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(SubmitResponse {
+                        tx_id: id,
+                        status: "pending".to_string(),
+                        inclusion: None,
+                    }),
+                )
+                    .into_response())
+            }
+        }
+    }
+}
+
+/// Error codes are `&'static str`; refusal codes come from a fixed set of
+/// variant names, so interning them once each is bounded.
+fn leak_code(code: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static CODES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut guard = match CODES.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let set = guard.get_or_insert_with(HashSet::new);
+    if let Some(existing) = set.get(code.as_str()) {
+        return existing;
+    }
+    let leaked: &'static str = Box::leak(code.into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+fn parse_hash(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
+    custody_ledger::types::parse_hex::<32>(text).map_err(|error| {
+        ApiError::bad_request(
+            "bad_identifier",
+            format!("`{text}` is not a {what} (64 lowercase hex digits): {error}"),
+        )
+    })
+}
+
+async fn transaction(
+    State(shared): State<SharedRef>,
+    Path(id): Path<String>,
+) -> Result<Json<TransactionResponse>, ApiError> {
+    let id = TxId(parse_hash(&id, "transaction id")?);
+    if let Some(stored) = shared.store.transaction(&id).map_err(store_error)? {
+        let inclusion = inclusion_of(&shared, &id)?;
+        return Ok(Json(TransactionResponse {
+            tx_id: id,
+            status: "committed".to_string(),
+            transaction: stored.transaction,
+            inclusion,
+        }));
+    }
+    let pending = shared.mempool().get(&id).map(|entry| entry.tx.clone());
+    match pending {
+        Some(transaction) => Ok(Json(TransactionResponse {
+            tx_id: id,
+            status: "pending".to_string(),
+            transaction,
+            inclusion: None,
+        })),
+        None => Err(ApiError::not_found(format!(
+            "transaction {id} is neither committed nor waiting at this node"
+        ))),
+    }
+}
+
+fn block_response(shared: &SharedRef, height: Height) -> Result<Json<BlockResponse>, ApiError> {
+    let block = shared
+        .store
+        .block(height)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {}", height.0)))?;
+    let certificate = shared.store.certificate(height).map_err(store_error)?;
+    Ok(Json(BlockResponse {
+        height,
+        hash: block.hash(),
+        block,
+        certificate,
+    }))
+}
+
+async fn block_by_height(
+    State(shared): State<SharedRef>,
+    Path(height): Path<String>,
+) -> Result<Json<BlockResponse>, ApiError> {
+    let height: u64 = height.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_identifier",
+            format!("`{height}` is not a block height"),
+        )
+    })?;
+    block_response(&shared, Height(height))
+}
+
+async fn block_by_hash(
+    State(shared): State<SharedRef>,
+    Path(hash): Path<String>,
+) -> Result<Json<BlockResponse>, ApiError> {
+    let hash = BlockHash(parse_hash(&hash, "block hash")?);
+    let height = shared
+        .store
+        .height_of(&hash)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
+    block_response(&shared, height)
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `/v1/documents/{id}` and `/v1/documents/{id}/history` (document ids may
+/// contain `/`, so the route takes the rest of the path).
+async fn document_or_history(
+    State(shared): State<SharedRef>,
+    Path(rest): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(id) = rest.strip_suffix("/history") {
+        let id = DocumentId::new(id.to_string())
+            .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
+        let limit = page
+            .limit
+            .unwrap_or(shared.config.api.page_size_max)
+            .clamp(1, shared.config.api.page_size_max) as usize;
+        let from = match page.cursor.as_deref() {
+            None | Some("") => 0,
+            Some(cursor) => cursor.parse::<u64>().map_err(|_| {
+                ApiError::bad_request("bad_cursor", format!("`{cursor}` is not a history cursor"))
+            })?,
+        };
+        if shared.store.document(&id).map_err(store_error)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "document `{id}` is not registered"
+            )));
+        }
+        let history = shared
+            .store
+            .document_history(&id, from, limit)
+            .map_err(store_error)?;
+        return Ok(Json(Page {
+            items: history.items,
+            next_cursor: history.next.map(|next| next.to_string()),
+        })
+        .into_response());
+    }
+    let id = DocumentId::new(rest)
+        .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
+    let document = shared
+        .store
+        .document(&id)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("document `{id}` is not registered")))?;
+    Ok(Json(document).into_response())
+}
+
+async fn member(
+    State(shared): State<SharedRef>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = PublicKey(parse_hash(&key, "member key")?);
+    let member = shared
+        .store
+        .member(&key)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("member {key} is not enrolled")))?;
+    let nonce = shared.store.nonce(&key).map_err(store_error)?;
+    let mut value = serde_json::to_value(&member).map_err(|e| ApiError::internal(e.to_string()))?;
+    value["nonce"] = serde_json::json!(nonce.0);
+    Ok(Json(value).into_response())
+}
+
+async fn department(
+    State(shared): State<SharedRef>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = DepartmentId::new(id)
+        .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
+    let department = shared
+        .store
+        .department(&id)
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("department `{id}` does not exist")))?;
+    Ok(Json(department).into_response())
+}
+
+async fn departments(State(shared): State<SharedRef>) -> Result<Response, ApiError> {
+    let departments = shared.store.departments().map_err(store_error)?;
+    Ok(Json(departments).into_response())
+}
+
+/// Passes admitted transactions to the network in batches.
+pub(crate) fn gossip_batch(shared: &SharedRef) -> bool {
+    let batch = shared
+        .mempool()
+        .take_gossip(shared.config.mempool.gossip_batch_txs_max);
+    if batch.is_empty() {
+        return false;
+    }
+    match postcard::to_allocvec(&batch) {
+        Ok(bytes) => {
+            if shared
+                .outbound
+                .try_send(Outbound::Transactions(bytes))
+                .is_err()
+            {
+                tracing::debug!("transaction gossip dropped (network busy)");
+            }
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot encode transaction batch");
+            false
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The JSON bodies of the HTTP API, shared by the server and the client.
+
+use custody_ledger::block::Block;
+use custody_ledger::certificate::CommitCertificate;
+use custody_ledger::merkle::InclusionProof;
+use custody_ledger::tx::SignedTransaction;
+use custody_ledger::types::{BlockHash, Height, TxId};
+use serde::{Deserialize, Serialize};
+
+/// Answer to `POST /v1/transactions`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub tx_id: TxId,
+    /// `pending` (accepted into the mempool) or `committed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<Inclusion>,
+}
+
+/// Where a committed transaction sits, with the proof that it is there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Inclusion {
+    pub height: Height,
+    pub index: u32,
+    pub block_hash: BlockHash,
+    /// Proves the transaction id against the block header's `tx_root`.
+    pub proof: InclusionProof,
+}
+
+/// Answer to `GET /v1/transactions/{id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransactionResponse {
+    pub tx_id: TxId,
+    /// `pending` or `committed`.
+    pub status: String,
+    pub transaction: SignedTransaction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<Inclusion>,
+}
+
+/// Answer to `GET /v1/blocks/{height}` and `/v1/blocks/hash/{hash}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockResponse {
+    pub height: Height,
+    pub hash: BlockHash,
+    pub block: Block,
+    /// The certificate that made this block final.
+    pub certificate: Option<CommitCertificate>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MempoolStatus {
+    pub transactions: u64,
+    pub bytes: u64,
+}
+
+/// Answer to `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub department: String,
+    pub peer_id: String,
+    /// Height of the last committed block (0 before the first).
+    pub height: u64,
+    pub last_block_hash: String,
+    pub last_block_time_ms: u64,
+    /// Consensus round at the height being decided.
+    pub round: u64,
+    /// Connected member nodes.
+    pub peers: Vec<String>,
+    pub mempool: MempoolStatus,
+    /// Whether this node is catching up from its peers.
+    pub syncing: bool,
+}
+
+/// A page of a list, with the cursor for the next page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

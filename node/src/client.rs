@@ -1,0 +1,189 @@
+//! A client of a node's HTTP API, used by the `custody` CLI, the
+//! multi-node tests and the load bench.
+
+use std::time::Duration;
+
+use custody_ledger::tx::SignedTransaction;
+use custody_ledger::types::TxId;
+
+use crate::api_types::{BlockResponse, StatusResponse, SubmitResponse, TransactionResponse};
+
+/// Why a request to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// The node answered with an error: `code` is stable, `message` says why.
+    #[error("the node refused the request ({status} {code}): {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("the node's answer could not be read: {0}")]
+    BadAnswer(String),
+}
+
+impl ClientError {
+    /// The node's error code, when the node answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base_url` like `http://127.0.0.1:26680`.
+    pub fn new(base_url: impl Into<String>) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(16)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Client {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        response: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let response = response.map_err(|error| ClientError::Unreachable {
+            url: url.to_string(),
+            message: error.to_string(),
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+        if !status.is_success() {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                code: value["error"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_string(),
+                message: value["error"]["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|error| ClientError::BadAnswer(error.to_string()))
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base_url, path);
+        let response = self.http.get(&url).send().await;
+        self.read(&url, response).await
+    }
+
+    /// Submits canonical transaction bytes. With `wait`, the node answers
+    /// once the transaction is committed (or the wait runs out).
+    pub async fn submit_bytes(
+        &self,
+        bytes: Vec<u8>,
+        wait: Option<Duration>,
+    ) -> Result<SubmitResponse, ClientError> {
+        let url = match wait {
+            Some(wait) => format!(
+                "{}/v1/transactions?wait=true&timeout_ms={}",
+                self.base_url,
+                wait.as_millis()
+            ),
+            None => format!("{}/v1/transactions", self.base_url),
+        };
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await;
+        self.read(&url, response).await
+    }
+
+    pub async fn submit(
+        &self,
+        transaction: &SignedTransaction,
+        wait: Option<Duration>,
+    ) -> Result<SubmitResponse, ClientError> {
+        self.submit_bytes(transaction.to_bytes(), wait).await
+    }
+
+    /// Submits a transaction as JSON (the human-readable form).
+    pub async fn submit_json(
+        &self,
+        json: Vec<u8>,
+        wait: Option<Duration>,
+    ) -> Result<SubmitResponse, ClientError> {
+        let url = match wait {
+            Some(wait) => format!(
+                "{}/v1/transactions?wait=true&timeout_ms={}",
+                self.base_url,
+                wait.as_millis()
+            ),
+            None => format!("{}/v1/transactions", self.base_url),
+        };
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(json)
+            .send()
+            .await;
+        self.read(&url, response).await
+    }
+
+    pub async fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    pub async fn block(&self, height: u64) -> Result<BlockResponse, ClientError> {
+        self.get(&format!("/v1/blocks/{height}")).await
+    }
+
+    pub async fn transaction(&self, id: &TxId) -> Result<TransactionResponse, ClientError> {
+        self.get(&format!("/v1/transactions/{}", id.to_hex())).await
+    }
+
+    /// Any JSON endpoint, e.g. `/v1/members/<key>`.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.get(path).await
+    }
+
+    /// The raw `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let url = format!("{}/metrics", self.base_url);
+        let response =
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|error| ClientError::Unreachable {
+                    url: url.clone(),
+                    message: error.to_string(),
+                })?;
+        response
+            .text()
+            .await
+            .map_err(|error| ClientError::BadAnswer(error.to_string()))
+    }
+}

@@ -1,0 +1,468 @@
+//! The node's configuration file (`config.toml` in the node's home).
+//!
+//! Every limit the node enforces is named here with its unit, so that
+//! department IT can see and change it in one place. `custody node init`
+//! writes [`DEFAULT_CONFIG_TOML`], which documents each field; the tests
+//! check that this text parses to [`NodeConfig::default`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the configuration file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid TOML for a Custody node: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cannot encode the configuration: {0}")]
+    Encode(String),
+    #[error("configuration value `{field}` is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// A node's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The department this node belongs to (its slug in the genesis).
+    pub department: String,
+    #[serde(default)]
+    pub paths: PathsConfig,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    #[serde(default)]
+    pub consensus: ConsensusConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// Where the node keeps its files. Relative paths are relative to the home.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    pub genesis: PathBuf,
+    pub data: PathBuf,
+    pub keys: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            genesis: PathBuf::from("genesis.json"),
+            data: PathBuf::from("data"),
+            keys: PathBuf::from("keys"),
+        }
+    }
+}
+
+/// One other node to dial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's libp2p identity (base58 `12D3KooW...`).
+    pub peer_id: String,
+    /// A multiaddress to dial, e.g. `/ip4/10.0.0.2/tcp/26600`.
+    pub address: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Multiaddresses to listen on for other nodes.
+    pub listen: Vec<String>,
+    /// Nodes to dial and keep connected to.
+    pub peers: Vec<PeerConfig>,
+    /// Peer ids of observers (non-validator nodes) allowed to connect.
+    pub observers: Vec<String>,
+    /// Longest wait between two redials of a lost peer.
+    pub redial_backoff_ms_max: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            listen: vec!["/ip4/0.0.0.0/tcp/26600".to_string()],
+            peers: Vec::new(),
+            observers: Vec::new(),
+            redial_backoff_ms_max: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the HTTP API. Loopback by default: put a reverse proxy
+    /// with TLS in front of it to serve other machines.
+    pub listen: SocketAddr,
+    /// Largest request body accepted.
+    pub body_bytes_max: usize,
+    /// Longest `?wait=true` a client may ask for.
+    pub wait_ms_max: u64,
+    /// Largest page of a history query.
+    pub page_size_max: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 26680)),
+            body_bytes_max: 1 << 20,
+            wait_ms_max: 60_000,
+            page_size_max: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Most transactions waiting at once.
+    pub txs_max: usize,
+    /// Most encoded bytes waiting at once.
+    pub bytes_max: usize,
+    /// Most transactions in one gossip message.
+    pub gossip_batch_txs_max: usize,
+    /// How often pending transactions are gossiped.
+    pub gossip_interval_ms: u64,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            txs_max: 20_000,
+            bytes_max: 64 << 20,
+            gossip_batch_txs_max: 256,
+            gossip_interval_ms: 50,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    /// Round-0 timeouts; each later round adds `timeout_delta_ms`.
+    pub timeout_propose_ms: u64,
+    pub timeout_prevote_ms: u64,
+    pub timeout_precommit_ms: u64,
+    pub timeout_delta_ms: u64,
+    /// Pause after a commit before proposing the next height, so that a
+    /// block gathers transactions instead of carrying one each.
+    pub block_interval_ms: u64,
+    /// With an empty mempool, how long to wait after a commit before
+    /// proposing an empty block (must stay below `timeout_propose_ms`).
+    pub empty_block_interval_ms: u64,
+    /// Added to the local clock when stamping or checking block times.
+    /// Zero in production; fault tests set it to skew one node's clock.
+    /// (How far a block time may differ from the clock is the chain
+    /// parameter `block_time_skew_ms` in the genesis.)
+    pub clock_offset_ms: i64,
+    /// How often the latest own votes are re-broadcast while a height is
+    /// undecided (Tendermint needs every vote to reach everyone eventually).
+    pub rebroadcast_interval_ms: u64,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        ConsensusConfig {
+            timeout_propose_ms: 3_000,
+            timeout_prevote_ms: 1_000,
+            timeout_precommit_ms: 1_000,
+            timeout_delta_ms: 500,
+            block_interval_ms: 200,
+            empty_block_interval_ms: 1_000,
+            clock_offset_ms: 0,
+            rebroadcast_interval_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Most blocks asked for in one sync request.
+    pub batch_blocks_max: u32,
+    /// How long to wait for one sync answer.
+    pub timeout_ms: u64,
+    /// How often peers are asked for their height.
+    pub status_interval_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            batch_blocks_max: 64,
+            timeout_ms: 10_000,
+            status_interval_ms: 2_000,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            department: "my-department".to_string(),
+            paths: PathsConfig::default(),
+            network: NetworkConfig::default(),
+            api: ApiConfig::default(),
+            mempool: MempoolConfig::default(),
+            consensus: ConsensusConfig::default(),
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+/// The file `custody node init` writes: the defaults, each explained.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# Custody node configuration.
+#
+# Relative paths are relative to the directory holding this file (the
+# node's home). Durations are in milliseconds, sizes in bytes.
+
+# This node's department: its slug as written in the genesis.
+department = "my-department"
+
+[paths]
+# The chain's genesis file, identical on every node. Its hash is the
+# chain's root of trust: compare it with the other departments' before start.
+genesis = "genesis.json"
+# Ledger store and consensus state. Back this directory up while the node is
+# stopped; never copy it between nodes.
+data = "data"
+# validator.key, node.key and encryption.key (keep them private, mode 0600).
+keys = "keys"
+
+[network]
+# Where other departments' nodes connect to this one.
+listen = ["/ip4/0.0.0.0/tcp/26600"]
+# Peers not named here (nor validators in the genesis, nor observers below)
+# are refused after the handshake.
+observers = []
+# Longest pause between two attempts to redial a lost peer.
+redial_backoff_ms_max = 10000
+# The other nodes, one [[network.peers]] table each:
+# [[network.peers]]
+# peer_id = "12D3KooW..."
+# address = "/ip4/10.0.0.2/tcp/26600"
+
+[api]
+# The HTTP API for clerks, auditors and monitoring. Loopback by default;
+# put a TLS reverse proxy in front of it to serve other machines.
+listen = "127.0.0.1:26680"
+# Larger request bodies are refused with 413.
+body_bytes_max = 1048576
+# Longest a client may wait for its transaction to commit (?wait=true).
+wait_ms_max = 60000
+# Largest page of a history query.
+page_size_max = 100
+
+[mempool]
+# Transactions waiting for a block; beyond either bound, new ones get 503.
+txs_max = 20000
+bytes_max = 67108864
+# Transactions are gossiped to the other nodes in batches.
+gossip_batch_txs_max = 256
+gossip_interval_ms = 50
+
+[consensus]
+# Tendermint round timeouts for round 0; each later round waits
+# timeout_delta_ms longer.
+timeout_propose_ms = 3000
+timeout_prevote_ms = 1000
+timeout_precommit_ms = 1000
+timeout_delta_ms = 500
+# Pause after a commit before the next proposal, so blocks fill up.
+block_interval_ms = 200
+# With nothing to commit, pause this long before proposing an empty block
+# (keep it below timeout_propose_ms).
+empty_block_interval_ms = 1000
+# Added to the local clock for block times. Leave at 0. (How far a block's
+# time may differ from this node's clock is the genesis parameter
+# block_time_skew_ms.)
+clock_offset_ms = 0
+# How often this node's latest votes are sent again while a height is open.
+rebroadcast_interval_ms = 1000
+
+[sync]
+# A node that is behind fetches blocks and certificates in batches.
+batch_blocks_max = 64
+timeout_ms = 10000
+# How often peers are asked for their height.
+status_interval_ms = 2000
+"#;
+
+impl NodeConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = NodeConfig::from_toml(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn from_toml(text: &str) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: error.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML (without the comments of the default file).
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|error| ConfigError::Encode(error.to_string()))
+    }
+
+    /// Writes the configuration to `path` (through a temporary file, so a
+    /// crash never leaves half a file).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = self.to_toml()?;
+        crate::home::write_atomically(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Refuses values that would make the node misbehave.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    field,
+                    reason: "must be greater than zero".to_string(),
+                });
+            }
+            Ok(())
+        }
+        if self.department.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "department",
+                reason: "must name this node's department".to_string(),
+            });
+        }
+        positive("api.body_bytes_max", self.api.body_bytes_max as u64)?;
+        positive("api.page_size_max", u64::from(self.api.page_size_max))?;
+        positive("mempool.txs_max", self.mempool.txs_max as u64)?;
+        positive("mempool.bytes_max", self.mempool.bytes_max as u64)?;
+        positive(
+            "mempool.gossip_batch_txs_max",
+            self.mempool.gossip_batch_txs_max as u64,
+        )?;
+        positive(
+            "mempool.gossip_interval_ms",
+            self.mempool.gossip_interval_ms,
+        )?;
+        positive(
+            "consensus.timeout_propose_ms",
+            self.consensus.timeout_propose_ms,
+        )?;
+        positive(
+            "consensus.timeout_prevote_ms",
+            self.consensus.timeout_prevote_ms,
+        )?;
+        positive(
+            "consensus.timeout_precommit_ms",
+            self.consensus.timeout_precommit_ms,
+        )?;
+        positive(
+            "consensus.rebroadcast_interval_ms",
+            self.consensus.rebroadcast_interval_ms,
+        )?;
+        positive(
+            "sync.batch_blocks_max",
+            u64::from(self.sync.batch_blocks_max),
+        )?;
+        positive("sync.timeout_ms", self.sync.timeout_ms)?;
+        positive("sync.status_interval_ms", self.sync.status_interval_ms)?;
+        for address in &self.network.listen {
+            if address.parse::<libp2p::Multiaddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "network.listen",
+                    reason: format!("`{address}` is not a multiaddress"),
+                });
+            }
+        }
+        for peer in &self.network.peers {
+            if peer.peer_id.parse::<libp2p::PeerId>().is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "network.peers.peer_id",
+                    reason: format!("`{}` is not a libp2p peer id", peer.peer_id),
+                });
+            }
+            if peer.address.parse::<libp2p::Multiaddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "network.peers.address",
+                    reason: format!("`{}` is not a multiaddress", peer.address),
+                });
+            }
+        }
+        for observer in &self.network.observers {
+            if observer.parse::<libp2p::PeerId>().is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "network.observers",
+                    reason: format!("`{observer}` is not a libp2p peer id"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_parses_to_the_default_config() {
+        let parsed = NodeConfig::from_toml(DEFAULT_CONFIG_TOML).expect("default parses");
+        assert_eq!(parsed, NodeConfig::default());
+    }
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let mut config = NodeConfig::default();
+        config.network.peers.push(PeerConfig {
+            peer_id: "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".to_string(),
+            address: "/ip4/127.0.0.1/tcp/1".to_string(),
+        });
+        let text = config.to_toml().expect("encodes");
+        assert_eq!(NodeConfig::from_toml(&text).expect("parses"), config);
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let text = format!("{DEFAULT_CONFIG_TOML}\n[extra]\nx = 1\n");
+        assert!(NodeConfig::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn zero_limit_is_refused() {
+        let text = DEFAULT_CONFIG_TOML.replace("txs_max = 20000", "txs_max = 0");
+        let error = NodeConfig::from_toml(&text).expect_err("zero refused");
+        assert!(error.to_string().contains("mempool.txs_max"), "{error}");
+    }
+}

@@ -1,0 +1,717 @@
+//! The consensus driver: the one task that owns the Tendermint state
+//! machine and carries out its actions in the order given.
+//!
+//! - `Persist` is written durably (temporary file, fsync, rename, fsync of
+//!   the directory) before the next action runs, so a restarted validator
+//!   never signs against its own earlier vote.
+//! - `Broadcast` goes to gossip; `ScheduleTimeout` to a timer heap.
+//! - `RequestProposal` builds a block from the mempool (bounded by the
+//!   chain parameters), after `block_interval_ms` so blocks fill up.
+//! - `ValidateValue` decodes the block, checks its hash, height, parent,
+//!   time rule and every transaction against committed state.
+//! - `Commit` writes block + certificate + state changes in one atomic,
+//!   flushed batch, prunes and re-checks the mempool, then starts the next
+//!   height with the validator set in force there.
+//!
+//! The driver is also the store's only writer: blocks fetched by block
+//! sync are verified and committed here too.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use custody_consensus as consensus;
+use custody_consensus::{Action, Consensus, Input, PersistedState, SignedMessage, TimeoutEvent};
+use custody_ledger::block::{check_block_time, Block};
+use custody_ledger::certificate::{CommitCertificate, CommitSignature};
+use custody_ledger::state::{apply_block_with, build_block, select_transactions, Signatures};
+use custody_ledger::state::{Refusal, StateChanges, StateView};
+use custody_ledger::store::StoreError;
+use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::home::write_atomically;
+use crate::shared::{local_time_ms, Outbound, SharedRef};
+use crate::shutdown::Shutdown;
+
+/// Bound of the driver's input channel.
+pub const DRIVER_INBOX_MAX: usize = 8192;
+
+/// How many times a proposal is rebuilt after dropping a transaction that
+/// no longer applies, before falling back to checking each one.
+const PROPOSAL_REBUILDS_MAX: usize = 8;
+
+/// Room left in a block for its header and the previous certificate.
+const BLOCK_OVERHEAD_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot persist consensus state to {path}: {source}")]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read persisted consensus state {path}: {message}")]
+    LoadPersisted { path: PathBuf, message: String },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("consensus: {0}")]
+    Consensus(#[from] consensus::ConsensusError),
+    #[error("the decided block at height {height} cannot be applied: {reason}")]
+    DecidedBlockRefused { height: u64, reason: String },
+    #[error("validator set: {0}")]
+    ValidatorSet(String),
+}
+
+/// What other tasks feed into the driver.
+pub enum DriverInput {
+    /// A consensus message from gossip.
+    Consensus(Vec<u8>),
+    /// Blocks with certificates fetched by sync, in height order. The
+    /// driver answers with its committed height after applying them.
+    Synced {
+        blocks: Vec<(Vec<u8>, Vec<u8>)>,
+        done: oneshot::Sender<Result<u64, String>>,
+    },
+}
+
+pub struct Driver {
+    shared: SharedRef,
+    consensus: Consensus,
+    validator_key: PublicKey,
+    state_path: PathBuf,
+    timers: BinaryHeap<Reverse<(Instant, u64, TimeoutEvent)>>,
+    timer_sequence: u64,
+    pending_proposal: Option<(consensus::Height, consensus::Round)>,
+    last_commit_at: Instant,
+    /// Blocks checked at the current height: hash to block and changes.
+    verified: HashMap<[u8; 32], (Block, StateChanges)>,
+    message_bytes_max: usize,
+}
+
+/// The ledger's validator set in the consensus crate's form.
+pub fn consensus_validators(
+    set: &custody_ledger::records::ValidatorSet,
+) -> Result<consensus::ValidatorSet, DriverError> {
+    consensus::ValidatorSet::new(
+        set.validators
+            .iter()
+            .map(|v| consensus::Validator {
+                key: consensus::ValidatorKey(v.key.0),
+                power: v.power,
+            })
+            .collect(),
+    )
+    .map_err(|error| DriverError::ValidatorSet(error.to_string()))
+}
+
+/// The consensus certificate in the ledger's form (same fields).
+pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitCertificate {
+    CommitCertificate::new(
+        Height(certificate.height.0),
+        Round(certificate.round.0),
+        BlockHash(certificate.block_hash.0),
+        certificate
+            .signatures
+            .iter()
+            .map(|s| CommitSignature {
+                validator: PublicKey(s.validator.0),
+                signature: Signature(s.signature.0),
+            })
+            .collect(),
+    )
+}
+
+impl Driver {
+    /// Builds the state machine at the height after the store's last block,
+    /// resuming from the persisted state if it is for that height.
+    pub fn start(
+        shared: SharedRef,
+        signing_key: ed25519_dalek::SigningKey,
+        state_path: PathBuf,
+    ) -> Result<(Driver, Vec<Action>), DriverError> {
+        let chain = shared.store.chain_info()?;
+        let persisted =
+            match std::fs::read(&state_path) {
+                Ok(bytes) => Some(postcard::from_bytes::<PersistedState>(&bytes).map_err(
+                    |error| DriverError::LoadPersisted {
+                        path: state_path.clone(),
+                        message: error.to_string(),
+                    },
+                )?),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+                Err(error) => {
+                    return Err(DriverError::LoadPersisted {
+                        path: state_path.clone(),
+                        message: error.to_string(),
+                    })
+                }
+            };
+        let height = consensus::Height(chain.height.0 + 1);
+        let persisted = persisted.filter(|state| state.height == height);
+        let validator_key = PublicKey(signing_key.verifying_key().to_bytes());
+        let config = &shared.config.consensus;
+        let mut machine_config = consensus::Config::new(shared.chain_id.clone(), Some(signing_key));
+        machine_config.timeouts = consensus::TimeoutConfig {
+            propose_ms: config.timeout_propose_ms,
+            propose_delta_ms: config.timeout_delta_ms,
+            prevote_ms: config.timeout_prevote_ms,
+            prevote_delta_ms: config.timeout_delta_ms,
+            precommit_ms: config.timeout_precommit_ms,
+            precommit_delta_ms: config.timeout_delta_ms,
+            rebroadcast_ms: config.rebroadcast_interval_ms,
+        };
+        let message_bytes_max = machine_config.message_bytes_max;
+        let validators = consensus_validators(&chain.validator_set)?;
+        let (machine, actions) = Consensus::new(machine_config, validators, height, persisted)?;
+        shared
+            .metrics
+            .height
+            .store(chain.height.0, Ordering::Relaxed);
+        Ok((
+            Driver {
+                shared,
+                consensus: machine,
+                validator_key,
+                state_path,
+                timers: BinaryHeap::new(),
+                timer_sequence: 0,
+                pending_proposal: None,
+                last_commit_at: Instant::now(),
+                verified: HashMap::new(),
+                message_bytes_max,
+            },
+            actions,
+        ))
+    }
+
+    /// Runs until shutdown or a fatal error (a write that cannot be made
+    /// durable, or a decided block that cannot be stored).
+    pub async fn run(
+        mut self,
+        first_actions: Vec<Action>,
+        mut inbox: mpsc::Receiver<DriverInput>,
+        mut shutdown: Shutdown,
+    ) -> Result<(), DriverError> {
+        self.execute(first_actions)?;
+        let far_future = Duration::from_secs(3600);
+        loop {
+            let next_timer = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _, _))| *at)
+                .unwrap_or_else(|| Instant::now() + far_future);
+            let proposal_check = if self.pending_proposal.is_some() {
+                Instant::now() + Duration::from_millis(10)
+            } else {
+                Instant::now() + far_future
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return Ok(()),
+                _ = tokio::time::sleep_until(next_timer.into()) => {
+                    let now = Instant::now();
+                    while let Some(Reverse((at, _, event))) = self.timers.peek().copied() {
+                        if at > now {
+                            break;
+                        }
+                        self.timers.pop();
+                        let actions = self.consensus.handle(Input::Timeout(event));
+                        self.execute(actions)?;
+                    }
+                }
+                _ = tokio::time::sleep_until(proposal_check.into()) => {
+                    self.maybe_propose()?;
+                }
+                input = inbox.recv() => {
+                    let Some(input) = input else { return Ok(()) };
+                    self.on_input(input)?;
+                }
+            }
+            self.shared
+                .metrics
+                .round
+                .store(self.consensus.round().0, Ordering::Relaxed);
+        }
+    }
+
+    fn on_input(&mut self, input: DriverInput) -> Result<(), DriverError> {
+        match input {
+            DriverInput::Consensus(bytes) => {
+                let message = match SignedMessage::decode(&bytes, self.message_bytes_max) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::debug!(%error, "undecodable consensus message dropped");
+                        return Ok(());
+                    }
+                };
+                if message.height() > self.consensus.height() {
+                    // A peer is deciding a later height: we missed a commit.
+                    self.shared.sync_wanted.notify_one();
+                }
+                let actions = self.consensus.handle(Input::Message(message));
+                self.execute(actions)
+            }
+            DriverInput::Synced { blocks, done } => {
+                let result = self.apply_synced(blocks);
+                let answer = match &result {
+                    Ok(height) => Ok(*height),
+                    Err(error) => Err(error.to_string()),
+                };
+                let _ = done.send(answer);
+                match result {
+                    Ok(_) => Ok(()),
+                    // A bad block from a peer is the peer's fault, not ours.
+                    Err(SyncApplyError::Peer(message)) => {
+                        tracing::warn!(%message, "synced block refused");
+                        Ok(())
+                    }
+                    Err(SyncApplyError::Local(error)) => Err(error),
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) -> Result<(), DriverError> {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Persist(state) => {
+                    let bytes =
+                        postcard::to_allocvec(&state).map_err(|error| DriverError::Persist {
+                            path: self.state_path.clone(),
+                            source: std::io::Error::other(error.to_string()),
+                        })?;
+                    write_atomically(&self.state_path, &bytes).map_err(|source| {
+                        DriverError::Persist {
+                            path: self.state_path.clone(),
+                            source,
+                        }
+                    })?;
+                }
+                Action::Broadcast(message) => {
+                    let bytes = message.encode();
+                    if let Err(error) = self.shared.outbound.try_send(Outbound::Consensus(bytes)) {
+                        // Votes are re-broadcast periodically; a dropped one is resent.
+                        tracing::debug!(%error, "consensus broadcast dropped (network busy)");
+                    }
+                }
+                Action::ScheduleTimeout { event, duration_ms } => {
+                    self.timer_sequence += 1;
+                    let at = Instant::now() + Duration::from_millis(duration_ms);
+                    self.timers.push(Reverse((at, self.timer_sequence, event)));
+                }
+                Action::RequestProposal { height, round } => {
+                    self.pending_proposal = Some((height, round));
+                    if let Some(actions) = self.try_propose(false)? {
+                        queue.extend(actions);
+                    }
+                }
+                Action::ValidateValue { height, value } => {
+                    let valid = self.validate(height, &value);
+                    let actions = self.consensus.handle(Input::ValueVerdict {
+                        height,
+                        hash: value.hash,
+                        valid,
+                    });
+                    queue.extend(actions);
+                }
+                Action::Commit {
+                    height,
+                    value,
+                    certificate,
+                } => {
+                    self.commit_decided(height, value, &certificate)?;
+                    let chain = self.shared.store.chain_info()?;
+                    let validators = consensus_validators(&chain.validator_set)?;
+                    let actions = self.consensus.handle(Input::StartHeight {
+                        height: consensus::Height(chain.height.0 + 1),
+                        validators,
+                    });
+                    queue.extend(actions);
+                }
+                Action::Evidence(evidence) => {
+                    self.keep_evidence(&evidence);
+                    tracing::warn!(
+                        validator = %hex::encode(evidence.first.validator.0),
+                        height = evidence.first.height().0,
+                        round = evidence.first.round().0,
+                        "validator equivocated: two conflicting signed messages"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends proof of equivocation to `data/evidence.jsonl` (one JSON
+    /// object per line, fsynced), for the departments to act on.
+    fn keep_evidence(&self, evidence: &consensus::Equivocation) {
+        use std::io::Write;
+        let path = self.state_path.with_file_name("evidence.jsonl");
+        let written = serde_json::to_string(evidence)
+            .map_err(std::io::Error::other)
+            .and_then(|line| {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                writeln!(file, "{line}")?;
+                file.sync_all()
+            });
+        if let Err(error) = written {
+            tracing::error!(%error, path = %path.display(), "cannot record equivocation evidence");
+        }
+    }
+
+    fn maybe_propose(&mut self) -> Result<(), DriverError> {
+        if let Some(actions) = self.try_propose(false)? {
+            self.execute(actions)?;
+        }
+        Ok(())
+    }
+
+    /// Proposes if a proposal is wanted and the block interval has passed
+    /// (or the mempool has waited long enough, so empty chains still tick).
+    fn try_propose(&mut self, force: bool) -> Result<Option<Vec<Action>>, DriverError> {
+        let Some((height, round)) = self.pending_proposal else {
+            return Ok(None);
+        };
+        if height != self.consensus.height() || round != self.consensus.round() {
+            self.pending_proposal = None;
+            return Ok(None);
+        }
+        let config = &self.shared.config.consensus;
+        let since_commit = self.last_commit_at.elapsed();
+        let interval = Duration::from_millis(config.block_interval_ms);
+        let empty_interval = Duration::from_millis(config.empty_block_interval_ms);
+        let has_transactions = !self.shared.mempool().is_empty();
+        let ready = force
+            || round.0 > 0
+            || (since_commit >= interval && (has_transactions || since_commit >= empty_interval));
+        if !ready {
+            return Ok(None);
+        }
+        self.pending_proposal = None;
+        let Some(value) = self.build_proposal(height)? else {
+            // We are behind: the chain is not at height - 1 here yet.
+            self.shared.sync_wanted.notify_one();
+            return Ok(None);
+        };
+        Ok(Some(self.consensus.handle(Input::ProposalValue {
+            height,
+            round,
+            value,
+        })))
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(local_time_ms(self.shared.config.consensus.clock_offset_ms))
+    }
+
+    fn build_proposal(
+        &mut self,
+        height: consensus::Height,
+    ) -> Result<Option<consensus::Value>, DriverError> {
+        let store = &self.shared.store;
+        let chain = store.chain_info()?;
+        if chain.height.0 + 1 != height.0 {
+            return Ok(None);
+        }
+        let parameters = store.parameters()?;
+        let time = Timestamp(self.now().0.max(chain.last_time.0 + 1));
+        let bytes_max = parameters
+            .max_block_bytes
+            .saturating_sub(BLOCK_OVERHEAD_BYTES) as usize;
+        let mut candidates = self
+            .shared
+            .mempool()
+            .candidates(parameters.max_block_txs as usize, bytes_max);
+        let last_commit = if chain.height.0 == 0 {
+            None
+        } else {
+            store.certificate(chain.height)?
+        };
+        // The mempool only holds transactions that applied on committed state
+        // with their signatures checked, so the block usually applies whole;
+        // a transaction that conflicts with an earlier one in the block is
+        // dropped and the block rebuilt.
+        for _ in 0..PROPOSAL_REBUILDS_MAX {
+            let block = build_block(
+                store,
+                candidates.clone(),
+                time,
+                self.validator_key,
+                last_commit.clone(),
+            )
+            .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
+            match apply_block_with(store, &block, Signatures::AlreadyVerified) {
+                Ok(changes) => return Ok(Some(self.remember(block, changes))),
+                Err(Refusal::Transaction {
+                    index,
+                    tx_id,
+                    reason,
+                }) => {
+                    tracing::debug!(tx = %tx_id, %reason, "waiting transaction no longer applies; dropped");
+                    self.shared.mempool().remove(&tx_id);
+                    candidates.remove(index);
+                }
+                Err(Refusal::Storage(error)) => {
+                    return Err(DriverError::Store(StoreError::Sled(error.to_string())))
+                }
+                Err(Refusal::Header(refusal)) => {
+                    tracing::error!(%refusal, "own proposal header refused; proposing no transactions");
+                    candidates.clear();
+                }
+            }
+        }
+        let (accepted, _refused) = select_transactions(store, candidates, time)
+            .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
+        let block = build_block(store, accepted, time, self.validator_key, last_commit)
+            .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
+        match apply_block_with(store, &block, Signatures::AlreadyVerified) {
+            Ok(changes) => Ok(Some(self.remember(block, changes))),
+            Err(refusal) => {
+                tracing::error!(%refusal, "cannot build a valid proposal");
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember(&mut self, block: Block, changes: StateChanges) -> consensus::Value {
+        let hash = block.hash();
+        let value = consensus::Value {
+            bytes: block.to_bytes(),
+            hash: consensus::BlockHash(hash.0),
+        };
+        self.verified.insert(hash.0, (block, changes));
+        value
+    }
+
+    /// Whether a proposed value is a block this validator can vote for.
+    fn validate(&mut self, height: consensus::Height, value: &consensus::Value) -> bool {
+        if self.verified.contains_key(&value.hash.0) {
+            return true;
+        }
+        let block = match Block::from_bytes(&value.bytes) {
+            Ok(block) => block,
+            Err(error) => {
+                tracing::warn!(%error, "proposed block does not decode");
+                return false;
+            }
+        };
+        if block.hash().0 != value.hash.0 {
+            tracing::warn!("proposed block's header hash differs from the proposal's hash");
+            return false;
+        }
+        if block.header.height.0 != height.0 {
+            tracing::warn!("proposed block's height differs from the proposal's height");
+            return false;
+        }
+        let store = &self.shared.store;
+        let (chain, parameters) = match (store.chain_info(), store.parameters()) {
+            (Ok(chain), Ok(parameters)) => (chain, parameters),
+            _ => return false,
+        };
+        if chain.height.0 + 1 != height.0 {
+            self.shared.sync_wanted.notify_one();
+            return false;
+        }
+        if let Err(error) = check_block_time(
+            chain.last_time,
+            block.header.time,
+            self.now(),
+            parameters.block_time_skew_ms,
+        ) {
+            tracing::warn!(%error, "proposed block's time refused");
+            return false;
+        }
+        // Signatures of transactions already in our mempool were checked on
+        // admission; the others are checked here in one batch.
+        let unknown: Vec<_> = {
+            let mempool = self.shared.mempool();
+            block
+                .transactions
+                .iter()
+                .filter(|tx| !mempool.contains(&tx.id()))
+                .cloned()
+                .collect()
+        };
+        if !custody_ledger::tx::verify_batch(&unknown).is_empty() {
+            tracing::warn!("proposed block holds a badly signed transaction");
+            return false;
+        }
+        match apply_block_with(store, &block, Signatures::AlreadyVerified) {
+            Ok(changes) => {
+                self.verified.insert(value.hash.0, (block, changes));
+                true
+            }
+            Err(refusal) => {
+                tracing::warn!(%refusal, "proposed block refused");
+                false
+            }
+        }
+    }
+
+    fn commit_decided(
+        &mut self,
+        height: consensus::Height,
+        value: consensus::Value,
+        certificate: &consensus::CommitCertificate,
+    ) -> Result<(), DriverError> {
+        let store = &self.shared.store;
+        let chain = store.chain_info()?;
+        if chain.height.0 >= height.0 {
+            // Already stored (block sync was faster).
+            return Ok(());
+        }
+        let (block, changes) = match self.verified.remove(&value.hash.0) {
+            Some(found) => found,
+            None => {
+                let block = Block::from_bytes(&value.bytes).map_err(|error| {
+                    DriverError::DecidedBlockRefused {
+                        height: height.0,
+                        reason: error.to_string(),
+                    }
+                })?;
+                let changes =
+                    apply_block_with(store, &block, Signatures::Verify).map_err(|refusal| {
+                        DriverError::DecidedBlockRefused {
+                            height: height.0,
+                            reason: refusal.to_string(),
+                        }
+                    })?;
+                (block, changes)
+            }
+        };
+        let certificate = ledger_certificate(certificate);
+        store.commit(&block, &certificate, &changes)?;
+        tracing::info!(
+            height = height.0,
+            round = certificate.round.0,
+            transactions = block.transactions.len(),
+            hash = %block.hash(),
+            "committed"
+        );
+        self.after_commit(&block);
+        Ok(())
+    }
+
+    fn after_commit(&mut self, block: &Block) {
+        let ids = block.tx_ids();
+        let now = self.now();
+        let (arrivals, dropped) = {
+            let mut mempool = self.shared.mempool();
+            let result = mempool.on_commit(&ids, now);
+            self.shared
+                .update_mempool_metrics(mempool.len(), mempool.bytes());
+            result
+        };
+        if dropped > 0 {
+            tracing::debug!(dropped, "transactions no longer valid left the mempool");
+        }
+        for arrived in arrivals {
+            self.shared
+                .metrics
+                .observe_commit_latency(arrived.elapsed().as_secs_f64());
+        }
+        let height = block.header.height.0;
+        let metrics = &self.shared.metrics;
+        metrics.height.store(height, Ordering::Relaxed);
+        metrics
+            .committed_txs_total
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.shared.committed.send_replace(height);
+        self.verified.clear();
+        self.last_commit_at = Instant::now();
+    }
+
+    /// Verifies and commits blocks fetched from a peer, then moves
+    /// consensus to the height after the last one.
+    fn apply_synced(&mut self, blocks: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64, SyncApplyError> {
+        let store = self.shared.store.clone();
+        let mut applied = 0u64;
+        for (block_bytes, certificate_bytes) in blocks {
+            let chain = store.chain_info().map_err(SyncApplyError::local)?;
+            let block = Block::from_bytes(&block_bytes)
+                .map_err(|error| SyncApplyError::Peer(format!("block does not decode: {error}")))?;
+            if block.header.height.0 <= chain.height.0 {
+                continue;
+            }
+            if block.header.height.0 != chain.height.0 + 1 {
+                return Err(SyncApplyError::Peer(format!(
+                    "block {} does not follow height {}",
+                    block.header.height.0, chain.height.0
+                )));
+            }
+            let certificate =
+                CommitCertificate::from_bytes(&certificate_bytes).map_err(|error| {
+                    SyncApplyError::Peer(format!("certificate does not decode: {error}"))
+                })?;
+            let hash = block.hash();
+            certificate
+                .verify(
+                    &chain.chain_id,
+                    block.header.height,
+                    &hash,
+                    &chain.validator_set,
+                )
+                .map_err(|error| {
+                    SyncApplyError::Peer(format!(
+                        "certificate of block {} invalid: {error}",
+                        block.header.height.0
+                    ))
+                })?;
+            let changes =
+                apply_block_with(&store, &block, Signatures::Verify).map_err(|refusal| {
+                    SyncApplyError::Peer(format!(
+                        "block {} refused: {refusal}",
+                        block.header.height.0
+                    ))
+                })?;
+            store
+                .commit(&block, &certificate, &changes)
+                .map_err(SyncApplyError::local)?;
+            applied += 1;
+            self.shared
+                .metrics
+                .synced_blocks_total
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(height = block.header.height.0, "synced block committed");
+            self.after_commit(&block);
+        }
+        let chain = store.chain_info().map_err(SyncApplyError::local)?;
+        if applied > 0 && chain.height.0 + 1 > self.consensus.height().0 {
+            let validators =
+                consensus_validators(&chain.validator_set).map_err(SyncApplyError::Local)?;
+            let actions = self.consensus.handle(Input::StartHeight {
+                height: consensus::Height(chain.height.0 + 1),
+                validators,
+            });
+            self.execute(actions).map_err(SyncApplyError::Local)?;
+        }
+        Ok(chain.height.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncApplyError {
+    #[error("{0}")]
+    Peer(String),
+    #[error("{0}")]
+    Local(DriverError),
+}
+
+impl SyncApplyError {
+    fn local(error: StoreError) -> SyncApplyError {
+        SyncApplyError::Local(DriverError::Store(error))
+    }
+}
+
+/// Unused-import guard for `StateView` (the store is used through it).
+#[allow(dead_code)]
+fn _assert_store_is_view(store: &custody_ledger::store::Store) -> &dyn StateView {
+    store
+}

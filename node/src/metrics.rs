@@ -1,0 +1,148 @@
+//! The node's metrics, rendered as Prometheus text at `/metrics`.
+//!
+//! Plain atomics rather than a metrics library: there are a handful of
+//! gauges and one histogram, and the text format is a few lines.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the commit-latency histogram buckets.
+const COMMIT_LATENCY_BUCKETS_SECONDS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub height: AtomicU64,
+    pub round: AtomicU64,
+    pub peers: AtomicU64,
+    pub mempool_txs: AtomicU64,
+    pub mempool_bytes: AtomicU64,
+    pub committed_txs_total: AtomicU64,
+    pub refused_txs_total: AtomicU64,
+    pub synced_blocks_total: AtomicU64,
+    commit_latency_buckets: [AtomicU64; COMMIT_LATENCY_BUCKETS_SECONDS.len()],
+    commit_latency_count: AtomicU64,
+    commit_latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Records the time from a transaction's arrival at this node to the
+    /// commit of the block holding it.
+    pub fn observe_commit_latency(&self, seconds: f64) {
+        for (bucket, bound) in self
+            .commit_latency_buckets
+            .iter()
+            .zip(COMMIT_LATENCY_BUCKETS_SECONDS)
+        {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = (seconds * 1e6).max(0.0) as u64;
+        self.commit_latency_sum_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        gauge(
+            &mut out,
+            "custody_height",
+            "Height of the last committed block.",
+            "gauge",
+            load(&self.height),
+        );
+        gauge(
+            &mut out,
+            "custody_consensus_round",
+            "Consensus round at the current height.",
+            "gauge",
+            load(&self.round),
+        );
+        gauge(
+            &mut out,
+            "custody_peers",
+            "Connected member nodes.",
+            "gauge",
+            load(&self.peers),
+        );
+        gauge(
+            &mut out,
+            "custody_mempool_transactions",
+            "Transactions waiting for a block.",
+            "gauge",
+            load(&self.mempool_txs),
+        );
+        gauge(
+            &mut out,
+            "custody_mempool_bytes",
+            "Encoded bytes of the transactions waiting for a block.",
+            "gauge",
+            load(&self.mempool_bytes),
+        );
+        gauge(
+            &mut out,
+            "custody_committed_transactions_total",
+            "Transactions committed since this node started.",
+            "counter",
+            load(&self.committed_txs_total),
+        );
+        gauge(
+            &mut out,
+            "custody_refused_transactions_total",
+            "Transactions refused at this node's door.",
+            "counter",
+            load(&self.refused_txs_total),
+        );
+        gauge(
+            &mut out,
+            "custody_synced_blocks_total",
+            "Blocks fetched from peers by block sync.",
+            "counter",
+            load(&self.synced_blocks_total),
+        );
+        let name = "custody_commit_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a transaction's arrival at this node to its commit."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bucket, bound) in self
+            .commit_latency_buckets
+            .iter()
+            .zip(COMMIT_LATENCY_BUCKETS_SECONDS)
+        {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", load(bucket));
+        }
+        let count = load(&self.commit_latency_count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = load(&self.commit_latency_sum_micros) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let metrics = Metrics::default();
+        metrics.observe_commit_latency(0.02);
+        metrics.observe_commit_latency(3.0);
+        let text = metrics.render();
+        assert!(text.contains("custody_commit_latency_seconds_bucket{le=\"0.025\"} 1"));
+        assert!(text.contains("custody_commit_latency_seconds_bucket{le=\"5\"} 2"));
+        assert!(text.contains("custody_commit_latency_seconds_count 2"));
+    }
+}

@@ -1,0 +1,341 @@
+//! Wiring between the network task and the rest of the node, and block
+//! sync.
+//!
+//! - gossip in: consensus messages go to the driver, transaction batches to
+//!   the mempool (signatures checked in one batch);
+//! - gossip out: what the driver and the mempool hand to [`Outbound`];
+//! - `/custody/sync/1` requests are answered from the store;
+//! - the sync loop asks peers for their height every `status_interval_ms`
+//!   (and at once when the driver sees a later height), and fetches the
+//!   missing blocks with certificates in batches of `batch_blocks_max`,
+//!   which the driver verifies and commits.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use custody_ledger::genesis::Genesis;
+use custody_ledger::types::Height;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::driver::DriverInput;
+use crate::network::{
+    Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
+    RequestProtocol,
+};
+use crate::shared::{Outbound, SharedRef};
+use crate::shutdown::Shutdown;
+
+/// A block-sync request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// "What is your last committed height?"
+    Status,
+    /// Blocks `from..from+count` with their certificates.
+    Blocks { from: u64, count: u32 },
+}
+
+/// A block-sync answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SyncResponse {
+    Status {
+        height: u64,
+    },
+    /// Canonical block bytes and certificate bytes, in height order.
+    Blocks(Vec<(Vec<u8>, Vec<u8>)>),
+    Refused(String),
+}
+
+/// The libp2p identity of a department's node key from the genesis.
+pub fn peer_id_of(node_key: &[u8; 32]) -> Option<PeerId> {
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(node_key).ok()?;
+    Some(libp2p::identity::PublicKey::from(key).to_peer_id())
+}
+
+pub async fn start(
+    shared: SharedRef,
+    keypair: libp2p::identity::Keypair,
+    genesis: &Genesis,
+    mut outbound: mpsc::Receiver<Outbound>,
+    driver: mpsc::Sender<DriverInput>,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<()>, String> {
+    let config = &shared.config;
+    let mut allowed: HashSet<PeerId> = HashSet::new();
+    // Member nodes are the departments in the committed state (governance
+    // may have added some since the genesis), plus the genesis ones.
+    let mut node_keys: Vec<[u8; 32]> = genesis
+        .departments
+        .iter()
+        .map(|d| d.keys.node_key.0)
+        .collect();
+    if let Ok(departments) = shared.store.departments() {
+        node_keys.extend(departments.iter().map(|d| d.keys.node_key.0));
+    }
+    for key in node_keys {
+        if let Some(peer) = peer_id_of(&key) {
+            allowed.insert(peer);
+        }
+    }
+    for observer in &config.network.observers {
+        if let Ok(peer) = observer.parse::<PeerId>() {
+            allowed.insert(peer);
+        }
+    }
+    let mut peers = Vec::new();
+    for peer in &config.network.peers {
+        let (Ok(id), Ok(address)) = (
+            peer.peer_id.parse::<PeerId>(),
+            peer.address.parse::<Multiaddr>(),
+        ) else {
+            continue;
+        };
+        if !allowed.contains(&id) {
+            tracing::warn!(peer = %id, "configured peer is not a member node of the chain; not dialing it");
+            continue;
+        }
+        peers.push((id, address));
+    }
+    let listen: Vec<Multiaddr> = config
+        .network
+        .listen
+        .iter()
+        .filter_map(|address| address.parse().ok())
+        .collect();
+    let limits = NetworkLimits {
+        redial_backoff_max_ms: config.network.redial_backoff_ms_max,
+        request_timeout_ms: config.sync.timeout_ms,
+        ..NetworkLimits::default()
+    };
+    let (handle, mut events, join) = Network::start(NetworkConfig {
+        node_key: keypair,
+        listen,
+        peers,
+        allowed,
+        limits,
+    })
+    .await
+    .map_err(|error| error.to_string())?;
+
+    let task = tokio::spawn({
+        let shared = shared.clone();
+        let handle = handle.clone();
+        let mut stop = shutdown.clone();
+        async move {
+            let sync_task = tokio::spawn(sync_loop(
+                shared.clone(),
+                handle.clone(),
+                driver.clone(),
+                shutdown.clone(),
+            ));
+            let mut connected: Vec<PeerId> = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = stop.wait() => break,
+                    message = outbound.recv() => {
+                        let Some(message) = message else { break };
+                        let result = match message {
+                            Outbound::Consensus(bytes) => handle.publish_consensus(bytes).await,
+                            Outbound::Transactions(bytes) => handle.publish_transactions(bytes).await,
+                        };
+                        match result {
+                            Ok(()) | Err(NetworkError::NoPeersSubscribed { .. }) => {}
+                            Err(error) => tracing::debug!(%error, "publish failed"),
+                        }
+                    }
+                    event = events.recv() => {
+                        let Some(event) = event else { break };
+                        on_event(&shared, &driver, &mut connected, event);
+                    }
+                }
+            }
+            sync_task.abort();
+            handle.shutdown().await;
+            let _ = join.await;
+        }
+    });
+    Ok(task)
+}
+
+fn on_event(
+    shared: &SharedRef,
+    driver: &mpsc::Sender<DriverInput>,
+    connected: &mut Vec<PeerId>,
+    event: NetworkEvent,
+) {
+    match event {
+        NetworkEvent::Gossip { topic, bytes, .. } => match topic {
+            crate::network::GossipTopic::Consensus => {
+                if driver.try_send(DriverInput::Consensus(bytes)).is_err() {
+                    tracing::debug!(
+                        "driver busy; consensus message dropped (it will be re-broadcast)"
+                    );
+                }
+            }
+            crate::network::GossipTopic::Tx => {
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || crate::node::admit_gossiped(&shared, &bytes));
+            }
+        },
+        NetworkEvent::InboundRequest {
+            protocol,
+            bytes,
+            reply,
+            peer,
+        } => {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let answer = match protocol {
+                    RequestProtocol::Sync => serve_sync(&shared, &bytes),
+                    RequestProtocol::Blob => SyncResponse::Refused(
+                        "blob fetch is not served by this node yet".to_string(),
+                    ),
+                };
+                tracing::trace!(%peer, "answered a sync request");
+                let encoded = postcard::to_allocvec(&answer).unwrap_or_default();
+                let _ = reply.send(encoded);
+            });
+        }
+        NetworkEvent::PeerConnected(peer) => {
+            tracing::info!(%peer, "peer connected");
+            if !connected.contains(&peer) {
+                connected.push(peer);
+            }
+            shared.set_peers(connected.iter().map(|p| p.to_string()).collect());
+            shared.sync_wanted.notify_one();
+        }
+        NetworkEvent::PeerDisconnected(peer) => {
+            tracing::info!(%peer, "peer disconnected");
+            connected.retain(|p| *p != peer);
+            shared.set_peers(connected.iter().map(|p| p.to_string()).collect());
+        }
+    }
+}
+
+/// Leaves room in a sync response for framing.
+const SYNC_RESPONSE_MARGIN_BYTES: usize = 64 * 1024;
+
+fn serve_sync(shared: &SharedRef, bytes: &[u8]) -> SyncResponse {
+    let request: SyncRequest = match postcard::from_bytes(bytes) {
+        Ok(request) => request,
+        Err(error) => return SyncResponse::Refused(format!("undecodable request: {error}")),
+    };
+    match request {
+        SyncRequest::Status => match shared.store.latest_height() {
+            Ok(height) => SyncResponse::Status { height: height.0 },
+            Err(error) => SyncResponse::Refused(error.to_string()),
+        },
+        SyncRequest::Blocks { from, count } => {
+            let count = count.min(shared.config.sync.batch_blocks_max);
+            let budget = NetworkLimits::default()
+                .response_bytes_max
+                .saturating_sub(SYNC_RESPONSE_MARGIN_BYTES);
+            let mut used = 0usize;
+            let mut blocks = Vec::new();
+            for height in from..from.saturating_add(u64::from(count)) {
+                let block = shared.store.raw_block(Height(height));
+                let certificate = shared.store.raw_certificate(Height(height));
+                match (block, certificate) {
+                    (Ok(Some(block)), Ok(Some(certificate))) => {
+                        let size = block.len() + certificate.len();
+                        if !blocks.is_empty() && used + size > budget {
+                            break;
+                        }
+                        used += size;
+                        blocks.push((block, certificate));
+                    }
+                    _ => break,
+                }
+            }
+            SyncResponse::Blocks(blocks)
+        }
+    }
+}
+
+async fn ask(
+    handle: &NetworkHandle,
+    peer: PeerId,
+    request: &SyncRequest,
+) -> Result<SyncResponse, String> {
+    let bytes = postcard::to_allocvec(request).map_err(|error| error.to_string())?;
+    let answer = handle
+        .request(peer, RequestProtocol::Sync, bytes)
+        .await
+        .map_err(|error| error.to_string())?;
+    postcard::from_bytes(&answer).map_err(|error| format!("undecodable answer: {error}"))
+}
+
+async fn sync_loop(
+    shared: SharedRef,
+    handle: NetworkHandle,
+    driver: mpsc::Sender<DriverInput>,
+    mut shutdown: Shutdown,
+) {
+    let interval = Duration::from_millis(shared.config.sync.status_interval_ms);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(interval) => {}
+            _ = shared.sync_wanted.notified() => {}
+        }
+        let peers = match handle.connected_peers().await {
+            Ok(peers) => peers,
+            Err(_) => return,
+        };
+        // Ask everyone for their height; follow the highest.
+        let mut best: Option<(PeerId, u64)> = None;
+        for peer in peers {
+            if let Ok(SyncResponse::Status { height }) =
+                ask(&handle, peer, &SyncRequest::Status).await
+            {
+                if best.is_none_or(|(_, h)| height > h) {
+                    best = Some((peer, height));
+                }
+            }
+        }
+        let Some((peer, peer_height)) = best else {
+            continue;
+        };
+        while let Ok(ours) = shared.store.latest_height() {
+            let ours = ours.0;
+            if peer_height <= ours {
+                break;
+            }
+            shared.syncing.store(true, Ordering::Relaxed);
+            let request = SyncRequest::Blocks {
+                from: ours + 1,
+                count: shared.config.sync.batch_blocks_max,
+            };
+            let blocks = match ask(&handle, peer, &request).await {
+                Ok(SyncResponse::Blocks(blocks)) if !blocks.is_empty() => blocks,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "sync request failed");
+                    break;
+                }
+            };
+            tracing::info!(%peer, from = ours + 1, count = blocks.len(), peer_height, "syncing blocks");
+            let (done, applied) = oneshot::channel();
+            if driver
+                .send(DriverInput::Synced { blocks, done })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match applied.await {
+                Ok(Ok(height)) if height > ours => {}
+                Ok(Ok(_)) => break,
+                Ok(Err(error)) => {
+                    tracing::warn!(%peer, %error, "blocks from peer refused");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+        shared.syncing.store(false, Ordering::Relaxed);
+    }
+}
