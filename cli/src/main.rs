@@ -1,6 +1,7 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
 mod bench;
+mod doc;
 mod tx;
 
 use std::path::PathBuf;
@@ -36,6 +37,10 @@ enum Command {
     /// Measure the node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Clerks' documents: register, offer, accept, grant, open, history.
+    Doc(doc::DocArgs),
+    /// Make and inspect member and department key files.
+    Keys(custody_cli::KeysArgs),
 }
 
 #[derive(Subcommand)]
@@ -218,6 +223,10 @@ fn run(cli: Cli) -> Result<(), String> {
             runtime.block_on(tx::run(command))
         }
         Command::Bench(command) => bench::run(command),
+        Command::Doc(args) => runtime()?
+            .block_on(doc::run(args))
+            .map_err(|error| error.to_string()),
+        Command::Keys(args) => custody_cli::run_keys(args).map_err(|error| error.to_string()),
     }
 }
 

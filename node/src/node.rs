@@ -43,6 +43,8 @@ pub enum NodeError {
     Network(String),
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::BlobError),
 }
 
 /// Runs the node in `home` until `shutdown` fires or a fatal error occurs.
@@ -81,6 +83,10 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         "node starting"
     );
 
+    let blobs = crate::blobs::Blobs::open(
+        &home.data_dir(&config).join("blobs"),
+        config.blobs.clone(),
+    )?;
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
     let (committed, _) = watch::channel(height.0);
     let shared: SharedRef = Arc::new(Shared {
@@ -98,6 +104,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         syncing: AtomicBool::new(false),
         sync_wanted: Notify::new(),
         outbound: outbound_sender,
+        blobs,
         config,
     });
 
