@@ -49,7 +49,9 @@ async fn wait_until_committing(net: &Testnet) {
                     .json()
                     .await
                     .map_err(|e| e.to_string())?;
-                if status["height"].as_u64().unwrap_or(0) >= 1 && status["peers"].as_array().map(Vec::len) == Some(3) {
+                if status["height"].as_u64().unwrap_or(0) >= 1
+                    && status["peers"].as_array().map(Vec::len) == Some(3)
+                {
                     Ok(())
                 } else {
                     Err(status.to_string())
@@ -62,7 +64,12 @@ async fn wait_until_committing(net: &Testnet) {
 
 /// Runs `custody doc ARGS --json` as department `index`'s clerk.
 fn doc_as(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Value, String) {
-    doc_with_key(net, index, &net.nodes[index].home.join("keys/encryption.key"), args)
+    doc_with_key(
+        net,
+        index,
+        &net.nodes[index].home.join("keys/encryption.key"),
+        args,
+    )
 }
 
 fn doc_with_key(
@@ -144,6 +151,28 @@ async fn get_json(url: &str) -> Result<serde_json::Value, String> {
     }
 }
 
+/// Waits until node `index` sees document `id` in a state `check` accepts
+/// (a clerk's node may be a block behind the node that committed).
+async fn wait_for_document<F>(net: &Testnet, index: usize, id: &str, what: &str, check: F)
+where
+    F: Fn(&serde_json::Value) -> bool,
+{
+    let url = format!("{}/v1/documents/{id}", net.nodes[index].api_url);
+    let check = &check;
+    wait_for(net, what, COMMIT_WAIT, || {
+        let url = url.clone();
+        async move {
+            let doc = get_json(&url).await?;
+            if check(&doc) {
+                Ok(())
+            } else {
+                Err(doc.to_string())
+            }
+        }
+    })
+    .await;
+}
+
 /// The kinds of a document's events on one node, in order.
 async fn event_kinds(api_url: &str, document: &str) -> Result<Vec<(String, String)>, String> {
     let page = get_json(&format!("{api_url}/v1/documents/{document}/history")).await?;
@@ -162,9 +191,16 @@ async fn event_kinds(api_url: &str, document: &str) -> Result<Vec<(String, Strin
         .collect())
 }
 
-fn signed_read(net: &Testnet, index: usize, document: &str, ciphertext: Hash32, chain_id: &str) -> SignedReadRequest {
+fn signed_read(
+    net: &Testnet,
+    index: usize,
+    document: &str,
+    ciphertext: Hash32,
+    chain_id: &str,
+) -> SignedReadRequest {
     let node = &net.nodes[index];
-    let secret = custody_node::home::read_key_file(&net.member_key(&node.department, "clerk")).expect("clerk key");
+    let secret = custody_node::home::read_key_file(&net.member_key(&node.department, "clerk"))
+        .expect("clerk key");
     let key = ed25519_dalek::SigningKey::from_bytes(&secret);
     let time_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -200,6 +236,10 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     doc_ok(&net, a, &["offer", &id, "--to", &b_name]);
 
     // B's node fetches the blob from A's node; B checks fixity and accepts.
+    wait_for_document(&net, b, &id, "B's node to see the offer", |doc| {
+        doc["status"].get("in-transfer").is_some()
+    })
+    .await;
     let accepted = doc_ok(&net, b, &["accept", &id]);
     assert!(accepted["fetched_from"].is_string(), "{accepted}");
 
@@ -223,18 +263,48 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
 
     // B, the custodian, reads it.
     let b_out = work.path().join("b-copy.pdf");
-    doc_ok(&net, b, &["open", &id, "-o", b_out.to_str().expect("utf-8"), "--purpose", "intake check"]);
+    doc_ok(
+        &net,
+        b,
+        &[
+            "open",
+            &id,
+            "-o",
+            b_out.to_str().expect("utf-8"),
+            "--purpose",
+            "intake check",
+        ],
+    );
     assert_eq!(std::fs::read(&b_out).expect("b copy"), original);
 
     // C cannot open it: refused, and nothing is served.
     let c_out = work.path().join("c-copy.pdf");
-    let (ok, _, stderr) = doc_as(&net, c, &["open", &id, "-o", c_out.to_str().expect("utf-8"), "--purpose", "curiosity"]);
+    let (ok, _, stderr) = doc_as(
+        &net,
+        c,
+        &[
+            "open",
+            &id,
+            "-o",
+            c_out.to_str().expect("utf-8"),
+            "--purpose",
+            "curiosity",
+        ],
+    );
     assert!(!ok, "C opened a document it holds no grant for");
-    assert!(stderr.contains(&id) && stderr.contains("holds no grant"), "{stderr}");
+    assert!(
+        stderr.contains(&id) && stderr.contains("holds no grant"),
+        "{stderr}"
+    );
     assert!(!c_out.exists());
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[c].api_url)).await.expect("doc");
-    let ciphertext = Hash32::from_hex(doc["ciphertext"]["sha256"].as_str().expect("sha")).expect("hex");
-    let status = get_json(&format!("{}/v1/status", net.nodes[c].api_url)).await.expect("status");
+    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[c].api_url))
+        .await
+        .expect("doc");
+    let ciphertext =
+        Hash32::from_hex(doc["ciphertext"]["sha256"].as_str().expect("sha")).expect("hex");
+    let status = get_json(&format!("{}/v1/status", net.nodes[c].api_url))
+        .await
+        .expect("status");
     let chain_id = status["chain_id"].as_str().expect("chain id").to_string();
     let http = reqwest::Client::new();
     for target in [b, c] {
@@ -244,22 +314,50 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
             .send()
             .await
             .expect("read request");
-        assert_eq!(response.status().as_u16(), 403, "C's read was not refused by node {target}");
+        assert_eq!(
+            response.status().as_u16(),
+            403,
+            "C's read was not refused by node {target}"
+        );
         let body = response.bytes().await.expect("body");
         assert!(body.len() < 2048, "a refusal carried {} bytes", body.len());
     }
     let fetch = http
-        .post(format!("{}/v1/blobs/fetch?document={id}", net.nodes[c].api_url))
+        .post(format!(
+            "{}/v1/blobs/fetch?document={id}",
+            net.nodes[c].api_url
+        ))
         .send()
         .await
         .expect("fetch");
-    assert_eq!(fetch.status().as_u16(), 502, "C's node got the blob without a grant");
+    assert_eq!(
+        fetch.status().as_u16(),
+        502,
+        "C's node got the blob without a grant"
+    );
     let refusal = fetch.text().await.expect("text");
     assert!(refusal.contains("neither custodian"), "{refusal}");
 
     // B grants C; C opens it and gets the original bytes.
     doc_ok(&net, b, &["grant", &id, "--to", &c_name, "--until", "+1h"]);
-    let opened = doc_ok(&net, c, &["open", &id, "-o", c_out.to_str().expect("utf-8"), "--purpose", "benefit claim 2026-118"]);
+    wait_for_document(&net, c, &id, "C's node to see the grant", |doc| {
+        doc["grants"]
+            .as_array()
+            .is_some_and(|grants| !grants.is_empty())
+    })
+    .await;
+    let opened = doc_ok(
+        &net,
+        c,
+        &[
+            "open",
+            &id,
+            "-o",
+            c_out.to_str().expect("utf-8"),
+            "--purpose",
+            "benefit claim 2026-118",
+        ],
+    );
     assert_eq!(opened["plaintext_bytes"], original.len());
     assert_eq!(std::fs::read(&c_out).expect("c copy"), original);
 
@@ -295,10 +393,21 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     }
     let (ok, history, stderr) = doc_as(&net, c, &["history", &id]);
     assert!(ok, "{stderr}");
-    assert_eq!(history["items"].as_array().map(Vec::len), Some(6), "{history}");
+    assert_eq!(
+        history["items"].as_array().map(Vec::len),
+        Some(6),
+        "{history}"
+    );
     let (ok, list, stderr) = doc_as(&net, a, &["list", "--custodian", &b_name]);
     assert!(ok, "{stderr}");
-    assert!(list["items"].as_array().expect("items").iter().any(|d| d["id"] == id.as_str()), "{list}");
+    assert!(
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|d| d["id"] == id.as_str()),
+        "{list}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,11 +424,25 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused() {
     let id = register(&net, a, &file, "Minutes");
     let out = work.path().join("out.pdf");
     let b_key = net.nodes[b].home.join("keys/encryption.key");
-    let (ok, _, stderr) = doc_with_key(&net, a, &b_key, &["open", &id, "-o", out.to_str().expect("utf-8"), "--purpose", "audit"]);
+    let (ok, _, stderr) = doc_with_key(
+        &net,
+        a,
+        &b_key,
+        &[
+            "open",
+            &id,
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--purpose",
+            "audit",
+        ],
+    );
     assert!(!ok, "opened with another department's key");
     assert!(stderr.contains("not department"), "{stderr}");
     assert!(!out.exists());
-    let kinds = event_kinds(&net.nodes[a].api_url, &id).await.expect("history");
+    let kinds = event_kinds(&net.nodes[a].api_url, &id)
+        .await
+        .expect("history");
     assert_eq!(kinds.len(), 1, "a refused open left an event: {kinds:?}");
 
     // An expired grant is refused.
@@ -330,46 +453,102 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused() {
         .as_millis() as u64
         + 3_000;
     let status_url = format!("{}/v1/status", net.nodes[c].api_url);
-    wait_for(&net, "block time to pass the grant's end", COMMIT_WAIT, || {
-        let status_url = status_url.clone();
-        async move {
-            let status = get_json(&status_url).await?;
-            let time = status["last_block_time_ms"].as_u64().unwrap_or(0);
-            if time > grant_end + 500 {
-                Ok(())
-            } else {
-                Err(format!("block time {time}"))
+    wait_for(
+        &net,
+        "block time to pass the grant's end",
+        COMMIT_WAIT,
+        || {
+            let status_url = status_url.clone();
+            async move {
+                let status = get_json(&status_url).await?;
+                let time = status["last_block_time_ms"].as_u64().unwrap_or(0);
+                if time > grant_end + 500 {
+                    Ok(())
+                } else {
+                    Err(format!("block time {time}"))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
-    let (ok, _, stderr) = doc_as(&net, c, &["open", &id, "-o", out.to_str().expect("utf-8"), "--purpose", "late"]);
+    let (ok, _, stderr) = doc_as(
+        &net,
+        c,
+        &[
+            "open",
+            &id,
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--purpose",
+            "late",
+        ],
+    );
     assert!(!ok, "an expired grant still opened the document");
-    assert!(stderr.contains("record-access") || stderr.contains("grant"), "{stderr}");
+    assert!(
+        stderr.contains("record-access") || stderr.contains("grant"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 
     // A tampered blob (one byte changed on A's disk) is refused on open and
     // on fetch, naming the document.
     let (file, _) = write_document(work.path(), "deed.pdf", 300_000);
     let id = register(&net, a, &file, "Deed");
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url)).await.expect("doc");
-    let sha = doc["ciphertext"]["sha256"].as_str().expect("sha").to_string();
-    let blob = net.nodes[a].home.join("data/blobs").join(&sha[..2]).join(&sha);
+    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
+        .await
+        .expect("doc");
+    let sha = doc["ciphertext"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_string();
+    let blob = net.nodes[a]
+        .home
+        .join("data/blobs")
+        .join(&sha[..2])
+        .join(&sha);
     let mut bytes = std::fs::read(&blob).expect("blob on A's disk");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&blob, &bytes).expect("tamper");
 
-    let (ok, _, stderr) = doc_as(&net, a, &["open", &id, "-o", out.to_str().expect("utf-8"), "--purpose", "check"]);
+    let (ok, _, stderr) = doc_as(
+        &net,
+        a,
+        &[
+            "open",
+            &id,
+            "-o",
+            out.to_str().expect("utf-8"),
+            "--purpose",
+            "check",
+        ],
+    );
     assert!(!ok, "a tampered blob was opened");
-    assert!(stderr.contains(&id) && stderr.contains("does not match"), "{stderr}");
+    assert!(
+        stderr.contains(&id) && stderr.contains("does not match"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 
     doc_ok(&net, a, &["offer", &id, "--to", &b_name]);
+    wait_for_document(&net, b, &id, "B's node to see the offer", |doc| {
+        doc["status"].get("in-transfer").is_some()
+    })
+    .await;
     let (ok, _, stderr) = doc_as(&net, b, &["accept", &id]);
     assert!(!ok, "a tampered blob was accepted");
-    assert!(stderr.contains(&id) && stderr.contains("do not match"), "{stderr}");
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[b].api_url)).await.expect("doc");
+    assert!(
+        stderr.contains(&id) && stderr.contains("do not match"),
+        "{stderr}"
+    );
+    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[b].api_url))
+        .await
+        .expect("doc");
     assert_eq!(doc["custodian"], net.nodes[a].department.as_str());
-    assert!(!net.nodes[b].home.join("data/blobs").join(&sha[..2]).join(&sha).exists());
+    assert!(!net.nodes[b]
+        .home
+        .join("data/blobs")
+        .join(&sha[..2])
+        .join(&sha)
+        .exists());
 }

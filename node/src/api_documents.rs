@@ -127,12 +127,16 @@ fn parse_sha256(text: &str) -> Result<[u8; 32], ApiError> {
 
 fn blob_error(error: BlobError) -> ApiError {
     match error {
-        BlobError::TooLarge { .. } => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large", error.to_string())
-        }
-        BlobError::StoreFull { .. } => {
-            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "blob_store_full", error.to_string())
-        }
+        BlobError::TooLarge { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "blob_too_large",
+            error.to_string(),
+        ),
+        BlobError::StoreFull { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "blob_store_full",
+            error.to_string(),
+        ),
         BlobError::Mismatch { .. } => ApiError::unprocessable("blob_mismatch", error.to_string()),
         BlobError::Missing(_) => ApiError::not_found(error.to_string()),
         BlobError::Io { .. } => ApiError::internal(error.to_string()),
@@ -245,12 +249,18 @@ struct FetchQuery {
 fn fetch_error(error: FetchError) -> ApiError {
     match error {
         FetchError::UnknownDocument(_) => ApiError::not_found(error.to_string()),
-        FetchError::Store { .. } => {
-            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "blob_store_full", error.to_string())
-        }
+        FetchError::Store { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "blob_store_full",
+            error.to_string(),
+        ),
         FetchError::Ledger(_) => ApiError::internal(error.to_string()),
         FetchError::NoNetwork | FetchError::NoPeers(_) | FetchError::AllPeersFailed { .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "blob_fetch_failed", error.to_string())
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "blob_fetch_failed",
+                error.to_string(),
+            )
         }
     }
 }
@@ -268,9 +278,7 @@ async fn fetch(
         .ok_or_else(|| ApiError::not_found(format!("document `{document}` is not registered")))?
         .ciphertext
         .sha256;
-    let fetched = ensure_blob(&shared, &document)
-        .await
-        .map_err(fetch_error)?;
+    let fetched = ensure_blob(&shared, &document).await.map_err(fetch_error)?;
     Ok(Json(BlobStatus {
         sha256,
         size_bytes: fetched.size_bytes,
@@ -404,10 +412,9 @@ pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Docum
                 )));
             }
             let custodian = document.custodian == *department;
-            let grantee = document
-                .grants
-                .iter()
-                .any(|grant| grant.department == *department && block_time_ms <= grant.expires_at.0);
+            let grantee = document.grants.iter().any(|grant| {
+                grant.department == *department && block_time_ms <= grant.expires_at.0
+            });
             if !custodian && !grantee {
                 return Err(refused(format!(
                     "department `{department}` is not the custodian of document `{}` and holds no unexpired grant",
@@ -581,16 +588,17 @@ async fn list(
         Some(other) => {
             return Err(ApiError::bad_request(
                 "bad_filter",
-                format!("`{other}` is not a classification (public, internal, confidential or secret)"),
+                format!(
+                    "`{other}` is not a classification (public, internal, confidential or secret)"
+                ),
             ))
         }
     };
     let mut after = match query.cursor.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(
-            DocumentId::new(text.to_string())
-                .map_err(|_| ApiError::bad_request("bad_cursor", format!("`{text}` is not a list cursor")))?,
-        ),
+        Some(text) => Some(DocumentId::new(text.to_string()).map_err(|_| {
+            ApiError::bad_request("bad_cursor", format!("`{text}` is not a list cursor"))
+        })?),
     };
     let limit = query
         .limit
@@ -609,7 +617,9 @@ async fn list(
             scanned += 1;
             after = Some(document.id.clone());
             let keep = custodian.as_ref().is_none_or(|c| document.custodian == *c)
-                && status.as_deref().is_none_or(|s| document.status.name() == s)
+                && status
+                    .as_deref()
+                    .is_none_or(|s| document.status.name() == s)
                 && classification.is_none_or(|c| document.classification == c);
             if keep {
                 items.push(document);

@@ -170,7 +170,10 @@ pub struct Fetched {
 
 /// Makes sure this node holds the blob of `document_id`, fetching it from
 /// other nodes if needed.
-pub async fn ensure_blob(shared: &SharedRef, document_id: &DocumentId) -> Result<Fetched, FetchError> {
+pub async fn ensure_blob(
+    shared: &SharedRef,
+    document_id: &DocumentId,
+) -> Result<Fetched, FetchError> {
     let document = shared
         .store
         .document(document_id)

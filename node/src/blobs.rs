@@ -68,7 +68,6 @@ impl Default for BlobConfig {
     }
 }
 
-
 impl BlobConfig {
     /// Refuses values that would make the store misbehave.
     pub fn check(&self) -> Result<(), crate::config::ConfigError> {
@@ -92,7 +91,10 @@ impl BlobConfig {
             ));
         }
         if self.fetch_rounds_max == 0 {
-            return Err(invalid("blobs.fetch_rounds_max", "must be greater than zero"));
+            return Err(invalid(
+                "blobs.fetch_rounds_max",
+                "must be greater than zero",
+            ));
         }
         if self.read_request_skew_ms == 0 {
             return Err(invalid(
@@ -227,10 +229,10 @@ impl BlobStore {
             path: self.root.clone(),
             source: std::io::Error::other(error.to_string()),
         })?;
-        let temporary = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{}", hex::encode(sha256), hex::encode(suffix)));
+        let temporary =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}", hex::encode(sha256), hex::encode(suffix)));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -534,7 +536,10 @@ mod tests {
         writer.write(b"hello").expect("write");
         assert!(matches!(writer.finish(), Err(BlobError::Mismatch { .. })));
         assert_eq!(store.size_of(&sha(b"other")), None);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[test]

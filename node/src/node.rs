@@ -83,10 +83,8 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         "node starting"
     );
 
-    let blobs = crate::blobs::Blobs::open(
-        &home.data_dir(&config).join("blobs"),
-        config.blobs.clone(),
-    )?;
+    let blobs =
+        crate::blobs::Blobs::open(&home.data_dir(&config).join("blobs"), config.blobs.clone())?;
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
     let (committed, _) = watch::channel(height.0);
     let shared: SharedRef = Arc::new(Shared {

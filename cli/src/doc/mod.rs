@@ -29,13 +29,23 @@ pub struct DocArgs {
 #[derive(Args, Clone)]
 pub struct CommonArgs {
     /// Your department node's HTTP API.
-    #[arg(long, global = true, env = "CUSTODY_NODE", default_value = "http://127.0.0.1:26680")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_NODE",
+        default_value = "http://127.0.0.1:26680"
+    )]
     pub node: String,
     /// Your member key file (signs transactions and read requests).
     #[arg(long, global = true, env = "CUSTODY_MEMBER_KEY", value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Your department's encryption key file (unwraps data keys).
-    #[arg(long, global = true, env = "CUSTODY_DEPARTMENT_KEY", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_DEPARTMENT_KEY",
+        value_name = "FILE"
+    )]
     pub department_key: Option<PathBuf>,
     /// Passphrase for passphrase-protected key files, read from this file.
     #[arg(long, global = true, value_name = "FILE")]
@@ -64,9 +74,7 @@ pub enum DocCommand {
         until: Option<String>,
     },
     /// Fetch an offered document, check its fixity, and accept custody.
-    Accept {
-        document: String,
-    },
+    Accept { document: String },
     /// Refuse an offered document.
     Reject {
         document: String,
@@ -75,9 +83,7 @@ pub enum DocCommand {
         reason: String,
     },
     /// Withdraw your department's pending offer.
-    Cancel {
-        document: String,
-    },
+    Cancel { document: String },
     /// Let another department read a document you hold, until a date.
     Grant {
         document: String,
@@ -106,9 +112,7 @@ pub enum DocCommand {
         purpose: String,
     },
     /// Show a document's record.
-    Show {
-        document: String,
-    },
+    Show { document: String },
     /// List a document's events in order (paged).
     History {
         document: String,

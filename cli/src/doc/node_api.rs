@@ -61,7 +61,11 @@ impl NodeApi {
         format!("{}{}", self.base, path)
     }
 
-    async fn answer(&self, url: &str, response: reqwest::Response) -> Result<reqwest::Response, DocError> {
+    async fn answer(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, DocError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -69,11 +73,16 @@ impl NodeApi {
         let bytes = response.bytes().await.unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(DocError::Refused {
-            code: value["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+            code: value["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
             message: value["error"]["message"]
                 .as_str()
                 .map(str::to_string)
-                .unwrap_or_else(|| format!("{status} from {url}: {}", String::from_utf8_lossy(&bytes))),
+                .unwrap_or_else(|| {
+                    format!("{status} from {url}: {}", String::from_utf8_lossy(&bytes))
+                }),
         })
     }
 
@@ -91,39 +100,59 @@ impl NodeApi {
             .await
             .map_err(|error| self.unreachable(&url, error))?;
         let response = self.answer(&url, response).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| DocError::Node(format!("the node's answer from {url} could not be read: {error}")))
+        response.json().await.map_err(|error| {
+            DocError::Node(format!(
+                "the node's answer from {url} could not be read: {error}"
+            ))
+        })
     }
 
     pub async fn status(&self) -> Result<StatusResponse, DocError> {
         self.get("/v1/status").await
     }
 
-    pub async fn member(&self, key: &custody_ledger::types::PublicKey) -> Result<(Member, u64), DocError> {
-        let value: serde_json::Value = self.get(&format!("/v1/members/{key}")).await.map_err(|error| match error {
-            DocError::Refused { code, .. } if code == "not_found" => DocError::NotEnrolled(key.to_hex()),
-            other => other,
-        })?;
+    pub async fn member(
+        &self,
+        key: &custody_ledger::types::PublicKey,
+    ) -> Result<(Member, u64), DocError> {
+        let value: serde_json::Value =
+            self.get(&format!("/v1/members/{key}"))
+                .await
+                .map_err(|error| match error {
+                    DocError::Refused { code, .. } if code == "not_found" => {
+                        DocError::NotEnrolled(key.to_hex())
+                    }
+                    other => other,
+                })?;
         let nonce = value["nonce"].as_u64().unwrap_or(0);
-        let member: Member = serde_json::from_value(value)
-            .map_err(|error| DocError::Node(format!("the node's member record could not be read: {error}")))?;
+        let member: Member = serde_json::from_value(value).map_err(|error| {
+            DocError::Node(format!(
+                "the node's member record could not be read: {error}"
+            ))
+        })?;
         Ok((member, nonce))
     }
 
     pub async fn department(&self, id: &DepartmentId) -> Result<Department, DocError> {
-        self.get(&format!("/v1/departments/{id}")).await.map_err(|error| match error {
-            DocError::Refused { code, .. } if code == "not_found" => DocError::UnknownDepartment(id.to_string()),
-            other => other,
-        })
+        self.get(&format!("/v1/departments/{id}"))
+            .await
+            .map_err(|error| match error {
+                DocError::Refused { code, .. } if code == "not_found" => {
+                    DocError::UnknownDepartment(id.to_string())
+                }
+                other => other,
+            })
     }
 
     pub async fn document(&self, id: &DocumentId) -> Result<Document, DocError> {
-        self.get(&format!("/v1/documents/{id}")).await.map_err(|error| match error {
-            DocError::Refused { code, .. } if code == "not_found" => DocError::UnknownDocument(id.to_string()),
-            other => other,
-        })
+        self.get(&format!("/v1/documents/{id}"))
+            .await
+            .map_err(|error| match error {
+                DocError::Refused { code, .. } if code == "not_found" => {
+                    DocError::UnknownDocument(id.to_string())
+                }
+                other => other,
+            })
     }
 
     pub async fn history(
@@ -142,7 +171,10 @@ impl NodeApi {
         self.get(&path).await
     }
 
-    pub async fn list(&self, filters: &[(&str, Option<String>)]) -> Result<Page<Document>, DocError> {
+    pub async fn list(
+        &self,
+        filters: &[(&str, Option<String>)],
+    ) -> Result<Page<Document>, DocError> {
         let mut path = "/v1/documents?".to_string();
         for (name, value) in filters {
             if let Some(value) = value {
@@ -178,18 +210,20 @@ impl NodeApi {
             .send()
             .await
             .map_err(|error| self.unreachable(&url, error))?;
-        let response = self.answer(&url, response).await.map_err(|error| match error {
-            DocError::Refused { code, message } => DocError::TransactionRefused {
-                kind,
-                code,
-                message,
-            },
-            other => other,
-        })?;
-        let answer: SubmitResponse = response
-            .json()
+        let response = self
+            .answer(&url, response)
             .await
-            .map_err(|error| DocError::Node(format!("the node's answer could not be read: {error}")))?;
+            .map_err(|error| match error {
+                DocError::Refused { code, message } => DocError::TransactionRefused {
+                    kind,
+                    code,
+                    message,
+                },
+                other => other,
+            })?;
+        let answer: SubmitResponse = response.json().await.map_err(|error| {
+            DocError::Node(format!("the node's answer could not be read: {error}"))
+        })?;
         if answer.inclusion.is_none() {
             return Err(DocError::NotCommitted {
                 kind,
@@ -244,10 +278,9 @@ impl NodeApi {
             .await
             .map_err(|error| self.unreachable(&url, error))?;
         let response = self.answer(&url, response).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| DocError::Node(format!("the node's answer could not be read: {error}")))
+        response.json().await.map_err(|error| {
+            DocError::Node(format!("the node's answer could not be read: {error}"))
+        })
     }
 
     /// Asks the node to fetch the document's blob from other nodes.
@@ -263,10 +296,9 @@ impl NodeApi {
             .await
             .map_err(|error| self.unreachable(&url, error))?;
         let response = self.answer(&url, response).await?;
-        response
-            .json()
-            .await
-            .map_err(|error| DocError::Node(format!("the node's answer could not be read: {error}")))
+        response.json().await.map_err(|error| {
+            DocError::Node(format!("the node's answer could not be read: {error}"))
+        })
     }
 
     /// Sends a signed read request and passes the ciphertext, chunk by
@@ -288,9 +320,9 @@ impl NodeApi {
         let response = self.answer(&url, response).await?;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let item = chunk
-                .map(|bytes| bytes.to_vec())
-                .map_err(|error| std::io::Error::other(format!("the download was interrupted: {error}")));
+            let item = chunk.map(|bytes| bytes.to_vec()).map_err(|error| {
+                std::io::Error::other(format!("the download was interrupted: {error}"))
+            });
             let failed = item.is_err();
             if let Ok(bytes) = &item {
                 bar.inc(bytes.len() as u64);

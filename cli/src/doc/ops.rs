@@ -168,10 +168,7 @@ async fn submit(
 
 /// The signer's member record and the department's encryption key, checked
 /// against the chain so that a wrong key file is refused with a reason.
-async fn me(
-    api: &NodeApi,
-    key: &ed25519_dalek::SigningKey,
-) -> Result<Member, DocError> {
+async fn me(api: &NodeApi, key: &ed25519_dalek::SigningKey) -> Result<Member, DocError> {
     let public = custody_ledger::encoding::public_key_of(key);
     let (member, _) = api.member(&public).await?;
     Ok(member)
@@ -207,8 +204,11 @@ fn unwrap_key(
         document: document.to_string(),
         message,
     };
-    let wrapped = envelope::WrappedKey::from_bytes(&wrapped.0)
-        .map_err(|error| failed(format!("the wrapped data key on chain is malformed: {error}")))?;
+    let wrapped = envelope::WrappedKey::from_bytes(&wrapped.0).map_err(|error| {
+        failed(format!(
+            "the wrapped data key on chain is malformed: {error}"
+        ))
+    })?;
     envelope::unwrap(&wrapped, secret).map_err(|error| {
         failed(format!(
             "the department key cannot unwrap the data key (wrong key, or the wrapped key was altered): {error}"
@@ -255,7 +255,11 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         path: args.file.clone(),
         source,
     })?;
-    let own_key = api.department(&member.department).await?.keys.encryption_key;
+    let own_key = api
+        .department(&member.department)
+        .await?
+        .keys
+        .encryption_key;
 
     // Encrypt into a private temporary envelope, then upload it.
     let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -419,7 +423,10 @@ async fn grant(
         common,
         &doc.id,
         body,
-        &format!("granted `{to}` read access until {} to", util::format_time(expires_at.0)),
+        &format!(
+            "granted `{to}` read access until {} to",
+            util::format_time(expires_at.0)
+        ),
     )
     .await
 }
@@ -472,7 +479,8 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
         document: document_name.clone(),
         source,
     })?;
-    let mismatch = |what: &str, expected: &Fixity, found: &envelope::Fixity| DocError::Document {
+    let mismatch = |what: &str, expected: &Fixity, found: &envelope::Fixity| {
+        DocError::Document {
         document: document_name.clone(),
         message: format!(
             "{what} does not match the fixity on chain: expected SHA-256 {} and {} bytes, found {} and {} bytes",
@@ -481,12 +489,21 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
             hex::encode(found.sha256),
             found.size_bytes
         ),
+    }
     };
     if ledger_fixity(summary.ciphertext) != doc.ciphertext {
-        return Err(mismatch("the ciphertext served", &doc.ciphertext, &summary.ciphertext));
+        return Err(mismatch(
+            "the ciphertext served",
+            &doc.ciphertext,
+            &summary.ciphertext,
+        ));
     }
     if ledger_fixity(summary.plaintext) != doc.plaintext {
-        return Err(mismatch("the decrypted document", &doc.plaintext, &summary.plaintext));
+        return Err(mismatch(
+            "the decrypted document",
+            &doc.plaintext,
+            &summary.plaintext,
+        ));
     }
     Ok((summary, writer))
 }
@@ -516,7 +533,8 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
     // and checks its SHA-256; then this process checks it again, decrypts
     // it and checks the plaintext fixity before anything is signed.
     let fetched = api.fetch(&doc.id).await?;
-    let checked = download_and_decrypt(api, common, &key, &doc, None, data_key, std::io::sink()).await;
+    let checked =
+        download_and_decrypt(api, common, &key, &doc, None, data_key, std::io::sink()).await;
     let (summary, _) = checked.map_err(|error| DocError::Document {
         document: doc.id.to_string(),
         message: format!(
@@ -558,7 +576,11 @@ async fn open(
     let doc = api.document(&document_id(document)?).await?;
     let wrapped = if doc.custodian == member.department {
         doc.custodian_key.clone()
-    } else if let Some(grant) = doc.grants.iter().find(|g| g.department == member.department) {
+    } else if let Some(grant) = doc
+        .grants
+        .iter()
+        .find(|g| g.department == member.department)
+    {
         grant.wrapped_key.clone()
     } else {
         return Err(DocError::Document {
@@ -629,16 +651,30 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
     println!("document       {}", doc.id);
     println!("title          {}", doc.title);
     println!("record type    {}", doc.record_type);
-    println!("created by     {} at {}", doc.creating_department, util::format_time(doc.created.0));
+    println!(
+        "created by     {} at {}",
+        doc.creating_department,
+        util::format_time(doc.created.0)
+    );
     println!("classification {}", classification_name(&doc));
     println!("retention      {}", doc.retention);
     println!(
         "format         {}{}",
         doc.format.mime,
-        doc.format.pronom.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+        doc.format
+            .pronom
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default()
     );
-    println!("fixity         SHA-256 {} ({} bytes)", doc.plaintext.sha256, doc.plaintext.size_bytes);
-    println!("ciphertext     SHA-256 {} ({} bytes)", doc.ciphertext.sha256, doc.ciphertext.size_bytes);
+    println!(
+        "fixity         SHA-256 {} ({} bytes)",
+        doc.plaintext.sha256, doc.plaintext.size_bytes
+    );
+    println!(
+        "ciphertext     SHA-256 {} ({} bytes)",
+        doc.ciphertext.sha256, doc.ciphertext.size_bytes
+    );
     println!("custodian      {}", doc.custodian);
     match &doc.status {
         DocumentStatus::InTransfer(offer) => println!(
@@ -656,7 +692,10 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
         );
     }
     println!("version        {}", doc.version);
-    println!("events         {} (latest {})", doc.event_count, doc.latest_event);
+    println!(
+        "events         {} (latest {})",
+        doc.event_count, doc.latest_event
+    );
     Ok(())
 }
 
@@ -698,7 +737,8 @@ async fn history(
         for event in &page.items {
             if common.json {
                 // One event per line, so that --all never holds more than a page.
-                let line = serde_json::to_string(event).map_err(|e| DocError::Output(e.to_string()))?;
+                let line =
+                    serde_json::to_string(event).map_err(|e| DocError::Output(e.to_string()))?;
                 println!("{line}");
             } else {
                 println!(

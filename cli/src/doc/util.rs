@@ -57,7 +57,8 @@ pub fn member_key(common: &CommonArgs) -> Result<ed25519_dalek::SigningKey, DocE
         file.open_member(passphrase(common)?.as_ref())
             .map_err(|error| failed(error.to_string()))
     } else {
-        let secret = custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
+        let secret =
+            custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
         Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
     }
 }
@@ -78,7 +79,8 @@ pub fn department_key(common: &CommonArgs) -> Result<DepartmentSecretKey, DocErr
         file.open_department(passphrase(common)?.as_ref())
             .map_err(|error| failed(error.to_string()))
     } else {
-        let secret = custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
+        let secret =
+            custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
         Ok(DepartmentSecretKey::from_bytes(secret))
     }
 }
@@ -126,7 +128,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = if year >= 0 { year } else { year - 399 } / 400;
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -195,7 +198,8 @@ pub fn format_time(ms: u64) -> String {
     let z = days + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * mp + 2) / 5 + 1;
@@ -321,7 +325,10 @@ mod tests {
     #[test]
     fn dates_parse_to_utc_milliseconds() {
         assert_eq!(parse_time("1970-01-02", 0).unwrap(), 86_400_000);
-        assert_eq!(parse_time("2026-11-26T05:30:00Z", 0).unwrap(), 1_795_671_000_000);
+        assert_eq!(
+            parse_time("2026-11-26T05:30:00Z", 0).unwrap(),
+            1_795_671_000_000
+        );
         assert_eq!(parse_time("+2h", 1000).unwrap(), 7_201_000);
         assert_eq!(format_time(1_795_671_000_000), "2026-11-26T05:30:00Z");
         assert!(parse_time("tomorrow", 0).is_err());

@@ -169,7 +169,10 @@ impl Testnet {
         .expect("testnet.json parses");
         let mut nodes = Vec::new();
         for entry in manifest["nodes"].as_array().expect("nodes array") {
-            let department = entry["department"].as_str().expect("department").to_string();
+            let department = entry["department"]
+                .as_str()
+                .expect("department")
+                .to_string();
             let home = dir.path().join(&department);
             nodes.push(NodeProcess {
                 log_path: dir.path().join(format!("{department}.log")),
