@@ -21,8 +21,10 @@
 pub mod block;
 pub mod certificate;
 pub mod encoding;
+pub mod export;
 pub mod genesis;
 pub mod merkle;
+pub mod proof;
 pub mod records;
 pub mod state;
 pub mod store;
