@@ -742,3 +742,264 @@ pub enum ImportError {
     #[error("imported store's state {imported} differs from the verified state {verified}")]
     StateDiffers { verified: Hash32, imported: Hash32 },
 }
+
+/// The small chain behind the committed export test vector
+/// (`ledger/tests/vectors/export-v1.bin`), built from fixed seed keys: four
+/// departments, clerks, documents registered, transferred, rejected,
+/// granted, read, amended and fixity-checked, and a fifth department added
+/// by governance so that proofs carry a validator-set change. Also used by
+/// the CLI's tests. Keys derived from labels are for tests only.
+pub mod sample {
+    use crate::encoding::{self, public_key_of};
+    use crate::records::{DepartmentKeys, NewDepartment, NewMember};
+    use crate::testkit::{department, seed_key, Chain, Federation, Signer, GENESIS_TIME_MS};
+    use crate::tx::{AmendReason, FixityResult, GovernanceChange, TxBody};
+    use crate::types::{
+        Classification, DocumentId, Fixity, Format, PublicKey, Retention, Role, Timestamp,
+        WrappedKey,
+    };
+
+    /// Chain id of the sample chain.
+    pub const CHAIN_ID: &str = "custody-export-v1";
+
+    /// The plaintext of document `id` at `version`, as the sample registers it.
+    pub fn plaintext(id: &str, version: u32) -> Vec<u8> {
+        format!("Sample archive {id}, version {version}.\n").into_bytes()
+    }
+
+    /// The ciphertext stand-in of document `id` at `version`.
+    pub fn ciphertext(id: &str, version: u32) -> Vec<u8> {
+        format!("ciphertext of {id} v{version} -- not really encrypted\n").into_bytes()
+    }
+
+    fn fixity(bytes: &[u8]) -> Fixity {
+        Fixity {
+            sha256: encoding::sha256(bytes),
+            size_bytes: bytes.len() as u64,
+        }
+    }
+
+    fn doc(id: &str) -> DocumentId {
+        match DocumentId::new(id) {
+            Ok(d) => d,
+            Err(e) => panic!("sample document id: {e}"),
+        }
+    }
+
+    fn wrapped(label: &str) -> WrappedKey {
+        WrappedKey(encoding::sha256(label.as_bytes()).0.repeat(2))
+    }
+
+    fn commit(chain: &mut Chain, txs: Vec<crate::tx::SignedTransaction>) {
+        if let Err(e) = chain.commit(txs) {
+            panic!("sample block refused: {e}");
+        }
+    }
+
+    fn latest(chain: &Chain, id: &str) -> crate::types::EventHash {
+        match chain.state.documents.get(&doc(id)) {
+            Some(d) => d.latest_event,
+            None => panic!("sample document {id} missing"),
+        }
+    }
+
+    fn register(id: &str, dept: &str, classification: Classification) -> TxBody {
+        TxBody::Register {
+            document: doc(id),
+            title: format!("Sample archive {id}"),
+            record_type: "birth-certificate".to_string(),
+            department: department(dept),
+            created: Timestamp(GENESIS_TIME_MS),
+            classification,
+            retention: Retention::Years(30),
+            format: Format {
+                mime: "application/pdf".to_string(),
+                pronom: Some("fmt/276".to_string()),
+            },
+            plaintext: fixity(&plaintext(id, 1)),
+            ciphertext: fixity(&ciphertext(id, 1)),
+            subject_tag: None,
+            wrapped_key: wrapped(&format!("{id}/{dept}")),
+        }
+    }
+
+    /// Build the sample chain.
+    pub fn chain() -> Chain {
+        let mut chain = Chain::from_federation(Federation::new(4, CHAIN_ID));
+        let mut clerks: Vec<(String, Signer)> = Vec::new();
+        let mut enrol = Vec::new();
+        for slug in ["civil-affairs", "social-security", "health", "finance"] {
+            let key = seed_key(&format!("{slug}/clerk"));
+            let body = TxBody::EnrollMember {
+                member: public_key_of(&key),
+                department: department(slug),
+                name: format!("{slug} clerk"),
+                roles: vec![Role::Clerk, Role::Auditor],
+                clearance: Classification::Secret,
+            };
+            enrol.push(chain.admin(slug).sign(body));
+            clerks.push((slug.to_string(), Signer::new(key, CHAIN_ID)));
+        }
+        commit(&mut chain, enrol);
+        let clerk = |slug: &str| -> Signer {
+            match clerks.iter().find(|(s, _)| s == slug) {
+                Some((_, s)) => s.clone(),
+                None => panic!("no clerk for {slug}"),
+            }
+        };
+        let mut ca = clerk("civil-affairs");
+        let mut ss = clerk("social-security");
+        let mut he = clerk("health");
+        let mut fi = clerk("finance");
+
+        // Registrations, several in one block.
+        commit(
+            &mut chain,
+            vec![
+                ca.sign(register(
+                    "ca/2026/0001",
+                    "civil-affairs",
+                    Classification::Internal,
+                )),
+                ca.sign(register(
+                    "ca/2026/0002",
+                    "civil-affairs",
+                    Classification::Confidential,
+                )),
+                ss.sign(register(
+                    "ss/2026/0001",
+                    "social-security",
+                    Classification::Secret,
+                )),
+            ],
+        );
+        // A transfer offered and accepted.
+        let offer = TxBody::OfferTransfer {
+            document: doc("ca/2026/0001"),
+            previous_event: latest(&chain, "ca/2026/0001"),
+            to: department("social-security"),
+            wrapped_key: wrapped("ca/2026/0001/social-security"),
+            expires_at: None,
+        };
+        commit(&mut chain, vec![ca.sign(offer)]);
+        let accept = TxBody::AcceptTransfer {
+            document: doc("ca/2026/0001"),
+            previous_event: latest(&chain, "ca/2026/0001"),
+            ciphertext_sha256: encoding::sha256(&ciphertext("ca/2026/0001", 1)),
+        };
+        commit(&mut chain, vec![ss.sign(accept)]);
+        // An offer rejected.
+        let offer = TxBody::OfferTransfer {
+            document: doc("ca/2026/0002"),
+            previous_event: latest(&chain, "ca/2026/0002"),
+            to: department("health"),
+            wrapped_key: wrapped("ca/2026/0002/health"),
+            expires_at: None,
+        };
+        commit(&mut chain, vec![ca.sign(offer)]);
+        let reject = TxBody::RejectTransfer {
+            document: doc("ca/2026/0002"),
+            previous_event: latest(&chain, "ca/2026/0002"),
+            reason: "not ours to keep".to_string(),
+        };
+        commit(&mut chain, vec![he.sign(reject)]);
+        // A grant and two reads by the grantee, one by the custodian.
+        let grant = TxBody::GrantAccess {
+            document: doc("ca/2026/0001"),
+            previous_event: latest(&chain, "ca/2026/0001"),
+            to: department("finance"),
+            wrapped_key: wrapped("ca/2026/0001/finance"),
+            expires_at: Timestamp(GENESIS_TIME_MS + 365 * 24 * 3600 * 1000),
+        };
+        commit(&mut chain, vec![ss.sign(grant)]);
+        for purpose in ["benefit claim 17", "benefit claim 17 follow-up"] {
+            let read = TxBody::RecordAccess {
+                document: doc("ca/2026/0001"),
+                previous_event: latest(&chain, "ca/2026/0001"),
+                purpose: purpose.to_string(),
+                ciphertext_sha256: encoding::sha256(&ciphertext("ca/2026/0001", 1)),
+            };
+            commit(&mut chain, vec![fi.sign(read)]);
+        }
+        let read = TxBody::RecordAccess {
+            document: doc("ss/2026/0001"),
+            previous_event: latest(&chain, "ss/2026/0001"),
+            purpose: "case review".to_string(),
+            ciphertext_sha256: encoding::sha256(&ciphertext("ss/2026/0001", 1)),
+        };
+        commit(&mut chain, vec![ss.sign(read)]);
+        // Governance: a fifth department joins (3 of 4 approve).
+        let validator = seed_key("archives-bureau/validator");
+        let admin = seed_key("archives-bureau/admin");
+        let change = GovernanceChange::AddDepartment(NewDepartment {
+            id: department("archives-bureau"),
+            name: "Archives bureau".to_string(),
+            keys: DepartmentKeys {
+                validator_key: public_key_of(&validator),
+                node_key: public_key_of(&seed_key("archives-bureau/node")),
+                encryption_key: PublicKey(encoding::sha256(b"archives-bureau/x25519").0),
+            },
+            voting_power: 1,
+            admins: vec![NewMember {
+                key: public_key_of(&admin),
+                name: "archives admin".to_string(),
+                roles: vec![Role::Admin],
+                clearance: Classification::Secret,
+            }],
+        });
+        let propose = chain
+            .admin("civil-affairs")
+            .sign(TxBody::ProposeChange { change });
+        let proposal = crate::types::ProposalId(propose.id().0);
+        commit(&mut chain, vec![propose]);
+        let approvals = vec![
+            chain
+                .admin("social-security")
+                .sign(TxBody::ApproveChange { proposal }),
+            chain
+                .admin("health")
+                .sign(TxBody::ApproveChange { proposal }),
+        ];
+        commit(&mut chain, approvals);
+        // The new department's validator now signs certificates too.
+        chain.federation.validators.push(validator);
+        // After the change: an amendment and a fixity check.
+        let amend = TxBody::Amend {
+            document: doc("ca/2026/0001"),
+            previous_event: latest(&chain, "ca/2026/0001"),
+            reason: AmendReason::Correction,
+            note: "typo in the surname".to_string(),
+            format: Format {
+                mime: "application/pdf".to_string(),
+                pronom: Some("fmt/276".to_string()),
+            },
+            plaintext: fixity(&plaintext("ca/2026/0001", 2)),
+            ciphertext: fixity(&ciphertext("ca/2026/0001", 2)),
+            wrapped_key: wrapped("ca/2026/0001/v2"),
+        };
+        commit(&mut chain, vec![ss.sign(amend)]);
+        let check = TxBody::RecordFixityCheck {
+            document: doc("ca/2026/0001"),
+            previous_event: latest(&chain, "ca/2026/0001"),
+            ciphertext_sha256: encoding::sha256(&ciphertext("ca/2026/0001", 2)),
+            result: FixityResult::Intact,
+            note: "yearly check".to_string(),
+        };
+        commit(&mut chain, vec![ss.sign(check)]);
+        chain
+    }
+
+    /// The sample chain as an export, in memory.
+    pub fn export_bytes() -> Vec<u8> {
+        let chain = chain();
+        let blocks = chain
+            .blocks
+            .iter()
+            .map(|(b, c)| Ok((b.to_bytes(), c.to_bytes())));
+        let mut out = Vec::new();
+        if let Err(e) = super::write_export_from(&chain.federation.genesis, blocks, &mut out) {
+            panic!("sample export: {e}");
+        }
+        out
+    }
+}

@@ -35,6 +35,10 @@ use crate::verify::BlockSource;
 pub const PROOF_FORMAT_VERSION: u16 = 1;
 /// Largest proof file accepted, in bytes.
 pub const PROOF_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// First 16 bytes of a proof file.
+pub const PROOF_MAGIC: &[u8; 16] = b"CUSTODY-PROOF\r\n\0";
+/// Domain tag of a proof file's checksum.
+pub const PROOF_FILE_TAG: &str = "custody/proof-file/v1";
 /// Most governance links a proof may carry.
 pub const GOVERNANCE_LINKS_MAX: usize = 10_000;
 
@@ -78,6 +82,10 @@ pub struct TxProof {
 pub enum ProofError {
     #[error("proof file is {0} bytes, more than the limit")]
     TooLarge(usize),
+    #[error("not a Custody proof file (magic bytes differ)")]
+    BadMagic,
+    #[error("proof file checksum differs: the file was damaged or edited")]
+    Checksum,
     #[error("proof bytes do not decode: {0}")]
     Undecodable(DecodeError),
     #[error("proof format version {0} is not supported (this build reads version 1)")]
@@ -147,6 +155,35 @@ impl TxProof {
         encoding::decode(bytes).map_err(ProofError::Undecodable)
     }
 
+    /// The proof file: magic, then the canonical bytes, then
+    /// `SHA-256(tagged("custody/proof-file/v1", canonical bytes))`. The
+    /// checksum tells damage in storage from a forged proof: a forger can
+    /// recompute it, so [`TxProof::check`] never relies on it.
+    pub fn to_file_bytes(&self) -> Vec<u8> {
+        let body = self.to_bytes();
+        let mut out = Vec::with_capacity(16 + body.len() + 32);
+        out.extend_from_slice(PROOF_MAGIC);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&encoding::sha256(&encoding::tagged(PROOF_FILE_TAG, &body)).0);
+        out
+    }
+
+    /// Read a proof file written by [`TxProof::to_file_bytes`].
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<TxProof, ProofError> {
+        if bytes.len() > PROOF_BYTES_MAX {
+            return Err(ProofError::TooLarge(bytes.len()));
+        }
+        if bytes.len() < 16 + 32 || &bytes[..16] != PROOF_MAGIC {
+            return Err(ProofError::BadMagic);
+        }
+        let body = &bytes[16..bytes.len() - 32];
+        let checksum = &bytes[bytes.len() - 32..];
+        if encoding::sha256(&encoding::tagged(PROOF_FILE_TAG, body)).0 != checksum {
+            return Err(ProofError::Checksum);
+        }
+        Self::from_bytes(body)
+    }
+
     /// Check the proof against the auditor's own genesis.
     pub fn check(&self, genesis: &Genesis) -> Result<ProofSummary, ProofError> {
         if self.format_version != PROOF_FORMAT_VERSION {
@@ -184,12 +221,14 @@ impl TxProof {
                     check_included(approval, chain_id, &history, &what)?;
                     match &approval.transaction.payload.body {
                         TxBody::ApproveChange { proposal } if proposal.0 == proposal_id.0 => {}
-                        _ => return Err(ProofError::Governance {
-                            index,
-                            reason: format!(
+                        _ => {
+                            return Err(ProofError::Governance {
+                                index,
+                                reason: format!(
                                 "the executing transaction does not approve proposal {proposal_id}"
                             ),
-                        }),
+                            })
+                        }
                     }
                     if approval.header.height < link.proposal.header.height {
                         return Err(ProofError::Governance {

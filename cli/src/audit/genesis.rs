@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use custody_ledger::genesis::Genesis;
 use custody_ledger::records::{DepartmentKeys, NewDepartment, NewMember, Parameters};
-use custody_ledger::types::{Classification, DepartmentId, PublicKey, Role, Timestamp, FORMAT_VERSION};
+use custody_ledger::types::{
+    Classification, DepartmentId, PublicKey, Role, Timestamp, FORMAT_VERSION,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{read_file_limited, write_file, AuditError};
@@ -163,7 +165,10 @@ fn read_contribution(path: &Path) -> Result<Contribution, AuditError> {
     };
     let c: Contribution = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     if c.format != CONTRIBUTION_FORMAT {
-        return Err(bad(format!("not a genesis contribution (format `{}`)", c.format)));
+        return Err(bad(format!(
+            "not a genesis contribution (format `{}`)",
+            c.format
+        )));
     }
     if c.version != CONTRIBUTION_VERSION {
         return Err(bad(format!(
@@ -181,7 +186,9 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
             let id = DepartmentId::new(a.department.clone())
                 .map_err(|e| AuditError::BadArgument(e.to_string()))?;
             if a.voting_power == 0 {
-                return Err(AuditError::BadArgument("--voting-power must be at least 1".into()));
+                return Err(AuditError::BadArgument(
+                    "--voting-power must be at least 1".into(),
+                ));
             }
             let contribution = Contribution {
                 format: CONTRIBUTION_FORMAT.to_string(),
@@ -190,7 +197,11 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
                     id,
                     name: a.name.clone(),
                     keys: DepartmentKeys {
-                        validator_key: public_key(&a.validator_key, Curve::Ed25519, "validator key")?,
+                        validator_key: public_key(
+                            &a.validator_key,
+                            Curve::Ed25519,
+                            "validator key",
+                        )?,
                         node_key: public_key(&a.node_key, Curve::Ed25519, "node key")?,
                         encryption_key: public_key(
                             &a.encryption_key,
@@ -225,7 +236,8 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
             // Sorted by id so that the same contributions always give the
             // same genesis, whatever order they were listed in.
             departments.sort_by(|x, y| x.id.cmp(&y.id));
-            let time = super::time::parse_date_ms(&a.genesis_date).map_err(AuditError::BadArgument)?;
+            let time =
+                super::time::parse_date_ms(&a.genesis_date).map_err(AuditError::BadArgument)?;
             let genesis = Genesis {
                 format_version: FORMAT_VERSION,
                 chain_id: a.chain_id.clone(),

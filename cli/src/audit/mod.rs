@@ -25,8 +25,8 @@ use custody_ledger::Genesis;
 use serde::Serialize;
 
 pub use chain::{run_chain, run_chain_to, ChainArgs, ChainCommand};
-pub use report::ReportArgs;
 pub use genesis::{run_genesis, run_genesis_to, GenesisArgs, GenesisCommand};
+pub use report::ReportArgs;
 pub use source::{load_chain, LoadedChain, SourceArgs};
 
 /// Why an audit, chain or genesis command failed. Each message names what
@@ -313,7 +313,9 @@ fn ciphertexts(loaded: &LoadedChain) -> Vec<(String, u32, custody_ledger::types:
     for (id, events) in &loaded.state.events {
         for e in events {
             match &e.kind {
-                EventKind::Registered { ciphertext, .. } => out.push((id.to_string(), 1, *ciphertext)),
+                EventKind::Registered { ciphertext, .. } => {
+                    out.push((id.to_string(), 1, *ciphertext))
+                }
                 EventKind::Amended {
                     version,
                     ciphertext,
@@ -430,9 +432,11 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         .ok_or_else(|| AuditError::UnknownDocument(id.to_string()))?;
     let mut entries = Vec::new();
     for event in events {
-        let location = *loaded.state.tx_locations.get(&event.tx).ok_or(
-            AuditError::Prove(ProveError::UnknownTransaction(event.tx)),
-        )?;
+        let location = *loaded
+            .state
+            .tx_locations
+            .get(&event.tx)
+            .ok_or(AuditError::Prove(ProveError::UnknownTransaction(event.tx)))?;
         let included = proof::included_tx(loaded.source.as_ref(), location)?;
         let proof_checked = custody_ledger::merkle::verify_inclusion(
             &included.header.tx_root,
@@ -492,7 +496,11 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             e.included.certificate.round,
             if e.proof_checked { "proof checked" } else { "PROOF DOES NOT CHECK" }
         )?;
-        writeln!(out, "    event hash {} (previous {})", e.event_hash, ev.previous)?;
+        writeln!(
+            out,
+            "    event hash {} (previous {})",
+            e.event_hash, ev.previous
+        )?;
     }
     Ok(())
 }
@@ -514,7 +522,10 @@ pub(crate) fn describe(kind: &custody_ledger::records::EventKind) -> String {
         K::Rejected { reason } => format!("rejected: {reason}"),
         K::Cancelled => "offer cancelled".to_string(),
         K::Granted { to, expires_at } => {
-            format!("read access granted to {to} until {}", time::format_ms(expires_at.0))
+            format!(
+                "read access granted to {to} until {}",
+                time::format_ms(expires_at.0)
+            )
         }
         K::Revoked { from } => format!("read access revoked from {from}"),
         K::Accessed { purpose, .. } => format!("opened for \"{purpose}\""),
@@ -533,7 +544,7 @@ fn prove(args: ProveArgs, out: &mut dyn Write) -> Result<(), AuditError> {
     let built = proof::build_tx_proof(&loaded.genesis, &loaded.state, loaded.source.as_ref(), &tx)?;
     // Never hand out a proof that does not check.
     let summary = built.check(&loaded.genesis)?;
-    let bytes = built.to_bytes();
+    let bytes = built.to_file_bytes();
     write_file(&args.out, &bytes)?;
     writeln!(
         out,
@@ -588,7 +599,7 @@ struct CheckedProof {
 fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditError> {
     let genesis = Genesis::load(&args.genesis)?;
     let bytes = read_file_limited(&args.proof, proof::PROOF_BYTES_MAX as u64)?;
-    let proof = TxProof::from_bytes(&bytes)?;
+    let proof = TxProof::from_file_bytes(&bytes)?;
     let s = proof.check(&genesis)?;
     let checked = CheckedProof {
         ok: true,
@@ -610,7 +621,12 @@ fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditErr
         writeln!(
             out,
             "proof holds: transaction {} ({}, signed by {}) is final in block {} at height {}, {}",
-            checked.tx_id, checked.kind, checked.signer, checked.block_hash, checked.height, checked.time
+            checked.tx_id,
+            checked.kind,
+            checked.signer,
+            checked.block_hash,
+            checked.height,
+            checked.time
         )?;
         writeln!(
             out,

@@ -114,7 +114,9 @@ fn range(args: &ReportArgs, loaded: &LoadedChain) -> Result<(u64, u64, u64, u64)
             None => u64::MAX,
         };
         if end < start {
-            return Err(AuditError::BadArgument("--to-date is before --from-date".into()));
+            return Err(AuditError::BadArgument(
+                "--to-date is before --from-date".into(),
+            ));
         }
         return Ok((start, end, 1, last));
     }
@@ -194,7 +196,10 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
                 EventKind::Registered { .. } => line.registered += 1,
                 EventKind::Accepted { from } => {
                     line.transfers_in += 1;
-                    departments.entry(from.to_string()).or_default().transfers_out += 1;
+                    departments
+                        .entry(from.to_string())
+                        .or_default()
+                        .transfers_out += 1;
                 }
                 EventKind::Rejected { .. } => line.rejections += 1,
                 EventKind::Granted { .. } => line.grants_given += 1,

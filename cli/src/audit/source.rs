@@ -19,7 +19,12 @@ use super::AuditError;
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
     /// An export file written by `custody chain export`.
-    #[arg(long, value_name = "FILE", conflicts_with = "store", required_unless_present = "store")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "store",
+        required_unless_present = "store"
+    )]
     pub export: Option<PathBuf>,
     /// A node's ledger store directory (the node must be stopped, or give a
     /// copy: the store is opened for reading and locked).

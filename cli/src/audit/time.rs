@@ -67,7 +67,10 @@ mod tests {
     fn dates_round_trip_through_milliseconds() {
         assert_eq!(format_ms(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
         assert_eq!(parse_date_ms("2026-01-01"), Ok(1_767_225_600_000));
-        assert_eq!(parse_date_ms("2024-02-29").map(format_ms).unwrap(), "2024-02-29T00:00:00.000Z");
+        assert_eq!(
+            parse_date_ms("2024-02-29").map(format_ms).unwrap(),
+            "2024-02-29T00:00:00.000Z"
+        );
         assert!(parse_date_ms("2023-02-29").is_err());
         assert!(parse_date_ms("2026-1-1").is_err());
     }
