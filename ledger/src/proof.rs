@@ -121,7 +121,8 @@ pub enum ProofError {
     Certificate {
         what: String,
         height: Height,
-        error: CertificateError,
+        /// Boxed: certificate errors carry keys and power sums.
+        error: Box<CertificateError>,
     },
     #[error("governance link #{index}: {reason}")]
     Governance { index: usize, reason: String },
@@ -292,11 +293,11 @@ fn check_included(
         });
     }
     item.certificate
-        .verify(chain_id, header.height, &header.hash(), &set)
+        .verify(chain_id, header.height, &header.hash(), set)
         .map_err(|error| ProofError::Certificate {
             what: what.to_string(),
             height: header.height,
-            error,
+            error: Box::new(error),
         })
 }
 

@@ -45,8 +45,9 @@ pub enum AuditError {
     GenesisNotExpected { expected: Hash32, found: Hash32 },
     #[error("genesis: {0}")]
     Genesis(#[from] custody_ledger::genesis::GenesisError),
+    /// Boxed: a proof error carries a whole certificate error.
     #[error("proof: {0}")]
-    Proof(#[from] ProofError),
+    Proof(Box<ProofError>),
     #[error("cannot build the proof: {0}")]
     Prove(#[from] ProveError),
     #[error("cannot read {path}: {reason}")]
@@ -71,6 +72,12 @@ pub enum AuditError {
     Json(#[from] serde_json::Error),
     #[error("key: {0}")]
     Key(String),
+}
+
+impl From<ProofError> for AuditError {
+    fn from(e: ProofError) -> Self {
+        AuditError::Proof(Box::new(e))
+    }
 }
 
 impl From<ExportVerifyError> for AuditError {
