@@ -251,3 +251,218 @@ impl Chain {
         }
     }
 }
+
+/// Where a generated document is in its scripted lifecycle.
+struct DocProgress {
+    id: crate::types::DocumentId,
+    stage: u8,
+    custodian: usize,
+    other: usize,
+}
+
+/// A realistic, deterministic workload: clerks of every department
+/// register documents, offer them to another department, which accepts,
+/// grants read access back, and both sides record reads. Each block
+/// touches a document at most once, so every transaction names the
+/// document's latest committed event.
+pub struct Workload {
+    pub chain: Chain,
+    /// Clerks per department index.
+    clerks: Vec<Vec<Signer>>,
+    docs: std::collections::VecDeque<DocProgress>,
+    next_doc: u64,
+    rng: u64,
+}
+
+/// Clerks enrolled per department by [`Workload`].
+pub const WORKLOAD_CLERKS_PER_DEPARTMENT: usize = 4;
+
+impl Workload {
+    /// `departments` departments; block 1 enrols the clerks.
+    pub fn new(departments: usize, seed: u64) -> Self {
+        let mut chain = Chain::new(departments.max(2));
+        let chain_id = chain.federation.genesis.chain_id.clone();
+        let slugs: Vec<String> = chain
+            .federation
+            .genesis
+            .departments
+            .iter()
+            .map(|d| d.id.to_string())
+            .collect();
+        let mut clerks = Vec::new();
+        let mut txs = Vec::new();
+        for slug in &slugs {
+            let mut these = Vec::new();
+            for i in 0..WORKLOAD_CLERKS_PER_DEPARTMENT {
+                let key = seed_key(&format!("{slug}/clerk-{i}"));
+                let body = TxBody::EnrollMember {
+                    member: encoding::public_key_of(&key),
+                    department: department(slug),
+                    name: format!("{slug} clerk {i}"),
+                    roles: vec![Role::Clerk],
+                    clearance: Classification::Secret,
+                };
+                txs.push(chain.admin(slug).sign(body));
+                these.push(Signer::new(key, &chain_id));
+            }
+            clerks.push(these);
+        }
+        if let Err(e) = chain.commit(txs) {
+            panic!("workload enrolment refused: {e}");
+        }
+        Workload {
+            chain,
+            clerks,
+            docs: std::collections::VecDeque::new(),
+            next_doc: 0,
+            rng: seed | 1,
+        }
+    }
+
+    fn random(&mut self, below: usize) -> usize {
+        // xorshift64: deterministic and dependency-free.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % below as u64) as usize
+    }
+
+    fn clerk(&mut self, department: usize) -> &mut Signer {
+        let i = self.random(WORKLOAD_CLERKS_PER_DEPARTMENT);
+        &mut self.clerks[department][i]
+    }
+
+    /// The next block's transactions, about `n` of them.
+    pub fn next_transactions(&mut self, n: usize) -> Vec<SignedTransaction> {
+        use crate::types::{DocumentId, Fixity, Format, Retention, WrappedKey};
+        let n = n.max(1);
+        let departments = self.clerks.len();
+        let time = self.chain.next_time();
+        let mut txs = Vec::with_capacity(n);
+        let registrations = (n / 5).max(1);
+        let advance = n.saturating_sub(registrations).min(self.docs.len());
+        let mut touched = Vec::with_capacity(advance);
+        for _ in 0..advance {
+            let Some(mut doc) = self.docs.pop_front() else {
+                break;
+            };
+            let Some(state) = self.chain.state.documents.get(&doc.id).cloned() else {
+                continue;
+            };
+            let previous_event = state.latest_event;
+            let cipher = state.ciphertext.sha256;
+            let (signer, body) = match doc.stage {
+                0 => (
+                    doc.custodian,
+                    TxBody::OfferTransfer {
+                        document: doc.id.clone(),
+                        previous_event,
+                        to: department(&self.slug(doc.other)),
+                        wrapped_key: WrappedKey(vec![7; 80]),
+                        expires_at: None,
+                    },
+                ),
+                1 => (
+                    doc.other,
+                    TxBody::AcceptTransfer {
+                        document: doc.id.clone(),
+                        previous_event,
+                        ciphertext_sha256: cipher,
+                    },
+                ),
+                2 => (
+                    doc.other,
+                    TxBody::GrantAccess {
+                        document: doc.id.clone(),
+                        previous_event,
+                        to: department(&self.slug(doc.custodian)),
+                        wrapped_key: WrappedKey(vec![9; 80]),
+                        expires_at: Timestamp(time.0 + 30 * 24 * 3600 * 1000),
+                    },
+                ),
+                3 => (
+                    doc.custodian,
+                    TxBody::RecordAccess {
+                        document: doc.id.clone(),
+                        previous_event,
+                        purpose: "verify a benefit claim".to_string(),
+                        ciphertext_sha256: cipher,
+                    },
+                ),
+                _ => (
+                    doc.other,
+                    TxBody::RecordAccess {
+                        document: doc.id.clone(),
+                        previous_event,
+                        purpose: "answer a citizen request".to_string(),
+                        ciphertext_sha256: cipher,
+                    },
+                ),
+            };
+            txs.push(self.clerk(signer).sign(body));
+            doc.stage += 1;
+            if doc.stage <= 4 {
+                touched.push(doc);
+            }
+        }
+        while txs.len() < n {
+            let custodian = self.random(departments);
+            let other = (custodian + 1 + self.random(departments - 1)) % departments;
+            let number = self.next_doc;
+            self.next_doc += 1;
+            let slug = self.slug(custodian);
+            let id = match DocumentId::new(format!("{slug}/2026/{number:08}")) {
+                Ok(id) => id,
+                Err(e) => panic!("generated document id: {e}"),
+            };
+            let body = TxBody::Register {
+                document: id.clone(),
+                title: format!("Household register extract {number}"),
+                record_type: "household-register".to_string(),
+                department: department(&slug),
+                created: time,
+                classification: Classification::Internal,
+                retention: Retention::Years(30),
+                format: Format {
+                    mime: "application/pdf".to_string(),
+                    pronom: Some("fmt/354".to_string()),
+                },
+                plaintext: Fixity {
+                    sha256: encoding::sha256(id.as_str().as_bytes()),
+                    size_bytes: 200_000 + number,
+                },
+                ciphertext: Fixity {
+                    sha256: encoding::sha256(format!("{id}/cipher").as_bytes()),
+                    size_bytes: 200_040 + number,
+                },
+                subject_tag: Some(encoding::sha256(format!("salt/{number}").as_bytes())),
+                wrapped_key: WrappedKey(vec![5; 80]),
+            };
+            txs.push(self.clerk(custodian).sign(body));
+            touched.push(DocProgress {
+                id,
+                stage: 0,
+                custodian,
+                other,
+            });
+        }
+        // Documents wait one block between stages: the next stage names the
+        // event this block creates.
+        self.docs.extend(touched);
+        txs
+    }
+
+    fn slug(&self, index: usize) -> String {
+        self.chain.federation.genesis.departments[index]
+            .id
+            .to_string()
+    }
+
+    /// Generate, apply and keep the next block of about `n` transactions.
+    pub fn step(&mut self, n: usize) -> Result<Block, Refusal> {
+        let txs = self.next_transactions(n);
+        let block = self.chain.build(txs);
+        self.chain.apply(block.clone())?;
+        Ok(block)
+    }
+}

@@ -569,6 +569,25 @@ fn register_is_refused_when_clearance_is_below_classification() {
 }
 
 #[test]
+fn register_is_refused_when_creation_date_is_after_block_time() {
+    let mut w = World::new();
+    let mut body = w.register_body(
+        "d1",
+        "civil-affairs",
+        Classification::Public,
+        Retention::Years(1),
+    );
+    let future = Timestamp(w.time().0 + 1);
+    if let TxBody::Register { created, .. } = &mut body {
+        *created = future;
+    }
+    assert!(matches!(
+        w.refused("ca-clerk", body),
+        TxRefusal::CreatedInFuture { .. }
+    ));
+}
+
+#[test]
 fn register_is_refused_when_document_exists() {
     let mut w = World::new();
     w.register("d1");
