@@ -66,6 +66,16 @@ fn committed_export_vector_verifies() {
         "5bd2477e26a655a45894251e30a1ea1a4ad301e184d7b76aa21c08e7ad57ef20",
         "genesis hash of the vector; update only together with the vector"
     );
+    assert_eq!(
+        report.last_block_hash.to_hex(),
+        "444885860dfd35e55685f2fb3a1444829c32c64c986eadecd0cd5979d1166326"
+    );
+    let mut reader = ExportReader::new(bytes.as_slice()).unwrap();
+    while reader.next_entry().unwrap().is_some() {}
+    assert_eq!(
+        reader.trailer().unwrap().export_hash.to_hex(),
+        "d205b3cf4630dc1fcfeb28160b26e6a5c5faace0a965b1c72550edf7e3d1769a"
+    );
 }
 
 #[test]

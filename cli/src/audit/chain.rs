@@ -82,7 +82,7 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
                 indicatif::ProgressBar::hidden()
             };
             let options = VerifyOptions {
-                threads,
+                threads: super::source::verify_threads(threads),
                 ..VerifyOptions::default()
             };
             let report = export::import_export(&from, &store, options, |p| {

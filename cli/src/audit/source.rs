@@ -34,7 +34,8 @@ pub struct SourceArgs {
     /// start from it. Without it, the hash is printed for comparison.
     #[arg(long, value_name = "HEX")]
     pub genesis_hash: Option<String>,
-    /// Verification threads (0: one per core).
+    /// Verification threads (0: one signature-checking thread per core,
+    /// plus the thread that replays the blocks in order).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }
@@ -72,6 +73,20 @@ fn on_progress(bar: &ProgressBar) -> impl FnMut(Progress) + '_ {
     }
 }
 
+/// The ledger's verifier keeps one thread for the in-order replay and
+/// checks signatures on the others. Signature checks are most of the work,
+/// so by default every core checks signatures and the replay thread shares
+/// a core with them.
+pub(crate) fn verify_threads(requested: usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        + 1
+}
+
 /// Verify the chain named by `args` from its genesis and keep the replayed
 /// state. Draws a progress bar on stderr when `progress` is set.
 pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, AuditError> {
@@ -83,7 +98,7 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
         None => None,
     };
     let options = VerifyOptions {
-        threads: args.threads,
+        threads: verify_threads(args.threads),
         ..VerifyOptions::default()
     };
     let bar = progress_bar(progress);
