@@ -51,6 +51,8 @@ pub const EXPORT_TAG: &str = "custody/export/v1";
 pub const GENESIS_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// Largest block accepted, in bytes (the decoder's own limit).
 pub const BLOCK_BYTES_MAX: u32 = encoding::DECODE_BYTES_MAX as u32;
+/// Block bytes checked per verification chunk (see [`ExportFile::chunk_blocks`]).
+pub const CHUNK_BYTES_TARGET: u64 = 2 * 1024 * 1024;
 /// Largest certificate accepted, in bytes (100 validators take about 10 KB).
 pub const CERTIFICATE_BYTES_MAX: u32 = 1024 * 1024;
 
@@ -567,6 +569,22 @@ impl ExportFile {
         self.index.len() as u64
     }
 
+    /// Blocks per verification chunk for `threads` threads: about
+    /// [`CHUNK_BYTES_TARGET`] of block bytes, at least one block per
+    /// signature-checking thread and a multiple of their number, at most
+    /// `max`. The verifier replays one chunk while the next is checked, so
+    /// a chunk must be small next to the chain (a chain of large blocks in
+    /// one chunk would not overlap at all) yet large enough to keep every
+    /// checking thread busy.
+    pub fn chunk_blocks(&self, threads: usize, max: usize) -> usize {
+        let workers = threads.saturating_sub(1).max(1);
+        let total: u64 = self.index.iter().map(|l| u64::from(l.block_len)).sum();
+        let average = (total / self.block_count().max(1)).max(1);
+        let by_bytes = (CHUNK_BYTES_TARGET / average).max(1) as usize;
+        let chunk = by_bytes.max(workers).div_ceil(workers) * workers;
+        chunk.min(max.max(workers))
+    }
+
     /// Check the trailer against the file and a verified chain's report.
     pub fn trailer_check(&self, report: &VerifyReport) -> Result<(), ExportError> {
         if let Some(e) = &self.trailer_error {
@@ -670,6 +688,17 @@ pub fn verify_export(
         }
     }
     let genesis = file.genesis().clone();
+    let threads = if options.threads > 0 {
+        options.threads
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    };
+    let options = VerifyOptions {
+        chunk_blocks: file.chunk_blocks(threads, options.chunk_blocks),
+        ..options
+    };
     let (report, state) = verify::verify_chain(&genesis, &file, options, progress)?;
     file.trailer_check(&report)?;
     Ok((report, state, file))

@@ -126,6 +126,12 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
                     });
                 }
             }
+            // Store blocks have no index of sizes; a small chunk keeps the
+            // replay overlapping the signature checks for large blocks.
+            let options = VerifyOptions {
+                chunk_blocks: 2 * options.threads,
+                ..options
+            };
             let (report, state) =
                 verify::verify_chain(&genesis, &store, options, on_progress(&bar))
                     .map_err(AuditError::Verify)?;
