@@ -21,11 +21,14 @@
 pub mod block;
 pub mod certificate;
 pub mod encoding;
+pub mod export;
 pub mod genesis;
 pub mod merkle;
+pub mod proof;
 pub mod records;
 pub mod state;
 pub mod store;
+pub mod testkit;
 pub mod tx;
 pub mod types;
 pub mod verify;

@@ -203,6 +203,11 @@ pub enum TxRefusal {
     ProposalAlreadyExecuted(ProposalId),
     #[error("department `{0}` already approved this proposal")]
     AlreadyApproved(DepartmentId),
+    #[error("creation date {created} ms is after block time {block_time} ms")]
+    CreatedInFuture {
+        created: Timestamp,
+        block_time: Timestamp,
+    },
     #[error("document `{0}` is already registered")]
     DocumentAlreadyRegistered(DocumentId),
     #[error("document `{0}` is not registered")]
@@ -690,6 +695,14 @@ fn apply_tx<V: StateView + ?Sized>(
             check_required_text("record_type", record_type, LABEL_BYTES_MAX)?;
             check_format(format)?;
             check_wrapped_key(wrapped_key)?;
+            // Retention counts from the creation date: a future date would
+            // let a document outlive its retention period.
+            if *created > ctx.time {
+                return Err(TxRefusal::CreatedInFuture {
+                    created: *created,
+                    block_time: ctx.time,
+                });
+            }
             if overlay.document(document)?.is_some() {
                 return Err(TxRefusal::DocumentAlreadyRegistered(document.clone()));
             }
