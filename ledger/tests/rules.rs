@@ -387,6 +387,20 @@ fn add_department_is_refused_when_validator_key_is_in_use() {
 }
 
 #[test]
+fn add_department_is_refused_with_a_weak_validator_key() {
+    let mut w = World::new();
+    let mut nd = new_department("housing", "v-new");
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    nd.keys.validator_key = PublicKey(weak);
+    let change = GovernanceChange::AddDepartment(nd);
+    assert_eq!(
+        w.refused("civil-affairs-admin", TxBody::ProposeChange { change }),
+        TxRefusal::WeakKey(PublicKey(weak))
+    );
+}
+
+#[test]
 fn add_department_is_refused_with_zero_voting_power() {
     let mut w = World::new();
     let mut nd = new_department("housing", "v-new");
