@@ -1,6 +1,7 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
 mod bench;
+mod demo;
 mod doc;
 mod tx;
 
@@ -43,6 +44,14 @@ enum Command {
     Doc(doc::DocArgs),
     /// Make and inspect member and department key files.
     Keys(custody_cli::KeysArgs),
+    /// Auditors: verify the chain, a document's history, proofs, fixity, reports.
+    Audit(custody_cli::AuditArgs),
+    /// Export a whole chain to one file, or import one into a new store.
+    Chain(custody_cli::ChainArgs),
+    /// The genesis ceremony: each department contributes its keys, one assembles, all check the hash.
+    Genesis(custody_cli::GenesisArgs),
+    /// Run four departments on this machine: a day of archive work, then an audit of it.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -232,6 +241,10 @@ fn run(cli: Cli) -> Result<(), String> {
             .block_on(doc::run(args))
             .map_err(|error| error.to_string()),
         Command::Keys(args) => custody_cli::run_keys(args).map_err(|error| error.to_string()),
+        Command::Audit(args) => custody_cli::run_audit(args).map_err(|error| error.to_string()),
+        Command::Chain(args) => custody_cli::run_chain(args).map_err(|error| error.to_string()),
+        Command::Genesis(args) => custody_cli::run_genesis(args).map_err(|error| error.to_string()),
+        Command::Demo(args) => demo::run(args).map_err(|error| error.to_string()),
     }
 }
 

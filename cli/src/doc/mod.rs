@@ -6,15 +6,22 @@
 //! moves only ciphertext, and data keys travel on chain only wrapped to a
 //! department's X25519 key.
 
-mod node_api;
+pub(crate) mod node_api;
 mod ops;
-mod util;
+pub(crate) mod util;
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 pub use ops::run;
+
+tokio::task_local! {
+    /// When set, a command hands its JSON result here instead of printing
+    /// it. `custody demo` runs the clerk's own commands this way and tells
+    /// their outcome in its own words.
+    pub static CAPTURED_OUTPUT: std::cell::RefCell<Option<serde_json::Value>>;
+}
 
 /// `custody doc …`
 #[derive(Args)]

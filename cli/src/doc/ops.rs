@@ -113,6 +113,11 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), DocError> {
+    let captured = super::CAPTURED_OUTPUT
+        .try_with(|slot| serde_json::to_value(value).map(|value| *slot.borrow_mut() = Some(value)));
+    if let Ok(stored) = captured {
+        return stored.map_err(|e| DocError::Output(e.to_string()));
+    }
     let text = serde_json::to_string_pretty(value).map_err(|e| DocError::Output(e.to_string()))?;
     println!("{text}");
     Ok(())
