@@ -42,8 +42,6 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Clerks' documents: register, offer, accept, grant, open, history.
     Doc(doc::DocArgs),
-    /// Make and inspect member and department key files.
-    Keys(custody_cli::KeysArgs),
     /// Auditors: verify the chain, a document's history, proofs, fixity, reports.
     Audit(custody_cli::AuditArgs),
     /// Export a whole chain to one file, or import one into a new store.
@@ -240,7 +238,6 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Doc(args) => runtime()?
             .block_on(doc::run(args))
             .map_err(|error| error.to_string()),
-        Command::Keys(args) => custody_cli::run_keys(args).map_err(|error| error.to_string()),
         Command::Audit(args) => custody_cli::run_audit(args).map_err(|error| error.to_string()),
         Command::Chain(args) => custody_cli::run_chain(args).map_err(|error| error.to_string()),
         Command::Genesis(args) => custody_cli::run_genesis(args).map_err(|error| error.to_string()),

@@ -104,7 +104,10 @@ impl DemoRun {
                 }
             }
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("the demo exited ({status}) before starting its nodes\n{}", self.output());
+                panic!(
+                    "the demo exited ({status}) before starting its nodes\n{}",
+                    self.output()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -209,7 +212,10 @@ fn short_demo_runs_audits_a_verified_chain_and_leaves_no_process() {
             .find_map(|word| word.strip_prefix(&format!("{kind}=")))
             .and_then(|count| count.parse::<u64>().ok())
             .unwrap_or(0);
-        assert!(count >= 1, "no `{kind}` event in the audit: {line}\n{output}");
+        assert!(
+            count >= 1,
+            "no `{kind}` event in the audit: {line}\n{output}"
+        );
     }
 
     let summary: serde_json::Value = serde_json::from_str(
@@ -219,7 +225,10 @@ fn short_demo_runs_audits_a_verified_chain_and_leaves_no_process() {
     assert_eq!(summary["verified"], true, "{summary}");
     assert_eq!(summary["proof_checked"], true, "{summary}");
     assert_eq!(summary["fixity_checked"], true, "{summary}");
-    assert!(summary["events"]["registered"].as_u64().unwrap_or(0) >= 8, "{summary}");
+    assert!(
+        summary["events"]["registered"].as_u64().unwrap_or(0) >= 8,
+        "{summary}"
+    );
     assert_eq!(summary["departments"], 4, "{summary}");
 
     assert_nodes_gone(&pids, &run.dir, "exited");
@@ -232,7 +241,11 @@ fn interrupted_demo_stops_every_node() {
     let pids = run.wait_for_node_pids();
     run.signal(libc::SIGTERM);
     let status = run.wait(DEMO_TIMEOUT_MS);
-    assert!(!status.success(), "an interrupted demo reports failure\n{}", run.output());
+    assert!(
+        !status.success(),
+        "an interrupted demo reports failure\n{}",
+        run.output()
+    );
     assert!(
         run.output().contains("interrupted"),
         "the demo says it was interrupted\n{}",

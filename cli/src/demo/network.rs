@@ -114,7 +114,7 @@ impl Network {
             // calls only async-signal-safe functions (prctl, getppid, _exit).
             unsafe {
                 command.pre_exec(move || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
                     // The demo died between fork and prctl: do not outlive it.
                     if libc::getppid() != parent {
                         libc::_exit(1);

@@ -137,16 +137,16 @@ pub fn record_kinds(department: &str) -> &'static [RecordKind] {
             retention: "30",
         },
         RecordKind {
-            record_type: "investigation-file",
-            label: "Investigation file",
-            classification: "secret",
-            retention: "permanent",
-        },
-        RecordKind {
             record_type: "traffic-notice",
             label: "Traffic management notice",
             classification: "public",
             retention: "10",
+        },
+        RecordKind {
+            record_type: "investigation-file",
+            label: "Investigation file",
+            classification: "secret",
+            retention: "permanent",
         },
     ];
     match department {
@@ -160,7 +160,6 @@ pub fn record_kinds(department: &str) -> &'static [RecordKind] {
 /// A generated sample file and what the clerk will register it as.
 pub struct Sample {
     pub id: String,
-    pub department: String,
     pub title: String,
     pub record_type: String,
     pub classification: String,
@@ -274,7 +273,6 @@ pub fn generate(
         })?;
         samples.push(Sample {
             id,
-            department: department.to_string(),
             title,
             record_type: kind.record_type.to_string(),
             classification: kind.classification.to_string(),
