@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use custody_cli::envelope::{self, DataKey, DepartmentPublicKey};
+use custody_ledger::records::Document;
 use custody_ledger::tx::{AmendReason, FixityResult, TxBody};
 use custody_ledger::types::{
     Classification, DepartmentId, DocumentId, Fixity, Hash32, Role, WrappedKey,
 };
+use custody_node::api_types::SubmitResponse;
 use serde_json::Value;
 
 use super::samples::{self, Sample};
@@ -28,6 +30,9 @@ use crate::doc::{self, CommonArgs, DocArgs, DocCommand, RegisterArgs};
 const COMMIT_WAIT_SECONDS: u64 = 60;
 /// Longest wait for a node to reach a height another node committed.
 const CATCH_UP_TIMEOUT_MS: u64 = 30_000;
+/// Retries of a step the node refused with "refresh and retry".
+const RETRIES_MAX: u32 = 5;
+const RETRY_PAUSE_MS: u64 = 200;
 /// The year the sample records are dated from.
 const SAMPLE_YEAR: u32 = 2026;
 
@@ -114,6 +119,106 @@ async fn doc_command(clerk: &Clerk, command: DocCommand) -> Result<Value, doc::D
                 .unwrap_or(Value::Null))
         })
         .await
+}
+
+/// Whether the node asked for a retry. Between committing a block and
+/// rebuilding its mempool, a node can still fold a just-committed event in
+/// as pending and refuse a transaction that names it; it answers "refresh
+/// and retry", and so the demo does.
+fn is_transient(error: &doc::DocError) -> bool {
+    matches!(
+        error,
+        doc::DocError::TransactionRefused { code, .. }
+            if code == "stale_previous_event" || code == "wrong_nonce"
+    )
+}
+
+/// Signs and submits a transaction on `document_id`, built from the
+/// document as the node has it now; refetches and retries when the node
+/// asks for it.
+async fn submit_on_document(
+    api: &NodeApi,
+    key: &ed25519_dalek::SigningKey,
+    document_id: &DocumentId,
+    step: &str,
+    build: impl Fn(&Document) -> TxBody,
+) -> Result<(Document, SubmitResponse), DemoError> {
+    let mut attempt = 0;
+    loop {
+        let document = api
+            .document(document_id)
+            .await
+            .map_err(step_error(step.to_string()))?;
+        match api
+            .submit_and_wait(
+                key,
+                build(&document),
+                Duration::from_secs(COMMIT_WAIT_SECONDS),
+            )
+            .await
+        {
+            Ok(answer) => return Ok((document, answer)),
+            Err(error) if is_transient(&error) && attempt < RETRIES_MAX => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+            }
+            Err(error) => return Err(step_error(step.to_string())(error)),
+        }
+    }
+}
+
+/// A copy of a document command, for a retry (the clap types do not
+/// derive `Clone`). Only the commands the scenario uses are copied.
+fn copy_command(command: &DocCommand) -> Option<DocCommand> {
+    Some(match command {
+        DocCommand::Register(args) => DocCommand::Register(RegisterArgs {
+            file: args.file.clone(),
+            title: args.title.clone(),
+            record_type: args.record_type.clone(),
+            classification: args.classification.clone(),
+            retention: args.retention.clone(),
+            mime: args.mime.clone(),
+            pronom: args.pronom.clone(),
+            id: args.id.clone(),
+            work_dir: args.work_dir.clone(),
+        }),
+        DocCommand::Offer {
+            document,
+            to,
+            until,
+        } => DocCommand::Offer {
+            document: document.clone(),
+            to: to.clone(),
+            until: until.clone(),
+        },
+        DocCommand::Accept { document } => DocCommand::Accept {
+            document: document.clone(),
+        },
+        DocCommand::Reject { document, reason } => DocCommand::Reject {
+            document: document.clone(),
+            reason: reason.clone(),
+        },
+        DocCommand::Grant {
+            document,
+            to,
+            until,
+        } => DocCommand::Grant {
+            document: document.clone(),
+            to: to.clone(),
+            until: until.clone(),
+        },
+        DocCommand::Open {
+            document,
+            output,
+            purpose,
+        } => DocCommand::Open {
+            document: document.clone(),
+            output: output.clone(),
+            purpose: purpose.clone(),
+        },
+        // Not used by the scenario: not retried.
+        _ => return None,
+    })
 }
 
 fn step_error(step: String) -> impl FnOnce(doc::DocError) -> DemoError {
@@ -212,9 +317,24 @@ impl Scenario {
         step: String,
     ) -> Result<Value, DemoError> {
         self.catch_up(self.clerk(department)).await?;
-        let value = doc_command(self.clerk(department), command)
-            .await
-            .map_err(step_error(step))?;
+        let mut attempt = 0;
+        let mut command = Some(command);
+        let value = loop {
+            let Some(this_try) = command.take() else {
+                return Err(DemoError::Setup(format!("step `{step}` cannot be retried")));
+            };
+            command = copy_command(&this_try);
+            match doc_command(self.clerk(department), this_try).await {
+                Ok(value) => break value,
+                Err(error)
+                    if is_transient(&error) && attempt < RETRIES_MAX && command.is_some() =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+                }
+                Err(error) => return Err(step_error(step)(error)),
+            }
+        };
         self.last_height = self.last_height.max(height_of(&value));
         self.outcome.steps += 1;
         Ok(value)
@@ -693,26 +813,24 @@ impl Scenario {
         let _ = std::fs::remove_file(&envelope_path);
         let wrapped = envelope::wrap(&data_key, &DepartmentPublicKey(own_key.0))
             .map_err(|error| DemoError::Setup(format!("cannot wrap the data key: {error}")))?;
-        let body = TxBody::Amend {
-            document: document.id.clone(),
-            previous_event: document.latest_event,
-            reason: AmendReason::Correction,
-            note: note.to_string(),
-            format: document.format.clone(),
-            plaintext: Fixity {
-                sha256: Hash32(summary.plaintext.sha256),
-                size_bytes: summary.plaintext.size_bytes,
-            },
-            ciphertext: Fixity {
-                sha256: Hash32(summary.ciphertext.sha256),
-                size_bytes: summary.ciphertext.size_bytes,
-            },
-            wrapped_key: WrappedKey(wrapped.to_bytes().to_vec()),
-        };
-        let answer = api
-            .submit_and_wait(&key, body, Duration::from_secs(COMMIT_WAIT_SECONDS))
-            .await
-            .map_err(step_error(step))?;
+        let (document, answer) =
+            submit_on_document(&api, &key, &document_id, &step, |document| TxBody::Amend {
+                document: document.id.clone(),
+                previous_event: document.latest_event,
+                reason: AmendReason::Correction,
+                note: note.to_string(),
+                format: document.format.clone(),
+                plaintext: Fixity {
+                    sha256: Hash32(summary.plaintext.sha256),
+                    size_bytes: summary.plaintext.size_bytes,
+                },
+                ciphertext: Fixity {
+                    sha256: Hash32(summary.ciphertext.sha256),
+                    size_bytes: summary.ciphertext.size_bytes,
+                },
+                wrapped_key: WrappedKey(wrapped.to_bytes().to_vec()),
+            })
+            .await?;
         let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
         self.last_height = self.last_height.max(height);
         self.outcome.steps += 1;
@@ -744,21 +862,16 @@ impl Scenario {
         let key = doc::util::member_key(&clerk.common()).map_err(step_error(step.clone()))?;
         let document_id =
             DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
-        let document = api
-            .document(&document_id)
-            .await
-            .map_err(step_error(step.clone()))?;
-        let body = TxBody::RecordFixityCheck {
-            document: document.id.clone(),
-            previous_event: document.latest_event,
-            ciphertext_sha256: document.ciphertext.sha256,
-            result: FixityResult::Intact,
-            note: "ciphertext and plaintext SHA-256 match the chain".to_string(),
-        };
-        let answer = api
-            .submit_and_wait(&key, body, Duration::from_secs(COMMIT_WAIT_SECONDS))
-            .await
-            .map_err(step_error(step))?;
+        let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {
+            TxBody::RecordFixityCheck {
+                document: document.id.clone(),
+                previous_event: document.latest_event,
+                ciphertext_sha256: document.ciphertext.sha256,
+                result: FixityResult::Intact,
+                note: "ciphertext and plaintext SHA-256 match the chain".to_string(),
+            }
+        })
+        .await?;
         let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
         self.last_height = self.last_height.max(height);
         self.outcome.steps += 1;
