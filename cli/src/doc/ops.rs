@@ -285,7 +285,7 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         bar.finish_and_clear();
         let summary = summary.map_err(|source| DocError::Envelope {
             document: plaintext_path.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         writer.flush().map_err(|source| DocError::Io {
             action: "write",
@@ -477,7 +477,7 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     downloaded?;
     let summary = decrypted.map_err(|source| DocError::Envelope {
         document: document_name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let mismatch = |what: &str, expected: &Fixity, found: &envelope::Fixity| {
         DocError::Document {
