@@ -34,13 +34,13 @@ enum Command {
     /// Sign and submit transactions to a node.
     #[command(subcommand)]
     Tx(tx::TxCommand),
+    /// Make and inspect member and department key files.
+    Keys(custody_cli::keyfile::KeysArgs),
     /// Measure the node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Clerks' documents: register, offer, accept, grant, open, history.
     Doc(doc::DocArgs),
-    /// Make and inspect member and department key files.
-    Keys(custody_cli::KeysArgs),
 }
 
 #[derive(Subcommand)]
@@ -222,11 +222,13 @@ fn run(cli: Cli) -> Result<(), String> {
             let runtime = runtime()?;
             runtime.block_on(tx::run(command))
         }
+        Command::Keys(args) => {
+            custody_cli::keyfile::run_keys(args).map_err(|error| error.to_string())
+        }
         Command::Bench(command) => bench::run(command),
         Command::Doc(args) => runtime()?
             .block_on(doc::run(args))
             .map_err(|error| error.to_string()),
-        Command::Keys(args) => custody_cli::run_keys(args).map_err(|error| error.to_string()),
     }
 }
 
