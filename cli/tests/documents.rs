@@ -489,6 +489,34 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     let c_name = net.nodes[c].department.clone();
     let work = tempfile::tempdir().expect("tempdir");
 
+    // An upload whose bytes do not hash to its announced address is refused,
+    // and so is one larger than blobs.blob_bytes_max, before any byte is read.
+    let http = reqwest::Client::new();
+    let wrong = http
+        .put(format!(
+            "{}/v1/blobs/{}?size_bytes=5",
+            net.nodes[a].api_url,
+            "ab".repeat(32)
+        ))
+        .body("hello")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(wrong.status().as_u16(), 422);
+    assert!(wrong.text().await.expect("text").contains("blob_mismatch"));
+    let huge = http
+        .put(format!(
+            "{}/v1/blobs/{}?size_bytes={}",
+            net.nodes[a].api_url,
+            "cd".repeat(32),
+            1u64 << 40
+        ))
+        .body("x")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(huge.status().as_u16(), 413);
+
     // A wrong department key is refused before anything is recorded.
     let (file, _) = write_document(work.path(), "minutes.pdf", 200_000);
     let id = register(&net, a, &file, "Minutes");

@@ -39,7 +39,14 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 previous_event: doc.latest_event,
                 reason,
             };
-            submit(&api, &common, &doc.id, body, "rejected the offer of").await
+            submit(
+                &api,
+                &common,
+                &doc.id,
+                body,
+                "rejected the offer of document {document}",
+            )
+            .await
         }
         DocCommand::Cancel { document } => {
             let doc = api.document(&document_id(&document)?).await?;
@@ -47,7 +54,14 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 document: doc.id.clone(),
                 previous_event: doc.latest_event,
             };
-            submit(&api, &common, &doc.id, body, "cancelled the offer of").await
+            submit(
+                &api,
+                &common,
+                &doc.id,
+                body,
+                "cancelled the offer of document {document}",
+            )
+            .await
         }
         DocCommand::Grant {
             document,
@@ -61,7 +75,14 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 previous_event: doc.latest_event,
                 from: department_id(&from)?,
             };
-            submit(&api, &common, &doc.id, body, "revoked a grant on").await
+            submit(
+                &api,
+                &common,
+                &doc.id,
+                body,
+                "revoked a grant on document {document}",
+            )
+            .await
         }
         DocCommand::Open {
             document,
@@ -159,7 +180,8 @@ async fn submit(
         return print_json(&committed_json(document, &answer));
     }
     println!(
-        "{done} document {document} (transaction {} committed at height {})",
+        "{} (transaction {} committed at height {})",
+        done.replace("{document}", document.as_str()),
         answer.tx_id,
         answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0)
     );
@@ -394,7 +416,14 @@ async fn offer(
         wrapped_key,
         expires_at,
     };
-    submit(api, common, &doc.id, body, &format!("offered to `{to}`")).await
+    submit(
+        api,
+        common,
+        &doc.id,
+        body,
+        &format!("offered document {{document}} to `{to}`"),
+    )
+    .await
 }
 
 async fn grant(
@@ -424,7 +453,7 @@ async fn grant(
         &doc.id,
         body,
         &format!(
-            "granted `{to}` read access until {} to",
+            "granted `{to}` read access to document {{document}} until {}",
             util::format_time(expires_at.0)
         ),
     )
