@@ -12,8 +12,6 @@
 //!
 //! Formats: `docs/format.md`, "Signed read request".
 
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -640,9 +638,4 @@ async fn list(
         }
     }
     Ok(Json(Page { items, next_cursor }))
-}
-
-/// How long a client should be willing to wait for a fetch of `size_bytes`.
-pub fn fetch_timeout(size_bytes: u64) -> Duration {
-    Duration::from_secs(60 + size_bytes / (8 << 20))
 }
