@@ -639,3 +639,42 @@ async fn list(
     }
     Ok(Json(Page { items, next_cursor }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(member: PublicKey) -> ReadRequest {
+        ReadRequest {
+            format_version: READ_REQUEST_VERSION,
+            chain_id: "custody-testnet".to_string(),
+            member,
+            document: DocumentId::new("civil-affairs-0001").expect("id"),
+            ciphertext_sha256: Hash32([3; 32]),
+            access_tx: Some(TxId([4; 32])),
+            time_ms: 1_795_671_000_000,
+            nonce: 7,
+        }
+    }
+
+    #[test]
+    fn signed_read_request_verifies_and_any_change_breaks_it() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let member = PublicKey(key.verifying_key().to_bytes());
+        let signed = SignedReadRequest::sign(request(member), &key);
+        assert!(signed.verify_signature());
+        let json = serde_json::to_string(&signed).expect("json");
+        let parsed: SignedReadRequest = serde_json::from_str(&json).expect("parse");
+        assert!(parsed.verify_signature());
+        let mut changed = signed.clone();
+        changed.request.access_tx = None;
+        assert!(!changed.verify_signature());
+        let mut changed = signed.clone();
+        changed.request.time_ms += 1;
+        assert!(!changed.verify_signature());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let mut impostor = SignedReadRequest::sign(request(member), &other);
+        impostor.request.member = member;
+        assert!(!impostor.verify_signature());
+    }
+}
