@@ -678,3 +678,47 @@ mod tests {
         assert!(!impostor.verify_signature());
     }
 }
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// The worked example of docs/format.md §11. A committed vector: it must
+    /// never change for format version 1.
+    #[test]
+    fn read_request_vector_is_stable() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let request = ReadRequest {
+            format_version: READ_REQUEST_VERSION,
+            chain_id: "custody-testnet".to_string(),
+            member: PublicKey(key.verifying_key().to_bytes()),
+            document: DocumentId::new("civil-affairs-0001").expect("id"),
+            ciphertext_sha256: Hash32([3; 32]),
+            access_tx: Some(TxId([4; 32])),
+            time_ms: 1_795_671_000_000,
+            nonce: 7,
+        };
+        let body = custody_ledger::encoding::encode(&request);
+        let signed = SignedReadRequest::sign(request, &key);
+        assert_eq!(
+            hex::encode(&body),
+            concat!(
+                "01",
+                "0f",
+                "637573746f64792d746573746e6574",
+                "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618",
+                "12",
+                "636976696c2d616666616972732d30303031",
+                "0303030303030303030303030303030303030303030303030303030303030303",
+                "01",
+                "0404040404040404040404040404040404040404040404040404040404040404",
+                "c087d4b2a134",
+                "07",
+            )
+        );
+        assert_eq!(
+            hex::encode(signed.signature.0),
+            "91b5d37363a56dcc619584cdf94493a96185afe53533f5e7890747cea3140c97f38cef53c03d0a2d8fc1b2a6281086318658c8960daded9e6a70c1d553e65003"
+        );
+    }
+}
