@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{wait_for, Testnet, BINARY};
-use custody_ledger::types::{DocumentId, Hash32, PublicKey};
+use custody_ledger::types::{DocumentId, Hash32, PublicKey, TxId};
 use custody_node::api_documents::{ReadRequest, SignedReadRequest, READ_REQUEST_VERSION};
 
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
@@ -198,11 +198,25 @@ fn signed_read(
     ciphertext: Hash32,
     chain_id: &str,
 ) -> SignedReadRequest {
+    signed_read_with(net, index, document, ciphertext, chain_id, None, 0)
+}
+
+/// A read request signed by department `index`'s clerk, naming `access_tx`,
+/// stamped `age_ms` in the past.
+fn signed_read_with(
+    net: &Testnet,
+    index: usize,
+    document: &str,
+    ciphertext: Hash32,
+    chain_id: &str,
+    access_tx: Option<TxId>,
+    age_ms: u64,
+) -> SignedReadRequest {
     let node = &net.nodes[index];
     let secret = custody_node::home::read_key_file(&net.member_key(&node.department, "clerk"))
         .expect("clerk key");
     let key = ed25519_dalek::SigningKey::from_bytes(&secret);
-    let time_ms = std::time::SystemTime::now()
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64;
@@ -213,9 +227,9 @@ fn signed_read(
             member: PublicKey(key.verifying_key().to_bytes()),
             document: DocumentId::new(document.to_string()).expect("id"),
             ciphertext_sha256: ciphertext,
-            access_tx: None,
-            time_ms,
-            nonce: time_ms,
+            access_tx,
+            time_ms: now_ms - age_ms,
+            nonce: now_ms ^ age_ms,
         },
         &key,
     )
@@ -263,7 +277,7 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
 
     // B, the custodian, reads it.
     let b_out = work.path().join("b-copy.pdf");
-    doc_ok(
+    let b_opened = doc_ok(
         &net,
         b,
         &[
@@ -338,6 +352,51 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     let refusal = fetch.text().await.expect("text");
     assert!(refusal.contains("neither custodian"), "{refusal}");
 
+    // B's own signed read naming its committed record-access is served once;
+    // the same request again is a replay, and a stale one is refused.
+    let access_tx = TxId::from_hex(b_opened["tx_id"].as_str().expect("tx id")).expect("hex");
+    let request = signed_read_with(&net, b, &id, ciphertext, &chain_id, Some(access_tx), 0);
+    let reads_url = format!("{}/v1/reads", net.nodes[b].api_url);
+    let served = http
+        .post(&reads_url)
+        .json(&request)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(served.status().as_u16(), 200);
+    let served = served.bytes().await.expect("ciphertext");
+    assert_eq!(
+        Some(served.len() as u64),
+        doc["ciphertext"]["size_bytes"].as_u64()
+    );
+    let replay = http
+        .post(&reads_url)
+        .json(&request)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(replay.status().as_u16(), 403);
+    let replay = replay.text().await.expect("text");
+    assert!(replay.contains("replay"), "{replay}");
+    let stale = signed_read_with(
+        &net,
+        b,
+        &id,
+        ciphertext,
+        &chain_id,
+        Some(access_tx),
+        600_000,
+    );
+    let stale = http
+        .post(&reads_url)
+        .json(&stale)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(stale.status().as_u16(), 403);
+    let stale = stale.text().await.expect("text");
+    assert!(stale.contains("clock"), "{stale}");
+
     // B grants C; C opens it and gets the original bytes.
     doc_ok(&net, b, &["grant", &id, "--to", &c_name, "--until", "+1h"]);
     wait_for_document(&net, c, &id, "C's node to see the grant", |doc| {
@@ -398,6 +457,16 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
         Some(6),
         "{history}"
     );
+    let (ok, first_page, stderr) = doc_as(&net, a, &["history", &id, "--limit", "4"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(first_page["items"].as_array().map(Vec::len), Some(4));
+    let cursor = first_page["next_cursor"]
+        .as_str()
+        .expect("a cursor after 4 of 6");
+    let (ok, second_page, stderr) = doc_as(&net, a, &["history", &id, "--cursor", cursor]);
+    assert!(ok, "{stderr}");
+    assert_eq!(second_page["items"].as_array().map(Vec::len), Some(2));
+    assert!(second_page["next_cursor"].is_null());
     let (ok, list, stderr) = doc_as(&net, a, &["list", "--custodian", &b_name]);
     assert!(ok, "{stderr}");
     assert!(
@@ -411,13 +480,42 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_blob_wrong_key_and_expired_grant_are_refused() {
+async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_back_to_a_good_copy()
+{
     let net = start_network();
     wait_until_committing(&net).await;
     let (a, b, c) = (0, 1, 2);
     let b_name = net.nodes[b].department.clone();
     let c_name = net.nodes[c].department.clone();
     let work = tempfile::tempdir().expect("tempdir");
+
+    // An upload whose bytes do not hash to its announced address is refused,
+    // and so is one larger than blobs.blob_bytes_max, before any byte is read.
+    let http = reqwest::Client::new();
+    let wrong = http
+        .put(format!(
+            "{}/v1/blobs/{}?size_bytes=5",
+            net.nodes[a].api_url,
+            "ab".repeat(32)
+        ))
+        .body("hello")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(wrong.status().as_u16(), 422);
+    assert!(wrong.text().await.expect("text").contains("blob_mismatch"));
+    let huge = http
+        .put(format!(
+            "{}/v1/blobs/{}?size_bytes={}",
+            net.nodes[a].api_url,
+            "cd".repeat(32),
+            1u64 << 40
+        ))
+        .body("x")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(huge.status().as_u16(), 413);
 
     // A wrong department key is refused before anything is recorded.
     let (file, _) = write_document(work.path(), "minutes.pdf", 200_000);
@@ -551,4 +649,57 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused() {
         .join(&sha[..2])
         .join(&sha)
         .exists());
+
+    // A fetch that gets bad bytes from one node tries the next: a grantee's
+    // node that fetched a good copy earlier serves it after A's copy is
+    // altered, and B accepts.
+    let (file, original) = write_document(work.path(), "will.pdf", 250_000);
+    let id = register(&net, a, &file, "Will");
+    doc_ok(&net, a, &["grant", &id, "--to", &c_name, "--until", "+1h"]);
+    wait_for_document(&net, c, &id, "C's node to see the grant", |doc| {
+        doc["grants"]
+            .as_array()
+            .is_some_and(|grants| !grants.is_empty())
+    })
+    .await;
+    let c_copy = work.path().join("will-c.pdf");
+    doc_ok(
+        &net,
+        c,
+        &[
+            "open",
+            &id,
+            "-o",
+            c_copy.to_str().expect("utf-8"),
+            "--purpose",
+            "probate",
+        ],
+    );
+    assert_eq!(std::fs::read(&c_copy).expect("c copy"), original);
+    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
+        .await
+        .expect("doc");
+    let sha = doc["ciphertext"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_string();
+    let blob = net.nodes[a]
+        .home
+        .join("data/blobs")
+        .join(&sha[..2])
+        .join(&sha);
+    let mut bytes = std::fs::read(&blob).expect("blob on A's disk");
+    bytes[0] ^= 0x80;
+    std::fs::write(&blob, &bytes).expect("tamper");
+    doc_ok(&net, a, &["offer", &id, "--to", &b_name]);
+    wait_for_document(&net, b, &id, "B's node to see the offer", |doc| {
+        doc["status"].get("in-transfer").is_some()
+    })
+    .await;
+    let accepted = doc_ok(&net, b, &["accept", &id]);
+    let c_peer = get_json(&format!("{}/v1/status", net.nodes[c].api_url))
+        .await
+        .expect("status")["peer_id"]
+        .clone();
+    assert_eq!(accepted["fetched_from"], c_peer, "{accepted}");
 }

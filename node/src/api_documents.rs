@@ -12,8 +12,6 @@
 //!
 //! Formats: `docs/format.md`, "Signed read request".
 
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -642,7 +640,85 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
-/// How long a client should be willing to wait for a fetch of `size_bytes`.
-pub fn fetch_timeout(size_bytes: u64) -> Duration {
-    Duration::from_secs(60 + size_bytes / (8 << 20))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(member: PublicKey) -> ReadRequest {
+        ReadRequest {
+            format_version: READ_REQUEST_VERSION,
+            chain_id: "custody-testnet".to_string(),
+            member,
+            document: DocumentId::new("civil-affairs-0001").expect("id"),
+            ciphertext_sha256: Hash32([3; 32]),
+            access_tx: Some(TxId([4; 32])),
+            time_ms: 1_795_671_000_000,
+            nonce: 7,
+        }
+    }
+
+    #[test]
+    fn signed_read_request_verifies_and_any_change_breaks_it() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let member = PublicKey(key.verifying_key().to_bytes());
+        let signed = SignedReadRequest::sign(request(member), &key);
+        assert!(signed.verify_signature());
+        let json = serde_json::to_string(&signed).expect("json");
+        let parsed: SignedReadRequest = serde_json::from_str(&json).expect("parse");
+        assert!(parsed.verify_signature());
+        let mut changed = signed.clone();
+        changed.request.access_tx = None;
+        assert!(!changed.verify_signature());
+        let mut changed = signed.clone();
+        changed.request.time_ms += 1;
+        assert!(!changed.verify_signature());
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let mut impostor = SignedReadRequest::sign(request(member), &other);
+        impostor.request.member = member;
+        assert!(!impostor.verify_signature());
+    }
+}
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// The worked example of docs/format.md §11. A committed vector: it must
+    /// never change for format version 1.
+    #[test]
+    fn read_request_vector_is_stable() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let request = ReadRequest {
+            format_version: READ_REQUEST_VERSION,
+            chain_id: "custody-testnet".to_string(),
+            member: PublicKey(key.verifying_key().to_bytes()),
+            document: DocumentId::new("civil-affairs-0001").expect("id"),
+            ciphertext_sha256: Hash32([3; 32]),
+            access_tx: Some(TxId([4; 32])),
+            time_ms: 1_795_671_000_000,
+            nonce: 7,
+        };
+        let body = custody_ledger::encoding::encode(&request);
+        let signed = SignedReadRequest::sign(request, &key);
+        assert_eq!(
+            hex::encode(&body),
+            concat!(
+                "01",
+                "0f",
+                "637573746f64792d746573746e6574",
+                "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618",
+                "12",
+                "636976696c2d616666616972732d30303031",
+                "0303030303030303030303030303030303030303030303030303030303030303",
+                "01",
+                "0404040404040404040404040404040404040404040404040404040404040404",
+                "c087d4b2a134",
+                "07",
+            )
+        );
+        assert_eq!(
+            hex::encode(signed.signature.0),
+            "91b5d37363a56dcc619584cdf94493a96185afe53533f5e7890747cea3140c97f38cef53c03d0a2d8fc1b2a6281086318658c8960daded9e6a70c1d553e65003"
+        );
+    }
 }

@@ -321,3 +321,109 @@ async fn fetch_from(
         other => other.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_messages_round_trip_through_postcard() {
+        let request = BlobRequest {
+            version: BLOB_PROTOCOL_VERSION,
+            document: DocumentId::new("civil-affairs-0001").expect("id"),
+            sha256: Hash32([7; 32]),
+            offset: 4 << 20,
+            length: 65_536,
+        };
+        let bytes = postcard::to_allocvec(&request).expect("encode");
+        assert_eq!(
+            postcard::from_bytes::<BlobRequest>(&bytes).expect("decode"),
+            request
+        );
+        for response in [
+            BlobResponse::Range {
+                total_bytes: 10,
+                bytes: vec![1, 2, 3],
+            },
+            BlobResponse::Refused {
+                reason: "no".to_string(),
+            },
+        ] {
+            let bytes = postcard::to_allocvec(&response).expect("encode");
+            assert_eq!(
+                postcard::from_bytes::<BlobResponse>(&bytes).expect("decode"),
+                response
+            );
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_blob_decoders() {
+        // xorshift: deterministic, no dependency.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for length in 0..2_000usize {
+            let mut bytes = Vec::with_capacity(length % 97);
+            for _ in 0..length % 97 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                bytes.push(state as u8);
+            }
+            let _ = postcard::from_bytes::<BlobRequest>(&bytes);
+            let _ = postcard::from_bytes::<BlobResponse>(&bytes);
+        }
+    }
+
+    #[test]
+    fn department_entitled_follows_custody_offers_and_unexpired_grants() {
+        use custody_ledger::records::{Grant, Offer};
+        use custody_ledger::types::{
+            Classification, EventHash, Fixity, Format, Height, Retention, Timestamp, WrappedKey,
+        };
+        let department = |id: &str| DepartmentId::new(id.to_string()).expect("id");
+        let fixity = Fixity {
+            sha256: Hash32([1; 32]),
+            size_bytes: 1,
+        };
+        let mut document = Document {
+            id: DocumentId::new("d").expect("id"),
+            title: "t".to_string(),
+            record_type: "r".to_string(),
+            creating_department: department("a"),
+            created: Timestamp(0),
+            classification: Classification::Internal,
+            retention: Retention::Permanent,
+            format: Format {
+                mime: "application/pdf".to_string(),
+                pronom: None,
+            },
+            plaintext: fixity,
+            ciphertext: fixity,
+            subject_tag: None,
+            custodian: department("a"),
+            custodian_key: WrappedKey(vec![0; 4]),
+            status: DocumentStatus::InTransfer(Offer {
+                to: department("b"),
+                wrapped_key: WrappedKey(vec![0; 4]),
+                expires_at: Timestamp(100),
+            }),
+            version: 1,
+            grants: vec![Grant {
+                department: department("c"),
+                wrapped_key: WrappedKey(vec![0; 4]),
+                expires_at: Timestamp(50),
+            }],
+            event_count: 2,
+            latest_event: EventHash::ZERO,
+            registered_at: Height(1),
+        };
+        assert!(department_entitled(&document, &department("a"), 10));
+        assert!(department_entitled(&document, &department("b"), 100));
+        assert!(!department_entitled(&document, &department("b"), 101));
+        assert!(department_entitled(&document, &department("c"), 50));
+        assert!(!department_entitled(&document, &department("c"), 51));
+        assert!(!department_entitled(&document, &department("d"), 10));
+        document.status = DocumentStatus::Active;
+        assert!(!department_entitled(&document, &department("b"), 10));
+    }
+}

@@ -464,8 +464,9 @@ pub struct Blobs {
     pub store: BlobStore,
     /// Set by the network glue once the swarm runs.
     pub network: OnceLock<NetworkHandle>,
-    /// Blobs being fetched now: a second fetch of the same blob waits for
-    /// the first instead of racing it on the same partial file.
+    /// Held while a fetch runs: one fetch at a time per node, so that two
+    /// fetches never race on one partial file and fetching never takes more
+    /// than one range of memory and one peer request at a time.
     pub fetching: tokio::sync::Mutex<()>,
     /// Read requests seen, by signature hash, with the time they stop being
     /// fresh (milliseconds): a replayed request is refused.

@@ -83,11 +83,11 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         "node starting"
     );
 
-    let blobs =
-        crate::blobs::Blobs::open(&home.data_dir(&config).join("blobs"), config.blobs.clone())?;
     // The mempool keeps an overlay on the store for the node's lifetime;
     // one handle (a few reference counts) is leaked for it, once.
     let mempool_store: &'static Store = Box::leak(Box::new(store.clone()));
+    let blobs =
+        crate::blobs::Blobs::open(&home.data_dir(&config).join("blobs"), config.blobs.clone())?;
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
     let (committed, _) = watch::channel(height.0);
     let shared: SharedRef = Arc::new(Shared {

@@ -229,7 +229,7 @@ pub enum DocError {
     Envelope {
         document: String,
         #[source]
-        source: custody_cli::envelope::EnvelopeError,
+        source: Box<custody_cli::envelope::EnvelopeError>,
     },
     #[error("could not print the result: {0}")]
     Output(String),

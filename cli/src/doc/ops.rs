@@ -39,7 +39,14 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 previous_event: doc.latest_event,
                 reason,
             };
-            submit(&api, &common, &doc.id, body, "rejected the offer of").await
+            submit(
+                &api,
+                &common,
+                &doc.id,
+                body,
+                "rejected the offer of document {document}",
+            )
+            .await
         }
         DocCommand::Cancel { document } => {
             let doc = api.document(&document_id(&document)?).await?;
@@ -47,7 +54,14 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 document: doc.id.clone(),
                 previous_event: doc.latest_event,
             };
-            submit(&api, &common, &doc.id, body, "cancelled the offer of").await
+            submit(
+                &api,
+                &common,
+                &doc.id,
+                body,
+                "cancelled the offer of document {document}",
+            )
+            .await
         }
         DocCommand::Grant {
             document,
@@ -61,7 +75,14 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 previous_event: doc.latest_event,
                 from: department_id(&from)?,
             };
-            submit(&api, &common, &doc.id, body, "revoked a grant on").await
+            submit(
+                &api,
+                &common,
+                &doc.id,
+                body,
+                "revoked a grant on document {document}",
+            )
+            .await
         }
         DocCommand::Open {
             document,
@@ -164,7 +185,8 @@ async fn submit(
         return print_json(&committed_json(document, &answer));
     }
     println!(
-        "{done} document {document} (transaction {} committed at height {})",
+        "{} (transaction {} committed at height {})",
+        done.replace("{document}", document.as_str()),
         answer.tx_id,
         answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0)
     );
@@ -290,7 +312,7 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         bar.finish_and_clear();
         let summary = summary.map_err(|source| DocError::Envelope {
             document: plaintext_path.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         writer.flush().map_err(|source| DocError::Io {
             action: "write",
@@ -399,7 +421,14 @@ async fn offer(
         wrapped_key,
         expires_at,
     };
-    submit(api, common, &doc.id, body, &format!("offered to `{to}`")).await
+    submit(
+        api,
+        common,
+        &doc.id,
+        body,
+        &format!("offered document {{document}} to `{to}`"),
+    )
+    .await
 }
 
 async fn grant(
@@ -429,7 +458,7 @@ async fn grant(
         &doc.id,
         body,
         &format!(
-            "granted `{to}` read access until {} to",
+            "granted `{to}` read access to document {{document}} until {}",
             util::format_time(expires_at.0)
         ),
     )
@@ -482,7 +511,7 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     downloaded?;
     let summary = decrypted.map_err(|source| DocError::Envelope {
         document: document_name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let mismatch = |what: &str, expected: &Fixity, found: &envelope::Fixity| {
         DocError::Document {
