@@ -69,6 +69,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     }
 }
 
+/// Length of [`encode`]`(value)` without building it.
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> usize {
+    match postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()) {
+        Ok(size) => size,
+        Err(error) => panic!("canonical encoding failed for an in-memory value: {error}"),
+    }
+}
+
 /// Decode canonical postcard bytes, refusing trailing bytes and any input
 /// whose re-encoding is not identical.
 pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {

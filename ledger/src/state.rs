@@ -193,6 +193,11 @@ pub enum TxRefusal {
     ZeroVotingPower,
     #[error("a new department needs at least one admin")]
     NoAdmin,
+    #[error("department `{department}` still holds {count} documents; transfer or dispose of them first")]
+    DepartmentHoldsDocuments {
+        department: DepartmentId,
+        count: u64,
+    },
     #[error("the last department cannot be removed")]
     LastDepartment,
     #[error("parameter `{0}` is out of range")]
@@ -250,7 +255,9 @@ pub enum TxRefusal {
     TooManyGrants(usize),
     #[error("department `{0}` has no grant on this document")]
     NoSuchGrant(DepartmentId),
-    #[error("department `{0}` is neither the custodian nor holds an unexpired grant")]
+    #[error(
+        "department `{0}` is not the custodian, holds no unexpired grant and has no pending offer"
+    )]
     NoAccessRight(DepartmentId),
     #[error("ciphertext hash {named} is not the document's current ciphertext {current}")]
     CiphertextMismatch { named: Hash32, current: Hash32 },
@@ -328,10 +335,23 @@ impl<'a, V: StateView + ?Sized> Overlay<'a, V> {
         time: Timestamp,
         signature_checked: bool,
     ) -> Result<(), TxRefusal> {
+        self.apply_identified(tx, tx.id(), index, height, time, signature_checked)
+    }
+
+    /// [`Overlay::apply_transaction`] with the transaction id already known.
+    fn apply_identified(
+        &mut self,
+        tx: &SignedTransaction,
+        tx_id: TxId,
+        index: u32,
+        height: Height,
+        time: Timestamp,
+        signature_checked: bool,
+    ) -> Result<(), TxRefusal> {
         let ctx = Context {
             height,
             time,
-            tx_id: tx.id(),
+            tx_id,
         };
         // `apply_tx` checks every rule before its first write, so a refused
         // transaction leaves the overlay untouched without a copy.
@@ -451,6 +471,9 @@ fn check_roles(roles: &[Role]) -> Result<(), TxRefusal> {
     Ok(())
 }
 
+/// Member and validator keys must be valid ed25519 points of full order:
+/// small-order keys verify forged signatures, and are where batch and
+/// single verification can disagree.
 fn check_member_key(key: &PublicKey) -> Result<(), TxRefusal> {
     match ed25519_dalek::VerifyingKey::from_bytes(&key.0) {
         Ok(k) if !k.is_weak() => Ok(()),
@@ -732,6 +755,7 @@ fn apply_tx<V: StateView + ?Sized>(
                 plaintext: *plaintext,
                 ciphertext: *ciphertext,
             };
+            adjust_held(overlay, department, 1)?;
             record_event(overlay, &mut doc, &signer, ctx, kind);
         }
         body => {
@@ -750,7 +774,16 @@ fn apply_tx<V: StateView + ?Sized>(
                 });
             }
             require_clearance(&signer, doc.classification)?;
+            let custodian_before = doc.custodian.clone();
             let kind = apply_document_tx(overlay, body, &mut doc, &signer, ctx)?;
+            // Keep each department's count of held documents; these are the
+            // only writes before the event, and they cannot fail.
+            if doc.status == DocumentStatus::Disposed {
+                adjust_held(overlay, &custodian_before, -1)?;
+            } else if doc.custodian != custodian_before {
+                adjust_held(overlay, &custodian_before, -1)?;
+                adjust_held(overlay, &doc.custodian, 1)?;
+            }
             record_event(overlay, &mut doc, &signer, ctx, kind);
         }
     }
@@ -965,7 +998,10 @@ fn apply_document_tx<V: StateView + ?Sized>(
                 .grants
                 .iter()
                 .any(|g| g.department == *department && time <= g.expires_at);
-            if !custodian && !grantee {
+            // A department offered the document opens it to check it before
+            // accepting; the offer carries the key wrapped to it.
+            let recipient = live_offer(doc, time).is_some_and(|o| o.to == *department);
+            if !custodian && !grantee && !recipient {
                 return Err(TxRefusal::NoAccessRight(department.clone()));
             }
             check_required_text("purpose", purpose, TEXT_BYTES_MAX)?;
@@ -1073,6 +1109,23 @@ fn apply_document_tx<V: StateView + ?Sized>(
     Ok(kind)
 }
 
+/// Add `delta` to a department's count of held documents (a removed
+/// department keeps no count).
+fn adjust_held<V: StateView + ?Sized>(
+    overlay: &mut Overlay<'_, V>,
+    department: &DepartmentId,
+    delta: i64,
+) -> Result<(), TxRefusal> {
+    if let Some(mut d) = overlay.department(department)? {
+        d.documents_held = d.documents_held.saturating_add_signed(delta);
+        overlay
+            .changes
+            .departments
+            .insert(department.clone(), Some(d));
+    }
+    Ok(())
+}
+
 fn record_event<V: StateView + ?Sized>(
     overlay: &mut Overlay<'_, V>,
     doc: &mut Document,
@@ -1112,6 +1165,7 @@ fn check_new_department<V: StateView + ?Sized>(
     if nd.voting_power == 0 {
         return Err(TxRefusal::ZeroVotingPower);
     }
+    check_member_key(&nd.keys.validator_key)?;
     if view
         .departments()?
         .iter()
@@ -1142,7 +1196,13 @@ fn check_change<V: StateView + ?Sized>(
     match change {
         GovernanceChange::AddDepartment(nd) => check_new_department(view, nd),
         GovernanceChange::RemoveDepartment { department } => {
-            require_existing_department(view, department)?;
+            let d = require_existing_department(view, department)?;
+            if d.documents_held > 0 {
+                return Err(TxRefusal::DepartmentHoldsDocuments {
+                    department: department.clone(),
+                    count: d.documents_held,
+                });
+            }
             if view.departments()?.len() <= 1 {
                 return Err(TxRefusal::LastDepartment);
             }
@@ -1150,6 +1210,7 @@ fn check_change<V: StateView + ?Sized>(
         }
         GovernanceChange::RotateDepartmentKeys { department, keys } => {
             require_existing_department(view, department)?;
+            check_member_key(&keys.validator_key)?;
             if view
                 .departments()?
                 .iter()
@@ -1196,6 +1257,7 @@ fn maybe_execute<V: StateView + ?Sized>(
                     keys: nd.keys.clone(),
                     voting_power: nd.voting_power,
                     since: ctx.height.next(),
+                    documents_held: 0,
                 }),
             );
             for m in &nd.admins {
@@ -1237,6 +1299,7 @@ fn check_header(
     params: &Parameters,
     chain: &ChainInfo,
     block: &Block,
+    ids: &[TxId],
     signatures: Signatures,
 ) -> Result<(), HeaderRefusal> {
     let h = &block.header;
@@ -1274,14 +1337,14 @@ fn check_header(
             max: params.max_block_txs,
         });
     }
-    let size = encoding::encode(block).len() as u64;
+    let size = encoding::encoded_size(block) as u64;
     if size > params.max_block_bytes {
         return Err(HeaderRefusal::TooLarge {
             size,
             max: params.max_block_bytes,
         });
     }
-    if block.compute_tx_root() != h.tx_root {
+    if crate::block::tx_root(ids) != h.tx_root {
         return Err(HeaderRefusal::TxRootMismatch);
     }
     let set_hash = chain.validator_set.hash();
@@ -1346,12 +1409,14 @@ pub fn apply_block_with<V: StateView + ?Sized>(
 ) -> Result<StateChanges, Refusal> {
     let chain = view.chain()?;
     let params = view.parameters()?;
-    check_header(&params, &chain, block, signatures).map_err(Refusal::Header)?;
+    // Each id is computed once: for the Merkle root, the events and the index.
+    let ids = block.tx_ids();
+    check_header(&params, &chain, block, &ids, signatures).map_err(Refusal::Header)?;
     if signatures == Signatures::Verify {
         if let Some(&index) = crate::tx::verify_batch(&block.transactions).first() {
             return Err(Refusal::Transaction {
                 index,
-                tx_id: block.transactions[index].id(),
+                tx_id: ids[index],
                 reason: TxRefusal::BadSignature,
             });
         }
@@ -1359,14 +1424,14 @@ pub fn apply_block_with<V: StateView + ?Sized>(
     let mut overlay = Overlay::new(view)?;
     let height = block.header.height;
     let time = block.header.time;
-    for (index, tx) in block.transactions.iter().enumerate() {
+    for (index, (tx, tx_id)) in block.transactions.iter().zip(&ids).enumerate() {
         overlay
-            .apply_transaction(tx, index as u32, height, time, true)
+            .apply_identified(tx, *tx_id, index as u32, height, time, true)
             .map_err(|reason| match reason {
                 TxRefusal::Storage(e) => Refusal::Storage(e),
                 reason => Refusal::Transaction {
                     index,
-                    tx_id: tx.id(),
+                    tx_id: *tx_id,
                     reason,
                 },
             })?;
@@ -1431,7 +1496,7 @@ pub fn select_transactions<V: StateView + ?Sized>(
         if accepted.len() >= params.max_block_txs as usize {
             break;
         }
-        let size = encoding::encode(&tx).len() as u64;
+        let size = encoding::encoded_size(&tx) as u64;
         if size > bytes_left {
             continue;
         }
@@ -1508,6 +1573,7 @@ pub fn genesis_changes(genesis: &Genesis) -> StateChanges {
                 keys: nd.keys.clone(),
                 voting_power: nd.voting_power,
                 since: Height(1),
+                documents_held: 0,
             }),
         );
         for m in &nd.admins {
@@ -1555,6 +1621,11 @@ impl MemoryState {
 
     /// Write changes.
     pub fn apply(&mut self, changes: StateChanges) {
+        // Changes come from `apply_block` on this very state: one height on.
+        debug_assert!(match &self.chain {
+            Some(chain) => changes.chain.height == chain.height.next(),
+            None => changes.chain.height == Height(0),
+        });
         if let Some(p) = changes.parameters {
             self.parameters = p;
         }
