@@ -113,7 +113,7 @@ fn generate(path: &std::path::Path, target_txs: u64) -> Generated {
         .iter()
         .map(|s| seed_key(&format!("{s}/admin")))
         .collect();
-    let mut admin_nonce = vec![1u64; DEPARTMENTS];
+    let mut admin_nonce = [1u64; DEPARTMENTS];
     let mut clerks: Vec<Clerk> = Vec::new();
     for (d, _) in slugs.iter().enumerate() {
         for i in 0..CLERKS_PER_DEPARTMENT {
