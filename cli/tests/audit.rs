@@ -542,3 +542,90 @@ fn contribute_refuses_a_key_of_the_wrong_kind() {
 fn hex_of(seed: u8) -> String {
     hex::encode(custody_ledger::encoding::sha256(&[seed]).0)
 }
+
+/// A stand-in for a node's HTTP API serving the sample chain.
+fn serve_sample() -> (String, std::thread::JoinHandle<()>) {
+    use axum::extract::Path as AxumPath;
+    use axum::routing::get;
+    use axum::Json;
+    let chain = std::sync::Arc::new(sample::chain());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let status_chain = chain.clone();
+            let app = axum::Router::new()
+                .route(
+                    "/v1/status",
+                    get(move || {
+                        let c = status_chain.clone();
+                        async move {
+                            Json(serde_json::json!({
+                                "genesis_hash": c.federation.genesis.hash().to_hex(),
+                                "height": c.blocks.len(),
+                            }))
+                        }
+                    }),
+                )
+                .route(
+                    "/v1/blocks/{height}",
+                    get(move |AxumPath(h): AxumPath<usize>| {
+                        let c = chain.clone();
+                        async move {
+                            let (block, certificate) = &c.blocks[h - 1];
+                            Json(serde_json::json!({
+                                "height": h,
+                                "hash": block.hash(),
+                                "block": block,
+                                "certificate": certificate,
+                            }))
+                        }
+                    }),
+                );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            // Serve for the test's lifetime; the test process ends it.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                axum::serve(listener, app),
+            )
+            .await;
+        });
+    });
+    let address = rx.recv().unwrap();
+    (format!("http://{address}"), handle)
+}
+
+#[test]
+fn export_from_a_node_api_is_the_same_file() {
+    let f = Fixture::new();
+    let (url, _server) = serve_sample();
+    let genesis = write_genesis(&f);
+    let export = f.path("from-node.export");
+    let out = ok(&[
+        "chain",
+        "export",
+        "--node",
+        &url,
+        "--genesis",
+        s(&genesis),
+        "--to",
+        s(&export),
+    ]);
+    assert!(out.contains("exported 14 blocks"), "{out}");
+    assert_eq!(std::fs::read(&export).unwrap(), sample::export_bytes());
+    let other = f.path("other.toml");
+    let g = custody_ledger::testkit::Federation::new(4, "another-chain").genesis;
+    std::fs::write(&other, g.to_toml_string().unwrap()).unwrap();
+    let e = fails(&[
+        "chain",
+        "export",
+        "--node",
+        &url,
+        "--genesis",
+        s(&other),
+        "--to",
+        s(&export),
+    ]);
+    assert!(e.contains("runs genesis"), "{e}");
+}

@@ -22,11 +22,23 @@ pub struct ChainArgs {
 pub enum ChainCommand {
     /// Write the whole chain (genesis, blocks, certificates) to one export
     /// file, from a node's store directory (stop the node first, or give a
-    /// copy of the directory).
+    /// copy of the directory) or from a running node's HTTP API.
     Export {
         /// The node's ledger store directory.
-        #[arg(long, value_name = "DIR")]
-        store: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            conflicts_with = "node",
+            required_unless_present = "node"
+        )]
+        store: Option<PathBuf>,
+        /// A node's HTTP API, e.g. `http://127.0.0.1:26601`; needs `--genesis`.
+        #[arg(long, value_name = "URL", requires = "genesis")]
+        node: Option<String>,
+        /// The chain's genesis file, with `--node` (the API serves blocks,
+        /// not the genesis); its hash must be the node's.
+        #[arg(long, value_name = "FILE")]
+        genesis: Option<PathBuf>,
         /// The export file to write (replaced atomically).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
@@ -56,9 +68,29 @@ pub fn run_chain(args: ChainArgs) -> Result<(), AuditError> {
 /// Run `custody chain …`, printing to `out`.
 pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditError> {
     match args.command {
-        ChainCommand::Export { store, to } => {
-            let store = Store::open(&store)?;
-            let trailer = export::write_export_file(&store, &to)?;
+        ChainCommand::Export {
+            store,
+            node,
+            genesis,
+            to,
+        } => {
+            let (trailer, genesis_hash) = match (store, node, genesis) {
+                (Some(store), _, _) => {
+                    let store = Store::open(&store)?;
+                    let trailer = export::write_export_file(&store, &to)?;
+                    (trailer, store.genesis()?.hash())
+                }
+                (None, Some(node), Some(genesis)) => {
+                    let genesis = custody_ledger::Genesis::load(&genesis)?;
+                    let trailer = super::remote::export_from_node(&node, &genesis, &to)?;
+                    (trailer, genesis.hash())
+                }
+                _ => {
+                    return Err(AuditError::BadArgument(
+                        "give --store DIR, or --node URL with --genesis FILE".into(),
+                    ))
+                }
+            };
             writeln!(
                 out,
                 "exported {} blocks ({} transactions, heights 1 to {}) to {}",
@@ -67,7 +99,7 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
                 trailer.last_height,
                 to.display()
             )?;
-            writeln!(out, "  genesis      {}", store.genesis()?.hash())?;
+            writeln!(out, "  genesis      {genesis_hash}")?;
             writeln!(out, "  last block   {}", trailer.last_block_hash)?;
             writeln!(out, "  export hash  {}", trailer.export_hash)?;
         }

@@ -9,6 +9,7 @@
 
 mod chain;
 mod genesis;
+mod remote;
 mod report;
 mod source;
 mod time;
@@ -72,6 +73,8 @@ pub enum AuditError {
     Json(#[from] serde_json::Error),
     #[error("key: {0}")]
     Key(String),
+    #[error("node {url}: {reason}")]
+    Node { url: String, reason: String },
 }
 
 impl From<ProofError> for AuditError {
