@@ -6,11 +6,19 @@
 //! Custody that sees a document's plaintext or data key; nodes only ever
 //! see ciphertext and wrapped keys.
 //!
-//! Must not depend on the other workspace crates, so that a verifier or
-//! another client can reuse it alone. Formats are specified in
-//! `docs/envelope.md`.
+//! Also owns the auditor's commands, chain export and import and the
+//! genesis ceremony ([`audit`]), which read the ledger crate.
+//!
+//! `envelope` and `keyfile` must not depend on the other workspace crates,
+//! so that a verifier or another client can reuse them alone. Formats are
+//! specified in `docs/envelope.md` and `docs/format.md`.
 
+pub mod audit;
 pub mod envelope;
 pub mod keyfile;
 
+pub use audit::{
+    run_audit, run_audit_to, run_chain, run_chain_to, run_genesis, run_genesis_to, AuditArgs,
+    AuditError, ChainArgs, GenesisArgs,
+};
 pub use keyfile::{run_keys, KeysArgs};

@@ -1,6 +1,8 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
 mod bench;
+mod demo;
+mod doc;
 mod tx;
 
 use std::path::PathBuf;
@@ -38,6 +40,16 @@ enum Command {
     /// Measure the node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Clerks' documents: register, offer, accept, grant, open, history.
+    Doc(doc::DocArgs),
+    /// Auditors: verify the chain, a document's history, proofs, fixity, reports.
+    Audit(custody_cli::AuditArgs),
+    /// Export a whole chain to one file, or import one into a new store.
+    Chain(custody_cli::ChainArgs),
+    /// The genesis ceremony: each department contributes its keys, one assembles, all check the hash.
+    Genesis(custody_cli::GenesisArgs),
+    /// Run four departments on this machine: a day of archive work, then an audit of it.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -223,6 +235,13 @@ fn run(cli: Cli) -> Result<(), String> {
             custody_cli::keyfile::run_keys(args).map_err(|error| error.to_string())
         }
         Command::Bench(command) => bench::run(command),
+        Command::Doc(args) => runtime()?
+            .block_on(doc::run(args))
+            .map_err(|error| error.to_string()),
+        Command::Audit(args) => custody_cli::run_audit(args).map_err(|error| error.to_string()),
+        Command::Chain(args) => custody_cli::run_chain(args).map_err(|error| error.to_string()),
+        Command::Genesis(args) => custody_cli::run_genesis(args).map_err(|error| error.to_string()),
+        Command::Demo(args) => demo::run(args).map_err(|error| error.to_string()),
     }
 }
 

@@ -42,6 +42,7 @@ pub fn router(shared: SharedRef) -> Router {
         .route("/v1/members/{key}", get(member))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
+        .merge(crate::api_documents::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub consensus: ConsensusConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub blobs: crate::blobs::BlobConfig,
 }
 
 /// Where the node keeps its files. Relative paths are relative to the home.
@@ -223,6 +225,7 @@ impl Default for NodeConfig {
             mempool: MempoolConfig::default(),
             consensus: ConsensusConfig::default(),
             sync: SyncConfig::default(),
+            blobs: crate::blobs::BlobConfig::default(),
         }
     }
 }
@@ -303,6 +306,21 @@ batch_blocks_max = 64
 timeout_ms = 10000
 # How often peers are asked for their height.
 status_interval_ms = 2000
+
+[blobs]
+# Encrypted documents (blobs) kept by this node under <data>/blobs.
+# Largest single blob, and most bytes all blobs together may use.
+blob_bytes_max = 4294967296
+total_bytes_max = 274877906944
+# Blobs are fetched from other nodes in ranges of this many bytes
+# (at most 8388608).
+fetch_range_bytes = 4194304
+# Passes over the peers a fetch makes before it gives up.
+fetch_rounds_max = 2
+# A clerk's signed read request must be stamped within this of our clock.
+read_request_skew_ms = 60000
+# A committed record-access allows downloads for this long (block time).
+access_window_ms = 600000
 "#;
 
 impl NodeConfig {
@@ -398,6 +416,7 @@ impl NodeConfig {
         )?;
         positive("sync.timeout_ms", self.sync.timeout_ms)?;
         positive("sync.status_interval_ms", self.sync.status_interval_ms)?;
+        self.blobs.check()?;
         for address in &self.network.listen {
             if address.parse::<libp2p::Multiaddr>().is_err() {
                 return Err(ConfigError::Invalid {

@@ -16,8 +16,11 @@
 //!   typed error, never trusted or unwrapped.
 
 pub mod api;
+pub mod api_documents;
 pub mod api_error;
 pub mod api_types;
+pub mod blob_fetch;
+pub mod blobs;
 pub mod client;
 pub mod config;
 pub mod driver;

@@ -119,6 +119,7 @@ pub async fn start(
     })
     .await
     .map_err(|error| error.to_string())?;
+    let _ = shared.blobs.network.set(handle.clone());
 
     let task = tokio::spawn({
         let shared = shared.clone();
@@ -188,14 +189,13 @@ fn on_event(
         } => {
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || {
-                let answer = match protocol {
-                    RequestProtocol::Sync => serve_sync(&shared, &bytes),
-                    RequestProtocol::Blob => SyncResponse::Refused(
-                        "blob fetch is not served by this node yet".to_string(),
-                    ),
+                let encoded = match protocol {
+                    RequestProtocol::Sync => {
+                        postcard::to_allocvec(&serve_sync(&shared, &bytes)).unwrap_or_default()
+                    }
+                    RequestProtocol::Blob => crate::blob_fetch::serve(&shared, &peer, &bytes),
                 };
-                tracing::trace!(%peer, "answered a sync request");
-                let encoded = postcard::to_allocvec(&answer).unwrap_or_default();
+                tracing::trace!(%peer, %protocol, "answered a request");
                 let _ = reply.send(encoded);
             });
         }

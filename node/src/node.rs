@@ -43,6 +43,8 @@ pub enum NodeError {
     Network(String),
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::BlobError),
 }
 
 /// Runs the node in `home` until `shutdown` fires or a fatal error occurs.
@@ -84,6 +86,8 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     // The mempool keeps an overlay on the store for the node's lifetime;
     // one handle (a few reference counts) is leaked for it, once.
     let mempool_store: &'static Store = Box::leak(Box::new(store.clone()));
+    let blobs =
+        crate::blobs::Blobs::open(&home.data_dir(&config).join("blobs"), config.blobs.clone())?;
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
     let (committed, _) = watch::channel(height.0);
     let shared: SharedRef = Arc::new(Shared {
@@ -102,6 +106,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         syncing: AtomicBool::new(false),
         sync_wanted: Notify::new(),
         outbound: outbound_sender,
+        blobs,
         config,
     });
 

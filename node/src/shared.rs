@@ -38,6 +38,8 @@ pub struct Shared {
     /// Woken when something suggests this node is behind its peers.
     pub sync_wanted: Notify,
     pub outbound: mpsc::Sender<Outbound>,
+    /// The blob store and blob fetch state (`blobs.rs`).
+    pub blobs: crate::blobs::Blobs,
 }
 
 impl Shared {

@@ -1,0 +1,898 @@
+//! The demo's story: four departments enrol clerks, register their
+//! archives, hand some over, refuse one, let each other read, correct one
+//! and check another's fixity.
+//!
+//! Every step runs the clerk's own command code (`custody doc …`, through
+//! [`crate::doc::run`] with its JSON result captured) against the clerk's
+//! own department node, exactly as a clerk at a terminal would. The two
+//! steps that have no clerk command yet, amendment and the recording of a
+//! fixity check, build their transaction here from the same parts.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use custody_cli::envelope::{self, DataKey, DepartmentPublicKey};
+use custody_ledger::records::Document;
+use custody_ledger::tx::{AmendReason, FixityResult, TxBody};
+use custody_ledger::types::{
+    Classification, DepartmentId, DocumentId, Fixity, Hash32, Role, WrappedKey,
+};
+use custody_node::api_types::SubmitResponse;
+use serde_json::Value;
+
+use super::samples::{self, Sample};
+use super::{say, section, DemoError};
+use crate::doc::node_api::NodeApi;
+use crate::doc::{self, CommonArgs, DocArgs, DocCommand, RegisterArgs};
+
+/// Longest wait for one transaction to commit.
+const COMMIT_WAIT_SECONDS: u64 = 60;
+/// Longest wait for a node to reach a height another node committed.
+const CATCH_UP_TIMEOUT_MS: u64 = 30_000;
+/// Retries of a step the node refused with "refresh and retry".
+const RETRIES_MAX: u32 = 5;
+const RETRY_PAUSE_MS: u64 = 200;
+/// The year the sample records are dated from.
+const SAMPLE_YEAR: u32 = 2026;
+
+/// A clerk the demo acts as.
+pub struct Clerk {
+    pub department: String,
+    pub name: String,
+    pub api_url: String,
+    pub key: PathBuf,
+    pub department_key: PathBuf,
+}
+
+impl Clerk {
+    fn common(&self) -> CommonArgs {
+        CommonArgs {
+            node: self.api_url.clone(),
+            key: Some(self.key.clone()),
+            department_key: Some(self.department_key.clone()),
+            passphrase_file: None,
+            wait_seconds: COMMIT_WAIT_SECONDS,
+            json: true,
+        }
+    }
+}
+
+/// What the audit afterwards looks at.
+#[derive(Default)]
+pub struct Outcome {
+    pub registered: usize,
+    /// A document handed over, and the transaction that accepted it.
+    pub transferred: Option<(String, String)>,
+    /// The amended document.
+    pub amended: Option<String>,
+    /// A copy opened before the amendment (now an old version).
+    pub old_copy: Option<(String, PathBuf)>,
+    /// The copy read for the fixity check (the current version).
+    pub checked_copy: Option<(String, PathBuf)>,
+    pub steps: usize,
+}
+
+pub struct Scenario {
+    pub clerks: Vec<Clerk>,
+    samples: Vec<Vec<Sample>>,
+    work_dir: PathBuf,
+    last_height: u64,
+    pub outcome: Outcome,
+}
+
+/// Who the demo's clerks are: (department, name, clearance).
+const CLERKS: [(&str, &str, Classification); 4] = [
+    ("civil-affairs", "Wang Fang", Classification::Confidential),
+    ("social-security", "Li Na", Classification::Confidential),
+    ("health", "Zhang Wei", Classification::Confidential),
+    ("public-security", "Chen Jie", Classification::Secret),
+];
+
+fn height_of(value: &Value) -> u64 {
+    value.get("height").and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn tx_of(value: &Value) -> String {
+    value
+        .get("tx_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn kilobytes(bytes: u64) -> String {
+    format!("{:.1} kB", bytes as f64 / 1000.0)
+}
+
+/// Runs one `custody doc …` command as `clerk` and returns its JSON result.
+async fn doc_command(clerk: &Clerk, command: DocCommand) -> Result<Value, doc::DocError> {
+    let args = DocArgs {
+        command,
+        common: clerk.common(),
+    };
+    doc::CAPTURED_OUTPUT
+        .scope(RefCell::new(None), async move {
+            doc::run(args).await?;
+            Ok(doc::CAPTURED_OUTPUT
+                .with(|slot| slot.borrow_mut().take())
+                .unwrap_or(Value::Null))
+        })
+        .await
+}
+
+/// Whether the node asked for a retry. Between committing a block and
+/// rebuilding its mempool, a node can still fold a just-committed event in
+/// as pending and refuse a transaction that names it; it answers "refresh
+/// and retry", and so the demo does.
+fn is_transient(error: &doc::DocError) -> bool {
+    matches!(
+        error,
+        doc::DocError::TransactionRefused { code, .. }
+            if code == "stale_previous_event" || code == "wrong_nonce"
+    )
+}
+
+/// Signs and submits a transaction on `document_id`, built from the
+/// document as the node has it now; refetches and retries when the node
+/// asks for it.
+async fn submit_on_document(
+    api: &NodeApi,
+    key: &ed25519_dalek::SigningKey,
+    document_id: &DocumentId,
+    step: &str,
+    build: impl Fn(&Document) -> TxBody,
+) -> Result<(Document, SubmitResponse), DemoError> {
+    let mut attempt = 0;
+    loop {
+        let document = api
+            .document(document_id)
+            .await
+            .map_err(step_error(step.to_string()))?;
+        match api
+            .submit_and_wait(
+                key,
+                build(&document),
+                Duration::from_secs(COMMIT_WAIT_SECONDS),
+            )
+            .await
+        {
+            Ok(answer) => return Ok((document, answer)),
+            Err(error) if is_transient(&error) && attempt < RETRIES_MAX => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+            }
+            Err(error) => return Err(step_error(step.to_string())(error)),
+        }
+    }
+}
+
+/// A copy of a document command, for a retry (the clap types do not
+/// derive `Clone`). Only the commands the scenario uses are copied.
+fn copy_command(command: &DocCommand) -> Option<DocCommand> {
+    Some(match command {
+        DocCommand::Register(args) => DocCommand::Register(RegisterArgs {
+            file: args.file.clone(),
+            title: args.title.clone(),
+            record_type: args.record_type.clone(),
+            classification: args.classification.clone(),
+            retention: args.retention.clone(),
+            mime: args.mime.clone(),
+            pronom: args.pronom.clone(),
+            id: args.id.clone(),
+            work_dir: args.work_dir.clone(),
+        }),
+        DocCommand::Offer {
+            document,
+            to,
+            until,
+        } => DocCommand::Offer {
+            document: document.clone(),
+            to: to.clone(),
+            until: until.clone(),
+        },
+        DocCommand::Accept { document } => DocCommand::Accept {
+            document: document.clone(),
+        },
+        DocCommand::Reject { document, reason } => DocCommand::Reject {
+            document: document.clone(),
+            reason: reason.clone(),
+        },
+        DocCommand::Grant {
+            document,
+            to,
+            until,
+        } => DocCommand::Grant {
+            document: document.clone(),
+            to: to.clone(),
+            until: until.clone(),
+        },
+        DocCommand::Open {
+            document,
+            output,
+            purpose,
+        } => DocCommand::Open {
+            document: document.clone(),
+            output: output.clone(),
+            purpose: purpose.clone(),
+        },
+        // Not used by the scenario: not retried.
+        _ => return None,
+    })
+}
+
+fn step_error(step: String) -> impl FnOnce(doc::DocError) -> DemoError {
+    move |source| DemoError::Step { step, source }
+}
+
+impl Scenario {
+    /// Writes the sample files (`per_department` each) and enrols nothing
+    /// yet: [`Scenario::run`] does it on chain.
+    pub fn prepare(
+        dir: &Path,
+        api_urls: &[(String, String)],
+        per_department: usize,
+    ) -> Result<Scenario, DemoError> {
+        let work_dir = dir.join("demo-work");
+        let mut clerks = Vec::new();
+        let mut all_samples = Vec::new();
+        for (department, name, _) in CLERKS {
+            let api_url = api_urls
+                .iter()
+                .find(|(d, _)| d == department)
+                .map(|(_, url)| url.clone())
+                .ok_or_else(|| DemoError::Setup(format!("no node for `{department}`")))?;
+            let home = dir.join(department);
+            clerks.push(Clerk {
+                department: department.to_string(),
+                name: name.to_string(),
+                api_url,
+                key: home
+                    .join("members")
+                    .join(format!("{}.key", name.to_lowercase().replace(' ', "-"))),
+                department_key: home
+                    .join("keys")
+                    .join(custody_node::home::ENCRYPTION_KEY_FILE),
+            });
+            all_samples.push(samples::generate(
+                &dir.join("samples").join(department),
+                department,
+                per_department,
+                SAMPLE_YEAR,
+            )?);
+        }
+        std::fs::create_dir_all(&work_dir).map_err(|source| DemoError::Io {
+            action: "create",
+            path: work_dir.clone(),
+            source,
+        })?;
+        Ok(Scenario {
+            clerks,
+            samples: all_samples,
+            work_dir,
+            last_height: 0,
+            outcome: Outcome::default(),
+        })
+    }
+
+    fn clerk(&self, department: usize) -> &Clerk {
+        &self.clerks[department]
+    }
+
+    fn sample(&self, department: usize, index: usize) -> &Sample {
+        &self.samples[department][index]
+    }
+
+    /// Waits until `clerk`'s node has every block the demo has seen
+    /// committed, so that a step never acts on a node that lags behind
+    /// the previous step.
+    async fn catch_up(&self, clerk: &Clerk) -> Result<(), DemoError> {
+        let api = NodeApi::new(&clerk.api_url).map_err(step_error("connect".into()))?;
+        let deadline = Instant::now() + Duration::from_millis(CATCH_UP_TIMEOUT_MS);
+        loop {
+            let status = api
+                .status()
+                .await
+                .map_err(step_error(format!("ask {}'s node", clerk.department)))?;
+            if status.height >= self.last_height {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DemoError::Setup(format!(
+                    "{}'s node is at height {}, still behind height {} after {} s",
+                    clerk.department,
+                    status.height,
+                    self.last_height,
+                    CATCH_UP_TIMEOUT_MS / 1000
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn run_doc(
+        &mut self,
+        department: usize,
+        command: DocCommand,
+        step: String,
+    ) -> Result<Value, DemoError> {
+        self.catch_up(self.clerk(department)).await?;
+        let mut attempt = 0;
+        let mut command = Some(command);
+        let value = loop {
+            let Some(this_try) = command.take() else {
+                return Err(DemoError::Setup(format!("step `{step}` cannot be retried")));
+            };
+            command = copy_command(&this_try);
+            match doc_command(self.clerk(department), this_try).await {
+                Ok(value) => break value,
+                Err(error)
+                    if is_transient(&error) && attempt < RETRIES_MAX && command.is_some() =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+                }
+                Err(error) => return Err(step_error(step)(error)),
+            }
+        };
+        self.last_height = self.last_height.max(height_of(&value));
+        self.outcome.steps += 1;
+        Ok(value)
+    }
+
+    /// The whole story. `short` keeps only the steps that show each kind of
+    /// event once or twice.
+    pub async fn run(&mut self, short: bool) -> Result<(), DemoError> {
+        self.enrol_clerks().await?;
+        self.register_all().await?;
+        self.refusals().await?;
+
+        section("Custody transfers between departments");
+        self.transfer(
+            0,
+            0,
+            3,
+            "the birth must be entered in the household register",
+        )
+        .await?;
+        self.transfer(2, 1, 1, "the patient claims a disability pension")
+            .await?;
+        self.offer_rejected(
+            1,
+            1,
+            2,
+            "contribution statements are kept by Social Security; not ours to archive",
+        )
+        .await?;
+        if !short {
+            for department in 0..4 {
+                if self.samples[department].len() > 2 {
+                    self.transfer(
+                        department,
+                        2,
+                        (department + 1) % 4,
+                        "case transferred to the competent department",
+                    )
+                    .await?;
+                }
+            }
+        }
+
+        section("Read access between departments");
+        self.grant_and_read(
+            3,
+            0,
+            0,
+            "residence check for marriage application 2026-0412",
+        )
+        .await?;
+        self.grant_and_read(1, 0, 2, "medical assessment for pension review 2026-118")
+            .await?;
+        self.custodian_read(0, 1, "certified copy requested by the couple")
+            .await?;
+        if !short {
+            for department in 0..4 {
+                // Only public security's clerk is cleared for its secret
+                // investigation files: grant the next record instead.
+                let index = if self.samples[department]
+                    .get(3)
+                    .is_some_and(|sample| sample.classification == "secret")
+                {
+                    4
+                } else {
+                    3
+                };
+                if self.samples[department].len() > index {
+                    self.grant_and_read(
+                        department,
+                        index,
+                        (department + 3) % 4,
+                        "statistics for the annual report",
+                    )
+                    .await?;
+                }
+            }
+        }
+
+        section("Correcting a record");
+        self.amend(0, 1).await?;
+
+        section("Fixity check");
+        self.fixity_check(2, 0).await?;
+        Ok(())
+    }
+
+    async fn enrol_clerks(&mut self) -> Result<(), DemoError> {
+        section("Each department's administrator enrols a named clerk");
+        for (index, (department, name, clearance)) in CLERKS.iter().enumerate() {
+            let clerk = self.clerk(index);
+            let home = clerk.key.parent().map(Path::to_owned).unwrap_or_default();
+            let secret = custody_node::home::generate_key_file(&clerk.key).map_err(|error| {
+                DemoError::Setup(format!("cannot write {}: {error}", clerk.key.display()))
+            })?;
+            let public = custody_ledger::encoding::public_key_of(
+                &ed25519_dalek::SigningKey::from_bytes(&secret),
+            );
+            let admin_key_path = home.join("admin.key");
+            let admin_secret =
+                custody_node::home::read_key_file(&admin_key_path).map_err(|error| {
+                    DemoError::Setup(format!("cannot read {}: {error}", admin_key_path.display()))
+                })?;
+            let admin = ed25519_dalek::SigningKey::from_bytes(&admin_secret);
+            let body = TxBody::EnrollMember {
+                member: public,
+                department: DepartmentId::new(department.to_string())
+                    .map_err(|error| DemoError::Setup(error.to_string()))?,
+                name: name.to_string(),
+                roles: vec![Role::Clerk],
+                clearance: *clearance,
+            };
+            let step = format!("enrol {name} at {department}");
+            self.catch_up(self.clerk(index)).await?;
+            let api = NodeApi::new(&self.clerk(index).api_url).map_err(step_error(step.clone()))?;
+            let answer = api
+                .submit_and_wait(&admin, body, Duration::from_secs(COMMIT_WAIT_SECONDS))
+                .await
+                .map_err(step_error(step))?;
+            let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
+            self.last_height = self.last_height.max(height);
+            self.outcome.steps += 1;
+            say(
+                department,
+                "administrator",
+                &format!(
+                    "enrols {name} as a clerk with clearance `{}` (height {height})",
+                    classification_name(*clearance)
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    async fn register_all(&mut self) -> Result<(), DemoError> {
+        let total: usize = self.samples.iter().map(Vec::len).sum();
+        section(&format!(
+            "Clerks encrypt and register {total} archives (only ciphertext reaches the nodes)"
+        ));
+        let per_department = self.samples.iter().map(Vec::len).max().unwrap_or(0);
+        for index in 0..per_department {
+            for department in 0..self.clerks.len() {
+                if index >= self.samples[department].len() {
+                    continue;
+                }
+                let sample = self.sample(department, index);
+                let command = DocCommand::Register(RegisterArgs {
+                    file: sample.path.clone(),
+                    title: sample.title.clone(),
+                    record_type: sample.record_type.clone(),
+                    classification: sample.classification.clone(),
+                    retention: sample.retention.clone(),
+                    mime: sample.mime.clone(),
+                    pronom: Some(sample.pronom.clone()),
+                    id: Some(sample.id.clone()),
+                    work_dir: Some(self.work_dir.clone()),
+                });
+                let step = format!("register {}", sample.id);
+                let line = format!(
+                    "registers \"{}\" ({} {}, {}, {})",
+                    sample.title,
+                    sample.classification,
+                    sample.record_type,
+                    sample.mime,
+                    kilobytes(sample.size_bytes)
+                );
+                let value = self.run_doc(department, command, step).await?;
+                let clerk = self.clerk(department);
+                say(
+                    &clerk.department,
+                    &clerk.name,
+                    &format!(
+                        "{line}: {} at height {}",
+                        self.sample(department, index).id,
+                        height_of(&value)
+                    ),
+                );
+                self.outcome.registered += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Two things the rules refuse, so that the demo shows the door shut.
+    async fn refusals(&mut self) -> Result<(), DemoError> {
+        section("What the rules refuse");
+        // A clerk cleared for `confidential` tries to register a secret file.
+        let sample = self.sample(0, 0);
+        let command = DocCommand::Register(RegisterArgs {
+            file: sample.path.clone(),
+            title: "Adoption file, sealed".to_string(),
+            record_type: "adoption-file".to_string(),
+            classification: "secret".to_string(),
+            retention: "permanent".to_string(),
+            mime: sample.mime.clone(),
+            pronom: Some(sample.pronom.clone()),
+            id: Some(format!("civil-affairs-{SAMPLE_YEAR}-sealed")),
+            work_dir: Some(self.work_dir.clone()),
+        });
+        self.catch_up(self.clerk(0)).await?;
+        let clerk = self.clerk(0);
+        match doc_command(clerk, command).await {
+            Err(error) => say(
+                &clerk.department,
+                &clerk.name,
+                &format!(
+                    "tries to register a `secret` adoption file: refused by the node: {error}"
+                ),
+            ),
+            Ok(_) => {
+                return Err(DemoError::Setup(
+                    "a clerk cleared for `confidential` registered a secret file".to_string(),
+                ))
+            }
+        }
+        // A department with no grant tries to open someone else's record.
+        let sample = self.sample(0, 1);
+        let output = self.work_dir.join("should-not-exist");
+        let command = DocCommand::Open {
+            document: sample.id.clone(),
+            output: output.clone(),
+            purpose: "curiosity".to_string(),
+        };
+        let title = sample.title.clone();
+        let clerk = self.clerk(1);
+        match doc_command(clerk, command).await {
+            Err(error) => say(
+                &clerk.department,
+                &clerk.name,
+                &format!(
+                    "tries to open \"{title}\" without a grant: refused, nothing recorded: {error}"
+                ),
+            ),
+            Ok(_) => {
+                return Err(DemoError::Setup(
+                    "a department without a grant opened a document".to_string(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    async fn offer(&mut self, from: usize, index: usize, to: usize) -> Result<(), DemoError> {
+        let sample = self.sample(from, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let to_department = self.clerk(to).department.clone();
+        let command = DocCommand::Offer {
+            document: id.clone(),
+            to: to_department.clone(),
+            until: None,
+        };
+        let value = self
+            .run_doc(from, command, format!("offer {id} to {to_department}"))
+            .await?;
+        let clerk = self.clerk(from);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "offers \"{title}\" to {to_department}, its data key wrapped to their key (height {})",
+                height_of(&value)
+            ),
+        );
+        Ok(())
+    }
+
+    async fn transfer(
+        &mut self,
+        from: usize,
+        index: usize,
+        to: usize,
+        why: &str,
+    ) -> Result<(), DemoError> {
+        self.offer(from, index, to).await?;
+        let sample = self.sample(from, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let value = self
+            .run_doc(
+                to,
+                DocCommand::Accept {
+                    document: id.clone(),
+                },
+                format!("accept {id}"),
+            )
+            .await?;
+        let clerk = self.clerk(to);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "fetches \"{title}\" from {}'s node, decrypts it, checks its fixity and accepts custody ({why}; height {})",
+                self.clerk(from).department,
+                height_of(&value)
+            ),
+        );
+        if self.outcome.transferred.is_none() {
+            self.outcome.transferred = Some((id, tx_of(&value)));
+        }
+        Ok(())
+    }
+
+    async fn offer_rejected(
+        &mut self,
+        from: usize,
+        index: usize,
+        to: usize,
+        reason: &str,
+    ) -> Result<(), DemoError> {
+        self.offer(from, index, to).await?;
+        let sample = self.sample(from, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let value = self
+            .run_doc(
+                to,
+                DocCommand::Reject {
+                    document: id.clone(),
+                    reason: reason.to_string(),
+                },
+                format!("reject {id}"),
+            )
+            .await?;
+        let clerk = self.clerk(to);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "rejects \"{title}\": \"{reason}\" (height {}); it stays with {}",
+                height_of(&value),
+                self.clerk(from).department
+            ),
+        );
+        Ok(())
+    }
+
+    async fn open(
+        &mut self,
+        reader: usize,
+        id: &str,
+        purpose: &str,
+    ) -> Result<(PathBuf, Value), DemoError> {
+        let output = self
+            .work_dir
+            .join(format!("{}-read-{}", self.clerk(reader).department, id));
+        let value = self
+            .run_doc(
+                reader,
+                DocCommand::Open {
+                    document: id.to_string(),
+                    output: output.clone(),
+                    purpose: purpose.to_string(),
+                },
+                format!("open {id}"),
+            )
+            .await?;
+        Ok((output, value))
+    }
+
+    async fn grant_and_read(
+        &mut self,
+        custodian: usize,
+        index: usize,
+        grantee: usize,
+        purpose: &str,
+    ) -> Result<(), DemoError> {
+        let sample = self.sample(custodian, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let grantee_department = self.clerk(grantee).department.clone();
+        let value = self
+            .run_doc(
+                custodian,
+                DocCommand::Grant {
+                    document: id.clone(),
+                    to: grantee_department.clone(),
+                    until: "+30d".to_string(),
+                },
+                format!("grant {id} to {grantee_department}"),
+            )
+            .await?;
+        let clerk = self.clerk(custodian);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "grants {grantee_department} read access to \"{title}\" for 30 days (height {})",
+                height_of(&value)
+            ),
+        );
+        let (_, value) = self.open(grantee, &id, purpose).await?;
+        let clerk = self.clerk(grantee);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "opens \"{title}\" for \"{purpose}\": the read is recorded first (height {}), then the file is downloaded, decrypted and its fixity checked",
+                height_of(&value)
+            ),
+        );
+        Ok(())
+    }
+
+    async fn custodian_read(
+        &mut self,
+        custodian: usize,
+        index: usize,
+        purpose: &str,
+    ) -> Result<(), DemoError> {
+        let sample = self.sample(custodian, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let (output, value) = self.open(custodian, &id, purpose).await?;
+        let clerk = self.clerk(custodian);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "opens \"{title}\" for \"{purpose}\" (read recorded at height {})",
+                height_of(&value)
+            ),
+        );
+        self.outcome.old_copy = Some((id, output));
+        Ok(())
+    }
+
+    /// A new version with a misspelt name corrected: encrypted, uploaded
+    /// and recorded as an amendment linking to the old version.
+    async fn amend(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
+        let sample = self.sample(custodian, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let note = "the date of the ceremony was entered as 12 March instead of 21 March";
+        let corrected = samples::corrected(sample, note)?;
+        let step = format!("amend {id}");
+        self.catch_up(self.clerk(custodian)).await?;
+        let clerk = self.clerk(custodian);
+        let (department, name) = (clerk.department.clone(), clerk.name.clone());
+        let common = clerk.common();
+        let api = NodeApi::new(&clerk.api_url).map_err(step_error(step.clone()))?;
+        let key = doc::util::member_key(&common).map_err(step_error(step.clone()))?;
+        let document_id =
+            DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
+        let document = api
+            .document(&document_id)
+            .await
+            .map_err(step_error(step.clone()))?;
+        let own_key = api
+            .department(&document.custodian)
+            .await
+            .map_err(step_error(step.clone()))?
+            .keys
+            .encryption_key;
+
+        let data_key = DataKey::generate().map_err(|error| DemoError::Setup(error.to_string()))?;
+        let envelope_path = self.work_dir.join(format!("{id}.v2.envelope"));
+        let io_error = |action: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| DemoError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let input = std::fs::File::open(&corrected).map_err(io_error("open", &corrected))?;
+        let output =
+            std::fs::File::create(&envelope_path).map_err(io_error("create", &envelope_path))?;
+        let mut writer = std::io::BufWriter::new(output);
+        let summary = envelope::encrypt(std::io::BufReader::new(input), &mut writer, &data_key)
+            .map_err(|error| DemoError::Setup(format!("cannot encrypt {id}: {error}")))?;
+        std::io::Write::flush(&mut writer).map_err(io_error("write", &envelope_path))?;
+        drop(writer);
+        api.upload(
+            &envelope_path,
+            &summary.ciphertext.sha256,
+            summary.ciphertext.size_bytes,
+            indicatif::ProgressBar::hidden(),
+        )
+        .await
+        .map_err(step_error(step.clone()))?;
+        let _ = std::fs::remove_file(&envelope_path);
+        let wrapped = envelope::wrap(&data_key, &DepartmentPublicKey(own_key.0))
+            .map_err(|error| DemoError::Setup(format!("cannot wrap the data key: {error}")))?;
+        let (document, answer) =
+            submit_on_document(&api, &key, &document_id, &step, |document| TxBody::Amend {
+                document: document.id.clone(),
+                previous_event: document.latest_event,
+                reason: AmendReason::Correction,
+                note: note.to_string(),
+                format: document.format.clone(),
+                plaintext: Fixity {
+                    sha256: Hash32(summary.plaintext.sha256),
+                    size_bytes: summary.plaintext.size_bytes,
+                },
+                ciphertext: Fixity {
+                    sha256: Hash32(summary.ciphertext.sha256),
+                    size_bytes: summary.ciphertext.size_bytes,
+                },
+                wrapped_key: WrappedKey(wrapped.to_bytes().to_vec()),
+            })
+            .await?;
+        let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
+        self.last_height = self.last_height.max(height);
+        self.outcome.steps += 1;
+        say(
+            &department,
+            &name,
+            &format!(
+                "corrects \"{title}\": version {} ({}) is encrypted, uploaded and recorded as an amendment of version {} (height {height})",
+                document.version + 1,
+                kilobytes(summary.plaintext.size_bytes),
+                document.version
+            ),
+        );
+        self.outcome.amended = Some(id);
+        Ok(())
+    }
+
+    /// Reads the document back, checks both fingerprints against the chain
+    /// (the clerk's `open` refuses a mismatch) and records the result.
+    async fn fixity_check(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
+        let sample = self.sample(custodian, index);
+        let (id, title) = (sample.id.clone(), sample.title.clone());
+        let (output, _) = self.open(custodian, &id, "periodic fixity check").await?;
+        let step = format!("record the fixity check of {id}");
+        self.catch_up(self.clerk(custodian)).await?;
+        let clerk = self.clerk(custodian);
+        let (department, name) = (clerk.department.clone(), clerk.name.clone());
+        let api = NodeApi::new(&clerk.api_url).map_err(step_error(step.clone()))?;
+        let key = doc::util::member_key(&clerk.common()).map_err(step_error(step.clone()))?;
+        let document_id =
+            DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
+        let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {
+            TxBody::RecordFixityCheck {
+                document: document.id.clone(),
+                previous_event: document.latest_event,
+                ciphertext_sha256: document.ciphertext.sha256,
+                result: FixityResult::Intact,
+                note: "ciphertext and plaintext SHA-256 match the chain".to_string(),
+            }
+        })
+        .await?;
+        let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
+        self.last_height = self.last_height.max(height);
+        self.outcome.steps += 1;
+        say(
+            &department,
+            &name,
+            &format!(
+                "reads \"{title}\" back from the node: ciphertext and plaintext SHA-256 match the chain ({}); records the check as intact (height {height})",
+                document.plaintext.sha256
+            ),
+        );
+        self.outcome.checked_copy = Some((id, output));
+        Ok(())
+    }
+}
+
+fn classification_name(classification: Classification) -> &'static str {
+    match classification {
+        Classification::Public => "public",
+        Classification::Internal => "internal",
+        Classification::Confidential => "confidential",
+        Classification::Secret => "secret",
+    }
+}

@@ -1,0 +1,236 @@
+//! `custody doc …`: the clerk's document workflow.
+//!
+//! Every command talks to the clerk's own department node over its HTTP
+//! API. Plaintext and data keys exist only in this process: a document is
+//! encrypted here (envelope module of `custody_cli`), the node stores and
+//! moves only ciphertext, and data keys travel on chain only wrapped to a
+//! department's X25519 key.
+
+pub(crate) mod node_api;
+mod ops;
+pub(crate) mod util;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+pub use ops::run;
+
+tokio::task_local! {
+    /// When set, a command hands its JSON result here instead of printing
+    /// it. `custody demo` runs the clerk's own commands this way and tells
+    /// their outcome in its own words.
+    pub static CAPTURED_OUTPUT: std::cell::RefCell<Option<serde_json::Value>>;
+}
+
+/// `custody doc …`
+#[derive(Args)]
+pub struct DocArgs {
+    #[command(subcommand)]
+    pub command: DocCommand,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// What every document command may need.
+#[derive(Args, Clone)]
+pub struct CommonArgs {
+    /// Your department node's HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_NODE",
+        default_value = "http://127.0.0.1:26680"
+    )]
+    pub node: String,
+    /// Your member key file (signs transactions and read requests).
+    #[arg(long, global = true, env = "CUSTODY_MEMBER_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Your department's encryption key file (unwraps data keys).
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_DEPARTMENT_KEY",
+        value_name = "FILE"
+    )]
+    pub department_key: Option<PathBuf>,
+    /// Passphrase for passphrase-protected key files, read from this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Longest wait for a transaction to commit, in seconds.
+    #[arg(long, global = true, default_value_t = 60)]
+    pub wait_seconds: u64,
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum DocCommand {
+    /// Encrypt FILE, upload it to your node and register it on chain.
+    Register(RegisterArgs),
+    /// Offer a document you hold to another department (wraps its key to them).
+    Offer {
+        /// The document id.
+        document: String,
+        /// The receiving department's id.
+        #[arg(long)]
+        to: String,
+        /// When the offer lapses: YYYY-MM-DD, an RFC 3339 UTC time, +N{s,m,h,d} or ms since the epoch (default: the chain's offer expiry).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Fetch an offered document, check its fixity, and accept custody.
+    Accept { document: String },
+    /// Refuse an offered document.
+    Reject {
+        document: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw your department's pending offer.
+    Cancel { document: String },
+    /// Let another department read a document you hold, until a date.
+    Grant {
+        document: String,
+        /// The department to grant read access to.
+        #[arg(long)]
+        to: String,
+        /// When the grant ends: YYYY-MM-DD, an RFC 3339 UTC time, +N{s,m,h,d} or ms since the epoch.
+        #[arg(long, default_value = "+30d")]
+        until: String,
+    },
+    /// Withdraw a department's read grant.
+    Revoke {
+        document: String,
+        /// The department whose grant ends.
+        #[arg(long)]
+        from: String,
+    },
+    /// Record a read on chain, then download, decrypt and check the document.
+    Open {
+        document: String,
+        /// Where to write the document (written only if its fixity matches).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Why you read it; recorded on chain.
+        #[arg(long)]
+        purpose: String,
+    },
+    /// Show a document's record.
+    Show { document: String },
+    /// List a document's events in order (paged).
+    History {
+        document: String,
+        /// Events per page (the node caps it).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue from this cursor (printed after a page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow the cursors to the last event (one page in memory at a time).
+        #[arg(long)]
+        all: bool,
+    },
+    /// List documents, optionally filtered (paged).
+    List {
+        /// Only documents held by this department.
+        #[arg(long)]
+        custodian: Option<String>,
+        /// Only documents in this status: active, in-transfer, disposed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only documents of this classification.
+        #[arg(long)]
+        classification: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// The file to register.
+    pub file: PathBuf,
+    /// Title of the record.
+    #[arg(long)]
+    pub title: String,
+    /// Record type, e.g. `birth-certificate`.
+    #[arg(long)]
+    pub record_type: String,
+    /// public, internal, confidential or secret.
+    #[arg(long, default_value = "internal")]
+    pub classification: String,
+    /// Retention: a number of years, or `permanent`.
+    #[arg(long, default_value = "permanent")]
+    pub retention: String,
+    /// MIME type of the file.
+    #[arg(long = "format", default_value = "application/octet-stream")]
+    pub mime: String,
+    /// PRONOM format id, e.g. fmt/276.
+    #[arg(long)]
+    pub pronom: Option<String>,
+    /// Document id (default: `<department>-<random>`).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Directory for the temporary envelope (default: the system's).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Why a document command failed; each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("{0}")]
+    Node(String),
+    #[error("the node refused ({code}): {message}")]
+    Refused { code: String, message: String },
+    #[error("the node refused the {kind} transaction ({code}): {message}")]
+    TransactionRefused {
+        kind: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("the {kind} transaction {tx} was not committed within {seconds} s; check it later with `custody tx` or the node's /v1/transactions/{tx}")]
+    NotCommitted {
+        kind: &'static str,
+        tx: String,
+        seconds: u64,
+    },
+    #[error("this command needs {what}: pass {flag} FILE (or set {env})")]
+    MissingKey {
+        what: &'static str,
+        flag: &'static str,
+        env: &'static str,
+    },
+    #[error("key file {path}: {message}", path = path.display())]
+    KeyFile { path: PathBuf, message: String },
+    #[error("member key {0} is not enrolled on this chain")]
+    NotEnrolled(String),
+    #[error("department `{0}` does not exist on this chain")]
+    UnknownDepartment(String),
+    #[error("document `{0}` is not registered on this chain")]
+    UnknownDocument(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("document `{document}`: {message}")]
+    Document { document: String, message: String },
+    #[error("cannot {action} {path}: {source}", path = path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("document `{document}`: {source}")]
+    Envelope {
+        document: String,
+        #[source]
+        source: Box<custody_cli::envelope::EnvelopeError>,
+    },
+    #[error("could not print the result: {0}")]
+    Output(String),
+}

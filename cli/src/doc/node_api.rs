@@ -1,0 +1,374 @@
+//! The node's HTTP API as the clerk's commands use it: JSON reads, signed
+//! transactions waited on until committed, streaming blob upload and the
+//! signed ciphertext download.
+
+use std::path::Path;
+use std::time::Duration;
+
+use custody_ledger::records::{Department, Document, DocumentEvent, Member};
+use custody_ledger::tx::{SignedTransaction, TxBody};
+use custody_ledger::types::{DepartmentId, DocumentId, Nonce};
+use custody_node::api_documents::{BlobStatus, SignedReadRequest};
+use custody_node::api_types::{Page, StatusResponse, SubmitResponse};
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncReadExt;
+
+use super::DocError;
+
+/// Bytes read from the envelope per upload chunk.
+const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
+/// Response chunks queued between the socket and the decrypting thread.
+pub const DOWNLOAD_CHUNKS_QUEUED_MAX: usize = 8;
+/// Connecting to the node must not take longer than this.
+const CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// Short requests (reads, submits without waiting) time out after this.
+const REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+pub struct NodeApi {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn percent_encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl NodeApi {
+    pub fn new(base: &str) -> Result<NodeApi, DocError> {
+        // No overall timeout: uploads and downloads of large documents take
+        // as long as they take; short calls set their own.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .build()
+            .map_err(|error| DocError::Node(format!("cannot build an HTTP client: {error}")))?;
+        Ok(NodeApi {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn answer(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, DocError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Err(DocError::Refused {
+            code: value["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_string(),
+            message: value["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    format!("{status} from {url}: {}", String::from_utf8_lossy(&bytes))
+                }),
+        })
+    }
+
+    fn unreachable(&self, url: &str, error: reqwest::Error) -> DocError {
+        DocError::Node(format!("cannot reach the node at {url}: {error}"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, DocError> {
+        let url = self.url(path);
+        let response = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&url, error))?;
+        let response = self.answer(&url, response).await?;
+        response.json().await.map_err(|error| {
+            DocError::Node(format!(
+                "the node's answer from {url} could not be read: {error}"
+            ))
+        })
+    }
+
+    pub async fn status(&self) -> Result<StatusResponse, DocError> {
+        self.get("/v1/status").await
+    }
+
+    pub async fn member(
+        &self,
+        key: &custody_ledger::types::PublicKey,
+    ) -> Result<(Member, u64), DocError> {
+        let value: serde_json::Value =
+            self.get(&format!("/v1/members/{key}"))
+                .await
+                .map_err(|error| match error {
+                    DocError::Refused { code, .. } if code == "not_found" => {
+                        DocError::NotEnrolled(key.to_hex())
+                    }
+                    other => other,
+                })?;
+        let nonce = value["nonce"].as_u64().unwrap_or(0);
+        let member: Member = serde_json::from_value(value).map_err(|error| {
+            DocError::Node(format!(
+                "the node's member record could not be read: {error}"
+            ))
+        })?;
+        Ok((member, nonce))
+    }
+
+    pub async fn department(&self, id: &DepartmentId) -> Result<Department, DocError> {
+        self.get(&format!("/v1/departments/{id}"))
+            .await
+            .map_err(|error| match error {
+                DocError::Refused { code, .. } if code == "not_found" => {
+                    DocError::UnknownDepartment(id.to_string())
+                }
+                other => other,
+            })
+    }
+
+    pub async fn document(&self, id: &DocumentId) -> Result<Document, DocError> {
+        self.get(&format!("/v1/documents/{id}"))
+            .await
+            .map_err(|error| match error {
+                DocError::Refused { code, .. } if code == "not_found" => {
+                    DocError::UnknownDocument(id.to_string())
+                }
+                other => other,
+            })
+    }
+
+    pub async fn history(
+        &self,
+        id: &DocumentId,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<DocumentEvent>, DocError> {
+        let mut path = format!("/v1/documents/{id}/history?");
+        if let Some(cursor) = cursor {
+            path.push_str(&format!("cursor={}&", percent_encode_query(cursor)));
+        }
+        if let Some(limit) = limit {
+            path.push_str(&format!("limit={limit}"));
+        }
+        self.get(&path).await
+    }
+
+    pub async fn list(
+        &self,
+        filters: &[(&str, Option<String>)],
+    ) -> Result<Page<Document>, DocError> {
+        let mut path = "/v1/documents?".to_string();
+        for (name, value) in filters {
+            if let Some(value) = value {
+                path.push_str(&format!("{name}={}&", percent_encode_query(value)));
+            }
+        }
+        self.get(&path).await
+    }
+
+    /// Signs `body` as `key` with the next nonce and waits until it is
+    /// committed (or `wait` runs out).
+    pub async fn submit_and_wait(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        body: TxBody,
+        wait: Duration,
+    ) -> Result<SubmitResponse, DocError> {
+        let status = self.status().await?;
+        let public = custody_ledger::encoding::public_key_of(key);
+        let (_, nonce) = self.member(&public).await?;
+        let kind = body.kind();
+        let tx = SignedTransaction::sign(body, key, Nonce(nonce + 1), &status.chain_id);
+        let url = self.url(&format!(
+            "/v1/transactions?wait=true&timeout_ms={}",
+            wait.as_millis()
+        ));
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .body(tx.to_bytes())
+            .timeout(wait + Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&url, error))?;
+        let response = self
+            .answer(&url, response)
+            .await
+            .map_err(|error| match error {
+                DocError::Refused { code, message } => DocError::TransactionRefused {
+                    kind,
+                    code,
+                    message,
+                },
+                other => other,
+            })?;
+        let answer: SubmitResponse = response.json().await.map_err(|error| {
+            DocError::Node(format!("the node's answer could not be read: {error}"))
+        })?;
+        if answer.inclusion.is_none() {
+            return Err(DocError::NotCommitted {
+                kind,
+                tx: answer.tx_id.to_hex(),
+                seconds: wait.as_secs(),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Streams the envelope at `path` to the node's blob store.
+    pub async fn upload(
+        &self,
+        path: &Path,
+        sha256: &[u8; 32],
+        size_bytes: u64,
+        bar: ProgressBar,
+    ) -> Result<BlobStatus, DocError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| DocError::Io {
+                action: "open",
+                path: path.to_owned(),
+                source,
+            })?;
+        let stream = futures::stream::unfold((file, bar), |(mut file, bar)| async move {
+            let mut buffer = vec![0u8; UPLOAD_CHUNK_BYTES];
+            match file.read(&mut buffer).await {
+                Ok(0) => {
+                    bar.finish_and_clear();
+                    None
+                }
+                Ok(read) => {
+                    buffer.truncate(read);
+                    bar.inc(read as u64);
+                    Some((Ok::<Vec<u8>, std::io::Error>(buffer), (file, bar)))
+                }
+                Err(error) => Some((Err(error), (file, bar))),
+            }
+        });
+        let url = self.url(&format!(
+            "/v1/blobs/{}?size_bytes={size_bytes}",
+            hex::encode(sha256)
+        ));
+        let response = self
+            .http
+            .put(&url)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size_bytes.to_string())
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&url, error))?;
+        let response = self.answer(&url, response).await?;
+        response.json().await.map_err(|error| {
+            DocError::Node(format!("the node's answer could not be read: {error}"))
+        })
+    }
+
+    /// Asks the node to fetch the document's blob from other nodes.
+    pub async fn fetch(&self, document: &DocumentId) -> Result<BlobStatus, DocError> {
+        let url = self.url(&format!(
+            "/v1/blobs/fetch?document={}",
+            percent_encode_query(document.as_str())
+        ));
+        let response = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&url, error))?;
+        let response = self.answer(&url, response).await?;
+        response.json().await.map_err(|error| {
+            DocError::Node(format!("the node's answer could not be read: {error}"))
+        })
+    }
+
+    /// Sends a signed read request and passes the ciphertext, chunk by
+    /// chunk, into `sink` (a bounded queue to the decrypting thread).
+    pub async fn download(
+        &self,
+        request: &SignedReadRequest,
+        sink: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+        bar: ProgressBar,
+    ) -> Result<(), DocError> {
+        let url = self.url("/v1/reads");
+        let response = self
+            .http
+            .post(&url)
+            .json(request)
+            .send()
+            .await
+            .map_err(|error| self.unreachable(&url, error))?;
+        let response = self.answer(&url, response).await?;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map(|bytes| bytes.to_vec()).map_err(|error| {
+                std::io::Error::other(format!("the download was interrupted: {error}"))
+            });
+            let failed = item.is_err();
+            if let Ok(bytes) = &item {
+                bar.inc(bytes.len() as u64);
+            }
+            if sink.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+}
+
+/// A `Read` over chunks arriving on a bounded queue, for the decrypting
+/// thread.
+pub struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl ChannelReader {
+    pub fn new(receiver: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>) -> ChannelReader {
+        ChannelReader {
+            receiver,
+            current: Vec::new(),
+            position: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.position == self.current.len() {
+            match self.receiver.blocking_recv() {
+                None => return Ok(0),
+                Some(Err(error)) => return Err(error),
+                Some(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.position = 0;
+                }
+            }
+        }
+        let count = buffer.len().min(self.current.len() - self.position);
+        buffer[..count].copy_from_slice(&self.current[self.position..self.position + count]);
+        self.position += count;
+        Ok(count)
+    }
+}

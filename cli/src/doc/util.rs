@@ -1,0 +1,336 @@
+//! Small helpers of the document commands: key files, times, progress bars,
+//! temporary files.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use custody_cli::envelope::DepartmentSecretKey;
+use custody_cli::keyfile::{KeyFile, Passphrase};
+use custody_ledger::types::{Classification, Retention};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{CommonArgs, DocError};
+
+fn passphrase(common: &CommonArgs) -> Result<Option<Passphrase>, DocError> {
+    match &common.passphrase_file {
+        None => Ok(None),
+        Some(path) => Passphrase::from_file(path)
+            .map(Some)
+            .map_err(|error| DocError::KeyFile {
+                path: path.clone(),
+                message: error.to_string(),
+            }),
+    }
+}
+
+/// Whether a key file is a JSON key file (`custody keys new`) rather than a
+/// node-home key file (64 hex digits).
+fn is_json_key_file(path: &Path) -> Result<bool, DocError> {
+    let mut first = [0u8; 64];
+    let read = File::open(path)
+        .and_then(|mut file| file.read(&mut first))
+        .map_err(|error| DocError::KeyFile {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+    Ok(first[..read]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{'))
+}
+
+/// The member signing key named by `--key`.
+pub fn member_key(common: &CommonArgs) -> Result<ed25519_dalek::SigningKey, DocError> {
+    let path = common.key.as_ref().ok_or(DocError::MissingKey {
+        what: "your member key",
+        flag: "--key",
+        env: "CUSTODY_MEMBER_KEY",
+    })?;
+    let failed = |message: String| DocError::KeyFile {
+        path: path.clone(),
+        message,
+    };
+    if is_json_key_file(path)? {
+        let file = KeyFile::read(path).map_err(|error| failed(error.to_string()))?;
+        file.open_member(passphrase(common)?.as_ref())
+            .map_err(|error| failed(error.to_string()))
+    } else {
+        let secret =
+            custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
+        Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
+    }
+}
+
+/// The department encryption key named by `--department-key`.
+pub fn department_key(common: &CommonArgs) -> Result<DepartmentSecretKey, DocError> {
+    let path = common.department_key.as_ref().ok_or(DocError::MissingKey {
+        what: "your department's encryption key",
+        flag: "--department-key",
+        env: "CUSTODY_DEPARTMENT_KEY",
+    })?;
+    let failed = |message: String| DocError::KeyFile {
+        path: path.clone(),
+        message,
+    };
+    if is_json_key_file(path)? {
+        let file = KeyFile::read(path).map_err(|error| failed(error.to_string()))?;
+        file.open_department(passphrase(common)?.as_ref())
+            .map_err(|error| failed(error.to_string()))
+    } else {
+        let secret =
+            custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
+        Ok(DepartmentSecretKey::from_bytes(secret))
+    }
+}
+
+pub fn parse_classification(text: &str) -> Result<Classification, DocError> {
+    match text {
+        "public" => Ok(Classification::Public),
+        "internal" => Ok(Classification::Internal),
+        "confidential" => Ok(Classification::Confidential),
+        "secret" => Ok(Classification::Secret),
+        other => Err(DocError::Usage(format!(
+            "`{other}` is not a classification (public, internal, confidential or secret)"
+        ))),
+    }
+}
+
+pub fn parse_retention(text: &str) -> Result<Retention, DocError> {
+    if text == "permanent" {
+        return Ok(Retention::Permanent);
+    }
+    let years = text.trim_end_matches('y');
+    years
+        .parse::<u16>()
+        .ok()
+        .filter(|years| *years > 0)
+        .map(Retention::Years)
+        .ok_or_else(|| {
+            DocError::Usage(format!(
+                "`{text}` is not a retention (a number of years such as 10, or `permanent`)"
+            ))
+        })
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = if year >= 0 { year } else { year - 399 } / 400;
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`, `+N{s,m,h,d}` (from now) or
+/// milliseconds since the epoch, into milliseconds since the epoch.
+pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, DocError> {
+    let bad = || {
+        DocError::Usage(format!(
+            "`{text}` is not a time: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC), +N followed by s, m, h or d, or milliseconds since 1970"
+        ))
+    };
+    if let Some(relative) = text.strip_prefix('+') {
+        let (number, unit) = relative.split_at(relative.len().saturating_sub(1));
+        let count: u64 = number.parse().map_err(|_| bad())?;
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        return Ok(now_ms.saturating_add(count.saturating_mul(unit_ms)));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| bad());
+    }
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (text, None),
+    };
+    let parts: Vec<&str> = date.split('-').collect();
+    let [year, month, day] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let year: i64 = year.parse().map_err(|_| bad())?;
+    let month: u32 = month.parse().map_err(|_| bad())?;
+    let day: u32 = day.parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
+        return Err(bad());
+    }
+    let mut seconds = days_from_civil(year, month, day) * 86_400;
+    if let Some(time) = time {
+        let time = time.strip_suffix('Z').ok_or_else(bad)?;
+        let parts: Vec<&str> = time.split(':').collect();
+        let [hours, minutes, secs] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let hours: i64 = hours.parse().map_err(|_| bad())?;
+        let minutes: i64 = minutes.parse().map_err(|_| bad())?;
+        let secs: i64 = secs.parse().map_err(|_| bad())?;
+        if hours > 23 || minutes > 59 || secs > 60 {
+            return Err(bad());
+        }
+        seconds += hours * 3600 + minutes * 60 + secs;
+    }
+    u64::try_from(seconds * 1000).map_err(|_| bad())
+}
+
+/// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_time(ms: u64) -> String {
+    let seconds = (ms / 1000) as i64;
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Inverse of days_from_civil (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// A progress bar shown only when standard output is a terminal and the
+/// output is not JSON; otherwise a hidden one.
+pub fn progress(total_bytes: u64, label: &str, json: bool) -> ProgressBar {
+    if json || !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_bytes);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(label.to_string());
+    bar
+}
+
+/// A reader that advances a progress bar.
+pub struct ProgressReader<R> {
+    pub inner: R,
+    pub bar: ProgressBar,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.bar.inc(read as u64);
+        Ok(read)
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    // A failing OS random source makes the name predictable, not unsafe:
+    // files are created with create_new.
+    let _ = getrandom::fill(&mut buffer);
+    hex::encode(buffer)
+}
+
+pub fn random_u64() -> u64 {
+    let mut buffer = [0u8; 8];
+    let _ = getrandom::fill(&mut buffer);
+    u64::from_le_bytes(buffer)
+}
+
+pub fn new_document_id(department: &str) -> String {
+    format!("{department}-{}", random_hex(8))
+}
+
+/// A file created 0600 that is removed when dropped, unless kept with
+/// [`TempFile::persist`].
+pub struct TempFile {
+    pub path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    /// Creates `.<prefix>-<random>` in `directory`.
+    pub fn create(directory: &Path, prefix: &str) -> Result<(TempFile, File), DocError> {
+        let path = directory.join(format!(".{prefix}.tmp-{}", random_hex(6)));
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| DocError::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+        Ok((TempFile { path, keep: false }, file))
+    }
+
+    /// fsyncs `file`, renames it to `target`, fsyncs the directory.
+    pub fn persist(mut self, file: File, target: &Path) -> Result<(), DocError> {
+        let failed = |action: &'static str| {
+            let target = target.to_owned();
+            move |source| DocError::Io {
+                action,
+                path: target,
+                source,
+            }
+        };
+        file.sync_all().map_err(failed("fsync"))?;
+        drop(file);
+        std::fs::rename(&self.path, target).map_err(failed("rename into place"))?;
+        self.keep = true;
+        let directory = match target.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        File::open(&directory)
+            .and_then(|d| d.sync_all())
+            .map_err(failed("fsync the directory of"))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_to_utc_milliseconds() {
+        assert_eq!(parse_time("1970-01-02", 0).unwrap(), 86_400_000);
+        assert_eq!(
+            parse_time("2026-11-26T05:30:00Z", 0).unwrap(),
+            1_795_671_000_000
+        );
+        assert_eq!(parse_time("+2h", 1000).unwrap(), 7_201_000);
+        assert_eq!(format_time(1_795_671_000_000), "2026-11-26T05:30:00Z");
+        assert!(parse_time("tomorrow", 0).is_err());
+    }
+}

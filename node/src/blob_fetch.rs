@@ -1,0 +1,429 @@
+//! Blob fetch between nodes over `/custody/blob/1` (request-response).
+//!
+//! A node that lacks the ciphertext of a document asks other member nodes
+//! for it in ranges of `blobs.fetch_range_bytes`, appends each range to a
+//! partial file, and on the last range checks the SHA-256 against the
+//! document's ciphertext fixity on chain. A peer that fails (timeout,
+//! refusal, short answer) is left for the next one, which resumes at the
+//! partial file's length; bytes that hash wrong are thrown away and the
+//! next peer starts from zero. Wire format: `docs/format.md`, "Blob fetch".
+//!
+//! A node serves a range only to the node of a department entitled to the
+//! document: its custodian, the recipient of a live offer, or the holder of
+//! an unexpired grant (block time).
+
+use custody_ledger::records::{Document, DocumentStatus};
+use custody_ledger::types::{DepartmentId, DocumentId, Hash32};
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::blobs::BlobError;
+use crate::network::RequestProtocol;
+use crate::shared::SharedRef;
+
+/// A range request for part of a document's blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRequest {
+    /// Format version of this message (1).
+    pub version: u8,
+    pub document: DocumentId,
+    /// The blob's SHA-256 (the document's ciphertext fixity).
+    pub sha256: Hash32,
+    pub offset: u64,
+    pub length: u32,
+}
+
+/// The answer to a [`BlobRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobResponse {
+    /// `bytes` start at the requested offset; fewer than asked only at the
+    /// end of the blob. `total_bytes` is the blob's length.
+    Range { total_bytes: u64, bytes: Vec<u8> },
+    /// The node will not or cannot serve it; `reason` says why.
+    Refused { reason: String },
+}
+
+pub const BLOB_PROTOCOL_VERSION: u8 = 1;
+
+/// Why a fetch failed; every message names the document.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("document `{0}` is not registered on this node's chain")]
+    UnknownDocument(DocumentId),
+    #[error("this node's network is not running")]
+    NoNetwork,
+    #[error("no connected node could be asked for the blob of document `{0}`")]
+    NoPeers(DocumentId),
+    #[error("the blob of document `{document}` could not be fetched from any node: {attempts}")]
+    AllPeersFailed {
+        document: DocumentId,
+        attempts: String,
+    },
+    #[error("the blob of document `{document}` cannot be stored here: {source}")]
+    Store {
+        document: DocumentId,
+        #[source]
+        source: BlobError,
+    },
+    #[error("the node's store could not be read: {0}")]
+    Ledger(String),
+}
+
+/// Which department runs the node with `peer`'s identity.
+pub fn department_of_peer(shared: &SharedRef, peer: &PeerId) -> Option<DepartmentId> {
+    let departments = shared.store.departments().ok()?;
+    departments
+        .into_iter()
+        .find(|department| {
+            crate::net_glue::peer_id_of(&department.keys.node_key.0).as_ref() == Some(peer)
+        })
+        .map(|department| department.id)
+}
+
+fn peer_of_department(shared: &SharedRef, department: &DepartmentId) -> Option<PeerId> {
+    let department = shared.store.department(department).ok()??;
+    crate::net_glue::peer_id_of(&department.keys.node_key.0)
+}
+
+/// Whether `department` may hold the ciphertext of `document` at block time
+/// `time_ms`: custodian, recipient of a live offer, or unexpired grantee.
+pub fn department_entitled(document: &Document, department: &DepartmentId, time_ms: u64) -> bool {
+    if document.custodian == *department {
+        return true;
+    }
+    if let DocumentStatus::InTransfer(offer) = &document.status {
+        if offer.to == *department && time_ms <= offer.expires_at.0 {
+            return true;
+        }
+    }
+    document
+        .grants
+        .iter()
+        .any(|grant| grant.department == *department && time_ms <= grant.expires_at.0)
+}
+
+/// Answers one `/custody/blob/1` request from `peer` (blocking: disk reads).
+pub fn serve(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
+    let answer = answer(shared, peer, bytes);
+    if let BlobResponse::Refused { reason } = &answer {
+        tracing::info!(%peer, %reason, "blob request refused");
+    }
+    postcard::to_allocvec(&answer).unwrap_or_default()
+}
+
+fn answer(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
+    let refused = |reason: String| BlobResponse::Refused { reason };
+    let request: BlobRequest = match postcard::from_bytes(bytes) {
+        Ok(request) => request,
+        Err(error) => return refused(format!("undecodable blob request: {error}")),
+    };
+    if request.version != BLOB_PROTOCOL_VERSION {
+        return refused(format!(
+            "blob protocol version {} is not supported (this node speaks {BLOB_PROTOCOL_VERSION})",
+            request.version
+        ));
+    }
+    let document = match shared.store.document(&request.document) {
+        Ok(Some(document)) => document,
+        Ok(None) => return refused(format!("document `{}` is not registered", request.document)),
+        Err(error) => return refused(format!("store unavailable: {error}")),
+    };
+    if document.ciphertext.sha256 != request.sha256 {
+        return refused(format!(
+            "{} is not the current ciphertext of document `{}`",
+            request.sha256, request.document
+        ));
+    }
+    let Some(department) = department_of_peer(shared, peer) else {
+        return refused(format!("peer {peer} is not a department's node"));
+    };
+    let time_ms = match shared.store.chain_info() {
+        Ok(chain) => chain.last_time.0,
+        Err(error) => return refused(format!("store unavailable: {error}")),
+    };
+    if !department_entitled(&document, &department, time_ms) {
+        return refused(format!(
+            "department `{department}` is neither custodian, offer recipient nor grantee of document `{}`",
+            request.document
+        ));
+    }
+    let length = request
+        .length
+        .min(shared.blobs.store.config().fetch_range_bytes);
+    match shared
+        .blobs
+        .store
+        .read_range(&request.sha256.0, request.offset, length)
+    {
+        Ok((total_bytes, bytes)) => BlobResponse::Range { total_bytes, bytes },
+        Err(error) => refused(error.to_string()),
+    }
+}
+
+/// What a successful fetch did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fetched {
+    pub size_bytes: u64,
+    /// The peer the last bytes came from (None when the blob was here).
+    pub from: Option<String>,
+}
+
+/// Makes sure this node holds the blob of `document_id`, fetching it from
+/// other nodes if needed.
+pub async fn ensure_blob(
+    shared: &SharedRef,
+    document_id: &DocumentId,
+) -> Result<Fetched, FetchError> {
+    let document = shared
+        .store
+        .document(document_id)
+        .map_err(|error| FetchError::Ledger(error.to_string()))?
+        .ok_or_else(|| FetchError::UnknownDocument(document_id.clone()))?;
+    let sha256 = document.ciphertext.sha256.0;
+    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
+        return Ok(Fetched {
+            size_bytes,
+            from: None,
+        });
+    }
+    let _one_at_a_time = shared.blobs.fetching.lock().await;
+    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
+        return Ok(Fetched {
+            size_bytes,
+            from: None,
+        });
+    }
+    let store_error = |source: BlobError| FetchError::Store {
+        document: document_id.clone(),
+        source,
+    };
+    shared
+        .blobs
+        .store
+        .check_room(document.ciphertext.size_bytes)
+        .map_err(store_error)?;
+    let network = shared.blobs.network.get().ok_or(FetchError::NoNetwork)?;
+    let connected = network
+        .connected_peers()
+        .await
+        .map_err(|_| FetchError::NoNetwork)?;
+    // The custodian's node first (it must hold the blob), then the nodes of
+    // departments that may have fetched it, then everyone else.
+    let mut candidates: Vec<PeerId> = Vec::new();
+    let mut push = |peer: Option<PeerId>| {
+        if let Some(peer) = peer {
+            if connected.contains(&peer) && !candidates.contains(&peer) {
+                candidates.push(peer);
+            }
+        }
+    };
+    push(peer_of_department(shared, &document.custodian));
+    push(peer_of_department(shared, &document.creating_department));
+    for grant in &document.grants {
+        push(peer_of_department(shared, &grant.department));
+    }
+    for peer in &connected {
+        push(Some(*peer));
+    }
+    if candidates.is_empty() {
+        return Err(FetchError::NoPeers(document_id.clone()));
+    }
+    let mut attempts: Vec<String> = Vec::new();
+    for _round in 0..shared.blobs.store.config().fetch_rounds_max {
+        for peer in &candidates {
+            match fetch_from(shared, network, *peer, &document).await {
+                Ok(size_bytes) => {
+                    tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
+                    return Ok(Fetched {
+                        size_bytes,
+                        from: Some(peer.to_string()),
+                    });
+                }
+                Err(reason) => {
+                    tracing::warn!(document = %document_id, %peer, %reason, "blob fetch from peer failed");
+                    attempts.push(format!("{peer}: {reason}"));
+                }
+            }
+        }
+    }
+    Err(FetchError::AllPeersFailed {
+        document: document_id.clone(),
+        attempts: attempts.join("; "),
+    })
+}
+
+/// Fetches the rest of the blob from one peer, resuming the partial file.
+async fn fetch_from(
+    shared: &SharedRef,
+    network: &crate::network::NetworkHandle,
+    peer: PeerId,
+    document: &Document,
+) -> Result<u64, String> {
+    let sha256 = document.ciphertext.sha256.0;
+    let expected_bytes = document.ciphertext.size_bytes;
+    let store = &shared.blobs.store;
+    let mut partial = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || shared.blobs.store.resume_partial(&sha256))
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?
+    };
+    if partial.length > expected_bytes {
+        store.discard_partial(&sha256);
+        return Err("a partial download was longer than the blob; discarded".to_string());
+    }
+    let range_bytes = store.config().fetch_range_bytes;
+    while partial.length < expected_bytes {
+        let request = BlobRequest {
+            version: BLOB_PROTOCOL_VERSION,
+            document: document.id.clone(),
+            sha256: document.ciphertext.sha256,
+            offset: partial.length,
+            length: range_bytes,
+        };
+        let bytes = postcard::to_allocvec(&request).map_err(|error| error.to_string())?;
+        let answer = network
+            .request(peer, RequestProtocol::Blob, bytes)
+            .await
+            .map_err(|error| error.to_string())?;
+        let answer: BlobResponse = postcard::from_bytes(&answer)
+            .map_err(|error| format!("undecodable blob answer: {error}"))?;
+        match answer {
+            BlobResponse::Refused { reason } => return Err(format!("refused: {reason}")),
+            BlobResponse::Range { total_bytes, bytes } => {
+                if total_bytes != expected_bytes {
+                    return Err(format!(
+                        "the peer's copy is {total_bytes} bytes, the chain records {expected_bytes}"
+                    ));
+                }
+                let remaining = expected_bytes - partial.length;
+                if bytes.is_empty() || bytes.len() as u64 > remaining.min(u64::from(range_bytes)) {
+                    return Err(format!(
+                        "answer of {} bytes at offset {} does not fit the blob",
+                        bytes.len(),
+                        partial.length
+                    ));
+                }
+                partial.append(&bytes).map_err(|error| error.to_string())?;
+            }
+        }
+    }
+    let shared = shared.clone();
+    let result = tokio::task::spawn_blocking(move || partial.finish(&shared.blobs.store, &sha256))
+        .await
+        .map_err(|error| error.to_string())?;
+    result.map_err(|error| match error {
+        BlobError::Mismatch { expected, found, .. } => format!(
+            "the bytes received for document `{}` do not match its ciphertext fixity on chain (expected SHA-256 {expected}, received {found}): the sending node's copy is corrupt or was altered",
+            document.id
+        ),
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_messages_round_trip_through_postcard() {
+        let request = BlobRequest {
+            version: BLOB_PROTOCOL_VERSION,
+            document: DocumentId::new("civil-affairs-0001").expect("id"),
+            sha256: Hash32([7; 32]),
+            offset: 4 << 20,
+            length: 65_536,
+        };
+        let bytes = postcard::to_allocvec(&request).expect("encode");
+        assert_eq!(
+            postcard::from_bytes::<BlobRequest>(&bytes).expect("decode"),
+            request
+        );
+        for response in [
+            BlobResponse::Range {
+                total_bytes: 10,
+                bytes: vec![1, 2, 3],
+            },
+            BlobResponse::Refused {
+                reason: "no".to_string(),
+            },
+        ] {
+            let bytes = postcard::to_allocvec(&response).expect("encode");
+            assert_eq!(
+                postcard::from_bytes::<BlobResponse>(&bytes).expect("decode"),
+                response
+            );
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_blob_decoders() {
+        // xorshift: deterministic, no dependency.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for length in 0..2_000usize {
+            let mut bytes = Vec::with_capacity(length % 97);
+            for _ in 0..length % 97 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                bytes.push(state as u8);
+            }
+            let _ = postcard::from_bytes::<BlobRequest>(&bytes);
+            let _ = postcard::from_bytes::<BlobResponse>(&bytes);
+        }
+    }
+
+    #[test]
+    fn department_entitled_follows_custody_offers_and_unexpired_grants() {
+        use custody_ledger::records::{Grant, Offer};
+        use custody_ledger::types::{
+            Classification, EventHash, Fixity, Format, Height, Retention, Timestamp, WrappedKey,
+        };
+        let department = |id: &str| DepartmentId::new(id.to_string()).expect("id");
+        let fixity = Fixity {
+            sha256: Hash32([1; 32]),
+            size_bytes: 1,
+        };
+        let mut document = Document {
+            id: DocumentId::new("d").expect("id"),
+            title: "t".to_string(),
+            record_type: "r".to_string(),
+            creating_department: department("a"),
+            created: Timestamp(0),
+            classification: Classification::Internal,
+            retention: Retention::Permanent,
+            format: Format {
+                mime: "application/pdf".to_string(),
+                pronom: None,
+            },
+            plaintext: fixity,
+            ciphertext: fixity,
+            subject_tag: None,
+            custodian: department("a"),
+            custodian_key: WrappedKey(vec![0; 4]),
+            status: DocumentStatus::InTransfer(Offer {
+                to: department("b"),
+                wrapped_key: WrappedKey(vec![0; 4]),
+                expires_at: Timestamp(100),
+            }),
+            version: 1,
+            grants: vec![Grant {
+                department: department("c"),
+                wrapped_key: WrappedKey(vec![0; 4]),
+                expires_at: Timestamp(50),
+            }],
+            event_count: 2,
+            latest_event: EventHash::ZERO,
+            registered_at: Height(1),
+        };
+        assert!(department_entitled(&document, &department("a"), 10));
+        assert!(department_entitled(&document, &department("b"), 100));
+        assert!(!department_entitled(&document, &department("b"), 101));
+        assert!(department_entitled(&document, &department("c"), 50));
+        assert!(!department_entitled(&document, &department("c"), 51));
+        assert!(!department_entitled(&document, &department("d"), 10));
+        document.status = DocumentStatus::Active;
+        assert!(!department_entitled(&document, &department("b"), 10));
+    }
+}

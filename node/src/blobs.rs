@@ -1,0 +1,596 @@
+//! The node's blob store: encrypted document envelopes on disk, addressed
+//! by the SHA-256 of their bytes (the ciphertext fixity on chain).
+//!
+//! Layout under `<data>/blobs/`:
+//! - `<aa>/<64 hex>`: a complete blob, its name its SHA-256;
+//! - `tmp/`: uploads in progress (removed on failure or restart);
+//! - `partial/<64 hex>`: a fetch from peers in progress, kept across
+//!   failures so that the next attempt resumes where this one stopped.
+//!
+//! Invariants:
+//! - a file appears under its hash only after its bytes were hashed, found
+//!   equal to the name, and fsynced (temp file, fsync, rename, fsync dir);
+//! - one blob is at most `blob_bytes_max`, the store at most
+//!   `total_bytes_max`; both are checked before a byte is written;
+//! - memory per transfer is one buffer of at most [`IO_BUFFER_BYTES`],
+//!   whatever the size of the blob.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::network::NetworkHandle;
+
+/// Buffer used when hashing or copying a blob.
+pub const IO_BUFFER_BYTES: usize = 256 * 1024;
+/// Ceiling of `blobs.fetch_range_bytes`: one range travels in one
+/// request-response frame, whose cap is 16 MiB.
+pub const FETCH_RANGE_BYTES_CEILING: u32 = 8 * 1024 * 1024;
+/// Signed read requests remembered for replay protection. When full, new
+/// requests are refused until old ones age out of the freshness window.
+pub const READ_REQUESTS_REMEMBERED_MAX: usize = 100_000;
+
+/// `[blobs]` in config.toml.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobConfig {
+    /// Largest single blob (an encrypted document), in bytes.
+    pub blob_bytes_max: u64,
+    /// Most bytes all blobs together may take on disk.
+    pub total_bytes_max: u64,
+    /// Bytes asked for in one `/custody/blob/1` range request.
+    pub fetch_range_bytes: u32,
+    /// How many passes over the peers a fetch makes before giving up.
+    pub fetch_rounds_max: u32,
+    /// How far a signed read request's time may be from this node's clock.
+    pub read_request_skew_ms: u64,
+    /// How long after its block a record-access lets its member download
+    /// the ciphertext (block time).
+    pub access_window_ms: u64,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        BlobConfig {
+            blob_bytes_max: 4 << 30,
+            total_bytes_max: 256 << 30,
+            fetch_range_bytes: 4 << 20,
+            fetch_rounds_max: 2,
+            read_request_skew_ms: 60_000,
+            access_window_ms: 600_000,
+        }
+    }
+}
+
+impl BlobConfig {
+    /// Refuses values that would make the store misbehave.
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        let invalid = |field: &'static str, reason: &str| crate::config::ConfigError::Invalid {
+            field,
+            reason: reason.to_string(),
+        };
+        if self.blob_bytes_max == 0 {
+            return Err(invalid("blobs.blob_bytes_max", "must be greater than zero"));
+        }
+        if self.total_bytes_max < self.blob_bytes_max {
+            return Err(invalid(
+                "blobs.total_bytes_max",
+                "must be at least blobs.blob_bytes_max",
+            ));
+        }
+        if self.fetch_range_bytes == 0 || self.fetch_range_bytes > FETCH_RANGE_BYTES_CEILING {
+            return Err(invalid(
+                "blobs.fetch_range_bytes",
+                "must be between 1 and 8388608",
+            ));
+        }
+        if self.fetch_rounds_max == 0 {
+            return Err(invalid(
+                "blobs.fetch_rounds_max",
+                "must be greater than zero",
+            ));
+        }
+        if self.read_request_skew_ms == 0 {
+            return Err(invalid(
+                "blobs.read_request_skew_ms",
+                "must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a blob of {size_bytes} bytes exceeds this node's limit of {max_bytes} bytes (blobs.blob_bytes_max)")]
+    TooLarge { size_bytes: u64, max_bytes: u64 },
+    #[error("the blob store is full: {used_bytes} bytes used, {size_bytes} more would exceed blobs.total_bytes_max = {max_bytes}")]
+    StoreFull {
+        used_bytes: u64,
+        size_bytes: u64,
+        max_bytes: u64,
+    },
+    #[error("the bytes received ({found_bytes} bytes, SHA-256 {found}) do not match the announced blob ({expected_bytes} bytes, SHA-256 {expected})")]
+    Mismatch {
+        expected: String,
+        expected_bytes: u64,
+        found: String,
+        found_bytes: u64,
+    },
+    #[error("blob {0} is not on this node")]
+    Missing(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The store on disk.
+pub struct BlobStore {
+    root: PathBuf,
+    config: BlobConfig,
+    used_bytes: AtomicU64,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) the store under `root`, clearing
+    /// unfinished uploads and counting the bytes in use.
+    pub fn open(root: &Path, config: BlobConfig) -> Result<BlobStore, BlobError> {
+        for directory in [root.to_path_buf(), root.join("tmp"), root.join("partial")] {
+            std::fs::create_dir_all(&directory).map_err(io_error(&directory))?;
+        }
+        let tmp = root.join("tmp");
+        for entry in std::fs::read_dir(&tmp).map_err(io_error(&tmp))?.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let mut used = 0u64;
+        for directory in std::fs::read_dir(root).map_err(io_error(root))?.flatten() {
+            let name = directory.file_name();
+            if name.len() != 2 {
+                continue;
+            }
+            if let Ok(files) = std::fs::read_dir(directory.path()) {
+                for file in files.flatten() {
+                    used += file.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            config,
+            used_bytes: AtomicU64::new(used),
+        })
+    }
+
+    pub fn config(&self) -> &BlobConfig {
+        &self.config
+    }
+
+    /// Where the complete blob `sha256` lives.
+    pub fn path(&self, sha256: &[u8; 32]) -> PathBuf {
+        let name = hex::encode(sha256);
+        self.root.join(&name[..2]).join(name)
+    }
+
+    fn partial_path(&self, sha256: &[u8; 32]) -> PathBuf {
+        self.root.join("partial").join(hex::encode(sha256))
+    }
+
+    /// Size of the blob if this node holds it.
+    pub fn size_of(&self, sha256: &[u8; 32]) -> Option<u64> {
+        std::fs::metadata(self.path(sha256)).ok().map(|m| m.len())
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Checks a blob of `size_bytes` may be stored.
+    pub fn check_room(&self, size_bytes: u64) -> Result<(), BlobError> {
+        if size_bytes > self.config.blob_bytes_max {
+            return Err(BlobError::TooLarge {
+                size_bytes,
+                max_bytes: self.config.blob_bytes_max,
+            });
+        }
+        let used = self.used_bytes();
+        if used.saturating_add(size_bytes) > self.config.total_bytes_max {
+            return Err(BlobError::StoreFull {
+                used_bytes: used,
+                size_bytes,
+                max_bytes: self.config.total_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts writing a blob that must hash to `sha256` and be `size_bytes`
+    /// long.
+    pub fn begin(&self, sha256: [u8; 32], size_bytes: u64) -> Result<BlobWriter<'_>, BlobError> {
+        self.check_room(size_bytes)?;
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|error| BlobError::Io {
+            path: self.root.clone(),
+            source: std::io::Error::other(error.to_string()),
+        })?;
+        let temporary =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}", hex::encode(sha256), hex::encode(suffix)));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .map_err(io_error(&temporary))?;
+        Ok(BlobWriter {
+            store: self,
+            temporary,
+            file: Some(file),
+            hasher: Sha256::new(),
+            written: 0,
+            sha256,
+            size_bytes,
+        })
+    }
+
+    /// Reads `length` bytes at `offset` (fewer at the end of the blob).
+    pub fn read_range(
+        &self,
+        sha256: &[u8; 32],
+        offset: u64,
+        length: u32,
+    ) -> Result<(u64, Vec<u8>), BlobError> {
+        let path = self.path(sha256);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(hex::encode(sha256)))
+            }
+            Err(error) => return Err(io_error(&path)(error)),
+        };
+        let total = file.metadata().map_err(io_error(&path))?.len();
+        let start = offset.min(total);
+        let wanted = (total - start).min(u64::from(length)) as usize;
+        file.seek(SeekFrom::Start(start)).map_err(io_error(&path))?;
+        let mut bytes = vec![0u8; wanted];
+        file.read_exact(&mut bytes).map_err(io_error(&path))?;
+        Ok((total, bytes))
+    }
+
+    /// Re-hashes the stored blob; `Ok(None)` when it is intact, `Ok(Some(found))`
+    /// with the hash and size found when its bytes changed on disk.
+    pub fn verify(&self, sha256: &[u8; 32]) -> Result<Option<([u8; 32], u64)>, BlobError> {
+        let path = self.path(sha256);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::Missing(hex::encode(sha256)))
+            }
+            Err(error) => return Err(io_error(&path)(error)),
+        };
+        let (found, size) = hash_reader(file).map_err(io_error(&path))?;
+        Ok((found != *sha256).then_some((found, size)))
+    }
+
+    /// The resumable state of a fetch of `sha256`: its partial file opened
+    /// for appending, the hash of what it holds, and its length.
+    pub fn resume_partial(&self, sha256: &[u8; 32]) -> Result<PartialBlob, BlobError> {
+        let path = self.partial_path(sha256);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; IO_BUFFER_BYTES];
+        let mut length = 0u64;
+        loop {
+            let read = file.read(&mut buffer).map_err(io_error(&path))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            length += read as u64;
+        }
+        Ok(PartialBlob {
+            path,
+            file,
+            hasher,
+            length,
+        })
+    }
+
+    /// Throws away a fetch in progress (its bytes were wrong).
+    pub fn discard_partial(&self, sha256: &[u8; 32]) {
+        let _ = std::fs::remove_file(self.partial_path(sha256));
+    }
+
+    /// Moves a completed, verified partial file into place.
+    fn publish(&self, file: &File, from: &Path, sha256: &[u8; 32]) -> Result<u64, BlobError> {
+        file.sync_all().map_err(io_error(from))?;
+        let size = file.metadata().map_err(io_error(from))?.len();
+        let target = self.path(sha256);
+        let directory = target
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
+        std::fs::create_dir_all(&directory).map_err(io_error(&directory))?;
+        let existed = target.exists();
+        std::fs::rename(from, &target).map_err(io_error(&target))?;
+        File::open(&directory)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(&directory))?;
+        if !existed {
+            self.used_bytes.fetch_add(size, Ordering::Relaxed);
+        }
+        Ok(size)
+    }
+}
+
+/// Hashes everything `reader` yields with a fixed buffer.
+pub fn hash_reader<R: Read>(mut reader: R) -> std::io::Result<([u8; 32], u64)> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; IO_BUFFER_BYTES];
+    let mut size = 0u64;
+    loop {
+        let read = reader.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok((hasher.finalize().into(), size))
+}
+
+/// An upload in progress; dropped without [`BlobWriter::finish`] it leaves
+/// nothing behind.
+pub struct BlobWriter<'a> {
+    store: &'a BlobStore,
+    temporary: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    written: u64,
+    sha256: [u8; 32],
+    size_bytes: u64,
+}
+
+impl BlobWriter<'_> {
+    /// Appends bytes, refusing more than the announced size.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        let after = self.written.saturating_add(bytes.len() as u64);
+        if after > self.size_bytes {
+            return Err(BlobError::Mismatch {
+                expected: hex::encode(self.sha256),
+                expected_bytes: self.size_bytes,
+                found: "(longer than announced)".to_string(),
+                found_bytes: after,
+            });
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(BlobError::Missing(hex::encode(self.sha256)));
+        };
+        file.write_all(bytes).map_err(io_error(&self.temporary))?;
+        self.hasher.update(bytes);
+        self.written = after;
+        Ok(())
+    }
+
+    /// Checks the hash and size, then makes the blob durable under its name.
+    pub fn finish(mut self) -> Result<u64, BlobError> {
+        let found: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        if found != self.sha256 || self.written != self.size_bytes {
+            return Err(BlobError::Mismatch {
+                expected: hex::encode(self.sha256),
+                expected_bytes: self.size_bytes,
+                found: hex::encode(found),
+                found_bytes: self.written,
+            });
+        }
+        let Some(file) = self.file.take() else {
+            return Err(BlobError::Missing(hex::encode(self.sha256)));
+        };
+        let size = self.store.publish(&file, &self.temporary, &self.sha256)?;
+        self.temporary = PathBuf::new();
+        Ok(size)
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        if !self.temporary.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+/// A fetch in progress, resumable after a failure.
+pub struct PartialBlob {
+    path: PathBuf,
+    file: File,
+    hasher: Sha256,
+    pub length: u64,
+}
+
+impl PartialBlob {
+    /// Appends a received range.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
+        self.file
+            .seek(SeekFrom::End(0))
+            .map_err(io_error(&self.path))?;
+        self.file.write_all(bytes).map_err(io_error(&self.path))?;
+        self.hasher.update(bytes);
+        self.length += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Verifies the whole blob and moves it into the store. On a mismatch
+    /// the partial file is removed: its bytes cannot be trusted.
+    pub fn finish(self, store: &BlobStore, sha256: &[u8; 32]) -> Result<u64, BlobError> {
+        let found: [u8; 32] = self.hasher.finalize().into();
+        if found != *sha256 {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(BlobError::Mismatch {
+                expected: hex::encode(sha256),
+                expected_bytes: self.length,
+                found: hex::encode(found),
+                found_bytes: self.length,
+            });
+        }
+        store.publish(&self.file, &self.path, sha256)
+    }
+}
+
+/// Everything blob-related the node shares between its tasks.
+pub struct Blobs {
+    pub store: BlobStore,
+    /// Set by the network glue once the swarm runs.
+    pub network: OnceLock<NetworkHandle>,
+    /// Held while a fetch runs: one fetch at a time per node, so that two
+    /// fetches never race on one partial file and fetching never takes more
+    /// than one range of memory and one peer request at a time.
+    pub fetching: tokio::sync::Mutex<()>,
+    /// Read requests seen, by signature hash, with the time they stop being
+    /// fresh (milliseconds): a replayed request is refused.
+    pub seen_reads: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl Blobs {
+    pub fn open(root: &Path, config: BlobConfig) -> Result<Blobs, BlobError> {
+        Ok(Blobs {
+            store: BlobStore::open(root, config)?,
+            network: OnceLock::new(),
+            fetching: tokio::sync::Mutex::new(()),
+            seen_reads: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Remembers a read request until `fresh_until_ms`; false if it was seen
+    /// before (a replay) or the memory is full of fresh requests.
+    pub fn remember_read(&self, id: [u8; 32], now_ms: u64, fresh_until_ms: u64) -> bool {
+        let mut seen = match self.seen_reads.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if seen.contains_key(&id) {
+            return false;
+        }
+        if seen.len() >= READ_REQUESTS_REMEMBERED_MAX {
+            seen.retain(|_, until| *until >= now_ms);
+            if seen.len() >= READ_REQUESTS_REMEMBERED_MAX {
+                return false;
+            }
+        }
+        seen.insert(id, fresh_until_ms);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+
+    #[test]
+    fn upload_with_matching_hash_is_stored_under_its_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path(), BlobConfig::default()).expect("open");
+        let data = b"sealed envelope bytes".repeat(1000);
+        let mut writer = store.begin(sha(&data), data.len() as u64).expect("begin");
+        for chunk in data.chunks(777) {
+            writer.write(chunk).expect("write");
+        }
+        writer.finish().expect("finish");
+        assert_eq!(store.size_of(&sha(&data)), Some(data.len() as u64));
+        assert_eq!(store.verify(&sha(&data)).expect("verify"), None);
+        let (total, range) = store.read_range(&sha(&data), 10, 5).expect("range");
+        assert_eq!(total, data.len() as u64);
+        assert_eq!(range, data[10..15]);
+    }
+
+    #[test]
+    fn upload_with_wrong_hash_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path(), BlobConfig::default()).expect("open");
+        let mut writer = store.begin(sha(b"other"), 5).expect("begin");
+        writer.write(b"hello").expect("write");
+        assert!(matches!(writer.finish(), Err(BlobError::Mismatch { .. })));
+        assert_eq!(store.size_of(&sha(b"other")), None);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn upload_larger_than_the_limit_is_refused_before_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BlobConfig {
+            blob_bytes_max: 10,
+            total_bytes_max: 20,
+            ..BlobConfig::default()
+        };
+        let store = BlobStore::open(dir.path(), config).expect("open");
+        assert!(matches!(
+            store.begin(sha(b"x"), 11),
+            Err(BlobError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn tampered_blob_fails_verification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path(), BlobConfig::default()).expect("open");
+        let data = b"abcdef".to_vec();
+        let mut writer = store.begin(sha(&data), 6).expect("begin");
+        writer.write(&data).expect("write");
+        writer.finish().expect("finish");
+        std::fs::write(store.path(&sha(&data)), b"abcdeF").expect("tamper");
+        assert!(store.verify(&sha(&data)).expect("verify").is_some());
+    }
+
+    #[test]
+    fn partial_fetch_resumes_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path(), BlobConfig::default()).expect("open");
+        let data = b"0123456789".repeat(10);
+        let hash = sha(&data);
+        let mut partial = store.resume_partial(&hash).expect("partial");
+        partial.append(&data[..33]).expect("append");
+        drop(partial);
+        let mut partial = store.resume_partial(&hash).expect("resume");
+        assert_eq!(partial.length, 33);
+        partial.append(&data[33..]).expect("append");
+        partial.finish(&store, &hash).expect("finish");
+        assert_eq!(store.verify(&hash).expect("verify"), None);
+    }
+
+    #[test]
+    fn replayed_read_request_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = Blobs::open(dir.path(), BlobConfig::default()).expect("open");
+        assert!(blobs.remember_read([1; 32], 0, 100));
+        assert!(!blobs.remember_read([1; 32], 50, 150));
+    }
+}
