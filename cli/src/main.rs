@@ -1,6 +1,7 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
 mod bench;
+mod cluster;
 mod tx;
 
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ enum Command {
     /// Measure the node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Fault-test tools for a four-node container cluster (scripts/cluster-test.sh).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -218,6 +222,7 @@ fn run(cli: Cli) -> Result<(), String> {
             runtime.block_on(tx::run(command))
         }
         Command::Bench(command) => bench::run(command),
+        Command::Cluster(command) => cluster::run(command),
     }
 }
 
