@@ -1,6 +1,43 @@
 //! `custody bench load`: a local four-node network under signed load.
+//!
+//! 1. Measures the machine's limit first, in the same run: the ed25519
+//!    batch-verification rate of one core on real transactions, times the
+//!    cores, divided by the four nodes (each node checks every transaction).
+//! 2. Generates a four-department network with `testnet::generate` (the
+//!    code behind `custody testnet init`) and starts one `custody node
+//!    start` process per department; they are killed when the bench ends.
+//! 3. Enrolls one admin per client, then each client task signs
+//!    `EnrollMember` transactions as its own admin and submits them to
+//!    "its" node without waiting, keeping at most a window of transactions
+//!    in flight. A watcher follows node 0's committed blocks and records
+//!    when each transaction was committed.
+//! 4. Prints committed tx/s over the measured window, p50/p99
+//!    submit-to-commit latency, the limit and the ratio.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use custody_ledger::tx::{SignedTransaction, TxBody};
+use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role, TxId};
+use custody_node::client::{Client, ClientError};
+use custody_node::testnet::{generate, TestnetOptions};
+
+/// Nodes in the bench network.
+const BENCH_NODES: usize = 4;
+/// Transactions one client may have submitted and not yet seen committed.
+const CLIENT_IN_FLIGHT_MAX: u64 = 500;
+/// Transactions per batch when measuring the verification rate.
+const VERIFY_BATCH_TXS: usize = 256;
+/// How long the verification rate is measured.
+const VERIFY_MEASURE_MS: u64 = 1_500;
+/// How often the watcher asks node 0 for new blocks.
+const WATCH_INTERVAL_MS: u64 = 20;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -8,20 +45,463 @@ pub enum BenchCommand {
     /// from several clients for a fixed time, and print committed tx/s,
     /// submit-to-commit latency and the machine's limit measured in the same run.
     Load {
-        /// How long to drive load, in seconds.
+        /// How long to drive load, in seconds (after a short warm-up).
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Concurrent client tasks (each signs as its own member).
         #[arg(long, default_value_t = 8)]
         clients: usize,
+        /// Keep the network's directory (logs, stores) at this path.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
-        BenchCommand::Load { seconds, clients } => {
-            let _ = (seconds, clients);
-            Err("not yet".to_string())
+        BenchCommand::Load {
+            seconds,
+            clients,
+            keep,
+            json,
+        } => {
+            let limit = measure_limit()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime.block_on(load(seconds, clients.max(1), keep, json, limit))
         }
+    }
+}
+
+struct Limit {
+    verify_per_core_per_second: f64,
+    cores: usize,
+    limit_tx_per_second: f64,
+}
+
+fn sample_transactions(count: usize) -> Vec<SignedTransaction> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&custody_node::home::random_bytes::<32>());
+    (0..count)
+        .map(|index| {
+            let (tx, _) = enroll(&key, "civil-affairs", index as u64 + 1, "custody-bench");
+            tx
+        })
+        .collect()
+}
+
+fn measure_limit() -> Result<Limit, String> {
+    let transactions = sample_transactions(VERIFY_BATCH_TXS);
+    if !custody_ledger::tx::verify_batch(&transactions).is_empty() {
+        return Err("the sample transactions do not verify".to_string());
+    }
+    let started = Instant::now();
+    let mut verified = 0u64;
+    while started.elapsed() < Duration::from_millis(VERIFY_MEASURE_MS) {
+        let bad = custody_ledger::tx::verify_batch(&transactions);
+        debug_assert!(bad.is_empty());
+        verified += transactions.len() as u64;
+    }
+    let rate = verified as f64 / started.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    Ok(Limit {
+        verify_per_core_per_second: rate,
+        cores,
+        limit_tx_per_second: rate * cores as f64 / BENCH_NODES as f64,
+    })
+}
+
+fn enroll(
+    key: &ed25519_dalek::SigningKey,
+    department: &str,
+    nonce: u64,
+    chain_id: &str,
+) -> (SignedTransaction, PublicKey) {
+    let member_secret = custody_node::home::random_bytes::<32>();
+    let member = PublicKey(
+        ed25519_dalek::SigningKey::from_bytes(&member_secret)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let department = DepartmentId::new(department.to_string())
+        .unwrap_or_else(|_| unreachable!("bench department slugs are valid"));
+    let body = TxBody::EnrollMember {
+        member,
+        department,
+        name: format!("bench member {nonce}"),
+        roles: vec![Role::Clerk],
+        clearance: Classification::Internal,
+    };
+    (
+        SignedTransaction::sign(body, key, Nonce(nonce), chain_id),
+        member,
+    )
+}
+
+struct Nodes {
+    children: Vec<Child>,
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_base_port(count: u16) -> Result<u16, String> {
+    let mut candidate = 40_000 + (std::process::id() % 10_000) as u16;
+    for _ in 0..200 {
+        if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", candidate + offset)).is_ok()) {
+            return Ok(candidate);
+        }
+        candidate = 40_000 + (candidate - 40_000 + 101) % 20_000;
+    }
+    Err("no free range of ports on loopback".to_string())
+}
+
+fn start_nodes(dir: &Path, homes: &[PathBuf]) -> Result<Nodes, String> {
+    let exe = std::env::current_exe().map_err(|error| error.to_string())?;
+    let mut nodes = Nodes {
+        children: Vec::new(),
+    };
+    for home in homes {
+        let name = home
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = std::fs::File::create(dir.join(format!("{name}.log")))
+            .map_err(|error| error.to_string())?;
+        let log_err = log.try_clone().map_err(|error| error.to_string())?;
+        let child = Command::new(&exe)
+            .args(["node", "start", "--home"])
+            .arg(home)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|error| format!("cannot start a node: {error}"))?;
+        nodes.children.push(child);
+    }
+    Ok(nodes)
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("timed out waiting for {what}"))
+}
+
+/// Submit and wait for commit (setup only).
+async fn submit_committed(client: &Client, tx: &SignedTransaction) -> Result<(), String> {
+    let answer = client
+        .submit(tx, Some(Duration::from_secs(30)))
+        .await
+        .map_err(|error| error.to_string())?;
+    if answer.status == "committed" {
+        Ok(())
+    } else {
+        Err(format!("{} did not commit in time", answer.tx_id))
+    }
+}
+
+#[derive(Default)]
+struct Record {
+    submitted: HashMap<TxId, Instant>,
+    /// (commit time, submit-to-commit latency) of bench transactions.
+    committed: Vec<(Instant, Duration)>,
+    /// (commit time, transactions in the block) for every block seen.
+    blocks: Vec<(Instant, usize)>,
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn load(
+    seconds: u64,
+    client_count: usize,
+    keep: Option<PathBuf>,
+    json: bool,
+    limit: Limit,
+) -> Result<(), String> {
+    let temporary = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let dir = match &keep {
+        Some(path) => path.clone(),
+        None => temporary.path().to_path_buf(),
+    };
+    let base_port = free_base_port(2 * BENCH_NODES as u16)?;
+    let chain_id = "custody-bench".to_string();
+    let manifest = generate(&TestnetOptions {
+        departments: BENCH_NODES,
+        dir: dir.clone(),
+        base_port,
+        fast: true,
+        chain_id: chain_id.clone(),
+    })
+    .map_err(|error| error.to_string())?;
+    let homes: Vec<PathBuf> = manifest.nodes.iter().map(|n| n.home.clone()).collect();
+    let _nodes = start_nodes(&dir, &homes)?;
+    let clients: Vec<Client> = manifest
+        .nodes
+        .iter()
+        .map(|n| Client::new(n.api_url.clone()))
+        .collect();
+    wait_until(
+        "all four nodes to commit a block",
+        Duration::from_secs(60),
+        || {
+            let clients = clients.clone();
+            async move {
+                for client in &clients {
+                    match client.status().await {
+                        Ok(status) if status.height >= 1 => {}
+                        _ => return false,
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await?;
+
+    // One fresh admin per client, enrolled by its department's first admin.
+    let mut signers = Vec::new();
+    let mut admin_nonces = [0u64; BENCH_NODES];
+    let mut setup = Vec::new();
+    for index in 0..client_count {
+        let node = index % BENCH_NODES;
+        let department = manifest.nodes[node].department.clone();
+        let admin_path = dir.join(&department).join("members").join("admin.key");
+        let admin = ed25519_dalek::SigningKey::from_bytes(
+            &custody_node::home::read_key_file(&admin_path).map_err(|error| error.to_string())?,
+        );
+        let signer =
+            ed25519_dalek::SigningKey::from_bytes(&custody_node::home::random_bytes::<32>());
+        admin_nonces[node] += 1;
+        let body = TxBody::EnrollMember {
+            member: PublicKey(signer.verifying_key().to_bytes()),
+            department: DepartmentId::new(department.clone()).map_err(|e| e.to_string())?,
+            name: format!("bench client {index}"),
+            roles: vec![Role::Admin],
+            clearance: Classification::Secret,
+        };
+        setup.push((
+            node,
+            SignedTransaction::sign(body, &admin, Nonce(admin_nonces[node]), &chain_id),
+        ));
+        signers.push((signer, department, node));
+    }
+    for (node, tx) in &setup {
+        clients[*node]
+            .submit(tx, None)
+            .await
+            .map_err(|error| format!("setup: {error}"))?;
+    }
+    for (node, tx) in &setup {
+        let wait = clients[*node]
+            .submit(tx, Some(Duration::from_secs(30)))
+            .await;
+        match wait {
+            Ok(_) => {}
+            Err(ClientError::Refused { code, .. }) if code == "already_committed" => {}
+            Err(error) => return Err(format!("setup: {error}")),
+        }
+    }
+    let _ = submit_committed; // kept for setups that need one transaction at a time
+
+    let record = Arc::new(Mutex::new(Record::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed_by_client: Arc<Vec<AtomicU64>> =
+        Arc::new((0..client_count).map(|_| AtomicU64::new(0)).collect());
+    let owner: Arc<Mutex<HashMap<TxId, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+
+    // The watcher: follows node 0's blocks and stamps commit times.
+    let watcher = {
+        let client = clients[0].clone();
+        let record = record.clone();
+        let stop = stop.clone();
+        let owner = owner.clone();
+        let committed_by_client = committed_by_client.clone();
+        tokio::spawn(async move {
+            let mut next = match client.status().await {
+                Ok(status) => status.height + 1,
+                Err(_) => 1,
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let height = match client.status().await {
+                    Ok(status) => status.height,
+                    Err(_) => break,
+                };
+                while next <= height {
+                    let Ok(block) = client.block(next).await else {
+                        break;
+                    };
+                    let now = Instant::now();
+                    let ids: Vec<TxId> = block.block.tx_ids();
+                    let mut record = lock(&record);
+                    record.blocks.push((now, ids.len()));
+                    let owners = lock(&owner);
+                    for id in ids {
+                        if let Some(submitted) = record.submitted.remove(&id) {
+                            record.committed.push((now, now - submitted));
+                        }
+                        if let Some(client_index) = owners.get(&id) {
+                            committed_by_client[*client_index].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    next += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(WATCH_INTERVAL_MS)).await;
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let warmup = Duration::from_secs(2);
+    let total = warmup + Duration::from_secs(seconds);
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (index, (signer, department, node)) in signers.into_iter().enumerate() {
+        let client = clients[node].clone();
+        let record = record.clone();
+        let stop = stop.clone();
+        let owner = owner.clone();
+        let committed_by_client = committed_by_client.clone();
+        let chain_id = chain_id.clone();
+        let refused = refused.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut nonce = 1u64;
+            let mut submitted = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let committed = committed_by_client[index].load(Ordering::Relaxed);
+                if submitted.saturating_sub(committed) >= CLIENT_IN_FLIGHT_MAX {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let (tx, _) = enroll(&signer, &department, nonce, &chain_id);
+                let id = tx.id();
+                let at = Instant::now();
+                match client.submit(&tx, None).await {
+                    Ok(_) => {
+                        lock(&record).submitted.insert(id, at);
+                        lock(&owner).insert(id, index);
+                        nonce += 1;
+                        submitted += 1;
+                    }
+                    Err(ClientError::Refused { code, .. }) if code == "mempool_full" => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(total).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = watcher.await;
+
+    let window_start = started + warmup;
+    let window_end = started + total;
+    let record = lock(&record);
+    let in_window = |at: &Instant| *at >= window_start && *at <= window_end;
+    let committed_in_window: usize = record
+        .blocks
+        .iter()
+        .filter(|(at, _)| in_window(at))
+        .map(|(_, count)| *count)
+        .sum();
+    let tx_per_second = committed_in_window as f64 / seconds.max(1) as f64;
+    let mut latencies: Vec<Duration> = record
+        .committed
+        .iter()
+        .filter(|(at, _)| in_window(at))
+        .map(|(_, latency)| *latency)
+        .collect();
+    latencies.sort();
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    let ratio = tx_per_second / limit.limit_tx_per_second;
+    let blocks_in_window = record.blocks.iter().filter(|(at, _)| in_window(at)).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "seconds": seconds,
+                "clients": client_count,
+                "committed_transactions": committed_in_window,
+                "blocks": blocks_in_window,
+                "committed_tx_per_second": tx_per_second,
+                "latency_p50_ms": p50.as_secs_f64() * 1e3,
+                "latency_p99_ms": p99.as_secs_f64() * 1e3,
+                "verify_per_core_per_second": limit.verify_per_core_per_second,
+                "cores": limit.cores,
+                "limit_tx_per_second": limit.limit_tx_per_second,
+                "ratio": ratio,
+                "refused_submissions": refused.load(Ordering::Relaxed),
+            })
+        );
+    } else {
+        println!("custody bench load: 4 nodes, {client_count} clients, {seconds} s measured (after 2 s warm-up)");
+        println!(
+            "  committed        {committed_in_window} transactions in {blocks_in_window} blocks"
+        );
+        println!("  throughput       {tx_per_second:.0} tx/s");
+        println!(
+            "  latency          p50 {:.0} ms, p99 {:.0} ms (submit to commit seen at node 0)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+        println!(
+            "  machine limit    {:.0} tx/s = {:.0} ed25519 verifications/s/core (batch) x {} cores / {BENCH_NODES} nodes",
+            limit.limit_tx_per_second, limit.verify_per_core_per_second, limit.cores
+        );
+        println!("  ratio            {ratio:.3}");
+        let refused = refused.load(Ordering::Relaxed);
+        if refused > 0 {
+            println!("  refused          {refused} submissions");
+        }
+    }
+    if let Some(path) = keep {
+        println!("  network kept in  {}", path.display());
+    }
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

@@ -34,6 +34,8 @@ enum Command {
     /// Sign and submit transactions to a node.
     #[command(subcommand)]
     Tx(tx::TxCommand),
+    /// Make and inspect member and department key files.
+    Keys(custody_cli::keyfile::KeysArgs),
     /// Measure the node.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -220,6 +222,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Tx(command) => {
             let runtime = runtime()?;
             runtime.block_on(tx::run(command))
+        }
+        Command::Keys(args) => {
+            custody_cli::keyfile::run_keys(args).map_err(|error| error.to_string())
         }
         Command::Bench(command) => bench::run(command),
         Command::Cluster(command) => cluster::run(command),

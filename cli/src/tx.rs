@@ -58,9 +58,13 @@ pub enum TxCommand {
 
 #[derive(Args)]
 pub struct SignerArgs {
-    /// The signing member's key file (64 hex digits: the ed25519 secret).
+    /// The signing member's key file: one made by `custody keys new --kind
+    /// member`, or 64 hex digits (the ed25519 secret, as `testnet init` writes).
     #[arg(long)]
     key: PathBuf,
+    /// Environment variable holding the key file's passphrase, if it is sealed.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
     /// Nonce to use; by default the signer's committed nonce + 1, read from the node.
     #[arg(long)]
     nonce: Option<u64>,
@@ -110,8 +114,29 @@ fn parse_clearance(text: &str) -> Result<Classification, String> {
     }
 }
 
-/// Reads a member key file.
-pub fn read_signing_key(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+/// Reads a member key file: the JSON key file of `custody keys`, or a bare
+/// hex secret.
+pub fn read_signing_key(
+    path: &std::path::Path,
+    passphrase_env: Option<&str>,
+) -> Result<ed25519_dalek::SigningKey, String> {
+    let text =
+        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let is_json = text
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if is_json {
+        let passphrase = match passphrase_env {
+            Some(name) => Some(
+                custody_cli::keyfile::Passphrase::from_env(name)
+                    .map_err(|error| error.to_string())?,
+            ),
+            None => None,
+        };
+        return custody_cli::keyfile::read_member_key(path, passphrase.as_ref())
+            .map_err(|error| error.to_string());
+    }
     let secret = custody_node::home::read_key_file(path).map_err(|error| error.to_string())?;
     Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
 }
@@ -121,7 +146,7 @@ async fn sign(
     signer: &SignerArgs,
     body: TxBody,
 ) -> Result<SignedTransaction, String> {
-    let key = read_signing_key(&signer.key)?;
+    let key = read_signing_key(&signer.key, signer.passphrase_env.as_deref())?;
     let status = client.status().await.map_err(|error| error.to_string())?;
     let nonce = match signer.nonce {
         Some(nonce) => nonce,

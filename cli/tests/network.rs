@@ -15,14 +15,9 @@ use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role, TxId};
 use custody_node::client::Client;
 
-static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    match ONE_NETWORK_AT_A_TIME.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
+/// Each test has its own runtime; tokio's mutex works across runtimes and
+/// is not poisoned by a failing test.
+static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CHAIN_ID: &str = "custody-testnet";
 
@@ -150,7 +145,7 @@ async fn assert_same_chain(testnet: &Testnet, nodes: &[usize], up_to: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_submitted_to_different_nodes_commit_in_the_same_order_everywhere() {
-    let _serial = serial();
+    let _serial = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
     testnet.start_all();
     wait_all_at_least(&testnet, &[0, 1, 2, 3], 1, Duration::from_secs(30)).await;
@@ -195,7 +190,7 @@ async fn transactions_submitted_to_different_nodes_commit_in_the_same_order_ever
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_keep_committing_without_the_fourth_which_catches_up_after_restart() {
-    let _serial = serial();
+    let _serial = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
     testnet.start_all();
     wait_all_at_least(&testnet, &[0, 1, 2, 3], 2, Duration::from_secs(30)).await;
@@ -234,7 +229,7 @@ async fn three_nodes_keep_committing_without_the_fourth_which_catches_up_after_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_killed_mid_load_restarts_intact_and_no_committed_transaction_is_lost() {
-    let _serial = serial();
+    let _serial = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
     testnet.start_all();
     wait_all_at_least(&testnet, &[0, 1, 2, 3], 1, Duration::from_secs(30)).await;
@@ -292,7 +287,7 @@ async fn node_killed_mid_load_restarts_intact_and_no_committed_transaction_is_lo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_with_an_unknown_key_is_refused() {
-    let _serial = serial();
+    let _serial = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
     // A stranger: a node of another chain, told to dial civil-affairs.
     let mut stranger = Testnet::init(1);
@@ -345,7 +340,7 @@ async fn peer_with_an_unknown_key_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_badly_signed_replayed_and_rule_breaking_transactions_get_4xx_and_change_nothing()
 {
-    let _serial = serial();
+    let _serial = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
     testnet.start_all();
     wait_all_at_least(&testnet, &[0, 1, 2, 3], 1, Duration::from_secs(30)).await;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::certificate::{CommitCertificate, CommitSignature};
@@ -107,6 +107,8 @@ pub struct FaultInjection {
     /// Use a quorum of 2f (f = floor((total - 1) / 3)) instead of more than
     /// two thirds.
     pub quorum_of_two_f: bool,
+    /// Ignore `lockedValue`/`lockedRound` when prevoting (L22, L28).
+    pub ignore_locks: bool,
 }
 
 /// Configuration of one state machine.
@@ -239,6 +241,12 @@ pub struct Equivocation {
 }
 
 /// What the node must do, in the order given.
+///
+/// When the node feeds a new input while still carrying out a list (for
+/// example it answers `ValidateValue` at once), the new list's actions go
+/// after the rest of the current list, never before: each `Persist` holds
+/// the whole state at its point, so a newer one must never be overwritten
+/// by an older one.
 // A handful of actions per input, each moved once: boxing the large
 // variants would cost more than the unused bytes.
 #[allow(clippy::large_enum_variant)]
@@ -306,6 +314,12 @@ pub struct PersistedState {
     pub valid: Option<(Round, Value)>,
     /// Every proposal and vote this validator signed at this height.
     pub own_messages: Vec<SignedMessage>,
+    /// The prevotes (other validators' signed messages) for the valid value
+    /// in the valid round: the proof of lock this validator must be able to
+    /// show when it re-proposes the valid value. Without it a restarted
+    /// validator could stay locked on a block whose polka nobody else saw,
+    /// and with a Byzantine voter in that polka no round would ever commit.
+    pub valid_proof: Vec<SignedMessage>,
 }
 
 /// Why a state machine could not be built.
@@ -431,6 +445,9 @@ pub struct Consensus {
     config: Config,
     own_key: Option<ValidatorKey>,
     validators: ValidatorSet,
+    /// Decompressed public keys of the current set: decompressing a key
+    /// costs about as much as a third of a signature check.
+    verifying_keys: BTreeMap<ValidatorKey, VerifyingKey>,
     height: Height,
     round: Round,
     step: Step,
@@ -487,10 +504,12 @@ impl Consensus {
             .signing_key
             .as_ref()
             .map(|key| ValidatorKey::from(&key.verifying_key()));
+        let verifying_keys = Self::decompress_keys(&validators);
         let mut machine = Consensus {
             config,
             own_key,
             validators,
+            verifying_keys,
             height,
             round: Round(0),
             step: Step::Propose,
@@ -607,7 +626,30 @@ impl Consensus {
             locked: self.locked.clone(),
             valid: self.valid.clone(),
             own_messages: self.own_messages.clone(),
+            valid_proof: self.valid_proof(),
         }
+    }
+
+    /// The prevotes held for the valid value in the valid round.
+    fn valid_proof(&self) -> Vec<SignedMessage> {
+        let Some((valid_round, value)) = &self.valid else {
+            return Vec::new();
+        };
+        self.rounds
+            .get(valid_round)
+            .map(|round_state| {
+                round_state
+                    .prevotes
+                    .votes
+                    .values()
+                    .flatten()
+                    .filter(|vote| {
+                        matches!(&vote.message, Message::Prevote(v) if v.block_hash == Some(value.hash))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     // ----- quorum arithmetic -------------------------------------------------
@@ -661,7 +703,7 @@ impl Consensus {
         if self.holds_identical(&message) {
             return Disposition::Duplicate;
         }
-        if check_signature && !message.verify_signature() {
+        if check_signature && !self.signature_ok(&message) {
             return Disposition::Dropped(DropReason::BadSignature);
         }
         match &message.message {
@@ -746,6 +788,25 @@ impl Consensus {
         Disposition::Accepted
     }
 
+    fn decompress_keys(validators: &ValidatorSet) -> BTreeMap<ValidatorKey, VerifyingKey> {
+        validators
+            .validators()
+            .iter()
+            .filter_map(|validator| {
+                VerifyingKey::from_bytes(&validator.key.0)
+                    .ok()
+                    .map(|key| (validator.key, key))
+            })
+            .collect()
+    }
+
+    /// A key that does not decompress signs nothing valid.
+    fn signature_ok(&self, message: &SignedMessage) -> bool {
+        self.verifying_keys
+            .get(&message.validator)
+            .is_some_and(|key| message.verify_signature_with(key))
+    }
+
     fn add_sender(round_state: &mut RoundState, validator: ValidatorKey, power: u64) {
         if round_state.senders.insert(validator) {
             round_state.senders_power += power;
@@ -807,7 +868,7 @@ impl Consensus {
         {
             return Disposition::Dropped(DropReason::BufferFull);
         }
-        if !message.verify_signature() {
+        if !self.signature_ok(&message) {
             return Disposition::Dropped(DropReason::BadSignature);
         }
         self.future_count += 1;
@@ -870,15 +931,15 @@ impl Consensus {
             // L57: OnTimeoutPropose(h, r): prevote nil.
             TimeoutStep::Propose => {
                 if event.round == self.round && self.step == Step::Propose {
-                    self.cast_vote(VoteKind::Prevote, None, out);
                     self.set_step(Step::Prevote);
+                    self.cast_vote(VoteKind::Prevote, None, out);
                 }
             }
             // L61: OnTimeoutPrevote(h, r): precommit nil.
             TimeoutStep::Prevote => {
                 if event.round == self.round && self.step == Step::Prevote {
-                    self.cast_vote(VoteKind::Precommit, None, out);
                     self.set_step(Step::Precommit);
+                    self.cast_vote(VoteKind::Precommit, None, out);
                 }
             }
             // L65: OnTimeoutPrecommit(h, r): StartRound(r + 1).
@@ -937,6 +998,7 @@ impl Consensus {
         if height <= self.height {
             return;
         }
+        self.verifying_keys = Self::decompress_keys(&validators);
         self.validators = validators;
         self.height = height;
         self.locked = None;
@@ -991,6 +1053,13 @@ impl Consensus {
                     verdict: Verdict::Valid,
                 },
             );
+        }
+        // The proof of the valid value comes back first (signatures checked
+        // again: the file is outside this machine's control).
+        for message in state.valid_proof {
+            if message.height() == self.height {
+                self.on_message(message, true, out);
+            }
         }
         for message in state.own_messages {
             if let Message::Proposal(proposal) = &message.message {
@@ -1128,8 +1197,8 @@ impl Consensus {
                 round_state.proposals.first().map(|m| &m.message)
             {
                 if let Some(vote) = self.prevote_for_proposal(proposal) {
-                    self.cast_vote(VoteKind::Prevote, vote, out);
                     self.set_step(Step::Prevote);
+                    self.cast_vote(VoteKind::Prevote, vote, out);
                     return true;
                 }
             }
@@ -1164,8 +1233,8 @@ impl Consensus {
                 self.round_mut(round).polka_handled = true;
                 if step == Step::Prevote {
                     self.locked = Some((round, value.clone()));
-                    self.cast_vote(VoteKind::Precommit, Some(value.hash), out);
                     self.set_step(Step::Precommit);
+                    self.cast_vote(VoteKind::Precommit, Some(value.hash), out);
                 }
                 self.valid = Some((round, value));
                 self.persist_dirty = true;
@@ -1180,8 +1249,8 @@ impl Consensus {
                 .get(&round)
                 .map_or(0, |round_state| round_state.prevotes.power_for(None));
             if self.is_quorum(nil_power) {
-                self.cast_vote(VoteKind::Precommit, None, out);
                 self.set_step(Step::Precommit);
+                self.cast_vote(VoteKind::Precommit, None, out);
                 return true;
             }
         }
@@ -1205,14 +1274,18 @@ impl Consensus {
     fn prevote_for_proposal(&self, proposal: &Proposal) -> Option<Option<BlockHash>> {
         let validity = self.validity(&proposal.value)?;
         let hash = proposal.value.hash;
-        let locked_on_value = self
-            .locked
+        let locked = if self.config.fault_injection.ignore_locks {
+            &None
+        } else {
+            &self.locked
+        };
+        let locked_on_value = locked
             .as_ref()
             .is_some_and(|(_, locked_value)| locked_value == &proposal.value);
         match proposal.valid_round {
             // L22: a fresh proposal.
             None => {
-                let acceptable = validity && (self.locked.is_none() || locked_on_value);
+                let acceptable = validity && (locked.is_none() || locked_on_value);
                 Some(acceptable.then_some(hash))
             }
             // L28: a re-proposal with a proof of lock from `valid_round`.
@@ -1223,7 +1296,7 @@ impl Consensus {
                 if !polka {
                     return None;
                 }
-                let lock_allows = match &self.locked {
+                let lock_allows = match locked {
                     None => true,
                     Some((locked_round, _)) => *locked_round <= valid_round || locked_on_value,
                 };
@@ -1236,6 +1309,8 @@ impl Consensus {
         self.rounds.entry(round).or_default()
     }
 
+    /// Called before the vote of the new step is cast, so that the state
+    /// persisted with the vote already names the step it belongs to.
     fn set_step(&mut self, step: Step) {
         self.step = step;
         self.persist_dirty = true;

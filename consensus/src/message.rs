@@ -307,6 +307,16 @@ impl SignedMessage {
         )
     }
 
+    /// Like [`SignedMessage::verify_signature`] with the signer's key
+    /// already decompressed (the state machine keeps one per validator).
+    pub fn verify_signature_with(&self, key: &VerifyingKey) -> bool {
+        key.verify_strict(
+            &signing_bytes(&self.chain_id, &self.message),
+            &Signature::from_bytes(&self.signature.0),
+        )
+        .is_ok()
+    }
+
     /// The canonical wire encoding.
     pub fn encode(&self) -> Vec<u8> {
         canonical_bytes(self)

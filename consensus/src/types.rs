@@ -239,8 +239,9 @@ impl ValidatorSet {
     }
 
     /// The proposer of `(height, round)`: weighted round robin over the
-    /// sorted set, so every validator proposes in proportion to its power
-    /// and consecutive rounds of one height have different proposers.
+    /// sorted set: every validator proposes in proportion to its power (a
+    /// validator with power `k` holds `k` consecutive slots; with equal
+    /// powers consecutive rounds have different proposers).
     pub fn proposer(&self, height: Height, round: Round) -> &Validator {
         let slot =
             (u128::from(height.0) + u128::from(round.0)) % u128::from(self.total_power.max(1));

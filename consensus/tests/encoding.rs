@@ -155,3 +155,61 @@ fn overlong_varint_is_refused_as_not_canonical() {
     overlong.extend_from_slice(&bytes[4..]);
     assert!(SignedMessage::decode(&overlong, 1024).is_err());
 }
+
+#[test]
+fn persisted_state_survives_a_postcard_round_trip() {
+    let keys: Vec<SigningKey> = (0..4)
+        .map(|index| SigningKey::from_bytes(&[index as u8 + 1; 32]))
+        .collect();
+    let set = ValidatorSet::new(
+        keys.iter()
+            .map(|key| Validator {
+                key: ValidatorKey::from(&key.verifying_key()),
+                power: 1,
+            })
+            .collect(),
+    )
+    .unwrap();
+    // Find a validator that proposes height 1, round 0, and let it propose.
+    let proposer = keys
+        .iter()
+        .position(|key| {
+            ValidatorKey::from(&key.verifying_key()) == set.proposer(Height(1), Round(0)).key
+        })
+        .unwrap();
+    let (mut machine, _) = Consensus::new(
+        Config::new("custody-test", Some(keys[proposer].clone())),
+        set.clone(),
+        Height(1),
+        None,
+    )
+    .unwrap();
+    let actions = machine.handle(Input::ProposalValue {
+        height: Height(1),
+        round: Round(0),
+        value: Value {
+            bytes: vec![1, 2, 3],
+            hash: BlockHash([9; 32]),
+        },
+    });
+    let persisted = actions
+        .iter()
+        .rev()
+        .find_map(|action| match action {
+            custody_consensus::Action::Persist(state) => Some(state.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(persisted.own_messages.len(), 2, "proposal and prevote");
+    let bytes = postcard::to_allocvec(&persisted).unwrap();
+    let decoded: custody_consensus::PersistedState = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(decoded, persisted);
+    let (restarted, _) = Consensus::new(
+        Config::new("custody-test", Some(keys[proposer].clone())),
+        set,
+        Height(1),
+        Some(decoded),
+    )
+    .unwrap();
+    assert_eq!(restarted.persisted_state(), persisted);
+}

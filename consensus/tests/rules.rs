@@ -801,6 +801,41 @@ fn restart_from_persisted_state_never_signs_a_conflicting_vote() {
 }
 
 #[test]
+fn restart_keeps_the_proof_of_lock_of_its_valid_value() {
+    let fixture = Fixture::new(4);
+    let (mut machine, me) = prevoted_for(&fixture, &value(7));
+    for index in fixture.others(me, 2) {
+        feed(&mut machine, fixture.prevote(index, 1, 0, Some(&value(7))));
+    }
+    let persisted = machine.persisted_state();
+    assert_eq!(
+        persisted.valid_proof.len(),
+        3,
+        "own prevote and the two others"
+    );
+    drop(machine);
+    let (mut restarted, _) = Consensus::new(
+        fixture.config(me),
+        fixture.set.clone(),
+        Height(1),
+        Some(persisted),
+    )
+    .unwrap();
+    // Run rounds until this validator proposes: it re-proposes 7 and sends
+    // the three prevotes of round 0 with it, although its memory was lost.
+    let mut actions = Vec::new();
+    while fixture.proposer(1, restarted.round().0) != me {
+        let round = restarted.round().0;
+        actions = timeout(&mut restarted, 1, round, TimeoutStep::Precommit);
+    }
+    let forwarded = actions
+        .iter()
+        .filter(|action| matches!(action, Action::Broadcast(m) if matches!(m.message, Message::Prevote(v) if v.round == Round(0))))
+        .count();
+    assert_eq!(forwarded, 3);
+}
+
+#[test]
 fn persisted_state_from_a_later_height_is_refused() {
     let fixture = Fixture::new(4);
     let (machine, _) = fixture.start(0, 5);

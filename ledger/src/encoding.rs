@@ -69,6 +69,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     }
 }
 
+/// Length of [`encode`]`(value)` without building it.
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> usize {
+    match postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()) {
+        Ok(size) => size,
+        Err(error) => panic!("canonical encoding failed for an in-memory value: {error}"),
+    }
+}
+
 /// Decode canonical postcard bytes, refusing trailing bytes and any input
 /// whose re-encoding is not identical.
 pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -149,9 +157,20 @@ pub fn verify_many(items: &[(PublicKey, &[u8], Signature)]) -> bool {
     let mut keys = Vec::with_capacity(items.len());
     let mut messages = Vec::with_capacity(items.len());
     let mut signatures = Vec::with_capacity(items.len());
+    // Decompressing a key costs about as much as a third of a verification,
+    // and a batch usually holds few distinct signers: decompress each once.
+    let mut decompressed: std::collections::HashMap<[u8; 32], VerifyingKey> =
+        std::collections::HashMap::new();
     for (key, message, signature) in items {
-        let Ok(verifying_key) = VerifyingKey::from_bytes(&key.0) else {
-            return false;
+        let verifying_key = match decompressed.get(&key.0) {
+            Some(k) => *k,
+            None => {
+                let Ok(k) = VerifyingKey::from_bytes(&key.0) else {
+                    return false;
+                };
+                decompressed.insert(key.0, k);
+                k
+            }
         };
         keys.push(verifying_key);
         messages.push(*message);

@@ -49,6 +49,8 @@ pub enum GenesisError {
     DuplicateDepartment(String),
     #[error("validator key {0} is used by two departments")]
     DuplicateValidatorKey(String),
+    #[error("key {0} is not a valid full-order ed25519 public key")]
+    WeakKey(String),
     #[error("member key {0} appears twice")]
     DuplicateMember(String),
     #[error("department `{0}` has voting power 0; every department needs at least 1")]
@@ -170,6 +172,7 @@ impl Genesis {
             if d.voting_power == 0 {
                 return Err(GenesisError::ZeroVotingPower(d.id.to_string()));
             }
+            check_strong_key(&d.keys.validator_key)?;
             if d.name.len() > crate::tx::TEXT_BYTES_MAX {
                 return Err(GenesisError::TooLong("departments.name"));
             }
@@ -177,6 +180,7 @@ impl Genesis {
                 return Err(GenesisError::NoAdmin(d.id.to_string()));
             }
             for m in &d.admins {
+                check_strong_key(&m.key)?;
                 if !members.insert(m.key) {
                     return Err(GenesisError::DuplicateMember(m.key.to_hex()));
                 }
@@ -186,6 +190,13 @@ impl Genesis {
             }
         }
         Ok(())
+    }
+}
+
+fn check_strong_key(key: &crate::types::PublicKey) -> Result<(), GenesisError> {
+    match ed25519_dalek::VerifyingKey::from_bytes(&key.0) {
+        Ok(k) if !k.is_weak() => Ok(()),
+        _ => Err(GenesisError::WeakKey(key.to_hex())),
     }
 }
 

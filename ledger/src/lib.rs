@@ -26,6 +26,7 @@ pub mod merkle;
 pub mod records;
 pub mod state;
 pub mod store;
+pub mod testkit;
 pub mod tx;
 pub mod types;
 pub mod verify;

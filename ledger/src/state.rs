@@ -203,6 +203,11 @@ pub enum TxRefusal {
     ProposalAlreadyExecuted(ProposalId),
     #[error("department `{0}` already approved this proposal")]
     AlreadyApproved(DepartmentId),
+    #[error("creation date {created} ms is after block time {block_time} ms")]
+    CreatedInFuture {
+        created: Timestamp,
+        block_time: Timestamp,
+    },
     #[error("document `{0}` is already registered")]
     DocumentAlreadyRegistered(DocumentId),
     #[error("document `{0}` is not registered")]
@@ -323,10 +328,23 @@ impl<'a, V: StateView + ?Sized> Overlay<'a, V> {
         time: Timestamp,
         signature_checked: bool,
     ) -> Result<(), TxRefusal> {
+        self.apply_identified(tx, tx.id(), index, height, time, signature_checked)
+    }
+
+    /// [`Overlay::apply_transaction`] with the transaction id already known.
+    fn apply_identified(
+        &mut self,
+        tx: &SignedTransaction,
+        tx_id: TxId,
+        index: u32,
+        height: Height,
+        time: Timestamp,
+        signature_checked: bool,
+    ) -> Result<(), TxRefusal> {
         let ctx = Context {
             height,
             time,
-            tx_id: tx.id(),
+            tx_id,
         };
         // `apply_tx` checks every rule before its first write, so a refused
         // transaction leaves the overlay untouched without a copy.
@@ -446,6 +464,9 @@ fn check_roles(roles: &[Role]) -> Result<(), TxRefusal> {
     Ok(())
 }
 
+/// Member and validator keys must be valid ed25519 points of full order:
+/// small-order keys verify forged signatures, and are where batch and
+/// single verification can disagree.
 fn check_member_key(key: &PublicKey) -> Result<(), TxRefusal> {
     match ed25519_dalek::VerifyingKey::from_bytes(&key.0) {
         Ok(k) if !k.is_weak() => Ok(()),
@@ -690,6 +711,14 @@ fn apply_tx<V: StateView + ?Sized>(
             check_required_text("record_type", record_type, LABEL_BYTES_MAX)?;
             check_format(format)?;
             check_wrapped_key(wrapped_key)?;
+            // Retention counts from the creation date: a future date would
+            // let a document outlive its retention period.
+            if *created > ctx.time {
+                return Err(TxRefusal::CreatedInFuture {
+                    created: *created,
+                    block_time: ctx.time,
+                });
+            }
             if overlay.document(document)?.is_some() {
                 return Err(TxRefusal::DocumentAlreadyRegistered(document.clone()));
             }
@@ -1099,6 +1128,7 @@ fn check_new_department<V: StateView + ?Sized>(
     if nd.voting_power == 0 {
         return Err(TxRefusal::ZeroVotingPower);
     }
+    check_member_key(&nd.keys.validator_key)?;
     if view
         .departments()?
         .iter()
@@ -1137,6 +1167,7 @@ fn check_change<V: StateView + ?Sized>(
         }
         GovernanceChange::RotateDepartmentKeys { department, keys } => {
             require_existing_department(view, department)?;
+            check_member_key(&keys.validator_key)?;
             if view
                 .departments()?
                 .iter()
@@ -1224,6 +1255,7 @@ fn check_header(
     params: &Parameters,
     chain: &ChainInfo,
     block: &Block,
+    ids: &[TxId],
     signatures: Signatures,
 ) -> Result<(), HeaderRefusal> {
     let h = &block.header;
@@ -1261,14 +1293,14 @@ fn check_header(
             max: params.max_block_txs,
         });
     }
-    let size = encoding::encode(block).len() as u64;
+    let size = encoding::encoded_size(block) as u64;
     if size > params.max_block_bytes {
         return Err(HeaderRefusal::TooLarge {
             size,
             max: params.max_block_bytes,
         });
     }
-    if block.compute_tx_root() != h.tx_root {
+    if crate::block::tx_root(ids) != h.tx_root {
         return Err(HeaderRefusal::TxRootMismatch);
     }
     let set_hash = chain.validator_set.hash();
@@ -1333,12 +1365,14 @@ pub fn apply_block_with<V: StateView + ?Sized>(
 ) -> Result<StateChanges, Refusal> {
     let chain = view.chain()?;
     let params = view.parameters()?;
-    check_header(&params, &chain, block, signatures).map_err(Refusal::Header)?;
+    // Each id is computed once: for the Merkle root, the events and the index.
+    let ids = block.tx_ids();
+    check_header(&params, &chain, block, &ids, signatures).map_err(Refusal::Header)?;
     if signatures == Signatures::Verify {
         if let Some(&index) = crate::tx::verify_batch(&block.transactions).first() {
             return Err(Refusal::Transaction {
                 index,
-                tx_id: block.transactions[index].id(),
+                tx_id: ids[index],
                 reason: TxRefusal::BadSignature,
             });
         }
@@ -1346,14 +1380,14 @@ pub fn apply_block_with<V: StateView + ?Sized>(
     let mut overlay = Overlay::new(view)?;
     let height = block.header.height;
     let time = block.header.time;
-    for (index, tx) in block.transactions.iter().enumerate() {
+    for (index, (tx, tx_id)) in block.transactions.iter().zip(&ids).enumerate() {
         overlay
-            .apply_transaction(tx, index as u32, height, time, true)
+            .apply_identified(tx, *tx_id, index as u32, height, time, true)
             .map_err(|reason| match reason {
                 TxRefusal::Storage(e) => Refusal::Storage(e),
                 reason => Refusal::Transaction {
                     index,
-                    tx_id: tx.id(),
+                    tx_id: *tx_id,
                     reason,
                 },
             })?;
@@ -1418,7 +1452,7 @@ pub fn select_transactions<V: StateView + ?Sized>(
         if accepted.len() >= params.max_block_txs as usize {
             break;
         }
-        let size = encoding::encode(&tx).len() as u64;
+        let size = encoding::encoded_size(&tx) as u64;
         if size > bytes_left {
             continue;
         }

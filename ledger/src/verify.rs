@@ -116,7 +116,8 @@ pub struct VerifyReport {
 pub struct VerifyOptions {
     /// Threads for decoding and signature checks (0: one per core).
     pub threads: usize,
-    /// Blocks read and checked in parallel before replaying them in order.
+    /// Blocks read and checked in parallel per step; replay of one step
+    /// overlaps the checks of the next two.
     pub chunk_blocks: usize,
 }
 
@@ -124,7 +125,7 @@ impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {
             threads: 0,
-            chunk_blocks: 256,
+            chunk_blocks: 8,
         }
     }
 }
@@ -235,8 +236,63 @@ fn thread_count(options: &VerifyOptions) -> usize {
     }
 }
 
+/// Decode and check the signatures of `heights` on `workers` threads, each
+/// taking every `workers`-th block so that the work is spread evenly.
+fn check_chunk(
+    source: &dyn BlockSource,
+    chain_id: &str,
+    heights: &[Height],
+    workers: usize,
+) -> Vec<Result<Checked, VerifyError>> {
+    if workers <= 1 {
+        return heights
+            .iter()
+            .map(|h| decode_and_check_signatures(source, chain_id, *h))
+            .collect();
+    }
+    let mut results: Vec<Option<Result<Checked, VerifyError>>> =
+        (0..heights.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|t| {
+                scope.spawn(move || {
+                    heights
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(workers)
+                        .map(|(i, h)| (i, decode_and_check_signatures(source, chain_id, *h)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (i, r) in done {
+                        results[i] = Some(r);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    results
+        .into_iter()
+        .zip(heights)
+        .map(|(r, h)| r.unwrap_or_else(|| Err(at(*h, Failure::Source("block not read".into())))))
+        .collect()
+}
+
+/// Chunks of checked blocks handed from the checking threads to the replay.
+type CheckedChunk = Vec<(Height, Result<Checked, VerifyError>)>;
+
 /// Verify the chain in `source` from `genesis`, returning the report and
 /// the replayed state. `progress` is called after each block.
+///
+/// Pipelined: while this thread replays one chunk of blocks in order, the
+/// other threads decode the next chunks and batch-verify their signatures,
+/// so replay and signature checks overlap.
 pub fn verify_chain(
     genesis: &Genesis,
     source: &dyn BlockSource,
@@ -249,87 +305,78 @@ pub fn verify_chain(
     let mut state = MemoryState::from_genesis(genesis);
     let chain_id = genesis.chain_id.clone();
     let threads = thread_count(&options).max(1);
-    let chunk = options.chunk_blocks.max(threads);
+    // Signature checks dominate (replay alone runs several times faster),
+    // so every core checks signatures and the replay thread takes what
+    // time is left between chunks.
+    let workers = threads;
+    let chunk = options.chunk_blocks.max(1) as u64;
     let mut transactions = 0u64;
     let mut signatures = 0u64;
-    let mut next = 1u64;
-    while next <= latest.0 {
-        let end = (next + chunk as u64 - 1).min(latest.0);
-        let heights: Vec<Height> = (next..=end).map(Height).collect();
-        // Decode and check signatures in parallel; each thread takes every
-        // `threads`-th block so that the work is spread evenly.
-        let mut results: Vec<Option<Result<Checked, VerifyError>>> =
-            (0..heights.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let heights = &heights;
-                    let chain_id = chain_id.as_str();
-                    scope.spawn(move || {
-                        heights
-                            .iter()
-                            .enumerate()
-                            .skip(t)
-                            .step_by(threads)
-                            .map(|(i, h)| (i, decode_and_check_signatures(source, chain_id, *h)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(done) => {
-                        for (i, r) in done {
-                            results[i] = Some(r);
-                        }
-                    }
-                    Err(panic) => std::panic::resume_unwind(panic),
+    std::thread::scope(|scope| -> Result<(), VerifyError> {
+        // At most two chunks wait checked: bounded memory.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<CheckedChunk>(2);
+        let chain_id = chain_id.as_str();
+        scope.spawn(move || {
+            let mut next = 1u64;
+            while next <= latest.0 {
+                let end = next.saturating_add(chunk - 1).min(latest.0);
+                let heights: Vec<Height> = (next..=end).map(Height).collect();
+                let results = check_chunk(source, chain_id, &heights, workers);
+                let checked = heights.into_iter().zip(results).collect();
+                if sender.send(checked).is_err() {
+                    // The replay stopped at a failure: nothing more to do.
+                    return;
                 }
+                next = end + 1;
             }
         });
         // Replay in order; the first failure in height order wins.
-        for (i, result) in results.into_iter().enumerate() {
-            let height = heights[i];
-            let checked = match result {
-                Some(r) => r?,
-                None => return Err(at(height, Failure::Source("block not read".to_string()))),
-            };
-            let chain = state
-                .chain()
-                .map_err(|e| at(height, Failure::Source(e.to_string())))?;
-            let changes =
-                state::apply_block_with(&state, &checked.block, Signatures::AlreadyVerified)
-                    .map_err(|refusal| {
-                        let transaction = match &refusal {
-                            Refusal::Transaction { index, tx_id, .. } => Some((*index, *tx_id)),
-                            _ => None,
-                        };
-                        VerifyError {
-                            height,
-                            transaction,
-                            failure: Box::new(Failure::Refused(refusal)),
-                        }
-                    })?;
-            // The stored certificate must prove this very block under the
-            // validator set in force at its height.
-            checked
-                .certificate
-                .verify_power(height, &checked.block.hash(), &chain.validator_set)
-                .map_err(|e| at(height, Failure::Certificate(e)))?;
-            transactions += checked.block.transactions.len() as u64;
-            signatures += checked.signatures;
-            state.apply(changes);
-            progress(Progress {
-                height,
-                latest,
-                transactions,
-            });
+        for checked_chunk in receiver {
+            for (height, result) in checked_chunk {
+                let checked = result?;
+                let chain = state
+                    .chain()
+                    .map_err(|e| at(height, Failure::Source(e.to_string())))?;
+                let changes =
+                    state::apply_block_with(&state, &checked.block, Signatures::AlreadyVerified)
+                        .map_err(|refusal| {
+                            let transaction = match &refusal {
+                                Refusal::Transaction { index, tx_id, .. } => Some((*index, *tx_id)),
+                                _ => None,
+                            };
+                            VerifyError {
+                                height,
+                                transaction,
+                                failure: Box::new(Failure::Refused(refusal)),
+                            }
+                        })?;
+                // The stored certificate must prove this very block under
+                // the validator set in force at its height.
+                checked
+                    .certificate
+                    .verify_power(height, &checked.block.hash(), &chain.validator_set)
+                    .map_err(|e| at(height, Failure::Certificate(e)))?;
+                transactions += checked.block.transactions.len() as u64;
+                signatures += checked.signatures;
+                state.apply(changes);
+                progress(Progress {
+                    height,
+                    latest,
+                    transactions,
+                });
+            }
         }
-        next = end + 1;
-    }
+        Ok(())
+    })?;
     let chain = state
         .chain()
         .map_err(|e| at(latest, Failure::Source(e.to_string())))?;
+    if chain.height != latest {
+        return Err(at(
+            chain.height.next(),
+            Failure::Source("verification stopped before the latest height".into()),
+        ));
+    }
     let report = VerifyReport {
         genesis_hash: genesis.hash(),
         height: chain.height,
@@ -378,4 +425,119 @@ pub fn verify_store(
         ));
     }
     Ok(report)
+}
+
+/// Blocks and certificates held in memory as their canonical bytes (an
+/// export being checked, a bench, a test).
+#[derive(Clone, Debug, Default)]
+pub struct MemorySource {
+    /// `(block bytes, certificate bytes)` for heights 1, 2, ...
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl MemorySource {
+    /// From decoded blocks and certificates, in height order.
+    pub fn from_blocks<'a>(
+        blocks: impl IntoIterator<Item = (&'a Block, &'a CommitCertificate)>,
+    ) -> Self {
+        MemorySource {
+            entries: blocks
+                .into_iter()
+                .map(|(b, c)| (b.to_bytes(), c.to_bytes()))
+                .collect(),
+        }
+    }
+}
+
+impl BlockSource for MemorySource {
+    fn latest_height(&self) -> Result<Height, String> {
+        Ok(Height(self.entries.len() as u64))
+    }
+    fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.entry(height).map(|e| e.0.clone()))
+    }
+    fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.entry(height).map(|e| e.1.clone()))
+    }
+}
+
+impl MemorySource {
+    fn entry(&self, height: Height) -> Option<&(Vec<u8>, Vec<u8>)> {
+        let index = usize::try_from(height.0.checked_sub(1)?).ok()?;
+        self.entries.get(index)
+    }
+}
+
+/// Why a document's event list is not an unbroken hash chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("event {index} is for document `{found}`, not `{expected}`")]
+    WrongDocument {
+        index: usize,
+        expected: crate::types::DocumentId,
+        found: crate::types::DocumentId,
+    },
+    #[error("event {index} has sequence number {found}, expected {expected}")]
+    WrongSequence {
+        index: usize,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "event {index} names previous event {found}, but the event before hashes to {expected}"
+    )]
+    BrokenLink {
+        index: usize,
+        expected: crate::types::EventHash,
+        found: crate::types::EventHash,
+    },
+    #[error("the last event hashes to {found}, but the document names {expected} as its latest")]
+    WrongLatest {
+        expected: crate::types::EventHash,
+        found: crate::types::EventHash,
+    },
+}
+
+/// Check that `events` (a document's whole history, oldest first, e.g. all
+/// pages of `Store::document_history`) form one unbroken hash chain ending
+/// at `latest` (the document's `latest_event`). This checks the chain of
+/// events only; that each event came from a committed transaction is shown
+/// by verifying the chain and looking the transactions up.
+pub fn verify_document_history(
+    document: &crate::types::DocumentId,
+    events: &[crate::records::DocumentEvent],
+    latest: &crate::types::EventHash,
+) -> Result<(), HistoryError> {
+    let mut previous = crate::types::EventHash::ZERO;
+    for (index, event) in events.iter().enumerate() {
+        if event.document != *document {
+            return Err(HistoryError::WrongDocument {
+                index,
+                expected: document.clone(),
+                found: event.document.clone(),
+            });
+        }
+        if event.sequence != index as u64 {
+            return Err(HistoryError::WrongSequence {
+                index,
+                expected: index as u64,
+                found: event.sequence,
+            });
+        }
+        if event.previous != previous {
+            return Err(HistoryError::BrokenLink {
+                index,
+                expected: previous,
+                found: event.previous,
+            });
+        }
+        previous = event.hash();
+    }
+    if previous != *latest {
+        return Err(HistoryError::WrongLatest {
+            expected: *latest,
+            found: previous,
+        });
+    }
+    Ok(())
 }

@@ -197,7 +197,7 @@ async fn submit(
                 shared.config.consensus.clock_offset_ms,
             ));
             let mut mempool = shared.mempool();
-            let result = mempool.admit(&shared.store, tx, id, size, now, true);
+            let result = mempool.admit(tx, id, size, now, true);
             shared.update_mempool_metrics(mempool.len(), mempool.bytes());
             result
         })

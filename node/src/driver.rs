@@ -428,7 +428,13 @@ impl Driver {
             .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
             match apply_block_with(store, &block, Signatures::AlreadyVerified) {
                 Ok(changes) => return Ok(Some(self.remember(block, changes))),
-                Err(Refusal::Transaction { index, .. }) => {
+                Err(Refusal::Transaction {
+                    index,
+                    tx_id,
+                    reason,
+                }) => {
+                    tracing::debug!(tx = %tx_id, %reason, "waiting transaction no longer applies; dropped");
+                    self.shared.mempool().remove(&tx_id);
                     candidates.remove(index);
                 }
                 Err(Refusal::Storage(error)) => {
@@ -577,7 +583,7 @@ impl Driver {
         let now = self.now();
         let (arrivals, dropped) = {
             let mut mempool = self.shared.mempool();
-            let result = mempool.on_commit(&self.shared.store, &ids, now);
+            let result = mempool.on_commit(&ids, now);
             self.shared
                 .update_mempool_metrics(mempool.len(), mempool.bytes());
             result

@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
-use custody_ledger::state::{check_transaction, StateView, TxRefusal};
+use custody_ledger::state::{Overlay, StateView, TxRefusal};
+use custody_ledger::store::Store;
 use custody_ledger::tx::SignedTransaction;
-use custody_ledger::types::{Nonce, PublicKey, Timestamp, TxId};
+use custody_ledger::types::{Timestamp, TxId};
 
 /// Why a transaction was not taken into the mempool.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,11 +38,16 @@ pub struct Pending {
 pub struct Mempool {
     txs_max: usize,
     bytes_max: usize,
+    store: &'static Store,
+    /// The committed state with every waiting transaction applied in
+    /// arrival order: a newcomer is checked against it, so its nonce must
+    /// follow the signer's pending ones and its document rules see the
+    /// pending events. Rebuilt after each commit. `None` only if the store
+    /// could not be read, in which case nothing is admitted.
+    pending_state: Option<Overlay<'static, Store>>,
     /// Arrival order: sequence number to transaction.
     entries: BTreeMap<u64, Pending>,
     by_id: HashMap<TxId, u64>,
-    /// Highest nonce waiting per signer.
-    pending_nonce: HashMap<PublicKey, Nonce>,
     bytes: usize,
     next_sequence: u64,
     /// Admitted here and not yet gossiped.
@@ -49,13 +55,15 @@ pub struct Mempool {
 }
 
 impl Mempool {
-    pub fn new(txs_max: usize, bytes_max: usize) -> Mempool {
+    /// `store` lives as long as the node (the caller leaks one handle).
+    pub fn new(store: &'static Store, txs_max: usize, bytes_max: usize) -> Mempool {
         Mempool {
             txs_max,
             bytes_max,
+            store,
+            pending_state: Overlay::new(store).ok(),
             entries: BTreeMap::new(),
             by_id: HashMap::new(),
-            pending_nonce: HashMap::new(),
             bytes: 0,
             next_sequence: 0,
             to_gossip: VecDeque::new(),
@@ -86,9 +94,8 @@ impl Mempool {
 
     /// Admits a transaction whose signature the caller already verified.
     /// `gossip` says whether it should be passed on to the other nodes.
-    pub fn admit<V: StateView + ?Sized>(
+    pub fn admit(
         &mut self,
-        view: &V,
         tx: SignedTransaction,
         id: TxId,
         size_bytes: usize,
@@ -104,8 +111,22 @@ impl Mempool {
                 bytes: self.bytes,
             });
         }
-        let pending = self.pending_nonce.get(&tx.payload.signer).copied();
-        check_transaction(view, &tx, pending, now).map_err(AdmitError::Refused)?;
+        if self.pending_state.is_none() {
+            self.pending_state = Overlay::new(self.store).ok();
+        }
+        let Some(state) = self.pending_state.as_mut() else {
+            return Err(AdmitError::Refused(TxRefusal::Storage(
+                custody_ledger::state::ViewError("the ledger store cannot be read".to_string()),
+            )));
+        };
+        let height = state
+            .chain()
+            .map_err(|error| AdmitError::Refused(TxRefusal::Storage(error)))?
+            .height
+            .next();
+        state
+            .apply_transaction(&tx, 0, height, now, true)
+            .map_err(AdmitError::Refused)?;
         self.insert(tx, id, size_bytes, gossip);
         Ok(())
     }
@@ -113,8 +134,6 @@ impl Mempool {
     fn insert(&mut self, tx: SignedTransaction, id: TxId, size_bytes: usize, gossip: bool) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.pending_nonce
-            .insert(tx.payload.signer, tx.payload.nonce);
         self.bytes += size_bytes;
         self.by_id.insert(id, sequence);
         if gossip {
@@ -159,16 +178,21 @@ impl Mempool {
         out
     }
 
+    /// Drops a waiting transaction (it no longer applies).
+    pub fn remove(&mut self, id: &TxId) {
+        if let Some(sequence) = self.by_id.remove(id) {
+            if let Some(entry) = self.entries.remove(&sequence) {
+                self.bytes -= entry.size_bytes;
+            }
+        }
+    }
+
     /// Removes transactions committed in a block and returns when each
     /// arrived (for the commit-latency metric); then checks every remaining
-    /// transaction again against the new committed state, dropping those
-    /// that no longer apply.
-    pub fn on_commit<V: StateView + ?Sized>(
-        &mut self,
-        view: &V,
-        committed: &[TxId],
-        now: Timestamp,
-    ) -> (Vec<Instant>, usize) {
+    /// transaction again, in arrival order, against the new committed
+    /// state, dropping those that no longer apply. Returns the arrivals and
+    /// how many were dropped.
+    pub fn on_commit(&mut self, committed: &[TxId], now: Timestamp) -> (Vec<Instant>, usize) {
         let mut arrivals = Vec::new();
         for id in committed {
             if let Some(sequence) = self.by_id.remove(id) {
@@ -178,22 +202,30 @@ impl Mempool {
                 }
             }
         }
+        self.pending_state = Overlay::new(self.store).ok();
+        let height = self
+            .pending_state
+            .as_ref()
+            .and_then(|state| state.chain().ok())
+            .map(|chain| chain.height.next());
         let old = std::mem::take(&mut self.entries);
         self.by_id.clear();
-        self.pending_nonce.clear();
         self.bytes = 0;
         let mut dropped = 0;
         for (sequence, entry) in old {
-            let pending = self.pending_nonce.get(&entry.tx.payload.signer).copied();
-            match check_transaction(view, &entry.tx, pending, now) {
-                Ok(()) => {
-                    self.pending_nonce
-                        .insert(entry.tx.payload.signer, entry.tx.payload.nonce);
-                    self.bytes += entry.size_bytes;
-                    self.by_id.insert(entry.id, sequence);
-                    self.entries.insert(sequence, entry);
-                }
-                Err(_) => dropped += 1,
+            let applies = match (self.pending_state.as_mut(), height) {
+                (Some(state), Some(height)) => state
+                    .apply_transaction(&entry.tx, 0, height, now, true)
+                    .is_ok(),
+                // The store cannot be read: keep everything for later.
+                _ => true,
+            };
+            if applies {
+                self.bytes += entry.size_bytes;
+                self.by_id.insert(entry.id, sequence);
+                self.entries.insert(sequence, entry);
+            } else {
+                dropped += 1;
             }
         }
         let by_id = &self.by_id;
@@ -227,6 +259,7 @@ pub fn refusal_code(refusal: &TxRefusal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custody_ledger::types::Nonce;
 
     #[test]
     fn refusal_codes_are_snake_case_variant_names() {

@@ -299,11 +299,8 @@ async fn sync_loop(
         let Some((peer, peer_height)) = best else {
             continue;
         };
-        loop {
-            let ours = match shared.store.latest_height() {
-                Ok(height) => height.0,
-                Err(_) => break,
-            };
+        while let Ok(ours) = shared.store.latest_height() {
+            let ours = ours.0;
             if peer_height <= ours {
                 break;
             }

@@ -81,6 +81,9 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         "node starting"
     );
 
+    // The mempool keeps an overlay on the store for the node's lifetime;
+    // one handle (a few reference counts) is leaked for it, once.
+    let mempool_store: &'static Store = Box::leak(Box::new(store.clone()));
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
     let (committed, _) = watch::channel(height.0);
     let shared: SharedRef = Arc::new(Shared {
@@ -89,6 +92,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         peer_id: peer_id.to_string(),
         store,
         mempool: Mutex::new(Mempool::new(
+            mempool_store,
             config.mempool.txs_max,
             config.mempool.bytes_max,
         )),
@@ -215,7 +219,7 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
             tracing::debug!(tx = %id, "badly signed gossiped transaction dropped");
             continue;
         }
-        match mempool.admit(&shared.store, tx, id, size, now, false) {
+        match mempool.admit(tx, id, size, now, false) {
             Ok(()) | Err(AdmitError::Duplicate(_)) => {}
             Err(error) => tracing::debug!(tx = %id, %error, "gossiped transaction not admitted"),
         }

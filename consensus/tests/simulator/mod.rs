@@ -62,6 +62,11 @@ pub enum Behaviour {
     DoubleVoter,
     /// Proposes invalid blocks and prevotes and precommits for them.
     InvalidValueVoter,
+    /// Twins: two complete honest machines share the validator's key, one
+    /// talking to the even-numbered nodes and one to the odd-numbered ones,
+    /// so every proposal and vote may be equivocated by protocol-following
+    /// code.
+    Twin,
 }
 
 /// A network partition: from `start_ms` to `end_ms`, messages only flow
@@ -89,6 +94,11 @@ pub struct SimConfig {
     pub n: usize,
     /// Behaviour of each node (index = node).
     pub behaviours: Vec<Behaviour>,
+    /// Voting power of each node from height 1 (0: not a validator).
+    pub powers: Vec<u64>,
+    /// From this height on, these powers instead: the validator set changes
+    /// between heights, as the ledger may decide.
+    pub power_change: Option<(u64, Vec<u64>)>,
     /// Link delay drawn uniformly from this inclusive range, per message.
     pub link_delay_ms: (u64, u64),
     /// Delay of the application answering a proposal or validation request.
@@ -143,16 +153,51 @@ impl SimConfig {
             5..=7 => 7,
             _ => 10,
         };
+        let weighted = rng.random_bool(0.3);
+        let draw_powers = |rng: &mut ChaCha8Rng| -> Vec<u64> {
+            if weighted {
+                (0..n).map(|_| rng.random_range(1..=3u64)).collect()
+            } else {
+                vec![1; n]
+            }
+        };
+        let powers = draw_powers(&mut rng);
+        let power_change = if rng.random_bool(0.3) {
+            let mut next = draw_powers(&mut rng);
+            if rng.random_bool(0.5) {
+                // One validator leaves the set and only observes from then on.
+                next[rng.random_range(0..n)] = 0;
+            }
+            Some((rng.random_range(2..6u64), next))
+        } else {
+            None
+        };
+        // Byzantine validators: fewer than a third of the power in every set.
         let f = (n - 1) / 3;
-        let byzantine_count = rng.random_range(0..=f);
+        let byzantine_target = rng.random_range(0..=f);
         let mut behaviours = vec![Behaviour::Honest; n];
         let mut order: Vec<usize> = (0..n).collect();
         shuffle(&mut order, &mut rng);
-        for &node in order.iter().take(byzantine_count) {
-            behaviours[node] = match rng.random_range(0..4u32) {
+        let mut byzantine: Vec<usize> = Vec::new();
+        for &node in &order {
+            if byzantine.len() == byzantine_target {
+                break;
+            }
+            let fits = |powers: &Vec<u64>| {
+                let total: u64 = powers.iter().sum();
+                let faulty: u64 = byzantine.iter().map(|&b| powers[b]).sum::<u64>() + powers[node];
+                3 * faulty < total
+            };
+            if fits(&powers) && power_change.as_ref().is_none_or(|(_, next)| fits(next)) {
+                byzantine.push(node);
+            }
+        }
+        for &node in &byzantine {
+            behaviours[node] = match rng.random_range(0..5u32) {
                 0 => Behaviour::Silent,
                 1 => Behaviour::EquivocatingProposer,
                 2 => Behaviour::DoubleVoter,
+                3 => Behaviour::Twin,
                 _ => Behaviour::InvalidValueVoter,
             };
         }
@@ -194,6 +239,8 @@ impl SimConfig {
             seed,
             n,
             behaviours,
+            powers,
+            power_change,
             link_delay_ms: (5, rng.random_range(20..80u64)),
             app_delay_ms: (0, 10),
             commit_pause_ms: rng.random_range(50..200u64),
@@ -219,6 +266,8 @@ impl SimConfig {
             seed: 0,
             n,
             behaviours: vec![Behaviour::Honest; n],
+            powers: vec![1; n],
+            power_change: None,
             link_delay_ms: (link_delay_ms, link_delay_ms),
             app_delay_ms: (0, 0),
             commit_pause_ms: 0,
@@ -336,10 +385,15 @@ pub struct Stats {
     /// Point-to-point copies put on the network (votes, proposals and sync).
     pub messages_sent: u64,
     pub messages_delivered: u64,
+    /// Encoded bytes of the consensus messages put on the network.
+    pub message_bytes_sent: u64,
     /// Highest height committed by every honest node.
     pub min_honest_height: u64,
     pub max_honest_height: u64,
     pub sim_time_ms: u64,
+    /// Simulated ms from GST until every honest node reached the liveness
+    /// target (the largest over seeds when aggregated).
+    pub recovery_ms: u64,
     pub evidence: u64,
     pub crashes: u64,
     pub syncs: u64,
@@ -436,8 +490,12 @@ pub struct Simulation {
     now_ms: u64,
     sequence: u64,
     queue: BTreeMap<(u64, u64), Event>,
+    /// Machines: one per validator, then the second machine of each twin.
     nodes: Vec<Node>,
-    validators: ValidatorSet,
+    /// For each machine, the validator (index below n) it speaks for.
+    primary: Vec<usize>,
+    /// Validator sets and the height each takes effect at, ascending.
+    validator_sets: Vec<(Height, ValidatorSet)>,
     groups: Vec<u8>,
     after_gst: bool,
     liveness_target: Option<u64>,
@@ -493,16 +551,24 @@ impl Simulation {
     pub fn new(config: SimConfig) -> Simulation {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let keys: Vec<SigningKey> = (0..config.n).map(signing_key).collect();
-        let validators = ValidatorSet::new(
-            keys.iter()
-                .map(|key| Validator {
-                    key: ValidatorKey::from(&key.verifying_key()),
-                    power: 1,
-                })
-                .collect(),
-        )
-        .expect("simulated validator set is valid");
-        let nodes = keys
+        let set_of = |powers: &Vec<u64>| {
+            ValidatorSet::new(
+                keys.iter()
+                    .zip(powers)
+                    .filter(|(_, power)| **power > 0)
+                    .map(|(key, power)| Validator {
+                        key: ValidatorKey::from(&key.verifying_key()),
+                        power: *power,
+                    })
+                    .collect(),
+            )
+            .expect("simulated validator set is valid")
+        };
+        let mut validator_sets = vec![(Height(1), set_of(&config.powers))];
+        if let Some((height, powers)) = &config.power_change {
+            validator_sets.push((Height(*height), set_of(powers)));
+        }
+        let mut nodes: Vec<Node> = keys
             .into_iter()
             .enumerate()
             .map(|(index, key)| Node {
@@ -517,6 +583,24 @@ impl Simulation {
                 proposals_made: 0,
             })
             .collect();
+        let mut primary: Vec<usize> = (0..config.n).collect();
+        for index in 0..config.n {
+            if config.behaviours[index] == Behaviour::Twin {
+                let key = nodes[index].key.clone();
+                nodes.push(Node {
+                    key,
+                    behaviour: Behaviour::Twin,
+                    machine: None,
+                    incarnation: 0,
+                    persisted: None,
+                    committed: BTreeMap::new(),
+                    last_sync_request_ms: None,
+                    height_started_ms: BTreeMap::new(),
+                    proposals_made: 0,
+                });
+                primary.push(index);
+            }
+        }
         let n = config.n;
         Simulation {
             config,
@@ -525,7 +609,8 @@ impl Simulation {
             sequence: 0,
             queue: BTreeMap::new(),
             nodes,
-            validators,
+            primary,
+            validator_sets,
             groups: vec![0; n],
             after_gst: false,
             liveness_target: None,
@@ -535,6 +620,15 @@ impl Simulation {
             violations: Vec::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// The validator set in force at `height`.
+    fn validators_at(&self, height: Height) -> &ValidatorSet {
+        self.validator_sets
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= height)
+            .map_or(&self.validator_sets[0].1, |(_, set)| set)
     }
 
     fn schedule(&mut self, delay_ms: u64, event: Event) {
@@ -556,7 +650,7 @@ impl Simulation {
 
     /// Runs the whole scenario and returns what it found.
     pub fn run(mut self) -> Outcome {
-        for node in 0..self.config.n {
+        for node in 0..self.nodes.len() {
             self.boot(node);
         }
         for partition in self.config.partitions.clone() {
@@ -624,6 +718,9 @@ impl Simulation {
         self.stats.min_honest_height = honest_heights.iter().copied().min().unwrap_or(0);
         self.stats.max_honest_height = honest_heights.iter().copied().max().unwrap_or(0);
         self.stats.sim_time_ms = self.now_ms;
+        if self.liveness_target.is_some() && self.violations.is_empty() {
+            self.stats.recovery_ms = self.now_ms.saturating_sub(self.config.gst_ms);
+        }
         Outcome {
             violations: self.violations,
             stats: self.stats,
@@ -659,8 +756,13 @@ impl Simulation {
         let height = Height(self.committed_height(node) + 1);
         let persisted = self.nodes[node].persisted.clone();
         let config = self.node_config(node);
-        let (machine, actions) = Consensus::new(config, self.validators.clone(), height, persisted)
-            .expect("simulated node boots");
+        let (machine, actions) = Consensus::new(
+            config,
+            self.validators_at(height).clone(),
+            height,
+            persisted,
+        )
+        .expect("simulated node boots");
         self.nodes[node].machine = Some(machine);
         self.nodes[node]
             .height_started_ms
@@ -827,7 +929,7 @@ impl Simulation {
             Event::Gst => {
                 self.after_gst = true;
                 self.groups = vec![0; self.config.n];
-                for node in 0..self.config.n {
+                for node in 0..self.nodes.len() {
                     if self.nodes[node].machine.is_none() {
                         self.boot(node);
                     }
@@ -865,7 +967,7 @@ impl Simulation {
     }
 
     fn start_height(&mut self, node: usize, height: Height) {
-        let validators = self.validators.clone();
+        let validators = self.validators_at(height).clone();
         if let Some(machine) = self.nodes[node].machine.as_ref() {
             if machine.height() >= height {
                 return;
@@ -1031,7 +1133,7 @@ impl Simulation {
                         Some("certificate is for another height or block".to_owned())
                     } else {
                         certificate
-                            .verify(CHAIN_ID, &self.validators)
+                            .verify(CHAIN_ID, self.validators_at(height))
                             .err()
                             .map(|error| error.to_string())
                     };
@@ -1086,7 +1188,9 @@ impl Simulation {
             if certificate.height != height
                 || certificate.block_hash != value.hash
                 || (self.config.check_certificates
-                    && certificate.verify(CHAIN_ID, &self.validators).is_err())
+                    && certificate
+                        .verify(CHAIN_ID, self.validators_at(height))
+                        .is_err())
             {
                 break;
             }
@@ -1136,6 +1240,10 @@ impl Simulation {
                 }
                 None => self.send_to_all(node, &message, |_| true),
             },
+            Behaviour::Twin => {
+                let is_primary = node < self.config.n;
+                self.send_to_all(node, &message, |peer| (peer % 2 == 0) == is_primary);
+            }
             Behaviour::InvalidValueVoter => match message.message.as_vote() {
                 Some((_, vote)) => {
                     let invalid = make_value(vote.height, node, vote.round.0, false);
@@ -1207,8 +1315,8 @@ impl Simulation {
         message: &SignedMessage,
         include: impl Fn(usize) -> bool,
     ) {
-        for to in 0..self.config.n {
-            if to != from && include(to) {
+        for to in 0..self.nodes.len() {
+            if self.primary[to] != self.primary[from] && include(to) {
                 self.send(
                     from,
                     to,
@@ -1226,7 +1334,10 @@ impl Simulation {
     /// cut by a partition, dropped, delayed (hence reordered) or duplicated.
     fn send(&mut self, from: usize, to: usize, event: Event) {
         self.stats.messages_sent += 1;
-        if self.groups[from] != self.groups[to] {
+        if let Event::Deliver { message, .. } = &event {
+            self.stats.message_bytes_sent += message.encoded_len() as u64;
+        }
+        if self.groups[self.primary[from]] != self.groups[self.primary[to]] {
             return;
         }
         if !self.after_gst
@@ -1339,6 +1450,7 @@ pub fn run_seeds(
                         total.syncs += outcome.stats.syncs;
                         total.evidence += outcome.stats.evidence;
                         total.max_honest_height += outcome.stats.max_honest_height;
+                        total.recovery_ms = total.recovery_ms.max(outcome.stats.recovery_ms);
                         if !outcome.violations.is_empty() {
                             failures.push((seed, outcome));
                         }
@@ -1362,6 +1474,7 @@ pub fn run_seeds(
         total.syncs += stats.syncs;
         total.evidence += stats.evidence;
         total.max_honest_height += stats.max_honest_height;
+        total.recovery_ms = total.recovery_ms.max(stats.recovery_ms);
     }
     failures.sort_by_key(|(seed, _)| *seed);
     (failures, total)
