@@ -117,10 +117,12 @@ watchdog_pid=$!
 custody() { "$BIN" "$@"; }
 report=$work/bad-input.md
 acked=$work/acked.tsv
+passed=0
 check() {
     say "check after: $1"
     custody cluster check --net "$work/net" --nodes "$ALL_NODES" --acked "$acked" \
         --fault "$1" --table "$table" --timeout-seconds "${2:-90}"
+    passed=$((passed + 1))
 }
 
 if [[ ! -x $BIN ]]; then
@@ -139,7 +141,8 @@ remove_cluster
 for i in 0 1 2 3; do
     docker cp "$work/net/${DEPARTMENTS[$i]}/." "$(container "$i"):/home/custody/"
 done
-for i in 0 1 2 3; do docker start "$(container "$i")" >/dev/null; done
+# All four at once, as an operator would start them.
+docker start "$(container 0)" "$(container 1)" "$(container 2)" "$(container 3)" >/dev/null
 
 echo "| fault | time to recover | acknowledged | found on every node | forks | lost | common height (chains verified) |" >"$table"
 echo "|---|---|---|---|---|---|---|" >>"$table"
@@ -186,10 +189,12 @@ command -v nsenter >/dev/null && command -v iptables >/dev/null ||
     fail "nsenter and iptables are needed for the 2-2 split"
 split_rules -I
 custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 4 --seconds 5
+passed=$((passed + 1))
 say "during the split: flood ${DEPARTMENTS[3]} with valid transactions past its mempool limit"
 custody cluster flood --net "$work/net" --node "$(api 3)" --signer "${DEPARTMENTS[3]}" \
     --pid "$(docker inspect -f '{{.State.Pid}}' "$(container 3)")" --report "$report"
 custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 0 --seconds 5
+passed=$((passed + 2))
 split_rules -D
 check "2-2 split with a mempool flood (no commit during it), healed" 120
 
@@ -220,6 +225,7 @@ check "clock of ${DEPARTMENTS[3]} restored"
 say "fault 6: bad input at ${DEPARTMENTS[0]}'s edges"
 custody cluster bad-input --net "$work/net" --node "$(api 0)" \
     --p2p "127.0.0.1:$CUSTODY_P2P_PORT" --signer "${DEPARTMENTS[3]}" --acked "$acked" --report "$report"
+passed=$((passed + $(grep -c '^| .* | answers (height' "$report") - 1))
 check "bad input at ${DEPARTMENTS[0]}"
 
 if [[ ${CUSTODY_CLUSTER_QUORUM_LOSS:-1} == 1 ]]; then
@@ -248,3 +254,5 @@ cat "$report"
 if [[ -n ${CUSTODY_CLUSTER_RESULTS:-} ]]; then
     { cat "$table"; echo; cat "$report"; } >"$CUSTODY_CLUSTER_RESULTS"
 fi
+echo
+echo "cluster: $passed passed, 0 failed"
