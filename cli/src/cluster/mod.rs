@@ -115,7 +115,7 @@ pub fn genesis(net: &Path) -> Result<custody_ledger::genesis::Genesis, String> {
 /// A department's first admin's signing key.
 pub fn admin_key(net: &Path, department: &str) -> Result<ed25519_dalek::SigningKey, String> {
     let path: PathBuf = net.join(department).join("members").join("admin.key");
-    crate::tx::read_signing_key(&path)
+    crate::tx::read_signing_key(&path, None)
 }
 
 /// The committed nonce of `key`, from the first node that answers.
