@@ -85,6 +85,9 @@ impl BlockSource for Fetched {
     }
 }
 
+/// One node's chain as read: canonical bytes, block hashes, decoded blocks.
+type Chain = (Fetched, Vec<BlockHash>, Vec<Block>);
+
 /// Every node's height, or which one did not answer.
 async fn heights(clients: &[Client]) -> Result<Vec<u64>, String> {
     let mut out = Vec::new();
@@ -98,10 +101,7 @@ async fn heights(clients: &[Client]) -> Result<Vec<u64>, String> {
 }
 
 /// Reads blocks 1..=up_to from one node.
-async fn fetch_chain(
-    client: &Client,
-    up_to: u64,
-) -> Result<(Fetched, Vec<BlockHash>, Vec<Block>), String> {
+async fn fetch_chain(client: &Client, up_to: u64) -> Result<Chain, String> {
     let mut blocks = BTreeMap::new();
     let mut hashes = Vec::new();
     let mut decoded = Vec::new();
@@ -181,19 +181,31 @@ pub async fn run(args: CheckArgs) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let Some((recover_time, seen)) = recovered else {
-        let row = format!(
-            "| {} | not recovered in {} s | {} | - | - | - | - |",
-            args.fault,
-            args.timeout_seconds,
-            acked.len()
-        );
-        append(&args.table, &row)?;
-        println!("{row}");
-        return Err(format!(
-            "{}: the nodes did not converge within {} s; last seen: {last_seen}",
-            args.fault, args.timeout_seconds
-        ));
+    // Not recovered is a failure (liveness), but safety is still checked on
+    // whatever the nodes hold, when they all answer.
+    let mut problems = Vec::new();
+    let (recovered_text, seen) = match recovered {
+        Some((recover_time, seen)) => (format!("{:.1} s", recover_time.as_secs_f64()), seen),
+        None => {
+            problems.push(format!(
+                "the nodes did not converge within {} s; last seen: {last_seen}",
+                args.timeout_seconds
+            ));
+            let text = format!("not recovered in {} s", args.timeout_seconds);
+            match heights(&clients).await {
+                Ok(seen) => (text, seen),
+                Err(error) => {
+                    let row = format!(
+                        "| {} | {text} | {} | - | - | - | - |",
+                        args.fault,
+                        acked.len()
+                    );
+                    append(&args.table, &row)?;
+                    println!("{row}");
+                    return Err(format!("{}: {}; {error}", args.fault, problems.join("; ")));
+                }
+            }
+        }
     };
     let common = seen.iter().copied().min().unwrap_or(0);
 
@@ -202,15 +214,13 @@ pub async fn run(args: CheckArgs) -> Result<(), String> {
     for (index, client) in clients.iter().cloned().enumerate() {
         tasks.spawn(async move { (index, fetch_chain(&client, common).await) });
     }
-    let mut chains: Vec<Option<(Fetched, Vec<BlockHash>, Vec<Block>)>> =
-        (0..clients.len()).map(|_| None).collect();
+    let mut chains: Vec<Option<Chain>> = (0..clients.len()).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         let (index, result) = joined.map_err(|error| error.to_string())?;
         chains[index] = Some(result?);
     }
-    let chains: Vec<(Fetched, Vec<BlockHash>, Vec<Block>)> = chains.into_iter().flatten().collect();
+    let chains: Vec<Chain> = chains.into_iter().flatten().collect();
 
-    let mut problems = Vec::new();
     // Forks: heights at which the nodes hold different blocks.
     let mut forks = 0u64;
     for height in 0..common as usize {
@@ -268,9 +278,9 @@ pub async fn run(args: CheckArgs) -> Result<(), String> {
         }
     }
     let row = format!(
-        "| {} | {:.1} s | {} | {} | {} | {} | {} ({}/{} chains verify) |",
+        "| {} | {} | {} | {} | {} | {} | {} ({}/{} chains verify) |",
         args.fault,
-        recover_time.as_secs_f64(),
+        recovered_text,
         acked.len(),
         found,
         forks,
