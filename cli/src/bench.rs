@@ -31,7 +31,7 @@ use custody_node::testnet::{generate, TestnetOptions};
 /// Nodes in the bench network.
 const BENCH_NODES: usize = 4;
 /// Transactions one client may have submitted and not yet seen committed.
-const CLIENT_IN_FLIGHT_MAX: u64 = 500;
+const CLIENT_IN_FLIGHT_MAX: u64 = 250;
 /// Transactions per batch when measuring the verification rate.
 const VERIFY_BATCH_TXS: usize = 256;
 /// How long the verification rate is measured.

@@ -289,6 +289,8 @@ async fn node_killed_mid_load_restarts_intact_and_no_committed_transaction_is_lo
 async fn peer_with_an_unknown_key_is_refused() {
     let _serial = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
+    // Started first, so that the stranger's free ports cannot be theirs.
+    testnet.start_all();
     // A stranger: a node of another chain, told to dial civil-affairs.
     let mut stranger = Testnet::init(1);
     let stranger_config = stranger.nodes[0].home.join("config.toml");
@@ -307,7 +309,6 @@ async fn peer_with_an_unknown_key_is_refused() {
             .to_string(),
     });
     config.save(&stranger_config).expect("save");
-    testnet.start_all();
     stranger.start_all();
     wait_all_at_least(&testnet, &[0, 1, 2, 3], 2, Duration::from_secs(30)).await;
     let stranger_id = Client::new(stranger.nodes[0].api_url.clone())

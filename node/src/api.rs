@@ -101,14 +101,17 @@ struct SubmitQuery {
     timeout_ms: Option<u64>,
 }
 
+fn is_json_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
 /// Decodes a submitted transaction: JSON when the content type says so,
 /// the canonical binary encoding otherwise.
 fn decode_transaction(headers: &HeaderMap, body: &[u8]) -> Result<SignedTransaction, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if is_json {
+    if is_json_body(headers) {
         serde_json::from_slice(body).map_err(|error| {
             ApiError::bad_request(
                 "malformed_transaction",
@@ -189,7 +192,13 @@ async fn submit(
             "signature does not match the signer's key and the transaction's content",
         ));
     }
-    let size = tx.to_bytes().len();
+    // Canonical decoding guarantees the binary body is the encoding; a JSON
+    // body is re-encoded to count what the mempool will hold.
+    let size = if is_json_body(&headers) {
+        tx.to_bytes().len()
+    } else {
+        body.len()
+    };
     let admitted = {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || {

@@ -333,6 +333,7 @@ impl Driver {
                     queue.extend(actions);
                 }
                 Action::Evidence(evidence) => {
+                    self.keep_evidence(&evidence);
                     tracing::warn!(
                         validator = %hex::encode(evidence.first.validator.0),
                         height = evidence.first.height().0,
@@ -343,6 +344,26 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Appends proof of equivocation to `data/evidence.jsonl` (one JSON
+    /// object per line, fsynced), for the departments to act on.
+    fn keep_evidence(&self, evidence: &consensus::Equivocation) {
+        use std::io::Write;
+        let path = self.state_path.with_file_name("evidence.jsonl");
+        let written = serde_json::to_string(evidence)
+            .map_err(std::io::Error::other)
+            .and_then(|line| {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?;
+                writeln!(file, "{line}")?;
+                file.sync_all()
+            });
+        if let Err(error) = written {
+            tracing::error!(%error, path = %path.display(), "cannot record equivocation evidence");
+        }
     }
 
     fn maybe_propose(&mut self) -> Result<(), DriverError> {

@@ -259,7 +259,163 @@ pub fn refusal_code(refusal: &TxRefusal) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custody_ledger::types::Nonce;
+    use custody_ledger::genesis::Genesis;
+    use custody_ledger::records::{DepartmentKeys, NewDepartment, NewMember, Parameters};
+    use custody_ledger::tx::TxBody;
+    use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role};
+    use ed25519_dalek::SigningKey;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: &'static Store,
+        admin: SigningKey,
+    }
+
+    fn public(key: &SigningKey) -> PublicKey {
+        PublicKey(key.verifying_key().to_bytes())
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let admin = SigningKey::from_bytes(&[7u8; 32]);
+        let genesis = Genesis {
+            format_version: custody_ledger::types::FORMAT_VERSION,
+            chain_id: "mempool-test".to_string(),
+            genesis_time: Timestamp(1_000),
+            parameters: Parameters::default(),
+            departments: vec![NewDepartment {
+                id: DepartmentId::new("civil-affairs").expect("slug"),
+                name: "Civil Affairs".to_string(),
+                keys: DepartmentKeys {
+                    validator_key: public(&SigningKey::from_bytes(&[1u8; 32])),
+                    node_key: public(&SigningKey::from_bytes(&[2u8; 32])),
+                    encryption_key: public(&SigningKey::from_bytes(&[3u8; 32])),
+                },
+                voting_power: 1,
+                admins: vec![NewMember {
+                    key: public(&admin),
+                    name: "admin".to_string(),
+                    roles: vec![Role::Admin],
+                    clearance: Classification::Secret,
+                }],
+            }],
+        };
+        let store = Store::open_or_init(&dir.path().join("ledger"), &genesis).expect("store");
+        Fixture {
+            _dir: dir,
+            store: Box::leak(Box::new(store)),
+            admin,
+        }
+    }
+
+    fn enroll(fixture: &Fixture, nonce: u64, seed: u8) -> SignedTransaction {
+        SignedTransaction::sign(
+            TxBody::EnrollMember {
+                member: public(&SigningKey::from_bytes(&[seed; 32])),
+                department: DepartmentId::new("civil-affairs").expect("slug"),
+                name: format!("member {seed}"),
+                roles: vec![Role::Clerk],
+                clearance: Classification::Internal,
+            },
+            &fixture.admin,
+            Nonce(nonce),
+            "mempool-test",
+        )
+    }
+
+    fn admit(mempool: &mut Mempool, tx: SignedTransaction) -> Result<(), AdmitError> {
+        let id = tx.id();
+        let size = tx.to_bytes().len();
+        mempool.admit(tx, id, size, Timestamp(2_000), true)
+    }
+
+    #[test]
+    fn pending_nonces_chain_and_a_gap_is_refused() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        admit(&mut mempool, enroll(&fixture, 1, 10)).expect("nonce 1");
+        let gap = admit(&mut mempool, enroll(&fixture, 3, 11)).expect_err("nonce 3 refused");
+        assert!(
+            matches!(gap, AdmitError::Refused(TxRefusal::WrongNonce { .. })),
+            "{gap}"
+        );
+        admit(&mut mempool, enroll(&fixture, 2, 12)).expect("nonce 2 follows the pending 1");
+        assert_eq!(mempool.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_is_refused_and_counted_once() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        let tx = enroll(&fixture, 1, 10);
+        admit(&mut mempool, tx.clone()).expect("first");
+        assert!(matches!(
+            admit(&mut mempool, tx),
+            Err(AdmitError::Duplicate(_))
+        ));
+        assert_eq!(mempool.len(), 1);
+    }
+
+    #[test]
+    fn pending_state_sees_earlier_pending_transactions() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        admit(&mut mempool, enroll(&fixture, 1, 10)).expect("first enrolment");
+        // The same member again, with the next nonce: already enrolled in
+        // the pending state.
+        let again = admit(&mut mempool, enroll(&fixture, 2, 10)).expect_err("refused");
+        assert!(
+            matches!(
+                again,
+                AdmitError::Refused(TxRefusal::MemberAlreadyEnrolled(_))
+            ),
+            "{again}"
+        );
+    }
+
+    #[test]
+    fn count_and_byte_bounds_hold() {
+        let fixture = fixture();
+        let mut by_count = Mempool::new(fixture.store, 1, 1 << 20);
+        admit(&mut by_count, enroll(&fixture, 1, 10)).expect("first");
+        assert!(matches!(
+            admit(&mut by_count, enroll(&fixture, 2, 11)),
+            Err(AdmitError::Full { .. })
+        ));
+        let mut by_bytes = Mempool::new(fixture.store, 100, 10);
+        assert!(matches!(
+            admit(&mut by_bytes, enroll(&fixture, 1, 10)),
+            Err(AdmitError::Full { .. })
+        ));
+    }
+
+    #[test]
+    fn gossip_takes_each_admitted_transaction_once_in_order() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        let first = enroll(&fixture, 1, 10);
+        let second = enroll(&fixture, 2, 11);
+        admit(&mut mempool, first.clone()).expect("first");
+        admit(&mut mempool, second.clone()).expect("second");
+        assert_eq!(mempool.take_gossip(1), vec![first.to_bytes()]);
+        assert_eq!(mempool.take_gossip(10), vec![second.to_bytes()]);
+        assert!(mempool.take_gossip(10).is_empty());
+    }
+
+    #[test]
+    fn recheck_after_commit_keeps_what_still_applies() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        admit(&mut mempool, enroll(&fixture, 1, 10)).expect("first");
+        admit(&mut mempool, enroll(&fixture, 2, 11)).expect("second");
+        // No block was committed: both still apply, none is dropped.
+        let (arrivals, dropped) = mempool.on_commit(&[], Timestamp(3_000));
+        assert!(arrivals.is_empty());
+        assert_eq!(dropped, 0);
+        assert_eq!(mempool.len(), 2);
+        assert_eq!(mempool.candidates(10, 1 << 20).len(), 2);
+        assert_eq!(mempool.candidates(1, 1 << 20).len(), 1);
+    }
 
     #[test]
     fn refusal_codes_are_snake_case_variant_names() {
