@@ -74,3 +74,56 @@ pub fn run(args: PrepareArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_configs_use_the_container_network_and_publishable_api() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = dir.path().join("net");
+        run(PrepareArgs {
+            dir: net.clone(),
+            subnet: "10.9.8".to_string(),
+            mempool_txs_max: 123,
+        })
+        .expect("prepare");
+        let manifest: custody_node::testnet::TestnetManifest =
+            serde_json::from_slice(&std::fs::read(net.join("testnet.json")).expect("manifest"))
+                .expect("manifest parses");
+        assert_eq!(manifest.nodes.len(), 4);
+        for (index, node) in manifest.nodes.iter().enumerate() {
+            let config = NodeConfig::load(&Home::new(net.join(&node.department)).config_path())
+                .expect("config");
+            assert_eq!(config.network.listen, vec!["/ip4/0.0.0.0/tcp/26600"]);
+            assert_eq!(config.api.listen.to_string(), "0.0.0.0:26680");
+            assert_eq!(config.mempool.txs_max, 123);
+            assert_eq!(config.network.peers.len(), 3);
+            for peer in &config.network.peers {
+                let peer_index = manifest
+                    .nodes
+                    .iter()
+                    .position(|other| other.peer_id == peer.peer_id)
+                    .expect("peer in manifest");
+                assert_ne!(peer_index, index, "a node must not dial itself");
+                assert_eq!(
+                    peer.address,
+                    format!("/ip4/10.9.8.{}/tcp/26600", 11 + peer_index)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_subnet_that_is_not_three_octets_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = run(PrepareArgs {
+            dir: dir.path().join("net"),
+            subnet: "10.9".to_string(),
+            mempool_txs_max: 1,
+        })
+        .expect_err("refused");
+        assert!(error.contains("three octets"), "{error}");
+    }
+}
