@@ -51,6 +51,10 @@ pub enum BenchCommand {
         /// Concurrent client tasks (each signs as its own member).
         #[arg(long, default_value_t = 8)]
         clients: usize,
+        /// Transactions per request: 1 posts each to `/v1/transactions`,
+        /// more posts them together to `/v1/transactions/batch`.
+        #[arg(long, default_value_t = 1)]
+        batch: u64,
         /// Keep the network's directory (logs, stores) at this path.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -65,6 +69,7 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Load {
             seconds,
             clients,
+            batch,
             keep,
             json,
         } => {
@@ -73,7 +78,14 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|error| error.to_string())?;
-            runtime.block_on(load(seconds, clients.max(1), keep, json, limit))
+            runtime.block_on(load(
+                seconds,
+                clients.max(1),
+                batch.max(1),
+                keep,
+                json,
+                limit,
+            ))
         }
     }
 }
@@ -246,6 +258,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 async fn load(
     seconds: u64,
     client_count: usize,
+    batch_txs: u64,
     keep: Option<PathBuf>,
     json: bool,
     limit: Limit,
@@ -400,19 +413,57 @@ async fn load(
             let mut submitted = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let committed = committed_by_client[index].load(Ordering::Relaxed);
-                if submitted.saturating_sub(committed) >= CLIENT_IN_FLIGHT_MAX {
+                let room = CLIENT_IN_FLIGHT_MAX.saturating_sub(submitted.saturating_sub(committed));
+                if room == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 }
-                let (tx, _) = enroll(&signer, &department, nonce, &chain_id);
-                let id = tx.id();
+                let count = room.min(batch_txs);
+                let batch: Vec<SignedTransaction> = (0..count)
+                    .map(|offset| enroll(&signer, &department, nonce + offset, &chain_id).0)
+                    .collect();
                 let at = Instant::now();
-                match client.submit(&tx, None).await {
-                    Ok(_) => {
-                        lock(&record).submitted.insert(id, at);
-                        lock(&owner).insert(id, index);
-                        nonce += 1;
-                        submitted += 1;
+                let answer = if batch.len() == 1 {
+                    client.submit(&batch[0], None).await.map(|_| {
+                        custody_node::api_types::BatchResponse {
+                            results: vec![custody_node::api_types::BatchItem::pending(
+                                batch[0].id(),
+                            )],
+                        }
+                    })
+                } else {
+                    client.submit_batch(&batch).await
+                };
+                match answer {
+                    Ok(answer) => {
+                        // Admission stops at the first refusal: the signer's
+                        // later nonces cannot follow a missing one.
+                        let accepted = answer
+                            .results
+                            .iter()
+                            .take_while(|item| item.status == "pending")
+                            .count();
+                        {
+                            let mut record = lock(&record);
+                            let mut owner = lock(&owner);
+                            for tx in &batch[..accepted] {
+                                let id = tx.id();
+                                record.submitted.insert(id, at);
+                                owner.insert(id, index);
+                            }
+                        }
+                        nonce += accepted as u64;
+                        submitted += accepted as u64;
+                        if accepted < batch.len() {
+                            let full = answer.results[accepted]
+                                .error
+                                .as_ref()
+                                .is_some_and(|error| error.code == "mempool_full");
+                            if !full {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                     }
                     Err(ClientError::Refused { code, .. }) if code == "mempool_full" => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -460,6 +511,7 @@ async fn load(
             serde_json::json!({
                 "seconds": seconds,
                 "clients": client_count,
+                "batch": batch_txs,
                 "committed_transactions": committed_in_window,
                 "blocks": blocks_in_window,
                 "committed_tx_per_second": tx_per_second,
@@ -473,7 +525,7 @@ async fn load(
             })
         );
     } else {
-        println!("custody bench load: 4 nodes, {client_count} clients, {seconds} s measured (after 2 s warm-up)");
+        println!("custody bench load: 4 nodes, {client_count} clients, {batch_txs} tx per request, {seconds} s measured (after 2 s warm-up)");
         println!(
             "  committed        {committed_in_window} transactions in {blocks_in_window} blocks"
         );

@@ -21,8 +21,8 @@ use serde::Deserialize;
 
 use crate::api_error::ApiError;
 use crate::api_types::{
-    BlockResponse, Inclusion, MempoolStatus, Page, StatusResponse, SubmitResponse,
-    TransactionResponse,
+    BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, StatusResponse,
+    SubmitResponse, TransactionResponse,
 };
 use crate::mempool::{refusal_code, AdmitError};
 use crate::shared::{local_time_ms, Outbound, SharedRef};
@@ -34,6 +34,7 @@ pub fn router(shared: SharedRef) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/batch", post(submit_batch))
         .route("/v1/transactions/{id}", get(transaction))
         .route("/v1/blocks/{height}", get(block_by_height))
         .route("/v1/blocks/hash/{hash}", get(block_by_hash))
@@ -214,29 +215,11 @@ async fn submit(
         .map_err(|error| ApiError::internal(error.to_string()))?
     };
     match admitted {
-        Ok(()) | Err(AdmitError::Duplicate(_)) => {}
-        Err(AdmitError::Full { .. }) => {
-            return Err(ApiError::unavailable(
-                "mempool_full",
-                "the node has too many transactions waiting; retry later",
-            ))
-        }
-        Err(AdmitError::Refused(refusal)) => {
-            shared
-                .metrics
-                .refused_txs_total
-                .fetch_add(1, Ordering::Relaxed);
-            let code = refusal_code(&refusal);
-            let status = if code == "bad_signature" || code == "wrong_chain_id" {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            return Err(ApiError {
-                status,
-                code: leak_code(code),
-                message: refusal.to_string(),
-            });
+        Ok(()) => {}
+        Err(error) => {
+            if let Some(error) = admit_error(&shared, error) {
+                return Err(error);
+            }
         }
     }
     if !query.wait {
@@ -279,6 +262,175 @@ async fn submit(
             }
         }
     }
+}
+
+/// Most transactions in one batch submission.
+pub const BATCH_TXS_MAX: usize = 1_000;
+
+/// The error a refused admission gets, as for a single submission.
+fn admit_error(shared: &SharedRef, error: AdmitError) -> Option<ApiError> {
+    match error {
+        AdmitError::Duplicate(_) => None,
+        AdmitError::Full { .. } => Some(ApiError::unavailable(
+            "mempool_full",
+            "the node has too many transactions waiting; retry later",
+        )),
+        AdmitError::Refused(refusal) => {
+            shared
+                .metrics
+                .refused_txs_total
+                .fetch_add(1, Ordering::Relaxed);
+            let code = refusal_code(&refusal);
+            let status = if code == "bad_signature" || code == "wrong_chain_id" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            Some(ApiError {
+                status,
+                code: leak_code(code),
+                message: refusal.to_string(),
+            })
+        }
+    }
+}
+
+/// `POST /v1/transactions/batch`: many transactions in one request, for
+/// bulk registration. The body is a JSON array of transactions, or the
+/// postcard encoding of a list of canonical transaction encodings. The
+/// signatures are checked in one ed25519 batch; each transaction is then
+/// admitted in order and gets its own result (a refusal does not stop the
+/// ones after it, but a signer's later nonces will then be refused too).
+async fn submit_batch(
+    State(shared): State<SharedRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let body = body.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "body_too_large_or_unreadable",
+            rejection.body_text(),
+        )
+    })?;
+    let decoded: Vec<Result<(SignedTransaction, usize), ApiError>> = if is_json_body(&headers) {
+        let values: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_batch",
+                format!("the body is not a JSON array of transactions: {error}"),
+            )
+        })?;
+        values
+            .into_iter()
+            .map(|value| {
+                serde_json::from_value::<SignedTransaction>(value)
+                    .map(|tx| {
+                        let size = tx.to_bytes().len();
+                        (tx, size)
+                    })
+                    .map_err(|error| {
+                        ApiError::bad_request(
+                            "malformed_transaction",
+                            format!("not a JSON transaction: {error}"),
+                        )
+                    })
+            })
+            .collect()
+    } else {
+        let encoded: Vec<Vec<u8>> = postcard::from_bytes(&body).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_batch",
+                format!("the body is not a list of encoded transactions: {error}"),
+            )
+        })?;
+        encoded
+            .iter()
+            .map(|bytes| {
+                SignedTransaction::from_bytes(bytes)
+                    .map(|tx| (tx, bytes.len()))
+                    .map_err(|error| {
+                        ApiError::bad_request(
+                            "malformed_transaction",
+                            format!("not a canonically encoded transaction: {error}"),
+                        )
+                    })
+            })
+            .collect()
+    };
+    if decoded.len() > BATCH_TXS_MAX {
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!("a batch holds at most {BATCH_TXS_MAX} transactions"),
+        ));
+    }
+    let results = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || admit_batch(&shared, decoded))
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?
+    };
+    Ok(Json(BatchResponse { results }))
+}
+
+fn admit_batch(
+    shared: &SharedRef,
+    decoded: Vec<Result<(SignedTransaction, usize), ApiError>>,
+) -> Vec<BatchItem> {
+    let valid: Vec<SignedTransaction> = decoded
+        .iter()
+        .filter_map(|item| item.as_ref().ok().map(|(tx, _)| tx.clone()))
+        .collect();
+    let bad_signatures = custody_ledger::tx::verify_batch(&valid);
+    let now =
+        custody_ledger::types::Timestamp(local_time_ms(shared.config.consensus.clock_offset_ms));
+    let mut results = Vec::with_capacity(decoded.len());
+    let mut valid_index = 0usize;
+    let mut mempool = shared.mempool();
+    for item in decoded {
+        let (tx, size) = match item {
+            Ok(found) => found,
+            Err(error) => {
+                results.push(BatchItem::refused(None, &error));
+                continue;
+            }
+        };
+        let index = valid_index;
+        valid_index += 1;
+        let id = tx.id();
+        if bad_signatures.contains(&index) {
+            let error = ApiError::bad_request(
+                "bad_signature",
+                "signature does not match the signer's key and the transaction's content",
+            );
+            results.push(BatchItem::refused(Some(id), &error));
+            continue;
+        }
+        match shared.store.transaction(&id) {
+            Ok(Some(_)) => {
+                let error = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_committed",
+                    format!("transaction {id} is already committed"),
+                );
+                results.push(BatchItem::refused(Some(id), &error));
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                results.push(BatchItem::refused(Some(id), &store_error(error)));
+                continue;
+            }
+        }
+        match mempool.admit(tx, id, size, now, true) {
+            Ok(()) => results.push(BatchItem::pending(id)),
+            Err(error) => match admit_error(shared, error) {
+                None => results.push(BatchItem::pending(id)),
+                Some(error) => results.push(BatchItem::refused(Some(id), &error)),
+            },
+        }
+    }
+    shared.update_mempool_metrics(mempool.len(), mempool.bytes());
+    results
 }
 
 /// Error codes are `&'static str`; refusal codes come from a fixed set of

@@ -82,3 +82,49 @@ pub struct Page<T> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// The error part of an answer: a stable code and a message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// One transaction's result in a batch submission.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// Absent only when the transaction could not be decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_id: Option<TxId>,
+    /// `pending` or `refused`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl BatchItem {
+    pub fn pending(tx_id: TxId) -> BatchItem {
+        BatchItem {
+            tx_id: Some(tx_id),
+            status: "pending".to_string(),
+            error: None,
+        }
+    }
+
+    pub fn refused(tx_id: Option<TxId>, error: &crate::api_error::ApiError) -> BatchItem {
+        BatchItem {
+            tx_id,
+            status: "refused".to_string(),
+            error: Some(ErrorBody {
+                code: error.code.to_string(),
+                message: error.message.clone(),
+            }),
+        }
+    }
+}
+
+/// Answer to `POST /v1/transactions/batch`, one result per transaction in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItem>,
+}

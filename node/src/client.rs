@@ -6,7 +6,9 @@ use std::time::Duration;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::TxId;
 
-use crate::api_types::{BlockResponse, StatusResponse, SubmitResponse, TransactionResponse};
+use crate::api_types::{
+    BatchResponse, BlockResponse, StatusResponse, SubmitResponse, TransactionResponse,
+};
 
 /// Why a request to a node failed.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +149,26 @@ impl Client {
             .post(&url)
             .header("content-type", "application/json")
             .body(json)
+            .send()
+            .await;
+        self.read(&url, response).await
+    }
+
+    /// Submits many transactions in one request (`/v1/transactions/batch`);
+    /// each gets its own result, in order.
+    pub async fn submit_batch(
+        &self,
+        transactions: &[SignedTransaction],
+    ) -> Result<BatchResponse, ClientError> {
+        let encoded: Vec<Vec<u8>> = transactions.iter().map(|tx| tx.to_bytes()).collect();
+        let body = postcard::to_allocvec(&encoded)
+            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+        let url = format!("{}/v1/transactions/batch", self.base_url);
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .body(body)
             .send()
             .await;
         self.read(&url, response).await
