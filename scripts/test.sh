@@ -19,3 +19,6 @@ cargo build --workspace --all-targets --release
 
 step "cargo test"
 cargo test --workspace --release
+
+step "cluster fault tests (four containers; needs a Docker daemon)"
+scripts/cluster-test.sh

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod doc;
+mod cluster;
 mod tx;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     Genesis(custody_cli::GenesisArgs),
     /// Run four departments on this machine: a day of archive work, then an audit of it.
     Demo(demo::DemoArgs),
+    /// Fault-test tools for a four-node container cluster (scripts/cluster-test.sh).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -242,6 +246,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Chain(args) => custody_cli::run_chain(args).map_err(|error| error.to_string()),
         Command::Genesis(args) => custody_cli::run_genesis(args).map_err(|error| error.to_string()),
         Command::Demo(args) => demo::run(args).map_err(|error| error.to_string()),
+        Command::Cluster(command) => cluster::run(command),
     }
 }
 

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Four Custody nodes as containers on a private docker network, under a
+# steady signed load, through one fault after another:
+#
+#   1. SIGKILL of a node, then restart
+#   2. a node cut off from the network (docker network disconnect), then reconnected
+#   3. a 2-2 split (no block may be committed), then healed
+#   4. a rolling restart of all four nodes
+#   5. one node's clock 10 minutes ahead (its config's clock_offset_ms), then restored
+#   6. bad input at one node's edges (random bytes to libp2p, oversized,
+#      truncated and garbage transactions, replays)
+#   7. quorum lost: two nodes stopped, then started again
+#      (CUSTODY_CLUSTER_QUORUM_LOSS=0 skips it)
+#
+# During the split, one node is also flooded with valid transactions past
+# its mempool limit (no block can drain it then).
+#
+# After each fault it waits for convergence and checks (custody cluster
+# check): the same block at every height on every node, every transaction
+# acknowledged as committed present on every node, every node's chain
+# verifies from the genesis, heights advance. It prints a table and exits
+# non-zero on any violation, on a time-out, or when no Docker daemon is
+# reachable. Traffic from the host goes only to 127.0.0.1 (the published
+# ports); the nodes talk to each other on the docker network it creates.
+# Containers, network and volumes are removed on every exit.
+#
+#   scripts/cluster-test.sh              # needs target/release/custody
+#   CUSTODY_CLUSTER_KEEP=1 scripts/cluster-test.sh   # keep the work dir
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The whole run is bounded: past this, the run is stopped and fails.
+TIME_LIMIT_SECONDS=${CUSTODY_CLUSTER_TIME_LIMIT:-540}
+
+export CUSTODY_CLUSTER=${CUSTODY_CLUSTER:-custody-ct}
+export CUSTODY_SUBNET=${CUSTODY_SUBNET:-172.29.77}
+export CUSTODY_API_PORT_BASE=${CUSTODY_API_PORT_BASE:-2768}
+export CUSTODY_P2P_PORT=${CUSTODY_P2P_PORT:-27600}
+export CUSTODY_IMAGE=${CUSTODY_IMAGE:-custody:dev}
+
+DEPARTMENTS=(civil-affairs social-security health public-security)
+NETWORK=$CUSTODY_CLUSTER-net
+BIN=${CUSTODY_BINARY:-target/release/custody}
+started=$SECONDS
+
+say() { printf '\n[cluster %3ds] %s\n' "$((SECONDS - started))" "$*"; }
+fail() { echo "cluster test FAILED: $*" >&2; exit 1; }
+
+if ! command -v docker >/dev/null 2>&1; then
+    fail "docker is not installed: the container fault tests did NOT run"
+fi
+if ! docker info >/dev/null 2>&1; then
+    fail "no Docker daemon is reachable (docker info failed): the container fault tests did NOT run"
+fi
+if command -v docker-compose >/dev/null 2>&1; then
+    compose=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+    compose=(docker compose)
+else
+    fail "neither docker-compose nor the docker compose plugin is installed"
+fi
+compose+=(-p "$CUSTODY_CLUSTER" -f docker-compose.yml)
+
+container() { echo "$CUSTODY_CLUSTER-${DEPARTMENTS[$1]}"; }
+api() { echo "http://127.0.0.1:${CUSTODY_API_PORT_BASE}$(($1 + 1))"; }
+ip_of() { echo "$CUSTODY_SUBNET.$((11 + $1))"; }
+ALL_NODES="$(api 0),$(api 1),$(api 2),$(api 3)"
+
+work=$(mktemp -d /tmp/custody-cluster.XXXXXX)
+table=$work/table.md
+load_pid=
+watchdog_pid=
+status=1
+
+remove_cluster() {
+    "${compose[@]}" down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
+    for i in 0 1 2 3; do docker rm -f "$(container "$i")" >/dev/null 2>&1 || true; done
+    docker network rm "$NETWORK" >/dev/null 2>&1 || true
+    for d in "${DEPARTMENTS[@]}"; do docker volume rm -f "$CUSTODY_CLUSTER-$d" >/dev/null 2>&1 || true; done
+}
+
+cleanup() {
+    local code=$1
+    trap - EXIT INT TERM
+    if [[ -n $watchdog_pid ]]; then
+        kill $(pgrep -P "$watchdog_pid") "$watchdog_pid" 2>/dev/null || true
+    fi
+    if [[ -n $load_pid ]] && kill -0 "$load_pid" 2>/dev/null; then
+        touch "$work/stop"
+        kill "$load_pid" 2>/dev/null || true
+        wait "$load_pid" 2>/dev/null || true
+    fi
+    if [[ $code -ne 0 || $status -ne 0 ]]; then
+        [[ -f ${table:-} ]] && { echo "table so far:" >&2; cat "$table" >&2; }
+        for i in 0 1 2 3; do
+            echo "----- $(container "$i") (last 25 log lines but gossip duplicates) -----" >&2
+            docker logs "$(container "$i")" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' |
+                grep -v 'already been published' | tail -n 25 | cut -c1-300 >&2 || true
+        done
+    fi
+    remove_cluster
+    if [[ -n ${CUSTODY_CLUSTER_KEEP:-} ]]; then
+        echo "kept $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$code"
+}
+trap 'cleanup $?' EXIT
+trap 'echo "cluster test interrupted" >&2; exit 130' INT TERM
+
+# A watchdog: past the time limit the run is stopped (and cleaned up).
+main_pid=$$
+( sleep "$TIME_LIMIT_SECONDS"; echo "cluster test: time limit of ${TIME_LIMIT_SECONDS}s reached" >&2; kill -TERM "$main_pid" ) 2>/dev/null &
+watchdog_pid=$!
+
+custody() { "$BIN" "$@"; }
+report=$work/bad-input.md
+acked=$work/acked.tsv
+passed=0
+check() {
+    say "check after: $1"
+    custody cluster check --net "$work/net" --nodes "$ALL_NODES" --acked "$acked" \
+        --fault "$1" --table "$table" --timeout-seconds "${2:-90}"
+    passed=$((passed + 1))
+}
+
+if [[ ! -x $BIN ]]; then
+    say "building the release binary"
+    cargo build --release -p custody-cli
+fi
+say "building the image $CUSTODY_IMAGE (FROM scratch, from $BIN)"
+scripts/build-image.sh
+
+say "generating keys, genesis and configs (custody cluster prepare)"
+custody cluster prepare --dir "$work/net" --subnet "$CUSTODY_SUBNET"
+
+say "starting four containers on $NETWORK ($CUSTODY_SUBNET.0/24)"
+remove_cluster
+"${compose[@]}" up --no-start >/dev/null 2>&1 || "${compose[@]}" up --no-start
+for i in 0 1 2 3; do
+    docker cp "$work/net/${DEPARTMENTS[$i]}/." "$(container "$i"):/home/custody/"
+done
+# All four at once, as an operator would start them.
+docker start "$(container 0)" "$(container 1)" "$(container 2)" "$(container 3)" >/dev/null
+
+echo "| fault | time to recover | acknowledged | found on every node | forks | lost | common height (chains verified) |" >"$table"
+echo "|---|---|---|---|---|---|---|" >>"$table"
+echo "| input | outcome | node afterwards |" >"$report"
+echo "|---|---|---|" >>"$report"
+
+check "start (no fault)" 60
+
+say "starting the load: admins of three departments, submitting through all four nodes"
+custody cluster load --net "$work/net" --nodes "$ALL_NODES" \
+    --signers civil-affairs,social-security,health --acked "$acked" \
+    --stop-file "$work/stop" --seconds-max "$TIME_LIMIT_SECONDS" 2>"$work/load.log" &
+load_pid=$!
+sleep 6
+
+say "fault 1: SIGKILL ${DEPARTMENTS[2]}, restart after 5 s"
+docker kill -s KILL "$(container 2)" >/dev/null
+sleep 5
+docker start "$(container 2)" >/dev/null
+check "SIGKILL of ${DEPARTMENTS[2]} and restart"
+
+say "fault 2: ${DEPARTMENTS[1]} cut off from the network for 10 s"
+docker network disconnect "$NETWORK" "$(container 1)"
+sleep 10
+docker network connect --ip "$(ip_of 1)" "$NETWORK" "$(container 1)"
+check "${DEPARTMENTS[1]} cut off (network disconnect) and reconnected"
+
+say "fault 3: 2-2 split ({${DEPARTMENTS[0]}, ${DEPARTMENTS[1]}} | {${DEPARTMENTS[2]}, ${DEPARTMENTS[3]}})"
+# Each node's own network namespace drops the other half's packets, so
+# each half still sees itself.
+split_rules() { # action (-I or -D)
+    local action=$1 i peer pid
+    for i in 0 1 2 3; do
+        pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$i")")
+        for peer in 0 1 2 3; do
+            if (( (i < 2) != (peer < 2) )); then
+                nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
+                nsenter -t "$pid" -n iptables "$action" OUTPUT -d "$(ip_of "$peer")" -j DROP
+            fi
+        done
+    done
+}
+command -v nsenter >/dev/null && command -v iptables >/dev/null ||
+    fail "nsenter and iptables are needed for the 2-2 split"
+split_rules -I
+custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 4 --seconds 5
+passed=$((passed + 1))
+say "during the split: flood ${DEPARTMENTS[3]} with valid transactions past its mempool limit"
+custody cluster flood --net "$work/net" --node "$(api 3)" --signer "${DEPARTMENTS[3]}" \
+    --pid "$(docker inspect -f '{{.State.Pid}}' "$(container 3)")" --report "$report"
+custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 0 --seconds 5
+passed=$((passed + 2))
+split_rules -D
+check "2-2 split with a mempool flood (no commit during it), healed" 120
+
+say "fault 4: rolling restart (SIGTERM, start, wait for catch-up) of all four"
+for i in 0 1 2 3; do
+    docker restart -t 15 "$(container "$i")" >/dev/null
+    check "rolling restart: ${DEPARTMENTS[$i]}"
+done
+
+say "fault 5: ${DEPARTMENTS[3]}'s clock 10 minutes ahead (clock_offset_ms), then restored"
+set_clock_offset() { # node offset_ms
+    local name config
+    name=$(container "$1")
+    config=$work/config-$1.toml
+    docker stop -t 15 "$name" >/dev/null
+    docker cp "$name:/home/custody/config.toml" "$config"
+    sed -i "s/^clock_offset_ms = .*/clock_offset_ms = $2/" "$config"
+    grep -q "^clock_offset_ms = $2\$" "$config" || fail "could not set clock_offset_ms in $config"
+    docker cp "$config" "$name:/home/custody/config.toml"
+    docker start "$name" >/dev/null
+}
+set_clock_offset 3 600000
+sleep 10
+check "clock of ${DEPARTMENTS[3]} +10 min (3 nodes decide)"
+set_clock_offset 3 0
+check "clock of ${DEPARTMENTS[3]} restored"
+
+say "fault 6: bad input at ${DEPARTMENTS[0]}'s edges"
+custody cluster bad-input --net "$work/net" --node "$(api 0)" \
+    --p2p "127.0.0.1:$CUSTODY_P2P_PORT" --signer "${DEPARTMENTS[3]}" --acked "$acked" --report "$report"
+passed=$((passed + $(grep -c '^| .* | answers (height' "$report") - 1))
+check "bad input at ${DEPARTMENTS[0]}"
+
+if [[ ${CUSTODY_CLUSTER_QUORUM_LOSS:-1} == 1 ]]; then
+    say "fault 7: quorum lost: ${DEPARTMENTS[1]} and ${DEPARTMENTS[2]} stopped for 5 s, then started"
+    docker stop -t 15 "$(container 1)" "$(container 2)" >/dev/null
+    sleep 5
+    docker start "$(container 1)" "$(container 2)" >/dev/null
+    check "quorum lost (two nodes stopped) and restored" 60
+fi
+
+say "stopping the load"
+touch "$work/stop"
+wait "$load_pid" || fail "the load tool failed (see above)"
+load_pid=
+tail -n 1 "$work/load.log"
+check "end of run (load stopped)"
+
+status=0
+say "done in $((SECONDS - started)) s"
+echo
+echo "Faults (every row: zero forks and zero lost transactions):"
+cat "$table"
+echo
+echo "Bad input:"
+cat "$report"
+if [[ -n ${CUSTODY_CLUSTER_RESULTS:-} ]]; then
+    { cat "$table"; echo; cat "$report"; } >"$CUSTODY_CLUSTER_RESULTS"
+fi
+echo
+echo "cluster: $passed passed, 0 failed"
