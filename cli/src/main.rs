@@ -1,9 +1,9 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
 mod bench;
+mod cluster;
 mod demo;
 mod doc;
-mod cluster;
 mod tx;
 
 use std::path::PathBuf;
