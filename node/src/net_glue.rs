@@ -139,7 +139,11 @@ pub async fn start(
                     message = outbound.recv() => {
                         let Some(message) = message else { break };
                         let result = match message {
-                            Outbound::Consensus(bytes) => handle.publish_consensus(bytes).await,
+                            // Every consensus message goes out under a fresh gossip id: the state
+                            // machine re-sends its own votes periodically, and identical bytes
+                            // would be swallowed by gossipsub as duplicates, so a peer that was
+                            // away when a vote first went out would never receive it.
+                            Outbound::Consensus(bytes) => handle.rebroadcast_consensus(bytes).await,
                             Outbound::Transactions(bytes) => handle.publish_transactions(bytes).await,
                         };
                         match result {
