@@ -98,6 +98,9 @@ impl CommitCertificate {
     ) -> Self {
         signatures.sort_by_key(|s| s.validator);
         signatures.dedup_by(|a, b| a.validator == b.validator);
+        debug_assert!(signatures
+            .windows(2)
+            .all(|w| w[0].validator < w[1].validator));
         CommitCertificate {
             height,
             round,

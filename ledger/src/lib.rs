@@ -20,6 +20,7 @@
 
 pub mod block;
 pub mod certificate;
+pub mod chain;
 pub mod encoding;
 pub mod genesis;
 pub mod merkle;

@@ -73,6 +73,10 @@ pub struct Department {
     pub voting_power: u64,
     /// Height from which this department is part of the federation.
     pub since: Height,
+    /// Documents (not disposed of) of which it is the custodian. A
+    /// department holding documents cannot be removed: they would be
+    /// orphaned.
+    pub documents_held: u64,
 }
 
 /// Whether a member may still sign.

@@ -193,6 +193,11 @@ pub enum TxRefusal {
     ZeroVotingPower,
     #[error("a new department needs at least one admin")]
     NoAdmin,
+    #[error("department `{department}` still holds {count} documents; transfer or dispose of them first")]
+    DepartmentHoldsDocuments {
+        department: DepartmentId,
+        count: u64,
+    },
     #[error("the last department cannot be removed")]
     LastDepartment,
     #[error("parameter `{0}` is out of range")]
@@ -250,7 +255,9 @@ pub enum TxRefusal {
     TooManyGrants(usize),
     #[error("department `{0}` has no grant on this document")]
     NoSuchGrant(DepartmentId),
-    #[error("department `{0}` is neither the custodian nor holds an unexpired grant")]
+    #[error(
+        "department `{0}` is not the custodian, holds no unexpired grant and has no pending offer"
+    )]
     NoAccessRight(DepartmentId),
     #[error("ciphertext hash {named} is not the document's current ciphertext {current}")]
     CiphertextMismatch { named: Hash32, current: Hash32 },
@@ -748,6 +755,7 @@ fn apply_tx<V: StateView + ?Sized>(
                 plaintext: *plaintext,
                 ciphertext: *ciphertext,
             };
+            adjust_held(overlay, department, 1)?;
             record_event(overlay, &mut doc, &signer, ctx, kind);
         }
         body => {
@@ -766,7 +774,16 @@ fn apply_tx<V: StateView + ?Sized>(
                 });
             }
             require_clearance(&signer, doc.classification)?;
+            let custodian_before = doc.custodian.clone();
             let kind = apply_document_tx(overlay, body, &mut doc, &signer, ctx)?;
+            // Keep each department's count of held documents; these are the
+            // only writes before the event, and they cannot fail.
+            if doc.status == DocumentStatus::Disposed {
+                adjust_held(overlay, &custodian_before, -1)?;
+            } else if doc.custodian != custodian_before {
+                adjust_held(overlay, &custodian_before, -1)?;
+                adjust_held(overlay, &doc.custodian, 1)?;
+            }
             record_event(overlay, &mut doc, &signer, ctx, kind);
         }
     }
@@ -981,7 +998,10 @@ fn apply_document_tx<V: StateView + ?Sized>(
                 .grants
                 .iter()
                 .any(|g| g.department == *department && time <= g.expires_at);
-            if !custodian && !grantee {
+            // A department offered the document opens it to check it before
+            // accepting; the offer carries the key wrapped to it.
+            let recipient = live_offer(doc, time).is_some_and(|o| o.to == *department);
+            if !custodian && !grantee && !recipient {
                 return Err(TxRefusal::NoAccessRight(department.clone()));
             }
             check_required_text("purpose", purpose, TEXT_BYTES_MAX)?;
@@ -1089,6 +1109,23 @@ fn apply_document_tx<V: StateView + ?Sized>(
     Ok(kind)
 }
 
+/// Add `delta` to a department's count of held documents (a removed
+/// department keeps no count).
+fn adjust_held<V: StateView + ?Sized>(
+    overlay: &mut Overlay<'_, V>,
+    department: &DepartmentId,
+    delta: i64,
+) -> Result<(), TxRefusal> {
+    if let Some(mut d) = overlay.department(department)? {
+        d.documents_held = d.documents_held.saturating_add_signed(delta);
+        overlay
+            .changes
+            .departments
+            .insert(department.clone(), Some(d));
+    }
+    Ok(())
+}
+
 fn record_event<V: StateView + ?Sized>(
     overlay: &mut Overlay<'_, V>,
     doc: &mut Document,
@@ -1159,7 +1196,13 @@ fn check_change<V: StateView + ?Sized>(
     match change {
         GovernanceChange::AddDepartment(nd) => check_new_department(view, nd),
         GovernanceChange::RemoveDepartment { department } => {
-            require_existing_department(view, department)?;
+            let d = require_existing_department(view, department)?;
+            if d.documents_held > 0 {
+                return Err(TxRefusal::DepartmentHoldsDocuments {
+                    department: department.clone(),
+                    count: d.documents_held,
+                });
+            }
             if view.departments()?.len() <= 1 {
                 return Err(TxRefusal::LastDepartment);
             }
@@ -1214,6 +1257,7 @@ fn maybe_execute<V: StateView + ?Sized>(
                     keys: nd.keys.clone(),
                     voting_power: nd.voting_power,
                     since: ctx.height.next(),
+                    documents_held: 0,
                 }),
             );
             for m in &nd.admins {
@@ -1529,6 +1573,7 @@ pub fn genesis_changes(genesis: &Genesis) -> StateChanges {
                 keys: nd.keys.clone(),
                 voting_power: nd.voting_power,
                 since: Height(1),
+                documents_held: 0,
             }),
         );
         for m in &nd.admins {
@@ -1576,6 +1621,11 @@ impl MemoryState {
 
     /// Write changes.
     pub fn apply(&mut self, changes: StateChanges) {
+        // Changes come from `apply_block` on this very state: one height on.
+        debug_assert!(match &self.chain {
+            Some(chain) => changes.chain.height == chain.height.next(),
+            None => changes.chain.height == Height(0),
+        });
         if let Some(p) = changes.parameters {
             self.parameters = p;
         }

@@ -579,6 +579,27 @@ fn proposal() -> impl Strategy<Value = Proposal> {
         )
 }
 
+fn department_record() -> impl Strategy<Value = Department> {
+    (
+        dept(),
+        text(),
+        dept_keys(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(id, name, keys, voting_power, since, documents_held)| Department {
+                id,
+                name,
+                keys,
+                voting_power,
+                since: Height(since),
+                documents_held,
+            },
+        )
+}
+
 fn chain_info() -> impl Strategy<Value = ChainInfo> {
     (
         text(),
@@ -690,6 +711,7 @@ round_trips! {
     document_event_round_trips: event(), DocumentEvent;
     document_round_trips: document(), Document;
     member_round_trips: member(), Member;
+    department_round_trips: department_record(), Department;
     proposal_round_trips: proposal(), Proposal;
     chain_info_round_trips: chain_info(), ChainInfo;
     inclusion_proof_round_trips: proof(), InclusionProof;

@@ -425,6 +425,33 @@ fn add_department_is_refused_without_an_admin() {
 }
 
 #[test]
+fn removing_a_department_that_holds_documents_is_refused() {
+    let mut w = World::new();
+    w.register("d1");
+    let remove = GovernanceChange::RemoveDepartment {
+        department: department("civil-affairs"),
+    };
+    assert_eq!(
+        w.refused(
+            "health-admin",
+            TxBody::ProposeChange {
+                change: remove.clone()
+            }
+        ),
+        TxRefusal::DepartmentHoldsDocuments {
+            department: department("civil-affairs"),
+            count: 1
+        }
+    );
+    // Once the document moved to health, civil affairs holds none.
+    w.ok("ca-clerk", w.offer_body("d1", "health", None));
+    w.ok("he-clerk", w.accept_body("d1"));
+    let held = |w: &World, d: &str| w.chain.state.departments[&department(d)].documents_held;
+    assert_eq!((held(&w, "civil-affairs"), held(&w, "health")), (0, 1));
+    w.ok("health-admin", TxBody::ProposeChange { change: remove });
+}
+
+#[test]
 fn removing_the_last_department_is_refused() {
     let mut w = World::from_federation(Federation::new(1, "custody-test"));
     let change = GovernanceChange::RemoveDepartment {
@@ -865,6 +892,23 @@ fn access_is_refused_without_custody_or_grant() {
     let mut w = World::new();
     w.register("d1");
     let body = w.access_body("d1", "curiosity");
+    assert_eq!(
+        w.refused("he-clerk", body),
+        TxRefusal::NoAccessRight(department("health"))
+    );
+}
+
+#[test]
+fn access_is_allowed_to_the_recipient_of_a_live_offer_only() {
+    let mut w = World::new();
+    w.register("d1");
+    let expires = Timestamp(w.time().0 + 5_000);
+    w.ok("ca-clerk", w.offer_body("d1", "health", Some(expires)));
+    // The receiving department opens it to check it before accepting...
+    w.ok("he-clerk", w.access_body("d1", "check before accepting"));
+    // ...but not once the offer lapsed.
+    w.advance(10_000);
+    let body = w.access_body("d1", "too late");
     assert_eq!(
         w.refused("he-clerk", body),
         TxRefusal::NoAccessRight(department("health"))

@@ -286,6 +286,18 @@ proptest! {
             prop_assert!(w.chain.state.department(&doc.custodian).unwrap().is_some());
             prop_assert!(doc.grants.iter().all(|g| g.department != doc.custodian));
         }
+        // Each department's count of held documents is the number of
+        // documents (not disposed of) in its custody.
+        for (id, d) in &w.chain.state.departments {
+            let held = w
+                .chain
+                .state
+                .documents
+                .values()
+                .filter(|doc| doc.custodian == *id && doc.status != custody_ledger::records::DocumentStatus::Disposed)
+                .count() as u64;
+            prop_assert_eq!(d.documents_held, held);
+        }
         // The whole chain verifies from genesis to the same state.
         let source = verify::MemorySource::from_blocks(w.chain.blocks.iter().map(|(b, c)| (b, c)));
         let (report, _) = verify::verify_chain(

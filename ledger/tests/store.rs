@@ -393,3 +393,23 @@ fn every_single_byte_change_in_a_block_is_detected() {
         CommitCertificate::from_bytes(&store.raw_certificate(height).unwrap().unwrap()).unwrap();
     assert_eq!(store.chain().unwrap().height, w.chain.height());
 }
+
+#[test]
+fn commit_certified_checks_the_certificate_then_commits() {
+    use custody_ledger::chain::{commit_certified, CommitError};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Workload::new(4, 11);
+    w.step(10).unwrap();
+    let store = Store::open_or_init(dir.path(), &w.chain.federation.genesis).unwrap();
+    let (b1, c1) = w.chain.blocks[0].clone();
+    let (b2, c2) = w.chain.blocks[1].clone();
+    // A certificate for another block is refused and nothing is written.
+    assert!(matches!(
+        commit_certified(&store, &b1, &c2),
+        Err(CommitError::Certificate(_))
+    ));
+    assert_eq!(store.latest_height().unwrap(), Height(0));
+    commit_certified(&store, &b1, &c1).unwrap();
+    commit_certified(&store, &b2, &c2).unwrap();
+    assert_eq!(store.state_digest().unwrap(), w.chain.state.digest());
+}

@@ -289,3 +289,44 @@ fn committed_vectors_decode_rehash_and_verify() {
     let e: DocumentEvent = encoding::decode(&bytes(&v["event"]["canonical_hex"])).unwrap();
     assert_eq!(e.hash().to_hex(), v["event"]["hash"].as_str().unwrap());
 }
+
+#[test]
+fn genesis_toml_in_the_format_doc_is_the_vector_genesis() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/format.md"))
+        .expect("docs/format.md is in the repository");
+    let start = doc.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("the example ends");
+    let g = Genesis::from_toml_str(&doc[start..end]).unwrap();
+    assert_eq!(g, genesis());
+    let text = std::fs::read_to_string(PATH).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(g.hash().to_hex(), v["genesis"]["hash"].as_str().unwrap());
+    assert!(doc.contains(v["genesis"]["hash"].as_str().unwrap()));
+    assert!(doc.contains(v["header"]["hash"].as_str().unwrap()));
+    assert!(doc.contains(v["transactions"][0]["id"].as_str().unwrap()));
+    assert!(doc.contains(v["merkle"]["root"].as_str().unwrap()));
+}
+
+/// The vectors also pass a check written in Python from docs/format.md
+/// alone (`tests/vectors/independent_check.py`), when Python is installed.
+#[test]
+fn vectors_pass_the_independent_python_check() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+    let output = match std::process::Command::new("python3")
+        .arg(format!("{dir}/independent_check.py"))
+        .arg(PATH)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => {
+            println!("python3 not available ({e}); independent check skipped");
+            return;
+        }
+    };
+    assert!(
+        output.status.success(),
+        "independent check failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""An independent check of v1.json written from docs/format.md alone.
+
+Parses the canonical bytes of the transactions, the block (header,
+transactions, certificate), the certificate and the registration event by
+the layouts in docs/format.md, requires every byte to be consumed and every
+varint to be in shortest form, and recomputes transaction ids, the Merkle
+root and proof, the block hash, the certificate hash, the commit-vote bytes
+and the event hash. Ed25519 signatures are not checked here (the standard
+library has no Ed25519). Exit status 0 when everything matches.
+"""
+import hashlib
+import json
+import sys
+
+
+class Reader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise ValueError("truncated")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, max_bytes=10):
+        start, value, shift = self.pos, 0, 0
+        while True:
+            byte = self.take(1)[0]
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+            if self.pos - start >= max_bytes:
+                raise ValueError("varint too long")
+        if len(encode_varint(value)) != self.pos - start:
+            raise ValueError("varint not in shortest form")
+        return value
+
+    def string(self):
+        return self.take(self.varint()).decode("utf-8")
+
+    def option(self, inner):
+        flag = self.take(1)[0]
+        if flag not in (0, 1):
+            raise ValueError("bad option flag")
+        return inner() if flag else None
+
+    def seq(self, inner):
+        return [inner() for _ in range(self.varint())]
+
+    def done(self):
+        if self.pos != len(self.data):
+            raise ValueError("%d trailing bytes" % (len(self.data) - self.pos))
+
+
+def encode_varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def tagged(tag, body):
+    return bytes([len(tag)]) + tag.encode("ascii") + body
+
+
+def sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+def fixity(r):
+    return (r.take(32), r.varint())
+
+
+def fmt(r):
+    return (r.string(), r.option(r.string))
+
+
+def tx_body(r):
+    """Reads a TxBody (docs/format.md section 3) and returns its variant."""
+    variant = r.varint(5)
+    doc_prev = lambda: (r.string(), r.take(32))
+    if variant == 0:  # enroll-member
+        r.take(32); r.string(); r.string(); r.seq(r.varint); r.varint()
+    elif variant == 1:  # update-member
+        r.take(32); r.seq(r.varint); r.varint()
+    elif variant == 2:  # revoke-member
+        r.take(32); r.string()
+    elif variant == 4:  # approve-change
+        r.take(32)
+    elif variant == 5:  # register
+        r.string(); r.string(); r.string(); r.string(); r.varint(); r.varint()
+        if r.varint(5) == 0:  # retention years(u16)
+            r.varint(3)
+        fmt(r); fixity(r); fixity(r); r.option(lambda: r.take(32)); r.take(r.varint())
+    elif variant == 6:  # offer-transfer
+        doc_prev(); r.string(); r.take(r.varint()); r.option(r.varint)
+    elif variant == 7:  # accept-transfer
+        doc_prev(); r.take(32)
+    elif variant in (8, 15):  # reject-transfer, dispose
+        doc_prev(); r.string()
+    elif variant == 9:  # cancel-transfer
+        doc_prev()
+    elif variant == 10:  # grant-access
+        doc_prev(); r.string(); r.take(r.varint()); r.varint()
+    elif variant == 11:  # revoke-access
+        doc_prev(); r.string()
+    elif variant == 12:  # record-access
+        doc_prev(); r.string(); r.take(32)
+    elif variant == 13:  # amend
+        doc_prev(); r.varint(); r.string(); fmt(r); fixity(r); fixity(r); r.take(r.varint())
+    elif variant == 14:  # record-fixity-check
+        doc_prev(); r.take(32); r.varint(); r.string()
+    else:
+        raise ValueError("variant %d not covered by this check" % variant)
+    return variant
+
+
+def signed_tx(r):
+    """Returns (payload bytes, signature, whole bytes)."""
+    start = r.pos
+    r.varint(3); r.string(); r.take(32); r.varint(); tx_body(r)
+    payload = r.data[start:r.pos]
+    signature = r.take(64)
+    return payload, signature, r.data[start:r.pos]
+
+
+def certificate(r):
+    start = r.pos
+    height, rnd, block_hash = r.varint(), r.varint(), r.take(32)
+    sigs = r.seq(lambda: (r.take(32), r.take(64)))
+    keys = [k for k, _ in sigs]
+    assert keys == sorted(set(keys)), "signatures sorted, no duplicates"
+    return height, rnd, block_hash, sigs, r.data[start:r.pos]
+
+
+def header(r):
+    start = r.pos
+    fields = dict(format_version=r.varint(3), chain_id=r.string(), height=r.varint(),
+                  time=r.varint(), previous=r.take(32), tx_root=r.take(32),
+                  proposer=r.take(32), validator_set_hash=r.take(32),
+                  last_commit_hash=r.take(32))
+    fields["bytes"] = r.data[start:r.pos]
+    return fields
+
+
+def leaf_hash(d):
+    return sha256(b"\x00" + d)
+
+
+def node_hash(left, right):
+    return sha256(b"\x01" + left + right)
+
+
+def merkle_root(leaves):
+    if not leaves:
+        return sha256(b"")
+    if len(leaves) == 1:
+        return leaf_hash(leaves[0])
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return node_hash(merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+
+
+def verify_inclusion(root, data, index, size, path):
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf_hash(data)
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while fn & 1 == 0 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def main(path):
+    v = json.load(open(path))
+    hexb = bytes.fromhex
+    ids = []
+    for t in v["transactions"]:
+        r = Reader(hexb(t["canonical_hex"]))
+        payload, signature, whole = signed_tx(r)
+        r.done()
+        assert tagged("custody/tx/v1", payload).hex() == t["signing_bytes_hex"]
+        assert signature.hex() == t["signature"]
+        tx_id = sha256(tagged("custody/tx-id/v1", whole))
+        assert tx_id.hex() == t["id"], t["name"]
+        ids.append(tx_id)
+
+    r = Reader(hexb(v["block"]["canonical_hex"]))
+    h = header(r)
+    txs = r.seq(lambda: signed_tx(r))
+    last_commit = r.option(lambda: certificate(r))
+    r.done()
+    assert last_commit is None and h["last_commit_hash"] == bytes(32)
+    assert h["bytes"].hex() == v["header"]["canonical_hex"]
+    block_hash = sha256(tagged("custody/header/v1", h["bytes"]))
+    assert block_hash.hex() == v["header"]["hash"] == v["block"]["hash"]
+    assert h["previous"].hex() == v["genesis"]["hash"]
+    block_ids = [sha256(tagged("custody/tx-id/v1", whole)) for _, _, whole in txs]
+    assert block_ids == ids
+    assert merkle_root(block_ids) == h["tx_root"]
+    assert h["tx_root"].hex() == v["merkle"]["root"]
+
+    p = v["merkle"]["proof"]
+    assert verify_inclusion(h["tx_root"], ids[p["index"]], p["index"], p["tree_size"],
+                            [hexb(x) for x in p["path"]])
+    assert not verify_inclusion(h["tx_root"], ids[0], p["index"], p["tree_size"],
+                                [hexb(x) for x in p["path"]])
+
+    r = Reader(hexb(v["certificate"]["canonical_hex"]))
+    height, rnd, cert_block, sigs, cert_bytes = certificate(r)
+    r.done()
+    assert (height, cert_block) == (1, block_hash)
+    assert sha256(tagged("custody/certificate/v1", cert_bytes)).hex() == v["certificate"]["hash"]
+    chain_id = h["chain_id"].encode()
+    vote = encode_varint(len(chain_id)) + chain_id + encode_varint(height) + encode_varint(rnd) + block_hash
+    assert tagged("custody/commit-vote/v1", vote).hex() == v["commit_vote"]["signing_bytes_hex"]
+
+    event = hexb(v["event"]["canonical_hex"])
+    r = Reader(event)
+    r.varint(3); r.string(); assert r.varint() == 0; assert r.take(32) == bytes(32)
+    r.varint(); r.varint(); assert r.take(32) == ids[1]; r.take(32); r.string()
+    assert r.varint(5) == 0  # registered
+    r.varint(); fixity(r); fixity(r)
+    r.done()
+    assert sha256(tagged("custody/event/v1", event)).hex() == v["event"]["hash"]
+
+    vs = hexb(v["validator_set"]["canonical_hex"])
+    assert sha256(tagged("custody/validator-set/v1", vs)).hex() == v["validator_set"]["hash"]
+    assert h["validator_set_hash"].hex() == v["validator_set"]["hash"]
+    g = hexb(v["genesis"]["canonical_hex"])
+    assert sha256(tagged("custody/genesis/v1", g)).hex() == v["genesis"]["hash"]
+    print("independent check: %d transactions, header, Merkle proof, certificate, event: all match"
+          % len(ids))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "v1.json")
