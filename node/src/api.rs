@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,8 +34,15 @@ pub fn router(shared: SharedRef) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
-        .route("/v1/transactions", post(submit))
-        .route("/v1/transactions/batch", post(submit_batch))
+        .merge(
+            Router::new()
+                .route("/v1/transactions", post(submit))
+                .route("/v1/transactions/batch", post(submit_batch))
+                .route_layer(middleware::from_fn_with_state(
+                    shared.clone(),
+                    refuse_declared_oversize,
+                )),
+        )
         .route("/v1/transactions/{id}", get(transaction))
         .route("/v1/blocks/{height}", get(block_by_height))
         .route("/v1/blocks/hash/{hash}", get(block_by_hash))
@@ -46,6 +54,34 @@ pub fn router(shared: SharedRef) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(shared)
+}
+
+/// Refuses a transaction request whose declared `Content-Length` is over the
+/// body limit before a byte of the body is read. Without this a client that
+/// declares a huge body and never sends it holds the connection open (and,
+/// with `Expect: 100-continue`, is even invited to send it).
+async fn refuse_declared_oversize(
+    State(shared): State<SharedRef>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit_bytes = shared.config.api.body_bytes_max;
+    let declared_bytes = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match declared_bytes {
+        Some(declared) if declared > limit_bytes as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request declares a body of {declared} bytes; the limit is {limit_bytes} bytes"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 fn store_error(error: StoreError) -> ApiError {
