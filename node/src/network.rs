@@ -9,7 +9,11 @@
 //! - TCP + Noise + Yamux transport.
 //! - gossipsub on two topics, [`GossipTopic::Tx`] (`custody/tx/1`) and
 //!   [`GossipTopic::Consensus`] (`custody/consensus/1`), with signed messages
-//!   checked strictly and content-hash message ids.
+//!   checked strictly and content-hash message ids. On the wire a payload is
+//!   preceded by one kind byte ([`GOSSIP_KIND_PLAIN`]) or, for a
+//!   re-broadcast, a kind byte and an 8-byte nonce
+//!   ([`GOSSIP_KIND_REBROADCAST`]), so that a re-broadcast is a new message
+//!   while a plain re-publish of identical bytes is a duplicate.
 //! - request-response on two protocols, [`RequestProtocol::Sync`]
 //!   (`/custody/sync/1`) and [`RequestProtocol::Blob`] (`/custody/blob/1`),
 //!   each a single length-prefixed frame of opaque bytes with explicit caps.
@@ -40,20 +44,25 @@ use futures::stream::FuturesUnordered;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, PublishError, ValidationMode};
-use libp2p::identity::{KeyType, Keypair};
+use libp2p::identity::KeyType;
 use libp2p::request_response::{
     self, InboundFailure, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, identify, noise, ping, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm, SwarmBuilder,
+    allow_block_list, connection_limits, identify, noise, ping, tcp, yamux, StreamProtocol, Swarm,
+    SwarmBuilder,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+// The rest of the node names peers, addresses and the node key through these
+// re-exports, so that libp2p stays a dependency of this module alone.
+pub use libp2p::identity::Keypair;
+pub use libp2p::{Multiaddr, PeerId};
 
 /// gossipsub topic for batches of transactions.
 pub const TOPIC_TX: &str = "custody/tx/1";
@@ -97,6 +106,16 @@ pub const FRAME_LENGTH_PREFIX_BYTES: usize = 4;
 /// until the connection is replaced. The configured cap is enforced above
 /// the framing (on publish, and on delivery with a `Reject`).
 pub const GOSSIP_MESSAGE_BYTES_CEILING: usize = 16 * 1024 * 1024;
+/// First byte of a gossip payload on the wire: a plain publish. Its message
+/// id is the content hash, so identical bytes published again (by anyone)
+/// within the duplicate window are one message.
+pub const GOSSIP_KIND_PLAIN: u8 = 0;
+/// First byte of a gossip payload on the wire: a re-broadcast, followed by
+/// [`GOSSIP_NONCE_BYTES`] of nonce that make its message id new, so that it
+/// is delivered again even to peers that saw the same bytes before.
+pub const GOSSIP_KIND_REBROADCAST: u8 = 1;
+/// Nonce length in a re-broadcast.
+pub const GOSSIP_NONCE_BYTES: usize = 8;
 /// Room for the gossipsub envelope (protobuf framing, topic, signature, key,
 /// piggybacked control messages) above the largest payload.
 pub const GOSSIP_ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -105,6 +124,13 @@ pub const GOSSIP_ENVELOPE_OVERHEAD_BYTES: usize = 64 * 1024;
 pub const GOSSIP_HEARTBEAT_MS: u64 = 700;
 /// Delay before the first gossipsub heartbeat (default is 5 s).
 pub const GOSSIP_HEARTBEAT_INITIAL_DELAY_MS: u64 = 100;
+/// Heartbeats for which gossipsub keeps a message to answer IWANT requests
+/// (its default).
+pub const GOSSIP_HISTORY_HEARTBEATS: usize = 5;
+/// Shortest allowed duplicate window: longer than a message stays
+/// retrievable through IHAVE/IWANT (history × heartbeat = 3.5 s), so that a
+/// message is never fetched again by a node that already forgot seeing it.
+pub const GOSSIP_DUPLICATE_CACHE_MIN_MS: u64 = 4_000;
 /// How often the redial loop looks at configured peers.
 pub const REDIAL_CHECK_INTERVAL_MS: u64 = 100;
 /// A connection that stayed up this long resets the redial backoff; shorter
@@ -120,10 +146,6 @@ pub const DROP_LOG_INTERVAL_MS: u64 = 1_000;
 pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 2_000;
 /// How long `start` waits for every listen address to be bound.
 pub const LISTEN_WAIT_MS: u64 = 5_000;
-/// Ping interval; a failed ping closes the connection.
-pub const PING_INTERVAL_MS: u64 = 5_000;
-/// Ping timeout.
-pub const PING_TIMEOUT_MS: u64 = 10_000;
 
 /// Size and time limits. Gossip and request caps must agree on every node:
 /// a message larger than the receiver's cap is dropped by the receiver.
@@ -141,6 +163,14 @@ pub struct NetworkLimits {
     /// How long an outbound request waits for its response, and how long the
     /// node has to answer an inbound one.
     pub request_timeout_ms: u64,
+    /// How long a published or received gossip message id is remembered.
+    /// Within this window identical bytes on the same topic are one message:
+    /// publishing them again succeeds without sending anything. gossipsub
+    /// forgets old ids only when a new message comes or goes, so on a quiet
+    /// network the window can last much longer: re-broadcasts must use
+    /// [`NetworkHandle::rebroadcast_consensus`]. At least
+    /// [`GOSSIP_DUPLICATE_CACHE_MIN_MS`]; must agree on every node.
+    pub gossip_duplicate_cache_ms: u64,
     /// How long a connection with no open stream is kept (long: members stay
     /// connected).
     pub idle_connection_timeout_ms: u64,
@@ -148,6 +178,17 @@ pub struct NetworkLimits {
     pub redial_backoff_min_ms: u64,
     /// Largest redial delay; the delay doubles after each failure up to this.
     pub redial_backoff_max_ms: u64,
+    /// Longest a dial may take, TCP connect plus Noise and Yamux handshakes.
+    pub connection_timeout_ms: u64,
+    /// How often each connection is pinged. A silent link (a partition that
+    /// drops packets rather than resetting) is only noticed through ping.
+    pub ping_interval_ms: u64,
+    /// A ping unanswered for this long fails. libp2p's ping forgives the
+    /// first failure and then negotiates a new stream (a fixed 10 s timeout),
+    /// so a silent link is closed after about
+    /// `ping_timeout_ms + ping_interval_ms + 10 s`; then the redial loop
+    /// takes over.
+    pub ping_timeout_ms: u64,
 }
 
 impl Default for NetworkLimits {
@@ -157,9 +198,15 @@ impl Default for NetworkLimits {
             request_bytes_max: 1024 * 1024,
             response_bytes_max: 16 * 1024 * 1024,
             request_timeout_ms: 10_000,
+            // gossipsub's default is 60 s, which would swallow a minute of
+            // consensus re-broadcasts.
+            gossip_duplicate_cache_ms: 5_000,
             idle_connection_timeout_ms: 3_600_000,
             redial_backoff_min_ms: 250,
             redial_backoff_max_ms: 30_000,
+            connection_timeout_ms: 10_000,
+            ping_interval_ms: 5_000,
+            ping_timeout_ms: 10_000,
         }
     }
 }
@@ -273,6 +320,8 @@ pub enum NetworkEvent {
 pub enum NetworkError {
     #[error("invalid network configuration: {0}")]
     InvalidConfig(String),
+    #[error("invalid ed25519 key: {0}")]
+    InvalidKey(String),
     #[error("the node key must be ed25519, not {0:?}")]
     NodeKeyNotEd25519(KeyType),
     #[error("could not build the libp2p transport: {0}")]
@@ -311,6 +360,7 @@ enum Command {
     Publish {
         topic: GossipTopic,
         bytes: Vec<u8>,
+        rebroadcast: bool,
         reply: oneshot::Sender<Result<(), NetworkError>>,
     },
     Request {
@@ -360,7 +410,9 @@ impl NetworkHandle {
     }
 
     /// Gossips a batch of transactions. Publishing bytes identical to a
-    /// recent message is a success (nothing is sent twice).
+    /// recent message is a success that sends nothing (see
+    /// [`NetworkLimits::gossip_duplicate_cache_ms`]); use
+    /// [`Self::rebroadcast`] to send them again.
     pub async fn publish_transactions(&self, bytes: Vec<u8>) -> Result<(), NetworkError> {
         self.publish(GossipTopic::Tx, bytes).await
     }
@@ -373,6 +425,33 @@ impl NetworkHandle {
     /// Gossips on a topic. [`NetworkError::NoPeersSubscribed`] means nobody
     /// would receive it now; the caller may ignore it.
     pub async fn publish(&self, topic: GossipTopic, bytes: Vec<u8>) -> Result<(), NetworkError> {
+        self.publish_with(topic, bytes, false).await
+    }
+
+    /// Sends a consensus message again, even if identical bytes went out
+    /// moments ago: unlike [`Self::publish_consensus`] it is never swallowed
+    /// as a duplicate, and every peer receives it again (so the receiving
+    /// side must treat repeated messages as harmless). Use it for the
+    /// periodic re-broadcast of votes that Tendermint's liveness needs.
+    pub async fn rebroadcast_consensus(&self, bytes: Vec<u8>) -> Result<(), NetworkError> {
+        self.publish_with(GossipTopic::Consensus, bytes, true).await
+    }
+
+    /// [`Self::rebroadcast_consensus`] for any topic.
+    pub async fn rebroadcast(
+        &self,
+        topic: GossipTopic,
+        bytes: Vec<u8>,
+    ) -> Result<(), NetworkError> {
+        self.publish_with(topic, bytes, true).await
+    }
+
+    async fn publish_with(
+        &self,
+        topic: GossipTopic,
+        bytes: Vec<u8>,
+        rebroadcast: bool,
+    ) -> Result<(), NetworkError> {
         let max = self.limits.gossip_message_bytes_max;
         if bytes.len() > max {
             return Err(NetworkError::MessageTooLarge {
@@ -384,6 +463,7 @@ impl NetworkHandle {
         self.send(Command::Publish {
             topic,
             bytes,
+            rebroadcast,
             reply,
         })
         .await?;
@@ -494,6 +574,7 @@ impl Network {
             .with_behaviour(|_| behaviour)
             .map_err(|error| NetworkError::Transport(error.to_string()))?
             .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(idle))
+            .with_connection_timeout(Duration::from_millis(limits.connection_timeout_ms))
             .build();
 
         for topic in [GossipTopic::Tx, GossipTopic::Consensus] {
@@ -515,19 +596,19 @@ impl Network {
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_PENDING_MAX);
         let (events_tx, events_rx) = mpsc::channel(EVENTS_PENDING_MAX);
         let now = Instant::now();
-        let redial = peers
-            .iter()
-            .map(|(peer, address)| {
-                let state = RedialState {
-                    address: address.clone(),
-                    backoff_ms: limits.redial_backoff_min_ms,
-                    next_attempt: now,
-                    established_at: None,
-                    attempts: 0,
-                };
-                (*peer, state)
-            })
-            .collect();
+        let mut redial: HashMap<PeerId, RedialState> = HashMap::new();
+        for (peer, address) in &peers {
+            let state = redial.entry(*peer).or_insert_with(|| RedialState {
+                addresses: Vec::new(),
+                backoff_ms: limits.redial_backoff_min_ms,
+                next_attempt: now,
+                established_at: None,
+                attempts: 0,
+            });
+            if !state.addresses.contains(address) {
+                state.addresses.push(address.clone());
+            }
+        }
         let mut driver = Driver {
             swarm,
             limits,
@@ -541,6 +622,9 @@ impl Network {
             jitter: std::collections::hash_map::RandomState::new(),
             gossip_dropped: DropLog::default(),
             requests_dropped: DropLog::default(),
+            refused_logged: DropLog::default(),
+            rebroadcast_nonce: std::collections::hash_map::RandomState::new()
+                .hash_one(std::time::SystemTime::now()),
         };
         let listen_addrs = driver.listen(&config.listen).await?;
         tracing::info!(
@@ -559,6 +643,38 @@ impl Network {
         };
         Ok((handle, events_rx, join))
     }
+}
+
+/// A fresh random ed25519 node key.
+pub fn generate_node_key() -> Keypair {
+    Keypair::generate_ed25519()
+}
+
+/// The node key for a 32-byte ed25519 secret (for instance the department's
+/// validator key, so that its PeerId follows from its public key).
+pub fn node_key_from_ed25519_secret(secret: [u8; 32]) -> Result<Keypair, NetworkError> {
+    let mut secret = secret;
+    Keypair::ed25519_from_bytes(&mut secret)
+        .map_err(|error| NetworkError::InvalidKey(error.to_string()))
+}
+
+/// The PeerId of the node whose ed25519 public key is `public`: what goes in
+/// [`NetworkConfig::allowed`] and [`NetworkConfig::peers`] for that node.
+pub fn peer_id_from_ed25519_public(public: [u8; 32]) -> Result<PeerId, NetworkError> {
+    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(&public)
+        .map_err(|error| NetworkError::InvalidKey(error.to_string()))?;
+    Ok(libp2p::identity::PublicKey::from(public).to_peer_id())
+}
+
+/// The 32-byte ed25519 public key behind a PeerId, when the PeerId embeds
+/// one (every ed25519 PeerId does).
+pub fn ed25519_public_of_peer_id(peer: &PeerId) -> Option<[u8; 32]> {
+    // Small keys are inlined with the identity multihash (code 0).
+    if peer.as_ref().code() != 0 {
+        return None;
+    }
+    let public = libp2p::identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    Some(public.try_into_ed25519().ok()?.to_bytes())
 }
 
 fn validate_limits(limits: &NetworkLimits) -> Result<(), NetworkError> {
@@ -580,9 +696,24 @@ fn validate_limits(limits: &NetworkLimits) -> Result<(), NetworkError> {
             limits.gossip_message_bytes_max
         )));
     }
+    if limits.gossip_duplicate_cache_ms < GOSSIP_DUPLICATE_CACHE_MIN_MS {
+        return Err(NetworkError::InvalidConfig(format!(
+            "gossip_duplicate_cache_ms is {}; it must be at least {GOSSIP_DUPLICATE_CACHE_MIN_MS}",
+            limits.gossip_duplicate_cache_ms
+        )));
+    }
     if limits.request_timeout_ms == 0 {
         return Err(NetworkError::InvalidConfig(
             "request_timeout_ms must be positive".to_string(),
+        ));
+    }
+    if limits.ping_interval_ms == 0
+        || limits.ping_timeout_ms == 0
+        || limits.connection_timeout_ms == 0
+    {
+        return Err(NetworkError::InvalidConfig(
+            "ping_interval_ms, ping_timeout_ms and connection_timeout_ms must be positive"
+                .to_string(),
         ));
     }
     if limits.idle_connection_timeout_ms == 0 {
@@ -635,7 +766,7 @@ fn build_behaviour(
 
     let gossipsub = gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),
-        gossipsub_config(allowed.len())?,
+        gossipsub_config(allowed.len(), limits)?,
     )
     .map_err(|reason| NetworkError::Gossipsub(reason.to_string()))?;
 
@@ -663,8 +794,8 @@ fn build_behaviour(
     ));
     let ping = ping::Behaviour::new(
         ping::Config::new()
-            .with_interval(Duration::from_millis(PING_INTERVAL_MS))
-            .with_timeout(Duration::from_millis(PING_TIMEOUT_MS)),
+            .with_interval(Duration::from_millis(limits.ping_interval_ms))
+            .with_timeout(Duration::from_millis(limits.ping_timeout_ms)),
     );
 
     Ok(Behaviour {
@@ -679,7 +810,10 @@ fn build_behaviour(
 }
 
 /// gossipsub tuned for a handful of known peers rather than a public mesh.
-fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError> {
+fn gossipsub_config(
+    peer_count: usize,
+    limits: &NetworkLimits,
+) -> Result<gossipsub::Config, NetworkError> {
     // Mesh sized to the other members (n - 1), keeping gossipsub's rules:
     // mesh_outbound_min <= mesh_n_low <= mesh_n <= mesh_n_high and
     // 2 * mesh_outbound_min <= mesh_n.
@@ -700,6 +834,8 @@ fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError
         .gossip_lazy(mesh_n)
         .heartbeat_initial_delay(Duration::from_millis(GOSSIP_HEARTBEAT_INITIAL_DELAY_MS))
         .heartbeat_interval(Duration::from_millis(GOSSIP_HEARTBEAT_MS))
+        .history_length(GOSSIP_HISTORY_HEARTBEATS)
+        .duplicate_cache_time(Duration::from_millis(limits.gossip_duplicate_cache_ms))
         .flood_publish(true)
         .validation_mode(ValidationMode::Strict)
         .message_id_fn(content_message_id)
@@ -712,8 +848,34 @@ fn gossipsub_config(peer_count: usize) -> Result<gossipsub::Config, NetworkError
         .map_err(|error| NetworkError::Gossipsub(error.to_string()))
 }
 
-/// Message id = SHA-256 over (topic, payload): the same bytes published twice
-/// (or by two nodes) are one message; the same bytes on two topics are two.
+/// Wraps a payload for the wire: a kind byte, then for a re-broadcast its
+/// nonce, then the payload.
+fn encode_gossip(rebroadcast_nonce: Option<u64>, payload: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + GOSSIP_NONCE_BYTES + payload.len());
+    match rebroadcast_nonce {
+        None => data.push(GOSSIP_KIND_PLAIN),
+        Some(nonce) => {
+            data.push(GOSSIP_KIND_REBROADCAST);
+            data.extend_from_slice(&nonce.to_be_bytes());
+        }
+    }
+    data.extend_from_slice(payload);
+    data
+}
+
+/// The payload inside a wire gossip message, or `None` if it is malformed.
+fn decode_gossip(data: &[u8]) -> Option<&[u8]> {
+    let (kind, rest) = data.split_first()?;
+    match *kind {
+        GOSSIP_KIND_PLAIN => Some(rest),
+        GOSSIP_KIND_REBROADCAST => rest.get(GOSSIP_NONCE_BYTES..),
+        _ => None,
+    }
+}
+
+/// Message id = SHA-256 over (topic, wire data): the same bytes published
+/// twice (or by two nodes) are one message; the same bytes on two topics are
+/// two; a re-broadcast's nonce makes it a new message.
 fn content_message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
     let topic = message.topic.as_str().as_bytes();
     let mut hasher = Sha256::new();
@@ -827,7 +989,8 @@ impl request_response::Codec for FrameCodec {
 
 /// Redial bookkeeping for one configured peer.
 struct RedialState {
-    address: Multiaddr,
+    /// Every configured address of the peer; a dial tries them all.
+    addresses: Vec<Multiaddr>,
     backoff_ms: u64,
     next_attempt: Instant,
     established_at: Option<Instant>,
@@ -858,6 +1021,10 @@ struct Driver {
     jitter: std::collections::hash_map::RandomState,
     gossip_dropped: DropLog,
     requests_dropped: DropLog,
+    refused_logged: DropLog,
+    /// Last re-broadcast nonce; starts at a random value so that a restarted
+    /// node does not repeat the ids of its previous run.
+    rebroadcast_nonce: u64,
 }
 
 /// Counts drops and logs at most once per [`DROP_LOG_INTERVAL_MS`], so that a
@@ -1001,13 +1168,19 @@ impl Driver {
             Command::Publish {
                 topic,
                 bytes,
+                rebroadcast,
                 reply,
             } => {
+                let nonce = rebroadcast.then(|| {
+                    self.rebroadcast_nonce = self.rebroadcast_nonce.wrapping_add(1);
+                    self.rebroadcast_nonce
+                });
+                let data = encode_gossip(nonce, &bytes);
                 let result = match self
                     .swarm
                     .behaviour_mut()
                     .gossipsub
-                    .publish(topic.ident(), bytes)
+                    .publish(topic.ident(), data)
                 {
                     Ok(_) | Err(PublishError::Duplicate) => Ok(()),
                     Err(PublishError::NoPeersSubscribedToTopic) => {
@@ -1165,11 +1338,14 @@ impl Driver {
                         .downcast_ref::<allow_block_list::NotAllowed>()
                         .is_some()
                     {
-                        tracing::warn!(
-                            peer = ?peer_id,
-                            address = %send_back_addr,
-                            "refused connection from a peer outside the allowed set"
-                        );
+                        self.refused_logged.record(|refused| {
+                            tracing::warn!(
+                                peer = ?peer_id,
+                                address = %send_back_addr,
+                                refused,
+                                "refused connection from a peer outside the allowed set"
+                            );
+                        });
                     } else {
                         tracing::warn!(
                             peer = ?peer_id,
@@ -1280,17 +1456,17 @@ impl Driver {
                 self.jitter.hash_one((peer, state.attempts)) % (state.backoff_ms / 4 + 1);
             state.next_attempt = now + Duration::from_millis(state.backoff_ms + jitter_ms);
             state.backoff_ms = state.backoff_ms.saturating_mul(2).min(max);
-            to_dial.push((*peer, state.address.clone(), state.attempts));
+            to_dial.push((*peer, state.addresses.clone(), state.attempts));
         }
-        for (peer, address, attempt) in to_dial {
+        for (peer, addresses, attempt) in to_dial {
             let opts = DialOpts::peer_id(peer)
-                .addresses(vec![address.clone()])
+                .addresses(addresses.clone())
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             match self.swarm.dial(opts) {
-                Ok(()) => tracing::debug!(%peer, %address, attempt, "dialing peer"),
+                Ok(()) => tracing::debug!(%peer, ?addresses, attempt, "dialing peer"),
                 Err(DialError::DialPeerConditionFalse(_)) => {}
-                Err(error) => tracing::debug!(%peer, %address, %error, "dial not started"),
+                Err(error) => tracing::debug!(%peer, ?addresses, %error, "dial not started"),
             }
         }
     }
@@ -1352,13 +1528,17 @@ impl Driver {
             tracing::warn!(author = %from, %via, %topic, "gossip authored outside the allowed set rejected");
             return None;
         }
+        let Some(payload) = decode_gossip(&message.data) else {
+            tracing::warn!(author = %from, %via, %topic, "malformed gossip envelope rejected");
+            return None;
+        };
         let max = self.limits.gossip_message_bytes_max;
-        if message.data.len() > max {
+        if payload.len() > max {
             tracing::warn!(
                 author = %from,
                 %via,
                 %topic,
-                bytes = message.data.len(),
+                bytes = payload.len(),
                 max,
                 "gossip over the configured cap rejected"
             );
@@ -1388,7 +1568,10 @@ impl Driver {
                 let Some((topic, from)) = verdict else {
                     return;
                 };
-                let bytes = message.data;
+                // `check_gossip` accepted the envelope, so this succeeds.
+                let bytes = decode_gossip(&message.data)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
                 let length = bytes.len();
                 match self
                     .events
@@ -1614,9 +1797,40 @@ mod tests {
     }
 
     #[test]
+    fn gossip_envelope_round_trips() {
+        assert_eq!(
+            decode_gossip(&encode_gossip(None, b"vote")),
+            Some(&b"vote"[..])
+        );
+        assert_eq!(
+            decode_gossip(&encode_gossip(Some(9), b"vote")),
+            Some(&b"vote"[..])
+        );
+        assert_eq!(decode_gossip(&encode_gossip(None, b"")), Some(&b""[..]));
+        assert_ne!(
+            encode_gossip(Some(1), b"vote"),
+            encode_gossip(Some(2), b"vote")
+        );
+    }
+
+    #[test]
+    fn malformed_gossip_envelopes_are_refused_without_a_panic() {
+        assert_eq!(decode_gossip(&[]), None);
+        assert_eq!(decode_gossip(&[GOSSIP_KIND_REBROADCAST, 1, 2, 3]), None);
+        assert_eq!(decode_gossip(&[7, 1, 2, 3]), None);
+        for length in 0..32 {
+            for kind in 0..4u8 {
+                let mut data = vec![kind];
+                data.extend(std::iter::repeat_n(0xAB, length));
+                let _ = decode_gossip(&data);
+            }
+        }
+    }
+
+    #[test]
     fn gossipsub_config_builds_for_small_and_large_memberships() {
         for peers in [0, 1, 2, 3, 4, 6, 9, 30, 100] {
-            gossipsub_config(peers).unwrap();
+            gossipsub_config(peers, &NetworkLimits::default()).unwrap();
         }
     }
 
@@ -1632,6 +1846,25 @@ mod tests {
         assert_eq!(a, content_message_id(&message(TOPIC_TX, b"x")));
         assert_ne!(a, content_message_id(&message(TOPIC_CONSENSUS, b"x")));
         assert_ne!(a, content_message_id(&message(TOPIC_TX, b"y")));
+    }
+
+    #[test]
+    fn peer_ids_follow_from_ed25519_keys() {
+        let secret = [7u8; 32];
+        let key = node_key_from_ed25519_secret(secret).unwrap();
+        let public = key.public().try_into_ed25519().unwrap().to_bytes();
+        let peer = peer_id_from_ed25519_public(public).unwrap();
+        assert_eq!(peer, key.public().to_peer_id());
+        assert_eq!(ed25519_public_of_peer_id(&peer), Some(public));
+        assert_eq!(
+            node_key_from_ed25519_secret(secret)
+                .unwrap()
+                .public()
+                .to_peer_id(),
+            peer,
+            "the same secret gives the same PeerId"
+        );
+        assert_ne!(generate_node_key().public().to_peer_id(), peer);
     }
 
     #[test]

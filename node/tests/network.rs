@@ -4,15 +4,18 @@
 //! what each node saw.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custody_node::network::{
-    GossipTopic, Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
-    RequestProtocol, EVENTS_PENDING_MAX,
+    GossipTopic, Keypair, Multiaddr, Network, NetworkConfig, NetworkError, NetworkEvent,
+    NetworkHandle, NetworkLimits, PeerId, RequestProtocol, EVENTS_PENDING_MAX,
 };
-use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -23,6 +26,8 @@ const QUIET_WINDOW_MS: u64 = 3_000;
 /// Request body that makes the test responder answer with more than the
 /// response cap.
 const OVERSIZED_REPLY_REQUEST: &[u8] = b"please answer with too many bytes";
+/// Request body that makes the test responder drop the reply unanswered.
+const UNANSWERED_REQUEST: &[u8] = b"please do not answer";
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -39,9 +44,13 @@ fn test_limits() -> NetworkLimits {
         request_bytes_max: 64 * 1024,
         response_bytes_max: 128 * 1024,
         request_timeout_ms: 5_000,
+        gossip_duplicate_cache_ms: 4_000,
         idle_connection_timeout_ms: 3_600_000,
         redial_backoff_min_ms: 100,
         redial_backoff_max_ms: 1_000,
+        connection_timeout_ms: 5_000,
+        ping_interval_ms: 1_000,
+        ping_timeout_ms: 5_000,
     }
 }
 
@@ -139,15 +148,16 @@ impl TestNode {
                             bytes,
                             reply,
                         } => {
-                            let answer = if bytes == OVERSIZED_REPLY_REQUEST {
-                                vec![7u8; response_cap + 1]
+                            if bytes == UNANSWERED_REQUEST {
+                                drop(reply);
+                            } else if bytes == OVERSIZED_REPLY_REQUEST {
+                                let _ = reply.send(vec![7u8; response_cap + 1]);
                             } else {
                                 let mut answer = protocol.name().as_bytes().to_vec();
                                 answer.push(b':');
                                 answer.extend_from_slice(&bytes);
-                                answer
-                            };
-                            let _ = reply.send(answer);
+                                let _ = reply.send(answer);
+                            }
                             Seen::Request {
                                 peer,
                                 protocol,
@@ -198,11 +208,17 @@ impl TestNode {
 
     /// Waits until `predicate` holds for something this node saw.
     async fn wait_for(&self, what: &str, deadline: Instant, predicate: impl Fn(&Seen) -> bool) {
+        self.wait_until(what, deadline, |seen| seen.iter().any(&predicate))
+            .await
+    }
+
+    /// Waits until `condition` holds for everything this node saw.
+    async fn wait_until(&self, what: &str, deadline: Instant, condition: impl Fn(&[Seen]) -> bool) {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.saw(&predicate) {
+            if condition(&self.seen.lock().unwrap()) {
                 return;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -417,6 +433,20 @@ async fn requests_are_answered_on_both_protocols() {
         .await
         .unwrap();
     assert_eq!(answer.len(), "/custody/blob/1:".len() + big.len());
+
+    // A request the node drops fails at once rather than timing out.
+    match a
+        .handle
+        .request(
+            b.peer_id(),
+            RequestProtocol::Sync,
+            UNANSWERED_REQUEST.to_vec(),
+        )
+        .await
+    {
+        Err(NetworkError::RequestFailed { .. }) => {}
+        other => panic!("expected RequestFailed, got {other:?}"),
+    }
 
     b.wait_for("the sync request from A", deadline(), |seen| {
         matches!(seen, Seen::Request { peer, protocol: RequestProtocol::Sync, .. } if *peer == a.peer_id())
@@ -864,4 +894,310 @@ async fn gossip_over_the_receivers_cap_is_dropped_and_later_gossip_flows() {
 
     sender.stop().await;
     receiver.stop().await;
+}
+
+/// A TCP relay standing for the network between two nodes. While
+/// partitioned it reads and discards everything in both directions, like a
+/// link that silently drops packets (no reset, no FIN); a connection that
+/// lost bytes stays broken, as a Noise session would be.
+struct Relay {
+    addr: Multiaddr,
+    partitioned: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: &Multiaddr) -> Relay {
+        let target = socket_addr(target);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let partitioned = Arc::new(AtomicBool::new(false));
+        let flag = partitioned.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (inbound_read, inbound_write) = inbound.into_split();
+                    let (outbound_read, outbound_write) = outbound.into_split();
+                    let broken = Arc::new(AtomicBool::new(false));
+                    tokio::join!(
+                        pump(inbound_read, outbound_write, flag.clone(), broken.clone()),
+                        pump(outbound_read, inbound_write, flag, broken),
+                    );
+                });
+            }
+        });
+        Relay {
+            addr: format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap(),
+            partitioned,
+            task,
+        }
+    }
+
+    fn partition(&self, on: bool) {
+        self.partitioned.store(on, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    partitioned: Arc<AtomicBool>,
+    broken: Arc<AtomicBool>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if partitioned.load(Ordering::SeqCst) {
+            broken.store(true, Ordering::SeqCst);
+        }
+        if broken.load(Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn socket_addr(address: &Multiaddr) -> SocketAddr {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for part in address.iter() {
+        match part {
+            Protocol::Ip4(value) => ip = Some(value),
+            Protocol::Tcp(value) => port = Some(value),
+            _ => {}
+        }
+    }
+    SocketAddr::from((ip.unwrap(), port.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partition_is_detected_by_ping_and_healed_by_redial() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = NetworkLimits {
+        ping_interval_ms: 300,
+        ping_timeout_ms: 1_000,
+        connection_timeout_ms: 2_000,
+        ..test_limits()
+    };
+    // B dials nobody; A reaches B only through the relay.
+    let b = TestNode::start("B", keys[1].clone(), loopback(), vec![], &ids, limits).await;
+    let relay = Relay::start(&b.addr()).await;
+    let a = TestNode::start(
+        "A",
+        keys[0].clone(),
+        loopback(),
+        vec![(ids[1], relay.addr.clone())],
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    publish_until_seen(&a, GossipTopic::Tx, "before the cut", &[&b]).await;
+
+    relay.partition(true);
+    // ping lets the first timeout pass silently and then opens a new stream,
+    // whose negotiation times out after libp2p's fixed 10 s: detection takes
+    // about ping_timeout + ping_interval + 10 s.
+    let detection_deadline = Instant::now() + Duration::from_millis(WAIT_MS * 2);
+    a.wait_for("A to notice the silent cut", detection_deadline, |seen| {
+        *seen == Seen::Disconnected(ids[1])
+    })
+    .await;
+    let connected_before = a
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|seen| **seen == Seen::Connected(ids[1]))
+        .count();
+    relay.partition(false);
+
+    let deadline = deadline();
+    loop {
+        let connected_now = a
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| **seen == Seen::Connected(ids[1]))
+            .count();
+        if connected_now > connected_before {
+            break;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "A did not reconnect after the cut\n{}\n{}",
+                a.describe(),
+                b.describe()
+            );
+        }
+        a.wait_for_change(Duration::from_millis(200)).await;
+    }
+    publish_until_seen(&a, GossipTopic::Consensus, "after the cut from A", &[&b]).await;
+    publish_until_seen(&b, GossipTopic::Tx, "after the cut from B", &[&a]).await;
+
+    a.stop().await;
+    b.stop().await;
+    drop(relay);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebroadcast_is_delivered_again_while_a_plain_duplicate_is_not() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = test_limits();
+    let a = TestNode::start("A", keys[0].clone(), loopback(), vec![], &ids, limits).await;
+    let b = TestNode::start(
+        "B",
+        keys[1].clone(),
+        loopback(),
+        vec![(ids[0], a.addr())],
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    let vote = publish_until_seen(&a, GossipTopic::Consensus, "the same vote", &[&b]).await;
+    let copies = |node: &TestNode| {
+        node.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|seen| matches!(seen, Seen::Gossip { bytes, .. } if *bytes == vote))
+            .count()
+    };
+
+    // Inside the window a re-broadcast is accepted and not sent.
+    a.handle.publish_consensus(vote.clone()).await.unwrap();
+    b.wait_for_change(Duration::from_millis(500)).await;
+    assert_eq!(copies(&b), 1, "{}", b.describe());
+
+    // A re-broadcast goes out at once and every copy arrives.
+    for expected in 2..=4 {
+        a.handle.rebroadcast_consensus(vote.clone()).await.unwrap();
+        b.wait_until("the re-broadcast vote", deadline(), |seen| {
+            seen.iter()
+                .filter(|seen| matches!(seen, Seen::Gossip { bytes, .. } if *bytes == vote))
+                .count()
+                >= expected
+        })
+        .await;
+    }
+    // And a plain publish of the same bytes is still a duplicate.
+    a.handle.publish_consensus(vote.clone()).await.unwrap();
+    b.wait_for_change(Duration::from_millis(500)).await;
+    assert_eq!(copies(&b), 4, "{}", b.describe());
+
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_network_answers_every_call_with_stopped() {
+    init_tracing();
+    let key = Keypair::generate_ed25519();
+    let id = key.public().to_peer_id();
+    let node = TestNode::start("A", key, loopback(), vec![], &[id], test_limits()).await;
+    let handle = node.handle.clone();
+    node.stop().await;
+    assert!(matches!(
+        handle.publish_consensus(b"late".to_vec()).await,
+        Err(NetworkError::Stopped)
+    ));
+    assert!(matches!(
+        handle
+            .request(id, RequestProtocol::Sync, b"late".to_vec())
+            .await,
+        Err(NetworkError::Stopped)
+    ));
+    assert!(matches!(
+        handle.connected_peers().await,
+        Err(NetworkError::Stopped)
+    ));
+    // Shutting down twice is harmless.
+    handle.shutdown().await;
+}
+
+/// A free loopback port: bound, read and released. Another process could
+/// take it in between, which is acceptable in a test.
+fn free_loopback_addr() -> Multiaddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_members_that_all_dial_each_other_form_one_network() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let addrs: Vec<Multiaddr> = (0..4).map(|_| free_loopback_addr()).collect();
+    // As in production: every node gets the same member list, itself
+    // included, and a dead address listed before each live one.
+    let dead: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+    let mut members: Vec<(PeerId, Multiaddr)> = Vec::new();
+    for (id, addr) in ids.iter().zip(&addrs) {
+        members.push((*id, dead.clone()));
+        members.push((*id, addr.clone()));
+    }
+    let names = ["A", "B", "C", "D"];
+    let mut nodes = Vec::new();
+    for index in 0..4 {
+        nodes.push(
+            TestNode::start(
+                names[index],
+                keys[index].clone(),
+                addrs[index].clone(),
+                members.clone(),
+                &ids,
+                test_limits(),
+            )
+            .await,
+        );
+    }
+    for first in 0..4 {
+        for second in (first + 1)..4 {
+            wait_connected(&nodes[first], &nodes[second]).await;
+        }
+    }
+    for (index, sender) in nodes.iter().enumerate() {
+        let others: Vec<&TestNode> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, node)| node)
+            .collect();
+        // Labels name the sender: identical bytes from two authors would be
+        // one message under content-hash ids.
+        let vote = format!("vote from {}", sender.name);
+        publish_until_seen(sender, GossipTopic::Consensus, &vote, &others).await;
+        let batch = format!("batch from {}", sender.name);
+        publish_until_seen(sender, GossipTopic::Tx, &batch, &others).await;
+    }
+    for node in &nodes {
+        let peers = node.handle.connected_peers().await.unwrap();
+        assert_eq!(peers.len(), 3, "{}: {peers:?}", node.name);
+    }
+    for node in nodes {
+        node.stop().await;
+    }
 }
