@@ -36,6 +36,8 @@ const CLIENT_IN_FLIGHT_MAX: u64 = 250;
 const VERIFY_BATCH_TXS: usize = 256;
 /// How long the verification rate is measured.
 const VERIFY_MEASURE_MS: u64 = 1_500;
+/// `consensus.block_interval_ms` of the bench nodes.
+const BENCH_BLOCK_INTERVAL_MS: u64 = 250;
 /// How often the watcher asks node 0 for new blocks.
 const WATCH_INTERVAL_MS: u64 = 20;
 
@@ -279,6 +281,16 @@ async fn load(
     })
     .map_err(|error| error.to_string())?;
     let homes: Vec<PathBuf> = manifest.nodes.iter().map(|n| n.home.clone()).collect();
+    // Under load, a longer pause after each commit gathers bigger blocks,
+    // spreading each block's fixed cost (votes, fsyncs) over more
+    // transactions.
+    for home in &homes {
+        let path = home.join("config.toml");
+        let mut config =
+            custody_node::config::NodeConfig::load(&path).map_err(|e| e.to_string())?;
+        config.consensus.block_interval_ms = BENCH_BLOCK_INTERVAL_MS;
+        config.save(&path).map_err(|e| e.to_string())?;
+    }
     let _nodes = start_nodes(&dir, &homes)?;
     let clients: Vec<Client> = manifest
         .nodes
