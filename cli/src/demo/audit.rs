@@ -1,19 +1,17 @@
-//! The demo's audit: an auditor who trusts only the genesis downloads the
-//! chain from one node, writes it to an export file and verifies it with
-//! the auditor's own commands (`custody audit …`, called as library
-//! functions), then follows one document's history, checks a proof of one
-//! transaction offline and asks whether files in hand are registered
-//! versions.
+//! The demo's audit: an auditor who trusts only the genesis exports the
+//! chain from one running node over its HTTP API and verifies the export
+//! with the auditor's own commands (`custody chain export`, `custody audit
+//! …`, called as library functions), then follows one document's
+//! history, checks a proof of one transaction offline and asks whether
+//! files in hand are registered versions.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use custody_cli::audit::{
-    AuditArgs, AuditCommand, CheckProofArgs, FixityArgs, HistoryArgs, ProveArgs, SourceArgs,
-    VerifyArgs,
+    AuditArgs, AuditCommand, ChainArgs, ChainCommand, CheckProofArgs, FixityArgs, HistoryArgs,
+    ProveArgs, SourceArgs, VerifyArgs,
 };
-use custody_ledger::export::ExportWriter;
 use custody_ledger::records::EventKind;
 use custody_ledger::Genesis;
 use serde::Serialize;
@@ -57,64 +55,20 @@ fn event_name(kind: &EventKind) -> &'static str {
     }
 }
 
-/// Downloads every block and its certificate from the node's public API
-/// and writes them, with the genesis the auditor holds, into an export
-/// file. Nothing the node says is trusted: the file is verified next.
-pub async fn export_from_node(
-    api_url: &str,
-    genesis: &Genesis,
-    path: &Path,
-) -> Result<(u64, u64), DemoError> {
-    let client = custody_node::client::Client::new(api_url);
-    let failed = |error: custody_node::client::ClientError| DemoError::Http(error.to_string());
-    let status = client.status().await.map_err(failed)?;
-    if status.genesis_hash != genesis.hash().to_hex() {
-        return Err(DemoError::Setup(format!(
-            "the node at {api_url} serves genesis {}, not the demo's {}",
-            status.genesis_hash,
-            genesis.hash()
-        )));
-    }
-    let io_error = |source| DemoError::Io {
-        action: "write",
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::create(path).map_err(io_error)?;
-    let mut writer = ExportWriter::new(BufWriter::new(file), genesis)
-        .map_err(|error| DemoError::Setup(format!("export: {error}")))?;
-    for height in 1..=status.height {
-        let answer = client.block(height).await.map_err(failed)?;
-        let certificate = answer.certificate.ok_or_else(|| {
-            DemoError::Setup(format!("the node has no certificate for height {height}"))
-        })?;
-        // The ledger's encoding is canonical: re-encoding what the node
-        // sent gives the bytes it stores, and the verifier re-hashes them.
-        writer
-            .push(
-                &custody_ledger::encoding::encode(&answer.block),
-                &custody_ledger::encoding::encode(&certificate),
-            )
-            .map_err(|error| DemoError::Setup(format!("export: {error}")))?;
-    }
-    let (trailer, mut out) = writer
-        .finish()
-        .map_err(|error| DemoError::Setup(format!("export: {error}")))?;
-    out.flush().map_err(io_error)?;
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    Ok((trailer.blocks, bytes))
-}
-
 /// Runs one `custody audit …` command and prints its output indented.
 fn audit(command: AuditCommand) -> Result<String, DemoError> {
     let mut out = Vec::new();
     let result = custody_cli::audit::run_audit_to(AuditArgs { command }, &mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
+    print_indented(&text);
+    result.map_err(DemoError::Audit)?;
+    Ok(text)
+}
+
+fn print_indented(text: &str) {
     for line in text.lines() {
         println!("      {line}");
     }
-    result.map_err(DemoError::Audit)?;
-    Ok(text)
 }
 
 fn source(export: &Path, genesis_hash: &str) -> SourceArgs {
@@ -146,15 +100,33 @@ pub async fn run(
         source,
     })?;
     let export = audit_dir.join("chain.export");
-    let (blocks, bytes) = export_from_node(api_url, &genesis, &export).await?;
     say(
         "auditor",
         "",
         &format!(
-            "downloads {blocks} blocks with their certificates from {department}'s node and writes {} ({bytes} bytes)",
+            "custody chain export --node {api_url} --genesis {} --to {}  (every block and certificate, from {department}'s node)",
+            genesis_path.display(),
             export.display()
         ),
     );
+    let command = ChainCommand::Export {
+        store: None,
+        node: Some(api_url.to_string()),
+        genesis: Some(genesis_path.clone()),
+        to: export.clone(),
+    };
+    // The export command runs its own small runtime: give it a thread
+    // outside this one.
+    let (text, result) = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let result = custody_cli::audit::run_chain_to(ChainArgs { command }, &mut out);
+        (String::from_utf8_lossy(&out).into_owned(), result)
+    })
+    .await
+    .map_err(|error| DemoError::Setup(format!("the export stopped: {error}")))?;
+    print_indented(&text);
+    result.map_err(DemoError::Audit)?;
+    let bytes = std::fs::metadata(&export).map(|m| m.len()).unwrap_or(0);
 
     say(
         "auditor",
