@@ -72,14 +72,24 @@ async fn refuse_declared_oversize(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     match declared_bytes {
-        Some(declared) if declared > limit_bytes as u64 => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "the request declares a body of {declared} bytes; the limit is {limit_bytes} bytes"
-            ),
-        )
-        .into_response(),
+        Some(declared) if declared > limit_bytes as u64 => {
+            let mut response = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request declares a body of {declared} bytes; the limit is {limit_bytes} bytes"
+                ),
+            )
+            .into_response();
+            // The unread body is still on the wire: tell the client this
+            // connection ends here, so that it does not send its next request
+            // on a connection the server is about to close.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
         _ => next.run(request).await,
     }
 }
