@@ -56,10 +56,17 @@ pub fn router(shared: SharedRef) -> Router {
         .with_state(shared)
 }
 
-/// Refuses a transaction request whose declared `Content-Length` is over the
-/// body limit before a byte of the body is read. Without this a client that
-/// declares a huge body and never sends it holds the connection open (and,
-/// with `Expect: 100-continue`, is even invited to send it).
+/// A declared body this many times over `api.body_bytes_max` is refused at
+/// once, before a byte of it is read. A body only a little over the limit
+/// goes the ordinary way (read up to the limit, then 413): answering while an
+/// honest client is still sending makes the closing connection reset under
+/// it, and the client then sees a broken connection instead of the 413.
+const DECLARED_BODY_REFUSED_AT_ONCE_FACTOR: u64 = 8;
+
+/// Refuses a transaction request whose declared `Content-Length` is far over
+/// the body limit before a byte of the body is read. Without this a client
+/// that declares a huge body and never sends it holds the connection open
+/// (and, with `Expect: 100-continue`, is even invited to send it).
 async fn refuse_declared_oversize(
     State(shared): State<SharedRef>,
     request: Request,
@@ -72,7 +79,10 @@ async fn refuse_declared_oversize(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     match declared_bytes {
-        Some(declared) if declared > limit_bytes as u64 => {
+        Some(declared)
+            if declared
+                > (limit_bytes as u64).saturating_mul(DECLARED_BODY_REFUSED_AT_ONCE_FACTOR) =>
+        {
             let mut response = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
