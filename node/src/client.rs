@@ -104,22 +104,8 @@ impl Client {
         bytes: Vec<u8>,
         wait: Option<Duration>,
     ) -> Result<SubmitResponse, ClientError> {
-        let url = match wait {
-            Some(wait) => format!(
-                "{}/v1/transactions?wait=true&timeout_ms={}",
-                self.base_url,
-                wait.as_millis()
-            ),
-            None => format!("{}/v1/transactions", self.base_url),
-        };
-        let response = self
-            .http
-            .post(&url)
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await;
-        self.read(&url, response).await
+        self.post_transaction(bytes, "application/octet-stream", wait)
+            .await
     }
 
     pub async fn submit(
@@ -136,6 +122,16 @@ impl Client {
         json: Vec<u8>,
         wait: Option<Duration>,
     ) -> Result<SubmitResponse, ClientError> {
+        self.post_transaction(json, "application/json", wait).await
+    }
+
+    /// POST /v1/transactions with a body in either accepted form.
+    async fn post_transaction(
+        &self,
+        body: Vec<u8>,
+        content_type: &'static str,
+        wait: Option<Duration>,
+    ) -> Result<SubmitResponse, ClientError> {
         let url = match wait {
             Some(wait) => format!(
                 "{}/v1/transactions?wait=true&timeout_ms={}",
@@ -147,8 +143,8 @@ impl Client {
         let response = self
             .http
             .post(&url)
-            .header("content-type", "application/json")
-            .body(json)
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .await;
         self.read(&url, response).await
