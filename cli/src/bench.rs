@@ -6,11 +6,14 @@
 //! 2. Generates a four-department network with `testnet::generate` (the
 //!    code behind `custody testnet init`) and starts one `custody node
 //!    start` process per department; they are killed when the bench ends.
-//! 3. Enrolls one admin per client, then each client task signs
-//!    `EnrollMember` transactions as its own admin and submits them to
-//!    "its" node without waiting, keeping at most a window of transactions
-//!    in flight. A watcher follows node 0's committed blocks and records
-//!    when each transaction was committed.
+//! 3. Enrolls one admin per client. Each client's `EnrollMember`
+//!    transactions are signed before the clock starts, on all cores, enough
+//!    for half the machine limit (more are signed on the fly if a client
+//!    runs out): clients stand for clerks on other machines, so their
+//!    signing must not take CPU from the nodes being measured. Each client
+//!    task then submits to "its" node without waiting, keeping at most a
+//!    window of transactions in flight. A watcher follows node 0's
+//!    committed blocks and records when each transaction was committed.
 //! 4. Prints committed tx/s over the measured window, p50/p99
 //!    submit-to-commit latency, the limit and the ratio.
 
@@ -30,16 +33,17 @@ use custody_node::testnet::{generate, TestnetOptions};
 
 /// Nodes in the bench network.
 const BENCH_NODES: usize = 4;
-/// Transactions one client may have submitted and not yet seen committed.
-const CLIENT_IN_FLIGHT_MAX: u64 = 250;
 /// Transactions per batch when measuring the verification rate.
 const VERIFY_BATCH_TXS: usize = 256;
 /// How long the verification rate is measured.
 const VERIFY_MEASURE_MS: u64 = 1_500;
-/// `consensus.block_interval_ms` of the bench nodes.
-const BENCH_BLOCK_INTERVAL_MS: u64 = 250;
 /// How often the watcher asks node 0 for new blocks.
 const WATCH_INTERVAL_MS: u64 = 20;
+/// The transactions signed in advance cover this share of the machine
+/// limit for the whole run.
+const PRESIGNED_SHARE_OF_LIMIT: f64 = 0.5;
+/// Warm-up before the measured window.
+const WARMUP_SECONDS: u64 = 2;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -57,6 +61,14 @@ pub enum BenchCommand {
         /// more posts them together to `/v1/transactions/batch`.
         #[arg(long, default_value_t = 1)]
         batch: u64,
+        /// Transactions one client may have submitted and not yet seen
+        /// committed; submissions pause when it is reached.
+        #[arg(long, default_value_t = 250)]
+        window: u64,
+        /// `consensus.block_interval_ms` of the bench nodes: the pause after
+        /// a commit before the next proposal, so blocks fill up.
+        #[arg(long, default_value_t = 250)]
+        block_interval_ms: u64,
         /// Keep the network's directory (logs, stores) at this path.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -72,6 +84,8 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
             seconds,
             clients,
             batch,
+            window,
+            block_interval_ms,
             keep,
             json,
         } => {
@@ -84,6 +98,8 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
                 seconds,
                 clients.max(1),
                 batch.max(1),
+                window.max(1),
+                block_interval_ms,
                 keep,
                 json,
                 limit,
@@ -156,6 +172,57 @@ fn enroll(
         SignedTransaction::sign(body, key, Nonce(nonce), chain_id),
         member,
     )
+}
+
+/// Signs `per_client` transactions (nonces 1..=per_client) for every
+/// client, spread over all cores.
+fn presign(
+    signers: &[(ed25519_dalek::SigningKey, String, usize)],
+    per_client: u64,
+    chain_id: &str,
+) -> Vec<Vec<SignedTransaction>> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let jobs: Vec<(usize, u64, u64)> = signers
+        .iter()
+        .enumerate()
+        .flat_map(|(client, _)| {
+            let chunk = per_client.div_ceil(cores as u64).max(1);
+            (0..cores as u64).filter_map(move |part| {
+                let from = part * chunk + 1;
+                let to = ((part + 1) * chunk).min(per_client);
+                (from <= to).then_some((client, from, to))
+            })
+        })
+        .collect();
+    let mut pools: Vec<Vec<SignedTransaction>> = signers.iter().map(|_| Vec::new()).collect();
+    let next = AtomicU64::new(0);
+    let done: Mutex<Vec<(usize, u64, Vec<SignedTransaction>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| loop {
+                let job = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&(client, from, to)) = jobs.get(job) else {
+                    break;
+                };
+                let (key, department, _) = &signers[client];
+                let txs: Vec<SignedTransaction> = (from..=to)
+                    .map(|nonce| enroll(key, department, nonce, chain_id).0)
+                    .collect();
+                lock(&done).push((client, from, txs));
+            });
+        }
+    });
+    let mut parts = match done.into_inner() {
+        Ok(parts) => parts,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    parts.sort_by_key(|(client, from, _)| (*client, *from));
+    for (client, _, txs) in parts {
+        pools[client].extend(txs);
+    }
+    pools
 }
 
 struct Nodes {
@@ -261,6 +328,8 @@ async fn load(
     seconds: u64,
     client_count: usize,
     batch_txs: u64,
+    window: u64,
+    block_interval_ms: u64,
     keep: Option<PathBuf>,
     json: bool,
     limit: Limit,
@@ -288,7 +357,7 @@ async fn load(
         let path = home.join("config.toml");
         let mut config =
             custody_node::config::NodeConfig::load(&path).map_err(|e| e.to_string())?;
-        config.consensus.block_interval_ms = BENCH_BLOCK_INTERVAL_MS;
+        config.consensus.block_interval_ms = block_interval_ms;
         config.save(&path).map_err(|e| e.to_string())?;
     }
     let _nodes = start_nodes(&dir, &homes)?;
@@ -360,6 +429,15 @@ async fn load(
     }
     let _ = submit_committed; // kept for setups that need one transaction at a time
 
+    let per_client =
+        ((limit.limit_tx_per_second * PRESIGNED_SHARE_OF_LIMIT * (seconds + WARMUP_SECONDS) as f64)
+            / client_count as f64)
+            .ceil() as u64;
+    let signing_started = Instant::now();
+    let pools = presign(&signers, per_client, &chain_id);
+    let signing_seconds = signing_started.elapsed().as_secs_f64();
+    let signed_live = Arc::new(AtomicU64::new(0));
+
     let record = Arc::new(Mutex::new(Record::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let committed_by_client: Arc<Vec<AtomicU64>> =
@@ -408,12 +486,13 @@ async fn load(
     };
 
     let started = Instant::now();
-    let warmup = Duration::from_secs(2);
+    let warmup = Duration::from_secs(WARMUP_SECONDS);
     let total = warmup + Duration::from_secs(seconds);
     let refused = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for (index, (signer, department, node)) in signers.into_iter().enumerate() {
+    for (index, ((signer, department, node), pool)) in signers.into_iter().zip(pools).enumerate() {
         let client = clients[node].clone();
+        let signed_live = signed_live.clone();
         let record = record.clone();
         let stop = stop.clone();
         let owner = owner.clone();
@@ -421,19 +500,28 @@ async fn load(
         let chain_id = chain_id.clone();
         let refused = refused.clone();
         tasks.push(tokio::spawn(async move {
-            let mut nonce = 1u64;
+            let mut queue: std::collections::VecDeque<SignedTransaction> = pool.into();
+            let mut next_nonce = per_client + 1;
             let mut submitted = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let committed = committed_by_client[index].load(Ordering::Relaxed);
-                let room = CLIENT_IN_FLIGHT_MAX.saturating_sub(submitted.saturating_sub(committed));
+                let room = window.saturating_sub(submitted.saturating_sub(committed));
                 if room == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 }
-                let count = room.min(batch_txs);
-                let batch: Vec<SignedTransaction> = (0..count)
-                    .map(|offset| enroll(&signer, &department, nonce + offset, &chain_id).0)
-                    .collect();
+                let count = room.min(batch_txs) as usize;
+                let mut batch: Vec<SignedTransaction> = Vec::with_capacity(count);
+                while batch.len() < count {
+                    match queue.pop_front() {
+                        Some(tx) => batch.push(tx),
+                        None => {
+                            batch.push(enroll(&signer, &department, next_nonce, &chain_id).0);
+                            next_nonce += 1;
+                            signed_live.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 let at = Instant::now();
                 let answer = if batch.len() == 1 {
                     client.submit(&batch[0], None).await.map(|_| {
@@ -464,8 +552,11 @@ async fn load(
                                 owner.insert(id, index);
                             }
                         }
-                        nonce += accepted as u64;
                         submitted += accepted as u64;
+                        // The rest go again, in nonce order.
+                        for tx in batch[accepted..].iter().rev() {
+                            queue.push_front(tx.clone());
+                        }
                         if accepted < batch.len() {
                             let full = answer.results[accepted]
                                 .error
@@ -477,11 +568,14 @@ async fn load(
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
-                    Err(ClientError::Refused { code, .. }) if code == "mempool_full" => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Err(_) => {
-                        refused.fetch_add(1, Ordering::Relaxed);
+                    Err(error) => {
+                        for tx in batch.into_iter().rev() {
+                            queue.push_front(tx);
+                        }
+                        let full = matches!(&error, ClientError::Refused { code, .. } if code == "mempool_full");
+                        if !full {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
@@ -534,6 +628,9 @@ async fn load(
                 "limit_tx_per_second": limit.limit_tx_per_second,
                 "ratio": ratio,
                 "refused_submissions": refused.load(Ordering::Relaxed),
+                "presigned_transactions": per_client * client_count as u64,
+                "presign_seconds": signing_seconds,
+                "signed_during_run": signed_live.load(Ordering::Relaxed),
             })
         );
     } else {
@@ -552,6 +649,11 @@ async fn load(
             limit.limit_tx_per_second, limit.verify_per_core_per_second, limit.cores
         );
         println!("  ratio            {ratio:.3}");
+        println!(
+            "  signing          {} transactions signed in advance ({signing_seconds:.1} s), {} during the run",
+            per_client * client_count as u64,
+            signed_live.load(Ordering::Relaxed)
+        );
         let refused = refused.load(Ordering::Relaxed);
         if refused > 0 {
             println!("  refused          {refused} submissions");

@@ -26,6 +26,7 @@ pub mod export;
 pub mod genesis;
 pub mod merkle;
 pub mod proof;
+pub mod read_cache;
 pub mod records;
 pub mod state;
 pub mod store;

@@ -28,6 +28,7 @@
 //! | `V` | height | [`ValidatorSet`] in force from that height |
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -35,6 +36,7 @@ use crate::block::Block;
 use crate::certificate::CommitCertificate;
 use crate::encoding::{self, DecodeError};
 use crate::genesis::{Genesis, GenesisError};
+use crate::read_cache::{insert_bounded, ReadCache};
 use crate::records::{
     Department, Document, DocumentEvent, Member, Parameters, Proposal, TxLocation, ValidatorSet,
 };
@@ -115,11 +117,13 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
-/// The ledger's durable store.
+/// The ledger's durable store. Clones share the database and the cache of
+/// decoded records (`read_cache.rs`).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    cache: Arc<Mutex<ReadCache>>,
 }
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -195,6 +199,7 @@ impl Store {
                 store.write_changes(&mut batch, &state::genesis_changes(genesis));
                 batch.insert(GENESIS, genesis.to_bytes());
                 store.tree.apply_batch(batch)?;
+                store.cache().invalidate();
                 store.db.flush()?;
             }
         }
@@ -204,7 +209,47 @@ impl Store {
     fn open_raw(path: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(path).open()?;
         let tree = db.open_tree("custody")?;
-        Ok(Store { db, tree })
+        Ok(Store {
+            db,
+            tree,
+            cache: Arc::new(Mutex::new(ReadCache::default())),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, ReadCache> {
+        match self.cache.lock() {
+            Ok(guard) => guard,
+            // The cache is only ever left whole (each update is a few
+            // inserts that cannot panic half-way), but start afresh anyway.
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                guard.invalidate();
+                guard
+            }
+        }
+    }
+
+    /// A record from the cache, or read with `load` and kept unless a
+    /// commit happened meanwhile.
+    fn cached<T: Clone>(
+        &self,
+        hit: impl FnOnce(&ReadCache) -> Option<T>,
+        load: impl FnOnce() -> Result<T, StoreError>,
+        keep: impl FnOnce(&mut ReadCache, T),
+    ) -> Result<T, StoreError> {
+        let generation = {
+            let cache = self.cache();
+            if let Some(found) = hit(&cache) {
+                return Ok(found);
+            }
+            cache.generation()
+        };
+        let value = load()?;
+        let mut cache = self.cache();
+        if cache.unchanged_since(generation) {
+            keep(&mut cache, value.clone());
+        }
+        Ok(value)
     }
 
     fn get<T: Serialize + DeserializeOwned>(
@@ -226,8 +271,14 @@ impl Store {
 
     /// Where the chain stands.
     pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
-        self.get("chain info", CHAIN)?
-            .ok_or(StoreError::NotInitialized)
+        self.cached(
+            |cache| cache.chain.clone(),
+            || {
+                self.get("chain info", CHAIN)?
+                    .ok_or(StoreError::NotInitialized)
+            },
+            |cache, chain| cache.chain = Some(chain),
+        )
     }
 
     /// Last committed height (0 before the first block).
@@ -277,7 +328,16 @@ impl Store {
         batch.insert(height_key(CERTIFICATE, height), certificate.to_bytes());
         batch.insert(key(BLOCK_HASH, &hash.0), &height.0.to_be_bytes()[..]);
         self.write_changes(&mut batch, changes);
-        self.tree.apply_batch(batch)?;
+        {
+            // Readers wait while the batch goes in, so that none sees the
+            // cache and sled disagree.
+            let mut cache = self.cache();
+            if let Err(error) = self.tree.apply_batch(batch) {
+                cache.invalidate();
+                return Err(error.into());
+            }
+            cache.apply(changes);
+        }
         // Durable before returning: a block whose commit returned survives
         // SIGKILL (checked by the crash test).
         self.db.flush()?;
@@ -393,6 +453,12 @@ impl Store {
         self.get("certificate", &height_key(CERTIFICATE, height))
     }
 
+    /// Whether a transaction with this id is committed (one index lookup,
+    /// without reading its block).
+    pub fn has_transaction(&self, id: &TxId) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key(TX, &id.0))?)
+    }
+
     /// Committed transaction by id, with its block and position.
     pub fn transaction(&self, id: &TxId) -> Result<Option<StoredTransaction>, StoreError> {
         let Some(location) = self.get::<TxLocation>("tx location", &key(TX, &id.0))? else {
@@ -413,7 +479,11 @@ impl Store {
 
     /// Document by id.
     pub fn document(&self, id: &DocumentId) -> Result<Option<Document>, StoreError> {
-        self.get("document", &key(DOCUMENT, id.as_str().as_bytes()))
+        self.cached(
+            |cache| cache.documents.get(id).cloned(),
+            || self.get("document", &key(DOCUMENT, id.as_str().as_bytes())),
+            |cache, document| insert_bounded(&mut cache.documents, id.clone(), document),
+        )
     }
 
     /// A document's events in order, starting at sequence `from` (0 for the
@@ -507,12 +577,20 @@ impl Store {
 
     /// Member by key.
     pub fn member(&self, key_: &PublicKey) -> Result<Option<Member>, StoreError> {
-        self.get("member", &key(MEMBER, &key_.0))
+        self.cached(
+            |cache| cache.members.get(key_).cloned(),
+            || self.get("member", &key(MEMBER, &key_.0)),
+            |cache, member| insert_bounded(&mut cache.members, *key_, member),
+        )
     }
 
     /// Department by id.
     pub fn department(&self, id: &DepartmentId) -> Result<Option<Department>, StoreError> {
-        self.get("department", &key(DEPARTMENT, id.as_str().as_bytes()))
+        self.cached(
+            |cache| cache.departments.get(id).cloned(),
+            || self.get("department", &key(DEPARTMENT, id.as_str().as_bytes())),
+            |cache, department| insert_bounded(&mut cache.departments, id.clone(), department),
+        )
     }
 
     /// Every department, in id order.
@@ -540,12 +618,26 @@ impl Store {
 
     /// Current parameters.
     pub fn parameters(&self) -> Result<Parameters, StoreError> {
-        self.get("parameters", PARAMETERS)?
-            .ok_or(StoreError::NotInitialized)
+        self.cached(
+            |cache| cache.parameters.clone(),
+            || {
+                self.get("parameters", PARAMETERS)?
+                    .ok_or(StoreError::NotInitialized)
+            },
+            |cache, parameters| cache.parameters = Some(parameters),
+        )
     }
 
     /// Last nonce used by `signer`.
     pub fn nonce(&self, signer: &PublicKey) -> Result<Nonce, StoreError> {
+        self.cached(
+            |cache| cache.nonces.get(signer).copied(),
+            || self.stored_nonce(signer),
+            |cache, nonce| insert_bounded(&mut cache.nonces, *signer, nonce),
+        )
+    }
+
+    fn stored_nonce(&self, signer: &PublicKey) -> Result<Nonce, StoreError> {
         let k = key(NONCE, &signer.0);
         match self.tree.get(&k)? {
             Some(bytes) => {

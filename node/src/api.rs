@@ -462,8 +462,13 @@ fn admit_batch(
             results.push(BatchItem::refused(Some(id), &error));
             continue;
         }
-        match shared.store.transaction(&id) {
-            Ok(Some(_)) => {
+        let committed = if mempool.recently_committed(&id) {
+            Ok(true)
+        } else {
+            shared.store.has_transaction(&id)
+        };
+        match committed {
+            Ok(true) => {
                 let error = ApiError::new(
                     StatusCode::CONFLICT,
                     "already_committed",
@@ -472,7 +477,7 @@ fn admit_batch(
                 results.push(BatchItem::refused(Some(id), &error));
                 continue;
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(error) => {
                 results.push(BatchItem::refused(Some(id), &store_error(error)));
                 continue;

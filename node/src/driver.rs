@@ -447,7 +447,7 @@ impl Driver {
                 last_commit.clone(),
             )
             .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
-            match apply_block_with(store, &block, Signatures::AlreadyVerified) {
+            match apply_block_with(store, &block, Signatures::AlreadyVerifiedWithKeys) {
                 Ok(changes) => return Ok(Some(self.remember(block, changes))),
                 Err(Refusal::Transaction {
                     index,
@@ -528,8 +528,17 @@ impl Driver {
             tracing::warn!(%error, "proposed block's time refused");
             return false;
         }
-        // Signatures of transactions already in our mempool were checked on
-        // admission; the others are checked here in one batch.
+        // The previous block's certificate becomes part of the chain: its
+        // signatures must hold for anyone verifying it later.
+        if let Some(last_commit) = &block.last_commit {
+            if let Err(error) = last_commit.verify_signatures(&chain.chain_id) {
+                tracing::warn!(%error, "proposed block's previous certificate is badly signed");
+                return false;
+            }
+        }
+        // Signatures and carried keys of transactions already in our mempool
+        // were checked on admission; the others are checked here, the
+        // signatures in one batch.
         let unknown: Vec<_> = {
             let mempool = self.shared.mempool();
             block
@@ -543,7 +552,14 @@ impl Driver {
             tracing::warn!("proposed block holds a badly signed transaction");
             return false;
         }
-        match apply_block_with(store, &block, Signatures::AlreadyVerified) {
+        if let Some(refusal) = unknown
+            .iter()
+            .find_map(|tx| custody_ledger::state::check_carried_keys(tx).err())
+        {
+            tracing::warn!(%refusal, "proposed block holds a transaction with an invalid key");
+            return false;
+        }
+        match apply_block_with(store, &block, Signatures::AlreadyVerifiedWithKeys) {
             Ok(changes) => {
                 self.verified.insert(value.hash.0, (block, changes));
                 true

@@ -7,10 +7,10 @@
 //! Signatures are checked before a transaction reaches the mempool (in
 //! batches for gossip), so proposals built from it skip that work.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
-use custody_ledger::state::{Overlay, StateView, TxRefusal};
+use custody_ledger::state::{Overlay, Signatures, StateView, TxRefusal};
 use custody_ledger::store::Store;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{Timestamp, TxId};
@@ -52,7 +52,14 @@ pub struct Mempool {
     next_sequence: u64,
     /// Admitted here and not yet gossiped.
     to_gossip: VecDeque<TxId>,
+    /// Ids committed in recent blocks, oldest first, so that gossip arriving
+    /// after its block is dropped before its signatures are checked.
+    recent: HashSet<TxId>,
+    recent_order: VecDeque<TxId>,
 }
+
+/// Committed ids remembered for [`Mempool::recently_committed`].
+pub const RECENT_COMMITTED_MAX: usize = 100_000;
 
 impl Mempool {
     /// `store` lives as long as the node (the caller leaks one handle).
@@ -67,6 +74,26 @@ impl Mempool {
             bytes: 0,
             next_sequence: 0,
             to_gossip: VecDeque::new(),
+            recent: HashSet::new(),
+            recent_order: VecDeque::new(),
+        }
+    }
+
+    /// Whether `id` was committed in one of the last blocks (up to
+    /// [`RECENT_COMMITTED_MAX`] transactions). `false` does not mean it was
+    /// never committed: its nonce is then refused on admission.
+    pub fn recently_committed(&self, id: &TxId) -> bool {
+        self.recent.contains(id)
+    }
+
+    fn remember_committed(&mut self, id: TxId) {
+        if self.recent.insert(id) {
+            self.recent_order.push_back(id);
+        }
+        while self.recent_order.len() > RECENT_COMMITTED_MAX {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
         }
     }
 
@@ -125,7 +152,7 @@ impl Mempool {
             .height
             .next();
         state
-            .apply_transaction(&tx, 0, height, now, true)
+            .apply_identified(&tx, id, 0, height, now, Signatures::AlreadyVerified)
             .map_err(AdmitError::Refused)?;
         self.insert(tx, id, size_bytes, gossip);
         Ok(())
@@ -195,6 +222,7 @@ impl Mempool {
     pub fn on_commit(&mut self, committed: &[TxId], now: Timestamp) -> (Vec<Instant>, usize) {
         let mut arrivals = Vec::new();
         for id in committed {
+            self.remember_committed(*id);
             if let Some(sequence) = self.by_id.remove(id) {
                 if let Some(entry) = self.entries.remove(&sequence) {
                     self.bytes -= entry.size_bytes;
@@ -214,8 +242,16 @@ impl Mempool {
         let mut dropped = 0;
         for (sequence, entry) in old {
             let applies = match (self.pending_state.as_mut(), height) {
+                // Signatures and carried keys passed on admission.
                 (Some(state), Some(height)) => state
-                    .apply_transaction(&entry.tx, 0, height, now, true)
+                    .apply_identified(
+                        &entry.tx,
+                        entry.id,
+                        0,
+                        height,
+                        now,
+                        Signatures::AlreadyVerifiedWithKeys,
+                    )
                     .is_ok(),
                 // The store cannot be read: keep everything for later.
                 _ => true,

@@ -196,22 +196,22 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
             Err(error) => tracing::debug!(%error, "undecodable gossiped transaction dropped"),
         }
     }
-    // Skip what we already hold or committed before paying for signatures.
-    let fresh: Vec<(SignedTransaction, usize, custody_ledger::types::TxId)> = {
+    // Skip what we already hold or just committed before paying for
+    // signatures (anything committed earlier is refused by its nonce).
+    let with_ids: Vec<(SignedTransaction, usize, custody_ledger::types::TxId)> = transactions
+        .into_iter()
+        .map(|(tx, size)| {
+            let id = tx.id();
+            (tx, size, id)
+        })
+        .collect();
+    let fresh: Vec<_> = {
         let mempool = shared.mempool();
-        transactions
+        with_ids
             .into_iter()
-            .map(|(tx, size)| {
-                let id = tx.id();
-                (tx, size, id)
-            })
-            .filter(|(_, _, id)| !mempool.contains(id))
+            .filter(|(_, _, id)| !mempool.contains(id) && !mempool.recently_committed(id))
             .collect()
     };
-    let fresh: Vec<_> = fresh
-        .into_iter()
-        .filter(|(_, _, id)| matches!(shared.store.transaction(id), Ok(None)))
-        .collect();
     if fresh.is_empty() {
         return;
     }
