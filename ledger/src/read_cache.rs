@@ -15,7 +15,7 @@
 //! replaced. Each map is bounded; a full map is emptied and refills from
 //! what is read next.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use crate::records::{Department, Document, Member, Parameters};
@@ -36,6 +36,11 @@ pub struct ReadCache {
     pub departments: HashMap<DepartmentId, Option<Department>>,
     pub nonces: HashMap<PublicKey, Nonce>,
     pub documents: HashMap<DocumentId, Option<Document>>,
+    /// The key of every enrolled member (members are never deleted), read
+    /// once when the store opens: a key not in it is not a member, with no
+    /// read of sled, which is what every enrolment asks of a new key.
+    /// `None` until loaded, or after [`Self::invalidate`].
+    pub member_keys: Option<HashSet<PublicKey>>,
 }
 
 /// Inserts into a bounded map, emptying it first when it is full.
@@ -65,6 +70,18 @@ impl ReadCache {
         };
     }
 
+    /// What is known of the member with `key` without reading sled:
+    /// `Some(None)` if it is certainly not a member.
+    pub fn member(&self, key: &PublicKey) -> Option<Option<Member>> {
+        if let Some(found) = self.members.get(key) {
+            return Some(found.clone());
+        }
+        match &self.member_keys {
+            Some(keys) if !keys.contains(key) => Some(None),
+            _ => None,
+        }
+    }
+
     /// Writes a committed block's changes through.
     pub fn apply(&mut self, changes: &StateChanges) {
         self.generation += 1;
@@ -77,6 +94,9 @@ impl ReadCache {
         }
         for (key, member) in &changes.members {
             insert_bounded(&mut self.members, *key, Some(member.clone()));
+            if let Some(keys) = &mut self.member_keys {
+                keys.insert(*key);
+            }
         }
         for (key, nonce) in &changes.nonces {
             insert_bounded(&mut self.nonces, *key, *nonce);
@@ -103,6 +123,17 @@ mod tests {
         insert_bounded(&mut map, u64::MAX, ());
         assert_eq!(map.len(), 1);
         assert!(map.contains_key(&u64::MAX));
+    }
+
+    #[test]
+    fn a_key_outside_the_loaded_member_keys_is_no_member() {
+        let mut cache = ReadCache::default();
+        let stranger = PublicKey([9; 32]);
+        assert_eq!(cache.member(&stranger), None, "unknown before loading");
+        cache.member_keys = Some(HashSet::new());
+        assert_eq!(cache.member(&stranger), Some(None));
+        cache.invalidate();
+        assert_eq!(cache.member(&stranger), None, "unknown after invalidation");
     }
 
     #[test]

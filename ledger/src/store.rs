@@ -177,6 +177,7 @@ impl Store {
         if store.tree.get(GENESIS)?.is_none() {
             return Err(StoreError::NotInitialized);
         }
+        store.load_member_keys()?;
         Ok(store)
     }
 
@@ -203,7 +204,26 @@ impl Store {
                 store.db.flush()?;
             }
         }
+        store.load_member_keys()?;
         Ok(store)
+    }
+
+    /// Reads every member key into the cache (see `read_cache.rs`).
+    fn load_member_keys(&self) -> Result<(), StoreError> {
+        let mut keys = std::collections::HashSet::new();
+        for entry in self.tree.scan_prefix([MEMBER]) {
+            let (k, _) = entry?;
+            let bytes: [u8; 32] = k.get(1..).and_then(|rest| rest.try_into().ok()).ok_or_else(|| {
+                StoreError::Corrupt {
+                    what: "member key",
+                    key: hex::encode(&k),
+                    error: DecodeError::Malformed("not 32 bytes".to_string()),
+                }
+            })?;
+            keys.insert(PublicKey(bytes));
+        }
+        self.cache().member_keys = Some(keys);
+        Ok(())
     }
 
     fn open_raw(path: &Path) -> Result<Store, StoreError> {
@@ -578,7 +598,7 @@ impl Store {
     /// Member by key.
     pub fn member(&self, key_: &PublicKey) -> Result<Option<Member>, StoreError> {
         self.cached(
-            |cache| cache.members.get(key_).cloned(),
+            |cache| cache.member(key_),
             || self.get("member", &key(MEMBER, &key_.0)),
             |cache, member| insert_bounded(&mut cache.members, *key_, member),
         )
