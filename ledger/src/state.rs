@@ -1435,11 +1435,25 @@ pub fn apply_block_with<V: StateView + ?Sized>(
     block: &Block,
     signatures: Signatures,
 ) -> Result<StateChanges, Refusal> {
+    // Each id is computed once: for the Merkle root, the events and the index.
+    apply_block_identified(view, block, &block.tx_ids(), signatures)
+}
+
+/// [`apply_block_with`] for a caller that already computed the ids of the
+/// block's transactions (`block.tx_ids()`, in order); the header's Merkle
+/// root is checked against them.
+pub fn apply_block_identified<V: StateView + ?Sized>(
+    view: &V,
+    block: &Block,
+    ids: &[TxId],
+    signatures: Signatures,
+) -> Result<StateChanges, Refusal> {
+    if ids.len() != block.transactions.len() {
+        return Err(Refusal::Header(HeaderRefusal::TxRootMismatch));
+    }
     let chain = view.chain()?;
     let params = view.parameters()?;
-    // Each id is computed once: for the Merkle root, the events and the index.
-    let ids = block.tx_ids();
-    check_header(&params, &chain, block, &ids, signatures).map_err(Refusal::Header)?;
+    check_header(&params, &chain, block, ids, signatures).map_err(Refusal::Header)?;
     if signatures == Signatures::Verify {
         if let Some(&index) = crate::tx::verify_batch(&block.transactions).first() {
             return Err(Refusal::Transaction {
@@ -1457,7 +1471,7 @@ pub fn apply_block_with<V: StateView + ?Sized>(
     let mut overlay = Overlay::new(view)?;
     let height = block.header.height;
     let time = block.header.time;
-    for (index, (tx, tx_id)) in block.transactions.iter().zip(&ids).enumerate() {
+    for (index, (tx, tx_id)) in block.transactions.iter().zip(ids).enumerate() {
         overlay
             .apply_identified(tx, *tx_id, index as u32, height, time, checks)
             .map_err(|reason| match reason {
@@ -1558,15 +1572,27 @@ pub fn build_block<V: StateView + ?Sized>(
     proposer: PublicKey,
     last_commit: Option<crate::certificate::CommitCertificate>,
 ) -> Result<Block, ViewError> {
-    let chain = view.chain()?;
     let ids: Vec<TxId> = transactions.iter().map(|t| t.id()).collect();
+    build_block_identified(view, transactions, &ids, time, proposer, last_commit)
+}
+
+/// [`build_block`] for a caller that knows the transactions' ids (in order).
+pub fn build_block_identified<V: StateView + ?Sized>(
+    view: &V,
+    transactions: Vec<SignedTransaction>,
+    ids: &[TxId],
+    time: Timestamp,
+    proposer: PublicKey,
+    last_commit: Option<crate::certificate::CommitCertificate>,
+) -> Result<Block, ViewError> {
+    let chain = view.chain()?;
     let header = crate::block::Header {
         format_version: FORMAT_VERSION,
         chain_id: chain.chain_id.clone(),
         height: chain.height.next(),
         time,
         previous_block_hash: chain.last_block_hash,
-        tx_root: crate::block::tx_root(&ids),
+        tx_root: crate::block::tx_root(ids),
         proposer,
         validator_set_hash: chain.validator_set.hash(),
         last_commit_hash: last_commit

@@ -213,13 +213,14 @@ impl Store {
         let mut keys = std::collections::HashSet::new();
         for entry in self.tree.scan_prefix([MEMBER]) {
             let (k, _) = entry?;
-            let bytes: [u8; 32] = k.get(1..).and_then(|rest| rest.try_into().ok()).ok_or_else(|| {
-                StoreError::Corrupt {
+            let bytes: [u8; 32] = k
+                .get(1..)
+                .and_then(|rest| rest.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt {
                     what: "member key",
                     key: hex::encode(&k),
                     error: DecodeError::Malformed("not 32 bytes".to_string()),
-                }
-            })?;
+                })?;
             keys.insert(PublicKey(bytes));
         }
         self.cache().member_keys = Some(keys);

@@ -462,10 +462,16 @@ fn admit_batch(
             results.push(BatchItem::refused(Some(id), &error));
             continue;
         }
+        // A nonce above the signer's committed one cannot be committed yet,
+        // which spares the index lookup for every new transaction.
         let committed = if mempool.recently_committed(&id) {
             Ok(true)
         } else {
-            shared.store.has_transaction(&id)
+            match shared.store.nonce(&tx.payload.signer) {
+                Ok(last) if tx.payload.nonce > last => Ok(false),
+                Ok(_) => shared.store.has_transaction(&id),
+                Err(error) => Err(error),
+            }
         };
         match committed {
             Ok(true) => {

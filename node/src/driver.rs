@@ -26,7 +26,10 @@ use custody_consensus as consensus;
 use custody_consensus::{Action, Consensus, Input, PersistedState, SignedMessage, TimeoutEvent};
 use custody_ledger::block::{check_block_time, Block};
 use custody_ledger::certificate::{CommitCertificate, CommitSignature};
-use custody_ledger::state::{apply_block_with, build_block, select_transactions, Signatures};
+use custody_ledger::state::{
+    apply_block_identified, apply_block_with, build_block, build_block_identified,
+    select_transactions, Signatures,
+};
 use custody_ledger::state::{Refusal, StateChanges, StateView};
 use custody_ledger::store::StoreError;
 use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
@@ -425,7 +428,7 @@ impl Driver {
         let bytes_max = parameters
             .max_block_bytes
             .saturating_sub(BLOCK_OVERHEAD_BYTES) as usize;
-        let mut candidates = self
+        let (mut candidates, mut ids) = self
             .shared
             .mempool()
             .candidates(parameters.max_block_txs as usize, bytes_max);
@@ -439,15 +442,16 @@ impl Driver {
         // a transaction that conflicts with an earlier one in the block is
         // dropped and the block rebuilt.
         for _ in 0..PROPOSAL_REBUILDS_MAX {
-            let block = build_block(
+            let block = build_block_identified(
                 store,
                 candidates.clone(),
+                &ids,
                 time,
                 self.validator_key,
                 last_commit.clone(),
             )
             .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
-            match apply_block_with(store, &block, Signatures::AlreadyVerifiedWithKeys) {
+            match apply_block_identified(store, &block, &ids, Signatures::AlreadyVerifiedWithKeys) {
                 Ok(changes) => return Ok(Some(self.remember(block, changes))),
                 Err(Refusal::Transaction {
                     index,
@@ -457,6 +461,7 @@ impl Driver {
                     tracing::debug!(tx = %tx_id, %reason, "waiting transaction no longer applies; dropped");
                     self.shared.mempool().remove(&tx_id);
                     candidates.remove(index);
+                    ids.remove(index);
                 }
                 Err(Refusal::Storage(error)) => {
                     return Err(DriverError::Store(StoreError::Sled(error.to_string())))
@@ -464,6 +469,7 @@ impl Driver {
                 Err(Refusal::Header(refusal)) => {
                     tracing::error!(%refusal, "own proposal header refused; proposing no transactions");
                     candidates.clear();
+                    ids.clear();
                 }
             }
         }
@@ -539,13 +545,15 @@ impl Driver {
         // Signatures and carried keys of transactions already in our mempool
         // were checked on admission; the others are checked here, the
         // signatures in one batch.
+        let ids = block.tx_ids();
         let unknown: Vec<_> = {
             let mempool = self.shared.mempool();
             block
                 .transactions
                 .iter()
-                .filter(|tx| !mempool.contains(&tx.id()))
-                .cloned()
+                .zip(&ids)
+                .filter(|(_, id)| !mempool.contains(id))
+                .map(|(tx, _)| tx.clone())
                 .collect()
         };
         if !custody_ledger::tx::verify_batch(&unknown).is_empty() {
@@ -559,7 +567,7 @@ impl Driver {
             tracing::warn!(%refusal, "proposed block holds a transaction with an invalid key");
             return false;
         }
-        match apply_block_with(store, &block, Signatures::AlreadyVerifiedWithKeys) {
+        match apply_block_identified(store, &block, &ids, Signatures::AlreadyVerifiedWithKeys) {
             Ok(changes) => {
                 self.verified.insert(value.hash.0, (block, changes));
                 true
@@ -611,12 +619,13 @@ impl Driver {
             hash = %block.hash(),
             "committed"
         );
-        self.after_commit(&block);
+        self.after_commit(&block, &changes);
         Ok(())
     }
 
-    fn after_commit(&mut self, block: &Block) {
-        let ids = block.tx_ids();
+    fn after_commit(&mut self, block: &Block, changes: &StateChanges) {
+        // The ids, in block order, as computed when the block was applied.
+        let ids: Vec<_> = changes.tx_locations.iter().map(|(id, _)| *id).collect();
         let now = self.now();
         let (arrivals, dropped) = {
             let mut mempool = self.shared.mempool();
@@ -696,7 +705,7 @@ impl Driver {
                 .synced_blocks_total
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(height = block.header.height.0, "synced block committed");
-            self.after_commit(&block);
+            self.after_commit(&block, &changes);
         }
         let chain = store.chain_info().map_err(SyncApplyError::local)?;
         if applied > 0 && chain.height.0 + 1 > self.consensus.height().0 {

@@ -177,9 +177,15 @@ impl Mempool {
         );
     }
 
-    /// Up to `count_max` transactions in arrival order, for a proposal.
-    pub fn candidates(&self, count_max: usize, bytes_max: usize) -> Vec<SignedTransaction> {
+    /// Up to `count_max` transactions in arrival order, for a proposal,
+    /// with their ids.
+    pub fn candidates(
+        &self,
+        count_max: usize,
+        bytes_max: usize,
+    ) -> (Vec<SignedTransaction>, Vec<TxId>) {
         let mut out = Vec::new();
+        let mut ids = Vec::new();
         let mut bytes = 0usize;
         for entry in self.entries.values() {
             if out.len() >= count_max || bytes + entry.size_bytes > bytes_max {
@@ -187,8 +193,9 @@ impl Mempool {
             }
             bytes += entry.size_bytes;
             out.push(entry.tx.clone());
+            ids.push(entry.id);
         }
-        out
+        (out, ids)
     }
 
     /// Takes up to `count_max` admitted transactions not yet gossiped.
@@ -449,8 +456,10 @@ mod tests {
         assert!(arrivals.is_empty());
         assert_eq!(dropped, 0);
         assert_eq!(mempool.len(), 2);
-        assert_eq!(mempool.candidates(10, 1 << 20).len(), 2);
-        assert_eq!(mempool.candidates(1, 1 << 20).len(), 1);
+        let (txs, ids) = mempool.candidates(10, 1 << 20);
+        assert_eq!(txs.len(), 2);
+        assert_eq!(ids, txs.iter().map(|tx| tx.id()).collect::<Vec<_>>());
+        assert_eq!(mempool.candidates(1, 1 << 20).0.len(), 1);
     }
 
     #[test]
