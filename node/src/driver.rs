@@ -546,15 +546,15 @@ impl Driver {
         // were checked on admission; the others are checked here, the
         // signatures in one batch.
         let ids = block.tx_ids();
-        let unknown: Vec<_> = {
+        let (unknown, unknown_ids): (Vec<_>, Vec<_>) = {
             let mempool = self.shared.mempool();
             block
                 .transactions
                 .iter()
                 .zip(&ids)
                 .filter(|(_, id)| !mempool.contains(id))
-                .map(|(tx, _)| tx.clone())
-                .collect()
+                .map(|(tx, id)| (tx.clone(), *id))
+                .unzip()
         };
         if !custody_ledger::tx::verify_batch(&unknown).is_empty() {
             tracing::warn!("proposed block holds a badly signed transaction");
@@ -569,6 +569,7 @@ impl Driver {
         }
         match apply_block_identified(store, &block, &ids, Signatures::AlreadyVerifiedWithKeys) {
             Ok(changes) => {
+                self.shared.mempool().note_checked_in_proposal(unknown_ids);
                 self.verified.insert(value.hash.0, (block, changes));
                 true
             }

@@ -56,6 +56,12 @@ pub struct Mempool {
     /// after its block is dropped before its signatures are checked.
     recent: HashSet<TxId>,
     recent_order: VecDeque<TxId>,
+    /// Ids whose signatures and keys were checked in a proposal at the
+    /// current height without being in this mempool (gossip is often
+    /// slower than the proposal): their gossip is dropped unchecked.
+    /// Emptied at each commit; what was not committed then is proposed
+    /// again by the node that first took it in.
+    checked_in_proposal: HashSet<TxId>,
 }
 
 /// Committed ids remembered for [`Mempool::recently_committed`].
@@ -76,7 +82,60 @@ impl Mempool {
             to_gossip: VecDeque::new(),
             recent: HashSet::new(),
             recent_order: VecDeque::new(),
+            checked_in_proposal: HashSet::new(),
         }
+    }
+
+    /// For each transaction of a gossiped batch (in order), whether its
+    /// nonce can follow: the signer's pending nonce, then the batch's own
+    /// earlier ones, plus one. The others would be refused for their nonce
+    /// on admission (typically their predecessors sit in a proposal not yet
+    /// committed here); dropping them before their signatures are checked
+    /// leaves them to be checked once, in that proposal or the next.
+    pub fn nonces_follow<'a>(
+        &self,
+        transactions: impl IntoIterator<Item = &'a SignedTransaction>,
+    ) -> Vec<bool> {
+        let mut next: HashMap<custody_ledger::types::PublicKey, u64> = HashMap::new();
+        transactions
+            .into_iter()
+            .map(|tx| {
+                let signer = tx.payload.signer;
+                let expected = match next.get(&signer) {
+                    Some(expected) => Some(*expected),
+                    None => self
+                        .pending_state
+                        .as_ref()
+                        .and_then(|state| state.nonce(&signer).ok())
+                        .map(|nonce| nonce.0.saturating_add(1)),
+                };
+                // Without a readable state, let admission decide.
+                let Some(expected) = expected else {
+                    return true;
+                };
+                if tx.payload.nonce.0 == expected {
+                    next.insert(signer, expected.saturating_add(1));
+                    true
+                } else {
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Notes transactions checked while validating a proposal (see
+    /// `checked_in_proposal`).
+    pub fn note_checked_in_proposal(&mut self, ids: impl IntoIterator<Item = TxId>) {
+        self.checked_in_proposal.extend(ids);
+    }
+
+    /// Whether gossip of `id` can be dropped without checking it: it is
+    /// waiting here, was just committed, or sits in a proposal already
+    /// checked at this height.
+    pub fn already_seen(&self, id: &TxId) -> bool {
+        self.by_id.contains_key(id)
+            || self.recent.contains(id)
+            || self.checked_in_proposal.contains(id)
     }
 
     /// Whether `id` was committed in one of the last blocks (up to
@@ -228,6 +287,7 @@ impl Mempool {
     /// how many were dropped.
     pub fn on_commit(&mut self, committed: &[TxId], now: Timestamp) -> (Vec<Instant>, usize) {
         let mut arrivals = Vec::new();
+        self.checked_in_proposal.clear();
         for id in committed {
             self.remember_committed(*id);
             if let Some(sequence) = self.by_id.remove(id) {
@@ -460,6 +520,46 @@ mod tests {
         assert_eq!(txs.len(), 2);
         assert_eq!(ids, txs.iter().map(|tx| tx.id()).collect::<Vec<_>>());
         assert_eq!(mempool.candidates(1, 1 << 20).0.len(), 1);
+    }
+
+    #[test]
+    fn gossip_of_a_transaction_checked_in_a_proposal_is_dropped_until_the_next_commit() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        let tx = enroll(&fixture, 1, 10);
+        let id = tx.id();
+        assert!(!mempool.already_seen(&id));
+        mempool.note_checked_in_proposal([id]);
+        assert!(mempool.already_seen(&id));
+        assert!(!mempool.recently_committed(&id), "checked is not committed");
+        // The block was not committed with it: after the next commit its
+        // gossip is checked again.
+        mempool.on_commit(&[], Timestamp(3_000));
+        assert!(!mempool.already_seen(&id));
+        mempool.on_commit(&[id], Timestamp(3_000));
+        assert!(mempool.already_seen(&id) && mempool.recently_committed(&id));
+    }
+
+    #[test]
+    fn a_gossiped_nonce_must_follow_the_pending_one_or_its_batch_predecessor() {
+        let fixture = fixture();
+        let mut mempool = Mempool::new(fixture.store, 100, 1 << 20);
+        admit(&mut mempool, enroll(&fixture, 1, 10)).expect("nonce 1");
+        let batch = [
+            enroll(&fixture, 2, 11),
+            enroll(&fixture, 3, 12),
+            enroll(&fixture, 5, 13),
+            enroll(&fixture, 4, 14),
+        ];
+        assert_eq!(
+            mempool.nonces_follow(batch.iter()),
+            vec![true, true, false, true]
+        );
+        assert_eq!(
+            mempool.nonces_follow([enroll(&fixture, 1, 15)].iter()),
+            vec![false],
+            "a nonce already pending does not follow"
+        );
     }
 
     #[test]

@@ -196,8 +196,9 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
             Err(error) => tracing::debug!(%error, "undecodable gossiped transaction dropped"),
         }
     }
-    // Skip what we already hold or just committed before paying for
-    // signatures (anything committed earlier is refused by its nonce).
+    // Skip what we already hold, just committed or checked in a proposal
+    // before paying for signatures (anything committed earlier is refused
+    // by its nonce).
     let with_ids: Vec<(SignedTransaction, usize, custody_ledger::types::TxId)> = transactions
         .into_iter()
         .map(|(tx, size)| {
@@ -207,9 +208,15 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
         .collect();
     let fresh: Vec<_> = {
         let mempool = shared.mempool();
-        with_ids
+        let unseen: Vec<_> = with_ids
             .into_iter()
-            .filter(|(_, _, id)| !mempool.contains(id) && !mempool.recently_committed(id))
+            .filter(|(_, _, id)| !mempool.already_seen(id))
+            .collect();
+        let follows = mempool.nonces_follow(unseen.iter().map(|(tx, _, _)| tx));
+        unseen
+            .into_iter()
+            .zip(follows)
+            .filter_map(|(item, follows)| follows.then_some(item))
             .collect()
     };
     if fresh.is_empty() {
