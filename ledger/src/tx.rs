@@ -259,6 +259,15 @@ impl SignedTransaction {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         encoding::decode(bytes)
     }
+
+    /// Decode canonical bytes and compute the transaction's id from them:
+    /// the id hashes exactly these bytes, which decoding proved canonical,
+    /// so the transaction is not encoded again.
+    pub fn from_bytes_with_id(bytes: &[u8]) -> Result<(Self, TxId), DecodeError> {
+        let tx = Self::from_bytes(bytes)?;
+        let id = encoding::sha256(&encoding::tagged(tags::TX_ID, bytes)).into();
+        Ok((tx, id))
+    }
 }
 
 /// Verify many transactions' signatures with one ed25519 batch. Returns the

@@ -806,3 +806,13 @@ fn genesis_with_broken_rules_is_refused_with_a_reason() {
     g.chain_id = "has space".into();
     assert!(matches!(g.validate(), Err(GenesisError::BadChainId)));
 }
+
+proptest! {
+    /// The id computed from a transaction's canonical bytes is its id.
+    #[test]
+    fn the_id_read_with_the_bytes_is_the_transactions_id(tx in signed_tx()) {
+        let (decoded, id) = SignedTransaction::from_bytes_with_id(&tx.to_bytes()).expect("decodes");
+        prop_assert_eq!(&decoded, &tx);
+        prop_assert_eq!(id, tx.id());
+    }
+}

@@ -370,7 +370,8 @@ async fn submit_batch(
             rejection.body_text(),
         )
     })?;
-    let decoded: Vec<Result<(SignedTransaction, usize), ApiError>> = if is_json_body(&headers) {
+    let decoded: Vec<Result<(SignedTransaction, usize, TxId), ApiError>> = if is_json_body(&headers)
+    {
         let values: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(
                 "malformed_batch",
@@ -383,7 +384,8 @@ async fn submit_batch(
                 serde_json::from_value::<SignedTransaction>(value)
                     .map(|tx| {
                         let size = tx.to_bytes().len();
-                        (tx, size)
+                        let id = tx.id();
+                        (tx, size, id)
                     })
                     .map_err(|error| {
                         ApiError::bad_request(
@@ -403,8 +405,8 @@ async fn submit_batch(
         encoded
             .iter()
             .map(|bytes| {
-                SignedTransaction::from_bytes(bytes)
-                    .map(|tx| (tx, bytes.len()))
+                SignedTransaction::from_bytes_with_id(bytes)
+                    .map(|(tx, id)| (tx, bytes.len(), id))
                     .map_err(|error| {
                         ApiError::bad_request(
                             "malformed_transaction",
@@ -431,11 +433,11 @@ async fn submit_batch(
 
 fn admit_batch(
     shared: &SharedRef,
-    decoded: Vec<Result<(SignedTransaction, usize), ApiError>>,
+    decoded: Vec<Result<(SignedTransaction, usize, TxId), ApiError>>,
 ) -> Vec<BatchItem> {
     let valid: Vec<SignedTransaction> = decoded
         .iter()
-        .filter_map(|item| item.as_ref().ok().map(|(tx, _)| tx.clone()))
+        .filter_map(|item| item.as_ref().ok().map(|(tx, _, _)| tx.clone()))
         .collect();
     let bad_signatures = custody_ledger::tx::verify_batch(&valid);
     let now =
@@ -444,7 +446,7 @@ fn admit_batch(
     let mut valid_index = 0usize;
     let mut mempool = shared.mempool();
     for item in decoded {
-        let (tx, size) = match item {
+        let (tx, size, id) = match item {
             Ok(found) => found,
             Err(error) => {
                 results.push(BatchItem::refused(None, &error));
@@ -453,7 +455,6 @@ fn admit_batch(
         };
         let index = valid_index;
         valid_index += 1;
-        let id = tx.id();
         if bad_signatures.contains(&index) {
             let error = ApiError::bad_request(
                 "bad_signature",

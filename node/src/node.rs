@@ -189,23 +189,16 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
             return;
         }
     };
-    let mut transactions = Vec::with_capacity(encoded.len());
+    let mut with_ids = Vec::with_capacity(encoded.len());
     for bytes in &encoded {
-        match SignedTransaction::from_bytes(bytes) {
-            Ok(tx) => transactions.push((tx, bytes.len())),
+        match SignedTransaction::from_bytes_with_id(bytes) {
+            Ok((tx, id)) => with_ids.push((tx, bytes.len(), id)),
             Err(error) => tracing::debug!(%error, "undecodable gossiped transaction dropped"),
         }
     }
     // Skip what we already hold, just committed or checked in a proposal
     // before paying for signatures (anything committed earlier is refused
     // by its nonce).
-    let with_ids: Vec<(SignedTransaction, usize, custody_ledger::types::TxId)> = transactions
-        .into_iter()
-        .map(|(tx, size)| {
-            let id = tx.id();
-            (tx, size, id)
-        })
-        .collect();
     let fresh: Vec<_> = {
         let mempool = shared.mempool();
         let unseen: Vec<_> = with_ids
