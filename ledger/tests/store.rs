@@ -413,3 +413,98 @@ fn commit_certified_checks_the_certificate_then_commits() {
     commit_certified(&store, &b2, &c2).unwrap();
     assert_eq!(store.state_digest().unwrap(), w.chain.state.digest());
 }
+
+/// The store keeps decoded records in memory (`read_cache.rs`); reading
+/// every record before each commit fills that cache with values the commit
+/// then replaces, and every later read must still see the committed state.
+#[test]
+fn reads_through_the_cache_see_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Workload::new(4, 11);
+    for _ in 0..10 {
+        w.step(25).unwrap();
+    }
+    let last = &w.chain.state;
+    let store = Store::open_or_init(dir.path(), &w.chain.federation.genesis).unwrap();
+    let read_everything = |store: &Store| {
+        for key in last.members.keys() {
+            store.member(key).unwrap();
+            store.nonce(key).unwrap();
+        }
+        for id in last.documents.keys() {
+            store.document(id).unwrap();
+        }
+        for id in last.departments.keys() {
+            store.department(id).unwrap();
+        }
+        store.chain_info().unwrap();
+        store.parameters().unwrap();
+    };
+    for (block, cert) in &w.chain.blocks {
+        read_everything(&store);
+        let changes = state::apply_block(&store, block).unwrap();
+        store.commit(block, cert, &changes).unwrap();
+    }
+    let check = |store: &Store| {
+        for (key, member) in &last.members {
+            assert_eq!(store.member(key).unwrap().as_ref(), Some(member));
+            assert_eq!(store.nonce(key).unwrap(), last.nonce(key).unwrap());
+        }
+        for (id, document) in &last.documents {
+            assert_eq!(store.document(id).unwrap().as_ref(), Some(document));
+        }
+        for (id, department) in &last.departments {
+            assert_eq!(store.department(id).unwrap().as_ref(), Some(department));
+        }
+        assert_eq!(store.chain_info().unwrap(), last.chain().unwrap());
+        assert_eq!(store.parameters().unwrap(), last.parameters);
+        assert_eq!(
+            store.member(&PublicKey([0xab; 32])).unwrap(),
+            None,
+            "a key never enrolled is no member"
+        );
+    };
+    check(&store);
+    drop(store);
+    // Reopened, with nothing cached, the store agrees.
+    let reopened = Store::open(dir.path()).unwrap();
+    check(&reopened);
+}
+
+/// What `Signatures::AlreadyVerifiedWithKeys` lets the state rules skip is
+/// checked on its own by `check_carried_keys`: an enrolment of a key that is
+/// not a valid point is refused there, and by the full rules.
+#[test]
+fn a_carried_key_that_is_not_a_valid_point_is_refused() {
+    use custody_ledger::state::{check_carried_keys, TxRefusal};
+    use custody_ledger::tx::TxBody;
+    let mut w = Workload::new(4, 3);
+    w.step(1).unwrap();
+    // y = 2 is not the y-coordinate of any curve point.
+    let mut invalid = [0u8; 32];
+    invalid[0] = 2;
+    let slug = w
+        .chain
+        .federation
+        .admins
+        .keys()
+        .next()
+        .cloned()
+        .expect("a department");
+    let department = custody_ledger::testkit::department(&slug);
+    let signer = w.chain.admin(&slug);
+    let tx = signer.sign(TxBody::EnrollMember {
+        member: PublicKey(invalid),
+        department,
+        name: "nobody".to_string(),
+        roles: vec![Role::Clerk],
+        clearance: Classification::Internal,
+    });
+    assert!(matches!(
+        check_carried_keys(&tx),
+        Err(TxRefusal::WeakKey(_))
+    ));
+    let refused =
+        custody_ledger::state::check_transaction(&w.chain.state, &tx, None, w.chain.next_time());
+    assert!(matches!(refused, Err(TxRefusal::WeakKey(_))), "{refused:?}");
+}
