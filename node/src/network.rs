@@ -27,8 +27,16 @@
 //!   [`NetworkLimits`]); the swarm task never blocks on the node: when the
 //!   event channel is full, gossip and inbound requests are dropped with a
 //!   warning.
-//! - Gossip is delivered and relayed only when its signed author is in the
-//!   allowed set and its payload is within the configured cap.
+//! - Gossip is delivered and relayed only when it came over a connection
+//!   from an allowed peer, names an allowed author and its payload is within
+//!   the configured cap. gossipsub's own message signatures are off: every
+//!   connection is already Noise-authenticated and allow-listed, and every
+//!   payload (a transaction, a consensus message) carries its signer's
+//!   signature, checked where it is used. Signing each message again cost a
+//!   SHA-512 pass and an ed25519 check on every copy of every message (three
+//!   copies of each reach a node in a four-node mesh), about 5 % of a node's
+//!   CPU under load. The author named in a message is therefore a claim by
+//!   an allowed peer, used for logs only.
 //! - No frame from a peer is trusted: oversized or malformed frames are
 //!   refused with a log line, never a panic.
 
@@ -765,7 +773,7 @@ fn build_behaviour(
     );
 
     let gossipsub = gossipsub::Behaviour::new(
-        MessageAuthenticity::Signed(key.clone()),
+        MessageAuthenticity::Author(key.public().to_peer_id()),
         gossipsub_config(allowed.len(), limits)?,
     )
     .map_err(|reason| NetworkError::Gossipsub(reason.to_string()))?;
@@ -837,7 +845,9 @@ fn gossipsub_config(
         .history_length(GOSSIP_HISTORY_HEARTBEATS)
         .duplicate_cache_time(Duration::from_millis(limits.gossip_duplicate_cache_ms))
         .flood_publish(true)
-        .validation_mode(ValidationMode::Strict)
+        // Author and sequence number present, no signature (see the module
+        // documentation).
+        .validation_mode(ValidationMode::Permissive)
         .message_id_fn(content_message_id)
         .max_transmit_size(GOSSIP_MESSAGE_BYTES_CEILING + GOSSIP_ENVELOPE_OVERHEAD_BYTES)
         // Every message is accepted or rejected by `on_gossipsub_event` before
@@ -1519,7 +1529,7 @@ impl Driver {
             tracing::warn!(%via, topic = %message.topic, "gossip on an unknown topic rejected");
             return None;
         };
-        // Strict validation guarantees a verified author.
+        // The author is claimed by the allowed peer that relayed the message.
         let Some(from) = message.source else {
             tracing::warn!(%via, %topic, "gossip without an author rejected");
             return None;
