@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use custody_consensus as consensus;
-use custody_consensus::{Action, Consensus, Input, PersistedState, SignedMessage, TimeoutEvent};
+use custody_consensus::{Action, Consensus, Input, SignedMessage, TimeoutEvent};
 use custody_ledger::block::{check_block_time, Block};
 use custody_ledger::certificate::{CommitCertificate, CommitSignature};
 use custody_ledger::state::{
@@ -136,22 +136,21 @@ impl Driver {
         state_path: PathBuf,
     ) -> Result<(Driver, Vec<Action>), DriverError> {
         let chain = shared.store.chain_info()?;
-        let persisted =
-            match std::fs::read(&state_path) {
-                Ok(bytes) => Some(postcard::from_bytes::<PersistedState>(&bytes).map_err(
-                    |error| DriverError::LoadPersisted {
-                        path: state_path.clone(),
-                        message: error.to_string(),
-                    },
-                )?),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-                Err(error) => {
-                    return Err(DriverError::LoadPersisted {
-                        path: state_path.clone(),
-                        message: error.to_string(),
-                    })
+        let persisted = match std::fs::read(&state_path) {
+            Ok(bytes) => Some(crate::consensus_state::decode(&bytes).map_err(|message| {
+                DriverError::LoadPersisted {
+                    path: state_path.clone(),
+                    message,
                 }
-            };
+            })?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                return Err(DriverError::LoadPersisted {
+                    path: state_path.clone(),
+                    message: error.to_string(),
+                })
+            }
+        };
         let height = consensus::Height(chain.height.0 + 1);
         let persisted = persisted.filter(|state| state.height == height);
         let validator_key = PublicKey(signing_key.verifying_key().to_bytes());
@@ -282,11 +281,12 @@ impl Driver {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Persist(state) => {
-                    let bytes =
-                        postcard::to_allocvec(&state).map_err(|error| DriverError::Persist {
+                    let bytes = crate::consensus_state::encode(state).map_err(|error| {
+                        DriverError::Persist {
                             path: self.state_path.clone(),
                             source: std::io::Error::other(error.to_string()),
-                        })?;
+                        }
+                    })?;
                     write_atomically(&self.state_path, &bytes).map_err(|source| {
                         DriverError::Persist {
                             path: self.state_path.clone(),

@@ -23,6 +23,7 @@ pub mod blob_fetch;
 pub mod blobs;
 pub mod client;
 pub mod config;
+pub mod consensus_state;
 pub mod driver;
 pub mod home;
 pub mod mempool;

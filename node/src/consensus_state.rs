@@ -1,0 +1,173 @@
+//! The file the driver keeps the consensus state machine's persisted state
+//! in (`data/consensus-state.bin` by default).
+//!
+//! The state names the same block several times: as the locked value, as
+//! the valid value and inside this validator's own signed proposal. Under
+//! load a block is a few hundred kilobytes and the state is written, and
+//! fsynced, two or three times per height, so the file keeps each block
+//! once: a magic line, then postcard of [`OnDisk`], whose `values` hold each
+//! distinct block and whose `state` holds the state with those blocks'
+//! bytes left empty. A file without the magic line is the older form, plain
+//! postcard of the state, and is still read.
+
+use custody_consensus::{Message, PersistedState, Value};
+use serde::{Deserialize, Serialize};
+
+/// First bytes of the current form.
+pub const MAGIC: &[u8] = b"custody-consensus-state/v2\n";
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    /// Each distinct block value the state names, once.
+    values: Vec<Value>,
+    /// The state, with the bytes of every value in `values` left empty.
+    state: PersistedState,
+}
+
+/// Every value the state holds, mutably, in a fixed order.
+fn values_of(state: &mut PersistedState) -> Vec<&mut Value> {
+    let mut out: Vec<&mut Value> = Vec::new();
+    if let Some((_, value)) = state.locked.as_mut() {
+        out.push(value);
+    }
+    if let Some((_, value)) = state.valid.as_mut() {
+        out.push(value);
+    }
+    for signed in state
+        .own_messages
+        .iter_mut()
+        .chain(state.valid_proof.iter_mut())
+    {
+        if let Message::Proposal(proposal) = &mut signed.message {
+            out.push(&mut proposal.value);
+        }
+    }
+    out
+}
+
+/// The file's bytes for `state`.
+pub fn encode(mut state: PersistedState) -> Result<Vec<u8>, postcard::Error> {
+    let mut values: Vec<Value> = Vec::new();
+    for value in values_of(&mut state) {
+        let bytes = std::mem::take(&mut value.bytes);
+        let known = values
+            .iter()
+            .any(|kept| kept.hash == value.hash && kept.bytes == bytes);
+        if !known {
+            // Two different values under one claimed hash are both kept;
+            // the second is then restored from the state itself.
+            if values.iter().any(|kept| kept.hash == value.hash) {
+                value.bytes = bytes;
+                continue;
+            }
+            values.push(Value {
+                bytes,
+                hash: value.hash,
+            });
+        }
+    }
+    let mut out = MAGIC.to_vec();
+    out.extend(postcard::to_allocvec(&OnDisk { values, state })?);
+    Ok(out)
+}
+
+/// Reads the file's bytes, in either form.
+pub fn decode(bytes: &[u8]) -> Result<PersistedState, String> {
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
+        return postcard::from_bytes(bytes).map_err(|error| error.to_string());
+    };
+    let OnDisk { values, mut state } =
+        postcard::from_bytes(rest).map_err(|error| error.to_string())?;
+    for value in values_of(&mut state) {
+        if !value.bytes.is_empty() {
+            continue;
+        }
+        let kept = values
+            .iter()
+            .find(|kept| kept.hash == value.hash)
+            .ok_or_else(|| format!("block {} named but not kept", hex::encode(value.hash.0)))?;
+        value.bytes = kept.bytes.clone();
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_consensus::{BlockHash, Height, Proposal, Round, SignedMessage, Step};
+
+    fn value(byte: u8) -> Value {
+        Value {
+            bytes: vec![byte; 1000],
+            hash: BlockHash([byte; 32]),
+        }
+    }
+
+    fn proposal(value: Value) -> SignedMessage {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        SignedMessage::sign(
+            "chain",
+            Message::Proposal(Proposal {
+                height: Height(3),
+                round: Round(1),
+                valid_round: None,
+                value,
+            }),
+            &key,
+        )
+    }
+
+    fn state() -> PersistedState {
+        PersistedState {
+            height: Height(3),
+            round: Round(1),
+            step: Step::Precommit,
+            locked: Some((Round(1), value(7))),
+            valid: Some((Round(1), value(7))),
+            own_messages: vec![proposal(value(7)), proposal(value(8))],
+            valid_proof: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_state_reads_back_as_written_and_keeps_each_block_once() {
+        let written = encode(state()).expect("encodes");
+        assert_eq!(decode(&written).expect("decodes"), state());
+        let plain = postcard::to_allocvec(&state()).expect("encodes");
+        // Two of block 7's three copies (1,000 bytes each) are left out;
+        // the magic line and the table cost a few dozen bytes.
+        assert!(
+            written.len() + 2 * 1000 <= plain.len() + MAGIC.len() + 100,
+            "block 7 appears three times in the state, once in the file ({} vs {})",
+            written.len(),
+            plain.len()
+        );
+    }
+
+    #[test]
+    fn the_older_plain_form_is_still_read() {
+        let plain = postcard::to_allocvec(&state()).expect("encodes");
+        assert_eq!(decode(&plain).expect("decodes"), state());
+    }
+
+    #[test]
+    fn a_file_naming_a_block_it_does_not_keep_is_refused() {
+        let mut broken = state();
+        broken.locked = Some((
+            Round(1),
+            Value {
+                bytes: Vec::new(),
+                hash: BlockHash([9; 32]),
+            },
+        ));
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(
+            postcard::to_allocvec(&OnDisk {
+                values: Vec::new(),
+                state: broken,
+            })
+            .expect("encodes"),
+        );
+        assert!(decode(&bytes).is_err());
+    }
+}
