@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role, TxId};
 use custody_node::client::{Client, ClientError};
@@ -50,60 +50,55 @@ pub enum BenchCommand {
     /// Start a local four-node network, drive it with signed transactions
     /// from several clients for a fixed time, and print committed tx/s,
     /// submit-to-commit latency and the machine's limit measured in the same run.
-    Load {
-        /// How long to drive load, in seconds (after a short warm-up).
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Concurrent client tasks (each signs as its own member).
-        #[arg(long, default_value_t = 8)]
-        clients: usize,
-        /// Transactions per request: 1 posts each to `/v1/transactions`,
-        /// more posts them together to `/v1/transactions/batch`.
-        #[arg(long, default_value_t = 1)]
-        batch: u64,
-        /// Transactions one client may have submitted and not yet seen
-        /// committed; submissions pause when it is reached.
-        #[arg(long, default_value_t = 250)]
-        window: u64,
-        /// `consensus.block_interval_ms` of the bench nodes: the pause after
-        /// a commit before the next proposal, so blocks fill up.
-        #[arg(long, default_value_t = 250)]
-        block_interval_ms: u64,
-        /// Keep the network's directory (logs, stores) at this path.
-        #[arg(long)]
-        keep: Option<PathBuf>,
-        /// Print the figures as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Load(LoadOptions),
+}
+
+/// How `custody bench load` drives the network. The defaults are the
+/// settings `docs/performance.md` reports.
+#[derive(Args, Clone, Debug)]
+pub struct LoadOptions {
+    /// How long to drive load, in seconds (after a short warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Concurrent client tasks (each signs as its own member).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Transactions per request: 1 posts each to `/v1/transactions`,
+    /// more posts them together to `/v1/transactions/batch`.
+    #[arg(long, default_value_t = 100)]
+    pub batch: u64,
+    /// Transactions one client may have submitted and not yet seen
+    /// committed; submissions pause when it is reached.
+    #[arg(long, default_value_t = 1000)]
+    pub window: u64,
+    /// `consensus.block_interval_ms` of the bench nodes: the pause after a
+    /// commit before the next proposal. Under steady load the mempool
+    /// already holds more than a block, so the default proposes at once.
+    #[arg(long, default_value_t = 0)]
+    pub block_interval_ms: u64,
+    /// Keep the network's directory (logs, stores) at this path.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
-        BenchCommand::Load {
-            seconds,
-            clients,
-            batch,
-            window,
-            block_interval_ms,
-            keep,
-            json,
-        } => {
+        BenchCommand::Load(options) => {
+            let options = LoadOptions {
+                clients: options.clients.max(1),
+                batch: options.batch.max(1),
+                window: options.window.max(1),
+                ..options
+            };
             let limit = measure_limit()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|error| error.to_string())?;
-            runtime.block_on(load(
-                seconds,
-                clients.max(1),
-                batch.max(1),
-                window.max(1),
-                block_interval_ms,
-                keep,
-                json,
-                limit,
-            ))
+            runtime.block_on(load(options, limit))
         }
     }
 }
@@ -324,16 +319,16 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn load(
-    seconds: u64,
-    client_count: usize,
-    batch_txs: u64,
-    window: u64,
-    block_interval_ms: u64,
-    keep: Option<PathBuf>,
-    json: bool,
-    limit: Limit,
-) -> Result<(), String> {
+async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
+    let LoadOptions {
+        seconds,
+        clients: client_count,
+        batch: batch_txs,
+        window,
+        block_interval_ms,
+        keep,
+        json,
+    } = options;
     let temporary = tempfile::tempdir().map_err(|error| error.to_string())?;
     let dir = match &keep {
         Some(path) => path.clone(),
@@ -618,6 +613,8 @@ async fn load(
                 "seconds": seconds,
                 "clients": client_count,
                 "batch": batch_txs,
+                "window": window,
+                "block_interval_ms": block_interval_ms,
                 "committed_transactions": committed_in_window,
                 "blocks": blocks_in_window,
                 "committed_tx_per_second": tx_per_second,
@@ -634,7 +631,7 @@ async fn load(
             })
         );
     } else {
-        println!("custody bench load: 4 nodes, {client_count} clients, {batch_txs} tx per request, {seconds} s measured (after 2 s warm-up)");
+        println!("custody bench load: 4 nodes, {client_count} clients, {batch_txs} tx per request, window {window}, block interval {block_interval_ms} ms, {seconds} s measured (after {WARMUP_SECONDS} s warm-up)");
         println!(
             "  committed        {committed_in_window} transactions in {blocks_in_window} blocks"
         );
