@@ -265,8 +265,16 @@ impl SignedTransaction {
     /// so the transaction is not encoded again.
     pub fn from_bytes_with_id(bytes: &[u8]) -> Result<(Self, TxId), DecodeError> {
         let tx = Self::from_bytes(bytes)?;
-        let id = encoding::sha256(&encoding::tagged(tags::TX_ID, bytes)).into();
-        Ok((tx, id))
+        Ok((tx, Self::id_of_encoded(bytes)))
+    }
+
+    /// The id of the transaction whose canonical encoding is `bytes`,
+    /// without decoding them. Bytes that are not a canonical encoding give
+    /// an id no transaction has (it would take a SHA-256 collision), so a
+    /// match against a known id identifies that very transaction: what a
+    /// node uses to skip gossip it already holds before decoding it.
+    pub fn id_of_encoded(bytes: &[u8]) -> TxId {
+        encoding::sha256(&encoding::tagged(tags::TX_ID, bytes)).into()
     }
 }
 

@@ -814,5 +814,6 @@ proptest! {
         let (decoded, id) = SignedTransaction::from_bytes_with_id(&tx.to_bytes()).expect("decodes");
         prop_assert_eq!(&decoded, &tx);
         prop_assert_eq!(id, tx.id());
+        prop_assert_eq!(SignedTransaction::id_of_encoded(&tx.to_bytes()), tx.id());
     }
 }

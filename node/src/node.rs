@@ -9,7 +9,7 @@ use std::time::Duration;
 use custody_ledger::genesis::Genesis;
 use custody_ledger::store::Store;
 use custody_ledger::tx::SignedTransaction;
-use custody_ledger::types::{DepartmentId, PublicKey, Timestamp};
+use custody_ledger::types::{DepartmentId, PublicKey, Timestamp, TxId};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::ConfigError;
@@ -189,22 +189,27 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
             return;
         }
     };
-    let mut with_ids = Vec::with_capacity(encoded.len());
-    for bytes in &encoded {
-        match SignedTransaction::from_bytes_with_id(bytes) {
-            Ok((tx, id)) => with_ids.push((tx, bytes.len(), id)),
+    // Skip what we already hold, just committed or checked in a proposal
+    // before decoding it or paying for its signature (anything committed
+    // earlier is refused by its nonce). Gossip usually arrives after the
+    // proposal that carries the same transactions.
+    let unseen_bytes: Vec<(&Vec<u8>, TxId)> = {
+        let mempool = shared.mempool();
+        encoded
+            .iter()
+            .map(|bytes| (bytes, SignedTransaction::id_of_encoded(bytes)))
+            .filter(|(_, id)| !mempool.already_seen(id))
+            .collect()
+    };
+    let mut unseen = Vec::with_capacity(unseen_bytes.len());
+    for (bytes, id) in unseen_bytes {
+        match SignedTransaction::from_bytes(bytes) {
+            Ok(tx) => unseen.push((tx, bytes.len(), id)),
             Err(error) => tracing::debug!(%error, "undecodable gossiped transaction dropped"),
         }
     }
-    // Skip what we already hold, just committed or checked in a proposal
-    // before paying for signatures (anything committed earlier is refused
-    // by its nonce).
     let fresh: Vec<_> = {
         let mempool = shared.mempool();
-        let unseen: Vec<_> = with_ids
-            .into_iter()
-            .filter(|(_, _, id)| !mempool.already_seen(id))
-            .collect();
         let follows = mempool.nonces_follow(unseen.iter().map(|(tx, _, _)| tx));
         unseen
             .into_iter()
@@ -215,11 +220,14 @@ pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
     if fresh.is_empty() {
         return;
     }
-    let only_txs: Vec<SignedTransaction> = fresh.iter().map(|(tx, _, _)| tx.clone()).collect();
-    let bad = custody_ledger::tx::verify_batch(&only_txs);
+    let (txs, sizes_and_ids): (Vec<SignedTransaction>, Vec<(usize, TxId)>) = fresh
+        .into_iter()
+        .map(|(tx, size, id)| (tx, (size, id)))
+        .unzip();
+    let bad = custody_ledger::tx::verify_batch(&txs);
     let now = Timestamp(local_time_ms(shared.config.consensus.clock_offset_ms));
     let mut mempool = shared.mempool();
-    for (index, (tx, size, id)) in fresh.into_iter().enumerate() {
+    for (index, (tx, (size, id))) in txs.into_iter().zip(sizes_and_ids).enumerate() {
         if bad.contains(&index) {
             tracing::debug!(tx = %id, "badly signed gossiped transaction dropped");
             continue;
