@@ -92,6 +92,8 @@ pub enum StoreError {
     CertificateMismatch { height: Height, hash: BlockHash },
     #[error("state changes are for height {found}, not the block's height {expected}")]
     ChangesMismatch { expected: Height, found: Height },
+    #[error("the bytes given for block {height} are not that block's encoding")]
+    BytesMismatch { height: Height },
     #[error("page limit {0} is out of range 1..={PAGE_LIMIT_MAX}")]
     BadPageLimit(usize),
 }
@@ -317,6 +319,20 @@ impl Store {
         certificate: &CommitCertificate,
         changes: &StateChanges,
     ) -> Result<(), StoreError> {
+        self.commit_encoded(block, &block.to_bytes(), certificate, changes)
+    }
+
+    /// [`Store::commit`] for a caller that decoded `block` from
+    /// `block_bytes` (canonical decoding, as a validated proposal was), which
+    /// are stored without encoding the block again. Bytes that do not start
+    /// with the block's header are refused.
+    pub fn commit_encoded(
+        &self,
+        block: &Block,
+        block_bytes: &[u8],
+        certificate: &CommitCertificate,
+        changes: &StateChanges,
+    ) -> Result<(), StoreError> {
         let chain = self.chain_info()?;
         let height = block.header.height;
         if height != chain.height.next() {
@@ -344,8 +360,14 @@ impl Store {
                 found: changes.chain.height,
             });
         }
+        // The bytes must start with this header's encoding (the header
+        // commits to the transactions and the previous certificate); a full
+        // comparison would cost the encoding this function exists to spare.
+        if !block_bytes.starts_with(&encoding::encode(&block.header)) {
+            return Err(StoreError::BytesMismatch { height });
+        }
         let mut batch = sled::Batch::default();
-        batch.insert(height_key(BLOCK, height), block.to_bytes());
+        batch.insert(height_key(BLOCK, height), block_bytes);
         batch.insert(height_key(CERTIFICATE, height), certificate.to_bytes());
         batch.insert(key(BLOCK_HASH, &hash.0), &height.0.to_be_bytes()[..]);
         self.write_changes(&mut batch, changes);

@@ -508,3 +508,24 @@ fn a_carried_key_that_is_not_a_valid_point_is_refused() {
         custody_ledger::state::check_transaction(&w.chain.state, &tx, None, w.chain.next_time());
     assert!(matches!(refused, Err(TxRefusal::WeakKey(_))), "{refused:?}");
 }
+
+#[test]
+fn bytes_of_another_block_are_refused_at_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Workload::new(4, 5);
+    w.step(3).unwrap();
+    w.step(3).unwrap();
+    let store = Store::open_or_init(dir.path(), &w.chain.federation.genesis).unwrap();
+    let (first, first_cert) = &w.chain.blocks[0];
+    let (second, _) = &w.chain.blocks[1];
+    let changes = state::apply_block(&store, first).unwrap();
+    assert!(matches!(
+        store.commit_encoded(first, &second.to_bytes(), first_cert, &changes),
+        Err(StoreError::BytesMismatch { .. })
+    ));
+    assert_eq!(store.latest_height().unwrap(), Height(0), "nothing written");
+    store
+        .commit_encoded(first, &first.to_bytes(), first_cert, &changes)
+        .unwrap();
+    assert_eq!(store.raw_block(Height(1)).unwrap(), Some(first.to_bytes()));
+}

@@ -612,7 +612,8 @@ impl Driver {
             }
         };
         let certificate = ledger_certificate(certificate);
-        store.commit(&block, &certificate, &changes)?;
+        // `block` was decoded from (or encoded as) these canonical bytes.
+        store.commit_encoded(&block, &value.bytes, &certificate, &changes)?;
         tracing::info!(
             height = height.0,
             round = certificate.round.0,
