@@ -457,11 +457,12 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
                     Err(_) => break,
                 };
                 while next <= height {
-                    let Ok(block) = client.block(next).await else {
+                    // Canonical bytes, decoded here: the node only reads them.
+                    let Ok(block) = client.raw_block(next).await else {
                         break;
                     };
                     let now = Instant::now();
-                    let ids: Vec<TxId> = block.block.tx_ids();
+                    let ids: Vec<TxId> = block.tx_ids();
                     let mut record = lock(&record);
                     record.blocks.push((now, ids.len()));
                     let owners = lock(&owner);

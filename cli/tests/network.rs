@@ -140,6 +140,13 @@ async fn assert_same_chain(testnet: &Testnet, nodes: &[usize], up_to: u64) {
             "nodes disagree on block {height}: {hashes:?}\n{}",
             testnet.logs()
         );
+        // The canonical bytes (`Accept: application/octet-stream`) are the
+        // block the JSON form names.
+        let raw = client(testnet, nodes[0])
+            .raw_block(height)
+            .await
+            .unwrap_or_else(|error| panic!("raw block {height}: {error}"));
+        assert!(hashes.contains(&raw.hash().to_hex()));
     }
 }
 

@@ -573,17 +573,33 @@ fn block_response(shared: &SharedRef, height: Height) -> Result<Json<BlockRespon
     }))
 }
 
+/// A block as JSON, or with `Accept: application/octet-stream` its
+/// canonical bytes exactly as stored (what `docs/format.md` describes and
+/// verification hashes), for tools that decode blocks themselves.
 async fn block_by_height(
     State(shared): State<SharedRef>,
+    headers: HeaderMap,
     Path(height): Path<String>,
-) -> Result<Json<BlockResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let height: u64 = height.parse().map_err(|_| {
         ApiError::bad_request(
             "bad_identifier",
             format!("`{height}` is not a block height"),
         )
     })?;
-    block_response(&shared, Height(height))
+    let wants_bytes = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/octet-stream"));
+    if wants_bytes {
+        let bytes = shared
+            .store
+            .raw_block(Height(height))
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+        return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response());
+    }
+    block_response(&shared, Height(height)).map(IntoResponse::into_response)
 }
 
 async fn block_by_hash(

@@ -178,6 +178,42 @@ impl Client {
         self.get(&format!("/v1/blocks/{height}")).await
     }
 
+    /// Block `height` as its canonical bytes (`Accept:
+    /// application/octet-stream`), decoded here.
+    pub async fn raw_block(
+        &self,
+        height: u64,
+    ) -> Result<custody_ledger::block::Block, ClientError> {
+        let url = format!("{}/v1/blocks/{height}", self.base_url);
+        let response = self
+            .http
+            .get(&url)
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                url: url.clone(),
+                message: error.to_string(),
+            })?;
+        if !response.status().is_success() {
+            // The same error body as any other request.
+            return self
+                .read::<serde_json::Value>(&url, Ok(response))
+                .await
+                .and_then(|_| {
+                    Err(ClientError::BadAnswer(format!(
+                        "{url} answered without a block"
+                    )))
+                });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+        custody_ledger::block::Block::from_bytes(&bytes)
+            .map_err(|error| ClientError::BadAnswer(format!("{url}: {error}")))
+    }
+
     pub async fn transaction(&self, id: &TxId) -> Result<TransactionResponse, ClientError> {
         self.get(&format!("/v1/transactions/{}", id.to_hex())).await
     }
