@@ -184,17 +184,12 @@ impl Client {
         &self,
         height: u64,
     ) -> Result<custody_ledger::block::Block, ClientError> {
-        let url = format!("{}/v1/blocks/{height}", self.base_url);
-        let response = self
-            .http
-            .get(&url)
-            .header("accept", "application/octet-stream")
-            .send()
-            .await
-            .map_err(|error| ClientError::Unreachable {
-                url: url.clone(),
-                message: error.to_string(),
-            })?;
+        let (url, response) = self
+            .send_get(
+                &format!("/v1/blocks/{height}"),
+                Some("application/octet-stream"),
+            )
+            .await?;
         if !response.status().is_success() {
             // The same error body as any other request.
             return self
@@ -214,6 +209,27 @@ impl Client {
             .map_err(|error| ClientError::BadAnswer(format!("{url}: {error}")))
     }
 
+    /// Sends a GET for `path`, with an `Accept` header if given; answers
+    /// the full URL and the response, whatever its status.
+    async fn send_get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<(String, reqwest::Response), ClientError> {
+        let url = format!("{}{}", self.base_url, path);
+        let mut request = self.http.get(&url);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        match request.send().await {
+            Ok(response) => Ok((url, response)),
+            Err(error) => Err(ClientError::Unreachable {
+                url,
+                message: error.to_string(),
+            }),
+        }
+    }
+
     pub async fn transaction(&self, id: &TxId) -> Result<TransactionResponse, ClientError> {
         self.get(&format!("/v1/transactions/{}", id.to_hex())).await
     }
@@ -225,16 +241,7 @@ impl Client {
 
     /// The raw `/metrics` text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        let url = format!("{}/metrics", self.base_url);
-        let response =
-            self.http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|error| ClientError::Unreachable {
-                    url: url.clone(),
-                    message: error.to_string(),
-                })?;
+        let (_, response) = self.send_get("/metrics", None).await?;
         response
             .text()
             .await
