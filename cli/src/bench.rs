@@ -170,7 +170,7 @@ fn enroll(
 }
 
 /// Signs `per_client` transactions (nonces 1..=per_client) for every
-/// client, spread over all cores.
+/// client, the clients shared out over all cores.
 fn presign(
     signers: &[(ed25519_dalek::SigningKey, String, usize)],
     per_client: u64,
@@ -179,45 +179,32 @@ fn presign(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let jobs: Vec<(usize, u64, u64)> = signers
-        .iter()
-        .enumerate()
-        .flat_map(|(client, _)| {
-            let chunk = per_client.div_ceil(cores as u64).max(1);
-            (0..cores as u64).filter_map(move |part| {
-                let from = part * chunk + 1;
-                let to = ((part + 1) * chunk).min(per_client);
-                (from <= to).then_some((client, from, to))
-            })
-        })
-        .collect();
-    let mut pools: Vec<Vec<SignedTransaction>> = signers.iter().map(|_| Vec::new()).collect();
-    let next = AtomicU64::new(0);
-    let done: Mutex<Vec<(usize, u64, Vec<SignedTransaction>)>> = Mutex::new(Vec::new());
+    let clients_per_thread = signers.len().div_ceil(cores).max(1);
     std::thread::scope(|scope| {
-        for _ in 0..cores {
-            scope.spawn(|| loop {
-                let job = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(&(client, from, to)) = jobs.get(job) else {
-                    break;
-                };
-                let (key, department, _) = &signers[client];
-                let txs: Vec<SignedTransaction> = (from..=to)
-                    .map(|nonce| enroll(key, department, nonce, chain_id).0)
-                    .collect();
-                lock(&done).push((client, from, txs));
-            });
-        }
-    });
-    let mut parts = match done.into_inner() {
-        Ok(parts) => parts,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    parts.sort_by_key(|(client, from, _)| (*client, *from));
-    for (client, _, txs) in parts {
-        pools[client].extend(txs);
-    }
-    pools
+        let threads: Vec<_> = signers
+            .chunks(clients_per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(key, department, _)| {
+                            (1..=per_client)
+                                .map(|nonce| enroll(key, department, nonce, chain_id).0)
+                                .collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 struct Nodes {
@@ -287,19 +274,6 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(format!("timed out waiting for {what}"))
-}
-
-/// Submit and wait for commit (setup only).
-async fn submit_committed(client: &Client, tx: &SignedTransaction) -> Result<(), String> {
-    let answer = client
-        .submit(tx, Some(Duration::from_secs(30)))
-        .await
-        .map_err(|error| error.to_string())?;
-    if answer.status == "committed" {
-        Ok(())
-    } else {
-        Err(format!("{} did not commit in time", answer.tx_id))
-    }
 }
 
 #[derive(Default)]
@@ -422,7 +396,6 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
             Err(error) => return Err(format!("setup: {error}")),
         }
     }
-    let _ = submit_committed; // kept for setups that need one transaction at a time
 
     let per_client =
         ((limit.limit_tx_per_second * PRESIGNED_SHARE_OF_LIMIT * (seconds + WARMUP_SECONDS) as f64)

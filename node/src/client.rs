@@ -69,25 +69,7 @@ impl Client {
             url: url.to_string(),
             message: error.to_string(),
         })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
-        if !status.is_success() {
-            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(ClientError::Refused {
-                status: status.as_u16(),
-                code: value["error"]["code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_string(),
-                message: value["error"]["message"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
-            });
-        }
+        let bytes = body_of(response).await?;
         serde_json::from_slice(&bytes).map_err(|error| ClientError::BadAnswer(error.to_string()))
     }
 
@@ -190,21 +172,7 @@ impl Client {
                 Some("application/octet-stream"),
             )
             .await?;
-        if !response.status().is_success() {
-            // The same error body as any other request.
-            return self
-                .read::<serde_json::Value>(&url, Ok(response))
-                .await
-                .and_then(|_| {
-                    Err(ClientError::BadAnswer(format!(
-                        "{url} answered without a block"
-                    )))
-                });
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+        let bytes = body_of(response).await?;
         custody_ledger::block::Block::from_bytes(&bytes)
             .map_err(|error| ClientError::BadAnswer(format!("{url}: {error}")))
     }
@@ -242,9 +210,33 @@ impl Client {
     /// The raw `/metrics` text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
         let (_, response) = self.send_get("/metrics", None).await?;
-        response
-            .text()
-            .await
-            .map_err(|error| ClientError::BadAnswer(error.to_string()))
+        let bytes = body_of(response).await?;
+        String::from_utf8(bytes)
+            .map_err(|error| ClientError::BadAnswer(format!("/metrics is not text: {error}")))
     }
+}
+
+/// The body of a successful answer, or the node's refusal (`{"error":
+/// {"code", "message"}}`) as [`ClientError::Refused`].
+async fn body_of(response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+    if status.is_success() {
+        return Ok(bytes.to_vec());
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Err(ClientError::Refused {
+        status: status.as_u16(),
+        code: value["error"]["code"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
+        message: value["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+    })
 }

@@ -48,19 +48,9 @@ pub fn member_key(common: &CommonArgs) -> Result<ed25519_dalek::SigningKey, DocE
         flag: "--key",
         env: "CUSTODY_MEMBER_KEY",
     })?;
-    let failed = |message: String| DocError::KeyFile {
-        path: path.clone(),
-        message,
-    };
-    if is_json_key_file(path)? {
-        let file = KeyFile::read(path).map_err(|error| failed(error.to_string()))?;
-        file.open_member(passphrase(common)?.as_ref())
-            .map_err(|error| failed(error.to_string()))
-    } else {
-        let secret =
-            custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
-        Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
-    }
+    secret_key(common, path, KeyFile::open_member, |secret| {
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+    })
 }
 
 /// The department encryption key named by `--department-key`.
@@ -70,18 +60,33 @@ pub fn department_key(common: &CommonArgs) -> Result<DepartmentSecretKey, DocErr
         flag: "--department-key",
         env: "CUSTODY_DEPARTMENT_KEY",
     })?;
+    secret_key(
+        common,
+        path,
+        KeyFile::open_department,
+        DepartmentSecretKey::from_bytes,
+    )
+}
+
+/// Reads the key at `path`: a JSON key file opened with `open` (and the
+/// passphrase, if any), or a node-home key file of 64 hex digits.
+fn secret_key<T>(
+    common: &CommonArgs,
+    path: &Path,
+    open: impl FnOnce(&KeyFile, Option<&Passphrase>) -> Result<T, custody_cli::keyfile::KeyFileError>,
+    from_raw: impl FnOnce([u8; 32]) -> T,
+) -> Result<T, DocError> {
     let failed = |message: String| DocError::KeyFile {
-        path: path.clone(),
+        path: path.to_owned(),
         message,
     };
     if is_json_key_file(path)? {
         let file = KeyFile::read(path).map_err(|error| failed(error.to_string()))?;
-        file.open_department(passphrase(common)?.as_ref())
-            .map_err(|error| failed(error.to_string()))
+        open(&file, passphrase(common)?.as_ref()).map_err(|error| failed(error.to_string()))
     } else {
-        let secret =
-            custody_node::home::read_key_file(path).map_err(|error| failed(error.to_string()))?;
-        Ok(DepartmentSecretKey::from_bytes(secret))
+        custody_node::home::read_key_file(path)
+            .map(from_raw)
+            .map_err(|error| failed(error.to_string()))
     }
 }
 
