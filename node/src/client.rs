@@ -227,16 +227,22 @@ async fn body_of(response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
     if status.is_success() {
         return Ok(bytes.to_vec());
     }
-    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let (code, message) = refusal_parts(&bytes);
     Err(ClientError::Refused {
         status: status.as_u16(),
-        code: value["error"]["code"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string(),
-        message: value["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+        code,
+        message: message.unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
     })
+}
+
+/// The stable code and the message of an API error body (`{"error":
+/// {"code", "message"}}`); `unknown` and no message when the body is not one.
+pub fn refusal_parts(body: &[u8]) -> (String, Option<String>) {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let code = value["error"]["code"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
+    let message = value["error"]["message"].as_str().map(str::to_string);
+    (code, message)
 }

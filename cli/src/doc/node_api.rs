@@ -71,18 +71,12 @@ impl NodeApi {
             return Ok(response);
         }
         let bytes = response.bytes().await.unwrap_or_default();
-        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let (code, message) = custody_node::client::refusal_parts(&bytes);
         Err(DocError::Refused {
-            code: value["error"]["code"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_string(),
-            message: value["error"]["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!("{status} from {url}: {}", String::from_utf8_lossy(&bytes))
-                }),
+            code,
+            message: message.unwrap_or_else(|| {
+                format!("{status} from {url}: {}", String::from_utf8_lossy(&bytes))
+            }),
         })
     }
 
