@@ -37,6 +37,14 @@
 //!   copies of each reach a node in a four-node mesh), about 5 % of a node's
 //!   CPU under load. The author named in a message is therefore a claim by
 //!   an allowed peer, used for logs only.
+//! - A transaction batch authored by a member node (one this node dials) is
+//!   delivered but not relayed: members flood-publish to every member they
+//!   are connected to, so in the usual full mesh each relay was a duplicate,
+//!   and two of the three copies of each batch reaching a member of a
+//!   four-node network were relays. A member cut off from the author gets
+//!   the transactions in the author's proposals instead. Batches from
+//!   observers are relayed, and consensus messages always are: those must
+//!   reach every member even across a missing link.
 //! - No frame from a peer is trusted: oversized or malformed frames are
 //!   refused with a log line, never a panic.
 
@@ -621,6 +629,7 @@ impl Network {
             swarm,
             limits,
             allowed,
+            members: peers.iter().map(|(peer, _)| *peer).collect(),
             commands: commands_rx,
             events: events_tx,
             connection_events_overflow: VecDeque::new(),
@@ -1022,6 +1031,9 @@ struct Driver {
     swarm: Swarm<Behaviour>,
     limits: NetworkLimits,
     allowed: HashSet<PeerId>,
+    /// The member nodes this node dials (from [`NetworkConfig::peers`]):
+    /// their transaction batches are delivered but not relayed.
+    members: HashSet<PeerId>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     connection_events_overflow: VecDeque<NetworkEvent>,
@@ -1565,11 +1577,13 @@ impl Driver {
                 message,
             } => {
                 let verdict = self.check_gossip(propagation_source, &message);
-                let accepted = verdict.is_some();
-                let acceptance = if accepted {
-                    gossipsub::MessageAcceptance::Accept
-                } else {
-                    gossipsub::MessageAcceptance::Reject
+                let acceptance = match verdict {
+                    None => gossipsub::MessageAcceptance::Reject,
+                    // Delivered here, not relayed (see the module notes).
+                    Some((GossipTopic::Tx, from)) if self.members.contains(&from) => {
+                        gossipsub::MessageAcceptance::Ignore
+                    }
+                    Some(_) => gossipsub::MessageAcceptance::Accept,
                 };
                 self.swarm
                     .behaviour_mut()

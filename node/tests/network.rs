@@ -755,7 +755,15 @@ async fn an_observer_in_the_allowed_set_receives_relayed_gossip_and_can_request(
 
     publish_until_seen(&a, GossipTopic::Consensus, "vote from A", &[&observer]).await;
     // B is not connected to the observer: A relays, and the author stays B.
-    publish_until_seen(&b, GossipTopic::Tx, "tx from B", &[&observer, &a]).await;
+    publish_until_seen(&b, GossipTopic::Consensus, "vote from B", &[&observer, &a]).await;
+    // The observer's transactions reach B through A.
+    publish_until_seen(
+        &observer,
+        GossipTopic::Tx,
+        "tx from the observer",
+        &[&b, &a],
+    )
+    .await;
     assert!(!b
         .handle
         .connected_peers()
@@ -769,6 +777,61 @@ async fn an_observer_in_the_allowed_set_receives_relayed_gossip_and_can_request(
         .await
         .unwrap();
     assert_eq!(answer, b"/custody/sync/1:height?");
+
+    for node in [a, b, observer] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_transaction_batch_is_delivered_but_not_relayed() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = test_limits();
+    // A and B are members that dial each other; the observer dials A only.
+    let (a_addr, b_addr) = (free_loopback_addr(), free_loopback_addr());
+    let a = TestNode::start(
+        "A",
+        keys[0].clone(),
+        a_addr.clone(),
+        vec![(ids[1], b_addr.clone())],
+        &ids,
+        limits,
+    )
+    .await;
+    let b = TestNode::start(
+        "B",
+        keys[1].clone(),
+        b_addr,
+        vec![(ids[0], a_addr.clone())],
+        &ids,
+        limits,
+    )
+    .await;
+    let observer = TestNode::start(
+        "observer",
+        keys[2].clone(),
+        loopback(),
+        vec![(ids[0], a_addr)],
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    wait_connected(&a, &observer).await;
+
+    let tx = publish_until_seen(&b, GossipTopic::Tx, "tx from B", &[&a]).await;
+    // A relays B's consensus messages; one published after the batch
+    // arrives after it would have, had A relayed the batch.
+    publish_until_seen(&b, GossipTopic::Consensus, "vote from B", &[&observer]).await;
+    let from_b = b.peer_id();
+    assert!(
+        !observer.saw(|seen| matches!(seen, Seen::Gossip { topic: GossipTopic::Tx, from, .. } if *from == from_b)),
+        "A relayed B's transaction batch {:?}\n{}",
+        String::from_utf8_lossy(&tx),
+        observer.describe()
+    );
 
     for node in [a, b, observer] {
         node.stop().await;
