@@ -20,10 +20,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use custody_consensus as consensus;
-use custody_consensus::{Action, Consensus, Input, SignedMessage, TimeoutEvent};
+use custody_consensus::{Action, Consensus, Input, Message, SignedMessage, TimeoutEvent};
 use custody_ledger::block::{check_block_time, Block};
 use custody_ledger::certificate::{CommitCertificate, CommitSignature};
 use custody_ledger::state::{
@@ -36,6 +37,7 @@ use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Time
 use tokio::sync::{mpsc, oneshot};
 
 use crate::home::write_atomically;
+use crate::proposals::{ProposalKey, HELD_PROPOSALS_MAX};
 use crate::shared::{local_time_ms, Outbound, SharedRef};
 use crate::shutdown::Shutdown;
 
@@ -48,6 +50,15 @@ const PROPOSAL_REBUILDS_MAX: usize = 8;
 
 /// Room left in a block for its header and the previous certificate.
 const BLOCK_OVERHEAD_BYTES: u64 = 64 * 1024;
+
+/// A proposal fetch that found nobody holding it may be asked again after
+/// this long (on the next vote for it).
+const PROPOSAL_FETCH_RETRY_MS: u64 = 1_000;
+
+/// Distinct proposals asked for at one height, at most: votes are checked
+/// by the state machine after this point, so a peer sending made-up votes
+/// must not be able to grow the table.
+const PROPOSAL_FETCHES_MAX: usize = 4 * HELD_PROPOSALS_MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -92,6 +103,20 @@ pub struct Driver {
     /// Blocks checked at the current height: hash to block and changes.
     verified: HashMap<[u8; 32], (Block, StateChanges)>,
     message_bytes_max: usize,
+    /// Proposals asked of peers at the current height, and when.
+    fetches: HashMap<ProposalKey, Instant>,
+}
+
+fn proposal_key(
+    height: consensus::Height,
+    round: consensus::Round,
+    hash: consensus::BlockHash,
+) -> ProposalKey {
+    ProposalKey {
+        height: height.0,
+        round: round.0,
+        hash: hash.0,
+    }
 }
 
 /// The ledger's validator set in the consensus crate's form.
@@ -184,6 +209,7 @@ impl Driver {
                 last_commit_at: Instant::now(),
                 verified: HashMap::new(),
                 message_bytes_max,
+                fetches: HashMap::new(),
             },
             actions,
         ))
@@ -253,7 +279,31 @@ impl Driver {
                     // A peer is deciding a later height: we missed a commit.
                     self.shared.sync_wanted.notify_one();
                 }
+                let (proposal, voted) = match &message.message {
+                    Message::Proposal(p) => {
+                        (Some(proposal_key(p.height, p.round, p.value.hash)), None)
+                    }
+                    Message::Prevote(v) | Message::Precommit(v) => (
+                        None,
+                        v.block_hash
+                            .map(|hash| proposal_key(v.height, v.round, hash)),
+                    ),
+                };
                 let actions = self.consensus.handle(Input::Message(message));
+                if let Some(key) = proposal {
+                    // Held for peers once the state machine took it (signed
+                    // by the round's proposer) and asks for its validation.
+                    let taken = actions.iter().any(|action| {
+                        matches!(action, Action::ValidateValue { height, value }
+                            if height.0 == key.height && value.hash.0 == key.hash)
+                    });
+                    if taken {
+                        self.shared.held_proposals().hold(key, Arc::new(bytes));
+                    }
+                }
+                if let Some(key) = voted {
+                    self.fetch_if_missing(key);
+                }
                 self.execute(actions)
             }
             DriverInput::Synced { blocks, done } => {
@@ -296,6 +346,12 @@ impl Driver {
                 }
                 Action::Broadcast(message) => {
                     let bytes = message.encode();
+                    if let Message::Proposal(p) = &message.message {
+                        self.shared.held_proposals().hold(
+                            proposal_key(p.height, p.round, p.value.hash),
+                            Arc::new(bytes.clone()),
+                        );
+                    }
                     if let Err(error) = self.shared.outbound.try_send(Outbound::Consensus(bytes)) {
                         // Votes are re-broadcast periodically; a dropped one is resent.
                         tracing::debug!(%error, "consensus broadcast dropped (network busy)");
@@ -347,6 +403,30 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Asks the peers for proposal `key` when a vote names it at the
+    /// current height and it is not held: its proposer may be cut off from
+    /// this node, and members do not relay each other's proposals.
+    fn fetch_if_missing(&mut self, key: ProposalKey) {
+        if key.height != self.consensus.height().0 || self.shared.held_proposals().holds(&key) {
+            return;
+        }
+        let now = Instant::now();
+        self.fetches.retain(|asked, _| asked.height == key.height);
+        match self.fetches.get(&key) {
+            Some(at)
+                if now.duration_since(*at) < Duration::from_millis(PROPOSAL_FETCH_RETRY_MS) =>
+            {
+                return
+            }
+            None if self.fetches.len() >= PROPOSAL_FETCHES_MAX => return,
+            _ => {}
+        }
+        self.fetches.insert(key, now);
+        if let Err(error) = self.shared.outbound.try_send(Outbound::FetchProposal(key)) {
+            tracing::debug!(%error, "proposal fetch dropped (network busy)");
+        }
     }
 
     /// Appends proof of equivocation to `data/evidence.jsonl` (one JSON

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod net_glue;
 pub mod network;
 pub mod node;
+pub mod proposals;
 pub mod shared;
 pub mod shutdown;
 pub mod testnet;

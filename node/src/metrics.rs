@@ -21,6 +21,7 @@ pub struct Metrics {
     pub committed_txs_total: AtomicU64,
     pub refused_txs_total: AtomicU64,
     pub synced_blocks_total: AtomicU64,
+    pub fetched_proposals_total: AtomicU64,
     commit_latency_buckets: [AtomicU64; COMMIT_LATENCY_BUCKETS_SECONDS.len()],
     commit_latency_count: AtomicU64,
     commit_latency_sum_micros: AtomicU64,
@@ -108,6 +109,13 @@ impl Metrics {
             "Blocks fetched from peers by block sync.",
             "counter",
             load(&self.synced_blocks_total),
+        );
+        gauge(
+            &mut out,
+            "custody_fetched_proposals_total",
+            "Proposals fetched from peers because they did not arrive by gossip.",
+            "counter",
+            load(&self.fetched_proposals_total),
         );
         let name = "custody_commit_latency_seconds";
         let _ = writeln!(

@@ -4,7 +4,10 @@
 //! - gossip in: consensus messages go to the driver, transaction batches to
 //!   the mempool (signatures checked in one batch);
 //! - gossip out: what the driver and the mempool hand to [`Outbound`];
-//! - `/custody/sync/1` requests are answered from the store;
+//! - `/custody/sync/1` requests are answered from the store, and from the
+//!   held proposals (`proposals.rs`) for a peer that missed one;
+//! - a proposal the driver saw votes for but does not hold is asked of the
+//!   connected peers, one after the other, and handed to the driver;
 //! - the sync loop asks peers for their height every `status_interval_ms`
 //!   (and at once when the driver sees a later height), and fetches the
 //!   missing blocks with certificates in batches of `batch_blocks_max`,
@@ -26,6 +29,7 @@ use crate::network::{
     Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
     RequestProtocol,
 };
+use crate::proposals::ProposalKey;
 use crate::shared::{Outbound, SharedRef};
 use crate::shutdown::Shutdown;
 
@@ -36,6 +40,12 @@ pub enum SyncRequest {
     Status,
     /// Blocks `from..from+count` with their certificates.
     Blocks { from: u64, count: u32 },
+    /// The signed proposal of this height and round for this block hash.
+    Proposal {
+        height: u64,
+        round: u64,
+        hash: [u8; 32],
+    },
 }
 
 /// A block-sync answer.
@@ -47,6 +57,8 @@ pub enum SyncResponse {
     /// Canonical block bytes and certificate bytes, in height order.
     Blocks(Vec<(Vec<u8>, Vec<u8>)>),
     Refused(String),
+    /// The signed consensus message's bytes, as gossiped.
+    Proposal(Vec<u8>),
 }
 
 /// The libp2p identity of a department's node key from the genesis.
@@ -145,6 +157,15 @@ pub async fn start(
                             // away when a vote first went out would never receive it.
                             Outbound::Consensus(bytes) => handle.rebroadcast_consensus(bytes).await,
                             Outbound::Transactions(bytes) => handle.publish_transactions(bytes).await,
+                            Outbound::FetchProposal(key) => {
+                                tokio::spawn(fetch_proposal(
+                                    shared.clone(),
+                                    handle.clone(),
+                                    driver.clone(),
+                                    key,
+                                ));
+                                Ok(())
+                            }
                         };
                         match result {
                             Ok(()) | Err(NetworkError::NoPeersSubscribed { .. }) => {}
@@ -256,7 +277,75 @@ fn serve_sync(shared: &SharedRef, bytes: &[u8]) -> SyncResponse {
             }
             SyncResponse::Blocks(blocks)
         }
+        SyncRequest::Proposal {
+            height,
+            round,
+            hash,
+        } => match shared.held_proposals().get(&ProposalKey {
+            height,
+            round,
+            hash,
+        }) {
+            Some(bytes) => SyncResponse::Proposal(bytes.to_vec()),
+            None => SyncResponse::Refused("proposal not held".to_string()),
+        },
     }
+}
+
+/// How long a wanted proposal is given to arrive by gossip before peers are
+/// asked for it: votes for it usually follow it closely.
+const PROPOSAL_FETCH_DELAY_MS: u64 = 100;
+
+/// How long one peer is given to answer a proposal fetch before the next
+/// is asked: a peer behind a cut link may still count as connected until
+/// ping notices.
+const PROPOSAL_FETCH_PEER_TIMEOUT_MS: u64 = 2_000;
+
+/// Asks the connected peers, one after the other, for proposal `key`, and
+/// hands the first answer to the driver (whose state machine checks its
+/// signature like any gossiped message).
+async fn fetch_proposal(
+    shared: SharedRef,
+    handle: NetworkHandle,
+    driver: mpsc::Sender<DriverInput>,
+    key: ProposalKey,
+) {
+    tokio::time::sleep(Duration::from_millis(PROPOSAL_FETCH_DELAY_MS)).await;
+    if shared.held_proposals().holds(&key) {
+        return;
+    }
+    let Ok(peers) = handle.connected_peers().await else {
+        return;
+    };
+    let request = SyncRequest::Proposal {
+        height: key.height,
+        round: key.round,
+        hash: key.hash,
+    };
+    let per_peer = Duration::from_millis(PROPOSAL_FETCH_PEER_TIMEOUT_MS);
+    for peer in peers {
+        let answer = tokio::time::timeout(per_peer, ask(&handle, peer, &request))
+            .await
+            .unwrap_or_else(|_| Err("no answer in time".to_string()));
+        match answer {
+            Ok(SyncResponse::Proposal(bytes)) => {
+                shared
+                    .metrics
+                    .fetched_proposals_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, height = key.height, round = key.round, "fetched a proposal that did not arrive by gossip");
+                let _ = driver.send(DriverInput::Consensus(bytes)).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%peer, %error, "proposal fetch failed"),
+        }
+    }
+    tracing::debug!(
+        height = key.height,
+        round = key.round,
+        "no connected peer holds a wanted proposal"
+    );
 }
 
 async fn ask(

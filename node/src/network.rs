@@ -37,14 +37,17 @@
 //!   copies of each reach a node in a four-node mesh), about 5 % of a node's
 //!   CPU under load. The author named in a message is therefore a claim by
 //!   an allowed peer, used for logs only.
-//! - A transaction batch authored by a member node (one this node dials) is
-//!   delivered but not relayed: members flood-publish to every member they
-//!   are connected to, so in the usual full mesh each relay was a duplicate,
-//!   and two of the three copies of each batch reaching a member of a
-//!   four-node network were relays. A member cut off from the author gets
-//!   the transactions in the author's proposals instead. Batches from
-//!   observers are relayed, and consensus messages always are: those must
-//!   reach every member even across a missing link.
+//! - A transaction batch authored by a member node (one this node dials),
+//!   or any gossip of a member over [`MEMBER_RELAY_BYTES_MAX`] (a proposal
+//!   with its block), is delivered but not relayed: members flood-publish
+//!   to every member they are connected to, so in the usual full mesh each
+//!   relay was a duplicate, and two of the three copies of each batch and
+//!   each proposal reaching a member of a four-node network were relays. A
+//!   member cut off from the author gets the transactions in the author's
+//!   proposals, and a missing proposal from a peer that voted for it (the
+//!   node asks over `/custody/sync/1`). Gossip from observers is relayed,
+//!   and so are votes: those are small and must reach every member even
+//!   across a missing link.
 //! - No frame from a peer is trusted: oversized or malformed frames are
 //!   refused with a log line, never a panic.
 
@@ -143,6 +146,11 @@ pub const GOSSIP_HEARTBEAT_INITIAL_DELAY_MS: u64 = 100;
 /// Heartbeats for which gossipsub keeps a message to answer IWANT requests
 /// (its default).
 pub const GOSSIP_HISTORY_HEARTBEATS: usize = 5;
+/// Gossip of a member larger than this (wire bytes) is not relayed: only
+/// proposals, which carry their block, are this large; votes are a few
+/// hundred bytes.
+pub const MEMBER_RELAY_BYTES_MAX: usize = 16 * 1024;
+
 /// Shortest allowed duplicate window: longer than a message stays
 /// retrievable through IHAVE/IWANT (history × heartbeat = 3.5 s), so that a
 /// message is never fetched again by a node that already forgot seeing it.
@@ -1580,7 +1588,11 @@ impl Driver {
                 let acceptance = match verdict {
                     None => gossipsub::MessageAcceptance::Reject,
                     // Delivered here, not relayed (see the module notes).
-                    Some((GossipTopic::Tx, from)) if self.members.contains(&from) => {
+                    Some((topic, from))
+                        if self.members.contains(&from)
+                            && (topic == GossipTopic::Tx
+                                || message.data.len() > MEMBER_RELAY_BYTES_MAX) =>
+                    {
                         gossipsub::MessageAcceptance::Ignore
                     }
                     Some(_) => gossipsub::MessageAcceptance::Accept,

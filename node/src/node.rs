@@ -107,6 +107,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         sync_wanted: Notify::new(),
         outbound: outbound_sender,
         blobs,
+        proposals: Mutex::new(Default::default()),
         config,
     });
 

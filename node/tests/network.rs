@@ -12,6 +12,7 @@ use std::time::Duration;
 use custody_node::network::{
     GossipTopic, Keypair, Multiaddr, Network, NetworkConfig, NetworkError, NetworkEvent,
     NetworkHandle, NetworkLimits, PeerId, RequestProtocol, EVENTS_PENDING_MAX,
+    MEMBER_RELAY_BYTES_MAX,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -784,7 +785,7 @@ async fn an_observer_in_the_allowed_set_receives_relayed_gossip_and_can_request(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_transaction_batch_is_delivered_but_not_relayed() {
+async fn a_member_transaction_batch_or_large_message_is_delivered_but_not_relayed() {
     init_tracing();
     let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
     let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
@@ -822,14 +823,23 @@ async fn a_member_transaction_batch_is_delivered_but_not_relayed() {
     wait_connected(&a, &observer).await;
 
     let tx = publish_until_seen(&b, GossipTopic::Tx, "tx from B", &[&a]).await;
-    // A relays B's consensus messages; one published after the batch
-    // arrives after it would have, had A relayed the batch.
+    // A proposal-sized consensus message: A gets it, and does not relay it.
+    let large = format!("proposal from B {}", "x".repeat(MEMBER_RELAY_BYTES_MAX));
+    publish_until_seen(&b, GossipTopic::Consensus, &large, &[&a]).await;
+    // A relays B's small consensus messages; one published after the
+    // others arrives after them, had A relayed them.
     publish_until_seen(&b, GossipTopic::Consensus, "vote from B", &[&observer]).await;
     let from_b = b.peer_id();
     assert!(
         !observer.saw(|seen| matches!(seen, Seen::Gossip { topic: GossipTopic::Tx, from, .. } if *from == from_b)),
         "A relayed B's transaction batch {:?}\n{}",
         String::from_utf8_lossy(&tx),
+        observer.describe()
+    );
+    assert!(
+        !observer.saw(|seen| matches!(seen, Seen::Gossip { from, bytes, .. }
+            if *from == from_b && bytes.len() > MEMBER_RELAY_BYTES_MAX)),
+        "A relayed B's large consensus message\n{}",
         observer.describe()
     );
 
