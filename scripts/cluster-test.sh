@@ -4,6 +4,8 @@
 #
 #   1. SIGKILL of a node, then restart
 #   2. a node cut off from the network (docker network disconnect), then reconnected
+#   2b. one link cut (two nodes that still reach the other two): each must
+#      fetch the other's proposals from the nodes that voted for them
 #   3. a 2-2 split (no block may be committed), then healed
 #   4. a rolling restart of all four nodes
 #   5. one node's clock 10 minutes ahead (its config's clock_offset_ms), then restored
@@ -169,6 +171,38 @@ docker network disconnect "$NETWORK" "$(container 1)"
 sleep 10
 docker network connect --ip "$(ip_of 1)" "$NETWORK" "$(container 1)"
 check "${DEPARTMENTS[1]} cut off (network disconnect) and reconnected"
+
+say "fault 2b: the link between ${DEPARTMENTS[0]} and ${DEPARTMENTS[1]} cut for 20 s (both still reach the other two)"
+# Members do not relay each other's proposals: each of the two must fetch
+# the other's proposals from the nodes that voted for them.
+link_rules() { # action (-I or -D)
+    local action=$1 pair i peer pid
+    for pair in "0 1" "1 0"; do
+        read -r i peer <<<"$pair"
+        pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$i")")
+        nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
+        nsenter -t "$pid" -n iptables "$action" OUTPUT -d "$(ip_of "$peer")" -j DROP
+    done
+}
+fetched() { # node: its custody_fetched_proposals_total (HTTP/1.0 GET over bash's /dev/tcp)
+    local port=${CUSTODY_API_PORT_BASE}$(($1 + 1)) value
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot reach $(api "$1")"
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    value=$(timeout 5 awk '$1 == "custody_fetched_proposals_total" { print $2 }' <&3)
+    exec 3>&-
+    [[ $value =~ ^[0-9]+$ ]] || fail "no custody_fetched_proposals_total in $(api "$1")/metrics"
+    echo "$value"
+}
+command -v nsenter >/dev/null && command -v iptables >/dev/null ||
+    fail "nsenter and iptables are needed for the cut link"
+fetched_before=$(( $(fetched 0) + $(fetched 1) ))
+link_rules -I
+sleep 20
+fetched_during=$(( $(fetched 0) + $(fetched 1) - fetched_before ))
+link_rules -D
+say "proposals fetched by ${DEPARTMENTS[0]} and ${DEPARTMENTS[1]} while cut: $fetched_during"
+(( fetched_during > 0 )) || fail "no proposal was fetched across the cut link"
+check "link ${DEPARTMENTS[0]}-${DEPARTMENTS[1]} cut (proposals fetched: $fetched_during), restored"
 
 say "fault 3: 2-2 split ({${DEPARTMENTS[0]}, ${DEPARTMENTS[1]}} | {${DEPARTMENTS[2]}, ${DEPARTMENTS[3]}})"
 # Each node's own network namespace drops the other half's packets, so

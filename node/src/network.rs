@@ -146,10 +146,11 @@ pub const GOSSIP_HEARTBEAT_INITIAL_DELAY_MS: u64 = 100;
 /// Heartbeats for which gossipsub keeps a message to answer IWANT requests
 /// (its default).
 pub const GOSSIP_HISTORY_HEARTBEATS: usize = 5;
-/// Gossip of a member larger than this (wire bytes) is not relayed: only
-/// proposals, which carry their block, are this large; votes are a few
-/// hundred bytes.
-pub const MEMBER_RELAY_BYTES_MAX: usize = 16 * 1024;
+/// Gossip of a member larger than this (wire bytes) is not relayed. Every
+/// vote fits (at most about 230 bytes with the longest chain id, checked by
+/// a test in `proposals.rs`); a proposal carries its block, and one with a
+/// transaction or a commit certificate in it does not.
+pub const MEMBER_RELAY_BYTES_MAX: usize = 512;
 
 /// Shortest allowed duplicate window: longer than a message stays
 /// retrievable through IHAVE/IWANT (history × heartbeat = 3.5 s), so that a
