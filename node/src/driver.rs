@@ -17,7 +17,7 @@
 //! sync are verified and committed here too.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -59,6 +59,11 @@ const PROPOSAL_FETCH_RETRY_MS: u64 = 1_000;
 /// by the state machine after this point, so a peer sending made-up votes
 /// must not be able to grow the table.
 const PROPOSAL_FETCHES_MAX: usize = 4 * HELD_PROPOSALS_MAX;
+
+/// Proposals received (signatures not yet checked) kept until the state
+/// machine asks for their validation, which may come later, when a
+/// proposal for the next height was buffered until this one committed.
+const RECEIVED_PROPOSALS_MAX: usize = 2 * HELD_PROPOSALS_MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -105,6 +110,9 @@ pub struct Driver {
     message_bytes_max: usize,
     /// Proposals asked of peers at the current height, and when.
     fetches: HashMap<ProposalKey, Instant>,
+    /// The latest proposals received, as their bytes: those the state
+    /// machine takes for validation are held for peers.
+    received_proposals: VecDeque<(ProposalKey, Arc<Vec<u8>>)>,
 }
 
 fn proposal_key(
@@ -210,6 +218,7 @@ impl Driver {
                 verified: HashMap::new(),
                 message_bytes_max,
                 fetches: HashMap::new(),
+                received_proposals: VecDeque::new(),
             },
             actions,
         ))
@@ -279,28 +288,20 @@ impl Driver {
                     // A peer is deciding a later height: we missed a commit.
                     self.shared.sync_wanted.notify_one();
                 }
-                let (proposal, voted) = match &message.message {
+                let voted = match &message.message {
                     Message::Proposal(p) => {
-                        (Some(proposal_key(p.height, p.round, p.value.hash)), None)
+                        if self.received_proposals.len() >= RECEIVED_PROPOSALS_MAX {
+                            self.received_proposals.pop_front();
+                        }
+                        let key = proposal_key(p.height, p.round, p.value.hash);
+                        self.received_proposals.push_back((key, Arc::new(bytes)));
+                        None
                     }
-                    Message::Prevote(v) | Message::Precommit(v) => (
-                        None,
-                        v.block_hash
-                            .map(|hash| proposal_key(v.height, v.round, hash)),
-                    ),
+                    Message::Prevote(v) | Message::Precommit(v) => v
+                        .block_hash
+                        .map(|hash| proposal_key(v.height, v.round, hash)),
                 };
                 let actions = self.consensus.handle(Input::Message(message));
-                if let Some(key) = proposal {
-                    // Held for peers once the state machine took it (signed
-                    // by the round's proposer) and asks for its validation.
-                    let taken = actions.iter().any(|action| {
-                        matches!(action, Action::ValidateValue { height, value }
-                            if height.0 == key.height && value.hash.0 == key.hash)
-                    });
-                    if taken {
-                        self.shared.held_proposals().hold(key, Arc::new(bytes));
-                    }
-                }
                 if let Some(key) = voted {
                     self.fetch_if_missing(key);
                 }
@@ -327,7 +328,7 @@ impl Driver {
     }
 
     fn execute(&mut self, actions: Vec<Action>) -> Result<(), DriverError> {
-        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Persist(state) => {
@@ -369,6 +370,13 @@ impl Driver {
                     }
                 }
                 Action::ValidateValue { height, value } => {
+                    // The state machine took the proposal (signed by the
+                    // round's proposer): hold it for peers that missed it.
+                    for (key, bytes) in &self.received_proposals {
+                        if key.height == height.0 && key.hash == value.hash.0 {
+                            self.shared.held_proposals().hold(*key, bytes.clone());
+                        }
+                    }
                     let valid = self.validate(height, &value);
                     let actions = self.consensus.handle(Input::ValueVerdict {
                         height,
