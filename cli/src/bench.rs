@@ -111,29 +111,28 @@ pub fn run(command: BenchCommand) -> Result<(), String> {
 struct Limit {
     verify_per_core_per_second: f64,
     cores: usize,
-    limit_tx_per_second: f64,
-}
-
-/// The limit measured on both sides of the run, and their mean.
-struct Bracket {
-    before: Limit,
-    after: Limit,
-    mean: Limit,
 }
 
 impl Limit {
-    fn mean(before: &Limit, after: &Limit) -> Bracket {
-        let rate = (before.verify_per_core_per_second + after.verify_per_core_per_second) / 2.0;
-        Bracket {
-            before: *before,
-            after: *after,
-            mean: Limit {
-                verify_per_core_per_second: rate,
-                cores: before.cores,
-                limit_tx_per_second: rate * before.cores as f64 / BENCH_NODES as f64,
-            },
+    /// Every node checks every transaction.
+    fn tx_per_second(&self) -> f64 {
+        self.verify_per_core_per_second * self.cores as f64 / BENCH_NODES as f64
+    }
+
+    fn mean(&self, other: &Limit) -> Limit {
+        Limit {
+            verify_per_core_per_second: (self.verify_per_core_per_second
+                + other.verify_per_core_per_second)
+                / 2.0,
+            cores: self.cores,
         }
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn sample_transactions(count: usize) -> Vec<SignedTransaction> {
@@ -158,14 +157,9 @@ fn measure_limit() -> Result<Limit, String> {
         debug_assert!(bad.is_empty());
         verified += transactions.len() as u64;
     }
-    let rate = verified as f64 / started.elapsed().as_secs_f64();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     Ok(Limit {
-        verify_per_core_per_second: rate,
-        cores,
-        limit_tx_per_second: rate * cores as f64 / BENCH_NODES as f64,
+        verify_per_core_per_second: verified as f64 / started.elapsed().as_secs_f64(),
+        cores: cores(),
     })
 }
 
@@ -203,10 +197,7 @@ fn presign(
     per_client: u64,
     chain_id: &str,
 ) -> Vec<Vec<SignedTransaction>> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let clients_per_thread = signers.len().div_ceil(cores).max(1);
+    let clients_per_thread = signers.len().div_ceil(cores()).max(1);
     std::thread::scope(|scope| {
         let threads: Vec<_> = signers
             .chunks(clients_per_thread)
@@ -425,7 +416,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
     }
 
     let per_client =
-        ((limit.limit_tx_per_second * PRESIGNED_SHARE_OF_LIMIT * (seconds + WARMUP_SECONDS) as f64)
+        ((limit.tx_per_second() * PRESIGNED_SHARE_OF_LIMIT * (seconds + WARMUP_SECONDS) as f64)
             / client_count as f64)
             .ceil() as u64;
     let signing_started = Instant::now();
@@ -586,7 +577,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
     let _ = watcher.await;
     drop(nodes);
     let limit_after = measure_limit()?;
-    let limit = Limit::mean(&limit, &limit_after);
+    let mean = limit.mean(&limit_after);
 
     let window_start = started + warmup;
     let window_end = started + total;
@@ -608,7 +599,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
     latencies.sort();
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
-    let ratio = tx_per_second / limit.mean.limit_tx_per_second;
+    let ratio = tx_per_second / mean.tx_per_second();
     let blocks_in_window = record.blocks.iter().filter(|(at, _)| in_window(at)).count();
     if json {
         println!(
@@ -624,11 +615,11 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
                 "committed_tx_per_second": tx_per_second,
                 "latency_p50_ms": p50.as_secs_f64() * 1e3,
                 "latency_p99_ms": p99.as_secs_f64() * 1e3,
-                "verify_per_core_per_second": limit.mean.verify_per_core_per_second,
-                "cores": limit.mean.cores,
-                "limit_tx_per_second": limit.mean.limit_tx_per_second,
-                "limit_before_tx_per_second": limit.before.limit_tx_per_second,
-                "limit_after_tx_per_second": limit.after.limit_tx_per_second,
+                "verify_per_core_per_second": mean.verify_per_core_per_second,
+                "cores": mean.cores,
+                "limit_tx_per_second": mean.tx_per_second(),
+                "limit_before_tx_per_second": limit.tx_per_second(),
+                "limit_after_tx_per_second": limit_after.tx_per_second(),
                 "ratio": ratio,
                 "refused_submissions": refused.load(Ordering::Relaxed),
                 "presigned_transactions": per_client * client_count as u64,
@@ -649,11 +640,12 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         );
         println!(
             "  machine limit    {:.0} tx/s = {:.0} ed25519 verifications/s/core (batch) x {} cores / {BENCH_NODES} nodes",
-            limit.mean.limit_tx_per_second, limit.mean.verify_per_core_per_second, limit.mean.cores
+            mean.tx_per_second(), mean.verify_per_core_per_second, mean.cores
         );
         println!(
             "                   (mean of {:.0} tx/s measured before the run and {:.0} after it)",
-            limit.before.limit_tx_per_second, limit.after.limit_tx_per_second
+            limit.tx_per_second(),
+            limit_after.tx_per_second()
         );
         println!("  ratio            {ratio:.3}");
         println!(

@@ -237,7 +237,7 @@ impl SignedTransaction {
 
     /// The transaction id.
     pub fn id(&self) -> TxId {
-        encoding::hash_of(tags::TX_ID, self).into()
+        Self::id_of_encoded(&self.to_bytes())
     }
 
     /// The bytes the signature covers.
@@ -281,8 +281,13 @@ impl SignedTransaction {
 /// Verify many transactions' signatures with one ed25519 batch. Returns the
 /// indices of the transactions whose signature is invalid (empty when all
 /// are valid). The batch is tried first; only when it fails is each
-/// signature checked alone to name the culprits.
-pub fn verify_batch(transactions: &[SignedTransaction]) -> Vec<usize> {
+/// signature checked alone to name the culprits. Takes references, so that
+/// a caller checking some transactions of a block or a request need not
+/// copy them.
+pub fn verify_batch<'a>(
+    transactions: impl IntoIterator<Item = &'a SignedTransaction>,
+) -> Vec<usize> {
+    let transactions: Vec<&SignedTransaction> = transactions.into_iter().collect();
     let messages: Vec<Vec<u8>> = transactions.iter().map(|t| t.signing_bytes()).collect();
     let items: Vec<(PublicKey, &[u8], Signature)> = transactions
         .iter()

@@ -435,11 +435,11 @@ fn admit_batch(
     shared: &SharedRef,
     decoded: Vec<Result<(SignedTransaction, usize, TxId), ApiError>>,
 ) -> Vec<BatchItem> {
-    let valid: Vec<SignedTransaction> = decoded
-        .iter()
-        .filter_map(|item| item.as_ref().ok().map(|(tx, _, _)| tx.clone()))
-        .collect();
-    let bad_signatures = custody_ledger::tx::verify_batch(&valid);
+    let bad_signatures = custody_ledger::tx::verify_batch(
+        decoded
+            .iter()
+            .filter_map(|item| item.as_ref().ok().map(|(tx, _, _)| tx)),
+    );
     let now =
         custody_ledger::types::Timestamp(local_time_ms(shared.config.consensus.clock_offset_ms));
     let mut results = Vec::with_capacity(decoded.len());

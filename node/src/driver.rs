@@ -108,7 +108,8 @@ pub struct Driver {
     /// Blocks checked at the current height: hash to block and changes.
     verified: HashMap<[u8; 32], (Block, StateChanges)>,
     message_bytes_max: usize,
-    /// Proposals asked of peers at the current height, and when.
+    /// Proposals asked of peers at the current height, and when; emptied at
+    /// each commit.
     fetches: HashMap<ProposalKey, Instant>,
     /// The latest proposals received, as their bytes: those the state
     /// machine takes for validation are held for peers.
@@ -421,7 +422,6 @@ impl Driver {
             return;
         }
         let now = Instant::now();
-        self.fetches.retain(|asked, _| asked.height == key.height);
         match self.fetches.get(&key) {
             Some(at)
                 if now.duration_since(*at) < Duration::from_millis(PROPOSAL_FETCH_RETRY_MS) =>
@@ -641,10 +641,10 @@ impl Driver {
                 .iter()
                 .zip(&ids)
                 .filter(|(_, id)| !mempool.contains(id))
-                .map(|(tx, id)| (tx.clone(), *id))
+                .map(|(tx, id)| (tx, *id))
                 .unzip()
         };
-        if !custody_ledger::tx::verify_batch(&unknown).is_empty() {
+        if !custody_ledger::tx::verify_batch(unknown.iter().copied()).is_empty() {
             tracing::warn!("proposed block holds a badly signed transaction");
             return false;
         }
@@ -740,6 +740,7 @@ impl Driver {
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
         self.shared.committed.send_replace(height);
         self.verified.clear();
+        self.fetches.clear();
         self.last_commit_at = Instant::now();
     }
 

@@ -41,11 +41,7 @@ pub enum SyncRequest {
     /// Blocks `from..from+count` with their certificates.
     Blocks { from: u64, count: u32 },
     /// The signed proposal of this height and round for this block hash.
-    Proposal {
-        height: u64,
-        round: u64,
-        hash: [u8; 32],
-    },
+    Proposal(ProposalKey),
 }
 
 /// A block-sync answer.
@@ -277,15 +273,7 @@ fn serve_sync(shared: &SharedRef, bytes: &[u8]) -> SyncResponse {
             }
             SyncResponse::Blocks(blocks)
         }
-        SyncRequest::Proposal {
-            height,
-            round,
-            hash,
-        } => match shared.held_proposals().get(&ProposalKey {
-            height,
-            round,
-            hash,
-        }) {
+        SyncRequest::Proposal(key) => match shared.held_proposals().get(&key) {
             Some(bytes) => SyncResponse::Proposal(bytes.to_vec()),
             None => SyncResponse::Refused("proposal not held".to_string()),
         },
@@ -317,11 +305,7 @@ async fn fetch_proposal(
     let Ok(peers) = handle.connected_peers().await else {
         return;
     };
-    let request = SyncRequest::Proposal {
-        height: key.height,
-        round: key.round,
-        hash: key.hash,
-    };
+    let request = SyncRequest::Proposal(key);
     let per_peer = Duration::from_millis(PROPOSAL_FETCH_PEER_TIMEOUT_MS);
     for peer in peers {
         let answer = tokio::time::timeout(per_peer, ask(&handle, peer, &request))

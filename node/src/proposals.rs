@@ -11,12 +11,15 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 /// Proposals held at most, across the rounds of one height. One per round
 /// is honest; the oldest round goes first when the table is full.
 pub const HELD_PROPOSALS_MAX: usize = 8;
 
-/// Which proposal: height, round and the proposed block's hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which proposal: height, round and the proposed block's hash. Also what
+/// a peer asks for (`SyncRequest::Proposal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProposalKey {
     pub height: u64,
     pub round: u64,
@@ -42,7 +45,7 @@ impl HeldProposals {
             self.height = key.height;
             self.held.clear();
         }
-        if self.held.iter().any(|(held, _)| *held == key) {
+        if self.holds(&key) {
             return;
         }
         if self.held.len() >= HELD_PROPOSALS_MAX {
@@ -69,7 +72,7 @@ impl HeldProposals {
 
     /// Whether proposal `key` is held.
     pub fn holds(&self, key: &ProposalKey) -> bool {
-        self.held.iter().any(|(held, _)| held == key)
+        self.get(key).is_some()
     }
 }
 
