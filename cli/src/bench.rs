@@ -20,6 +20,15 @@
 //!    committed blocks and records when each transaction was committed.
 //! 4. Prints committed tx/s over the measured window, p50/p99
 //!    submit-to-commit latency, the limit and the ratio.
+//! 5. Reads each node process's own CPU time (`/proc/PID/stat`) at the
+//!    start and end of the measured window and prints the nodes' CPU
+//!    microseconds per committed transaction per node, and the same less
+//!    the verification cost measured in step 1: the part of a node's work
+//!    per transaction that is not signature checking.
+//!
+//! With `--rate`, the clients offer a fixed total rate instead of keeping
+//! their window full, so latency can be read below saturation (for
+//! instance at half the saturating throughput).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -53,7 +62,13 @@ const WARMUP_SECONDS: u64 = 2;
 pub enum BenchCommand {
     /// Start a local four-node network, drive it with signed transactions
     /// from several clients for a fixed time, and print committed tx/s,
-    /// submit-to-commit latency and the machine's limit measured in the same run.
+    /// submit-to-commit latency, the nodes' CPU per transaction and the
+    /// machine's limit measured in the same run.
+    ///
+    /// Examples:
+    ///   custody bench load                      # saturating load, 20 s
+    ///   custody bench load --rate 3000 --json   # latency at 3,000 tx/s offered
+    ///   custody bench load --node-binary old/custody   # the same bench against another build
     Load(LoadOptions),
 }
 
@@ -80,6 +95,16 @@ pub struct LoadOptions {
     /// already holds more than a block, so the default proposes at once.
     #[arg(long, default_value_t = 0)]
     pub block_interval_ms: u64,
+    /// Offer this many transactions per second in total (spread evenly
+    /// over the clients) instead of as many as the window allows; the
+    /// window still caps what is in flight. Use it to measure latency
+    /// below saturation, e.g. at half the throughput of a run without it.
+    #[arg(long, value_name = "TX_PER_S")]
+    pub rate: Option<f64>,
+    /// Run the nodes from this `custody` binary instead of this one, to
+    /// compare two builds under the same bench on the same machine.
+    #[arg(long, value_name = "PATH")]
+    pub node_binary: Option<PathBuf>,
     /// Keep the network's directory (logs, stores) at this path.
     #[arg(long)]
     pub keep: Option<PathBuf>,
@@ -229,6 +254,49 @@ struct Nodes {
     children: Vec<Child>,
 }
 
+impl Nodes {
+    /// User plus system CPU time of all node processes so far, in seconds,
+    /// from the kernel's own accounting of each process.
+    fn cpu_seconds(&self) -> Result<f64, String> {
+        self.children
+            .iter()
+            .map(|child| process_cpu_seconds(child.id()))
+            .sum()
+    }
+}
+
+/// User plus system CPU time of a running process, from `/proc/PID/stat`.
+fn process_cpu_seconds(pid: u32) -> Result<f64, String> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)
+        .map_err(|error| format!("cannot read a node's CPU time from {path}: {error}"))?;
+    let ticks = cpu_ticks_of_stat(&stat).map_err(|error| format!("{path}: {error}"))?;
+    // SAFETY: sysconf only reads a system constant.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_second <= 0 {
+        return Err("the system's clock tick rate is unknown".to_string());
+    }
+    Ok(ticks as f64 / ticks_per_second as f64)
+}
+
+/// utime + stime (fields 14 and 15, in clock ticks) of a `/proc/PID/stat`
+/// line. The command name (field 2) is in parentheses and may itself hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+fn cpu_ticks_of_stat(stat: &str) -> Result<u64, String> {
+    let (_, after_name) = stat
+        .rsplit_once(')')
+        .ok_or_else(|| "no command name in parentheses".to_string())?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `fields[0]` is field 3 (the state): utime is at 11, stime at 12.
+    let field = |index: usize| -> Result<u64, String> {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<u64>().ok())
+            .ok_or_else(|| format!("field {} is missing or not a number", index + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
 impl Drop for Nodes {
     fn drop(&mut self) {
         for child in &mut self.children {
@@ -249,8 +317,11 @@ fn free_base_port(count: u16) -> Result<u16, String> {
     Err("no free range of ports on loopback".to_string())
 }
 
-fn start_nodes(dir: &Path, homes: &[PathBuf]) -> Result<Nodes, String> {
-    let exe = std::env::current_exe().map_err(|error| error.to_string())?;
+fn start_nodes(dir: &Path, homes: &[PathBuf], binary: Option<&Path>) -> Result<Nodes, String> {
+    let exe = match binary {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe().map_err(|error| error.to_string())?,
+    };
     let mut nodes = Nodes {
         children: Vec::new(),
     };
@@ -273,7 +344,7 @@ fn start_nodes(dir: &Path, homes: &[PathBuf]) -> Result<Nodes, String> {
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(|error| format!("cannot start a node: {error}"))?;
+            .map_err(|error| format!("cannot start a node from {}: {error}", exe.display()))?;
         nodes.children.push(child);
     }
     Ok(nodes)
@@ -318,9 +389,20 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         batch: batch_txs,
         window,
         block_interval_ms,
+        rate,
+        node_binary,
         keep,
         json,
     } = options;
+    if let Some(rate) = rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(format!(
+                "--rate must be a positive number of transactions per second, not {rate}"
+            ));
+        }
+    }
+    // Each client offers an equal share of the total rate.
+    let rate_per_client = rate.map(|rate| rate / client_count as f64);
     let temporary = tempfile::tempdir().map_err(|error| error.to_string())?;
     let dir = match &keep {
         Some(path) => path.clone(),
@@ -347,7 +429,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         config.consensus.block_interval_ms = block_interval_ms;
         config.save(&path).map_err(|e| e.to_string())?;
     }
-    let nodes = start_nodes(&dir, &homes)?;
+    let nodes = start_nodes(&dir, &homes, node_binary.as_deref())?;
     let clients: Vec<Client> = manifest
         .nodes
         .iter()
@@ -415,10 +497,10 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         }
     }
 
+    // With an offered rate, that rate is all the clients will send.
+    let offered = rate.unwrap_or(limit.tx_per_second() * PRESIGNED_SHARE_OF_LIMIT);
     let per_client =
-        ((limit.tx_per_second() * PRESIGNED_SHARE_OF_LIMIT * (seconds + WARMUP_SECONDS) as f64)
-            / client_count as f64)
-            .ceil() as u64;
+        ((offered * (seconds + WARMUP_SECONDS) as f64) / client_count as f64).ceil() as u64;
     let signing_started = Instant::now();
     let pools = presign(&signers, per_client, &chain_id);
     let signing_seconds = signing_started.elapsed().as_secs_f64();
@@ -492,7 +574,11 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
             let mut submitted = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let committed = committed_by_client[index].load(Ordering::Relaxed);
-                let room = window.saturating_sub(submitted.saturating_sub(committed));
+                let mut room = window.saturating_sub(submitted.saturating_sub(committed));
+                if let Some(rate) = rate_per_client {
+                    let due = (rate * started.elapsed().as_secs_f64()) as u64;
+                    room = room.min(due.saturating_sub(submitted));
+                }
                 if room == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
@@ -569,7 +655,10 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
             }
         }));
     }
-    tokio::time::sleep(total).await;
+    tokio::time::sleep(warmup).await;
+    let cpu_at_window_start = nodes.cpu_seconds()?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let cpu_at_window_end = nodes.cpu_seconds()?;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = task.await;
@@ -601,6 +690,12 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
     let p99 = percentile(&latencies, 0.99);
     let ratio = tx_per_second / mean.tx_per_second();
     let blocks_in_window = record.blocks.iter().filter(|(at, _)| in_window(at)).count();
+    let node_cpu_seconds = cpu_at_window_end - cpu_at_window_start;
+    // Every node handles every committed transaction.
+    let cpu_us_per_tx_per_node =
+        node_cpu_seconds * 1e6 / (committed_in_window.max(1) as f64 * BENCH_NODES as f64);
+    let verify_us_per_tx = 1e6 / mean.verify_per_core_per_second;
+    let cpu_us_per_tx_per_node_less_verify = cpu_us_per_tx_per_node - verify_us_per_tx;
     if json {
         println!(
             "{}",
@@ -610,6 +705,12 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
                 "batch": batch_txs,
                 "window": window,
                 "block_interval_ms": block_interval_ms,
+                "offered_tx_per_second": rate,
+                "node_binary": node_binary.as_ref().map(|path| path.display().to_string()),
+                "node_cpu_seconds": node_cpu_seconds,
+                "node_cpu_us_per_tx_per_node": cpu_us_per_tx_per_node,
+                "verify_us_per_tx": verify_us_per_tx,
+                "node_cpu_us_per_tx_per_node_less_verify": cpu_us_per_tx_per_node_less_verify,
                 "committed_transactions": committed_in_window,
                 "blocks": blocks_in_window,
                 "committed_tx_per_second": tx_per_second,
@@ -632,7 +733,12 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         println!(
             "  committed        {committed_in_window} transactions in {blocks_in_window} blocks"
         );
-        println!("  throughput       {tx_per_second:.0} tx/s");
+        match rate {
+            Some(rate) => {
+                println!("  throughput       {tx_per_second:.0} tx/s (offered {rate:.0} tx/s)")
+            }
+            None => println!("  throughput       {tx_per_second:.0} tx/s"),
+        }
         println!(
             "  latency          p50 {:.0} ms, p99 {:.0} ms (submit to commit seen at node 0)",
             p50.as_secs_f64() * 1e3,
@@ -648,6 +754,12 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
             limit_after.tx_per_second()
         );
         println!("  ratio            {ratio:.3}");
+        println!(
+            "  node CPU         {cpu_us_per_tx_per_node:.1} µs per committed transaction per node ({node_cpu_seconds:.1} CPU-s of the {BENCH_NODES} node processes in the window)"
+        );
+        println!(
+            "                   {cpu_us_per_tx_per_node_less_verify:.1} µs less the measured verification cost ({verify_us_per_tx:.1} µs per signature)"
+        );
         println!(
             "  signing          {} transactions signed in advance ({signing_seconds:.1} s), {} during the run",
             per_client * client_count as u64,
@@ -668,5 +780,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_counted_after_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (custody (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 170 30 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks_of_stat(stat), Ok(200));
+    }
+
+    #[test]
+    fn a_truncated_stat_line_is_an_error_not_a_panic() {
+        assert!(cpu_ticks_of_stat("4242 (custody) S 1 2").is_err());
+        assert!(cpu_ticks_of_stat("garbage").is_err());
+    }
+
+    #[test]
+    fn a_process_that_is_gone_is_an_error_not_a_panic() {
+        assert!(process_cpu_seconds(u32::MAX).is_err());
     }
 }
