@@ -30,7 +30,7 @@ pub const KEY_FILE_FORMAT: &str = "custody-key-file";
 /// The key-file format version this code writes and reads.
 pub const KEY_FILE_VERSION: u32 = 1;
 /// Tag of the associated data that binds a sealed secret to its file.
-pub const KEY_FILE_TAG: &str = "custody/key-file/v1";
+pub const KEY_FILE_TAG: &str = custody_format::tags::KEY_FILE;
 /// A key file is a few hundred bytes; anything larger is not one.
 pub const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
 /// Argon2id salt length written.

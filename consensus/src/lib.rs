@@ -29,7 +29,6 @@
 //!
 //! The deterministic simulator that checks these lives in `tests/simulator`.
 
-mod bytes_serde;
 pub mod certificate;
 pub mod machine;
 pub mod message;

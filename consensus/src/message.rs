@@ -9,31 +9,21 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::bytes_serde;
 use crate::types::{BlockHash, Height, Round, ValidatorKey, Value};
+use custody_format::fixed_bytes as bytes_serde;
 
 /// Tag of a proposal's signed bytes.
-pub const TAG_PROPOSAL: &str = "custody/proposal/v1";
+pub const TAG_PROPOSAL: &str = custody_format::tags::PROPOSAL;
 /// Tag of a prevote's signed bytes (for a block or nil).
-pub const TAG_PREVOTE: &str = "custody/prevote/v1";
+pub const TAG_PREVOTE: &str = custody_format::tags::PREVOTE;
 /// Tag of a precommit for a block: the contract's commit vote.
-pub const TAG_COMMIT_VOTE: &str = "custody/commit-vote/v1";
+pub const TAG_COMMIT_VOTE: &str = custody_format::tags::COMMIT_VOTE;
 /// Tag of a precommit for nil.
-pub const TAG_PRECOMMIT_NIL: &str = "custody/precommit-nil/v1";
+pub const TAG_PRECOMMIT_NIL: &str = custody_format::tags::PRECOMMIT_NIL;
 
 /// `tagged(tag, body) = u8(len(tag)) || tag || body`: the contract's
 /// domain separation, used for every signature in this crate.
-pub fn tagged(tag: &str, body: &[u8]) -> Vec<u8> {
-    debug_assert!(
-        tag.len() <= usize::from(u8::MAX),
-        "tags are short ASCII strings"
-    );
-    let mut out = Vec::with_capacity(1 + tag.len() + body.len());
-    out.push(u8::try_from(tag.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(tag.as_bytes());
-    out.extend_from_slice(body);
-    out
-}
+pub use custody_format::tagged;
 
 /// The canonical encoding (postcard) of anything this crate hashes, signs
 /// or sends.

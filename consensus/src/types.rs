@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bytes_serde;
+use custody_format::fixed_bytes as bytes_serde;
 
 /// A block height. The first block has height 1.
 ///

@@ -16,28 +16,8 @@ use crate::types::{Hash32, PublicKey, Signature};
 /// largest structure; its own limit (`max_block_bytes`) is far smaller.
 pub const DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Domain-separation tags, one per hashed or signed structure. The `/v1`
-/// suffix is the structure's format version: a new layout gets a new tag.
-pub mod tags {
-    /// Signature over a transaction's payload (everything but the signature).
-    pub const TX_PAYLOAD: &str = "custody/tx/v1";
-    /// Transaction id: hash of the whole signed transaction.
-    pub const TX_ID: &str = "custody/tx-id/v1";
-    /// Block hash: hash of the block header.
-    pub const HEADER: &str = "custody/header/v1";
-    /// Validator precommit for a block; shared byte-for-byte with consensus.
-    pub const COMMIT_VOTE: &str = "custody/commit-vote/v1";
-    /// Hash of a commit certificate (named by the next block's header).
-    pub const CERTIFICATE: &str = "custody/certificate/v1";
-    /// Hash of the genesis: the chain's root of trust.
-    pub const GENESIS: &str = "custody/genesis/v1";
-    /// Hash of a validator set (named by every header).
-    pub const VALIDATOR_SET: &str = "custody/validator-set/v1";
-    /// Hash of one document event (each document's own hash chain).
-    pub const EVENT: &str = "custody/event/v1";
-    /// Hash of the archive state, used to compare two executions.
-    pub const STATE: &str = "custody/state/v1";
-}
+/// Domain-separation tags: the one registry lives in the format crate.
+pub use custody_format::tags;
 
 /// Why bytes could not be turned into a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,14 +79,7 @@ pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, Decode
 }
 
 /// `u8(len(tag)) || tag || body`.
-pub fn tagged(tag: &str, body: &[u8]) -> Vec<u8> {
-    debug_assert!(tag.is_ascii() && tag.len() <= u8::MAX as usize);
-    let mut out = Vec::with_capacity(1 + tag.len() + body.len());
-    out.push(tag.len() as u8);
-    out.extend_from_slice(tag.as_bytes());
-    out.extend_from_slice(body);
-    out
-}
+pub use custody_format::tagged;
 
 /// The bytes a signature or hash covers: `tagged(tag, postcard(value))`.
 pub fn signing_bytes<T: Serialize + ?Sized>(tag: &str, value: &T) -> Vec<u8> {

@@ -46,7 +46,7 @@ pub const EXPORT_MAGIC: &[u8; 16] = b"CUSTODY-EXPORT\r\n";
 /// The export format version this code writes; it reads this one only.
 pub const EXPORT_FORMAT_VERSION: u16 = 1;
 /// Domain tag of the export hash.
-pub const EXPORT_TAG: &str = "custody/export/v1";
+pub const EXPORT_TAG: &str = custody_format::tags::EXPORT;
 /// Largest genesis accepted, in bytes.
 pub const GENESIS_BYTES_MAX: u32 = 16 * 1024 * 1024;
 /// Largest block accepted, in bytes (the decoder's own limit).

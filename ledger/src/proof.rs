@@ -38,7 +38,7 @@ pub const PROOF_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// First 16 bytes of a proof file.
 pub const PROOF_MAGIC: &[u8; 16] = b"CUSTODY-PROOF\r\n\0";
 /// Domain tag of a proof file's checksum.
-pub const PROOF_FILE_TAG: &str = "custody/proof-file/v1";
+pub const PROOF_FILE_TAG: &str = custody_format::tags::PROOF_FILE;
 /// Most governance links a proof may carry.
 pub const GOVERNANCE_LINKS_MAX: usize = 10_000;
 

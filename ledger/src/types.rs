@@ -11,74 +11,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 /// Current format version written into every structure this crate owns.
 pub const FORMAT_VERSION: u16 = 1;
 
-fn serialize_fixed<S: Serializer, const N: usize>(
-    bytes: &[u8; N],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    if serializer.is_human_readable() {
-        serializer.serialize_str(&hex::encode(bytes))
-    } else {
-        use serde::ser::SerializeTuple;
-        let mut tuple = serializer.serialize_tuple(N)?;
-        for byte in bytes {
-            tuple.serialize_element(byte)?;
-        }
-        tuple.end()
-    }
-}
-
-fn deserialize_fixed<'de, D: Deserializer<'de>, const N: usize>(
-    deserializer: D,
-) -> Result<[u8; N], D::Error> {
-    struct HexVisitor<const N: usize>;
-    impl<const N: usize> de::Visitor<'_> for HexVisitor<N> {
-        type Value = [u8; N];
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(f, "{} lowercase hex characters", 2 * N)
-        }
-        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            parse_hex::<N>(value).map_err(E::custom)
-        }
-    }
-    struct TupleVisitor<const N: usize>;
-    impl<'de, const N: usize> de::Visitor<'de> for TupleVisitor<N> {
-        type Value = [u8; N];
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(f, "{N} bytes")
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = [0u8; N];
-            for (index, slot) in out.iter_mut().enumerate() {
-                *slot = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(index, &self))?;
-            }
-            Ok(out)
-        }
-    }
-    if deserializer.is_human_readable() {
-        deserializer.deserialize_str(HexVisitor::<N>)
-    } else {
-        deserializer.deserialize_tuple(N, TupleVisitor::<N>)
-    }
-}
-
-/// Parse exactly `2 * N` lowercase hex characters.
-pub fn parse_hex<const N: usize>(value: &str) -> Result<[u8; N], String> {
-    if value.len() != 2 * N {
-        return Err(format!(
-            "expected {} hex characters, found {}",
-            2 * N,
-            value.len()
-        ));
-    }
-    if value.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("hex must be lowercase".to_string());
-    }
-    let mut out = [0u8; N];
-    hex::decode_to_slice(value, &mut out).map_err(|e| format!("invalid hex: {e}"))?;
-    Ok(out)
-}
+pub use custody_format::fixed_bytes::parse_hex;
 
 macro_rules! fixed_bytes {
     ($(#[$meta:meta])* $name:ident, $len:expr) => {
@@ -113,12 +46,12 @@ macro_rules! fixed_bytes {
         }
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                serialize_fixed(&self.0, s)
+                custody_format::fixed_bytes::serialize(&self.0, s)
             }
         }
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                deserialize_fixed::<D, $len>(d).map(Self)
+                custody_format::fixed_bytes::deserialize::<D, $len>(d).map(Self)
             }
         }
         impl fmt::Debug for $name {

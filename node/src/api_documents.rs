@@ -33,7 +33,7 @@ use crate::blobs::{BlobError, IO_BUFFER_BYTES};
 use crate::shared::{local_time_ms, SharedRef};
 
 /// Domain tag of a signed read request.
-pub const READ_REQUEST_TAG: &str = "custody/read-request/v1";
+pub const READ_REQUEST_TAG: &str = custody_format::tags::READ_REQUEST;
 /// Format version of [`ReadRequest`].
 pub const READ_REQUEST_VERSION: u16 = 1;
 /// Largest JSON body of `POST /v1/reads`.

@@ -14,7 +14,6 @@
 //!   whatever the size of the document.
 
 mod file;
-mod hex_array;
 mod stream;
 mod wrap;
 

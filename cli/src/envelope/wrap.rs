@@ -16,7 +16,7 @@ use super::{random_bytes, DataKey, RandomError, DATA_KEY_BYTES};
 pub const WRAPPED_KEY_VERSION: u8 = 1;
 /// HKDF info string: separates this key derivation from every other use of
 /// an X25519 shared secret.
-pub const WRAP_DOMAIN: &[u8] = b"custody/wrapped-key/v1";
+pub const WRAP_DOMAIN: &[u8] = custody_format::tags::WRAPPED_KEY.as_bytes();
 /// Encoded length: version (1), ephemeral public key (32), nonce (24),
 /// ciphertext (32-byte key + 16-byte tag).
 pub const WRAPPED_KEY_BYTES: usize = 1 + 32 + 24 + CIPHERTEXT_BYTES;
@@ -42,7 +42,7 @@ pub enum WrapError {
 /// A department's X25519 encryption public key: data keys are wrapped to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct DepartmentPublicKey(#[serde(with = "super::hex_array")] pub [u8; 32]);
+pub struct DepartmentPublicKey(#[serde(with = "custody_format::fixed_bytes")] pub [u8; 32]);
 
 impl DepartmentPublicKey {
     pub fn to_hex(&self) -> String {
@@ -92,11 +92,11 @@ impl std::fmt::Debug for DepartmentSecretKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {
     pub version: u8,
-    #[serde(with = "super::hex_array")]
+    #[serde(with = "custody_format::fixed_bytes")]
     pub ephemeral_public_key: [u8; 32],
-    #[serde(with = "super::hex_array")]
+    #[serde(with = "custody_format::fixed_bytes")]
     pub nonce: [u8; 24],
-    #[serde(with = "super::hex_array")]
+    #[serde(with = "custody_format::fixed_bytes")]
     pub ciphertext: [u8; CIPHERTEXT_BYTES],
 }
 
