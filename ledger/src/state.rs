@@ -137,6 +137,29 @@ pub enum HeaderRefusal {
     LastCommitInvalid(CertificateError),
 }
 
+impl HeaderRefusal {
+    /// A stable machine-readable code, one per variant (the snake_case
+    /// variant name): clients match on it, so it never changes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HeaderRefusal::UnsupportedFormatVersion(..) => "unsupported_format_version",
+            HeaderRefusal::WrongChainId { .. } => "wrong_chain_id",
+            HeaderRefusal::WrongHeight { .. } => "wrong_height",
+            HeaderRefusal::WrongPreviousHash { .. } => "wrong_previous_hash",
+            HeaderRefusal::TimeNotAfterParent { .. } => "time_not_after_parent",
+            HeaderRefusal::TooManyTransactions { .. } => "too_many_transactions",
+            HeaderRefusal::TooLarge { .. } => "too_large",
+            HeaderRefusal::TxRootMismatch => "tx_root_mismatch",
+            HeaderRefusal::ValidatorSetMismatch { .. } => "validator_set_mismatch",
+            HeaderRefusal::ProposerNotValidator(..) => "proposer_not_validator",
+            HeaderRefusal::UnexpectedLastCommit => "unexpected_last_commit",
+            HeaderRefusal::MissingLastCommit => "missing_last_commit",
+            HeaderRefusal::LastCommitHashMismatch => "last_commit_hash_mismatch",
+            HeaderRefusal::LastCommitInvalid(..) => "last_commit_invalid",
+        }
+    }
+}
+
 /// Rules a transaction must follow; one variant per rule, each message
 /// written for the clerk who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -274,6 +297,66 @@ pub enum TxRefusal {
     Storage(ViewError),
 }
 
+impl TxRefusal {
+    /// A stable machine-readable code, one per variant (the snake_case
+    /// variant name): clients match on it, so it never changes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxRefusal::UnsupportedFormatVersion(..) => "unsupported_format_version",
+            TxRefusal::WrongChainId { .. } => "wrong_chain_id",
+            TxRefusal::BadSignature => "bad_signature",
+            TxRefusal::WrongNonce { .. } => "wrong_nonce",
+            TxRefusal::UnknownSigner(..) => "unknown_signer",
+            TxRefusal::SignerRevoked(..) => "signer_revoked",
+            TxRefusal::SignerDepartmentRemoved(..) => "signer_department_removed",
+            TxRefusal::MissingRole { .. } => "missing_role",
+            TxRefusal::NeitherClerkNorAuditor => "neither_clerk_nor_auditor",
+            TxRefusal::WrongDepartment { .. } => "wrong_department",
+            TxRefusal::ClearanceTooLow { .. } => "clearance_too_low",
+            TxRefusal::TextTooLong { .. } => "text_too_long",
+            TxRefusal::EmptyField(..) => "empty_field",
+            TxRefusal::InvalidRoles => "invalid_roles",
+            TxRefusal::WeakKey(..) => "weak_key",
+            TxRefusal::UnknownDepartment(..) => "unknown_department",
+            TxRefusal::UnknownMember(..) => "unknown_member",
+            TxRefusal::MemberAlreadyEnrolled(..) => "member_already_enrolled",
+            TxRefusal::MemberRevoked(..) => "member_revoked",
+            TxRefusal::DepartmentExists(..) => "department_exists",
+            TxRefusal::ValidatorKeyInUse(..) => "validator_key_in_use",
+            TxRefusal::ZeroVotingPower => "zero_voting_power",
+            TxRefusal::NoAdmin => "no_admin",
+            TxRefusal::DepartmentHoldsDocuments { .. } => "department_holds_documents",
+            TxRefusal::LastDepartment => "last_department",
+            TxRefusal::BadParameter(..) => "bad_parameter",
+            TxRefusal::UnknownProposal(..) => "unknown_proposal",
+            TxRefusal::ProposalAlreadyExecuted(..) => "proposal_already_executed",
+            TxRefusal::AlreadyApproved(..) => "already_approved",
+            TxRefusal::CreatedInFuture { .. } => "created_in_future",
+            TxRefusal::DocumentAlreadyRegistered(..) => "document_already_registered",
+            TxRefusal::UnknownDocument(..) => "unknown_document",
+            TxRefusal::StalePreviousEvent { .. } => "stale_previous_event",
+            TxRefusal::DocumentDisposed(..) => "document_disposed",
+            TxRefusal::DocumentInTransfer(..) => "document_in_transfer",
+            TxRefusal::NotCustodian { .. } => "not_custodian",
+            TxRefusal::OfferToSelf => "offer_to_self",
+            TxRefusal::NoPendingOffer(..) => "no_pending_offer",
+            TxRefusal::NotOfferRecipient { .. } => "not_offer_recipient",
+            TxRefusal::OfferExpired { .. } => "offer_expired",
+            TxRefusal::ExpiryNotInFuture { .. } => "expiry_not_in_future",
+            TxRefusal::FixityMismatch { .. } => "fixity_mismatch",
+            TxRefusal::GrantToCustodian => "grant_to_custodian",
+            TxRefusal::TooManyGrants(..) => "too_many_grants",
+            TxRefusal::NoSuchGrant(..) => "no_such_grant",
+            TxRefusal::NoAccessRight(..) => "no_access_right",
+            TxRefusal::CiphertextMismatch { .. } => "ciphertext_mismatch",
+            TxRefusal::WrappedKeyInvalid { .. } => "wrapped_key_invalid",
+            TxRefusal::RetentionPermanent => "retention_permanent",
+            TxRefusal::RetentionNotElapsed { .. } => "retention_not_elapsed",
+            TxRefusal::Storage(..) => "storage",
+        }
+    }
+}
+
 /// Why a block is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -287,6 +370,18 @@ pub enum Refusal {
     },
     #[error("{0}")]
     Storage(ViewError),
+}
+
+impl Refusal {
+    /// A stable machine-readable code, one per variant (the snake_case
+    /// variant name): clients match on it, so it never changes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Header(..) => "header",
+            Refusal::Transaction { .. } => "transaction",
+            Refusal::Storage(..) => "storage",
+        }
+    }
 }
 
 impl From<ViewError> for TxRefusal {
@@ -1537,8 +1632,9 @@ pub fn select_transactions<V: StateView + ?Sized>(
     let height = overlay.changes.chain.height.next();
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
-    // Leave room for the header and certificate (a few KB at most).
-    let mut bytes_left = params.max_block_bytes.saturating_sub(64 * 1024);
+    let mut bytes_left = params
+        .max_block_bytes
+        .saturating_sub(crate::block::BLOCK_OVERHEAD_BYTES);
     for tx in candidates {
         if accepted.len() >= params.max_block_txs as usize {
             break;
