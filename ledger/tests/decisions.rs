@@ -57,7 +57,7 @@ fn judge_at<V: StateView + ?Sized>(
 
 fn refusal_of(result: Result<Judged, Judgement>) -> ProposalRefusal {
     match result {
-        Err(Judgement::Refused(refusal)) => refusal,
+        Err(Judgement::Refused(refusal)) => *refusal,
         Err(Judgement::Storage(error)) => panic!("expected a refusal, got a store error: {error}"),
         Ok(_) => panic!("expected a refusal, but the block was accepted"),
     }

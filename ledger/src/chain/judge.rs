@@ -70,9 +70,10 @@ impl ProposalRefusal {
 /// The outcome of [`judge`] when the block does not get the vote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Judgement {
-    /// The block breaks a rule: vote against it.
+    /// The block breaks a rule: vote against it. Boxed so that the
+    /// accepting path does not carry the refusal's size.
     #[error("{0}")]
-    Refused(ProposalRefusal),
+    Refused(Box<ProposalRefusal>),
     /// The local store cannot be read: this says nothing about the block,
     /// and the node must stop rather than vote.
     #[error("the ledger store cannot be read while judging a proposal: {0}")]
@@ -87,7 +88,7 @@ impl From<ViewError> for Judgement {
 
 impl From<ProposalRefusal> for Judgement {
     fn from(refusal: ProposalRefusal) -> Self {
-        Judgement::Refused(refusal)
+        Judgement::Refused(Box::new(refusal))
     }
 }
 
