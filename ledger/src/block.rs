@@ -9,6 +9,13 @@ use crate::merkle;
 use crate::tx::SignedTransaction;
 use crate::types::{BlockHash, Hash32, Height, PublicKey, Timestamp, TxId};
 
+/// Room a block keeps for its header and the previous block's certificate:
+/// the transactions of a proposal take at most the chain's
+/// `max_block_bytes` less this. A header is under 400 bytes and a
+/// certificate about 100 bytes per validator, so this leaves room for
+/// hundreds of validators.
+pub const BLOCK_OVERHEAD_BYTES: u64 = 64 * 1024;
+
 /// Block header. Field order is part of the format.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Header {

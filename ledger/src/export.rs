@@ -56,6 +56,12 @@ pub const CHUNK_BYTES_TARGET: u64 = 2 * 1024 * 1024;
 /// Largest certificate accepted, in bytes (100 validators take about 10 KB).
 pub const CERTIFICATE_BYTES_MAX: u32 = 1024 * 1024;
 
+// `BLOCK_BYTES_MAX` is the decoder's limit in a u32 length field: the cast
+// must not cut it; the other entries must decode too.
+const _: () = assert!(encoding::DECODE_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(GENESIS_BYTES_MAX as usize <= encoding::DECODE_BYTES_MAX);
+const _: () = assert!(CERTIFICATE_BYTES_MAX as usize <= encoding::DECODE_BYTES_MAX);
+
 const ENTRY_BLOCK: u8 = b'B';
 const ENTRY_TRAILER: u8 = b'T';
 

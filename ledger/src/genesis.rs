@@ -63,12 +63,22 @@ pub enum GenesisError {
     TooLong(&'static str),
 }
 
+/// Smallest `max_block_bytes` the chain parameters may set.
+pub const MAX_BLOCK_BYTES_FLOOR: u64 = 1024;
+/// Largest `max_block_txs` the chain parameters may set.
+pub const MAX_BLOCK_TXS_CEILING: u32 = 100_000;
+
+// A block of the largest size the parameters allow still decodes.
+const _: () = assert!(MAX_BLOCK_BYTES_FLOOR <= encoding::DECODE_BYTES_MAX as u64);
+
 /// Check parameters for sanity (also used when governance changes them).
 pub fn check_parameters(p: &Parameters) -> Result<(), &'static str> {
-    if p.max_block_bytes < 1024 || p.max_block_bytes > encoding::DECODE_BYTES_MAX as u64 {
+    if p.max_block_bytes < MAX_BLOCK_BYTES_FLOOR
+        || p.max_block_bytes > encoding::DECODE_BYTES_MAX as u64
+    {
         return Err("max_block_bytes");
     }
-    if p.max_block_txs == 0 || p.max_block_txs > 100_000 {
+    if p.max_block_txs == 0 || p.max_block_txs > MAX_BLOCK_TXS_CEILING {
         return Err("max_block_txs");
     }
     if p.block_time_skew_ms == 0 {

@@ -10,6 +10,20 @@ use crate::types::{
     ProposalId, PublicKey, Retention, Role, Timestamp, TxId, WrappedKey,
 };
 
+/// Default of [`Parameters::max_block_bytes`].
+pub const MAX_BLOCK_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
+/// Default of [`Parameters::max_block_txs`].
+pub const MAX_BLOCK_TXS_DEFAULT: u32 = 10_000;
+
+// The default chain parameters pass `genesis::check_parameters`, and a
+// default block has room for transactions besides its header and the
+// previous block's certificate.
+const _: () = assert!(MAX_BLOCK_BYTES_DEFAULT >= crate::genesis::MAX_BLOCK_BYTES_FLOOR);
+const _: () = assert!(MAX_BLOCK_BYTES_DEFAULT <= encoding::DECODE_BYTES_MAX as u64);
+const _: () = assert!(MAX_BLOCK_BYTES_DEFAULT > crate::block::BLOCK_OVERHEAD_BYTES);
+const _: () = assert!(MAX_BLOCK_TXS_DEFAULT > 0);
+const _: () = assert!(MAX_BLOCK_TXS_DEFAULT <= crate::genesis::MAX_BLOCK_TXS_CEILING);
+
 /// Chain parameters, set in the genesis and changed by governance.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Parameters {
@@ -26,8 +40,8 @@ pub struct Parameters {
 impl Default for Parameters {
     fn default() -> Self {
         Parameters {
-            max_block_bytes: 4 * 1024 * 1024,
-            max_block_txs: 10_000,
+            max_block_bytes: MAX_BLOCK_BYTES_DEFAULT,
+            max_block_txs: MAX_BLOCK_TXS_DEFAULT,
             block_time_skew_ms: 10_000,
             offer_expiry_default_ms: 30 * 24 * 3600 * 1000,
         }

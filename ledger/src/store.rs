@@ -49,6 +49,11 @@ use crate::types::{
 /// Largest page any list query returns.
 pub const PAGE_LIMIT_MAX: usize = 1000;
 
+// A page must hold at least one item, or paging never advances; and a
+// page limit travels as a u32 in queries.
+const _: () = assert!(PAGE_LIMIT_MAX > 0);
+const _: () = assert!(PAGE_LIMIT_MAX <= u32::MAX as usize);
+
 const GENESIS: &[u8] = b"G";
 const CHAIN: &[u8] = b"I";
 const PARAMETERS: &[u8] = b"P";
@@ -363,9 +368,21 @@ impl Store {
         // The bytes must start with this header's encoding (the header
         // commits to the transactions and the previous certificate); a full
         // comparison would cost the encoding this function exists to spare.
-        if !block_bytes.starts_with(&encoding::encode(&block.header)) {
+        let header_bytes = encoding::encode(&block.header);
+        if !block_bytes.starts_with(&header_bytes) {
             return Err(StoreError::BytesMismatch { height });
         }
+        // What is written is what verification will re-hash: a block whose
+        // stored bytes do not hash to its certificate would make the chain
+        // unverifiable from here on, so stop before writing it.
+        let written_hash = BlockHash::from(encoding::sha256(&encoding::tagged(
+            encoding::tags::HEADER,
+            &block_bytes[..header_bytes.len()],
+        )));
+        assert_eq!(
+            written_hash, certificate.block_hash,
+            "the bytes written for block {height} re-hash to its certified hash"
+        );
         let mut batch = sled::Batch::default();
         batch.insert(height_key(BLOCK, height), block_bytes);
         batch.insert(height_key(CERTIFICATE, height), certificate.to_bytes());

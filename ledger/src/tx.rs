@@ -20,6 +20,9 @@ pub const TEXT_BYTES_MAX: usize = 1024;
 /// Longest short label (record type, MIME type, PRONOM id), in bytes.
 pub const LABEL_BYTES_MAX: usize = 128;
 
+// A label is a short text: the two limits must not cross.
+const _: () = assert!(LABEL_BYTES_MAX <= TEXT_BYTES_MAX);
+
 /// Why a document was amended.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

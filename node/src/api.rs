@@ -15,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use custody_ledger::state::TxRefusal;
 use custody_ledger::store::StoreError;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{BlockHash, DepartmentId, DocumentId, Height, PublicKey, TxId};
@@ -25,7 +26,7 @@ use crate::api_types::{
     BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, StatusResponse,
     SubmitResponse, TransactionResponse,
 };
-use crate::mempool::{refusal_code, AdmitError};
+use crate::mempool::AdmitError;
 use crate::shared::{local_time_ms, Outbound, SharedRef};
 
 pub fn router(shared: SharedRef) -> Router {
@@ -337,15 +338,15 @@ fn admit_error(shared: &SharedRef, error: AdmitError) -> Option<ApiError> {
                 .metrics
                 .refused_txs_total
                 .fetch_add(1, Ordering::Relaxed);
-            let code = refusal_code(&refusal);
-            let status = if code == "bad_signature" || code == "wrong_chain_id" {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
+            // A transaction that is not this chain's, or not signed by
+            // its signer, is a malformed request; the others broke a rule.
+            let status = match refusal {
+                TxRefusal::BadSignature | TxRefusal::WrongChainId { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             Some(ApiError {
                 status,
-                code: leak_code(code),
+                code: refusal.code(),
                 message: refusal.to_string(),
             })
         }
@@ -500,25 +501,6 @@ fn admit_batch(
     }
     shared.update_mempool_metrics(mempool.len(), mempool.bytes());
     results
-}
-
-/// Error codes are `&'static str`; refusal codes come from a fixed set of
-/// variant names, so interning them once each is bounded.
-fn leak_code(code: String) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static CODES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut guard = match CODES.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    let set = guard.get_or_insert_with(HashSet::new);
-    if let Some(existing) = set.get(code.as_str()) {
-        return existing;
-    }
-    let leaked: &'static str = Box::leak(code.into_boxed_str());
-    set.insert(leaked);
-    leaked
 }
 
 fn parse_hash(text: &str, what: &str) -> Result<[u8; 32], ApiError> {

@@ -5,16 +5,19 @@
 //!   the directory) before the next action runs, so a restarted validator
 //!   never signs against its own earlier vote.
 //! - `Broadcast` goes to gossip; `ScheduleTimeout` to a timer heap.
-//! - `RequestProposal` builds a block from the mempool (bounded by the
-//!   chain parameters), after `block_interval_ms` so blocks fill up.
-//! - `ValidateValue` decodes the block, checks its hash, height, parent,
-//!   time rule and every transaction against committed state.
-//! - `Commit` writes block + certificate + state changes in one atomic,
-//!   flushed batch, prunes and re-checks the mempool, then starts the next
-//!   height with the validator set in force there.
+//! - `RequestProposal` asks the ledger to build a block from the mempool
+//!   (`chain::propose`), after `block_interval_ms` so blocks fill up.
+//! - `ValidateValue` asks the ledger to judge the block (`chain::judge`);
+//!   a refusal is a "no" vote, a store that cannot be read ends the driver.
+//! - `Commit` has the ledger write block + certificate + state changes in
+//!   one atomic, flushed batch (`chain::commit_certified`), prunes and
+//!   re-checks the mempool, then starts the next height with the validator
+//!   set in force there.
 //!
 //! The driver is also the store's only writer: blocks fetched by block
-//! sync are verified and committed here too.
+//! sync are committed here too, by the same `chain::commit_certified`.
+//! Every block decision is the ledger's; the driver keeps the mempool,
+//! metrics, logging and sync requests.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -25,13 +28,12 @@ use std::time::{Duration, Instant};
 
 use custody_consensus as consensus;
 use custody_consensus::{Action, Consensus, Input, Message, SignedMessage, TimeoutEvent};
-use custody_ledger::block::{check_block_time, Block};
+use custody_ledger::block::Block;
 use custody_ledger::certificate::{CommitCertificate, CommitSignature};
-use custody_ledger::state::{
-    apply_block_identified, apply_block_with, build_block, build_block_identified,
-    select_transactions, Signatures,
+use custody_ledger::chain::{
+    self, BlockLimits, Candidate, CommitError, Committed, Judgement, Origin, ProposeError,
 };
-use custody_ledger::state::{Refusal, StateChanges, StateView};
+use custody_ledger::state::{StateChanges, ViewError};
 use custody_ledger::store::StoreError;
 use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
 use tokio::sync::{mpsc, oneshot};
@@ -43,13 +45,6 @@ use crate::shutdown::Shutdown;
 
 /// Bound of the driver's input channel.
 pub const DRIVER_INBOX_MAX: usize = 8192;
-
-/// How many times a proposal is rebuilt after dropping a transaction that
-/// no longer applies, before falling back to checking each one.
-const PROPOSAL_REBUILDS_MAX: usize = 8;
-
-/// Room left in a block for its header and the previous certificate.
-const BLOCK_OVERHEAD_BYTES: u64 = 64 * 1024;
 
 /// A proposal fetch that found nobody holding it may be asked again after
 /// this long (on the next vote for it).
@@ -80,6 +75,12 @@ pub enum DriverError {
     Consensus(#[from] consensus::ConsensusError),
     #[error("the decided block at height {height} cannot be applied: {reason}")]
     DecidedBlockRefused { height: u64, reason: String },
+    #[error("cannot build a proposal: {0}")]
+    Propose(ViewError),
+    #[error("cannot judge a proposal: {0}")]
+    Judge(ViewError),
+    #[error("cannot commit: {0}")]
+    Commit(CommitError),
     #[error("validator set: {0}")]
     ValidatorSet(String),
 }
@@ -378,7 +379,7 @@ impl Driver {
                             self.shared.held_proposals().hold(*key, bytes.clone());
                         }
                     }
-                    let valid = self.validate(height, &value);
+                    let valid = self.validate(height, &value)?;
                     let actions = self.consensus.handle(Input::ValueVerdict {
                         height,
                         hash: value.hash,
@@ -487,8 +488,6 @@ impl Driver {
         }
         self.pending_proposal = None;
         let Some(value) = self.build_proposal(height)? else {
-            // We are behind: the chain is not at height - 1 here yet.
-            self.shared.sync_wanted.notify_one();
             return Ok(None);
         };
         Ok(Some(self.consensus.handle(Input::ProposalValue {
@@ -502,169 +501,110 @@ impl Driver {
         Timestamp(local_time_ms(self.shared.config.consensus.clock_offset_ms))
     }
 
+    /// Asks the ledger for a block at `height` from the waiting
+    /// transactions; `None` when this node cannot propose now (it is
+    /// behind, and sync is asked for, or its own block would be refused).
     fn build_proposal(
         &mut self,
         height: consensus::Height,
     ) -> Result<Option<consensus::Value>, DriverError> {
         let store = &self.shared.store;
         let chain = store.chain_info()?;
-        if chain.height.0 + 1 != height.0 {
-            return Ok(None);
-        }
-        let parameters = store.parameters()?;
-        let time = Timestamp(self.now().0.max(chain.last_time.0 + 1));
-        let bytes_max = parameters
-            .max_block_bytes
-            .saturating_sub(BLOCK_OVERHEAD_BYTES) as usize;
-        let (mut candidates, mut ids) = self
-            .shared
-            .mempool()
-            .candidates(parameters.max_block_txs as usize, bytes_max);
+        let limits = BlockLimits::of(&store.parameters()?);
+        let candidates: Vec<Candidate> = {
+            let mempool = self.shared.mempool();
+            let (transactions, ids) = mempool.candidates(limits.txs_max, limits.tx_bytes_max);
+            transactions
+                .into_iter()
+                .zip(ids)
+                .filter_map(|(tx, id)| {
+                    let size_bytes = mempool.get(&id)?.size_bytes;
+                    Some(Candidate { tx, id, size_bytes })
+                })
+                .collect()
+        };
         let last_commit = if chain.height.0 == 0 {
             None
         } else {
             store.certificate(chain.height)?
         };
-        // The mempool only holds transactions that applied on committed state
-        // with their signatures checked, so the block usually applies whole;
-        // a transaction that conflicts with an earlier one in the block is
-        // dropped and the block rebuilt.
-        for _ in 0..PROPOSAL_REBUILDS_MAX {
-            let block = build_block_identified(
-                store,
-                candidates.clone(),
-                &ids,
-                time,
-                self.validator_key,
-                last_commit.clone(),
-            )
-            .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
-            match apply_block_identified(store, &block, &ids, Signatures::AlreadyVerifiedWithKeys) {
-                Ok(changes) => return Ok(Some(self.remember(block, changes))),
-                Err(Refusal::Transaction {
-                    index,
-                    tx_id,
-                    reason,
-                }) => {
-                    tracing::debug!(tx = %tx_id, %reason, "waiting transaction no longer applies; dropped");
-                    self.shared.mempool().remove(&tx_id);
-                    candidates.remove(index);
-                    ids.remove(index);
-                }
-                Err(Refusal::Storage(error)) => {
-                    return Err(DriverError::Store(StoreError::Sled(error.to_string())))
-                }
-                Err(Refusal::Header(refusal)) => {
-                    tracing::error!(%refusal, "own proposal header refused; proposing no transactions");
-                    candidates.clear();
-                    ids.clear();
-                }
-            }
-        }
-        let (accepted, _refused) = select_transactions(store, candidates, time)
-            .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
-        let block = build_block(store, accepted, time, self.validator_key, last_commit)
-            .map_err(|error| DriverError::Store(StoreError::Sled(error.to_string())))?;
-        match apply_block_with(store, &block, Signatures::AlreadyVerified) {
-            Ok(changes) => Ok(Some(self.remember(block, changes))),
-            Err(refusal) => {
-                tracing::error!(%refusal, "cannot build a valid proposal");
-                Ok(None)
-            }
-        }
-    }
-
-    fn remember(&mut self, block: Block, changes: StateChanges) -> consensus::Value {
-        let hash = block.hash();
-        let value = consensus::Value {
-            bytes: block.to_bytes(),
-            hash: consensus::BlockHash(hash.0),
-        };
-        self.verified.insert(hash.0, (block, changes));
-        value
-    }
-
-    /// Whether a proposed value is a block this validator can vote for.
-    fn validate(&mut self, height: consensus::Height, value: &consensus::Value) -> bool {
-        if self.verified.contains_key(&value.hash.0) {
-            return true;
-        }
-        let block = match Block::from_bytes(&value.bytes) {
-            Ok(block) => block,
-            Err(error) => {
-                tracing::warn!(%error, "proposed block does not decode");
-                return false;
-            }
-        };
-        if block.hash().0 != value.hash.0 {
-            tracing::warn!("proposed block's header hash differs from the proposal's hash");
-            return false;
-        }
-        if block.header.height.0 != height.0 {
-            tracing::warn!("proposed block's height differs from the proposal's height");
-            return false;
-        }
-        let store = &self.shared.store;
-        let (chain, parameters) = match (store.chain_info(), store.parameters()) {
-            (Ok(chain), Ok(parameters)) => (chain, parameters),
-            _ => return false,
-        };
-        if chain.height.0 + 1 != height.0 {
-            self.shared.sync_wanted.notify_one();
-            return false;
-        }
-        if let Err(error) = check_block_time(
-            chain.last_time,
-            block.header.time,
+        let proposed = match chain::propose(
+            store,
+            Height(height.0),
+            candidates,
             self.now(),
-            parameters.block_time_skew_ms,
+            self.validator_key,
+            last_commit,
+            limits,
         ) {
-            tracing::warn!(%error, "proposed block's time refused");
-            return false;
-        }
-        // The previous block's certificate becomes part of the chain: its
-        // signatures must hold for anyone verifying it later.
-        if let Some(last_commit) = &block.last_commit {
-            if let Err(error) = last_commit.verify_signatures(&chain.chain_id) {
-                tracing::warn!(%error, "proposed block's previous certificate is badly signed");
-                return false;
+            Ok(proposed) => proposed,
+            Err(ProposeError::Storage(error)) => return Err(DriverError::Propose(error)),
+            Err(error) if error.node_is_behind() => {
+                tracing::debug!(%error, "not proposing: this node is behind");
+                self.shared.sync_wanted.notify_one();
+                return Ok(None);
             }
-        }
-        // Signatures and carried keys of transactions already in our mempool
-        // were checked on admission; the others are checked here, the
-        // signatures in one batch.
-        let ids = block.tx_ids();
-        let (unknown, unknown_ids): (Vec<_>, Vec<_>) = {
-            let mempool = self.shared.mempool();
-            block
-                .transactions
-                .iter()
-                .zip(&ids)
-                .filter(|(_, id)| !mempool.contains(id))
-                .map(|(tx, id)| (tx, *id))
-                .unzip()
+            Err(error) => {
+                tracing::error!(%error, "not proposing");
+                return Ok(None);
+            }
         };
-        if !custody_ledger::tx::verify_batch(unknown.iter().copied()).is_empty() {
-            tracing::warn!("proposed block holds a badly signed transaction");
-            return false;
-        }
-        if let Some(refusal) = unknown
-            .iter()
-            .find_map(|tx| custody_ledger::state::check_carried_keys(tx).err())
-        {
-            tracing::warn!(%refusal, "proposed block holds a transaction with an invalid key");
-            return false;
-        }
-        match apply_block_identified(store, &block, &ids, Signatures::AlreadyVerifiedWithKeys) {
-            Ok(changes) => {
-                self.shared.mempool().note_checked_in_proposal(unknown_ids);
-                self.verified.insert(value.hash.0, (block, changes));
-                true
+        if !proposed.dropped.is_empty() {
+            let mut mempool = self.shared.mempool();
+            for (tx, reason) in &proposed.dropped {
+                tracing::debug!(%tx, %reason, "waiting transaction no longer applies; dropped");
+                mempool.remove(tx);
             }
-            Err(refusal) => {
-                tracing::warn!(%refusal, "proposed block refused");
-                false
+        }
+        let value = consensus::Value {
+            bytes: proposed.bytes,
+            hash: consensus::BlockHash(proposed.hash.0),
+        };
+        self.verified
+            .insert(proposed.hash.0, (proposed.block, proposed.changes));
+        Ok(Some(value))
+    }
+
+    /// Whether a proposed value is a block this validator can vote for. A
+    /// store that cannot be read is an error, never a "no" vote.
+    fn validate(
+        &mut self,
+        height: consensus::Height,
+        value: &consensus::Value,
+    ) -> Result<bool, DriverError> {
+        if self.verified.contains_key(&value.hash.0) {
+            return Ok(true);
+        }
+        let shared = &self.shared;
+        // The mempool is locked per lookup, not across the whole judgement,
+        // so that admissions do not wait for a block to be applied.
+        let judged = chain::judge(
+            &shared.store,
+            Height(height.0),
+            BlockHash(value.hash.0),
+            &value.bytes,
+            self.now(),
+            |id| shared.mempool().contains(id),
+        );
+        match judged {
+            Ok(judged) => {
+                self.shared
+                    .mempool()
+                    .note_checked_in_proposal(judged.newly_checked_ids);
+                self.verified
+                    .insert(value.hash.0, (judged.block, judged.changes));
+                Ok(true)
             }
+            Err(Judgement::Refused(refusal)) if refusal.node_is_behind() => {
+                tracing::debug!(%refusal, "proposal for a later height; asking for sync");
+                self.shared.sync_wanted.notify_one();
+                Ok(false)
+            }
+            Err(Judgement::Refused(refusal)) => {
+                tracing::warn!(code = refusal.code(), %refusal, "proposed block refused");
+                Ok(false)
+            }
+            Err(Judgement::Storage(error)) => Err(DriverError::Judge(error)),
         }
     }
 
@@ -674,14 +614,8 @@ impl Driver {
         value: consensus::Value,
         certificate: &consensus::CommitCertificate,
     ) -> Result<(), DriverError> {
-        let store = &self.shared.store;
-        let chain = store.chain_info()?;
-        if chain.height.0 >= height.0 {
-            // Already stored (block sync was faster).
-            return Ok(());
-        }
-        let (block, changes) = match self.verified.remove(&value.hash.0) {
-            Some(found) => found,
+        let (block, judged) = match self.verified.remove(&value.hash.0) {
+            Some((block, changes)) => (block, Some(changes)),
             None => {
                 let block = Block::from_bytes(&value.bytes).map_err(|error| {
                     DriverError::DecidedBlockRefused {
@@ -689,28 +623,38 @@ impl Driver {
                         reason: error.to_string(),
                     }
                 })?;
-                let changes =
-                    apply_block_with(store, &block, Signatures::Verify).map_err(|refusal| {
-                        DriverError::DecidedBlockRefused {
-                            height: height.0,
-                            reason: refusal.to_string(),
-                        }
-                    })?;
-                (block, changes)
+                (block, None)
             }
         };
         let certificate = ledger_certificate(certificate);
         // `block` was decoded from (or encoded as) these canonical bytes.
-        store.commit_encoded(&block, &value.bytes, &certificate, &changes)?;
-        tracing::info!(
-            height = height.0,
-            round = certificate.round.0,
-            transactions = block.transactions.len(),
-            hash = %block.hash(),
-            "committed"
+        let committed = chain::commit_certified(
+            &self.shared.store,
+            &block,
+            &value.bytes,
+            &certificate,
+            Origin::Decided { judged },
         );
-        self.after_commit(&block, &changes);
-        Ok(())
+        match committed {
+            Ok(Committed::Stored(changes)) => {
+                tracing::info!(
+                    height = height.0,
+                    round = certificate.round.0,
+                    transactions = block.transactions.len(),
+                    hash = %block.hash(),
+                    "committed"
+                );
+                self.after_commit(&block, &changes);
+                Ok(())
+            }
+            // Block sync was faster.
+            Ok(Committed::AlreadyStored) => Ok(()),
+            Err(error) if error.is_local() => Err(DriverError::Commit(error)),
+            Err(error) => Err(DriverError::DecidedBlockRefused {
+                height: height.0,
+                reason: error.to_string(),
+            }),
+        }
     }
 
     fn after_commit(&mut self, block: &Block, changes: &StateChanges) {
@@ -744,59 +688,44 @@ impl Driver {
         self.last_commit_at = Instant::now();
     }
 
-    /// Verifies and commits blocks fetched from a peer, then moves
-    /// consensus to the height after the last one.
+    /// Commits blocks fetched from a peer (the ledger checks each one and
+    /// its certificate), then moves consensus to the height after the last
+    /// one.
     fn apply_synced(&mut self, blocks: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64, SyncApplyError> {
         let store = self.shared.store.clone();
         let mut applied = 0u64;
         for (block_bytes, certificate_bytes) in blocks {
-            let chain = store.chain_info().map_err(SyncApplyError::local)?;
             let block = Block::from_bytes(&block_bytes)
                 .map_err(|error| SyncApplyError::Peer(format!("block does not decode: {error}")))?;
-            if block.header.height.0 <= chain.height.0 {
-                continue;
-            }
-            if block.header.height.0 != chain.height.0 + 1 {
-                return Err(SyncApplyError::Peer(format!(
-                    "block {} does not follow height {}",
-                    block.header.height.0, chain.height.0
-                )));
-            }
+            let height = block.header.height.0;
             let certificate =
                 CommitCertificate::from_bytes(&certificate_bytes).map_err(|error| {
-                    SyncApplyError::Peer(format!("certificate does not decode: {error}"))
-                })?;
-            let hash = block.hash();
-            certificate
-                .verify(
-                    &chain.chain_id,
-                    block.header.height,
-                    &hash,
-                    &chain.validator_set,
-                )
-                .map_err(|error| {
                     SyncApplyError::Peer(format!(
-                        "certificate of block {} invalid: {error}",
-                        block.header.height.0
+                        "certificate of block {height} does not decode: {error}"
                     ))
                 })?;
-            let changes =
-                apply_block_with(&store, &block, Signatures::Verify).map_err(|refusal| {
-                    SyncApplyError::Peer(format!(
-                        "block {} refused: {refusal}",
-                        block.header.height.0
-                    ))
-                })?;
-            store
-                .commit(&block, &certificate, &changes)
-                .map_err(SyncApplyError::local)?;
-            applied += 1;
-            self.shared
-                .metrics
-                .synced_blocks_total
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(height = block.header.height.0, "synced block committed");
-            self.after_commit(&block, &changes);
+            match chain::commit_certified(
+                &store,
+                &block,
+                &block_bytes,
+                &certificate,
+                Origin::Synced,
+            ) {
+                Ok(Committed::Stored(changes)) => {
+                    applied += 1;
+                    self.shared
+                        .metrics
+                        .synced_blocks_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(height, "synced block committed");
+                    self.after_commit(&block, &changes);
+                }
+                Ok(Committed::AlreadyStored) => {}
+                Err(error) if error.is_local() => {
+                    return Err(SyncApplyError::Local(DriverError::Commit(error)))
+                }
+                Err(error) => return Err(SyncApplyError::Peer(format!("block {height}: {error}"))),
+            }
         }
         let chain = store.chain_info().map_err(SyncApplyError::local)?;
         if applied > 0 && chain.height.0 + 1 > self.consensus.height().0 {
@@ -824,10 +753,4 @@ impl SyncApplyError {
     fn local(error: StoreError) -> SyncApplyError {
         SyncApplyError::Local(DriverError::Store(error))
     }
-}
-
-/// Unused-import guard for `StateView` (the store is used through it).
-#[allow(dead_code)]
-fn _assert_store_is_view(store: &custody_ledger::store::Store) -> &dyn StateView {
-    store
 }
