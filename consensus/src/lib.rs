@@ -38,7 +38,8 @@ pub mod types;
 pub use certificate::{CertificateError, CommitCertificate, CommitSignature};
 pub use machine::{
     Action, Config, Consensus, ConsensusError, Disposition, DropReason, Equivocation,
-    FaultInjection, Input, PersistedState, Step, TimeoutConfig, TimeoutEvent, TimeoutStep,
+    FaultInjection, Input, PersistedState, RoundStep, Step, TimeoutConfig, TimeoutEvent,
+    TimeoutStep,
 };
 pub use message::{
     canonical_bytes, commit_vote_signing_bytes, signing_bytes, tagged, CommitVote, DecodeError,

@@ -191,7 +191,7 @@ fn persisted_state_survives_a_postcard_round_trip() {
             bytes: vec![1, 2, 3],
             hash: BlockHash([9; 32]),
         },
-    });
+    }).actions;
     let persisted = actions
         .iter()
         .rev()

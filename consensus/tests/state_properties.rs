@@ -220,7 +220,7 @@ proptest! {
                 }
             };
             if let Some(input) = input {
-                actions = machine.handle(input);
+                actions = machine.handle(input).actions;
             }
         }
     }

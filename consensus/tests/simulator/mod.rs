@@ -142,6 +142,7 @@ impl SimConfig {
             precommit_ms: 200,
             precommit_delta_ms: 100,
             rebroadcast_ms: 600,
+            heartbeat_ms: None,
         }
     }
 
@@ -289,6 +290,7 @@ impl SimConfig {
                 precommit_ms: 60_000,
                 precommit_delta_ms: 1_000,
                 rebroadcast_ms: 60_000,
+                heartbeat_ms: None,
             },
             fault_injection: FaultInjection::default(),
             check_certificates: true,
@@ -962,7 +964,7 @@ impl Simulation {
         let Some(machine) = self.nodes[node].machine.as_mut() else {
             return;
         };
-        let actions = machine.handle(input);
+        let actions = machine.handle(input).actions;
         self.execute(node, actions);
     }
 
