@@ -44,6 +44,11 @@ use crate::shutdown::Shutdown;
 /// Bound of the driver's input channel.
 pub const DRIVER_INBOX_MAX: usize = 8192;
 
+/// While the state machine waits for work, the mempool is looked at this
+/// often (admission does not notify the driver); the delay it adds to the
+/// first transaction after an idle spell is well below `block_interval_ms`.
+const WORK_CHECK_INTERVAL_MS: u64 = 50;
+
 /// How many times a proposal is rebuilt after dropping a transaction that
 /// no longer applies, before falling back to checking each one.
 const PROPOSAL_REBUILDS_MAX: usize = 8;
@@ -198,6 +203,9 @@ impl Driver {
             precommit_ms: config.timeout_precommit_ms,
             precommit_delta_ms: config.timeout_delta_ms,
             rebroadcast_ms: config.rebroadcast_interval_ms,
+            // 0 turns the wait for work off (a block about every
+            // `empty_block_interval_ms`, as before).
+            heartbeat_ms: (config.heartbeat_interval_ms > 0).then_some(config.heartbeat_interval_ms),
         };
         let message_bytes_max = machine_config.message_bytes_max;
         let validators = consensus_validators(&chain.validator_set)?;
@@ -243,6 +251,8 @@ impl Driver {
                 .unwrap_or_else(|| Instant::now() + far_future);
             let proposal_check = if self.pending_proposal.is_some() {
                 Instant::now() + Duration::from_millis(10)
+            } else if self.consensus.is_waiting_for_work() {
+                Instant::now() + Duration::from_millis(WORK_CHECK_INTERVAL_MS)
             } else {
                 Instant::now() + far_future
             };
@@ -256,7 +266,7 @@ impl Driver {
                             break;
                         }
                         self.timers.pop();
-                        let actions = self.consensus.handle(Input::Timeout(event));
+                        let actions = self.consensus.handle(Input::Timeout(event)).actions;
                         self.execute(actions)?;
                     }
                 }
@@ -302,7 +312,7 @@ impl Driver {
                         .block_hash
                         .map(|hash| proposal_key(v.height, v.round, hash)),
                 };
-                let actions = self.consensus.handle(Input::Message(message));
+                let actions = self.consensus.handle(Input::Message(message)).actions;
                 if let Some(key) = voted {
                     self.fetch_if_missing(key);
                 }
@@ -379,11 +389,14 @@ impl Driver {
                         }
                     }
                     let valid = self.validate(height, &value);
-                    let actions = self.consensus.handle(Input::ValueVerdict {
-                        height,
-                        hash: value.hash,
-                        valid,
-                    });
+                    let actions = self
+                        .consensus
+                        .handle(Input::ValueVerdict {
+                            height,
+                            hash: value.hash,
+                            valid,
+                        })
+                        .actions;
                     queue.extend(actions);
                 }
                 Action::Commit {
@@ -394,10 +407,13 @@ impl Driver {
                     self.commit_decided(height, value, &certificate)?;
                     let chain = self.shared.store.chain_info()?;
                     let validators = consensus_validators(&chain.validator_set)?;
-                    let actions = self.consensus.handle(Input::StartHeight {
-                        height: consensus::Height(chain.height.0 + 1),
-                        validators,
-                    });
+                    let actions = self
+                        .consensus
+                        .handle(Input::StartHeight {
+                            height: consensus::Height(chain.height.0 + 1),
+                            validators,
+                        })
+                        .actions;
                     queue.extend(actions);
                 }
                 Action::Evidence(evidence) => {
@@ -458,6 +474,12 @@ impl Driver {
     }
 
     fn maybe_propose(&mut self) -> Result<(), DriverError> {
+        // With a heartbeat configured the state machine waits at each new
+        // height until there is work: tell it once the mempool holds some.
+        if self.consensus.is_waiting_for_work() && !self.shared.mempool().is_empty() {
+            let actions = self.consensus.handle(Input::WorkAvailable).actions;
+            self.execute(actions)?;
+        }
         if let Some(actions) = self.try_propose(false)? {
             self.execute(actions)?;
         }
@@ -491,11 +513,15 @@ impl Driver {
             self.shared.sync_wanted.notify_one();
             return Ok(None);
         };
-        Ok(Some(self.consensus.handle(Input::ProposalValue {
-            height,
-            round,
-            value,
-        })))
+        Ok(Some(
+            self.consensus
+                .handle(Input::ProposalValue {
+                    height,
+                    round,
+                    value,
+                })
+                .actions,
+        ))
     }
 
     fn now(&self) -> Timestamp {
@@ -802,10 +828,13 @@ impl Driver {
         if applied > 0 && chain.height.0 + 1 > self.consensus.height().0 {
             let validators =
                 consensus_validators(&chain.validator_set).map_err(SyncApplyError::Local)?;
-            let actions = self.consensus.handle(Input::StartHeight {
-                height: consensus::Height(chain.height.0 + 1),
-                validators,
-            });
+            let actions = self
+                .consensus
+                .handle(Input::StartHeight {
+                    height: consensus::Height(chain.height.0 + 1),
+                    validators,
+                })
+                .actions;
             self.execute(actions).map_err(SyncApplyError::Local)?;
         }
         Ok(chain.height.0)
