@@ -4,7 +4,7 @@
 use custody_consensus::{
     commit_vote_signing_bytes, Action, BlockHash, CertificateError, CommitCertificate,
     CommitSignature, Config, Consensus, ConsensusError, Disposition, DropReason, Height, Input,
-    Message, Proposal, Round, SignatureBytes, SignedMessage, RoundStep, TimeoutEvent, TimeoutStep,
+    Message, Proposal, Round, RoundStep, SignatureBytes, SignedMessage, TimeoutEvent, TimeoutStep,
     Validator, ValidatorKey, ValidatorSet, Value, Vote,
 };
 use ed25519_dalek::{Signature, SigningKey, Verifier};
@@ -234,11 +234,13 @@ fn proposer_signs_the_node_value_and_prevotes_for_it() {
     let fixture = Fixture::new(4);
     let me = fixture.proposer(1, 0);
     let (mut machine, _) = fixture.start(me, 1);
-    let actions = machine.handle(Input::ProposalValue {
-        height: Height(1),
-        round: Round(0),
-        value: value(7),
-    }).actions;
+    let actions = machine
+        .handle(Input::ProposalValue {
+            height: Height(1),
+            round: Round(0),
+            value: value(7),
+        })
+        .actions;
     let sent = own_broadcasts(&actions, &fixture, me);
     assert!(
         matches!(&sent[0], Message::Proposal(p) if p.value == value(7) && p.valid_round.is_none())
@@ -564,7 +566,10 @@ fn precommit_timeout_starts_the_next_round() {
     let me = fixture.non_proposer(1, 0);
     let (mut machine, _) = fixture.start(me, 1);
     timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
-    assert_eq!((machine.round(), machine.step()), (Round(1), RoundStep::Propose));
+    assert_eq!(
+        (machine.round(), machine.step()),
+        (Round(1), RoundStep::Propose)
+    );
 }
 
 #[test]
@@ -598,10 +603,12 @@ fn timeouts_grow_linearly_with_the_round_and_reset_at_a_new_height() {
     assert_eq!(propose(&actions), Some(1250));
     let actions = timeout(&mut machine, 1, 1, TimeoutStep::Precommit);
     assert_eq!(propose(&actions), Some(1500));
-    let actions = machine.handle(Input::StartHeight {
-        height: Height(2),
-        validators: fixture.set.clone(),
-    }).actions;
+    let actions = machine
+        .handle(Input::StartHeight {
+            height: Height(2),
+            validators: fixture.set.clone(),
+        })
+        .actions;
     assert_eq!(propose(&actions), Some(1000));
 }
 
@@ -748,11 +755,15 @@ fn persist_comes_before_every_own_broadcast() {
     let fixture = Fixture::new(4);
     let me = fixture.proposer(1, 0);
     let (mut machine, mut actions) = fixture.start(me, 1);
-    actions.extend(machine.handle(Input::ProposalValue {
-        height: Height(1),
-        round: Round(0),
-        value: value(7),
-    }).actions);
+    actions.extend(
+        machine
+            .handle(Input::ProposalValue {
+                height: Height(1),
+                round: Round(0),
+                value: value(7),
+            })
+            .actions,
+    );
     for index in fixture.others(me, 3) {
         actions.extend(feed(
             &mut machine,
@@ -1160,7 +1171,10 @@ fn a_new_height_waits_for_work_when_a_heartbeat_is_configured() {
     assert!(machine.is_waiting_for_work());
     assert!(!requests_proposal(&actions, 1), "{actions:?}");
     assert_eq!(schedules(&actions, TimeoutStep::Propose), None);
-    assert_eq!(schedules(&actions, TimeoutStep::Heartbeat), Some(HEARTBEAT_MS));
+    assert_eq!(
+        schedules(&actions, TimeoutStep::Heartbeat),
+        Some(HEARTBEAT_MS)
+    );
 }
 
 #[test]
@@ -1217,6 +1231,26 @@ fn the_heartbeat_starts_the_round_without_work() {
 }
 
 #[test]
+fn a_round_timeout_before_round_zero_neither_votes_nor_ends_the_wait() {
+    let fixture = Fixture::new(4);
+    let (mut machine, _) = fixture.start_waiting(fixture.non_proposer(1, 0), 1);
+    for step in [
+        TimeoutStep::Propose,
+        TimeoutStep::Prevote,
+        TimeoutStep::Precommit,
+        TimeoutStep::Rebroadcast,
+    ] {
+        let actions = timeout(&mut machine, 1, 0, step);
+        assert!(actions.is_empty(), "{step:?}: {actions:?}");
+    }
+    assert!(machine.is_waiting_for_work());
+    assert_eq!(
+        (machine.round(), machine.step()),
+        (Round(0), RoundStep::Propose)
+    );
+}
+
+#[test]
 fn a_vote_for_the_height_wakes_a_waiting_validator() {
     let fixture = Fixture::new(4);
     let me = fixture.non_proposer(1, 0);
@@ -1270,7 +1304,10 @@ fn a_vote_for_the_next_height_wakes_a_waiting_validator_when_that_height_starts(
         disposition(&mut machine, fixture.prevote(voter, 2, 0, None)),
         Some(Disposition::Buffered)
     );
-    assert!(machine.is_waiting_for_work(), "a later height's vote does not wake this one");
+    assert!(
+        machine.is_waiting_for_work(),
+        "a later height's vote does not wake this one"
+    );
     let _ = machine.handle(Input::StartHeight {
         height: Height(2),
         validators: fixture.set.clone(),
@@ -1338,7 +1375,10 @@ fn machine_never_signs_two_prevotes_in_one_round() {
         Some(persisted),
     )
     .unwrap();
-    actions.extend(feed(&mut restarted, fixture.proposal(1, 0, &value(7), None)));
+    actions.extend(feed(
+        &mut restarted,
+        fixture.proposal(1, 0, &value(7), None),
+    ));
     actions.extend(verdict(&mut restarted, 1, &value(7), true));
     actions.extend(timeout(&mut restarted, 1, 0, TimeoutStep::Propose));
     let prevotes: Vec<Message> = own_broadcasts(&actions, &fixture, me)
@@ -1373,7 +1413,10 @@ fn machine_never_signs_two_precommits_in_one_round() {
     .unwrap();
     // A polka for block 7 in round 0 would make a validator in the prevote
     // step lock on it and precommit it (L36).
-    actions.extend(feed(&mut restarted, fixture.proposal(1, 0, &value(7), None)));
+    actions.extend(feed(
+        &mut restarted,
+        fixture.proposal(1, 0, &value(7), None),
+    ));
     actions.extend(verdict(&mut restarted, 1, &value(7), true));
     for index in fixture.others(me, 3) {
         actions.extend(feed(

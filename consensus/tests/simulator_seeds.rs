@@ -402,7 +402,10 @@ fn work_is_committed_at_once_even_when_one_validator_alone_holds_it() {
     assert!(at(11_000..30_000).is_empty(), "idle spell: {commits:?}");
     let after_second = at(30_000..40_000);
     assert!(after_second.iter().any(|(_, work)| *work), "{commits:?}");
-    assert!(after_second.len() <= n, "more than one rotation: {commits:?}");
+    assert!(
+        after_second.len() <= n,
+        "more than one rotation: {commits:?}"
+    );
     assert!(at(40_000..heartbeat_ms).is_empty(), "{commits:?}");
 }
 

@@ -205,7 +205,8 @@ impl Driver {
             rebroadcast_ms: config.rebroadcast_interval_ms,
             // 0 turns the wait for work off (a block about every
             // `empty_block_interval_ms`, as before).
-            heartbeat_ms: (config.heartbeat_interval_ms > 0).then_some(config.heartbeat_interval_ms),
+            heartbeat_ms: (config.heartbeat_interval_ms > 0)
+                .then_some(config.heartbeat_interval_ms),
         };
         let message_bytes_max = machine_config.message_bytes_max;
         let validators = consensus_validators(&chain.validator_set)?;

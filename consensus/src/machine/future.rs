@@ -24,7 +24,11 @@ impl FutureBuffer {
     /// Whether `message`, for a height above `current`, may be kept:
     /// `Ok(())` or the disposition to answer. The signature is not checked
     /// here (the caller does that last, as the costliest check).
-    pub(super) fn admits(&self, message: &SignedMessage, current: Height) -> Result<(), Disposition> {
+    pub(super) fn admits(
+        &self,
+        message: &SignedMessage,
+        current: Height,
+    ) -> Result<(), Disposition> {
         let height = message.height();
         debug_assert!(height > current, "only later heights are buffered");
         if height.0 > current.0.saturating_add(FUTURE_HEIGHTS_MAX) {

@@ -314,7 +314,13 @@ impl Consensus {
         };
         self.rounds
             .get(valid_round)
-            .map(|round_state| round_state.prevotes.for_block(value.hash).cloned().collect())
+            .map(|round_state| {
+                round_state
+                    .prevotes
+                    .for_block(value.hash)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -433,6 +433,11 @@ impl Consensus {
         if event.height != self.height || self.decision.is_some() {
             return;
         }
+        // Before round 0 only the heartbeat means anything: no round timer
+        // of this height was scheduled yet, so any other is stale.
+        if self.waiting_for_work && event.step != TimeoutStep::Heartbeat {
+            return;
+        }
         match event.step {
             // The wait for work is over: a heartbeat block.
             TimeoutStep::Heartbeat => self.end_wait(out),

@@ -968,8 +968,11 @@ impl Simulation {
                             .work_required
                             .iter()
                             .all(|id| self.nodes[node].committed_work.contains(id))
-                })
-                    && self.config.work.iter().all(|work| work.at_ms <= self.now_ms)
+                }) && self
+                    .config
+                    .work
+                    .iter()
+                    .all(|work| work.at_ms <= self.now_ms)
             }
             None => false,
         }
