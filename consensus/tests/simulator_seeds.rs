@@ -409,6 +409,23 @@ fn work_is_committed_at_once_even_when_one_validator_alone_holds_it() {
     assert!(at(40_000..heartbeat_ms).is_empty(), "{commits:?}");
 }
 
+/// A machine that forgets to wait for work commits empty blocks back to
+/// back: the simulator must report a height that nothing started.
+#[test]
+fn forgetting_to_wait_for_work_is_caught_as_an_idle_block() {
+    let mut config = waiting_for_work(4, 5_000, 3);
+    config.fault_injection.never_wait_for_work = true;
+    let outcome = simulator::run_config(config);
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|violation| matches!(violation, simulator::Violation::IdleBlock { .. })),
+        "{:?}",
+        outcome.violations
+    );
+}
+
 // ----- half-open links ---------------------------------------------------------
 
 /// The pattern seen in fault runs: one validator's inbound traffic is lost

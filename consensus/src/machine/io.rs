@@ -84,6 +84,9 @@ pub struct FaultInjection {
     pub quorum_of_two_f: bool,
     /// Ignore `lockedValue`/`lockedRound` when prevoting (L22, L28).
     pub ignore_locks: bool,
+    /// Start every height at once even with a heartbeat configured (the
+    /// wait for work forgotten).
+    pub never_wait_for_work: bool,
 }
 
 /// Configuration of one state machine.

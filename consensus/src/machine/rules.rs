@@ -250,7 +250,8 @@ impl Consensus {
     /// `WorkAvailable`, another validator's message for this height, or
     /// the heartbeat timeout.
     pub(super) fn begin_height(&mut self, out: &mut Vec<Action>) {
-        if self.config.timeouts.waits_for_work() {
+        if self.config.timeouts.waits_for_work() && !self.config.fault_injection.never_wait_for_work
+        {
             self.waiting_for_work = true;
             self.schedule_timeout(TimeoutStep::Heartbeat, out);
         } else {
