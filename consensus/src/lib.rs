@@ -5,8 +5,12 @@
 //! consensus", 2018, arXiv:1807.04938, Algorithm 1), written as a pure
 //! state machine: [`Consensus::handle`] takes an [`Input`] (a signed message,
 //! a timeout that fired, the node's proposal or verdict on a value, the
-//! start of a height) and returns [`Action`]s (persist, broadcast, schedule a
-//! timeout, ask for a value, ask for a verdict, commit, report evidence).
+//! start of a height, news that the node holds work) and returns a
+//! [`Step`]: the [`Action`]s to carry out in order (persist, broadcast,
+//! schedule a timeout, ask for a value, ask for a verdict, commit, report
+//! evidence) and what became of a message. With a heartbeat configured, a
+//! new height waits for work before its first round, so an idle chain makes
+//! one block per heartbeat rather than one a second.
 //!
 //! **Owns:** the protocol rules, message encoding and signing, commit
 //! certificates and their verification.
@@ -37,7 +41,8 @@ pub mod types;
 pub use certificate::{CertificateError, CommitCertificate, CommitSignature};
 pub use machine::{
     Action, Config, Consensus, ConsensusError, Disposition, DropReason, Equivocation,
-    FaultInjection, Input, PersistedState, Step, TimeoutConfig, TimeoutEvent, TimeoutStep,
+    FaultInjection, Input, PersistedState, RoundStep, Step, TimeoutConfig, TimeoutEvent,
+    TimeoutStep,
 };
 pub use message::{
     canonical_bytes, commit_vote_signing_bytes, signing_bytes, tagged, CommitVote, DecodeError,

@@ -184,14 +184,16 @@ fn persisted_state_survives_a_postcard_round_trip() {
         None,
     )
     .unwrap();
-    let actions = machine.handle(Input::ProposalValue {
-        height: Height(1),
-        round: Round(0),
-        value: Value {
-            bytes: vec![1, 2, 3],
-            hash: BlockHash([9; 32]),
-        },
-    });
+    let actions = machine
+        .handle(Input::ProposalValue {
+            height: Height(1),
+            round: Round(0),
+            value: Value {
+                bytes: vec![1, 2, 3],
+                hash: BlockHash([9; 32]),
+            },
+        })
+        .actions;
     let persisted = actions
         .iter()
         .rev()

@@ -4,12 +4,15 @@
 use custody_consensus::{
     commit_vote_signing_bytes, Action, BlockHash, CertificateError, CommitCertificate,
     CommitSignature, Config, Consensus, ConsensusError, Disposition, DropReason, Height, Input,
-    Message, Proposal, Round, SignatureBytes, SignedMessage, Step, TimeoutEvent, TimeoutStep,
+    Message, Proposal, Round, RoundStep, SignatureBytes, SignedMessage, TimeoutEvent, TimeoutStep,
     Validator, ValidatorKey, ValidatorSet, Value, Vote,
 };
 use ed25519_dalek::{Signature, SigningKey, Verifier};
 
 const CHAIN: &str = "custody-test";
+
+/// Heartbeat of the validators that wait for work.
+const HEARTBEAT_MS: u64 = 60_000;
 
 struct Fixture {
     keys: Vec<SigningKey>,
@@ -51,6 +54,24 @@ impl Fixture {
 
     fn config(&self, index: usize) -> Config {
         Config::new(CHAIN, Some(self.keys[index].clone()))
+    }
+
+    /// A validator that waits for work at each new height, at most
+    /// `HEARTBEAT_MS`.
+    fn config_waiting(&self, index: usize) -> Config {
+        let mut config = self.config(index);
+        config.timeouts.heartbeat_ms = Some(HEARTBEAT_MS);
+        config
+    }
+
+    fn start_waiting(&self, index: usize, height: u64) -> (Consensus, Vec<Action>) {
+        Consensus::new(
+            self.config_waiting(index),
+            self.set.clone(),
+            Height(height),
+            None,
+        )
+        .unwrap()
     }
 
     fn start(&self, index: usize, height: u64) -> (Consensus, Vec<Action>) {
@@ -131,23 +152,32 @@ fn value(tag: u8) -> Value {
 }
 
 fn feed(machine: &mut Consensus, message: SignedMessage) -> Vec<Action> {
-    machine.handle(Input::Message(message))
+    machine.handle(Input::Message(message)).actions
+}
+
+/// Feeds `message` and returns what became of it.
+fn disposition(machine: &mut Consensus, message: SignedMessage) -> Option<Disposition> {
+    machine.handle(Input::Message(message)).disposition
 }
 
 fn verdict(machine: &mut Consensus, height: u64, value: &Value, valid: bool) -> Vec<Action> {
-    machine.handle(Input::ValueVerdict {
-        height: Height(height),
-        hash: value.hash,
-        valid,
-    })
+    machine
+        .handle(Input::ValueVerdict {
+            height: Height(height),
+            hash: value.hash,
+            valid,
+        })
+        .actions
 }
 
 fn timeout(machine: &mut Consensus, height: u64, round: u64, step: TimeoutStep) -> Vec<Action> {
-    machine.handle(Input::Timeout(TimeoutEvent {
-        height: Height(height),
-        round: Round(round),
-        step,
-    }))
+    machine
+        .handle(Input::Timeout(TimeoutEvent {
+            height: Height(height),
+            round: Round(round),
+            step,
+        }))
+        .actions
 }
 
 /// Own messages broadcast in `actions` (signed by `key`).
@@ -204,11 +234,13 @@ fn proposer_signs_the_node_value_and_prevotes_for_it() {
     let fixture = Fixture::new(4);
     let me = fixture.proposer(1, 0);
     let (mut machine, _) = fixture.start(me, 1);
-    let actions = machine.handle(Input::ProposalValue {
-        height: Height(1),
-        round: Round(0),
-        value: value(7),
-    });
+    let actions = machine
+        .handle(Input::ProposalValue {
+            height: Height(1),
+            round: Round(0),
+            value: value(7),
+        })
+        .actions;
     let sent = own_broadcasts(&actions, &fixture, me);
     assert!(
         matches!(&sent[0], Message::Proposal(p) if p.value == value(7) && p.valid_round.is_none())
@@ -226,14 +258,14 @@ fn proposal_is_validated_by_the_node_before_any_prevote() {
         .iter()
         .any(|action| matches!(action, Action::ValidateValue { height: Height(1), value: v } if *v == value(7))));
     assert!(own_broadcasts(&actions, &fixture, me).is_empty());
-    assert_eq!(machine.step(), Step::Propose);
+    assert_eq!(machine.step(), RoundStep::Propose);
 }
 
 #[test]
 fn fresh_proposal_judged_valid_gets_a_prevote_for_it() {
     let fixture = Fixture::new(4);
     let (machine, _) = prevoted_for(&fixture, &value(7));
-    assert_eq!(machine.step(), Step::Prevote);
+    assert_eq!(machine.step(), RoundStep::Prevote);
 }
 
 #[test]
@@ -332,7 +364,7 @@ fn reproposal_without_its_proof_of_lock_waits() {
     feed(&mut machine, fixture.proposal(1, 1, &value(8), Some(0)));
     let actions = verdict(&mut machine, 1, &value(8), true);
     assert!(own_broadcasts(&actions, &fixture, me).is_empty());
-    assert_eq!(machine.step(), Step::Propose);
+    assert_eq!(machine.step(), RoundStep::Propose);
 }
 
 #[test]
@@ -348,7 +380,7 @@ fn quorum_of_mixed_prevotes_schedules_the_prevote_timeout() {
     assert!(scheduled(&actions)
         .iter()
         .any(|(event, _)| event.step == TimeoutStep::Prevote && event.round == Round(0)));
-    assert_eq!(machine.step(), Step::Prevote);
+    assert_eq!(machine.step(), RoundStep::Prevote);
 }
 
 #[test]
@@ -382,7 +414,7 @@ fn polka_seen_after_precommitting_nil_updates_the_valid_value_but_not_the_lock()
     let fixture = Fixture::new(4);
     let (mut machine, me) = prevoted_for(&fixture, &value(7));
     timeout(&mut machine, 1, 0, TimeoutStep::Prevote);
-    assert_eq!(machine.step(), Step::Precommit);
+    assert_eq!(machine.step(), RoundStep::Precommit);
     let mut actions = Vec::new();
     for index in fixture.others(me, 2) {
         actions.extend(feed(
@@ -534,7 +566,10 @@ fn precommit_timeout_starts_the_next_round() {
     let me = fixture.non_proposer(1, 0);
     let (mut machine, _) = fixture.start(me, 1);
     timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
-    assert_eq!((machine.round(), machine.step()), (Round(1), Step::Propose));
+    assert_eq!(
+        (machine.round(), machine.step()),
+        (Round(1), RoundStep::Propose)
+    );
 }
 
 #[test]
@@ -545,7 +580,7 @@ fn stale_timeouts_are_ignored() {
     timeout(&mut machine, 1, 0, TimeoutStep::Precommit);
     let actions = timeout(&mut machine, 1, 0, TimeoutStep::Propose);
     assert!(own_broadcasts(&actions, &fixture, me).is_empty());
-    assert_eq!(machine.step(), Step::Propose);
+    assert_eq!(machine.step(), RoundStep::Propose);
 }
 
 #[test]
@@ -568,18 +603,20 @@ fn timeouts_grow_linearly_with_the_round_and_reset_at_a_new_height() {
     assert_eq!(propose(&actions), Some(1250));
     let actions = timeout(&mut machine, 1, 1, TimeoutStep::Precommit);
     assert_eq!(propose(&actions), Some(1500));
-    let actions = machine.handle(Input::StartHeight {
-        height: Height(2),
-        validators: fixture.set.clone(),
-    });
+    let actions = machine
+        .handle(Input::StartHeight {
+            height: Height(2),
+            validators: fixture.set.clone(),
+        })
+        .actions;
     assert_eq!(propose(&actions), Some(1000));
 }
 
 fn assert_dropped(machine: &mut Consensus, message: SignedMessage, reason: DropReason) {
     let before = format!("{:?}", machine.persisted_state());
-    let actions = feed(machine, message);
-    assert!(actions.is_empty(), "{actions:?}");
-    assert_eq!(machine.last_disposition(), Disposition::Dropped(reason));
+    let step = machine.handle(Input::Message(message));
+    assert!(step.actions.is_empty(), "{:?}", step.actions);
+    assert_eq!(step.disposition, Some(Disposition::Dropped(reason)));
     assert_eq!(format!("{:?}", machine.persisted_state()), before);
 }
 
@@ -708,8 +745,9 @@ fn duplicate_message_changes_nothing() {
     let (mut machine, _) = fixture.start(me, 1);
     let message = fixture.prevote(fixture.others(me, 1)[0], 1, 0, None);
     feed(&mut machine, message.clone());
-    assert!(feed(&mut machine, message).is_empty());
-    assert_eq!(machine.last_disposition(), Disposition::Duplicate);
+    let step = machine.handle(Input::Message(message));
+    assert!(step.actions.is_empty());
+    assert_eq!(step.disposition, Some(Disposition::Duplicate));
 }
 
 #[test]
@@ -717,11 +755,15 @@ fn persist_comes_before_every_own_broadcast() {
     let fixture = Fixture::new(4);
     let me = fixture.proposer(1, 0);
     let (mut machine, mut actions) = fixture.start(me, 1);
-    actions.extend(machine.handle(Input::ProposalValue {
-        height: Height(1),
-        round: Round(0),
-        value: value(7),
-    }));
+    actions.extend(
+        machine
+            .handle(Input::ProposalValue {
+                height: Height(1),
+                round: Round(0),
+                value: value(7),
+            })
+            .actions,
+    );
     for index in fixture.others(me, 3) {
         actions.extend(feed(
             &mut machine,
@@ -770,7 +812,7 @@ fn restart_from_persisted_state_never_signs_a_conflicting_vote() {
         Some(persisted),
     )
     .unwrap();
-    assert_eq!(restarted.step(), Step::Precommit);
+    assert_eq!(restarted.step(), RoundStep::Precommit);
     let sent = own_broadcasts(&actions, &fixture, me);
     assert!(
         sent.contains(&Message::Prevote(vote(1, 0, Some(&value(7))))),
@@ -862,11 +904,13 @@ fn messages_for_the_next_height_are_buffered_and_replayed_when_it_starts() {
     let me = fixture.non_proposer(2, 0);
     let (mut machine, _) = fixture.start(me, 1);
     for index in fixture.others(me, 2) {
-        feed(&mut machine, fixture.prevote(index, 2, 3, None));
-        assert_eq!(machine.last_disposition(), Disposition::Buffered);
+        assert_eq!(
+            disposition(&mut machine, fixture.prevote(index, 2, 3, None)),
+            Some(Disposition::Buffered)
+        );
     }
     assert_eq!(machine.round(), Round(0));
-    machine.handle(Input::StartHeight {
+    let _ = machine.handle(Input::StartHeight {
         height: Height(2),
         validators: fixture.set.clone(),
     });
@@ -1103,4 +1147,292 @@ fn proposers_rotate_in_proportion_to_power() {
     for index in 0..4 {
         assert_eq!(proposers.iter().filter(|&&p| p == index).count(), 2);
     }
+}
+
+// ----- the wait for work (no empty blocks when idle) ------------------------
+
+fn requests_proposal(actions: &[Action], height: u64) -> bool {
+    actions.iter().any(|action| {
+        matches!(action, Action::RequestProposal { height: h, round: Round(0) } if *h == Height(height))
+    })
+}
+
+fn schedules(actions: &[Action], step: TimeoutStep) -> Option<u64> {
+    scheduled(actions)
+        .into_iter()
+        .find(|(event, _)| event.step == step)
+        .map(|(_, duration)| duration)
+}
+
+#[test]
+fn a_new_height_waits_for_work_when_a_heartbeat_is_configured() {
+    let fixture = Fixture::new(4);
+    let (machine, actions) = fixture.start_waiting(fixture.proposer(1, 0), 1);
+    assert!(machine.is_waiting_for_work());
+    assert!(!requests_proposal(&actions, 1), "{actions:?}");
+    assert_eq!(schedules(&actions, TimeoutStep::Propose), None);
+    assert_eq!(
+        schedules(&actions, TimeoutStep::Heartbeat),
+        Some(HEARTBEAT_MS)
+    );
+}
+
+#[test]
+fn without_a_heartbeat_a_new_height_starts_round_zero_at_once() {
+    let fixture = Fixture::new(4);
+    let me = fixture.proposer(2, 0);
+    let (mut machine, _) = fixture.start(me, 1);
+    let actions = machine
+        .handle(Input::StartHeight {
+            height: Height(2),
+            validators: fixture.set.clone(),
+        })
+        .actions;
+    assert!(!machine.is_waiting_for_work());
+    assert!(requests_proposal(&actions, 2));
+    assert_eq!(schedules(&actions, TimeoutStep::Heartbeat), None);
+}
+
+#[test]
+fn work_available_starts_the_round_at_once() {
+    let fixture = Fixture::new(4);
+    let (mut proposer, _) = fixture.start_waiting(fixture.proposer(1, 0), 1);
+    let actions = proposer.handle(Input::WorkAvailable).actions;
+    assert!(!proposer.is_waiting_for_work());
+    assert!(requests_proposal(&actions, 1));
+    assert_eq!(schedules(&actions, TimeoutStep::Propose), Some(3000));
+
+    let (mut other, _) = fixture.start_waiting(fixture.non_proposer(1, 0), 1);
+    let actions = other.handle(Input::WorkAvailable).actions;
+    assert!(!other.is_waiting_for_work());
+    assert_eq!(schedules(&actions, TimeoutStep::Propose), Some(3000));
+}
+
+#[test]
+fn work_available_changes_nothing_once_the_round_has_started() {
+    let fixture = Fixture::new(4);
+    let (mut machine, _) = fixture.start_waiting(fixture.proposer(1, 0), 1);
+    let _ = machine.handle(Input::WorkAvailable);
+    let step = machine.handle(Input::WorkAvailable);
+    assert!(step.actions.is_empty(), "{:?}", step.actions);
+    assert_eq!(step.disposition, None);
+}
+
+#[test]
+fn the_heartbeat_starts_the_round_without_work() {
+    let fixture = Fixture::new(4);
+    let (mut machine, _) = fixture.start_waiting(fixture.proposer(1, 0), 1);
+    // A heartbeat of another height is stale.
+    assert!(timeout(&mut machine, 2, 0, TimeoutStep::Heartbeat).is_empty());
+    assert!(machine.is_waiting_for_work());
+    let actions = timeout(&mut machine, 1, 0, TimeoutStep::Heartbeat);
+    assert!(!machine.is_waiting_for_work());
+    assert!(requests_proposal(&actions, 1));
+}
+
+#[test]
+fn a_round_timeout_before_round_zero_neither_votes_nor_ends_the_wait() {
+    let fixture = Fixture::new(4);
+    let (mut machine, _) = fixture.start_waiting(fixture.non_proposer(1, 0), 1);
+    for step in [
+        TimeoutStep::Propose,
+        TimeoutStep::Prevote,
+        TimeoutStep::Precommit,
+        TimeoutStep::Rebroadcast,
+    ] {
+        let actions = timeout(&mut machine, 1, 0, step);
+        assert!(actions.is_empty(), "{step:?}: {actions:?}");
+    }
+    assert!(machine.is_waiting_for_work());
+    assert_eq!(
+        (machine.round(), machine.step()),
+        (Round(0), RoundStep::Propose)
+    );
+}
+
+#[test]
+fn a_vote_for_the_height_wakes_a_waiting_validator() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start_waiting(me, 1);
+    let voter = fixture.others(me, 1)[0];
+    let step = machine.handle(Input::Message(fixture.prevote(voter, 1, 0, None)));
+    assert_eq!(step.disposition, Some(Disposition::Accepted));
+    assert!(!machine.is_waiting_for_work());
+    assert_eq!(schedules(&step.actions, TimeoutStep::Propose), Some(3000));
+}
+
+#[test]
+fn a_proposal_for_the_height_wakes_a_waiting_validator_which_then_prevotes_for_it() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start_waiting(me, 1);
+    feed(&mut machine, fixture.proposal(1, 0, &value(7), None));
+    assert!(!machine.is_waiting_for_work());
+    let actions = verdict(&mut machine, 1, &value(7), true);
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 0, Some(&value(7))))]
+    );
+}
+
+#[test]
+fn a_badly_signed_or_foreign_message_does_not_wake_a_waiting_validator() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start_waiting(me, 1);
+    let outsider = SigningKey::from_bytes(&[99; 32]);
+    let foreign = SignedMessage::sign(CHAIN, Message::Prevote(vote(1, 0, None)), &outsider);
+    let _ = machine.handle(Input::Message(foreign));
+    let mut forged = fixture.prevote(fixture.others(me, 1)[0], 1, 0, None);
+    forged.signature = fixture.prevote(me, 1, 0, None).signature;
+    let step = machine.handle(Input::Message(forged));
+    assert_eq!(
+        step.disposition,
+        Some(Disposition::Dropped(DropReason::BadSignature))
+    );
+    assert!(machine.is_waiting_for_work());
+}
+
+#[test]
+fn a_vote_for_the_next_height_wakes_a_waiting_validator_when_that_height_starts() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(2, 0);
+    let (mut machine, _) = fixture.start_waiting(me, 1);
+    let voter = fixture.others(me, 1)[0];
+    assert_eq!(
+        disposition(&mut machine, fixture.prevote(voter, 2, 0, None)),
+        Some(Disposition::Buffered)
+    );
+    assert!(
+        machine.is_waiting_for_work(),
+        "a later height's vote does not wake this one"
+    );
+    let _ = machine.handle(Input::StartHeight {
+        height: Height(2),
+        validators: fixture.set.clone(),
+    });
+    assert!(!machine.is_waiting_for_work());
+}
+
+#[test]
+fn a_restart_with_nothing_done_at_the_height_waits_again() {
+    let fixture = Fixture::new(4);
+    let me = fixture.proposer(1, 0);
+    let (machine, _) = fixture.start_waiting(me, 1);
+    let persisted = machine.persisted_state();
+    let (restarted, actions) = Consensus::new(
+        fixture.config_waiting(me),
+        fixture.set.clone(),
+        Height(1),
+        Some(persisted),
+    )
+    .unwrap();
+    assert!(restarted.is_waiting_for_work());
+    assert!(!requests_proposal(&actions, 1));
+}
+
+#[test]
+fn a_restart_after_voting_resumes_the_round_instead_of_waiting() {
+    let fixture = Fixture::new(4);
+    let me = fixture.non_proposer(1, 0);
+    let (mut machine, _) = fixture.start_waiting(me, 1);
+    let _ = machine.handle(Input::WorkAvailable);
+    timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+    let persisted = machine.persisted_state();
+    let (restarted, actions) = Consensus::new(
+        fixture.config_waiting(me),
+        fixture.set.clone(),
+        Height(1),
+        Some(persisted),
+    )
+    .unwrap();
+    assert!(!restarted.is_waiting_for_work());
+    assert_eq!(
+        own_broadcasts(&actions, &fixture, me),
+        vec![Message::Prevote(vote(1, 0, None))]
+    );
+}
+
+// ----- never two own votes of one kind in one round --------------------------
+
+/// A state whose step was written behind its votes (as an older version,
+/// or a hand-edited file, could leave it): the prevote rules fire again,
+/// and the machine must send its existing vote rather than sign another.
+#[test]
+fn machine_never_signs_two_prevotes_in_one_round() {
+    let fixture = Fixture::new(4);
+    let me = fixture.bystander();
+    let (mut machine, _) = fixture.start(me, 1);
+    timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+    let mut persisted = machine.persisted_state();
+    assert_eq!(persisted.own_messages.len(), 1, "the nil prevote");
+    persisted.step = RoundStep::Propose;
+    let (mut restarted, mut actions) = Consensus::new(
+        fixture.config(me),
+        fixture.set.clone(),
+        Height(1),
+        Some(persisted),
+    )
+    .unwrap();
+    actions.extend(feed(
+        &mut restarted,
+        fixture.proposal(1, 0, &value(7), None),
+    ));
+    actions.extend(verdict(&mut restarted, 1, &value(7), true));
+    actions.extend(timeout(&mut restarted, 1, 0, TimeoutStep::Propose));
+    let prevotes: Vec<Message> = own_broadcasts(&actions, &fixture, me)
+        .into_iter()
+        .filter(|message| matches!(message, Message::Prevote(_)))
+        .collect();
+    assert!(!prevotes.is_empty());
+    assert!(
+        prevotes
+            .iter()
+            .all(|message| *message == Message::Prevote(vote(1, 0, None))),
+        "only the original nil prevote is ever sent: {prevotes:?}"
+    );
+}
+
+#[test]
+fn machine_never_signs_two_precommits_in_one_round() {
+    let fixture = Fixture::new(4);
+    let me = fixture.bystander();
+    let (mut machine, _) = fixture.start(me, 1);
+    timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+    timeout(&mut machine, 1, 0, TimeoutStep::Prevote);
+    assert_eq!(machine.step(), RoundStep::Precommit);
+    let mut persisted = machine.persisted_state();
+    persisted.step = RoundStep::Prevote;
+    let (mut restarted, mut actions) = Consensus::new(
+        fixture.config(me),
+        fixture.set.clone(),
+        Height(1),
+        Some(persisted),
+    )
+    .unwrap();
+    // A polka for block 7 in round 0 would make a validator in the prevote
+    // step lock on it and precommit it (L36).
+    actions.extend(feed(
+        &mut restarted,
+        fixture.proposal(1, 0, &value(7), None),
+    ));
+    actions.extend(verdict(&mut restarted, 1, &value(7), true));
+    for index in fixture.others(me, 3) {
+        actions.extend(feed(
+            &mut restarted,
+            fixture.prevote(index, 1, 0, Some(&value(7))),
+        ));
+    }
+    let precommits: Vec<Message> = own_broadcasts(&actions, &fixture, me)
+        .into_iter()
+        .filter(|message| matches!(message, Message::Precommit(_)))
+        .collect();
+    assert!(!precommits.is_empty());
+    assert!(
+        precommits
+            .iter()
+            .all(|message| *message == Message::Precommit(vote(1, 0, None))),
+        "only the original nil precommit is ever sent: {precommits:?}"
+    );
 }

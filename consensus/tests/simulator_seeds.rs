@@ -330,3 +330,160 @@ fn restarted_validator_can_still_prove_its_lock() {
     let outcome = simulator::run_config(config);
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 }
+
+// ----- no empty blocks when idle ----------------------------------------------
+
+/// `n` honest validators that wait for work, with a heartbeat of
+/// `heartbeat_ms`, stopping once every one has committed `heights`.
+fn waiting_for_work(n: usize, heartbeat_ms: u64, heights: u64) -> SimConfig {
+    let mut config = scripted(n, 0);
+    config.timeouts.heartbeat_ms = Some(heartbeat_ms);
+    config.stop_at_height = Some(heights);
+    config
+}
+
+#[test]
+fn an_idle_network_commits_only_heartbeat_blocks() {
+    let heartbeat_ms = 5_000;
+    let stats = assert_clean(waiting_for_work(4, heartbeat_ms, 6));
+    assert!(stats.heartbeats >= 6, "{stats:?}");
+    let commits: Vec<(u64, (u64, bool))> = stats.first_commits.into_iter().collect();
+    assert_eq!(commits.len(), 6, "{commits:?}");
+    for (height, (_, carries_work)) in &commits {
+        assert!(!carries_work, "height {height} carries work");
+    }
+    // Each height waited for its heartbeat: no two blocks closer than one
+    // heartbeat apart (simulated time).
+    for pair in commits.windows(2) {
+        let (earlier, (earlier_ms, _)) = pair[0];
+        let (later, (later_ms, _)) = pair[1];
+        assert!(
+            later_ms - earlier_ms >= heartbeat_ms,
+            "heights {earlier} and {later} committed {} ms apart",
+            later_ms - earlier_ms
+        );
+    }
+}
+
+/// Work reaches a new height at once. A transaction that one validator
+/// alone holds (never gossiped) still gets in: that validator starts the
+/// height, its nil prevote after the propose timeout wakes the others, and
+/// the heights go on (empty, the proposer not having it) until it is the
+/// proposer itself, within one rotation. Between the two, nothing.
+#[test]
+fn work_is_committed_at_once_even_when_one_validator_alone_holds_it() {
+    let heartbeat_ms = 600_000;
+    let n = 4;
+    let mut config = waiting_for_work(n, heartbeat_ms, 8);
+    config.work = vec![
+        simulator::WorkScript {
+            at_ms: 1_000,
+            node: 2,
+            id: 0,
+            gossip: true,
+        },
+        simulator::WorkScript {
+            at_ms: 30_000,
+            node: 1,
+            id: 1,
+            gossip: false,
+        },
+    ];
+    let stats = assert_clean(config);
+    let commits: Vec<(u64, (u64, bool))> = stats.first_commits.into_iter().collect();
+    let at = |range: std::ops::Range<u64>| -> Vec<(u64, bool)> {
+        commits
+            .iter()
+            .map(|(_, commit)| *commit)
+            .filter(|(at_ms, _)| range.contains(at_ms))
+            .collect()
+    };
+    assert_eq!(at(0..11_000), vec![(commits[0].1 .0, true)], "{commits:?}");
+    assert!(at(11_000..30_000).is_empty(), "idle spell: {commits:?}");
+    let after_second = at(30_000..40_000);
+    assert!(after_second.iter().any(|(_, work)| *work), "{commits:?}");
+    assert!(
+        after_second.len() <= n,
+        "more than one rotation: {commits:?}"
+    );
+    assert!(at(40_000..heartbeat_ms).is_empty(), "{commits:?}");
+}
+
+/// A machine that forgets to wait for work commits empty blocks back to
+/// back: the simulator must report a height that nothing started.
+#[test]
+fn forgetting_to_wait_for_work_is_caught_as_an_idle_block() {
+    let mut config = waiting_for_work(4, 5_000, 3);
+    config.fault_injection.never_wait_for_work = true;
+    let outcome = simulator::run_config(config);
+    assert!(
+        outcome
+            .violations
+            .iter()
+            .any(|violation| matches!(violation, simulator::Violation::IdleBlock { .. })),
+        "{:?}",
+        outcome.violations
+    );
+}
+
+// ----- half-open links ---------------------------------------------------------
+
+/// The pattern seen in fault runs: one validator's inbound traffic is lost
+/// while it still counts as connected, it is killed and restarted, then a
+/// second validator stops. The three others keep committing, and after
+/// healing everyone catches up.
+#[test]
+fn three_validators_keep_committing_after_a_half_open_link_a_restart_and_a_stop() {
+    let mut config = scripted(4, 7_000);
+    config.half_open = vec![simulator::HalfOpenScript {
+        node: 3,
+        start_ms: 500,
+        end_ms: 3_000,
+        inbound: true,
+        outbound: false,
+    }];
+    config.crashes = vec![
+        simulator::CrashScript {
+            node: 3,
+            at_ms: 3_000,
+            restart_ms: 3_200,
+        },
+        simulator::CrashScript {
+            node: 2,
+            at_ms: 3_500,
+            restart_ms: 7_000,
+        },
+    ];
+    let stats = assert_clean(config);
+    assert!(
+        stats
+            .first_commits
+            .values()
+            .any(|(at_ms, _)| (4_500..7_000).contains(at_ms)),
+        "no height committed while validator 2 was down: {:?}",
+        stats.first_commits
+    );
+    assert!(stats.syncs > 0, "the restarted validator synced blocks");
+}
+
+#[test]
+fn a_validator_whose_messages_are_lost_in_both_directions_rejoins_after_healing() {
+    let mut config = scripted(4, 4_000);
+    config.timeouts.heartbeat_ms = Some(1_500);
+    config.half_open = vec![simulator::HalfOpenScript {
+        node: 0,
+        start_ms: 0,
+        end_ms: 4_000,
+        inbound: true,
+        outbound: true,
+    }];
+    config.work = (0..8)
+        .map(|id| simulator::WorkScript {
+            at_ms: 500 * id,
+            node: (id % 4) as usize,
+            id,
+            gossip: true,
+        })
+        .collect();
+    assert_clean(config);
+}

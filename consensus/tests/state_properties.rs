@@ -1,6 +1,7 @@
 //! Property tests of state transitions: random sequences of correctly
-//! signed messages, timeouts, verdicts, proposal values and new heights,
-//! fed to one validator. Whatever the sequence, the machine never panics,
+//! signed messages, timeouts, verdicts, proposal values, new heights and
+//! news of work, fed to one validator (half of the time one that waits for
+//! work at each new height). Whatever the sequence, the machine never panics,
 //! never signs two different messages for one (height, round, kind), and
 //! always persists a state covering an own message before sending it.
 
@@ -54,6 +55,7 @@ enum Step {
     StartHeight {
         height: u64,
     },
+    WorkAvailable,
     Restart,
 }
 
@@ -103,7 +105,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
                 round,
                 value
             }),
-        (height.clone(), round.clone(), 0..4u8).prop_map(|(height, round, step)| Step::Timeout {
+        (height.clone(), round.clone(), 0..5u8).prop_map(|(height, round, step)| Step::Timeout {
             height,
             round,
             step
@@ -121,6 +123,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
             value
         }),
         height.prop_map(|height| Step::StartHeight { height }),
+        Just(Step::WorkAvailable),
         Just(Step::Restart),
     ]
 }
@@ -146,14 +149,22 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_inputs_never_make_a_validator_sign_conflicting_messages(steps in proptest::collection::vec(arb_step(), 1..120)) {
+    fn random_inputs_never_make_a_validator_sign_conflicting_messages(
+        steps in proptest::collection::vec(arb_step(), 1..120),
+        waits_for_work in any::<bool>(),
+    ) {
         let keys: Vec<SigningKey> = (0..4).map(|index| SigningKey::from_bytes(&[index as u8 + 1; 32])).collect();
         let set = ValidatorSet::new(
             keys.iter().map(|key| Validator { key: ValidatorKey::from(&key.verifying_key()), power: 1 }).collect(),
         ).unwrap();
         let me = 0usize;
         let my_key = ValidatorKey::from(&keys[me].verifying_key());
-        let config = || Config::new(CHAIN, Some(keys[me].clone()));
+        // Half of the runs wait for work at each new height.
+        let config = || {
+            let mut config = Config::new(CHAIN, Some(keys[me].clone()));
+            config.timeouts.heartbeat_ms = waits_for_work.then_some(60_000);
+            config
+        };
         let mut durable: Option<PersistedState> = None;
         let mut height_committed = 0u64;
         let (mut machine, mut actions) = Consensus::new(config(), set.clone(), Height(1), None).unwrap();
@@ -203,13 +214,16 @@ proptest! {
                 Step::Timeout { height, round, step } => Some(Input::Timeout(TimeoutEvent {
                     height: Height(height),
                     round: Round(round),
-                    step: [TimeoutStep::Propose, TimeoutStep::Prevote, TimeoutStep::Precommit, TimeoutStep::Rebroadcast][usize::from(step)],
+                    step: [TimeoutStep::Propose, TimeoutStep::Prevote, TimeoutStep::Precommit, TimeoutStep::Rebroadcast, TimeoutStep::Heartbeat][usize::from(step)],
                 })),
                 Step::Verdict { height, value: tag, valid } => Some(Input::ValueVerdict {
                     height: Height(height), hash: value(height, tag).hash, valid }),
                 Step::ProposalValue { height, round, value: tag } => Some(Input::ProposalValue {
                     height: Height(height), round: Round(round), value: value(height, tag) }),
+                // The node's contract: after a commit, a later height.
+                Step::StartHeight { height } if machine.is_decided() && height <= machine.height().0 => None,
                 Step::StartHeight { height } => Some(Input::StartHeight { height: Height(height), validators: set.clone() }),
+                Step::WorkAvailable => Some(Input::WorkAvailable),
                 Step::Restart => {
                     // Crash: only the durable state survives.
                     let start = Height(height_committed.max(machine.height().0 - 1) + 1).max(machine.height());
@@ -220,7 +234,7 @@ proptest! {
                 }
             };
             if let Some(input) = input {
-                actions = machine.handle(input);
+                actions = machine.handle(input).actions;
             }
         }
     }

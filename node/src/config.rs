@@ -166,9 +166,19 @@ pub struct ConsensusConfig {
     /// Pause after a commit before proposing the next height, so that a
     /// block gathers transactions instead of carrying one each.
     pub block_interval_ms: u64,
-    /// With an empty mempool, how long to wait after a commit before
-    /// proposing an empty block (must stay below `timeout_propose_ms`).
+    /// With an empty mempool, how long a proposer waits after a commit
+    /// before proposing an empty block (must stay below
+    /// `timeout_propose_ms`). With `heartbeat_interval_ms` above 0 a height
+    /// only starts when there is work (or at the heartbeat), so this only
+    /// gives transactions still being gossiped a moment to arrive.
     pub empty_block_interval_ms: u64,
+    /// With no transactions anywhere, the longest time between two blocks:
+    /// each new height waits until a node holds transactions or another
+    /// validator starts the height, and after this long commits an empty
+    /// "heartbeat" block so that liveness stays visible. 0 turns the wait
+    /// off: an empty block about every `empty_block_interval_ms`.
+    /// Default one hour (see docs/consensus.md, "Idle heights").
+    pub heartbeat_interval_ms: u64,
     /// Added to the local clock when stamping or checking block times.
     /// Zero in production; fault tests set it to skew one node's clock.
     /// (How far a block time may differ from the clock is the chain
@@ -188,6 +198,7 @@ impl Default for ConsensusConfig {
             timeout_delta_ms: 500,
             block_interval_ms: 200,
             empty_block_interval_ms: 1_000,
+            heartbeat_interval_ms: 3_600_000,
             clock_offset_ms: 0,
             rebroadcast_interval_ms: 1_000,
         }
@@ -293,6 +304,11 @@ block_interval_ms = 200
 # With nothing to commit, pause this long before proposing an empty block
 # (keep it below timeout_propose_ms).
 empty_block_interval_ms = 1000
+# With no transactions, a new height waits until there are some (or another
+# validator starts it); after this long an empty heartbeat block is
+# committed anyway. An idle chain thus grows by one block an hour, not one a
+# second. 0: no waiting, an empty block every empty_block_interval_ms.
+heartbeat_interval_ms = 3600000
 # Added to the local clock for block times. Leave at 0. (How far a block's
 # time may differ from this node's clock is the genesis parameter
 # block_time_skew_ms.)

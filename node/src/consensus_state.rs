@@ -94,7 +94,7 @@ pub fn decode(bytes: &[u8]) -> Result<PersistedState, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custody_consensus::{BlockHash, Height, Proposal, Round, SignedMessage, Step};
+    use custody_consensus::{BlockHash, Height, Proposal, Round, RoundStep, SignedMessage};
 
     fn value(byte: u8) -> Value {
         Value {
@@ -121,7 +121,7 @@ mod tests {
         PersistedState {
             height: Height(3),
             round: Round(1),
-            step: Step::Precommit,
+            step: RoundStep::Precommit,
             locked: Some((Round(1), value(7))),
             valid: Some((Round(1), value(7))),
             own_messages: vec![proposal(value(7)), proposal(value(8))],

@@ -46,6 +46,11 @@ use crate::shutdown::Shutdown;
 /// Bound of the driver's input channel.
 pub const DRIVER_INBOX_MAX: usize = 8192;
 
+/// While the state machine waits for work, the mempool is looked at this
+/// often (admission does not notify the driver); the delay it adds to the
+/// first transaction after an idle spell is well below `block_interval_ms`.
+const WORK_CHECK_INTERVAL_MS: u64 = 50;
+
 /// A proposal fetch that found nobody holding it may be asked again after
 /// this long (on the next vote for it).
 const PROPOSAL_FETCH_RETRY_MS: u64 = 1_000;
@@ -199,6 +204,10 @@ impl Driver {
             precommit_ms: config.timeout_precommit_ms,
             precommit_delta_ms: config.timeout_delta_ms,
             rebroadcast_ms: config.rebroadcast_interval_ms,
+            // 0 turns the wait for work off (a block about every
+            // `empty_block_interval_ms`, as before).
+            heartbeat_ms: (config.heartbeat_interval_ms > 0)
+                .then_some(config.heartbeat_interval_ms),
         };
         let message_bytes_max = machine_config.message_bytes_max;
         let validators = consensus_validators(&chain.validator_set)?;
@@ -244,6 +253,8 @@ impl Driver {
                 .unwrap_or_else(|| Instant::now() + far_future);
             let proposal_check = if self.pending_proposal.is_some() {
                 Instant::now() + Duration::from_millis(10)
+            } else if self.consensus.is_waiting_for_work() {
+                Instant::now() + Duration::from_millis(WORK_CHECK_INTERVAL_MS)
             } else {
                 Instant::now() + far_future
             };
@@ -257,7 +268,7 @@ impl Driver {
                             break;
                         }
                         self.timers.pop();
-                        let actions = self.consensus.handle(Input::Timeout(event));
+                        let actions = self.consensus.handle(Input::Timeout(event)).actions;
                         self.execute(actions)?;
                     }
                 }
@@ -303,7 +314,7 @@ impl Driver {
                         .block_hash
                         .map(|hash| proposal_key(v.height, v.round, hash)),
                 };
-                let actions = self.consensus.handle(Input::Message(message));
+                let actions = self.consensus.handle(Input::Message(message)).actions;
                 if let Some(key) = voted {
                     self.fetch_if_missing(key);
                 }
@@ -380,11 +391,14 @@ impl Driver {
                         }
                     }
                     let valid = self.validate(height, &value)?;
-                    let actions = self.consensus.handle(Input::ValueVerdict {
-                        height,
-                        hash: value.hash,
-                        valid,
-                    });
+                    let actions = self
+                        .consensus
+                        .handle(Input::ValueVerdict {
+                            height,
+                            hash: value.hash,
+                            valid,
+                        })
+                        .actions;
                     queue.extend(actions);
                 }
                 Action::Commit {
@@ -395,10 +409,13 @@ impl Driver {
                     self.commit_decided(height, value, &certificate)?;
                     let chain = self.shared.store.chain_info()?;
                     let validators = consensus_validators(&chain.validator_set)?;
-                    let actions = self.consensus.handle(Input::StartHeight {
-                        height: consensus::Height(chain.height.0 + 1),
-                        validators,
-                    });
+                    let actions = self
+                        .consensus
+                        .handle(Input::StartHeight {
+                            height: consensus::Height(chain.height.0 + 1),
+                            validators,
+                        })
+                        .actions;
                     queue.extend(actions);
                 }
                 Action::Evidence(evidence) => {
@@ -459,6 +476,12 @@ impl Driver {
     }
 
     fn maybe_propose(&mut self) -> Result<(), DriverError> {
+        // With a heartbeat configured the state machine waits at each new
+        // height until there is work: tell it once the mempool holds some.
+        if self.consensus.is_waiting_for_work() && !self.shared.mempool().is_empty() {
+            let actions = self.consensus.handle(Input::WorkAvailable).actions;
+            self.execute(actions)?;
+        }
         if let Some(actions) = self.try_propose(false)? {
             self.execute(actions)?;
         }
@@ -490,11 +513,15 @@ impl Driver {
         let Some(value) = self.build_proposal(height)? else {
             return Ok(None);
         };
-        Ok(Some(self.consensus.handle(Input::ProposalValue {
-            height,
-            round,
-            value,
-        })))
+        Ok(Some(
+            self.consensus
+                .handle(Input::ProposalValue {
+                    height,
+                    round,
+                    value,
+                })
+                .actions,
+        ))
     }
 
     fn now(&self) -> Timestamp {
@@ -731,10 +758,13 @@ impl Driver {
         if applied > 0 && chain.height.0 + 1 > self.consensus.height().0 {
             let validators =
                 consensus_validators(&chain.validator_set).map_err(SyncApplyError::Local)?;
-            let actions = self.consensus.handle(Input::StartHeight {
-                height: consensus::Height(chain.height.0 + 1),
-                validators,
-            });
+            let actions = self
+                .consensus
+                .handle(Input::StartHeight {
+                    height: consensus::Height(chain.height.0 + 1),
+                    validators,
+                })
+                .actions;
             self.execute(actions).map_err(SyncApplyError::Local)?;
         }
         Ok(chain.height.0)

@@ -17,6 +17,14 @@
 //! evidence only ever names Byzantine validators, and liveness after the
 //! global stabilisation time (GST: last heal, all crashed nodes back, no
 //! more drops).
+//!
+//! With a heartbeat (validators wait for work at each new height), the
+//! nodes also hold a small mempool of "work" (transactions) that arrives by
+//! script and is gossiped over the same faulty network; blocks carry it.
+//! Then also checked: no height commits unless some validator had work or
+//! its heartbeat fired (an idle network commits only heartbeat blocks), no
+//! work is committed twice, and work that reaches one honest node after GST
+//! is committed by every honest node.
 
 #![allow(dead_code)]
 
@@ -26,7 +34,7 @@ use std::fmt;
 use custody_consensus::{
     Action, BlockHash, CommitCertificate, Config, Consensus, FaultInjection, Height, Input,
     Message, PersistedState, Proposal, Round, SignedMessage, TimeoutConfig, TimeoutEvent,
-    Validator, ValidatorKey, ValidatorSet, Value, Vote,
+    TimeoutStep, Validator, ValidatorKey, ValidatorSet, Value, Vote,
 };
 use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
@@ -78,6 +86,34 @@ pub struct PartitionScript {
     pub groups: Vec<u8>,
 }
 
+/// A half-open link: from `start_ms` to `end_ms` every message to
+/// (`inbound`) and/or from (`outbound`) `node` is lost, while both sides go
+/// on as if connected (no one stops sending to it, nothing is re-sent but
+/// by the protocol's own re-broadcast and sync), as a silently cut TCP
+/// connection behaves until the peer is declared dead.
+#[derive(Clone, Debug)]
+pub struct HalfOpenScript {
+    pub node: usize,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub inbound: bool,
+    pub outbound: bool,
+}
+
+/// A transaction (`id`) submitted to `node` at `at_ms`; with `gossip` the
+/// node sends it on to the others (once, over the faulty network),
+/// otherwise only that node ever holds it.
+#[derive(Clone, Debug)]
+pub struct WorkScript {
+    pub at_ms: u64,
+    pub node: usize,
+    pub id: u64,
+    pub gossip: bool,
+}
+
+/// Work ids carried by one block at most.
+const WORK_PER_BLOCK_MAX: usize = 16;
+
 /// A crash of an honest node at `at_ms`, restarted at `restart_ms` from its
 /// persisted state and committed blocks only.
 #[derive(Clone, Debug)]
@@ -113,7 +149,11 @@ pub struct SimConfig {
     /// carrying out one batch of actions (it restarts 50–500 ms later).
     pub crash_mid_actions_probability: f64,
     pub partitions: Vec<PartitionScript>,
+    pub half_open: Vec<HalfOpenScript>,
     pub crashes: Vec<CrashScript>,
+    /// Transactions arriving at nodes. Only meaningful with
+    /// `timeouts.heartbeat_ms` (without it every height starts at once).
+    pub work: Vec<WorkScript>,
     /// Global stabilisation time: every fault has ended by then.
     pub gst_ms: u64,
     /// After GST, every honest node must commit this many more heights...
@@ -142,10 +182,15 @@ impl SimConfig {
             precommit_ms: 200,
             precommit_delta_ms: 100,
             rebroadcast_ms: 600,
+            heartbeat_ms: None,
         }
     }
 
     /// A hostile scenario drawn from `seed`.
+    ///
+    /// Half-open links, the heartbeat and work are drawn from a second
+    /// generator so that the faults drawn by the first stay what they were
+    /// for each seed.
     pub fn from_seed(seed: u64) -> SimConfig {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
         let n = match rng.random_range(0..10u32) {
@@ -235,6 +280,69 @@ impl SimConfig {
                 restart_ms,
             });
         }
+        let mut extra = ChaCha8Rng::seed_from_u64(seed ^ 0x1d1e_1d1e_1d1e_1d1e);
+        let mut half_open = Vec::new();
+        for _ in 0..extra.random_range(0..=2u32) {
+            let start_ms = extra.random_range(0..gst_ms);
+            let direction = extra.random_range(0..3u32);
+            half_open.push(HalfOpenScript {
+                node: extra.random_range(0..n),
+                start_ms,
+                end_ms: (start_ms + extra.random_range(300..3_000u64)).min(gst_ms),
+                inbound: direction != 1,
+                outbound: direction != 0,
+            });
+        }
+        let mut timeouts = SimConfig::sim_timeouts();
+        let mut work = Vec::new();
+        if extra.random_bool(0.5) {
+            timeouts.heartbeat_ms = Some(extra.random_range(1_000..4_000u64));
+            // Bursts of work with idle spells between them, before GST.
+            let mut at_ms = extra.random_range(0..1_000u64);
+            while at_ms < gst_ms {
+                for _ in 0..extra.random_range(1..=3u32) {
+                    work.push(WorkScript {
+                        at_ms: at_ms + extra.random_range(0..100u64),
+                        node: extra.random_range(0..n),
+                        id: work.len() as u64,
+                        gossip: extra.random_bool(0.8),
+                    });
+                }
+                at_ms += extra.random_range(500..3_000u64);
+            }
+            // After GST, work every honest node must commit: one
+            // transaction gossiped to all, and, when no validator is
+            // Byzantine, one that only a single honest validator ever holds
+            // (its nil prevote wakes the others; it proposes it within a
+            // rotation). With a Byzantine validator the second is not
+            // required: one that equivocates towards the holder can keep it
+            // a height behind, so it misses its turns as proposer (found at
+            // seeds 119, 483 and 936), and Tendermint does not promise that
+            // a value only one validator holds is ever decided. Gossip is
+            // what brings a transaction to every proposer.
+            // The holder is a validator to the end (an observer never
+            // proposes).
+            let final_powers = power_change.as_ref().map_or(&powers, |(_, next)| next);
+            let proposers: Vec<usize> = honest
+                .iter()
+                .copied()
+                .filter(|&node| final_powers[node] > 0)
+                .collect();
+            work.push(WorkScript {
+                at_ms: gst_ms + extra.random_range(0..2_000u64),
+                node: proposers[extra.random_range(0..proposers.len())],
+                id: work.len() as u64,
+                gossip: true,
+            });
+            if byzantine.is_empty() {
+                work.push(WorkScript {
+                    at_ms: gst_ms + extra.random_range(0..2_000u64),
+                    node: proposers[extra.random_range(0..proposers.len())],
+                    id: work.len() as u64,
+                    gossip: false,
+                });
+            }
+        }
         SimConfig {
             seed,
             n,
@@ -248,11 +356,13 @@ impl SimConfig {
             duplicate_probability: [0.0, 0.05, 0.2][rng.random_range(0..3usize)],
             crash_mid_actions_probability: if rng.random_bool(0.3) { 0.002 } else { 0.0 },
             partitions,
+            half_open,
             crashes,
+            work,
             gst_ms,
             heights_after_gst: 3,
             liveness_bound_ms: 60_000,
-            timeouts: SimConfig::sim_timeouts(),
+            timeouts,
             fault_injection: FaultInjection::default(),
             check_certificates: true,
             stop_at_height: None,
@@ -275,7 +385,9 @@ impl SimConfig {
             duplicate_probability: 0.0,
             crash_mid_actions_probability: 0.0,
             partitions: Vec::new(),
+            half_open: Vec::new(),
             crashes: Vec::new(),
+            work: Vec::new(),
             gst_ms: 0,
             heights_after_gst: heights,
             liveness_bound_ms: 3_600_000,
@@ -289,6 +401,7 @@ impl SimConfig {
                 precommit_ms: 60_000,
                 precommit_delta_ms: 1_000,
                 rebroadcast_ms: 60_000,
+                heartbeat_ms: None,
             },
             fault_injection: FaultInjection::default(),
             check_certificates: true,
@@ -333,6 +446,17 @@ pub enum Violation {
     EvidenceAgainstHonest {
         node: usize,
     },
+    /// A height committed although no validator had work and no heartbeat
+    /// fired: the wait for work was cut short.
+    IdleBlock {
+        height: u64,
+        node: usize,
+    },
+    /// The same work committed at two heights.
+    WorkTwice {
+        id: u64,
+        node: usize,
+    },
     Liveness {
         reason: String,
     },
@@ -370,6 +494,8 @@ impl fmt::Display for Violation {
                 kind,
             } => write!(f, "honest node {node} signed two different {kind}s at height {height} round {round}"),
             Violation::EvidenceAgainstHonest { node } => write!(f, "evidence names honest node {node}"),
+            Violation::IdleBlock { height, node } => write!(f, "node {node} committed height {height}, which no work and no heartbeat started"),
+            Violation::WorkTwice { id, node } => write!(f, "node {node} committed work {id} twice"),
             Violation::Liveness { reason } => write!(f, "liveness: {reason}"),
             Violation::Panic { message } => write!(f, "panic: {message}"),
         }
@@ -400,6 +526,11 @@ pub struct Stats {
     /// Per honest node and height: simulated ms from starting the height to
     /// committing it through consensus (synced heights excluded).
     pub commit_latencies_ms: Vec<u64>,
+    /// Per height: when the first honest node committed it, and whether
+    /// the block carried work.
+    pub first_commits: BTreeMap<u64, (u64, bool)>,
+    /// Heights whose round 0 a heartbeat started.
+    pub heartbeats: u64,
 }
 
 /// What a run found.
@@ -457,6 +588,21 @@ enum Event {
         groups: Vec<u8>,
     },
     PartitionEnd,
+    HalfOpenStart {
+        script: usize,
+    },
+    HalfOpenEnd {
+        script: usize,
+    },
+    WorkArrives {
+        node: usize,
+        id: u64,
+        gossip: bool,
+    },
+    WorkGossip {
+        to: usize,
+        id: u64,
+    },
     SyncRequest {
         to: usize,
         from: usize,
@@ -481,6 +627,11 @@ struct Node {
     last_sync_request_ms: Option<u64>,
     height_started_ms: BTreeMap<Height, u64>,
     proposals_made: u64,
+    /// Volatile: work waiting for a block (lost in a crash, as a real
+    /// mempool is).
+    mempool: BTreeSet<u64>,
+    /// Durable (follows `committed`): work in committed blocks.
+    committed_work: BTreeSet<u64>,
 }
 
 /// The simulated world.
@@ -497,6 +648,14 @@ pub struct Simulation {
     /// Validator sets and the height each takes effect at, ascending.
     validator_sets: Vec<(Height, ValidatorSet)>,
     groups: Vec<u8>,
+    /// Half-open scripts in force (indices into `config.half_open`).
+    half_open_active: BTreeSet<usize>,
+    /// Heights at which some machine ended its wait for work because of
+    /// work or its heartbeat (not because another validator woke it).
+    woken_for_a_reason: BTreeSet<Height>,
+    /// Work that reached an honest node after GST: every honest node must
+    /// commit it.
+    work_required: BTreeSet<u64>,
     after_gst: bool,
     liveness_target: Option<u64>,
     /// Agreement reference: the first honest commit per height.
@@ -512,13 +671,41 @@ pub struct Simulation {
 /// The sim application's block: `"blk" || height || proposer || counter ||
 /// valid flag`, hashed with SHA-256. A block with flag 0 is invalid.
 pub fn make_value(height: Height, proposer: usize, counter: u64, valid: bool) -> Value {
+    make_value_with_work(height, proposer, counter, valid, &[])
+}
+
+/// Bytes of a block before its work ids.
+const VALUE_HEADER_BYTES: usize = 3 + 8 + 4 + 8 + 1;
+
+/// [`make_value`] carrying `work` ids (8 bytes each) after the flag.
+pub fn make_value_with_work(
+    height: Height,
+    proposer: usize,
+    counter: u64,
+    valid: bool,
+    work: &[u64],
+) -> Value {
     let mut bytes = b"blk".to_vec();
     bytes.extend_from_slice(&height.0.to_le_bytes());
     bytes.extend_from_slice(&(proposer as u32).to_le_bytes());
     bytes.extend_from_slice(&counter.to_le_bytes());
     bytes.push(u8::from(valid));
+    for id in work {
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
     let hash = BlockHash(Sha256::digest(&bytes).into());
     Value { bytes, hash }
+}
+
+/// The work ids a block carries.
+pub fn work_of(value: &Value) -> Vec<u64> {
+    value
+        .bytes
+        .get(VALUE_HEADER_BYTES..)
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .filter_map(|chunk| chunk.try_into().ok().map(u64::from_le_bytes))
+        .collect()
 }
 
 /// The sim application's validity rule (what the node's ledger check does
@@ -527,10 +714,12 @@ pub fn make_value(height: Height, proposer: usize, counter: u64, valid: bool) ->
 pub fn value_is_valid(height: Height, value: &Value) -> bool {
     let hash: [u8; 32] = Sha256::digest(&value.bytes).into();
     hash == value.hash.0
-        && value.bytes.len() == 3 + 8 + 4 + 8 + 1
+        && value.bytes.len() >= VALUE_HEADER_BYTES
+        && (value.bytes.len() - VALUE_HEADER_BYTES) % 8 == 0
+        && value.bytes.len() <= VALUE_HEADER_BYTES + 8 * WORK_PER_BLOCK_MAX
         && value.bytes[..3] == *b"blk"
         && value.bytes[3..11] == height.0.to_le_bytes()
-        && value.bytes[value.bytes.len() - 1] == 1
+        && value.bytes[VALUE_HEADER_BYTES - 1] == 1
 }
 
 fn short(hash: &BlockHash) -> String {
@@ -581,6 +770,8 @@ impl Simulation {
                 last_sync_request_ms: None,
                 height_started_ms: BTreeMap::new(),
                 proposals_made: 0,
+                mempool: BTreeSet::new(),
+                committed_work: BTreeSet::new(),
             })
             .collect();
         let mut primary: Vec<usize> = (0..config.n).collect();
@@ -597,6 +788,8 @@ impl Simulation {
                     last_sync_request_ms: None,
                     height_started_ms: BTreeMap::new(),
                     proposals_made: 0,
+                    mempool: BTreeSet::new(),
+                    committed_work: BTreeSet::new(),
                 });
                 primary.push(index);
             }
@@ -612,6 +805,9 @@ impl Simulation {
             primary,
             validator_sets,
             groups: vec![0; n],
+            half_open_active: BTreeSet::new(),
+            woken_for_a_reason: BTreeSet::new(),
+            work_required: BTreeSet::new(),
             after_gst: false,
             liveness_target: None,
             decided: BTreeMap::new(),
@@ -662,6 +858,20 @@ impl Simulation {
             );
             self.schedule(partition.end_ms, Event::PartitionEnd);
         }
+        for (script, half_open) in self.config.half_open.clone().into_iter().enumerate() {
+            self.schedule(half_open.start_ms, Event::HalfOpenStart { script });
+            self.schedule(half_open.end_ms, Event::HalfOpenEnd { script });
+        }
+        for work in self.config.work.clone() {
+            self.schedule(
+                work.at_ms,
+                Event::WorkArrives {
+                    node: work.node,
+                    id: work.id,
+                    gossip: work.gossip,
+                },
+            );
+        }
         for crash in self.config.crashes.clone() {
             self.schedule(
                 crash.at_ms,
@@ -696,9 +906,22 @@ impl Simulation {
                         .filter(|&node| self.is_honest(node))
                         .map(|node| self.committed_height(node))
                         .collect();
+                    let missing_work: Vec<(usize, Vec<u64>)> = (0..self.config.n)
+                        .filter(|&node| self.is_honest(node))
+                        .map(|node| {
+                            let missing = self
+                                .work_required
+                                .iter()
+                                .copied()
+                                .filter(|id| !self.nodes[node].committed_work.contains(id))
+                                .collect();
+                            (node, missing)
+                        })
+                        .filter(|(_, missing): &(usize, Vec<u64>)| !missing.is_empty())
+                        .collect();
                     self.violations.push(Violation::Liveness {
                         reason: format!(
-                            "{} ms after GST honest nodes are at heights {heights:?}, target {target}",
+                            "{} ms after GST honest nodes are at heights {heights:?}, target {target}; work not committed (node, ids): {missing_work:?}",
                             self.config.liveness_bound_ms
                         ),
                     });
@@ -739,7 +962,17 @@ impl Simulation {
         match self.liveness_target {
             Some(target) => {
                 let mut honest = honest;
-                honest.all(|node| self.committed_height(node) >= target)
+                honest.all(|node| {
+                    self.committed_height(node) >= target
+                        && self
+                            .work_required
+                            .iter()
+                            .all(|id| self.nodes[node].committed_work.contains(id))
+                }) && self
+                    .config
+                    .work
+                    .iter()
+                    .all(|work| work.at_ms <= self.now_ms)
             }
             None => false,
         }
@@ -768,6 +1001,7 @@ impl Simulation {
             .height_started_ms
             .insert(height, self.now_ms);
         self.execute(node, actions);
+        self.poke_work(node);
     }
 
     fn trace(&self, event: &Event) {
@@ -853,7 +1087,14 @@ impl Simulation {
                 self.nodes[node].proposals_made += 1;
                 let counter = self.nodes[node].proposals_made;
                 let valid = self.nodes[node].behaviour != Behaviour::InvalidValueVoter;
-                let value = make_value(height, node, counter * 1000 + round.0, valid);
+                let work: Vec<u64> = self.nodes[node]
+                    .mempool
+                    .iter()
+                    .copied()
+                    .take(WORK_PER_BLOCK_MAX)
+                    .collect();
+                let value =
+                    make_value_with_work(height, node, counter * 1000 + round.0, valid, &work);
                 self.proposed.insert(value.hash);
                 self.feed(
                     node,
@@ -905,6 +1146,26 @@ impl Simulation {
                 }
             }
             Event::PartitionEnd => self.groups = vec![0; self.config.n],
+            Event::HalfOpenStart { script } => {
+                if !self.after_gst {
+                    self.half_open_active.insert(script);
+                }
+            }
+            Event::HalfOpenEnd { script } => {
+                self.half_open_active.remove(&script);
+            }
+            Event::WorkArrives { node, id, gossip } => {
+                if self.admit_work(node, id) && gossip {
+                    for to in 0..self.nodes.len() {
+                        if to != node {
+                            self.send(node, to, Event::WorkGossip { to, id });
+                        }
+                    }
+                }
+            }
+            Event::WorkGossip { to, id } => {
+                self.admit_work(to, id);
+            }
             Event::SyncRequest {
                 to,
                 from,
@@ -929,6 +1190,7 @@ impl Simulation {
             Event::Gst => {
                 self.after_gst = true;
                 self.groups = vec![0; self.config.n];
+                self.half_open_active.clear();
                 for node in 0..self.nodes.len() {
                     if self.nodes[node].machine.is_none() {
                         self.boot(node);
@@ -952,6 +1214,7 @@ impl Simulation {
         // Everything not persisted or committed is lost; pending timers and
         // application answers die with the process.
         self.nodes[node].machine = None;
+        self.nodes[node].mempool.clear();
         self.nodes[node].incarnation += 1;
         self.nodes[node].last_sync_request_ms = None;
         let delay = restart_ms.saturating_sub(self.now_ms).max(1);
@@ -962,8 +1225,53 @@ impl Simulation {
         let Some(machine) = self.nodes[node].machine.as_mut() else {
             return;
         };
-        let actions = machine.handle(input);
+        let was_waiting = machine.is_waiting_for_work();
+        let height = machine.height();
+        let heartbeat = matches!(
+            input,
+            Input::Timeout(TimeoutEvent {
+                step: TimeoutStep::Heartbeat,
+                ..
+            })
+        );
+        let reason = heartbeat || matches!(input, Input::WorkAvailable);
+        let actions = machine.handle(input).actions;
+        if was_waiting && !machine.is_waiting_for_work() && machine.height() == height && reason {
+            self.woken_for_a_reason.insert(height);
+            if heartbeat {
+                self.stats.heartbeats += 1;
+            }
+        }
         self.execute(node, actions);
+        self.poke_work(node);
+    }
+
+    /// What the node's driver does: a machine waiting for work hears of
+    /// it as soon as the mempool holds some.
+    fn poke_work(&mut self, node: usize) {
+        let waiting = self.nodes[node]
+            .machine
+            .as_ref()
+            .is_some_and(|machine| machine.is_waiting_for_work());
+        if waiting && !self.nodes[node].mempool.is_empty() {
+            self.feed(node, Input::WorkAvailable);
+        }
+    }
+
+    /// A transaction reaches `node`'s mempool (unless the node is down or
+    /// already committed it). Returns whether it was taken.
+    fn admit_work(&mut self, node: usize, id: u64) -> bool {
+        if self.nodes[node].machine.is_none() || self.nodes[node].committed_work.contains(&id) {
+            return false;
+        }
+        if !self.nodes[node].mempool.insert(id) {
+            return false;
+        }
+        if self.after_gst && node < self.config.n && self.is_honest(node) {
+            self.work_required.insert(id);
+        }
+        self.poke_work(node);
+        true
     }
 
     fn start_height(&mut self, node: usize, height: Height) {
@@ -1098,7 +1406,24 @@ impl Simulation {
         certificate: CommitCertificate,
         through_consensus: bool,
     ) {
+        let work = work_of(&value);
         if self.is_honest(node) {
+            if self.config.timeouts.waits_for_work() && !self.woken_for_a_reason.contains(&height) {
+                self.violations.push(Violation::IdleBlock {
+                    height: height.0,
+                    node,
+                });
+            }
+            if let Some(&id) = work
+                .iter()
+                .find(|id| self.nodes[node].committed_work.contains(id))
+            {
+                self.violations.push(Violation::WorkTwice { id, node });
+            }
+            self.stats
+                .first_commits
+                .entry(height.0)
+                .or_insert((self.now_ms, !work.is_empty()));
             match self.decided.get(&height) {
                 Some(first) if *first != value.hash => {
                     self.violations.push(Violation::Agreement {
@@ -1148,6 +1473,10 @@ impl Simulation {
         }
         if !through_consensus {
             self.stats.syncs += 1;
+        }
+        for id in work {
+            self.nodes[node].mempool.remove(&id);
+            self.nodes[node].committed_work.insert(id);
         }
         self.nodes[node]
             .committed
@@ -1338,6 +1667,14 @@ impl Simulation {
             self.stats.message_bytes_sent += message.encoded_len() as u64;
         }
         if self.groups[self.primary[from]] != self.groups[self.primary[to]] {
+            return;
+        }
+        let cut = self.half_open_active.iter().any(|&script| {
+            let link = &self.config.half_open[script];
+            (link.inbound && self.primary[to] == link.node)
+                || (link.outbound && self.primary[from] == link.node)
+        });
+        if cut {
             return;
         }
         if !self.after_gst
