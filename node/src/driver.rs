@@ -272,6 +272,7 @@ impl Driver {
                 .metrics
                 .round
                 .store(self.consensus.round().0, Ordering::Relaxed);
+            self.shared.health.pulse.driver_turned();
         }
     }
 
@@ -302,7 +303,13 @@ impl Driver {
                         .block_hash
                         .map(|hash| proposal_key(v.height, v.round, hash)),
                 };
+                let signer = message.validator;
                 let actions = self.consensus.handle(Input::Message(message));
+                // Readiness counts the validators heard from (`health.rs`).
+                self.shared
+                    .health
+                    .pulse
+                    .on_message(signer, self.consensus.last_disposition());
                 if let Some(key) = voted {
                     self.fetch_if_missing(key);
                 }
