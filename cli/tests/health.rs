@@ -236,7 +236,10 @@ async fn a_node_whose_consensus_state_cannot_be_written_exits_non_zero() {
         &testnet,
         "node 0 exits",
         Duration::from_millis(NETWORK_WAIT_MS),
-        || async { node.exit_status().ok_or_else(|| "still running".to_string()) },
+        || {
+            let exited = node.exit_status();
+            async move { exited.ok_or_else(|| "still running".to_string()) }
+        },
     )
     .await;
     let log = node.log();
