@@ -145,7 +145,11 @@ async fn get(url: &str) -> Result<(u16, String), String> {
         .timeout(Duration::from_millis(HONEST_REQUEST_TIMEOUT_MS))
         .build()
         .map_err(|error| error.to_string())?;
-    let response = http.get(url).send().await.map_err(|error| error.to_string())?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
     let status = response.status().as_u16();
     let body = response.text().await.map_err(|error| error.to_string())?;
     Ok((status, body))
@@ -164,12 +168,17 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
     let mut testnet = Testnet::init(4);
     testnet.start_all();
     let readyz = format!("{}/readyz", testnet.nodes[0].api_url);
-    wait_for(&testnet, "node 0 ready", Duration::from_millis(NETWORK_WAIT_MS), || async {
-        match get(&readyz).await? {
-            (200, body) => Ok(body),
-            (status, body) => Err(format!("{status} {body}")),
-        }
-    })
+    wait_for(
+        &testnet,
+        "node 0 ready",
+        Duration::from_millis(NETWORK_WAIT_MS),
+        || async {
+            match get(&readyz).await? {
+                (200, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        },
+    )
     .await;
 
     testnet.nodes[2].stop();
@@ -227,9 +236,12 @@ async fn a_node_whose_consensus_state_cannot_be_written_exits_non_zero() {
     // a directory in that place makes every write fail (permissions would
     // not: the tests may run as root).
     let temporary = home.join("data").join("consensus.state.tmp");
-    wait_for(&testnet, "a directory in place of the temporary state file", Duration::from_millis(NETWORK_WAIT_MS), || async {
-        std::fs::create_dir(&temporary).map_err(|error| error.to_string())
-    })
+    wait_for(
+        &testnet,
+        "a directory in place of the temporary state file",
+        Duration::from_millis(NETWORK_WAIT_MS),
+        || async { std::fs::create_dir(&temporary).map_err(|error| error.to_string()) },
+    )
     .await;
 
     let status = wait_for(
@@ -243,14 +255,20 @@ async fn a_node_whose_consensus_state_cannot_be_written_exits_non_zero() {
     )
     .await;
     let log = node.log();
-    assert!(!status.success(), "exited with {status}; log:\n{}", tail(&node.log_path, 20));
+    assert!(
+        !status.success(),
+        "exited with {status}; log:\n{}",
+        tail(&node.log_path, 20)
+    );
     assert!(
         log.contains("cannot persist consensus state"),
         "the log does not say why; log:\n{}",
         tail(&node.log_path, 20)
     );
     assert!(
-        get(&format!("{}/healthz", testnet.nodes[0].api_url)).await.is_err(),
+        get(&format!("{}/healthz", testnet.nodes[0].api_url))
+            .await
+            .is_err(),
         "the exited node's API still answers"
     );
 }
@@ -407,7 +425,9 @@ async fn api_survives_idle_and_slowloris_connections_under_a_file_limit() {
     .await;
     attack.abort_all();
     let (idle, slow) = closed_all();
-    eprintln!("the node closed {idle}/{idle_opened} idle and {slow}/{slow_opened} slowloris connections");
+    eprintln!(
+        "the node closed {idle}/{idle_opened} idle and {slow}/{slow_opened} slowloris connections"
+    );
 
     assert!(
         node.exit_status().is_none(),

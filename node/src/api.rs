@@ -99,8 +99,7 @@ async fn refuse_declared_oversize(
         .and_then(|value| value.trim().parse::<u64>().ok());
     match declared_bytes {
         Some(declared)
-            if declared
-                > limit_bytes.saturating_mul(DECLARED_BODY_REFUSED_AT_ONCE_FACTOR) =>
+            if declared > limit_bytes.saturating_mul(DECLARED_BODY_REFUSED_AT_ONCE_FACTOR) =>
         {
             let mut response = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

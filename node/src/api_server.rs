@@ -32,12 +32,7 @@ pub const API_SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
 
 /// Serves `router` on `listener` until `stop` fires (it has no other way
 /// to end: a failed `accept` is waited out).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shared: SharedRef,
-    mut stop: Shutdown,
-) {
+pub async fn serve(listener: TcpListener, router: Router, shared: SharedRef, mut stop: Shutdown) {
     let limits: ApiConfig = shared.config.api.clone();
     let permits = Arc::new(Semaphore::new(limits.connections_max));
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -462,7 +462,10 @@ impl NodeConfig {
         positive("api.body_bytes_max", self.api.body_bytes_max as u64)?;
         positive("api.page_size_max", u64::from(self.api.page_size_max))?;
         positive("api.connections_max", self.api.connections_max as u64)?;
-        positive("api.header_read_timeout_ms", self.api.header_read_timeout_ms)?;
+        positive(
+            "api.header_read_timeout_ms",
+            self.api.header_read_timeout_ms,
+        )?;
         positive("api.transfer_timeout_ms", self.api.transfer_timeout_ms)?;
         if self.api.request_timeout_ms <= self.api.wait_ms_max {
             return Err(ConfigError::Invalid {
@@ -578,9 +581,13 @@ mod tests {
 
     #[test]
     fn a_request_timeout_not_above_the_commit_wait_is_refused() {
-        let text = DEFAULT_CONFIG_TOML.replace("request_timeout_ms = 70000", "request_timeout_ms = 60000");
+        let text =
+            DEFAULT_CONFIG_TOML.replace("request_timeout_ms = 70000", "request_timeout_ms = 60000");
         let error = NodeConfig::from_toml(&text).expect_err("refused");
-        assert!(error.to_string().contains("api.request_timeout_ms"), "{error}");
+        assert!(
+            error.to_string().contains("api.request_timeout_ms"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -243,8 +243,7 @@ pub fn readiness(facts: &ReadinessFacts, config: &ReadinessConfig) -> Readiness 
         .iter()
         .filter(|v| {
             v.is_self
-                || v
-                    .silent_ms
+                || v.silent_ms
                     .is_some_and(|silent| silent <= config.quorum_silence_ms_max)
         })
         .map(|v| u128::from(v.power))
@@ -423,7 +422,12 @@ mod tests {
     #[test]
     fn ready_when_more_than_two_thirds_of_the_power_is_heard() {
         let verdict = readiness(
-            &facts(vec![me(), other(Some(100)), other(Some(4_000)), other(None)]),
+            &facts(vec![
+                me(),
+                other(Some(100)),
+                other(Some(4_000)),
+                other(None),
+            ]),
             &config(),
         );
         assert!(verdict.ready, "{verdict:?}");
@@ -433,7 +437,12 @@ mod tests {
     #[test]
     fn not_ready_when_only_half_the_power_is_heard() {
         let verdict = readiness(
-            &facts(vec![me(), other(Some(100)), other(Some(6_000)), other(None)]),
+            &facts(vec![
+                me(),
+                other(Some(100)),
+                other(Some(6_000)),
+                other(None),
+            ]),
             &config(),
         );
         assert!(!verdict.ready);
@@ -445,7 +454,10 @@ mod tests {
 
     #[test]
     fn a_lone_validator_among_four_is_not_ready() {
-        let verdict = readiness(&facts(vec![me(), other(None), other(None), other(None)]), &config());
+        let verdict = readiness(
+            &facts(vec![me(), other(None), other(None), other(None)]),
+            &config(),
+        );
         assert!(!verdict.ready);
         assert!(verdict.reasons[0].contains("1/4"), "{verdict:?}");
     }
@@ -463,7 +475,10 @@ mod tests {
             silent_ms: Some(0),
             is_self: false,
         };
-        let verdict = readiness(&facts(vec![me(), heavy, other(None), other(None)]), &config());
+        let verdict = readiness(
+            &facts(vec![me(), heavy, other(None), other(None)]),
+            &config(),
+        );
         assert!(verdict.ready, "11 of 13 heard: {verdict:?}");
     }
 
@@ -480,7 +495,10 @@ mod tests {
         let verdict = readiness(&stalled, &config());
         assert!(!verdict.ready);
         assert_eq!(verdict.reasons.len(), 1);
-        assert!(verdict.reasons[0].contains("12 transactions wait"), "{verdict:?}");
+        assert!(
+            verdict.reasons[0].contains("12 transactions wait"),
+            "{verdict:?}"
+        );
     }
 
     #[test]

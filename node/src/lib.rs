@@ -16,9 +16,9 @@
 //!   typed error, never trusted or unwrapped.
 
 pub mod api;
-pub mod api_server;
 pub mod api_documents;
 pub mod api_error;
+pub mod api_server;
 pub mod api_types;
 pub mod blob_fetch;
 pub mod blobs;

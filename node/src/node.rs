@@ -208,7 +208,9 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         Err(NodeError::TaskFailed { task, reason })
     };
     stop_all.trigger();
-    let rest = tasks.finish(Duration::from_millis(TASKS_STOP_WAIT_MS_MAX)).await;
+    let rest = tasks
+        .finish(Duration::from_millis(TASKS_STOP_WAIT_MS_MAX))
+        .await;
     tracing::info!("node stopped");
     match (result, rest) {
         (Err(error), _) => Err(error),
@@ -258,7 +260,9 @@ fn ended<E: std::fmt::Display>(
     }
 }
 
-fn unit(joined: Result<(), tokio::task::JoinError>) -> Result<Result<(), String>, tokio::task::JoinError> {
+fn unit(
+    joined: Result<(), tokio::task::JoinError>,
+) -> Result<Result<(), String>, tokio::task::JoinError> {
     joined.map(Ok)
 }
 
