@@ -164,11 +164,15 @@ async fn readyz(State(shared): State<SharedRef>) -> Response {
 }
 
 async fn metrics(State(shared): State<SharedRef>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(),
-    )
-        .into_response()
+    let mut text = shared.metrics.render();
+    let last_heard: Vec<(String, Option<u64>)> = shared
+        .health
+        .validators()
+        .into_iter()
+        .map(|validator| (validator.validator, validator.last_heard_ms_ago))
+        .collect();
+    text.push_str(&crate::metrics::render_last_heard(&last_heard));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// `/v1/status`: the client's [`StatusResponse`] plus, per validator of the

@@ -186,6 +186,26 @@ impl Metrics {
     }
 }
 
+/// Per validator (label, milliseconds since last heard), as Prometheus
+/// text; a validator never heard since start has no sample.
+pub fn render_last_heard(validators: &[(String, Option<u64>)]) -> String {
+    let mut out = String::new();
+    let name = "custody_validator_last_heard_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Seconds since this node last accepted a consensus message from the validator."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (label, silent_ms) in validators {
+        if let Some(silent_ms) = silent_ms {
+            let label = escape_label(label);
+            let seconds = *silent_ms as f64 / 1e3;
+            let _ = writeln!(out, "{name}{{validator=\"{label}\"}} {seconds}");
+        }
+    }
+    out
+}
+
 /// A Prometheus label value: backslash, quote and newline escaped.
 fn escape_label(value: &str) -> String {
     value
