@@ -438,4 +438,31 @@ async fn api_survives_idle_and_slowloris_connections_under_a_file_limit() {
         .await
         .expect("healthz answers after the attack");
     assert_eq!(status, 200, "{body}");
+
+    // A body declared far over the limit is refused before it is sent, on
+    // every route (here one that is not a transaction route).
+    let mut stream = connect(api_address).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /v1/reads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n",
+        )
+        .await
+        .expect("send head");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = tokio::time::timeout(
+            Duration::from_millis(HONEST_REQUEST_TIMEOUT_MS),
+            stream.read(&mut buffer),
+        )
+        .await
+        .expect("answered without the body")
+        .expect("read answer");
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
