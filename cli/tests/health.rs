@@ -439,6 +439,31 @@ async fn api_survives_idle_and_slowloris_connections_under_a_file_limit() {
         .expect("healthz answers after the attack");
     assert_eq!(status, 200, "{body}");
 
+    // A kept-alive connection left idle after an answer is closed too (the
+    // header-read timer starts again when the connection goes idle).
+    let mut kept = connect(api_address).await.expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("send request");
+    let kept_closed = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(count_when_closed(kept, kept_closed.clone()));
+    wait_for(
+        &testnet,
+        "the node closed a kept-alive connection left idle",
+        Duration::from_millis(ATTACK_CLOSED_WAIT_MS),
+        || {
+            let closed = kept_closed.load(Ordering::Relaxed);
+            async move {
+                if closed == 1 {
+                    Ok(())
+                } else {
+                    Err("still open".to_string())
+                }
+            }
+        },
+    )
+    .await;
+
     // A body declared far over the limit is refused before it is sent, on
     // every route (here one that is not a transaction route).
     let mut stream = connect(api_address).await.expect("connect");
