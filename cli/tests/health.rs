@@ -183,6 +183,7 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
 
     testnet.nodes[2].stop();
     testnet.nodes[3].stop();
+    let stopped_at = std::time::Instant::now();
     let body = wait_for(
         &testnet,
         "node 0 not ready after two of four nodes stopped",
@@ -195,6 +196,10 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
         },
     )
     .await;
+    eprintln!(
+        "/readyz failed {} ms after the second node stopped: {body}",
+        stopped_at.elapsed().as_millis()
+    );
     let verdict: serde_json::Value = serde_json::from_str(&body).expect("readyz answers JSON");
     assert_eq!(verdict["ready"], false, "{body}");
     let reasons = verdict["reasons"].to_string();
@@ -207,6 +212,7 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
 
     testnet.nodes[2].start();
     testnet.nodes[3].start();
+    let restarted_at = std::time::Instant::now();
     wait_for(
         &testnet,
         "node 0 ready again after the two nodes restarted",
@@ -219,6 +225,10 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
         },
     )
     .await;
+    eprintln!(
+        "/readyz ready again {} ms after the two nodes restarted",
+        restarted_at.elapsed().as_millis()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,6 +367,7 @@ async fn api_survives_idle_and_slowloris_connections_under_a_file_limit() {
     let slow_closed = Arc::new(AtomicUsize::new(0));
     let mut idle_opened = 0usize;
     let mut slow_opened = 0usize;
+    let attack_started = std::time::Instant::now();
     let mut attack = tokio::task::JoinSet::new();
     for _ in 0..IDLE_CONNECTIONS {
         if let Some(stream) = connect(api_address).await {
@@ -426,7 +437,8 @@ async fn api_survives_idle_and_slowloris_connections_under_a_file_limit() {
     attack.abort_all();
     let (idle, slow) = closed_all();
     eprintln!(
-        "the node closed {idle}/{idle_opened} idle and {slow}/{slow_opened} slowloris connections"
+        "the node closed {idle}/{idle_opened} idle and {slow}/{slow_opened} slowloris connections within {} ms of the first",
+        attack_started.elapsed().as_millis()
     );
 
     assert!(
