@@ -135,6 +135,9 @@ struct TestnetInitArgs {
     json: bool,
 }
 
+/// How long the stopped node's runtime may wait for its blocking tasks.
+const NODE_RUNTIME_STOP_WAIT_MS_MAX: u64 = 5_000;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -163,7 +166,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Node(NodeCommand::Start { home, log_json }) => {
             custody_node::shutdown::init_tracing(log_json);
             let runtime = runtime()?;
-            runtime.block_on(async move {
+            let result = runtime.block_on(async move {
                 let (trigger, shutdown) = custody_node::shutdown::shutdown_channel();
                 tokio::spawn(async move {
                     custody_node::shutdown::os_signal().await;
@@ -173,7 +176,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 custody_node::node::run(Home::new(home), shutdown)
                     .await
                     .map_err(|error| error.to_string())
-            })
+            });
+            // A blocking call still running (a disk write that hangs, say)
+            // must not keep a failed node's process alive: its supervisor
+            // restarts it only once it has exited, non-zero (`main`).
+            runtime.shutdown_timeout(std::time::Duration::from_millis(
+                NODE_RUNTIME_STOP_WAIT_MS_MAX,
+            ));
+            result
         }
         Command::Node(NodeCommand::Status { node, json }) => {
             let runtime = runtime()?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,8 @@ use custody_ledger::state::TxRefusal;
 use custody_ledger::store::StoreError;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{BlockHash, DepartmentId, DocumentId, Height, PublicKey, TxId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::api_error::ApiError;
 use crate::api_types::{
@@ -31,19 +32,15 @@ use crate::shared::{local_time_ms, Outbound, SharedRef};
 
 pub fn router(shared: SharedRef) -> Router {
     let body_limit = shared.config.api.body_bytes_max;
+    let request_timeout = Duration::from_millis(shared.config.api.request_timeout_ms);
+    let transfer_timeout = Duration::from_millis(shared.config.api.transfer_timeout_ms);
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
-        .merge(
-            Router::new()
-                .route("/v1/transactions", post(submit))
-                .route("/v1/transactions/batch", post(submit_batch))
-                .route_layer(middleware::from_fn_with_state(
-                    shared.clone(),
-                    refuse_declared_oversize,
-                )),
-        )
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/batch", post(submit_batch))
         .route("/v1/transactions/{id}", get(transaction))
         .route("/v1/blocks/{height}", get(block_by_height))
         .route("/v1/blocks/hash/{hash}", get(block_by_hash))
@@ -51,9 +48,24 @@ pub fn router(shared: SharedRef) -> Router {
         .route("/v1/members/{key}", get(member))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
-        .merge(crate::api_documents::routes())
         .fallback(not_found)
+        // `layer` wraps only the routes above: blob transfers get their own,
+        // longer deadline below.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .merge(
+            crate::api_documents::routes().layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                transfer_timeout,
+            )),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            refuse_declared_oversize,
+        ))
         .with_state(shared)
 }
 
@@ -64,16 +76,23 @@ pub fn router(shared: SharedRef) -> Router {
 /// it, and the client then sees a broken connection instead of the 413.
 const DECLARED_BODY_REFUSED_AT_ONCE_FACTOR: u64 = 8;
 
-/// Refuses a transaction request whose declared `Content-Length` is far over
-/// the body limit before a byte of the body is read. Without this a client
-/// that declares a huge body and never sends it holds the connection open
-/// (and, with `Expect: 100-continue`, is even invited to send it).
+/// Refuses a request whose declared `Content-Length` is far over the body
+/// limit before a byte of the body is read, on every route. Without this a
+/// client that declares a huge body and never sends it holds the connection
+/// open (and, with `Expect: 100-continue`, is even invited to send it). A
+/// blob upload's limit is `blobs.blob_bytes_max` instead.
 async fn refuse_declared_oversize(
     State(shared): State<SharedRef>,
     request: Request,
     next: Next,
 ) -> Response {
-    let limit_bytes = shared.config.api.body_bytes_max;
+    let is_blob_upload =
+        request.method() == Method::PUT && request.uri().path().starts_with("/v1/blobs/");
+    let limit_bytes = if is_blob_upload {
+        shared.config.blobs.blob_bytes_max
+    } else {
+        shared.config.api.body_bytes_max as u64
+    };
     let declared_bytes = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -81,8 +100,7 @@ async fn refuse_declared_oversize(
         .and_then(|value| value.trim().parse::<u64>().ok());
     match declared_bytes {
         Some(declared)
-            if declared
-                > (limit_bytes as u64).saturating_mul(DECLARED_BODY_REFUSED_AT_ONCE_FACTOR) =>
+            if declared > limit_bytes.saturating_mul(DECLARED_BODY_REFUSED_AT_ONCE_FACTOR) =>
         {
             let mut response = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -114,28 +132,66 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see docs/operations.md for the API")
 }
 
+/// Liveness: the consensus task runs (its loop turned recently) and the
+/// store answers. A supervisor restarts a node that fails this.
 async fn healthz(State(shared): State<SharedRef>) -> Response {
+    let driver_silent_ms = shared.health.pulse.driver_silent_ms();
+    if let Err(reason) = crate::health::liveness(driver_silent_ms, &shared.config.readiness) {
+        return ApiError::unavailable("consensus_stuck", reason).into_response();
+    }
     match shared.store.latest_height() {
         Ok(height) => Json(serde_json::json!({"status": "ok", "height": height.0})).into_response(),
         Err(error) => ApiError::unavailable("store_unavailable", error.to_string()).into_response(),
     }
 }
 
-async fn metrics(State(shared): State<SharedRef>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(),
-    )
-        .into_response()
+/// Readiness: this node hears a quorum and the chain is not stalled while
+/// there is work (`health::readiness`). A load balancer sends clients
+/// elsewhere while it fails.
+async fn readyz(State(shared): State<SharedRef>) -> Response {
+    let verdict = match crate::health::facts(&shared) {
+        Ok(facts) => crate::health::readiness(&facts, &shared.config.readiness),
+        Err(error) => crate::health::Readiness {
+            ready: false,
+            reasons: vec![format!("the node's store could not be read: {error}")],
+        },
+    };
+    let status = if verdict.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(verdict)).into_response()
 }
 
-async fn status(State(shared): State<SharedRef>) -> Result<Json<StatusResponse>, ApiError> {
+async fn metrics(State(shared): State<SharedRef>) -> Response {
+    let mut text = shared.metrics.render();
+    let last_heard: Vec<(String, Option<u64>)> = shared
+        .health
+        .validators()
+        .into_iter()
+        .map(|validator| (validator.validator, validator.last_heard_ms_ago))
+        .collect();
+    text.push_str(&crate::metrics::render_last_heard(&last_heard));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `/v1/status`: the client's [`StatusResponse`] plus, per validator of the
+/// set in force, its recent signatures and when it was last heard.
+#[derive(Serialize)]
+struct StatusWithValidators {
+    #[serde(flatten)]
+    status: StatusResponse,
+    validators: Vec<crate::health::ValidatorActivity>,
+}
+
+async fn status(State(shared): State<SharedRef>) -> Result<Json<StatusWithValidators>, ApiError> {
     let chain = shared.store.chain_info().map_err(store_error)?;
     let (transactions, bytes) = {
         let mempool = shared.mempool();
         (mempool.len() as u64, mempool.bytes() as u64)
     };
-    Ok(Json(StatusResponse {
+    let status = StatusResponse {
         chain_id: shared.chain_id.clone(),
         genesis_hash: shared.genesis_hash.clone(),
         department: shared.config.department.clone(),
@@ -150,6 +206,10 @@ async fn status(State(shared): State<SharedRef>) -> Result<Json<StatusResponse>,
             bytes,
         },
         syncing: shared.is_syncing(),
+    };
+    Ok(Json(StatusWithValidators {
+        status,
+        validators: shared.health.validators(),
     }))
 }
 

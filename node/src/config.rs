@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub blobs: crate::blobs::BlobConfig,
+    #[serde(default)]
+    pub readiness: ReadinessConfig,
 }
 
 /// Where the node keeps its files. Relative paths are relative to the home.
@@ -118,6 +120,24 @@ pub struct ApiConfig {
     pub wait_ms_max: u64,
     /// Largest page of a history query.
     pub page_size_max: u32,
+    /// Most HTTP connections open at once; a connection beyond this is
+    /// closed as soon as it is accepted. Keep it well below the process's
+    /// file limit (`ulimit -n`): the store, the consensus state and the peer
+    /// connections need file handles too.
+    pub connections_max: usize,
+    /// Longest a connection may take to send a complete request head. The
+    /// same timer runs while a kept-alive connection waits for its next
+    /// request, so this also closes idle keep-alive connections.
+    pub header_read_timeout_ms: u64,
+    /// Whether a connection may stay open for further requests at all
+    /// (HTTP keep-alive); idle ones are closed after `header_read_timeout_ms`.
+    pub keep_alive: bool,
+    /// Longest a request may take, body included, until its answer starts
+    /// (408 after that). Must exceed `wait_ms_max`.
+    pub request_timeout_ms: u64,
+    /// The same for blob uploads, blob fetches and document reads, whose
+    /// bodies may be gigabytes.
+    pub transfer_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -127,6 +147,38 @@ impl Default for ApiConfig {
             body_bytes_max: 1 << 20,
             wait_ms_max: 60_000,
             page_size_max: 100,
+            connections_max: 512,
+            header_read_timeout_ms: 10_000,
+            keep_alive: true,
+            request_timeout_ms: 70_000,
+            transfer_timeout_ms: 3_600_000,
+        }
+    }
+}
+
+/// When the node tells its supervisor and load balancer it is alive
+/// (`/healthz`) and able to serve writes (`/readyz`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadinessConfig {
+    /// A validator counts as heard while its last valid consensus message
+    /// is at most this old. Not ready when the heard validators (this one
+    /// included) hold two thirds of the voting power or less.
+    pub quorum_silence_ms_max: u64,
+    /// Not ready when no block was committed for this long while
+    /// transactions wait in the mempool.
+    pub stall_ms_max: u64,
+    /// `/healthz` fails (and `/readyz` too) when the consensus task has not
+    /// turned its loop for this long: it is stuck.
+    pub driver_silence_ms_max: u64,
+}
+
+impl Default for ReadinessConfig {
+    fn default() -> Self {
+        ReadinessConfig {
+            quorum_silence_ms_max: 5_000,
+            stall_ms_max: 30_000,
+            driver_silence_ms_max: 20_000,
         }
     }
 }
@@ -237,6 +289,7 @@ impl Default for NodeConfig {
             consensus: ConsensusConfig::default(),
             sync: SyncConfig::default(),
             blobs: crate::blobs::BlobConfig::default(),
+            readiness: ReadinessConfig::default(),
         }
     }
 }
@@ -283,6 +336,20 @@ body_bytes_max = 1048576
 wait_ms_max = 60000
 # Largest page of a history query.
 page_size_max = 100
+# Most HTTP connections open at once; more are closed as soon as accepted.
+# Keep it well below the process's file limit (ulimit -n).
+connections_max = 512
+# A connection must send a complete request head within this; the same
+# timer closes a kept-alive connection that waits this long for its next
+# request.
+header_read_timeout_ms = 10000
+# Allow several requests on one connection (HTTP keep-alive).
+keep_alive = true
+# Longest a request may take until its answer starts (then 408). Must be
+# greater than wait_ms_max.
+request_timeout_ms = 70000
+# The same for blob uploads, blob fetches and document reads.
+transfer_timeout_ms = 3600000
 
 [mempool]
 # Transactions waiting for a block; beyond either bound, new ones get 503.
@@ -337,6 +404,16 @@ fetch_rounds_max = 2
 read_request_skew_ms = 60000
 # A committed record-access allows downloads for this long (block time).
 access_window_ms = 600000
+
+[readiness]
+# /readyz fails when the validators heard from within quorum_silence_ms_max
+# (this one included) hold two thirds of the voting power or less,
+quorum_silence_ms_max = 5000
+# or when no block was committed for stall_ms_max while transactions wait.
+stall_ms_max = 30000
+# /healthz (and /readyz) fail when the consensus task has not turned its
+# loop for this long.
+driver_silence_ms_max = 20000
 "#;
 
 impl NodeConfig {
@@ -400,6 +477,30 @@ impl NodeConfig {
         }
         positive("api.body_bytes_max", self.api.body_bytes_max as u64)?;
         positive("api.page_size_max", u64::from(self.api.page_size_max))?;
+        positive("api.connections_max", self.api.connections_max as u64)?;
+        positive(
+            "api.header_read_timeout_ms",
+            self.api.header_read_timeout_ms,
+        )?;
+        positive("api.transfer_timeout_ms", self.api.transfer_timeout_ms)?;
+        if self.api.request_timeout_ms <= self.api.wait_ms_max {
+            return Err(ConfigError::Invalid {
+                field: "api.request_timeout_ms",
+                reason: format!(
+                    "must be greater than api.wait_ms_max ({} ms), or a client waiting for its commit is cut off",
+                    self.api.wait_ms_max
+                ),
+            });
+        }
+        positive(
+            "readiness.quorum_silence_ms_max",
+            self.readiness.quorum_silence_ms_max,
+        )?;
+        positive("readiness.stall_ms_max", self.readiness.stall_ms_max)?;
+        positive(
+            "readiness.driver_silence_ms_max",
+            self.readiness.driver_silence_ms_max,
+        )?;
         positive("mempool.txs_max", self.mempool.txs_max as u64)?;
         positive("mempool.bytes_max", self.mempool.bytes_max as u64)?;
         positive(
@@ -492,6 +593,17 @@ mod tests {
     fn unknown_field_is_refused() {
         let text = format!("{DEFAULT_CONFIG_TOML}\n[extra]\nx = 1\n");
         assert!(NodeConfig::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn a_request_timeout_not_above_the_commit_wait_is_refused() {
+        let text =
+            DEFAULT_CONFIG_TOML.replace("request_timeout_ms = 70000", "request_timeout_ms = 60000");
+        let error = NodeConfig::from_toml(&text).expect_err("refused");
+        assert!(
+            error.to_string().contains("api.request_timeout_ms"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -284,6 +284,7 @@ impl Driver {
                 .metrics
                 .round
                 .store(self.consensus.round().0, Ordering::Relaxed);
+            self.shared.health.pulse.driver_turned();
         }
     }
 
@@ -314,7 +315,13 @@ impl Driver {
                         .block_hash
                         .map(|hash| proposal_key(v.height, v.round, hash)),
                 };
-                let actions = self.consensus.handle(Input::Message(message)).actions;
+                let signer = message.validator;
+                let step = self.consensus.handle(Input::Message(message));
+                // Readiness counts the validators heard from (`health.rs`).
+                if let Some(disposition) = step.disposition {
+                    self.shared.health.pulse.on_message(signer, disposition);
+                }
+                let actions = step.actions;
                 if let Some(key) = voted {
                     self.fetch_if_missing(key);
                 }

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod api_documents;
 pub mod api_error;
+pub mod api_server;
 pub mod api_types;
 pub mod blob_fetch;
 pub mod blobs;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod consensus_state;
 pub mod driver;
+pub mod health;
 pub mod home;
 pub mod mempool;
 pub mod metrics;

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the commit-latency histogram buckets.
 const COMMIT_LATENCY_BUCKETS_SECONDS: [f64; 12] = [
@@ -22,6 +23,13 @@ pub struct Metrics {
     pub refused_txs_total: AtomicU64,
     pub synced_blocks_total: AtomicU64,
     pub fetched_proposals_total: AtomicU64,
+    /// HTTP connections being served now.
+    pub api_connections_open: AtomicU64,
+    /// HTTP connections closed at once because `api.connections_max` were open.
+    pub api_connections_refused_total: AtomicU64,
+    /// Per validator (its label), its signatures in the latest certificates
+    /// (`health::SIGNED_RECENT_CERTIFICATES`); replaced after each commit.
+    validators_signed_recent: Mutex<Vec<(String, u64)>>,
     commit_latency_buckets: [AtomicU64; COMMIT_LATENCY_BUCKETS_SECONDS.len()],
     commit_latency_count: AtomicU64,
     commit_latency_sum_micros: AtomicU64,
@@ -44,6 +52,14 @@ impl Metrics {
         let micros = (seconds * 1e6).max(0.0) as u64;
         self.commit_latency_sum_micros
             .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Replaces the per-validator signature counts.
+    pub fn set_validators_signed_recent(&self, counts: Vec<(String, u64)>) {
+        match self.validators_signed_recent.lock() {
+            Ok(mut guard) => *guard = counts,
+            Err(poisoned) => *poisoned.into_inner() = counts,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -117,6 +133,37 @@ impl Metrics {
             "counter",
             load(&self.fetched_proposals_total),
         );
+        gauge(
+            &mut out,
+            "custody_api_connections_open",
+            "HTTP API connections being served.",
+            "gauge",
+            load(&self.api_connections_open),
+        );
+        gauge(
+            &mut out,
+            "custody_api_connections_refused_total",
+            "HTTP API connections closed at once because api.connections_max were open.",
+            "counter",
+            load(&self.api_connections_refused_total),
+        );
+        {
+            let counts = match self.validators_signed_recent.lock() {
+                Ok(guard) => guard.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            let name = "custody_validator_signed_recent";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Certificates among the latest {} that the validator signed.",
+                crate::health::SIGNED_RECENT_CERTIFICATES
+            );
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (label, count) in counts {
+                let label = escape_label(&label);
+                let _ = writeln!(out, "{name}{{validator=\"{label}\"}} {count}");
+            }
+        }
         let name = "custody_commit_latency_seconds";
         let _ = writeln!(
             out,
@@ -139,6 +186,34 @@ impl Metrics {
     }
 }
 
+/// Per validator (label, milliseconds since last heard), as Prometheus
+/// text; a validator never heard since start has no sample.
+pub fn render_last_heard(validators: &[(String, Option<u64>)]) -> String {
+    let mut out = String::new();
+    let name = "custody_validator_last_heard_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Seconds since this node last accepted a consensus message from the validator."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (label, silent_ms) in validators {
+        if let Some(silent_ms) = silent_ms {
+            let label = escape_label(label);
+            let seconds = *silent_ms as f64 / 1e3;
+            let _ = writeln!(out, "{name}{{validator=\"{label}\"}} {seconds}");
+        }
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +227,13 @@ mod tests {
         assert!(text.contains("custody_commit_latency_seconds_bucket{le=\"0.025\"} 1"));
         assert!(text.contains("custody_commit_latency_seconds_bucket{le=\"5\"} 2"));
         assert!(text.contains("custody_commit_latency_seconds_count 2"));
+    }
+
+    #[test]
+    fn validator_signatures_are_labelled_by_validator() {
+        let metrics = Metrics::default();
+        metrics.set_validators_signed_recent(vec![("archives".to_string(), 97)]);
+        let text = metrics.render();
+        assert!(text.contains("custody_validator_signed_recent{validator=\"archives\"} 97"));
     }
 }

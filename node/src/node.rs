@@ -11,6 +11,7 @@ use custody_ledger::store::Store;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{DepartmentId, PublicKey, Timestamp, TxId};
 use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
 
 use crate::config::ConfigError;
 use crate::driver::{Driver, DriverError, DriverInput, DRIVER_INBOX_MAX};
@@ -43,6 +44,8 @@ pub enum NodeError {
     Network(String),
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error("the {task} task stopped: {reason}")]
+    TaskFailed { task: &'static str, reason: String },
     #[error(transparent)]
     Blobs(#[from] crate::blobs::BlobError),
 }
@@ -108,6 +111,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         outbound: outbound_sender,
         blobs,
         proposals: Mutex::new(Default::default()),
+        health: crate::health::Health::new(department.keys.validator_key),
         config,
     });
 
@@ -118,13 +122,26 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         home.consensus_state_path(&shared.config),
     )?;
 
+    // The node's own stop signal: fired by the operator's shutdown or by
+    // the first essential task that ends, so that the others stop too.
+    let (stop_all, stop) = crate::shutdown::shutdown_channel();
+    let stop_all = Arc::new(stop_all);
+    {
+        let stop_all = stop_all.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            stop_all.trigger();
+        });
+    }
+
     let network_task = crate::net_glue::start(
         shared.clone(),
         keypair,
         &genesis,
         outbound_receiver,
         driver_sender,
-        shutdown.clone(),
+        stop.clone(),
     )
     .await
     .map_err(NodeError::Network)?;
@@ -136,22 +153,16 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             source,
         })?;
     tracing::info!(address = %shared.config.api.listen, "HTTP API listening");
-    let api_task = {
-        let router = crate::api::router(shared.clone());
-        let mut stop = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.wait().await })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "HTTP API stopped");
-            }
-        })
-    };
+    let api_task = tokio::spawn(crate::api_server::serve(
+        listener,
+        crate::api::router(shared.clone()),
+        shared.clone(),
+        stop.clone(),
+    ));
 
     let gossip_task = {
         let shared = shared.clone();
-        let mut stop = shutdown.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_millis(
                 shared.config.mempool.gossip_interval_ms,
@@ -168,16 +179,166 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         })
     };
 
-    let result = driver.run(first_actions, driver_receiver, shutdown).await;
-    if let Err(error) = &result {
-        tracing::error!(%error, "consensus driver stopped");
-    }
-    let _ = api_task.await;
-    let _ = gossip_task.await;
-    network_task.abort();
-    let _ = network_task.await;
+    let activity_task = tokio::spawn(crate::health::watch_activity(shared.clone(), stop.clone()));
+    let driver_task = tokio::spawn(driver.run(first_actions, driver_receiver, stop.clone()));
+
+    let mut tasks = Tasks {
+        driver: Some(driver_task),
+        network: Some(network_task),
+        api: Some(api_task),
+        gossip: Some(gossip_task),
+        activity: Some(activity_task),
+    };
+    let first = tasks.first_to_end().await;
+    let result = if shutdown.is_triggered() {
+        // Asked to stop: every task ends, and only a failure matters.
+        match first {
+            TaskEnd::Failed { task, reason } => Err(NodeError::TaskFailed { task, reason }),
+            TaskEnd::Stopped { .. } => Ok(()),
+        }
+    } else {
+        // No task ends on its own while the node runs: whichever did, the
+        // node cannot go on. Exiting (non-zero) lets the supervisor restart
+        // it rather than leave a process that answers but does not work.
+        let (task, reason) = match first {
+            TaskEnd::Failed { task, reason } => (task, reason),
+            TaskEnd::Stopped { task } => (task, "it ended unexpectedly".to_string()),
+        };
+        tracing::error!(task, %reason, "an essential task stopped; the node stops");
+        Err(NodeError::TaskFailed { task, reason })
+    };
+    stop_all.trigger();
+    let rest = tasks
+        .finish(Duration::from_millis(TASKS_STOP_WAIT_MS_MAX))
+        .await;
     tracing::info!("node stopped");
-    result.map_err(NodeError::from)
+    match (result, rest) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Some(TaskEnd::Failed { task, reason })) => {
+            Err(NodeError::TaskFailed { task, reason })
+        }
+        (Ok(()), _) => Ok(()),
+    }
+}
+
+/// After the node is asked to stop (or a task failed), the other tasks get
+/// this long to finish; then they are aborted.
+const TASKS_STOP_WAIT_MS_MAX: u64 = 10_000;
+
+/// How an essential task ended.
+enum TaskEnd {
+    /// It returned normally (on shutdown, or unexpectedly).
+    Stopped { task: &'static str },
+    /// It returned an error or panicked.
+    Failed { task: &'static str, reason: String },
+}
+
+/// The essential tasks of a running node; each is `None` once it ended.
+struct Tasks {
+    driver: Option<JoinHandle<Result<(), DriverError>>>,
+    network: Option<JoinHandle<()>>,
+    api: Option<JoinHandle<()>>,
+    gossip: Option<JoinHandle<()>>,
+    activity: Option<JoinHandle<Result<(), custody_ledger::store::StoreError>>>,
+}
+
+fn ended<E: std::fmt::Display>(
+    task: &'static str,
+    joined: Result<Result<(), E>, tokio::task::JoinError>,
+) -> TaskEnd {
+    match joined {
+        Ok(Ok(())) => TaskEnd::Stopped { task },
+        Ok(Err(error)) => TaskEnd::Failed {
+            task,
+            reason: error.to_string(),
+        },
+        Err(error) if error.is_panic() => TaskEnd::Failed {
+            task,
+            reason: "it panicked (see the log above)".to_string(),
+        },
+        Err(_) => TaskEnd::Stopped { task },
+    }
+}
+
+fn unit(
+    joined: Result<(), tokio::task::JoinError>,
+) -> Result<Result<(), String>, tokio::task::JoinError> {
+    joined.map(Ok)
+}
+
+/// Waits for one task of `slot`, or forever when it already ended.
+async fn join_slot<T>(slot: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match slot {
+        Some(handle) => {
+            let joined = handle.await;
+            *slot = None;
+            joined
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Tasks {
+    /// The first task to end, and how.
+    async fn first_to_end(&mut self) -> TaskEnd {
+        tokio::select! {
+            joined = join_slot(&mut self.driver) => ended("consensus", joined),
+            joined = join_slot(&mut self.network) => ended("network", unit(joined)),
+            joined = join_slot(&mut self.api) => ended("HTTP API", unit(joined)),
+            joined = join_slot(&mut self.gossip) => ended("gossip", unit(joined)),
+            joined = join_slot(&mut self.activity) => ended("validator activity", joined),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        [
+            self.driver.is_some(),
+            self.network.is_some(),
+            self.api.is_some(),
+            self.gossip.is_some(),
+            self.activity.is_some(),
+        ]
+        .iter()
+        .filter(|running| **running)
+        .count()
+    }
+
+    /// Waits up to `wait` for the remaining tasks, then aborts what is
+    /// left. Returns the first failure among them, if any.
+    async fn finish(&mut self, wait: Duration) -> Option<TaskEnd> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut failure = None;
+        while self.remaining() > 0 {
+            match tokio::time::timeout_at(deadline, self.first_to_end()).await {
+                Ok(TaskEnd::Failed { task, reason }) => {
+                    tracing::error!(task, %reason, "task failed while the node stopped");
+                    failure.get_or_insert(TaskEnd::Failed { task, reason });
+                }
+                Ok(TaskEnd::Stopped { .. }) => {}
+                Err(_) => {
+                    tracing::warn!("tasks still running at the stop deadline are aborted");
+                    self.abort_all();
+                    break;
+                }
+            }
+        }
+        failure
+    }
+
+    fn abort_all(&mut self) {
+        for handle in [
+            self.driver.take().map(|h| h.abort_handle()),
+            self.network.take().map(|h| h.abort_handle()),
+            self.api.take().map(|h| h.abort_handle()),
+            self.gossip.take().map(|h| h.abort_handle()),
+            self.activity.take().map(|h| h.abort_handle()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            handle.abort();
+        }
+    }
 }
 
 /// Takes a gossiped batch of transactions into the mempool: decode, check

@@ -46,6 +46,8 @@ pub struct Shared {
     pub blobs: crate::blobs::Blobs,
     /// Proposals of the current height, for peers that missed them.
     pub proposals: Mutex<HeldProposals>,
+    /// What `/healthz` and `/readyz` look at (`health.rs`).
+    pub health: crate::health::Health,
 }
 
 impl Shared {
