@@ -57,7 +57,7 @@ impl Driver {
         let max = self.limits.redial_backoff_max_ms;
         let mut to_dial = Vec::new();
         for (peer, state) in self.redial.iter_mut() {
-            if self.swarm.is_connected(peer) {
+            if self.connections.is_up(peer) {
                 let stable = state.established_at.is_some_and(|at| {
                     now.duration_since(at) >= Duration::from_millis(CONNECTION_STABLE_MS)
                 });
@@ -81,7 +81,10 @@ impl Driver {
         for (peer, addresses, attempt) in to_dial {
             let opts = DialOpts::peer_id(peer)
                 .addresses(addresses.clone())
-                .condition(PeerCondition::DisconnectedAndNotDialing)
+                // Not `DisconnectedAndNotDialing`: a connection being closed
+                // still counts for the swarm until its close finishes, which
+                // over a silently cut link can take long.
+                .condition(PeerCondition::NotDialing)
                 .build();
             match self.swarm.dial(opts) {
                 Ok(()) => tracing::debug!(%peer, ?addresses, attempt, "dialing peer"),

@@ -118,10 +118,12 @@ impl Driver {
                     .map(<[u8]>::to_vec)
                     .unwrap_or_default();
                 let length = bytes.len();
-                match self
-                    .events
-                    .try_send(NetworkEvent::Gossip { topic, from, bytes })
-                {
+                match self.events.try_send(NetworkEvent::Gossip {
+                    topic,
+                    from,
+                    via: propagation_source,
+                    bytes,
+                }) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         self.gossip_dropped.record(|dropped| {

@@ -17,8 +17,18 @@
 //! - request-response on two protocols, [`RequestProtocol::Sync`]
 //!   (`/custody/sync/1`) and [`RequestProtocol::Blob`] (`/custody/blob/1`),
 //!   each a single length-prefixed frame of opaque bytes with explicit caps.
-//! - identify and ping (a failed ping closes the connection, so that a cut
-//!   link is noticed and redialed).
+//! - identify and ping. A connection that answers no ping for
+//!   [`NetworkLimits::ping_interval_ms`] + [`NetworkLimits::ping_timeout_ms`]
+//!   is closed and stops counting at once, so that a silently cut link is
+//!   noticed in seconds and redialed.
+//! - Newest connection wins: a peer that connects again while this node
+//!   still holds an older connection to it lost that connection, and every
+//!   connection to it is closed and redialed, so that gossipsub (which
+//!   announces subscriptions on a peer's first connection only, and shares
+//!   one send queue among a peer's connections) starts afresh on both
+//!   sides. A member whose gossip subscriptions have not arrived
+//!   [`SUBSCRIPTIONS_WAIT_MS`] after it connected is reconnected too. See
+//!   `liveness.rs` and `docs/reliability.md`.
 //!
 //! Invariants:
 //! - Only peers in [`NetworkConfig::allowed`] ever hold an established
@@ -56,6 +66,7 @@ mod codec;
 mod dial;
 mod gossip;
 mod keys;
+mod liveness;
 mod requests;
 mod swarm_task;
 
@@ -108,8 +119,12 @@ pub const INBOUND_REQUESTS_PENDING_MAX: usize = 128;
 pub const OUTBOUND_REQUESTS_PENDING_MAX: usize = 256;
 /// Concurrent request-response streams per connection and protocol.
 pub const REQUEST_STREAMS_PER_CONNECTION_MAX: usize = 32;
-/// Established connections per peer: two covers both sides dialing at once.
-pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
+/// Established connections per peer: two cover both sides dialing at once,
+/// and two more let a restarted peer in while the two it lost still count
+/// (a connection counts until its close has finished, which over a silently
+/// cut link can take long). With two, a restarted peer was refused until
+/// ping noticed the dead connections.
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 4;
 /// Inbound connections still in the handshake. Bounds the work a stranger can
 /// cause before the allowed-set check refuses it.
 pub const CONNECTIONS_PENDING_INCOMING_MAX: u32 = 16;
@@ -170,6 +185,12 @@ pub const DROP_LOG_INTERVAL_MS: u64 = 1_000;
 pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 2_000;
 /// How long `start` waits for every listen address to be bound.
 pub const LISTEN_WAIT_MS: u64 = 5_000;
+/// A member connected this long without its subscription to the consensus
+/// topic having arrived is reconnected: gossipsub sends subscriptions on a
+/// peer's first connection only, so a peer that accepted our new connection
+/// while it still held the old one never sends them, and this node would
+/// then publish nothing to it. They arrive within a round trip normally.
+pub const SUBSCRIPTIONS_WAIT_MS: u64 = 2_000;
 
 /// Size and time limits. Gossip and request caps must agree on every node:
 /// a message larger than the receiver's cap is dropped by the receiver.
@@ -207,11 +228,12 @@ pub struct NetworkLimits {
     /// How often each connection is pinged. A silent link (a partition that
     /// drops packets rather than resetting) is only noticed through ping.
     pub ping_interval_ms: u64,
-    /// A ping unanswered for this long fails. libp2p's ping forgives the
-    /// first failure and then negotiates a new stream (a fixed 10 s timeout),
-    /// so a silent link is closed after about
-    /// `ping_timeout_ms + ping_interval_ms + 10 s`; then the redial loop
-    /// takes over.
+    /// A ping unanswered for this long fails. A connection that answered
+    /// no ping for `ping_interval_ms + ping_timeout_ms` is closed by the
+    /// node and the peer stops counting as connected; then the redial loop
+    /// takes over. (libp2p's ping alone forgives the first failure and then
+    /// negotiates a new stream with a fixed 10 s timeout: 26–30 s with the
+    /// former 5 s / 10 s settings.)
     pub ping_timeout_ms: u64,
 }
 
@@ -229,8 +251,10 @@ impl Default for NetworkLimits {
             redial_backoff_min_ms: 250,
             redial_backoff_max_ms: 30_000,
             connection_timeout_ms: 10_000,
-            ping_interval_ms: 5_000,
-            ping_timeout_ms: 10_000,
+            // A silent link is noticed within 5 s; the pings cost a few
+            // bytes a second per connection.
+            ping_interval_ms: 1_000,
+            ping_timeout_ms: 4_000,
         }
     }
 }
@@ -317,11 +341,14 @@ impl fmt::Display for RequestProtocol {
 /// What the network tells the node.
 #[derive(Debug)]
 pub enum NetworkEvent {
-    /// A gossip message from another node. `from` is the signed author (not
-    /// the relaying peer); it is always in the allowed set.
+    /// A gossip message from another node. `from` is the author named in
+    /// the message (a claim, see the module notes); `via` is the connected
+    /// peer it came from (its propagation source). Both are in the allowed
+    /// set.
     Gossip {
         topic: GossipTopic,
         from: PeerId,
+        via: PeerId,
         bytes: Vec<u8>,
     },
     /// A request from a peer. Answer through `reply` within the request
@@ -333,9 +360,10 @@ pub enum NetworkEvent {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Vec<u8>>,
     },
-    /// The first connection to an allowed peer is up.
+    /// An allowed peer that had no live connection has one now.
     PeerConnected(PeerId),
-    /// The last connection to a peer is gone.
+    /// A peer's last live connection is gone or being closed (a connection
+    /// being closed no longer counts, however long its close takes).
     PeerDisconnected(PeerId),
 }
 
@@ -650,6 +678,7 @@ impl Network {
             refused_logged: DropLog::default(),
             rebroadcast_nonce: std::collections::hash_map::RandomState::new()
                 .hash_one(std::time::SystemTime::now()),
+            connections: liveness::Connections::default(),
         };
         let listen_addrs = driver.listen(&config.listen).await?;
         tracing::info!(

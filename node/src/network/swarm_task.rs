@@ -10,7 +10,7 @@ use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::PublishError;
 use libp2p::request_response::OutboundRequestId;
-use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, ListenError, SwarmEvent};
 use libp2p::{allow_block_list, identify, ping, Swarm};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dial::RedialState;
 use super::gossip::encode_gossip;
+use super::liveness::Connections;
 use super::requests::{InboundReply, OutboundReply};
 use super::*;
 
@@ -42,6 +43,9 @@ pub(super) struct Driver {
     /// Last re-broadcast nonce; starts at a random value so that a restarted
     /// node does not repeat the ids of its previous run.
     pub(super) rebroadcast_nonce: u64,
+    /// Which connections count (see `liveness.rs`): the node's own view,
+    /// ahead of the swarm's when a close takes long.
+    pub(super) connections: Connections,
 }
 
 /// Counts drops and logs at most once per [`DROP_LOG_INTERVAL_MS`], so that a
@@ -174,7 +178,11 @@ impl Driver {
                         Err(_) => self.connection_events_overflow.clear(),
                     }
                 }
-                _ = redial_tick.tick() => self.redial(),
+                _ = redial_tick.tick() => {
+                    self.close_silent_connections();
+                    self.reconnect_unsubscribed_members();
+                    self.redial();
+                }
             }
         }
         for (_, (_, reply)) in self.outbound.drain() {
@@ -245,7 +253,7 @@ impl Driver {
                 self.outbound.insert((protocol, id), (peer, reply));
             }
             Command::ConnectedPeers { reply } => {
-                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+                let _ = reply.send(self.connections.up_peers());
             }
             Command::Shutdown => {}
         }
@@ -277,8 +285,8 @@ impl Driver {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
-                num_established,
                 ..
             } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint_address(&endpoint), "connection established");
@@ -287,15 +295,30 @@ impl Driver {
                         state.established_at = Some(Instant::now());
                     }
                 }
-                if num_established.get() == 1 {
+                let change = self
+                    .connections
+                    .established(peer_id, connection_id, Instant::now());
+                if change.became_up {
                     tracing::info!(peer = %peer_id, "peer connected");
                     self.emit_connection_event(NetworkEvent::PeerConnected(peer_id));
+                }
+                if change.superseded {
+                    // Newest connection wins (see `liveness.rs`): the peer
+                    // dialed again, so it lost the older connection; close
+                    // them all so that both sides' gossipsub start afresh
+                    // on the next one.
+                    tracing::warn!(
+                        peer = %peer_id,
+                        "peer connected again while an older connection still stood; \
+                         closing every connection to it and redialing"
+                    );
+                    self.disconnect_peer(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 endpoint,
-                num_established,
                 cause,
                 ..
             } => {
@@ -305,10 +328,8 @@ impl Driver {
                     cause = ?cause,
                     "connection closed"
                 );
-                if num_established == 0 {
-                    tracing::info!(peer = %peer_id, "peer disconnected");
-                    self.on_peer_lost(peer_id);
-                    self.emit_connection_event(NetworkEvent::PeerDisconnected(peer_id));
+                if self.connections.closed(&peer_id, connection_id) {
+                    self.peer_down(peer_id);
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -360,7 +381,7 @@ impl Driver {
                     }
                 }
                 if let Some(peer) = peer_id {
-                    if !self.swarm.is_connected(&peer) {
+                    if !self.connections.is_up(&peer) {
                         if let Some(state) = self.redial.get(&peer) {
                             tracing::debug!(%peer, retry_in_ms = state.backoff_ms, "peer unreachable");
                         }
@@ -408,16 +429,100 @@ impl Driver {
                 peer,
                 connection,
                 result,
-            }) => {
-                if let Err(failure) = result {
+            }) => match result {
+                Ok(_) => self
+                    .connections
+                    .ping_answered(&peer, connection, Instant::now()),
+                Err(failure) => {
                     // Ping no longer closes connections itself; do it so a
                     // dead link is replaced by the redial loop.
                     tracing::warn!(%peer, %failure, "ping failed; closing the connection");
-                    self.swarm.close_connection(connection);
+                    self.close_connection(peer, connection);
                 }
-            }
+            },
             BehaviourEvent::Allowed(never) => match never {},
             BehaviourEvent::ConnectionLimits(never) => match never {},
+        }
+    }
+
+    /// Closes one connection; the peer stops counting at once when it was
+    /// its last live one, even if the close itself takes long.
+    pub(super) fn close_connection(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.swarm.close_connection(connection);
+        if self.connections.closing(&peer, connection) {
+            self.peer_down(peer);
+        }
+    }
+
+    /// Closes every connection to `peer` and lets the redial loop connect
+    /// it again.
+    pub(super) fn disconnect_peer(&mut self, peer: PeerId) {
+        let _ = self.swarm.disconnect_peer_id(peer);
+        if self.connections.all_closing(&peer) {
+            self.peer_down(peer);
+        }
+    }
+
+    /// The peer's last live connection is gone or closing.
+    fn peer_down(&mut self, peer: PeerId) {
+        tracing::info!(%peer, "peer disconnected");
+        self.on_peer_lost(peer);
+        self.emit_connection_event(NetworkEvent::PeerDisconnected(peer));
+    }
+
+    /// Closes every live connection that answered no ping for
+    /// `ping_interval_ms + ping_timeout_ms`: the link is silently cut.
+    /// libp2p's ping would notice too, but only after a second failure and
+    /// a stream negotiation with its own 10 s timeout.
+    fn close_silent_connections(&mut self) {
+        let silence =
+            Duration::from_millis(self.limits.ping_interval_ms + self.limits.ping_timeout_ms);
+        for (peer, connection) in self.connections.silent(Instant::now(), silence) {
+            tracing::warn!(
+                %peer,
+                silence_ms = silence.as_millis() as u64,
+                "no ping answered on a connection; closing it"
+            );
+            self.close_connection(peer, connection);
+        }
+    }
+
+    /// gossipsub sends its subscriptions only on the first connection to a
+    /// peer. A member that has been up for [`SUBSCRIPTIONS_WAIT_MS`] and
+    /// whose subscription to the consensus topic never arrived still held
+    /// an old connection to this node when it accepted the new one, and
+    /// will never send them: this node would publish nothing to it.
+    /// Reconnecting makes it send them.
+    fn reconnect_unsubscribed_members(&mut self) {
+        let now = Instant::now();
+        let wait = Duration::from_millis(SUBSCRIPTIONS_WAIT_MS);
+        let consensus = GossipTopic::Consensus.ident().hash();
+        let subscribed: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&consensus))
+            .map(|(peer, _)| *peer)
+            .collect();
+        let silent: Vec<PeerId> = self
+            .members
+            .iter()
+            .filter(|peer| !subscribed.contains(peer))
+            .filter(|peer| {
+                self.connections
+                    .up_since(peer)
+                    .is_some_and(|since| now.duration_since(since) > wait)
+            })
+            .copied()
+            .collect();
+        for peer in silent {
+            tracing::warn!(
+                %peer,
+                wait_ms = SUBSCRIPTIONS_WAIT_MS,
+                "connected member sent no gossip subscription; reconnecting it"
+            );
+            self.disconnect_peer(peer);
         }
     }
 }
