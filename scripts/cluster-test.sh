@@ -13,6 +13,11 @@
 #      truncated and garbage transactions, replays)
 #   7. quorum lost: two nodes stopped, then started again
 #      (CUSTODY_CLUSTER_QUORUM_LOSS=0 skips it)
+#   8. a validator's inbound packets dropped for 22 s (its peers keep a
+#      half-open connection to it), then SIGKILL and restart; its signature
+#      must be back in the other nodes' commit certificates within 5 s of
+#      the restart, and with a second node then stopped the three others
+#      (the restarted one among them) must keep committing
 #
 # During the split, one node is also flooded with valid transactions past
 # its mempool limit (no block can drain it then).
@@ -28,6 +33,8 @@
 #
 #   scripts/cluster-test.sh              # needs target/release/custody
 #   CUSTODY_CLUSTER_KEEP=1 scripts/cluster-test.sh   # keep the work dir
+#   CUSTODY_CLUSTER_ONLY=8 scripts/cluster-test.sh   # only fault 8 (or 1, 2, 2b, 3-7)
+#   CUSTODY_CLUSTER_HALF_OPEN_SECONDS=3 ...          # fault 8's cut (default 22 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -117,12 +124,14 @@ main_pid=$$
 watchdog_pid=$!
 
 custody() { "$BIN" "$@"; }
+# Whether fault $1 runs: all of them, or only CUSTODY_CLUSTER_ONLY's.
+runs() { [[ -z ${CUSTODY_CLUSTER_ONLY:-} || ${CUSTODY_CLUSTER_ONLY} == "$1" ]]; }
 report=$work/bad-input.md
 acked=$work/acked.tsv
 passed=0
-check() {
+check() { # fault [timeout_seconds [nodes]]
     say "check after: $1"
-    custody cluster check --net "$work/net" --nodes "$ALL_NODES" --acked "$acked" \
+    custody cluster check --net "$work/net" --nodes "${3:-$ALL_NODES}" --acked "$acked" \
         --fault "$1" --table "$table" --timeout-seconds "${2:-90}"
     passed=$((passed + 1))
 }
@@ -160,114 +169,189 @@ custody cluster load --net "$work/net" --nodes "$ALL_NODES" \
 load_pid=$!
 sleep 6
 
-say "fault 1: SIGKILL ${DEPARTMENTS[2]}, restart after 5 s"
-docker kill -s KILL "$(container 2)" >/dev/null
-sleep 5
-docker start "$(container 2)" >/dev/null
-check "SIGKILL of ${DEPARTMENTS[2]} and restart"
+if runs 1; then
+    say "fault 1: SIGKILL ${DEPARTMENTS[2]}, restart after 5 s"
+    docker kill -s KILL "$(container 2)" >/dev/null
+    sleep 5
+    docker start "$(container 2)" >/dev/null
+    check "SIGKILL of ${DEPARTMENTS[2]} and restart"
+fi
 
-say "fault 2: ${DEPARTMENTS[1]} cut off from the network for 10 s"
-docker network disconnect "$NETWORK" "$(container 1)"
-sleep 10
-docker network connect --ip "$(ip_of 1)" "$NETWORK" "$(container 1)"
-check "${DEPARTMENTS[1]} cut off (network disconnect) and reconnected"
+if runs 2; then
+    say "fault 2: ${DEPARTMENTS[1]} cut off from the network for 10 s"
+    docker network disconnect "$NETWORK" "$(container 1)"
+    sleep 10
+    docker network connect --ip "$(ip_of 1)" "$NETWORK" "$(container 1)"
+    check "${DEPARTMENTS[1]} cut off (network disconnect) and reconnected"
+fi
 
-say "fault 2b: the link between ${DEPARTMENTS[0]} and ${DEPARTMENTS[1]} cut for 20 s (both still reach the other two)"
-# Members do not relay each other's proposals: each of the two must fetch
-# the other's proposals from the nodes that voted for them.
-link_rules() { # action (-I or -D)
-    local action=$1 pair i peer pid
-    for pair in "0 1" "1 0"; do
-        read -r i peer <<<"$pair"
-        pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$i")")
-        nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
-        nsenter -t "$pid" -n iptables "$action" OUTPUT -d "$(ip_of "$peer")" -j DROP
-    done
-}
-fetched() { # node: its custody_fetched_proposals_total (HTTP/1.0 GET over bash's /dev/tcp)
-    local port=${CUSTODY_API_PORT_BASE}$(($1 + 1)) value
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot reach $(api "$1")"
-    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-    value=$(timeout 5 awk '$1 == "custody_fetched_proposals_total" { print $2 }' <&3)
-    exec 3>&-
-    [[ $value =~ ^[0-9]+$ ]] || fail "no custody_fetched_proposals_total in $(api "$1")/metrics"
-    echo "$value"
-}
-command -v nsenter >/dev/null && command -v iptables >/dev/null ||
-    fail "nsenter and iptables are needed for the cut link"
-fetched_before=$(( $(fetched 0) + $(fetched 1) ))
-link_rules -I
-sleep 20
-fetched_during=$(( $(fetched 0) + $(fetched 1) - fetched_before ))
-link_rules -D
-say "proposals fetched by ${DEPARTMENTS[0]} and ${DEPARTMENTS[1]} while cut: $fetched_during"
-(( fetched_during > 0 )) || fail "no proposal was fetched across the cut link"
-check "link ${DEPARTMENTS[0]}-${DEPARTMENTS[1]} cut (proposals fetched: $fetched_during), restored"
-
-say "fault 3: 2-2 split ({${DEPARTMENTS[0]}, ${DEPARTMENTS[1]}} | {${DEPARTMENTS[2]}, ${DEPARTMENTS[3]}})"
-# Each node's own network namespace drops the other half's packets, so
-# each half still sees itself.
-split_rules() { # action (-I or -D)
-    local action=$1 i peer pid
-    for i in 0 1 2 3; do
-        pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$i")")
-        for peer in 0 1 2 3; do
-            if (( (i < 2) != (peer < 2) )); then
-                nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
-                nsenter -t "$pid" -n iptables "$action" OUTPUT -d "$(ip_of "$peer")" -j DROP
-            fi
+if runs 2b; then
+    say "fault 2b: the link between ${DEPARTMENTS[0]} and ${DEPARTMENTS[1]} cut for 20 s (both still reach the other two)"
+    # Members do not relay each other's proposals: each of the two must fetch
+    # the other's proposals from the nodes that voted for them.
+    link_rules() { # action (-I or -D)
+        local action=$1 pair i peer pid
+        for pair in "0 1" "1 0"; do
+            read -r i peer <<<"$pair"
+            pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$i")")
+            nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
+            nsenter -t "$pid" -n iptables "$action" OUTPUT -d "$(ip_of "$peer")" -j DROP
         done
+    }
+    fetched() { # node: its custody_fetched_proposals_total (HTTP/1.0 GET over bash's /dev/tcp)
+        local port=${CUSTODY_API_PORT_BASE}$(($1 + 1)) value
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || fail "cannot reach $(api "$1")"
+        printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+        value=$(timeout 5 awk '$1 == "custody_fetched_proposals_total" { print $2 }' <&3)
+        exec 3>&-
+        [[ $value =~ ^[0-9]+$ ]] || fail "no custody_fetched_proposals_total in $(api "$1")/metrics"
+        echo "$value"
+    }
+    command -v nsenter >/dev/null && command -v iptables >/dev/null ||
+        fail "nsenter and iptables are needed for the cut link"
+    fetched_before=$(( $(fetched 0) + $(fetched 1) ))
+    link_rules -I
+    sleep 20
+    fetched_during=$(( $(fetched 0) + $(fetched 1) - fetched_before ))
+    link_rules -D
+    say "proposals fetched by ${DEPARTMENTS[0]} and ${DEPARTMENTS[1]} while cut: $fetched_during"
+    (( fetched_during > 0 )) || fail "no proposal was fetched across the cut link"
+    check "link ${DEPARTMENTS[0]}-${DEPARTMENTS[1]} cut (proposals fetched: $fetched_during), restored"
+fi
+
+if runs 3; then
+    say "fault 3: 2-2 split ({${DEPARTMENTS[0]}, ${DEPARTMENTS[1]}} | {${DEPARTMENTS[2]}, ${DEPARTMENTS[3]}})"
+    # Each node's own network namespace drops the other half's packets, so
+    # each half still sees itself.
+    split_rules() { # action (-I or -D)
+        local action=$1 i peer pid
+        for i in 0 1 2 3; do
+            pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$i")")
+            for peer in 0 1 2 3; do
+                if (( (i < 2) != (peer < 2) )); then
+                    nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
+                    nsenter -t "$pid" -n iptables "$action" OUTPUT -d "$(ip_of "$peer")" -j DROP
+                fi
+            done
+        done
+    }
+    command -v nsenter >/dev/null && command -v iptables >/dev/null ||
+        fail "nsenter and iptables are needed for the 2-2 split"
+    split_rules -I
+    custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 4 --seconds 5
+    passed=$((passed + 1))
+    say "during the split: flood ${DEPARTMENTS[3]} with valid transactions past its mempool limit"
+    custody cluster flood --net "$work/net" --node "$(api 3)" --signer "${DEPARTMENTS[3]}" \
+        --pid "$(docker inspect -f '{{.State.Pid}}' "$(container 3)")" --report "$report"
+    custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 0 --seconds 5
+    passed=$((passed + 2))
+    split_rules -D
+    check "2-2 split with a mempool flood (no commit during it), healed" 120
+fi
+
+if runs 4; then
+    say "fault 4: rolling restart (SIGTERM, start, wait for catch-up) of all four"
+    for i in 0 1 2 3; do
+        docker restart -t 15 "$(container "$i")" >/dev/null
+        check "rolling restart: ${DEPARTMENTS[$i]}"
     done
-}
-command -v nsenter >/dev/null && command -v iptables >/dev/null ||
-    fail "nsenter and iptables are needed for the 2-2 split"
-split_rules -I
-custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 4 --seconds 5
-passed=$((passed + 1))
-say "during the split: flood ${DEPARTMENTS[3]} with valid transactions past its mempool limit"
-custody cluster flood --net "$work/net" --node "$(api 3)" --signer "${DEPARTMENTS[3]}" \
-    --pid "$(docker inspect -f '{{.State.Pid}}' "$(container 3)")" --report "$report"
-custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 0 --seconds 5
-passed=$((passed + 2))
-split_rules -D
-check "2-2 split with a mempool flood (no commit during it), healed" 120
+fi
 
-say "fault 4: rolling restart (SIGTERM, start, wait for catch-up) of all four"
-for i in 0 1 2 3; do
-    docker restart -t 15 "$(container "$i")" >/dev/null
-    check "rolling restart: ${DEPARTMENTS[$i]}"
-done
+if runs 5; then
+    say "fault 5: ${DEPARTMENTS[3]}'s clock 10 minutes ahead (clock_offset_ms), then restored"
+    set_clock_offset() { # node offset_ms
+        local name config
+        name=$(container "$1")
+        config=$work/config-$1.toml
+        docker stop -t 15 "$name" >/dev/null
+        docker cp "$name:/home/custody/config.toml" "$config"
+        sed -i "s/^clock_offset_ms = .*/clock_offset_ms = $2/" "$config"
+        grep -q "^clock_offset_ms = $2\$" "$config" || fail "could not set clock_offset_ms in $config"
+        docker cp "$config" "$name:/home/custody/config.toml"
+        docker start "$name" >/dev/null
+    }
+    set_clock_offset 3 600000
+    sleep 10
+    check "clock of ${DEPARTMENTS[3]} +10 min (3 nodes decide)"
+    set_clock_offset 3 0
+    check "clock of ${DEPARTMENTS[3]} restored"
+fi
 
-say "fault 5: ${DEPARTMENTS[3]}'s clock 10 minutes ahead (clock_offset_ms), then restored"
-set_clock_offset() { # node offset_ms
-    local name config
-    name=$(container "$1")
-    config=$work/config-$1.toml
-    docker stop -t 15 "$name" >/dev/null
-    docker cp "$name:/home/custody/config.toml" "$config"
-    sed -i "s/^clock_offset_ms = .*/clock_offset_ms = $2/" "$config"
-    grep -q "^clock_offset_ms = $2\$" "$config" || fail "could not set clock_offset_ms in $config"
-    docker cp "$config" "$name:/home/custody/config.toml"
-    docker start "$name" >/dev/null
-}
-set_clock_offset 3 600000
-sleep 10
-check "clock of ${DEPARTMENTS[3]} +10 min (3 nodes decide)"
-set_clock_offset 3 0
-check "clock of ${DEPARTMENTS[3]} restored"
+if runs 6; then
+    say "fault 6: bad input at ${DEPARTMENTS[0]}'s edges"
+    custody cluster bad-input --net "$work/net" --node "$(api 0)" \
+        --p2p "127.0.0.1:$CUSTODY_P2P_PORT" --signer "${DEPARTMENTS[3]}" --acked "$acked" --report "$report"
+    passed=$((passed + $(grep -c '^| .* | answers (height' "$report") - 1))
+    check "bad input at ${DEPARTMENTS[0]}"
+fi
 
-say "fault 6: bad input at ${DEPARTMENTS[0]}'s edges"
-custody cluster bad-input --net "$work/net" --node "$(api 0)" \
-    --p2p "127.0.0.1:$CUSTODY_P2P_PORT" --signer "${DEPARTMENTS[3]}" --acked "$acked" --report "$report"
-passed=$((passed + $(grep -c '^| .* | answers (height' "$report") - 1))
-check "bad input at ${DEPARTMENTS[0]}"
-
-if [[ ${CUSTODY_CLUSTER_QUORUM_LOSS:-1} == 1 ]]; then
+if runs 7 && [[ ${CUSTODY_CLUSTER_QUORUM_LOSS:-1} == 1 ]]; then
     say "fault 7: quorum lost: ${DEPARTMENTS[1]} and ${DEPARTMENTS[2]} stopped for 5 s, then started"
     docker stop -t 15 "$(container 1)" "$(container 2)" >/dev/null
     sleep 5
     docker start "$(container 1)" "$(container 2)" >/dev/null
     check "quorum lost (two nodes stopped) and restored" 60
+fi
+
+if runs 8; then
+    # Longer than the node's silence bound (5 s) by default, so that the
+    # other three have closed their connections by the restart; shorter
+    # (e.g. 3) tests the newest-connection rule instead.
+    cut_seconds=${CUSTODY_CLUSTER_HALF_OPEN_SECONDS:-22}
+    say "fault 8: ${DEPARTMENTS[2]}'s inbound packets dropped for $cut_seconds s, SIGKILL and restart; then ${DEPARTMENTS[3]} stopped"
+    # Only the restarted node drops packets, and only inbound ones: its peers
+    # go on sending into connections that no longer deliver, and still count
+    # it as connected when its new process dials them.
+    inbound_rules() { # node action (-I or -D)
+        local node=$1 action=$2 pid peer
+        pid=$(docker inspect -f '{{.State.Pid}}' "$(container "$node")")
+        for peer in 0 1 2 3; do
+            (( peer == node )) && continue
+            nsenter -t "$pid" -n iptables "$action" INPUT -s "$(ip_of "$peer")" -j DROP
+        done
+    }
+    command -v nsenter >/dev/null && command -v iptables >/dev/null ||
+        fail "nsenter and iptables are needed to drop inbound packets"
+    peers_at() { # node: its custody_peers (HTTP/1.0 GET over bash's /dev/tcp)
+        local port=${CUSTODY_API_PORT_BASE}$(($1 + 1)) value
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || return 0
+        printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+        value=$(timeout 5 awk '$1 == "custody_peers" { print $2 }' <&3)
+        exec 3>&-
+        echo "$value"
+    }
+    cut_ms=$(date +%s%3N)
+    inbound_rules 2 -I
+    # While the cut lasts, watch how long civil-affairs still counts health
+    # as connected (reported, not judged: the cut may be shorter).
+    noticed_ms=
+    while (( $(date +%s%3N) < cut_ms + cut_seconds * 1000 )); do
+        if [[ -z $noticed_ms && $(peers_at 0) == 2 ]]; then
+            noticed_ms=$(( $(date +%s%3N) - cut_ms ))
+        fi
+        sleep 0.2
+    done
+    if [[ -n $noticed_ms ]]; then
+        say "${DEPARTMENTS[0]} stopped counting ${DEPARTMENTS[2]} as connected $noticed_ms ms into the cut"
+    else
+        say "${DEPARTMENTS[0]} still counted ${DEPARTMENTS[2]} as connected at the end of the $cut_seconds s cut"
+    fi
+    # The kill takes the node's network namespace, and its rules, with it.
+    docker kill -s KILL "$(container 2)" >/dev/null
+    docker start "$(container 2)" >/dev/null
+    heal_ms=$(date +%s%3N)
+    # A late signature fails the run, after the rest of the fault has run
+    # (so that one run shows both figures).
+    rejoined=1
+    custody cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 3)" \
+        --department "${DEPARTMENTS[2]}" --heal-unix-ms "$heal_ms" --within-seconds 5 || rejoined=0
+    docker stop -t 15 "$(container 3)" >/dev/null
+    check "${DEPARTMENTS[2]} inbound cut $cut_seconds s, SIGKILL, restart; ${DEPARTMENTS[3]} stopped (3 nodes decide)" 20 \
+        "$(api 0),$(api 1),$(api 2)"
+    docker start "$(container 3)" >/dev/null
+    check "${DEPARTMENTS[3]} started again"
+    (( rejoined )) || fail "${DEPARTMENTS[2]}'s signature was not back in the certificates within 5 s of its restart"
+    passed=$((passed + 1))
 fi
 
 say "stopping the load"

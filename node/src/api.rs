@@ -24,8 +24,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::api_error::ApiError;
 use crate::api_types::{
-    BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, StatusResponse,
-    SubmitResponse, TransactionResponse,
+    BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, PeerDetail,
+    StatusResponse, SubmitResponse, TransactionResponse,
 };
 use crate::mempool::AdmitError;
 use crate::shared::{local_time_ms, Outbound, SharedRef};
@@ -206,11 +206,27 @@ async fn status(State(shared): State<SharedRef>) -> Result<Json<StatusWithValida
             bytes,
         },
         syncing: shared.is_syncing(),
+        peer_details: peer_details(&shared),
     };
     Ok(Json(StatusWithValidators {
         status,
         validators: shared.health.validators(),
     }))
+}
+
+fn peer_details(shared: &SharedRef) -> Vec<PeerDetail> {
+    let connected = shared.peers();
+    shared
+        .metrics
+        .peer_consensus_ages(std::time::Instant::now())
+        .into_iter()
+        .map(|peer| PeerDetail {
+            connected: connected.contains(&peer.peer_id),
+            peer_id: peer.peer_id,
+            department: peer.department,
+            last_consensus_message_age_ms: peer.last_consensus_message_age_ms,
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -72,6 +72,24 @@ pub struct StatusResponse {
     pub mempool: MempoolStatus,
     /// Whether this node is catching up from its peers.
     pub syncing: bool,
+    /// Every other member node: connected or not, and how long ago its last
+    /// consensus message arrived. A connected peer whose age keeps growing
+    /// is connected in name only.
+    #[serde(default)]
+    pub peer_details: Vec<PeerDetail>,
+}
+
+/// One other member node in `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerDetail {
+    pub peer_id: String,
+    /// Its department, when this node knows it (from the genesis or the
+    /// committed state).
+    pub department: Option<String>,
+    pub connected: bool,
+    /// Milliseconds since a consensus message last arrived from it (as the
+    /// gossip propagation source); `null` if none since this node started.
+    pub last_consensus_message_age_ms: Option<u64>,
 }
 
 /// A page of a list, with the cursor for the next page.

@@ -3,9 +3,13 @@
 //! Plain atomics rather than a metrics library: there are a handful of
 //! gauges and one histogram, and the text format is a few lines.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::network::PeerId;
 
 /// Upper bounds (seconds) of the commit-latency histogram buckets.
 const COMMIT_LATENCY_BUCKETS_SECONDS: [f64; 12] = [
@@ -33,6 +37,27 @@ pub struct Metrics {
     commit_latency_buckets: [AtomicU64; COMMIT_LATENCY_BUCKETS_SECONDS.len()],
     commit_latency_count: AtomicU64,
     commit_latency_sum_micros: AtomicU64,
+    /// Per member node: its department and when a consensus message last
+    /// arrived from it (as the gossip propagation source). "Connected" says
+    /// little about a peer behind a half-open link; this says whether its
+    /// messages still reach us.
+    peers_heard: Mutex<HashMap<PeerId, PeerHeard>>,
+}
+
+#[derive(Default)]
+struct PeerHeard {
+    department: Option<String>,
+    last_consensus_message: Option<Instant>,
+}
+
+/// One member node as `/v1/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConsensusAge {
+    pub peer_id: String,
+    pub department: Option<String>,
+    /// Milliseconds since its last consensus message; `None` if none came
+    /// since this node started.
+    pub last_consensus_message_age_ms: Option<u64>,
 }
 
 impl Metrics {
@@ -60,6 +85,50 @@ impl Metrics {
             Ok(mut guard) => *guard = counts,
             Err(poisoned) => *poisoned.into_inner() = counts,
         }
+    }
+
+    fn peers_heard(&self) -> MutexGuard<'_, HashMap<PeerId, PeerHeard>> {
+        // The map holds plain values: a panic elsewhere cannot leave it
+        // half-written.
+        match self.peers_heard.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Names the department of each member node, so that the status and the
+    /// metric can say whose messages stopped.
+    pub fn set_peer_departments(&self, departments: impl IntoIterator<Item = (PeerId, String)>) {
+        let mut heard = self.peers_heard();
+        for (peer, department) in departments {
+            heard.entry(peer).or_default().department = Some(department);
+        }
+    }
+
+    /// A consensus message arrived from `peer` (its propagation source).
+    pub fn consensus_message_from(&self, peer: PeerId, now: Instant) {
+        self.peers_heard()
+            .entry(peer)
+            .or_default()
+            .last_consensus_message = Some(now);
+    }
+
+    /// Every known member node with the age of its last consensus message,
+    /// by peer id.
+    pub fn peer_consensus_ages(&self, now: Instant) -> Vec<PeerConsensusAge> {
+        let mut ages: Vec<PeerConsensusAge> = self
+            .peers_heard()
+            .iter()
+            .map(|(peer, heard)| PeerConsensusAge {
+                peer_id: peer.to_string(),
+                department: heard.department.clone(),
+                last_consensus_message_age_ms: heard
+                    .last_consensus_message
+                    .map(|at| now.saturating_duration_since(at).as_millis() as u64),
+            })
+            .collect();
+        ages.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        ages
     }
 
     pub fn render(&self) -> String {
@@ -164,6 +233,23 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{validator=\"{label}\"}} {count}");
             }
         }
+        let name = "custody_peer_last_consensus_message_age_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds since the last consensus message from each member node (absent until one arrives)."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for peer in self.peer_consensus_ages(Instant::now()) {
+            if let Some(age_ms) = peer.last_consensus_message_age_ms {
+                let _ = writeln!(
+                    out,
+                    "{name}{{peer=\"{}\",department=\"{}\"}} {}",
+                    peer.peer_id,
+                    peer.department.as_deref().unwrap_or(""),
+                    age_ms as f64 / 1000.0
+                );
+            }
+        }
         let name = "custody_commit_latency_seconds";
         let _ = writeln!(
             out,
@@ -235,5 +321,34 @@ mod tests {
         metrics.set_validators_signed_recent(vec![("archives".to_string(), 97)]);
         let text = metrics.render();
         assert!(text.contains("custody_validator_signed_recent{validator=\"archives\"} 97"));
+    }
+
+    #[test]
+    fn peer_consensus_age_counts_from_its_last_message() {
+        let metrics = Metrics::default();
+        let heard = PeerId::random();
+        let silent = PeerId::random();
+        metrics.set_peer_departments([
+            (heard, "health".to_string()),
+            (silent, "civil-affairs".to_string()),
+        ]);
+        let at = Instant::now();
+        metrics.consensus_message_from(heard, at);
+        let ages = metrics.peer_consensus_ages(at + std::time::Duration::from_millis(1_500));
+        let age = |peer: PeerId| {
+            ages.iter()
+                .find(|age| age.peer_id == peer.to_string())
+                .map(|age| age.last_consensus_message_age_ms)
+        };
+        assert_eq!(age(heard), Some(Some(1_500)));
+        assert_eq!(age(silent), Some(None));
+        let text = metrics.render();
+        assert!(text.contains(&format!(
+            "custody_peer_last_consensus_message_age_seconds{{peer=\"{heard}\",department=\"health\"}}"
+        )));
+        assert!(
+            !text.contains(&silent.to_string()),
+            "no age before a message"
+        );
     }
 }

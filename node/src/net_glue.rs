@@ -75,19 +75,28 @@ pub async fn start(
     let mut allowed: HashSet<PeerId> = HashSet::new();
     // Member nodes are the departments in the committed state (governance
     // may have added some since the genesis), plus the genesis ones.
-    let mut node_keys: Vec<[u8; 32]> = genesis
+    let mut node_keys: Vec<([u8; 32], String)> = genesis
         .departments
         .iter()
-        .map(|d| d.keys.node_key.0)
+        .map(|d| (d.keys.node_key.0, d.id.to_string()))
         .collect();
     if let Ok(departments) = shared.store.departments() {
-        node_keys.extend(departments.iter().map(|d| d.keys.node_key.0));
+        node_keys.extend(
+            departments
+                .iter()
+                .map(|d| (d.keys.node_key.0, d.id.to_string())),
+        );
     }
-    for key in node_keys {
+    let mut departments = Vec::new();
+    for (key, department) in node_keys {
         if let Some(peer) = peer_id_of(&key) {
             allowed.insert(peer);
+            if peer.to_string() != shared.peer_id {
+                departments.push((peer, department));
+            }
         }
     }
+    shared.metrics.set_peer_departments(departments);
     for observer in &config.network.observers {
         if let Ok(peer) = observer.parse::<PeerId>() {
             allowed.insert(peer);
@@ -115,6 +124,8 @@ pub async fn start(
         .collect();
     let limits = NetworkLimits {
         redial_backoff_max_ms: config.network.redial_backoff_ms_max,
+        ping_interval_ms: config.network.ping_interval_ms,
+        ping_timeout_ms: config.network.ping_timeout_ms,
         request_timeout_ms: config.sync.timeout_ms,
         ..NetworkLimits::default()
     };
@@ -189,8 +200,13 @@ fn on_event(
     event: NetworkEvent,
 ) {
     match event {
-        NetworkEvent::Gossip { topic, bytes, .. } => match topic {
+        NetworkEvent::Gossip {
+            topic, bytes, via, ..
+        } => match topic {
             crate::network::GossipTopic::Consensus => {
+                shared
+                    .metrics
+                    .consensus_message_from(via, std::time::Instant::now());
                 if driver.try_send(DriverInput::Consensus(bytes)).is_err() {
                     tracing::debug!(
                         "driver busy; consensus message dropped (it will be re-broadcast)"

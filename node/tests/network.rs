@@ -140,9 +140,9 @@ impl TestNode {
             tokio::spawn(async move {
                 while let Some(event) = events.recv().await {
                     let record = match event {
-                        NetworkEvent::Gossip { topic, from, bytes } => {
-                            Seen::Gossip { topic, from, bytes }
-                        }
+                        NetworkEvent::Gossip {
+                            topic, from, bytes, ..
+                        } => Seen::Gossip { topic, from, bytes },
                         NetworkEvent::InboundRequest {
                             peer,
                             protocol,
@@ -1030,6 +1030,11 @@ async fn pump(
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let read = match from.read(&mut buffer).await {
+            // A cut link does not carry the close either: the other side
+            // keeps its half-open connection until its own pings say so.
+            Ok(0) | Err(_) if broken.load(Ordering::SeqCst) => {
+                return std::future::pending::<()>().await;
+            }
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
@@ -1086,9 +1091,8 @@ async fn a_silent_partition_is_detected_by_ping_and_healed_by_redial() {
     publish_until_seen(&a, GossipTopic::Tx, "before the cut", &[&b]).await;
 
     relay.partition(true);
-    // ping lets the first timeout pass silently and then opens a new stream,
-    // whose negotiation times out after libp2p's fixed 10 s: detection takes
-    // about ping_timeout + ping_interval + 10 s.
+    // The node closes a connection that answered no ping for
+    // ping_interval + ping_timeout.
     let detection_deadline = Instant::now() + Duration::from_millis(WAIT_MS * 2);
     a.wait_for("A to notice the silent cut", detection_deadline, |seen| {
         *seen == Seen::Disconnected(ids[1])
@@ -1273,4 +1277,65 @@ async fn four_members_that_all_dial_each_other_form_one_network() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_connection_wins_so_a_peer_restarted_behind_a_half_open_link_gossips_again() {
+    init_tracing();
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|key| key.public().to_peer_id()).collect();
+    let limits = test_limits();
+    // B dials nobody; A reaches B only through the relay.
+    let b = TestNode::start("B", keys[1].clone(), loopback(), vec![], &ids, limits).await;
+    let relay = Relay::start(&b.addr()).await;
+    let peers = vec![(ids[1], relay.addr.clone())];
+    let a = TestNode::start(
+        "A",
+        keys[0].clone(),
+        loopback(),
+        peers.clone(),
+        &ids,
+        limits,
+    )
+    .await;
+    wait_connected(&a, &b).await;
+    publish_until_seen(&a, GossipTopic::Consensus, "before the cut", &[&b]).await;
+
+    // The link goes silent, then A's process goes away: B still holds its
+    // connection to A (nothing tells it otherwise) when A's new process
+    // dials in over a working link.
+    relay.partition(true);
+    a.stop().await;
+    relay.partition(false);
+    let a = TestNode::start(
+        "A restarted",
+        keys[0].clone(),
+        loopback(),
+        peers,
+        &ids,
+        limits,
+    )
+    .await;
+
+    // gossipsub announces subscriptions on a peer's first connection only:
+    // without the newest-connection rule B never tells the new A that it is
+    // subscribed, and A publishes nothing to it.
+    publish_until_seen(
+        &a,
+        GossipTopic::Consensus,
+        "after the restart from A",
+        &[&b],
+    )
+    .await;
+    publish_until_seen(
+        &b,
+        GossipTopic::Consensus,
+        "after the restart from B",
+        &[&a],
+    )
+    .await;
+
+    a.stop().await;
+    b.stop().await;
+    drop(relay);
 }

@@ -11,6 +11,8 @@
 //!   acknowledged transaction on every node, every node's chain verifies
 //!   from the genesis, heights advance.
 //! - `frozen` checks that no block is committed while no quorum exists.
+//! - `rejoin` measures how soon a restarted validator's signature is back
+//!   in the other nodes' commit certificates.
 //! - `flood` and `bad-input` send hostile input to one node and check that
 //!   it refuses it clearly and keeps answering.
 //!
@@ -21,6 +23,7 @@ mod bad_input;
 mod check;
 mod load;
 mod prepare;
+mod rejoin;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,6 +47,8 @@ pub enum ClusterCommand {
     Check(check::CheckArgs),
     /// Check that no node commits a block for a while (no quorum).
     Frozen(check::FrozenArgs),
+    /// Wait for a restarted validator's signature in the others' certificates.
+    Rejoin(rejoin::RejoinArgs),
     /// Flood one node with valid transactions past its mempool limit.
     Flood(bad_input::FloodArgs),
     /// Send malformed, oversized, replayed and random input to one node.
@@ -64,6 +69,7 @@ pub fn run(command: ClusterCommand) -> Result<(), String> {
                     ClusterCommand::Load(args) => load::run(args).await,
                     ClusterCommand::Check(args) => check::run(args).await,
                     ClusterCommand::Frozen(args) => check::frozen(args).await,
+                    ClusterCommand::Rejoin(args) => rejoin::run(args).await,
                     ClusterCommand::Flood(args) => bad_input::flood(args).await,
                     ClusterCommand::BadInput(args) => bad_input::run(args).await,
                     ClusterCommand::Prepare(_) => Ok(()),
