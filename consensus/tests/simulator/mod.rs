@@ -1168,10 +1168,13 @@ impl Simulation {
                 gossip,
                 required,
             } => {
-                if required {
+                // Work sent to a node that is down is refused (a real client
+                // gets an error and tries again): not required then.
+                let admitted = self.admit_work(node, id);
+                if required && admitted {
                     self.work_required.insert(id);
                 }
-                if self.admit_work(node, id) && gossip {
+                if admitted && gossip {
                     for to in 0..self.nodes.len() {
                         if to != node {
                             self.send(node, to, Event::WorkGossip { to, id });
