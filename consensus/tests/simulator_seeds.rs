@@ -381,12 +381,14 @@ fn work_is_committed_at_once_even_when_one_validator_alone_holds_it() {
             node: 2,
             id: 0,
             gossip: true,
+            required: false,
         },
         simulator::WorkScript {
             at_ms: 30_000,
             node: 1,
             id: 1,
             gossip: false,
+            required: false,
         },
     ];
     let stats = assert_clean(config);
@@ -483,6 +485,7 @@ fn a_validator_whose_messages_are_lost_in_both_directions_rejoins_after_healing(
             node: (id % 4) as usize,
             id,
             gossip: true,
+            required: false,
         })
         .collect();
     assert_clean(config);

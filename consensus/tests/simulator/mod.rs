@@ -102,13 +102,16 @@ pub struct HalfOpenScript {
 
 /// A transaction (`id`) submitted to `node` at `at_ms`; with `gossip` the
 /// node sends it on to the others (once, over the faulty network),
-/// otherwise only that node ever holds it.
+/// otherwise only that node ever holds it. With `required`, liveness
+/// demands that every honest node commits it (only for work that arrives
+/// after GST where the protocol promises it: see `SimConfig::from_seed`).
 #[derive(Clone, Debug)]
 pub struct WorkScript {
     pub at_ms: u64,
     pub node: usize,
     pub id: u64,
     pub gossip: bool,
+    pub required: bool,
 }
 
 /// Work ids carried by one block at most.
@@ -306,6 +309,7 @@ impl SimConfig {
                         node: extra.random_range(0..n),
                         id: work.len() as u64,
                         gossip: extra.random_bool(0.8),
+                        required: false,
                     });
                 }
                 at_ms += extra.random_range(500..3_000u64);
@@ -333,6 +337,7 @@ impl SimConfig {
                 node: proposers[extra.random_range(0..proposers.len())],
                 id: work.len() as u64,
                 gossip: true,
+                required: true,
             });
             if byzantine.is_empty() {
                 work.push(WorkScript {
@@ -340,6 +345,7 @@ impl SimConfig {
                     node: proposers[extra.random_range(0..proposers.len())],
                     id: work.len() as u64,
                     gossip: false,
+                    required: true,
                 });
             }
         }
@@ -598,6 +604,7 @@ enum Event {
         node: usize,
         id: u64,
         gossip: bool,
+        required: bool,
     },
     WorkGossip {
         to: usize,
@@ -653,7 +660,7 @@ pub struct Simulation {
     /// Heights at which some machine ended its wait for work because of
     /// work or its heartbeat (not because another validator woke it).
     woken_for_a_reason: BTreeSet<Height>,
-    /// Work that reached an honest node after GST: every honest node must
+    /// Work marked `required` that has arrived: every honest node must
     /// commit it.
     work_required: BTreeSet<u64>,
     after_gst: bool,
@@ -869,6 +876,7 @@ impl Simulation {
                     node: work.node,
                     id: work.id,
                     gossip: work.gossip,
+                    required: work.required,
                 },
             );
         }
@@ -1154,8 +1162,19 @@ impl Simulation {
             Event::HalfOpenEnd { script } => {
                 self.half_open_active.remove(&script);
             }
-            Event::WorkArrives { node, id, gossip } => {
-                if self.admit_work(node, id) && gossip {
+            Event::WorkArrives {
+                node,
+                id,
+                gossip,
+                required,
+            } => {
+                // Work sent to a node that is down is refused (a real client
+                // gets an error and tries again): not required then.
+                let admitted = self.admit_work(node, id);
+                if required && admitted {
+                    self.work_required.insert(id);
+                }
+                if admitted && gossip {
                     for to in 0..self.nodes.len() {
                         if to != node {
                             self.send(node, to, Event::WorkGossip { to, id });
@@ -1266,9 +1285,6 @@ impl Simulation {
         }
         if !self.nodes[node].mempool.insert(id) {
             return false;
-        }
-        if self.after_gst && node < self.config.n && self.is_honest(node) {
-            self.work_required.insert(id);
         }
         self.poke_work(node);
         true
