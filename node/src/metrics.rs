@@ -40,7 +40,8 @@ pub struct Metrics {
     /// Per member node: its department and when a consensus message last
     /// arrived from it (as the gossip propagation source). "Connected" says
     /// little about a peer behind a half-open link; this says whether its
-    /// messages still reach us.
+    /// messages still reach us. Bounded by the allowed set: only allowed
+    /// peers hold connections, so only they are propagation sources.
     peers_heard: Mutex<HashMap<PeerId, PeerHeard>>,
 }
 
