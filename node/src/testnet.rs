@@ -247,6 +247,11 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
             config.consensus.timeout_delta_ms = 200;
             config.consensus.block_interval_ms = 50;
             config.consensus.empty_block_interval_ms = 300;
+            // Trial networks and tests show progress without load: they
+            // keep an empty block every `empty_block_interval_ms` instead of
+            // waiting for work (the default config waits, with an hourly
+            // heartbeat; see docs/consensus.md, "Idle heights").
+            config.consensus.heartbeat_interval_ms = 0;
             config.consensus.rebroadcast_interval_ms = 300;
             config.network.redial_backoff_ms_max = 1_000;
             config.sync.status_interval_ms = 500;
