@@ -284,7 +284,10 @@ impl Driver {
                 .metrics
                 .round
                 .store(self.consensus.round().0, Ordering::Relaxed);
-            self.shared.health.pulse.driver_turned();
+            self.shared
+                .health
+                .pulse
+                .driver_turned(self.consensus.is_waiting_for_work());
         }
     }
 

@@ -12,7 +12,7 @@
 //! committed certificates, outside the driver.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -65,6 +65,9 @@ pub struct ConsensusPulse {
     heard: Mutex<HashMap<ValidatorKey, Instant>>,
     /// Milliseconds since `origin` of the driver loop's last turn.
     turned_ms: AtomicU64,
+    /// Whether the state machine was waiting for work at that turn: no
+    /// validator sends consensus messages then.
+    idle: AtomicBool,
 }
 
 impl Default for ConsensusPulse {
@@ -73,6 +76,7 @@ impl Default for ConsensusPulse {
             origin: Instant::now(),
             heard: Mutex::new(HashMap::new()),
             turned_ms: AtomicU64::new(0),
+            idle: AtomicBool::new(false),
         }
     }
 }
@@ -96,10 +100,17 @@ impl ConsensusPulse {
         heard.insert(signer, now);
     }
 
-    /// Records one turn of the driver's loop.
-    pub fn driver_turned(&self) {
+    /// Records one turn of the driver's loop, and whether the state
+    /// machine is waiting for work at a new height.
+    pub fn driver_turned(&self, waiting_for_work: bool) {
         let elapsed_ms = self.origin.elapsed().as_millis() as u64;
         self.turned_ms.store(elapsed_ms, Ordering::Relaxed);
+        self.idle.store(waiting_for_work, Ordering::Relaxed);
+    }
+
+    /// Whether the state machine waits for work (an idle chain).
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the driver loop last turned (since start if never).
@@ -194,6 +205,9 @@ pub struct HeardValidator {
     pub silent_ms: Option<u64>,
     /// This node itself: always heard while its consensus task runs.
     pub is_self: bool,
+    /// Its department's node holds a live connection to this one (pings
+    /// answered within the network's silence bound).
+    pub connected: bool,
 }
 
 /// What the readiness rule looks at.
@@ -207,6 +221,9 @@ pub struct ReadinessFacts {
     pub waiting_transactions: u64,
     /// Milliseconds since the driver's loop last turned.
     pub driver_silent_ms: u64,
+    /// The state machine waits for work at a new height: an idle chain,
+    /// on which no validator sends consensus messages.
+    pub idle: bool,
 }
 
 /// The verdict: ready, or the reasons why not (each a sentence for an
@@ -231,7 +248,10 @@ pub fn liveness(driver_silent_ms: u64, config: &ReadinessConfig) -> Result<(), S
 /// The readiness rule: a quorum is heard (validators, this one included,
 /// heard within `quorum_silence_ms_max` hold more than 2/3 of the power),
 /// the chain advanced within `stall_ms_max` if there is work, and the
-/// consensus task is alive.
+/// consensus task is alive. While the chain is idle (waiting for work, so
+/// nobody sends consensus messages) a validator whose node holds a live
+/// connection to this one counts as heard: the first transaction would
+/// reach it.
 pub fn readiness(facts: &ReadinessFacts, config: &ReadinessConfig) -> Readiness {
     let mut reasons = Vec::new();
     if let Err(reason) = liveness(facts.driver_silent_ms, config) {
@@ -243,6 +263,7 @@ pub fn readiness(facts: &ReadinessFacts, config: &ReadinessConfig) -> Readiness 
         .iter()
         .filter(|v| {
             v.is_self
+                || (facts.idle && v.connected)
                 || v.silent_ms
                     .is_some_and(|silent| silent <= config.quorum_silence_ms_max)
         })
@@ -269,6 +290,23 @@ pub fn readiness(facts: &ReadinessFacts, config: &ReadinessConfig) -> Readiness 
 /// Gathers the readiness facts from the running node.
 pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
     let chain = shared.store.chain_info()?;
+    // Validator keys of the departments whose nodes are connected now.
+    let connected_peers: std::collections::HashSet<String> = shared.peers().into_iter().collect();
+    let mut connected_keys = std::collections::HashSet::new();
+    for peer in shared.metrics.peer_consensus_ages(Instant::now()) {
+        let Some(department) = peer.department else {
+            continue;
+        };
+        if !connected_peers.contains(&peer.peer_id) {
+            continue;
+        }
+        let Ok(id) = custody_ledger::types::DepartmentId::new(department) else {
+            continue;
+        };
+        if let Some(department) = shared.store.department(&id)? {
+            connected_keys.insert(department.keys.validator_key);
+        }
+    }
     let validators = chain
         .validator_set
         .validators
@@ -277,6 +315,7 @@ pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
             power: validator.power,
             silent_ms: shared.health.pulse.silent_ms(&validator.key),
             is_self: validator.key == shared.health.own_key,
+            connected: connected_keys.contains(&validator.key),
         })
         .collect();
     Ok(ReadinessFacts {
@@ -284,6 +323,7 @@ pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
         since_advance_ms: shared.health.since_advance_ms(),
         waiting_transactions: shared.mempool().len() as u64,
         driver_silent_ms: shared.health.pulse.driver_silent_ms(),
+        idle: shared.health.pulse.is_idle(),
     })
 }
 
@@ -399,6 +439,7 @@ mod tests {
             power: 1,
             silent_ms,
             is_self: false,
+            connected: false,
         }
     }
 
@@ -407,6 +448,7 @@ mod tests {
             power: 1,
             silent_ms: None,
             is_self: true,
+            connected: true,
         }
     }
 
@@ -416,7 +458,47 @@ mod tests {
             since_advance_ms: 100,
             waiting_transactions: 0,
             driver_silent_ms: 10,
+            idle: false,
         }
+    }
+
+    fn connected(silent_ms: Option<u64>) -> HeardValidator {
+        HeardValidator {
+            connected: true,
+            ..other(silent_ms)
+        }
+    }
+
+    #[test]
+    fn an_idle_chain_counts_connected_validators_as_heard() {
+        let mut idle = facts(vec![me(), connected(None), connected(None), other(None)]);
+        idle.idle = true;
+        let verdict = readiness(&idle, &config());
+        assert!(verdict.ready, "{verdict:?}");
+    }
+
+    #[test]
+    fn an_idle_chain_with_too_few_connected_validators_is_not_ready() {
+        let mut idle = facts(vec![me(), connected(None), other(None), other(None)]);
+        idle.idle = true;
+        let verdict = readiness(&idle, &config());
+        assert!(!verdict.ready);
+        assert!(verdict.reasons[0].contains("2/4"), "{verdict:?}");
+    }
+
+    #[test]
+    fn a_busy_chain_needs_consensus_messages_not_just_connections() {
+        let busy = facts(vec![
+            me(),
+            connected(None),
+            connected(None),
+            connected(None),
+        ]);
+        let verdict = readiness(&busy, &config());
+        assert!(
+            !verdict.ready,
+            "connections alone do not show a working quorum"
+        );
     }
 
     #[test]
@@ -474,6 +556,7 @@ mod tests {
             power: 10,
             silent_ms: Some(0),
             is_self: false,
+            connected: false,
         };
         let verdict = readiness(
             &facts(vec![me(), heavy, other(None), other(None)]),
