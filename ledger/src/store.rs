@@ -177,6 +177,12 @@ fn check_limit(limit: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Longest wait for the store's file lock at open (see `open_raw`).
+const STORE_LOCK_WAIT_MS_MAX: u64 = 3_000;
+/// Pause between two attempts to take the lock.
+const STORE_LOCK_RETRY_MS: u64 = 25;
+const _: () = assert!(STORE_LOCK_RETRY_MS < STORE_LOCK_WAIT_MS_MAX);
+
 impl Store {
     /// Open an existing store.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -235,7 +241,25 @@ impl Store {
     }
 
     fn open_raw(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+        // The engine releases its file lock from a background thread after
+        // the last handle is dropped, so a store closed a moment ago (by
+        // this process, or by a command that just exited) can still be
+        // locked: wait a bounded time for it. A store that another running
+        // process holds stays refused, after the wait.
+        let waited = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock")
+                        && waited.elapsed()
+                            < std::time::Duration::from_millis(STORE_LOCK_WAIT_MS_MAX) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(STORE_LOCK_RETRY_MS));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
         let tree = db.open_tree("custody")?;
         Ok(Store {
             db,
