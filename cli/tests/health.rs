@@ -503,3 +503,78 @@ async fn api_survives_idle_and_slowloris_connections_under_a_file_limit() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
+
+/// How long an idle network is watched for blocks.
+const IDLE_WATCH_MS: u64 = 60_000;
+/// A transaction sent to an idle network is committed within this.
+const IDLE_TRANSACTION_COMMIT_MS_MAX: u64 = 15_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_network_commits_no_block_for_a_minute_and_a_transaction_at_once() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut testnet = Testnet::init(4);
+    // `testnet --fast` keeps trial networks ticking; this one has the
+    // default configuration's wait for work and hourly heartbeat.
+    for node in &testnet.nodes {
+        edit_config(&node.home, |config| {
+            config.consensus.heartbeat_interval_ms = 3_600_000;
+        });
+    }
+    testnet.start_all();
+    let readyz = format!("{}/readyz", testnet.nodes[0].api_url);
+    wait_for(
+        &testnet,
+        "node 0 ready on the idle network",
+        Duration::from_millis(NETWORK_WAIT_MS),
+        || async {
+            match get(&readyz).await? {
+                (200, body) => Ok(body),
+                (status, body) => Err(format!("{status} {body}")),
+            }
+        },
+    )
+    .await;
+    // The watch window is the measurement, not a synchronisation.
+    tokio::time::sleep(Duration::from_millis(IDLE_WATCH_MS)).await;
+    for index in 0..testnet.nodes.len() {
+        let seen = height(&testnet, index).await.expect("status answers");
+        assert_eq!(seen, 0, "node {index} committed {seen} blocks with no work");
+    }
+    let (status, body) = get(&readyz).await.expect("readyz answers");
+    assert_eq!(status, 200, "an idle network is ready: {body}");
+
+    let member = "21313738b3c04e38743b922826846fa2b6e8c0d1a2d3db48412e0e0d00554239";
+    let admin = testnet.member_key(&testnet.nodes[0].department, "admin");
+    let (ok, out, err) = common::custody(&[
+        "tx",
+        "enroll-member",
+        "--member",
+        member,
+        "--department",
+        &testnet.nodes[0].department,
+        "--name",
+        "Idle network clerk",
+        "--role",
+        "clerk",
+        "--key",
+        admin.to_str().expect("utf-8 path"),
+        "--node",
+        &testnet.nodes[0].api_url,
+    ]);
+    assert!(ok, "enroll-member failed: {out}{err}");
+    wait_for(
+        &testnet,
+        "the transaction committed at height 1 on every node",
+        Duration::from_millis(IDLE_TRANSACTION_COMMIT_MS_MAX),
+        || async {
+            for index in 0..testnet.nodes.len() {
+                let seen = height(&testnet, index).await?;
+                if seen < 1 {
+                    return Err(format!("node {index} at height {seen}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+}
