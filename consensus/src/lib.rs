@@ -31,9 +31,13 @@
 //!   with a bad signature or over the size limit changes nothing;
 //! - every buffer is bounded (see the `*_MAX` constants).
 //!
-//! The deterministic simulator that checks these lives in `tests/simulator`.
+//! [`core::NodeCore`] wraps the machine with what a node decides around it
+//! (timers, pacing, application calls, proposal hold and fetch, block sync
+//! decisions), still with no I/O; the node's tokio task and the
+//! deterministic simulator (`tests/simulator`) are two shells around it.
 
 pub mod certificate;
+pub mod core;
 pub mod machine;
 pub mod message;
 pub mod types;

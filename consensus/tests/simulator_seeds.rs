@@ -35,14 +35,16 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
         }
     });
     println!(
-        "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, {} evidence, \
-         slowest recovery after GST {} ms, {} failing",
+        "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, \
+         {} proposal fetches ({} answered), {} evidence, slowest recovery after GST {} ms, {} failing",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         totals.events,
         totals.messages_sent,
         totals.crashes,
         totals.syncs,
+        totals.proposal_fetches,
+        totals.proposals_fetched,
         totals.evidence,
         totals.recovery_ms,
         failures.len()
@@ -231,6 +233,9 @@ fn ignoring_locks_is_caught_as_an_agreement_violation() {
             config.timeouts.propose_ms = 60;
             config.timeouts.prevote_ms = 30;
             config.timeouts.precommit_ms = 30;
+            // A proposer that waits for its block interval after a commit
+            // misses these short timeouts in round 0.
+            config.commit_pause_ms = 0;
         });
         found = failures.into_iter().find(|(_, outcome)| {
             outcome

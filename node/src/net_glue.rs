@@ -5,7 +5,7 @@
 //!   the mempool (signatures checked in one batch);
 //! - gossip out: what the driver and the mempool hand to [`Outbound`];
 //! - `/custody/sync/1` requests are answered from the store, and from the
-//!   held proposals (`proposals.rs`) for a peer that missed one;
+//!   proposals the node core holds for a peer that missed one;
 //! - a proposal the driver saw votes for but does not hold is asked of the
 //!   connected peers, one after the other, and handed to the driver;
 //! - the sync loop asks peers for their height every `status_interval_ms`
@@ -29,9 +29,9 @@ use crate::network::{
     Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
     RequestProtocol,
 };
-use crate::proposals::ProposalKey;
 use crate::shared::{Outbound, SharedRef};
 use crate::shutdown::Shutdown;
+use custody_consensus::core::ProposalKey;
 
 /// A block-sync request.
 #[derive(Debug, Serialize, Deserialize)]
@@ -224,6 +224,19 @@ fn on_event(
             reply,
             peer,
         } => {
+            if protocol == RequestProtocol::Sync {
+                if let Ok(SyncRequest::Proposal(key)) = postcard::from_bytes(&bytes) {
+                    let driver = driver.clone();
+                    tokio::spawn(async move {
+                        let answer = match held_proposal(&driver, key).await {
+                            Some(bytes) => SyncResponse::Proposal(bytes.to_vec()),
+                            None => SyncResponse::Refused("proposal not held".to_string()),
+                        };
+                        let _ = reply.send(postcard::to_allocvec(&answer).unwrap_or_default());
+                    });
+                    return;
+                }
+            }
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || {
                 let encoded = match protocol {
@@ -289,11 +302,23 @@ fn serve_sync(shared: &SharedRef, bytes: &[u8]) -> SyncResponse {
             }
             SyncResponse::Blocks(blocks)
         }
-        SyncRequest::Proposal(key) => match shared.held_proposals().get(&key) {
-            Some(bytes) => SyncResponse::Proposal(bytes.to_vec()),
-            None => SyncResponse::Refused("proposal not held".to_string()),
-        },
+        // Answered from the driver's core, before this point.
+        SyncRequest::Proposal(_) => SyncResponse::Refused("proposal not held".to_string()),
     }
+}
+
+/// The bytes of proposal `key` if the node core holds it (asked of the
+/// driver, which owns the core).
+async fn held_proposal(
+    driver: &mpsc::Sender<DriverInput>,
+    key: ProposalKey,
+) -> Option<std::sync::Arc<Vec<u8>>> {
+    let (reply, answer) = oneshot::channel();
+    driver
+        .send(DriverInput::HeldProposal { key, reply })
+        .await
+        .ok()?;
+    answer.await.ok().flatten()
 }
 
 /// How long a wanted proposal is given to arrive by gossip before peers are
@@ -315,7 +340,7 @@ async fn fetch_proposal(
     key: ProposalKey,
 ) {
     tokio::time::sleep(Duration::from_millis(PROPOSAL_FETCH_DELAY_MS)).await;
-    if shared.held_proposals().holds(&key) {
+    if held_proposal(&driver, key).await.is_some() {
         return;
     }
     let Ok(peers) = handle.connected_peers().await else {

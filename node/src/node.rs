@@ -110,13 +110,12 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         sync_wanted: Notify::new(),
         outbound: outbound_sender,
         blobs,
-        proposals: Mutex::new(Default::default()),
         health: crate::health::Health::new(department.keys.validator_key),
         config,
     });
 
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
-    let (driver, first_actions) = Driver::start(
+    let (driver, first_effects) = Driver::start(
         shared.clone(),
         signing_key,
         home.consensus_state_path(&shared.config),
@@ -180,7 +179,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     };
 
     let activity_task = tokio::spawn(crate::health::watch_activity(shared.clone(), stop.clone()));
-    let driver_task = tokio::spawn(driver.run(first_actions, driver_receiver, stop.clone()));
+    let driver_task = tokio::spawn(driver.run(first_effects, driver_receiver, stop.clone()));
 
     let mut tasks = Tasks {
         driver: Some(driver_task),

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::config::NodeConfig;
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
-use crate::proposals::{HeldProposals, ProposalKey};
+use custody_consensus::core::ProposalKey;
 
 /// Bound of the channel from the driver and the API to the network task.
 pub const NETWORK_OUTBOX_MAX: usize = 4096;
@@ -44,8 +44,6 @@ pub struct Shared {
     pub outbound: mpsc::Sender<Outbound>,
     /// The blob store and blob fetch state (`blobs.rs`).
     pub blobs: crate::blobs::Blobs,
-    /// Proposals of the current height, for peers that missed them.
-    pub proposals: Mutex<HeldProposals>,
     /// What `/healthz` and `/readyz` look at (`health.rs`).
     pub health: crate::health::Health,
 }
@@ -55,14 +53,6 @@ impl Shared {
     /// is re-checked after every block, so it cannot stay inconsistent).
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         match self.mempool.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    /// The held proposals (see `proposals.rs`).
-    pub fn held_proposals(&self) -> MutexGuard<'_, HeldProposals> {
-        match self.proposals.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }

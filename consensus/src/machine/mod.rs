@@ -289,7 +289,12 @@ impl Consensus {
         &self.validators
     }
 
-    /// The chain id.
+    /// The largest encoded message accepted.
+    pub fn message_bytes_max(&self) -> usize {
+        self.config.message_bytes_max
+    }
+
+    /// The chain id messages are signed for.
     pub fn chain_id(&self) -> &str {
         &self.config.chain_id
     }

@@ -6,11 +6,14 @@
 //! queue ordered by (simulated time, sequence number); one event is handled
 //! per step, and one seeded ChaCha RNG is the only source of randomness.
 //!
-//! The simulated node is the shell around the state machine, as the real
-//! node is: it carries out actions in order, keeps only what `Persist` and
-//! `Commit` wrote across a crash, answers proposal and validation requests
-//! through a small application, and syncs committed blocks (with their
-//! certificates) from a peer it sees ahead of it.
+//! Each simulated node runs the node core (`custody_consensus::core`), the
+//! same code the real node runs, with a small application: the simulator
+//! is only the shell, as the node's tokio task is. It carries out the
+//! core's effects in order, keeps only what `Persist` and the
+//! application's commits wrote across a crash, wakes the core when it
+//! asks (after a random application delay when it has verdicts or a
+//! proposal to give), and carries proposal fetches and block sync over the
+//! same faulty network as everything else.
 //!
 //! Checked on every run: agreement, validity, certificate validity, that no
 //! honest validator ever signs two conflicting messages (crash amnesia), that
@@ -31,10 +34,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use custody_consensus::core::{
+    Application, CoreConfig, Effect, Event as CoreEvent, Head, NodeCore, Origin, ProposalKey,
+    Proposed, Stored, SyncedBlock, Verdict,
+};
 use custody_consensus::{
-    Action, BlockHash, CommitCertificate, Config, Consensus, FaultInjection, Height, Input,
-    Message, PersistedState, Proposal, Round, SignedMessage, TimeoutConfig, TimeoutEvent,
-    TimeoutStep, Validator, ValidatorKey, ValidatorSet, Value, Vote,
+    BlockHash, CommitCertificate, Config, Consensus, FaultInjection, Height, Message,
+    PersistedState, Proposal, SignedMessage, TimeoutConfig, Validator, ValidatorKey, ValidatorSet,
+    Value, Vote,
 };
 use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
@@ -142,7 +149,8 @@ pub struct SimConfig {
     pub link_delay_ms: (u64, u64),
     /// Delay of the application answering a proposal or validation request.
     pub app_delay_ms: (u64, u64),
-    /// Pause between a commit and the start of the next height.
+    /// The proposer's block interval: after a commit it waits this long
+    /// before proposing in round 0 (the node's `block_interval_ms`).
     pub commit_pause_ms: u64,
     /// Before GST: probability that a message is lost.
     pub drop_probability: f64,
@@ -529,6 +537,11 @@ pub struct Stats {
     pub evidence: u64,
     pub crashes: u64,
     pub syncs: u64,
+    /// Block sync answers received.
+    pub sync_responses: u64,
+    /// Proposals asked of peers, and answers received.
+    pub proposal_fetches: u64,
+    pub proposals_fetched: u64,
     /// Per honest node and height: simulated ms from starting the height to
     /// committing it through consensus (synced heights excluded).
     pub commit_latencies_ms: Vec<u64>,
@@ -561,27 +574,11 @@ enum Event {
         from: usize,
         message: SignedMessage,
     },
-    Timeout {
+    /// The node core asked to be woken at this time.
+    Wake {
         node: usize,
         incarnation: u64,
-        event: TimeoutEvent,
-    },
-    ProposalReady {
-        node: usize,
-        incarnation: u64,
-        height: Height,
-        round: Round,
-    },
-    VerdictReady {
-        node: usize,
-        incarnation: u64,
-        height: Height,
-        value: Value,
-    },
-    StartNext {
-        node: usize,
-        incarnation: u64,
-        height: Height,
+        at_ms: u64,
     },
     Crash {
         node: usize,
@@ -617,7 +614,17 @@ enum Event {
     },
     SyncResponse {
         to: usize,
-        blocks: Vec<(Height, Value, CommitCertificate)>,
+        blocks: Vec<SyncedBlock>,
+    },
+    ProposalRequest {
+        to: usize,
+        from: usize,
+        key: ProposalKey,
+    },
+    ProposalAnswer {
+        to: usize,
+        from: usize,
+        bytes: Vec<u8>,
     },
     Gst,
 }
@@ -625,20 +632,175 @@ enum Event {
 struct Node {
     key: SigningKey,
     behaviour: Behaviour,
-    machine: Option<Consensus>,
+    /// Volatile: the node core (with its state machine); `None` while down.
+    core: Option<NodeCore<SimApp>>,
+    /// The application: its committed blocks are durable, its mempool is
+    /// not.
+    app: SimApp,
     incarnation: u64,
     /// Durable: the last `Persist`.
     persisted: Option<PersistedState>,
-    /// Durable: the node's ledger.
-    committed: BTreeMap<Height, (Value, CommitCertificate)>,
-    last_sync_request_ms: Option<u64>,
+    /// The earliest wake-up scheduled for the current incarnation.
+    wake_at_ms: Option<u64>,
     height_started_ms: BTreeMap<Height, u64>,
+}
+
+/// The simulated application: blocks are [`make_value_with_work`] values,
+/// valid by [`value_is_valid`]; committed blocks with their certificates
+/// are its durable ledger, and a small set of work ids its mempool.
+pub struct SimApp {
+    node: usize,
+    /// An `InvalidValueVoter` proposes invalid blocks.
+    proposes_valid: bool,
     proposals_made: u64,
+    check_certificates: bool,
+    validator_sets: Vec<(Height, ValidatorSet)>,
     /// Volatile: work waiting for a block (lost in a crash, as a real
     /// mempool is).
     mempool: BTreeSet<u64>,
+    /// Durable: the node's ledger.
+    committed: BTreeMap<Height, (Value, CommitCertificate)>,
     /// Durable (follows `committed`): work in committed blocks.
     committed_work: BTreeSet<u64>,
+}
+
+/// The sim application never fails locally.
+#[derive(Debug)]
+pub enum Never {}
+
+impl fmt::Display for Never {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for Never {}
+
+impl SimApp {
+    fn height(&self) -> Height {
+        self.committed
+            .last_key_value()
+            .map_or(Height(0), |(height, _)| *height)
+    }
+
+    fn validators_at(&self, height: Height) -> &ValidatorSet {
+        validators_at(&self.validator_sets, height)
+    }
+
+    fn store(&mut self, height: Height, value: Value, certificate: CommitCertificate) -> Stored {
+        let work = work_of(&value);
+        for id in &work {
+            self.mempool.remove(id);
+            self.committed_work.insert(*id);
+        }
+        self.committed.insert(height, (value, certificate));
+        Stored::Now {
+            height,
+            transactions: work.len(),
+        }
+    }
+}
+
+impl Application for SimApp {
+    type Checked = ();
+    type Error = Never;
+
+    fn head(&mut self) -> Result<Head, Never> {
+        let height = self.height();
+        Ok(Head {
+            height,
+            next_validators: self.validators_at(height.next()).clone(),
+        })
+    }
+
+    fn has_work(&self) -> bool {
+        !self.mempool.is_empty()
+    }
+
+    fn propose(&mut self, height: Height, _now_ms: u64) -> Result<Proposed<()>, Never> {
+        if height != self.height().next() {
+            return Ok(Proposed::Behind);
+        }
+        self.proposals_made += 1;
+        let work: Vec<u64> = self
+            .mempool
+            .iter()
+            .copied()
+            .take(WORK_PER_BLOCK_MAX)
+            .collect();
+        let value = make_value_with_work(
+            height,
+            self.node,
+            self.proposals_made,
+            self.proposes_valid,
+            &work,
+        );
+        Ok(Proposed::Value(value, ()))
+    }
+
+    fn judge(&mut self, height: Height, value: &Value, _now_ms: u64) -> Result<Verdict<()>, Never> {
+        Ok(if value_is_valid(height, value) {
+            Verdict::Valid(())
+        } else {
+            Verdict::Invalid("not a valid sim block".to_owned())
+        })
+    }
+
+    fn commit(
+        &mut self,
+        height: Height,
+        value: &Value,
+        _checked: Option<()>,
+        certificate: &CommitCertificate,
+        _now_ms: u64,
+    ) -> Result<Stored, Never> {
+        if height <= self.height() {
+            return Ok(Stored::Already);
+        }
+        Ok(self.store(height, value.clone(), certificate.clone()))
+    }
+
+    fn apply_synced(
+        &mut self,
+        block: &[u8],
+        certificate: &[u8],
+        _now_ms: u64,
+    ) -> Result<Stored, Never> {
+        let Ok(certificate) = postcard::from_bytes::<CommitCertificate>(certificate) else {
+            return Ok(Stored::Refused("certificate does not decode".to_owned()));
+        };
+        let value = Value {
+            bytes: block.to_vec(),
+            hash: BlockHash(Sha256::digest(block).into()),
+        };
+        let height = certificate.height;
+        if height <= self.height() {
+            return Ok(Stored::Already);
+        }
+        if height != self.height().next() {
+            return Ok(Stored::Refused(format!("block {height} is not the next")));
+        }
+        if certificate.block_hash != value.hash {
+            return Ok(Stored::Refused(
+                "certificate is for another block".to_owned(),
+            ));
+        }
+        if self.check_certificates {
+            if let Err(error) = certificate.verify(CHAIN_ID, self.validators_at(height)) {
+                return Ok(Stored::Refused(error.to_string()));
+            }
+        }
+        Ok(self.store(height, value, certificate))
+    }
+}
+
+/// The validator set in force at `height` in `sets` (ascending by the
+/// height each takes effect at).
+fn validators_at(sets: &[(Height, ValidatorSet)], height: Height) -> &ValidatorSet {
+    sets.iter()
+        .rev()
+        .find(|(from, _)| *from <= height)
+        .map_or(&sets[0].1, |(_, set)| set)
 }
 
 /// The simulated world.
@@ -764,40 +926,35 @@ impl Simulation {
         if let Some((height, powers)) = &config.power_change {
             validator_sets.push((Height(*height), set_of(powers)));
         }
+        let new_node = |index: usize, key: SigningKey| Node {
+            key,
+            behaviour: config.behaviours[index],
+            core: None,
+            app: SimApp {
+                node: index,
+                proposes_valid: config.behaviours[index] != Behaviour::InvalidValueVoter,
+                proposals_made: 0,
+                check_certificates: config.check_certificates,
+                validator_sets: validator_sets.clone(),
+                mempool: BTreeSet::new(),
+                committed: BTreeMap::new(),
+                committed_work: BTreeSet::new(),
+            },
+            incarnation: 0,
+            persisted: None,
+            wake_at_ms: None,
+            height_started_ms: BTreeMap::new(),
+        };
         let mut nodes: Vec<Node> = keys
             .into_iter()
             .enumerate()
-            .map(|(index, key)| Node {
-                key,
-                behaviour: config.behaviours[index],
-                machine: None,
-                incarnation: 0,
-                persisted: None,
-                committed: BTreeMap::new(),
-                last_sync_request_ms: None,
-                height_started_ms: BTreeMap::new(),
-                proposals_made: 0,
-                mempool: BTreeSet::new(),
-                committed_work: BTreeSet::new(),
-            })
+            .map(|(index, key)| new_node(index, key))
             .collect();
         let mut primary: Vec<usize> = (0..config.n).collect();
         for index in 0..config.n {
             if config.behaviours[index] == Behaviour::Twin {
                 let key = nodes[index].key.clone();
-                nodes.push(Node {
-                    key,
-                    behaviour: Behaviour::Twin,
-                    machine: None,
-                    incarnation: 0,
-                    persisted: None,
-                    committed: BTreeMap::new(),
-                    last_sync_request_ms: None,
-                    height_started_ms: BTreeMap::new(),
-                    proposals_made: 0,
-                    mempool: BTreeSet::new(),
-                    committed_work: BTreeSet::new(),
-                });
+                nodes.push(new_node(index, key));
                 primary.push(index);
             }
         }
@@ -827,11 +984,7 @@ impl Simulation {
 
     /// The validator set in force at `height`.
     fn validators_at(&self, height: Height) -> &ValidatorSet {
-        self.validator_sets
-            .iter()
-            .rev()
-            .find(|(from, _)| *from <= height)
-            .map_or(&self.validator_sets[0].1, |(_, set)| set)
+        validators_at(&self.validator_sets, height)
     }
 
     fn schedule(&mut self, delay_ms: u64, event: Event) {
@@ -921,7 +1074,7 @@ impl Simulation {
                                 .work_required
                                 .iter()
                                 .copied()
-                                .filter(|id| !self.nodes[node].committed_work.contains(id))
+                                .filter(|id| !self.nodes[node].app.committed_work.contains(id))
                                 .collect();
                             (node, missing)
                         })
@@ -975,7 +1128,7 @@ impl Simulation {
                         && self
                             .work_required
                             .iter()
-                            .all(|id| self.nodes[node].committed_work.contains(id))
+                            .all(|id| self.nodes[node].app.committed_work.contains(id))
                 }) && self
                     .config
                     .work
@@ -987,12 +1140,18 @@ impl Simulation {
     }
 
     fn committed_height(&self, node: usize) -> u64 {
-        self.nodes[node]
-            .committed
-            .last_key_value()
-            .map_or(0, |(height, _)| height.0)
+        self.nodes[node].app.height().0
     }
 
+    fn core_config(&self) -> CoreConfig {
+        CoreConfig {
+            block_interval_ms: self.config.commit_pause_ms,
+            ..CoreConfig::default()
+        }
+    }
+
+    /// Starts (or restarts) a node from what is durable: its committed
+    /// blocks and its last persisted state.
     fn boot(&mut self, node: usize) {
         let height = Height(self.committed_height(node) + 1);
         let persisted = self.nodes[node].persisted.clone();
@@ -1004,12 +1163,21 @@ impl Simulation {
             persisted,
         )
         .expect("simulated node boots");
-        self.nodes[node].machine = Some(machine);
+        let core_config = self.core_config();
+        let now_ms = self.now_ms;
+        let Ok((core, effects)) = NodeCore::start(
+            machine,
+            actions,
+            core_config,
+            &mut self.nodes[node].app,
+            now_ms,
+        );
+        self.nodes[node].core = Some(core);
+        self.nodes[node].wake_at_ms = None;
         self.nodes[node]
             .height_started_ms
             .insert(height, self.now_ms);
-        self.execute(node, actions);
-        self.poke_work(node);
+        self.carry_out(node, effects);
     }
 
     fn trace(&self, event: &Event) {
@@ -1036,9 +1204,10 @@ impl Simulation {
         };
         let state = |node: usize| {
             self.nodes[node]
-                .machine
+                .core
                 .as_ref()
-                .map_or("down".to_owned(), |m| {
+                .map_or("down".to_owned(), |core| {
+                    let m = core.machine();
                     format!("h{} r{} {:?}", m.height(), m.round(), m.step())
                 })
         };
@@ -1046,13 +1215,7 @@ impl Simulation {
             Event::Deliver { to, from, message } => {
                 format!("{from}->{to} {} [{}]", describe(message), state(*to))
             }
-            Event::Timeout { node, event, .. } => format!(
-                "timeout {node} {:?} h{} r{} [{}]",
-                event.step,
-                event.height,
-                event.round,
-                state(*node)
-            ),
+            Event::Wake { node, .. } => format!("wake {node} [{}]", state(*node)),
             other => format!("{other:?}").chars().take(160).collect(),
         };
         println!("{:>7} {line}", self.now_ms);
@@ -1063,88 +1226,25 @@ impl Simulation {
             self.trace(&event);
         }
         match event {
-            Event::Deliver { to, from, message } => {
+            Event::Deliver { to, message, .. } => {
                 self.stats.messages_delivered += 1;
-                let Some(machine) = self.nodes[to].machine.as_ref() else {
-                    return;
-                };
-                let machine_height = machine.height();
-                if message.height() > machine_height {
-                    self.maybe_request_sync(to, from, machine_height);
-                }
-                self.feed(to, Input::Message(message));
+                self.feed(to, CoreEvent::Message(message.encode()));
             }
-            Event::Timeout {
+            Event::Wake {
                 node,
                 incarnation,
-                event,
+                at_ms,
             } => {
-                if self.nodes[node].incarnation == incarnation {
-                    self.feed(node, Input::Timeout(event));
+                if self.nodes[node].incarnation == incarnation
+                    && self.nodes[node].wake_at_ms == Some(at_ms)
+                {
+                    self.nodes[node].wake_at_ms = None;
+                    self.feed(node, CoreEvent::Tick);
                 }
-            }
-            Event::ProposalReady {
-                node,
-                incarnation,
-                height,
-                round,
-            } => {
-                if self.nodes[node].incarnation != incarnation {
-                    return;
-                }
-                self.nodes[node].proposals_made += 1;
-                let counter = self.nodes[node].proposals_made;
-                let valid = self.nodes[node].behaviour != Behaviour::InvalidValueVoter;
-                let work: Vec<u64> = self.nodes[node]
-                    .mempool
-                    .iter()
-                    .copied()
-                    .take(WORK_PER_BLOCK_MAX)
-                    .collect();
-                let value =
-                    make_value_with_work(height, node, counter * 1000 + round.0, valid, &work);
-                self.proposed.insert(value.hash);
-                self.feed(
-                    node,
-                    Input::ProposalValue {
-                        height,
-                        round,
-                        value,
-                    },
-                );
-            }
-            Event::VerdictReady {
-                node,
-                incarnation,
-                height,
-                value,
-            } => {
-                if self.nodes[node].incarnation != incarnation {
-                    return;
-                }
-                let valid = value_is_valid(height, &value);
-                self.feed(
-                    node,
-                    Input::ValueVerdict {
-                        height,
-                        hash: value.hash,
-                        valid,
-                    },
-                );
-            }
-            Event::StartNext {
-                node,
-                incarnation,
-                height,
-            } => {
-                if self.nodes[node].incarnation != incarnation {
-                    return;
-                }
-                self.start_height(node, height);
             }
             Event::Crash { node, restart_ms } => self.crash(node, restart_ms),
             Event::Restart { node } => {
-                if self.nodes[node].machine.is_none() {
+                if self.nodes[node].core.is_none() {
                     self.boot(node);
                 }
             }
@@ -1190,28 +1290,55 @@ impl Simulation {
                 from,
                 from_height,
             } => {
-                if self.nodes[to].machine.is_none() {
+                if self.nodes[to].core.is_none() {
                     return;
                 }
-                let blocks: Vec<(Height, Value, CommitCertificate)> = self.nodes[to]
+                let blocks: Vec<SyncedBlock> = self.nodes[to]
+                    .app
                     .committed
                     .range(from_height..)
                     .take(SYNC_BLOCKS_PER_RESPONSE_MAX)
-                    .map(|(height, (value, certificate))| {
-                        (*height, value.clone(), certificate.clone())
+                    .map(|(_, (value, certificate))| SyncedBlock {
+                        block: value.bytes.clone(),
+                        certificate: postcard::to_allocvec(certificate)
+                            .expect("a certificate encodes"),
                     })
                     .collect();
                 if !blocks.is_empty() {
                     self.send(to, from, Event::SyncResponse { to: from, blocks });
                 }
             }
-            Event::SyncResponse { to, blocks } => self.apply_sync(to, blocks),
+            Event::SyncResponse { to, blocks } => {
+                self.stats.sync_responses += 1;
+                self.feed(to, CoreEvent::Synced(blocks));
+            }
+            Event::ProposalRequest { to, from, key } => {
+                let held = self.nodes[to]
+                    .core
+                    .as_ref()
+                    .and_then(|core| core.held_proposal(&key));
+                if let Some(bytes) = held {
+                    self.send(
+                        to,
+                        from,
+                        Event::ProposalAnswer {
+                            to: from,
+                            from: to,
+                            bytes: bytes.to_vec(),
+                        },
+                    );
+                }
+            }
+            Event::ProposalAnswer { to, bytes, .. } => {
+                self.stats.proposals_fetched += 1;
+                self.feed(to, CoreEvent::Message(bytes));
+            }
             Event::Gst => {
                 self.after_gst = true;
                 self.groups = vec![0; self.config.n];
                 self.half_open_active.clear();
                 for node in 0..self.nodes.len() {
-                    if self.nodes[node].machine.is_none() {
+                    if self.nodes[node].core.is_none() {
                         self.boot(node);
                     }
                 }
@@ -1226,156 +1353,127 @@ impl Simulation {
     }
 
     fn crash(&mut self, node: usize, restart_ms: u64) {
-        if self.nodes[node].machine.is_none() || self.after_gst {
+        if self.nodes[node].core.is_none() || self.after_gst {
             return;
         }
         self.stats.crashes += 1;
         // Everything not persisted or committed is lost; pending timers and
-        // application answers die with the process.
-        self.nodes[node].machine = None;
-        self.nodes[node].mempool.clear();
+        // wake-ups die with the process.
+        self.nodes[node].core = None;
+        self.nodes[node].app.mempool.clear();
         self.nodes[node].incarnation += 1;
-        self.nodes[node].last_sync_request_ms = None;
+        self.nodes[node].wake_at_ms = None;
         let delay = restart_ms.saturating_sub(self.now_ms).max(1);
         self.schedule(delay, Event::Restart { node });
     }
 
-    fn feed(&mut self, node: usize, input: Input) {
-        let Some(machine) = self.nodes[node].machine.as_mut() else {
+    /// Hands one event to a running node's core and carries out what it
+    /// returns.
+    fn feed(&mut self, node: usize, event: CoreEvent) {
+        let now_ms = self.now_ms;
+        let Node { core, app, .. } = &mut self.nodes[node];
+        let Some(core) = core.as_mut() else {
             return;
         };
-        let was_waiting = machine.is_waiting_for_work();
-        let height = machine.height();
-        let heartbeat = matches!(
-            input,
-            Input::Timeout(TimeoutEvent {
-                step: TimeoutStep::Heartbeat,
-                ..
-            })
-        );
-        let reason = heartbeat || matches!(input, Input::WorkAvailable);
-        let actions = machine.handle(input).actions;
-        if was_waiting && !machine.is_waiting_for_work() && machine.height() == height && reason {
-            self.woken_for_a_reason.insert(height);
-            if heartbeat {
-                self.stats.heartbeats += 1;
-            }
-        }
-        self.execute(node, actions);
-        self.poke_work(node);
-    }
-
-    /// What the node's driver does: a machine waiting for work hears of
-    /// it as soon as the mempool holds some.
-    fn poke_work(&mut self, node: usize) {
-        let waiting = self.nodes[node]
-            .machine
-            .as_ref()
-            .is_some_and(|machine| machine.is_waiting_for_work());
-        if waiting && !self.nodes[node].mempool.is_empty() {
-            self.feed(node, Input::WorkAvailable);
-        }
+        let Ok(effects) = core.handle(event, app, now_ms);
+        self.carry_out(node, effects);
     }
 
     /// A transaction reaches `node`'s mempool (unless the node is down or
-    /// already committed it). Returns whether it was taken.
+    /// already committed it). Returns whether it was taken. The node's
+    /// core hears of it at once, as the real node's does within its work
+    /// check interval.
     fn admit_work(&mut self, node: usize, id: u64) -> bool {
-        if self.nodes[node].machine.is_none() || self.nodes[node].committed_work.contains(&id) {
+        if self.nodes[node].core.is_none() || self.nodes[node].app.committed_work.contains(&id) {
             return false;
         }
-        if !self.nodes[node].mempool.insert(id) {
+        if !self.nodes[node].app.mempool.insert(id) {
             return false;
         }
-        self.poke_work(node);
+        self.feed(node, CoreEvent::Tick);
         true
     }
 
-    fn start_height(&mut self, node: usize, height: Height) {
-        let validators = self.validators_at(height).clone();
-        if let Some(machine) = self.nodes[node].machine.as_ref() {
-            if machine.height() >= height {
-                return;
-            }
-        }
-        self.nodes[node]
-            .height_started_ms
-            .insert(height, self.now_ms);
-        self.feed(node, Input::StartHeight { height, validators });
-    }
-
-    /// Carries out actions in order, possibly crashing part-way (before GST).
-    fn execute(&mut self, node: usize, actions: Vec<Action>) {
+    /// Carries out a core's effects in order, possibly crashing part-way
+    /// (before GST), then schedules the core's next wake-up.
+    fn carry_out(&mut self, node: usize, effects: Vec<Effect>) {
         let crash_after = if !self.after_gst
             && self.is_honest(node)
             && self.config.crash_mid_actions_probability > 0.0
-            && !actions.is_empty()
+            && !effects.is_empty()
             && self
                 .rng
                 .random_bool(self.config.crash_mid_actions_probability)
         {
-            Some(self.rng.random_range(0..actions.len()))
+            Some(self.rng.random_range(0..effects.len()))
         } else {
             None
         };
-        let incarnation = self.nodes[node].incarnation;
-        let mut committed_height: Option<Height> = None;
-        for (index, action) in actions.into_iter().enumerate() {
+        for (index, effect) in effects.into_iter().enumerate() {
             if crash_after == Some(index) {
                 let restart_ms = self.now_ms + self.rng.random_range(50..500u64);
                 self.crash(node, restart_ms);
                 return;
             }
-            match action {
-                Action::Persist(state) => self.nodes[node].persisted = Some(state),
-                Action::Broadcast(message) => self.broadcast(node, message),
-                Action::ScheduleTimeout { event, duration_ms } => {
-                    self.schedule(
-                        duration_ms,
-                        Event::Timeout {
-                            node,
-                            incarnation,
-                            event,
+            match effect {
+                Effect::Persist(state) => self.nodes[node].persisted = Some(state),
+                Effect::Broadcast { message, .. } => {
+                    if let Message::Proposal(proposal) = &message.message {
+                        self.proposed.insert(proposal.value.hash);
+                    }
+                    self.broadcast(node, message);
+                }
+                Effect::FetchProposal(key) => {
+                    self.stats.proposal_fetches += 1;
+                    for to in 0..self.nodes.len() {
+                        if self.primary[to] != self.primary[node] {
+                            self.send(
+                                node,
+                                to,
+                                Event::ProposalRequest {
+                                    to,
+                                    from: node,
+                                    key,
+                                },
+                            );
+                        }
+                    }
+                }
+                Effect::SyncWanted { from, hint } => {
+                    let peer = hint
+                        .and_then(|key| self.node_of(&key))
+                        .filter(|peer| self.primary[*peer] != self.primary[node])
+                        .unwrap_or_else(|| {
+                            let others: Vec<usize> = (0..self.config.n)
+                                .filter(|peer| *peer != self.primary[node])
+                                .collect();
+                            others[self.rng.random_range(0..others.len())]
+                        });
+                    self.send(
+                        node,
+                        peer,
+                        Event::SyncRequest {
+                            to: peer,
+                            from: node,
+                            from_height: from,
                         },
                     );
                 }
-                Action::RequestProposal { height, round } => {
-                    let delay = self.app_delay();
-                    self.schedule(
-                        delay,
-                        Event::ProposalReady {
-                            node,
-                            incarnation,
-                            height,
-                            round,
-                        },
-                    );
-                }
-                Action::ValidateValue { height, value } => {
-                    let delay = self.app_delay();
-                    self.schedule(
-                        delay,
-                        Event::VerdictReady {
-                            node,
-                            incarnation,
-                            height,
-                            value,
-                        },
-                    );
-                }
-                Action::Commit {
-                    height,
-                    value,
-                    certificate,
-                } => {
-                    if let Some(started) = self.nodes[node].height_started_ms.get(&height) {
-                        if self.is_honest(node) {
+                Effect::Committed { height, origin, .. } => {
+                    if origin == Origin::Decided && self.is_honest(node) {
+                        if let Some(started) = self.nodes[node].height_started_ms.get(&height) {
                             self.stats.commit_latencies_ms.push(self.now_ms - started);
                         }
                     }
-                    self.record_commit(node, height, value, certificate, true);
-                    committed_height = Some(height);
+                    self.record_commit(node, height, origin == Origin::Decided);
                 }
-                Action::Evidence(equivocation) => {
+                Effect::WaitEnded { height, heartbeat } => {
+                    self.woken_for_a_reason.insert(height);
+                    if heartbeat {
+                        self.stats.heartbeats += 1;
+                    }
+                }
+                Effect::Evidence(equivocation) => {
                     self.stats.evidence += 1;
                     let culprit = equivocation.second.validator;
                     if let Some(index) = self.node_of(&culprit) {
@@ -1385,19 +1483,66 @@ impl Simulation {
                         }
                     }
                 }
+                Effect::SyncDone(_)
+                | Effect::Heard { .. }
+                | Effect::NotProposing(_)
+                | Effect::Refused { .. } => {}
             }
         }
-        if let Some(height) = committed_height {
-            let pause = self.config.commit_pause_ms;
-            self.schedule(
-                pause,
-                Event::StartNext {
-                    node,
-                    incarnation,
-                    height: height.next(),
-                },
-            );
+        self.note_height_start(node);
+        self.schedule_wake(node);
+    }
+
+    /// Remembers when a node's machine reached a new height (for commit
+    /// latencies).
+    fn note_height_start(&mut self, node: usize) {
+        let Some(height) = self.nodes[node]
+            .core
+            .as_ref()
+            .map(|core| core.machine().height())
+        else {
+            return;
+        };
+        let now_ms = self.now_ms;
+        self.nodes[node]
+            .height_started_ms
+            .entry(height)
+            .or_insert(now_ms);
+    }
+
+    /// Schedules the core's next wake-up if it is earlier than the one
+    /// already scheduled. A wake that is due now is the application
+    /// answering: it comes after the application's delay.
+    fn schedule_wake(&mut self, node: usize) {
+        let now_ms = self.now_ms;
+        let Some(wake) = self.nodes[node]
+            .core
+            .as_ref()
+            .and_then(|core| core.next_wake_ms(&self.nodes[node].app, now_ms))
+        else {
+            return;
+        };
+        let at_ms = if wake <= now_ms {
+            now_ms + self.app_delay()
+        } else {
+            wake
+        };
+        if self.nodes[node]
+            .wake_at_ms
+            .is_some_and(|scheduled| scheduled <= at_ms)
+        {
+            return;
         }
+        self.nodes[node].wake_at_ms = Some(at_ms);
+        let incarnation = self.nodes[node].incarnation;
+        self.schedule(
+            at_ms - now_ms,
+            Event::Wake {
+                node,
+                incarnation,
+                at_ms,
+            },
+        );
     }
 
     fn node_of(&self, key: &ValidatorKey) -> Option<usize> {
@@ -1411,140 +1556,89 @@ impl Simulation {
         self.rng.random_range(low..=high)
     }
 
-    /// Stores a commit after checking agreement, validity and the
-    /// certificate (honest nodes only; a Byzantine node's ledger is its own
-    /// business).
-    fn record_commit(
-        &mut self,
-        node: usize,
-        height: Height,
-        value: Value,
-        certificate: CommitCertificate,
-        through_consensus: bool,
-    ) {
-        let work = work_of(&value);
-        if self.is_honest(node) {
-            if self.config.timeouts.waits_for_work() && !self.woken_for_a_reason.contains(&height) {
-                self.violations.push(Violation::IdleBlock {
-                    height: height.0,
-                    node,
-                });
-            }
-            if let Some(&id) = work
-                .iter()
-                .find(|id| self.nodes[node].committed_work.contains(id))
-            {
-                self.violations.push(Violation::WorkTwice { id, node });
-            }
-            self.stats
-                .first_commits
-                .entry(height.0)
-                .or_insert((self.now_ms, !work.is_empty()));
-            match self.decided.get(&height) {
-                Some(first) if *first != value.hash => {
-                    self.violations.push(Violation::Agreement {
-                        height: height.0,
-                        node,
-                        first: short(first),
-                        second: short(&value.hash),
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    self.decided.insert(height, value.hash);
-                }
-            }
-            if !self.proposed.contains(&value.hash) {
-                self.violations.push(Violation::Validity {
-                    height: height.0,
-                    node,
-                    reason: format!("value {} was never proposed", short(&value.hash)),
-                });
-            }
-            if !value_is_valid(height, &value) {
-                self.violations.push(Violation::Validity {
-                    height: height.0,
-                    node,
-                    reason: format!("value {} is not valid", short(&value.hash)),
-                });
-            }
-            if self.config.check_certificates {
-                let problem =
-                    if certificate.height != height || certificate.block_hash != value.hash {
-                        Some("certificate is for another height or block".to_owned())
-                    } else {
-                        certificate
-                            .verify(CHAIN_ID, self.validators_at(height))
-                            .err()
-                            .map(|error| error.to_string())
-                    };
-                if let Some(reason) = problem {
-                    self.violations.push(Violation::Certificate {
-                        height: height.0,
-                        node,
-                        reason,
-                    });
-                }
-            }
-        }
+    /// Checks a commit the node's application just stored: agreement,
+    /// validity, the certificate, no idle block, no work twice (honest
+    /// nodes only; a Byzantine node's ledger is its own business).
+    fn record_commit(&mut self, node: usize, height: Height, through_consensus: bool) {
         if !through_consensus {
             self.stats.syncs += 1;
         }
-        for id in work {
-            self.nodes[node].mempool.remove(&id);
-            self.nodes[node].committed_work.insert(id);
-        }
-        self.nodes[node]
-            .committed
-            .insert(height, (value, certificate));
-    }
-
-    fn maybe_request_sync(&mut self, node: usize, peer: usize, from_height: Height) {
-        let due = self.nodes[node]
-            .last_sync_request_ms
-            .is_none_or(|last| self.now_ms >= last + SYNC_REQUEST_INTERVAL_MS);
-        if !due {
+        if !self.is_honest(node) {
             return;
         }
-        self.nodes[node].last_sync_request_ms = Some(self.now_ms);
-        self.send(
-            node,
-            peer,
-            Event::SyncRequest {
-                to: peer,
-                from: node,
-                from_height,
-            },
-        );
-    }
-
-    /// The node's block sync: adopt committed blocks whose certificates
-    /// verify, in height order, then start the height after them.
-    fn apply_sync(&mut self, node: usize, blocks: Vec<(Height, Value, CommitCertificate)>) {
-        let Some(machine) = self.nodes[node].machine.as_ref() else {
+        let Some((value, certificate)) = self.nodes[node].app.committed.get(&height).cloned()
+        else {
+            self.violations.push(Violation::Validity {
+                height: height.0,
+                node,
+                reason: "the core reported a commit the application does not hold".to_owned(),
+            });
             return;
         };
-        let mut next = machine.height();
-        let mut advanced = false;
-        for (height, value, certificate) in blocks {
-            if height != next || self.nodes[node].committed.contains_key(&height) {
-                continue;
-            }
-            if certificate.height != height
-                || certificate.block_hash != value.hash
-                || (self.config.check_certificates
-                    && certificate
-                        .verify(CHAIN_ID, self.validators_at(height))
-                        .is_err())
-            {
-                break;
-            }
-            self.record_commit(node, height, value, certificate, false);
-            next = height.next();
-            advanced = true;
+        let work = work_of(&value);
+        if self.config.timeouts.waits_for_work() && !self.woken_for_a_reason.contains(&height) {
+            self.violations.push(Violation::IdleBlock {
+                height: height.0,
+                node,
+            });
         }
-        if advanced {
-            self.start_height(node, next);
+        let earlier_work = self.nodes[node]
+            .app
+            .committed
+            .range(..height)
+            .flat_map(|(_, (value, _))| work_of(value))
+            .find(|id| work.contains(id));
+        if let Some(id) = earlier_work {
+            self.violations.push(Violation::WorkTwice { id, node });
+        }
+        self.stats
+            .first_commits
+            .entry(height.0)
+            .or_insert((self.now_ms, !work.is_empty()));
+        match self.decided.get(&height) {
+            Some(first) if *first != value.hash => {
+                self.violations.push(Violation::Agreement {
+                    height: height.0,
+                    node,
+                    first: short(first),
+                    second: short(&value.hash),
+                });
+            }
+            Some(_) => {}
+            None => {
+                self.decided.insert(height, value.hash);
+            }
+        }
+        if !self.proposed.contains(&value.hash) {
+            self.violations.push(Violation::Validity {
+                height: height.0,
+                node,
+                reason: format!("value {} was never proposed", short(&value.hash)),
+            });
+        }
+        if !value_is_valid(height, &value) {
+            self.violations.push(Violation::Validity {
+                height: height.0,
+                node,
+                reason: format!("value {} is not valid", short(&value.hash)),
+            });
+        }
+        if self.config.check_certificates {
+            let problem = if certificate.height != height || certificate.block_hash != value.hash {
+                Some("certificate is for another height or block".to_owned())
+            } else {
+                certificate
+                    .verify(CHAIN_ID, self.validators_at(height))
+                    .err()
+                    .map(|error| error.to_string())
+            };
+            if let Some(reason) = problem {
+                self.violations.push(Violation::Certificate {
+                    height: height.0,
+                    node,
+                    reason,
+                });
+            }
         }
     }
 
@@ -1558,8 +1652,8 @@ impl Simulation {
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => match &message.message {
                 Message::Proposal(proposal) => {
-                    self.nodes[node].proposals_made += 1;
-                    let counter = self.nodes[node].proposals_made * 1000 + 999;
+                    self.nodes[node].app.proposals_made += 1;
+                    let counter = self.nodes[node].app.proposals_made * 1000 + 999;
                     let other = make_value(proposal.height, node, counter, true);
                     self.proposed.insert(other.hash);
                     let twin = SignedMessage::sign(
@@ -1801,6 +1895,8 @@ pub fn run_seeds(
                         total.messages_sent += outcome.stats.messages_sent;
                         total.crashes += outcome.stats.crashes;
                         total.syncs += outcome.stats.syncs;
+                        total.proposal_fetches += outcome.stats.proposal_fetches;
+                        total.proposals_fetched += outcome.stats.proposals_fetched;
                         total.evidence += outcome.stats.evidence;
                         total.max_honest_height += outcome.stats.max_honest_height;
                         total.recovery_ms = total.recovery_ms.max(outcome.stats.recovery_ms);
@@ -1825,6 +1921,8 @@ pub fn run_seeds(
         total.messages_sent += stats.messages_sent;
         total.crashes += stats.crashes;
         total.syncs += stats.syncs;
+        total.proposal_fetches += stats.proposal_fetches;
+        total.proposals_fetched += stats.proposals_fetched;
         total.evidence += stats.evidence;
         total.max_honest_height += stats.max_honest_height;
         total.recovery_ms = total.recovery_ms.max(stats.recovery_ms);

@@ -165,6 +165,30 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custody_consensus::{BlockHash, Height, Message, Round, SignedMessage, Vote};
+    use custody_ledger::genesis::CHAIN_ID_BYTES_MAX;
+
+    use crate::network::{GOSSIP_NONCE_BYTES, MEMBER_RELAY_BYTES_MAX};
+
+    #[test]
+    fn every_vote_is_small_enough_to_be_relayed() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let chain_id = "c".repeat(CHAIN_ID_BYTES_MAX);
+        let vote = Vote {
+            height: Height(u64::MAX),
+            round: Round(u64::MAX),
+            block_hash: Some(BlockHash([0xFF; 32])),
+        };
+        for message in [Message::Prevote(vote), Message::Precommit(vote)] {
+            let encoded = SignedMessage::sign(&chain_id, message, &key).encode();
+            // The wire envelope of a re-broadcast: a kind byte and a nonce.
+            let wire = 1 + GOSSIP_NONCE_BYTES + encoded.len();
+            assert!(
+                wire <= MEMBER_RELAY_BYTES_MAX,
+                "a vote takes {wire} bytes on the wire"
+            );
+        }
+    }
 
     #[test]
     fn gossip_envelope_round_trips() {

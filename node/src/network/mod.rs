@@ -162,7 +162,7 @@ pub const GOSSIP_HEARTBEAT_INITIAL_DELAY_MS: u64 = 100;
 pub const GOSSIP_HISTORY_HEARTBEATS: usize = 5;
 /// Gossip of a member larger than this (wire bytes) is not relayed. Every
 /// vote fits (at most about 230 bytes with the longest chain id, checked by
-/// a test in `proposals.rs`); a proposal carries its block, and one with a
+/// a test in `gossip.rs`); a proposal carries its block, and one with a
 /// transaction or a commit certificate in it does not.
 pub const MEMBER_RELAY_BYTES_MAX: usize = 512;
 

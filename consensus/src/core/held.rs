@@ -1,13 +1,16 @@
 //! Proposals this node holds for the height being decided, so that a peer
 //! that missed one can fetch it.
 //!
-//! Members do not relay each other's large gossip (see `network.rs`): in
-//! the usual full mesh every relay of a proposal was a duplicate, and
-//! proposals carry whole blocks. A member cut off from the proposer still
-//! learns of the proposal from the votes of those that have it, and asks
-//! them for it (`SyncRequest::Proposal` in `net_glue.rs`). The driver holds
-//! its own proposals and every proposal its consensus machine accepted for
-//! validation (signed by the round's proposer), for the current height only.
+//! Members do not relay each other's large gossip (proposals carry whole
+//! blocks, and in a full mesh every relay is a duplicate). A member cut off
+//! from the proposer still learns of the proposal from the votes of those
+//! that have it, and asks them for it ([`Effect::FetchProposal`]). The core
+//! holds its own proposals and every proposal its state machine accepted
+//! for validation (signed by the round's proposer), for the current height
+//! only, and the shell answers peers from [`NodeCore::held_proposal`].
+//!
+//! [`Effect::FetchProposal`]: super::Effect::FetchProposal
+//! [`NodeCore::held_proposal`]: super::NodeCore::held_proposal
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub const HELD_PROPOSALS_MAX: usize = 8;
 
 /// Which proposal: height, round and the proposed block's hash. Also what
-/// a peer asks for (`SyncRequest::Proposal`).
+/// a peer asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ProposalKey {
     pub height: u64,
@@ -79,30 +82,6 @@ impl HeldProposals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custody_consensus::{BlockHash, Height, Message, Round, SignedMessage, Vote};
-    use custody_ledger::genesis::CHAIN_ID_BYTES_MAX;
-
-    use crate::network::{GOSSIP_NONCE_BYTES, MEMBER_RELAY_BYTES_MAX};
-
-    #[test]
-    fn every_vote_is_small_enough_to_be_relayed() {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-        let chain_id = "c".repeat(CHAIN_ID_BYTES_MAX);
-        let vote = Vote {
-            height: Height(u64::MAX),
-            round: Round(u64::MAX),
-            block_hash: Some(BlockHash([0xFF; 32])),
-        };
-        for message in [Message::Prevote(vote), Message::Precommit(vote)] {
-            let encoded = SignedMessage::sign(&chain_id, message, &key).encode();
-            // The wire envelope of a re-broadcast: a kind byte and a nonce.
-            let wire = 1 + GOSSIP_NONCE_BYTES + encoded.len();
-            assert!(
-                wire <= MEMBER_RELAY_BYTES_MAX,
-                "a vote takes {wire} bytes on the wire"
-            );
-        }
-    }
 
     fn key(height: u64, round: u64, tag: u8) -> ProposalKey {
         ProposalKey {

@@ -1,0 +1,326 @@
+//! The node core's application: the ledger's block decisions
+//! (`chain::propose`, `chain::judge`, `chain::commit_certified`) over the
+//! sled store and the mempool, plus what the node records after a commit
+//! (mempool pruning, metrics, the committed-height signal).
+//!
+//! Every rule is the ledger's: this file only picks the candidates from
+//! the mempool, maps the ledger's outcomes onto the core's
+//! ([`Proposed`], [`Verdict`], [`Stored`]) and keeps local failures (the
+//! store cannot be read or written) apart from blocks that are merely
+//! wrong, which are verdicts.
+
+use std::sync::atomic::Ordering;
+
+use custody_consensus as consensus;
+use custody_consensus::core::{Application, Head, Proposed, Stored, Verdict};
+use custody_ledger::block::Block;
+use custody_ledger::certificate::{CommitCertificate, CommitSignature};
+use custody_ledger::chain::{
+    self, BlockLimits, Candidate, CommitError, Committed, Judgement, Origin, ProposeError,
+};
+use custody_ledger::state::{StateChanges, ViewError};
+use custody_ledger::store::StoreError;
+use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
+
+use crate::shared::{local_time_ms, SharedRef};
+
+/// A local failure of the application: the node stops.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build a proposal: {0}")]
+    Propose(ViewError),
+    #[error("cannot judge a proposal: {0}")]
+    Judge(ViewError),
+    #[error("cannot commit: {0}")]
+    Commit(CommitError),
+    #[error("the decided block at height {height} cannot be applied: {reason}")]
+    DecidedBlockRefused { height: u64, reason: String },
+    #[error("validator set: {0}")]
+    ValidatorSet(String),
+}
+
+/// The ledger's validator set in the consensus crate's form.
+pub fn consensus_validators(
+    set: &custody_ledger::records::ValidatorSet,
+) -> Result<consensus::ValidatorSet, AppError> {
+    consensus::ValidatorSet::new(
+        set.validators
+            .iter()
+            .map(|v| consensus::Validator {
+                key: consensus::ValidatorKey(v.key.0),
+                power: v.power,
+            })
+            .collect(),
+    )
+    .map_err(|error| AppError::ValidatorSet(error.to_string()))
+}
+
+/// The consensus certificate in the ledger's form (same fields).
+pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitCertificate {
+    CommitCertificate::new(
+        Height(certificate.height.0),
+        Round(certificate.round.0),
+        BlockHash(certificate.block_hash.0),
+        certificate
+            .signatures
+            .iter()
+            .map(|s| CommitSignature {
+                validator: PublicKey(s.validator.0),
+                signature: Signature(s.signature.0),
+            })
+            .collect(),
+    )
+}
+
+/// The ledger, the mempool and the node's records of commits.
+pub struct LedgerApp {
+    shared: SharedRef,
+    validator_key: PublicKey,
+}
+
+impl LedgerApp {
+    pub fn new(shared: SharedRef, validator_key: PublicKey) -> LedgerApp {
+        LedgerApp {
+            shared,
+            validator_key,
+        }
+    }
+
+    /// Block timestamps are wall-clock time (shifted only in clock-fault
+    /// tests), not the core's monotonic clock.
+    fn now(&self) -> Timestamp {
+        Timestamp(local_time_ms(self.shared.config.consensus.clock_offset_ms))
+    }
+
+    /// What follows every stored block, decided or synced: the mempool
+    /// drops what the block carried, metrics and the committed-height
+    /// signal move.
+    fn after_commit(&self, block: &Block, changes: &StateChanges) {
+        // The ids, in block order, as computed when the block was applied.
+        let ids: Vec<_> = changes.tx_locations.iter().map(|(id, _)| *id).collect();
+        let now = self.now();
+        let (arrivals, dropped) = {
+            let mut mempool = self.shared.mempool();
+            let result = mempool.on_commit(&ids, now);
+            self.shared
+                .update_mempool_metrics(mempool.len(), mempool.bytes());
+            result
+        };
+        if dropped > 0 {
+            tracing::debug!(dropped, "transactions no longer valid left the mempool");
+        }
+        for arrived in arrivals {
+            self.shared
+                .metrics
+                .observe_commit_latency(arrived.elapsed().as_secs_f64());
+        }
+        let height = block.header.height.0;
+        let metrics = &self.shared.metrics;
+        metrics.height.store(height, Ordering::Relaxed);
+        metrics
+            .committed_txs_total
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.shared.committed.send_replace(height);
+    }
+}
+
+impl Application for LedgerApp {
+    type Checked = (Block, StateChanges);
+    type Error = AppError;
+
+    fn head(&mut self) -> Result<Head, AppError> {
+        let chain = self.shared.store.chain_info()?;
+        Ok(Head {
+            height: consensus::Height(chain.height.0),
+            next_validators: consensus_validators(&chain.validator_set)?,
+        })
+    }
+
+    fn has_work(&self) -> bool {
+        !self.shared.mempool().is_empty()
+    }
+
+    fn propose(
+        &mut self,
+        height: consensus::Height,
+        _now_ms: u64,
+    ) -> Result<Proposed<Self::Checked>, AppError> {
+        let store = &self.shared.store;
+        let chain = store.chain_info()?;
+        let limits = BlockLimits::of(&store.parameters()?);
+        let candidates: Vec<Candidate> = {
+            let mempool = self.shared.mempool();
+            let (transactions, ids) = mempool.candidates(limits.txs_max, limits.tx_bytes_max);
+            transactions
+                .into_iter()
+                .zip(ids)
+                .filter_map(|(tx, id)| {
+                    let size_bytes = mempool.get(&id)?.size_bytes;
+                    Some(Candidate { tx, id, size_bytes })
+                })
+                .collect()
+        };
+        let last_commit = if chain.height.0 == 0 {
+            None
+        } else {
+            store.certificate(chain.height)?
+        };
+        let proposed = match chain::propose(
+            store,
+            Height(height.0),
+            candidates,
+            self.now(),
+            self.validator_key,
+            last_commit,
+            limits,
+        ) {
+            Ok(proposed) => proposed,
+            Err(ProposeError::Storage(error)) => return Err(AppError::Propose(error)),
+            Err(error) if error.node_is_behind() => return Ok(Proposed::Behind),
+            Err(error) => return Ok(Proposed::Nothing(error.to_string())),
+        };
+        if !proposed.dropped.is_empty() {
+            let mut mempool = self.shared.mempool();
+            for (tx, reason) in &proposed.dropped {
+                tracing::debug!(%tx, %reason, "waiting transaction no longer applies; dropped");
+                mempool.remove(tx);
+            }
+        }
+        let value = consensus::Value {
+            bytes: proposed.bytes,
+            hash: consensus::BlockHash(proposed.hash.0),
+        };
+        Ok(Proposed::Value(value, (proposed.block, proposed.changes)))
+    }
+
+    fn judge(
+        &mut self,
+        height: consensus::Height,
+        value: &consensus::Value,
+        _now_ms: u64,
+    ) -> Result<Verdict<Self::Checked>, AppError> {
+        let shared = &self.shared;
+        // The mempool is locked per lookup, not across the whole judgement,
+        // so that admissions do not wait for a block to be applied.
+        let judged = chain::judge(
+            &shared.store,
+            Height(height.0),
+            BlockHash(value.hash.0),
+            &value.bytes,
+            self.now(),
+            |id| shared.mempool().contains(id),
+        );
+        match judged {
+            Ok(judged) => {
+                shared
+                    .mempool()
+                    .note_checked_in_proposal(judged.newly_checked_ids);
+                Ok(Verdict::Valid((judged.block, judged.changes)))
+            }
+            Err(Judgement::Refused(refusal)) if refusal.node_is_behind() => Ok(Verdict::Behind),
+            Err(Judgement::Refused(refusal)) => {
+                Ok(Verdict::Invalid(format!("{}: {refusal}", refusal.code())))
+            }
+            Err(Judgement::Storage(error)) => Err(AppError::Judge(error)),
+        }
+    }
+
+    fn commit(
+        &mut self,
+        height: consensus::Height,
+        value: &consensus::Value,
+        checked: Option<Self::Checked>,
+        certificate: &consensus::CommitCertificate,
+        _now_ms: u64,
+    ) -> Result<Stored, AppError> {
+        let (block, judged) = match checked {
+            Some((block, changes)) => (block, Some(changes)),
+            None => {
+                let block = Block::from_bytes(&value.bytes).map_err(|error| {
+                    AppError::DecidedBlockRefused {
+                        height: height.0,
+                        reason: error.to_string(),
+                    }
+                })?;
+                (block, None)
+            }
+        };
+        let certificate = ledger_certificate(certificate);
+        // `block` was decoded from (or encoded as) these canonical bytes.
+        match chain::commit_certified(
+            &self.shared.store,
+            &block,
+            &value.bytes,
+            &certificate,
+            Origin::Decided { judged },
+        ) {
+            Ok(Committed::Stored(changes)) => {
+                tracing::info!(
+                    height = height.0,
+                    round = certificate.round.0,
+                    transactions = block.transactions.len(),
+                    hash = %block.hash(),
+                    "committed"
+                );
+                self.after_commit(&block, &changes);
+                Ok(Stored::Now {
+                    height,
+                    transactions: block.transactions.len(),
+                })
+            }
+            // Block sync was faster.
+            Ok(Committed::AlreadyStored) => Ok(Stored::Already),
+            Err(error) if error.is_local() => Err(AppError::Commit(error)),
+            Err(error) => Err(AppError::DecidedBlockRefused {
+                height: height.0,
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    fn apply_synced(
+        &mut self,
+        block_bytes: &[u8],
+        certificate_bytes: &[u8],
+        _now_ms: u64,
+    ) -> Result<Stored, AppError> {
+        let block = match Block::from_bytes(block_bytes) {
+            Ok(block) => block,
+            Err(error) => return Ok(Stored::Refused(format!("block does not decode: {error}"))),
+        };
+        let height = block.header.height.0;
+        let certificate = match CommitCertificate::from_bytes(certificate_bytes) {
+            Ok(certificate) => certificate,
+            Err(error) => {
+                return Ok(Stored::Refused(format!(
+                    "certificate of block {height} does not decode: {error}"
+                )))
+            }
+        };
+        match chain::commit_certified(
+            &self.shared.store,
+            &block,
+            block_bytes,
+            &certificate,
+            Origin::Synced,
+        ) {
+            Ok(Committed::Stored(changes)) => {
+                self.shared
+                    .metrics
+                    .synced_blocks_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(height, "synced block committed");
+                self.after_commit(&block, &changes);
+                Ok(Stored::Now {
+                    height: consensus::Height(height),
+                    transactions: block.transactions.len(),
+                })
+            }
+            Ok(Committed::AlreadyStored) => Ok(Stored::Already),
+            Err(error) if error.is_local() => Err(AppError::Commit(error)),
+            Err(error) => Ok(Stored::Refused(format!("block {height}: {error}"))),
+        }
+    }
+}
