@@ -174,9 +174,12 @@ impl Driver {
                 .unwrap_or(u64::MAX)
                 .min(now_ms.saturating_add(IDLE_WAKE_MS_MAX));
             let wake_at = self.origin + Duration::from_millis(wake_ms);
+            // Biased: shutdown, then the core's wake (a due verdict or
+            // timer is never starved by a busy inbox), then the inbox.
             let event = tokio::select! {
                 biased;
                 _ = shutdown.wait() => return Ok(()),
+                _ = tokio::time::sleep_until(wake_at.into()) => Some(Event::Tick),
                 input = inbox.recv() => match input {
                     None => return Ok(()),
                     Some(DriverInput::Consensus(bytes)) => Some(Event::Message(bytes)),
@@ -194,7 +197,6 @@ impl Driver {
                         None
                     }
                 },
-                _ = tokio::time::sleep_until(wake_at.into()) => Some(Event::Tick),
             };
             if let Some(event) = event {
                 let now_ms = self.now_ms();

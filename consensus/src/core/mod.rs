@@ -11,8 +11,8 @@
 //! - **pacing**: when a requested proposal is built (`block_interval_ms`
 //!   after the last commit so blocks fill up, at once in later rounds),
 //!   and telling a machine that waits for work that work arrived;
-//! - **the application calls**: build a block, judge one (deferred to the
-//!   next [`Event::Tick`], so a simulator can delay verdicts), commit a
+//! - **the application calls**: build a block and judge one (both at the
+//!   next [`Event::Tick`], so a simulator can delay them), commit a
 //!   decided or synced block, then start the next height with the
 //!   validators the application says are in force there;
 //! - **the checked-block cache**: a block proposed or judged here is not
@@ -272,7 +272,7 @@ impl<A: Application> NodeCore<A> {
             effects: Vec::new(),
         };
         core.execute(first_actions, app, now_ms)?;
-        core.advance(app, now_ms)?;
+        core.advance(app, now_ms, false)?;
         let effects = std::mem::take(&mut core.effects);
         Ok((core, effects))
     }
@@ -339,12 +339,13 @@ impl<A: Application> NodeCore<A> {
         now_ms: u64,
     ) -> Result<Vec<Effect>, A::Error> {
         debug_assert!(self.effects.is_empty());
+        let tick = matches!(event, Event::Tick);
         let result = match event {
             Event::Message(bytes) => self.on_message(bytes, app, now_ms),
             Event::Tick => Ok(()),
             Event::Synced(blocks) => self.on_synced(blocks, app, now_ms),
         }
-        .and_then(|()| self.advance(app, now_ms));
+        .and_then(|()| self.advance(app, now_ms, tick));
         let effects = std::mem::take(&mut self.effects);
         result.map(|()| effects)
     }
@@ -384,10 +385,12 @@ impl<A: Application> NodeCore<A> {
         self.execute(step.actions, app, now_ms)
     }
 
-    /// Fires due timers, tells a waiting machine about work, gives the
-    /// verdicts asked for and builds a due proposal, until nothing more is
-    /// due now.
-    fn advance(&mut self, app: &mut A, now_ms: u64) -> Result<(), A::Error> {
+    /// Fires due timers and tells a waiting machine about work; on a tick
+    /// (`answer`) also gives the verdicts asked for and builds a due
+    /// proposal. Verdicts and proposals wait for a tick so that a shell can
+    /// model the application's delay (the simulator does; the node ticks
+    /// at once).
+    fn advance(&mut self, app: &mut A, now_ms: u64, answer: bool) -> Result<(), A::Error> {
         while let Some(Reverse((at, _, event))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -400,6 +403,9 @@ impl<A: Application> NodeCore<A> {
         if self.machine.is_waiting_for_work() && app.has_work() {
             let actions = self.handle_waking(Input::WorkAvailable, false);
             self.execute(actions, app, now_ms)?;
+        }
+        if !answer {
+            return Ok(());
         }
         // Each verdict may start a new round or height (and ask for more):
         // bounded by the queue's limit per pass.
