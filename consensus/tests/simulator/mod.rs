@@ -474,6 +474,11 @@ pub enum Violation {
     Liveness {
         reason: String,
     },
+    /// The application failed locally (the node would stop).
+    LocalFailure {
+        node: usize,
+        message: String,
+    },
     /// The state machine or the simulator panicked.
     Panic {
         message: String,
@@ -511,6 +516,9 @@ impl fmt::Display for Violation {
             Violation::IdleBlock { height, node } => write!(f, "node {node} committed height {height}, which no work and no heartbeat started"),
             Violation::WorkTwice { id, node } => write!(f, "node {node} committed work {id} twice"),
             Violation::Liveness { reason } => write!(f, "liveness: {reason}"),
+            Violation::LocalFailure { node, message } => {
+                write!(f, "node {node}'s application failed: {message}")
+            }
             Violation::Panic { message } => write!(f, "panic: {message}"),
         }
     }
@@ -629,20 +637,47 @@ enum Event {
     Gst,
 }
 
-struct Node {
+struct Node<A: SimApplication> {
     key: SigningKey,
     behaviour: Behaviour,
     /// Volatile: the node core (with its state machine); `None` while down.
-    core: Option<NodeCore<SimApp>>,
+    core: Option<NodeCore<A>>,
     /// The application: its committed blocks are durable, its mempool is
     /// not.
-    app: SimApp,
+    app: A,
     incarnation: u64,
     /// Durable: the last `Persist`.
     persisted: Option<PersistedState>,
     /// The earliest wake-up scheduled for the current incarnation.
     wake_at_ms: Option<u64>,
     height_started_ms: BTreeMap<Height, u64>,
+}
+
+/// What the simulator needs of an application beyond what the core asks:
+/// work to hand it, its committed blocks to check and to serve to peers,
+/// and a crash. Two implement it: [`SimApp`] here, and the ledger's
+/// in-memory state (in the node's tests).
+pub trait SimApplication: Application {
+    /// The last committed height.
+    fn committed_height(&self) -> Height;
+    /// The committed block at `height` as the core saw it, with its
+    /// certificate.
+    fn committed_block(&self, height: Height) -> Option<(Value, CommitCertificate)>;
+    /// Committed blocks from `from` on, at most `count_max`, as block sync
+    /// sends them.
+    fn sync_blocks(&self, from: Height, count_max: usize) -> Vec<SyncedBlock>;
+    /// Whether work `id` is in a committed block.
+    fn has_committed(&self, id: u64) -> bool;
+    /// Work `id` arrives (a client's transaction, or gossip): whether it
+    /// was taken into the mempool.
+    fn admit(&mut self, id: u64) -> bool;
+    /// The work ids a block carries.
+    fn work_in(&self, value: &Value) -> Vec<u64>;
+    /// Whether `value` is a valid block at `height` by the application's
+    /// rules (checked on every honest commit).
+    fn is_valid(&self, height: Height, value: &Value) -> bool;
+    /// The process died: what is not durable is lost.
+    fn crash(&mut self);
 }
 
 /// The simulated application: blocks are [`make_value_with_work`] values,
@@ -675,6 +710,47 @@ impl fmt::Display for Never {
 }
 
 impl std::error::Error for Never {}
+
+impl SimApplication for SimApp {
+    fn committed_height(&self) -> Height {
+        self.height()
+    }
+
+    fn committed_block(&self, height: Height) -> Option<(Value, CommitCertificate)> {
+        self.committed.get(&height).cloned()
+    }
+
+    fn sync_blocks(&self, from: Height, count_max: usize) -> Vec<SyncedBlock> {
+        self.committed
+            .range(from..)
+            .take(count_max)
+            .map(|(_, (value, certificate))| SyncedBlock {
+                block: value.bytes.clone(),
+                certificate: postcard::to_allocvec(certificate).expect("a certificate encodes"),
+            })
+            .collect()
+    }
+
+    fn has_committed(&self, id: u64) -> bool {
+        self.committed_work.contains(&id)
+    }
+
+    fn admit(&mut self, id: u64) -> bool {
+        !self.committed_work.contains(&id) && self.mempool.insert(id)
+    }
+
+    fn work_in(&self, value: &Value) -> Vec<u64> {
+        work_of(value)
+    }
+
+    fn is_valid(&self, height: Height, value: &Value) -> bool {
+        value_is_valid(height, value)
+    }
+
+    fn crash(&mut self) {
+        self.mempool.clear();
+    }
+}
 
 impl SimApp {
     fn height(&self) -> Height {
@@ -804,14 +880,14 @@ fn validators_at(sets: &[(Height, ValidatorSet)], height: Height) -> &ValidatorS
 }
 
 /// The simulated world.
-pub struct Simulation {
+pub struct Simulation<A: SimApplication = SimApp> {
     config: SimConfig,
     rng: ChaCha8Rng,
     now_ms: u64,
     sequence: u64,
     queue: BTreeMap<(u64, u64), Event>,
     /// Machines: one per validator, then the second machine of each twin.
-    nodes: Vec<Node>,
+    nodes: Vec<Node<A>>,
     /// For each machine, the validator (index below n) it speaks for.
     primary: Vec<usize>,
     /// Validator sets and the height each takes effect at, ascending.
@@ -905,47 +981,68 @@ pub fn signing_key(node: usize) -> SigningKey {
     SigningKey::from_bytes(&secret)
 }
 
-impl Simulation {
-    pub fn new(config: SimConfig) -> Simulation {
-        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+impl Simulation<SimApp> {
+    /// A run of the simulated application.
+    pub fn new(config: SimConfig) -> Simulation<SimApp> {
         let keys: Vec<SigningKey> = (0..config.n).map(signing_key).collect();
-        let set_of = |powers: &Vec<u64>| {
-            ValidatorSet::new(
-                keys.iter()
-                    .zip(powers)
-                    .filter(|(_, power)| **power > 0)
-                    .map(|(key, power)| Validator {
-                        key: ValidatorKey::from(&key.verifying_key()),
-                        power: *power,
-                    })
-                    .collect(),
-            )
-            .expect("simulated validator set is valid")
-        };
-        let mut validator_sets = vec![(Height(1), set_of(&config.powers))];
-        if let Some((height, powers)) = &config.power_change {
-            validator_sets.push((Height(*height), set_of(powers)));
-        }
-        let new_node = |index: usize, key: SigningKey| Node {
+        let validator_sets = validator_sets_of(&config, &keys);
+        let apps_config = config.clone();
+        Simulation::with_apps(config, keys, |index| SimApp {
+            node: index,
+            proposes_valid: apps_config.behaviours[index] != Behaviour::InvalidValueVoter,
+            proposals_made: 0,
+            check_certificates: apps_config.check_certificates,
+            validator_sets: validator_sets.clone(),
+            mempool: BTreeSet::new(),
+            committed: BTreeMap::new(),
+            committed_work: BTreeSet::new(),
+        })
+    }
+}
+
+/// The validator sets of a scenario, from its powers.
+pub fn validator_sets_of(config: &SimConfig, keys: &[SigningKey]) -> Vec<(Height, ValidatorSet)> {
+    let set_of = |powers: &Vec<u64>| {
+        ValidatorSet::new(
+            keys.iter()
+                .zip(powers)
+                .filter(|(_, power)| **power > 0)
+                .map(|(key, power)| Validator {
+                    key: ValidatorKey::from(&key.verifying_key()),
+                    power: *power,
+                })
+                .collect(),
+        )
+        .expect("simulated validator set is valid")
+    };
+    let mut validator_sets = vec![(Height(1), set_of(&config.powers))];
+    if let Some((height, powers)) = &config.power_change {
+        validator_sets.push((Height(*height), set_of(powers)));
+    }
+    validator_sets
+}
+
+impl<A: SimApplication> Simulation<A> {
+    /// A run in which validator `index` signs with `keys[index]` and runs
+    /// the application `make_app(index)` (called again for a twin).
+    pub fn with_apps(
+        config: SimConfig,
+        keys: Vec<SigningKey>,
+        mut make_app: impl FnMut(usize) -> A,
+    ) -> Simulation<A> {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let validator_sets = validator_sets_of(&config, &keys);
+        let mut new_node = |index: usize, key: SigningKey| Node {
             key,
             behaviour: config.behaviours[index],
             core: None,
-            app: SimApp {
-                node: index,
-                proposes_valid: config.behaviours[index] != Behaviour::InvalidValueVoter,
-                proposals_made: 0,
-                check_certificates: config.check_certificates,
-                validator_sets: validator_sets.clone(),
-                mempool: BTreeSet::new(),
-                committed: BTreeMap::new(),
-                committed_work: BTreeSet::new(),
-            },
+            app: make_app(index),
             incarnation: 0,
             persisted: None,
             wake_at_ms: None,
             height_started_ms: BTreeMap::new(),
         };
-        let mut nodes: Vec<Node> = keys
+        let mut nodes: Vec<Node<A>> = keys
             .into_iter()
             .enumerate()
             .map(|(index, key)| new_node(index, key))
@@ -1074,7 +1171,7 @@ impl Simulation {
                                 .work_required
                                 .iter()
                                 .copied()
-                                .filter(|id| !self.nodes[node].app.committed_work.contains(id))
+                                .filter(|id| !self.nodes[node].app.has_committed(*id))
                                 .collect();
                             (node, missing)
                         })
@@ -1128,7 +1225,7 @@ impl Simulation {
                         && self
                             .work_required
                             .iter()
-                            .all(|id| self.nodes[node].app.committed_work.contains(id))
+                            .all(|id| self.nodes[node].app.has_committed(*id))
                 }) && self
                     .config
                     .work
@@ -1140,7 +1237,7 @@ impl Simulation {
     }
 
     fn committed_height(&self, node: usize) -> u64 {
-        self.nodes[node].app.height().0
+        self.nodes[node].app.committed_height().0
     }
 
     fn core_config(&self) -> CoreConfig {
@@ -1165,13 +1262,22 @@ impl Simulation {
         .expect("simulated node boots");
         let core_config = self.core_config();
         let now_ms = self.now_ms;
-        let Ok((core, effects)) = NodeCore::start(
+        let (core, effects) = match NodeCore::start(
             machine,
             actions,
             core_config,
             &mut self.nodes[node].app,
             now_ms,
-        );
+        ) {
+            Ok(started) => started,
+            Err(error) => {
+                self.violations.push(Violation::LocalFailure {
+                    node,
+                    message: error.to_string(),
+                });
+                return;
+            }
+        };
         self.nodes[node].core = Some(core);
         self.nodes[node].wake_at_ms = None;
         self.nodes[node]
@@ -1293,17 +1399,9 @@ impl Simulation {
                 if self.nodes[to].core.is_none() {
                     return;
                 }
-                let blocks: Vec<SyncedBlock> = self.nodes[to]
+                let blocks = self.nodes[to]
                     .app
-                    .committed
-                    .range(from_height..)
-                    .take(SYNC_BLOCKS_PER_RESPONSE_MAX)
-                    .map(|(_, (value, certificate))| SyncedBlock {
-                        block: value.bytes.clone(),
-                        certificate: postcard::to_allocvec(certificate)
-                            .expect("a certificate encodes"),
-                    })
-                    .collect();
+                    .sync_blocks(from_height, SYNC_BLOCKS_PER_RESPONSE_MAX);
                 if !blocks.is_empty() {
                     self.send(to, from, Event::SyncResponse { to: from, blocks });
                 }
@@ -1360,7 +1458,7 @@ impl Simulation {
         // Everything not persisted or committed is lost; pending timers and
         // wake-ups die with the process.
         self.nodes[node].core = None;
-        self.nodes[node].app.mempool.clear();
+        self.nodes[node].app.crash();
         self.nodes[node].incarnation += 1;
         self.nodes[node].wake_at_ms = None;
         let delay = restart_ms.saturating_sub(self.now_ms).max(1);
@@ -1375,8 +1473,14 @@ impl Simulation {
         let Some(core) = core.as_mut() else {
             return;
         };
-        let Ok(effects) = core.handle(event, app, now_ms);
-        self.carry_out(node, effects);
+        match core.handle(event, app, now_ms) {
+            Ok(effects) => self.carry_out(node, effects),
+            // The node would stop: a failure of the run.
+            Err(error) => self.violations.push(Violation::LocalFailure {
+                node,
+                message: error.to_string(),
+            }),
+        }
     }
 
     /// A transaction reaches `node`'s mempool (unless the node is down or
@@ -1384,10 +1488,7 @@ impl Simulation {
     /// core hears of it at once, as the real node's does within its work
     /// check interval.
     fn admit_work(&mut self, node: usize, id: u64) -> bool {
-        if self.nodes[node].core.is_none() || self.nodes[node].app.committed_work.contains(&id) {
-            return false;
-        }
-        if !self.nodes[node].app.mempool.insert(id) {
+        if self.nodes[node].core.is_none() || !self.nodes[node].app.admit(id) {
             return false;
         }
         self.feed(node, CoreEvent::Tick);
@@ -1566,8 +1667,7 @@ impl Simulation {
         if !self.is_honest(node) {
             return;
         }
-        let Some((value, certificate)) = self.nodes[node].app.committed.get(&height).cloned()
-        else {
+        let Some((value, certificate)) = self.nodes[node].app.committed_block(height) else {
             self.violations.push(Violation::Validity {
                 height: height.0,
                 node,
@@ -1575,18 +1675,17 @@ impl Simulation {
             });
             return;
         };
-        let work = work_of(&value);
+        let work = self.nodes[node].app.work_in(&value);
         if self.config.timeouts.waits_for_work() && !self.woken_for_a_reason.contains(&height) {
             self.violations.push(Violation::IdleBlock {
                 height: height.0,
                 node,
             });
         }
-        let earlier_work = self.nodes[node]
-            .app
-            .committed
-            .range(..height)
-            .flat_map(|(_, (value, _))| work_of(value))
+        let app = &self.nodes[node].app;
+        let earlier_work = (1..height.0)
+            .filter_map(|earlier| app.committed_block(Height(earlier)))
+            .flat_map(|(value, _)| app.work_in(&value))
             .find(|id| work.contains(id));
         if let Some(id) = earlier_work {
             self.violations.push(Violation::WorkTwice { id, node });
@@ -1616,7 +1715,7 @@ impl Simulation {
                 reason: format!("value {} was never proposed", short(&value.hash)),
             });
         }
-        if !value_is_valid(height, &value) {
+        if !self.nodes[node].app.is_valid(height, &value) {
             self.violations.push(Violation::Validity {
                 height: height.0,
                 node,
@@ -1652,8 +1751,7 @@ impl Simulation {
             Behaviour::Silent => {}
             Behaviour::EquivocatingProposer => match &message.message {
                 Message::Proposal(proposal) => {
-                    self.nodes[node].app.proposals_made += 1;
-                    let counter = self.nodes[node].app.proposals_made * 1000 + 999;
+                    let counter = self.now_ms * 1000 + 999;
                     let other = make_value(proposal.height, node, counter, true);
                     self.proposed.insert(other.hash);
                     let twin = SignedMessage::sign(
@@ -1818,9 +1916,12 @@ impl Simulation {
 /// Runs one scenario, turning a panic into a violation so that the seed
 /// is still reported.
 pub fn run_config(config: SimConfig) -> Outcome {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Simulation::new(config).run()
-    })) {
+    run_guarded(|| Simulation::new(config).run())
+}
+
+/// Runs `run`, turning a panic into a violation.
+pub fn run_guarded(run: impl FnOnce() -> Outcome) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(outcome) => outcome,
         Err(panic) => {
             let message = panic

@@ -4,7 +4,7 @@
 
 use crate::block::Block;
 use crate::certificate::{CertificateError, CommitCertificate};
-use crate::state::{self, Refusal, Signatures, StateChanges, ViewError};
+use crate::state::{self, Refusal, Signatures, StateChanges, StateView, ViewError};
 use crate::store::{Store, StoreError};
 use crate::types::{BlockHash, Height};
 
@@ -111,6 +111,26 @@ pub fn commit_certified(
             "decided height = committed height + 1"
         );
     }
+    let changes = certified_changes(store, block, certificate, origin)?;
+    store.commit_encoded(block, bytes, certificate, &changes)?;
+    Ok(Committed::Stored(Box::new(changes)))
+}
+
+/// Everything [`commit_certified`] checks before it writes, on any state
+/// view: the block is the next one, the certificate proves it with the
+/// validator set in force (and, for [`Origin::Synced`], its signatures
+/// hold), and the block applies. Returns the changes to write. The store
+/// path calls it; so can a state kept in memory (verification tools, the
+/// consensus simulator running the ledger as its application).
+pub fn certified_changes<V: StateView + ?Sized>(
+    view: &V,
+    block: &Block,
+    certificate: &CommitCertificate,
+    origin: Origin,
+) -> Result<StateChanges, CommitError> {
+    let chain = view.chain().map_err(CommitError::Storage)?;
+    let height = block.header.height;
+    let hash = block.hash();
     if height != chain.height.next() {
         return Err(CommitError::NotNext {
             committed: chain.height,
@@ -123,13 +143,12 @@ pub fn commit_certified(
             judged: Some(changes),
         } => changes,
         Origin::Decided { judged: None } => {
-            state::apply_block_with(store, block, Signatures::Verify)?
+            state::apply_block_with(view, block, Signatures::Verify)?
         }
         Origin::Synced => {
             certificate.verify_signatures(&chain.chain_id)?;
-            state::apply_block_with(store, block, Signatures::Verify)?
+            state::apply_block_with(view, block, Signatures::Verify)?
         }
     };
-    store.commit_encoded(block, bytes, certificate, &changes)?;
-    Ok(Committed::Stored(Box::new(changes)))
+    Ok(changes)
 }

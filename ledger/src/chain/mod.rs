@@ -17,7 +17,7 @@ mod commit;
 mod judge;
 mod propose;
 
-pub use commit::{commit_certified, CommitError, Committed, Origin};
+pub use commit::{certified_changes, commit_certified, CommitError, Committed, Origin};
 pub use judge::{judge, Judged, Judgement, ProposalRefusal};
 pub use propose::{
     propose, BlockLimits, Candidate, ProposeError, Proposed, BLOCK_OVERHEAD_BYTES,
