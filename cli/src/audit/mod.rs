@@ -220,6 +220,8 @@ struct VerifySummary {
     chain_id: String,
     genesis_hash: String,
     heights: String,
+    /// Where the head height came from.
+    head_source: String,
     last_block_hash: String,
     blocks: u64,
     transactions: u64,
@@ -257,6 +259,7 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         chain_id: loaded.genesis.chain_id.clone(),
         genesis_hash: report.genesis_hash.to_hex(),
         heights: format!("1..={}", report.height),
+        head_source: loaded.head_source.clone(),
         last_block_hash: report.last_block_hash.to_hex(),
         blocks: report.blocks,
         transactions: report.transactions,
@@ -281,6 +284,7 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             "  heights         1 to {} ({} blocks)",
             report.height, report.blocks
         )?;
+        writeln!(out, "  head            {}", summary.head_source)?;
         writeln!(out, "  last block      {}", summary.last_block_hash)?;
         writeln!(out, "  transactions    {}", summary.transactions)?;
         writeln!(out, "  signatures      {}", summary.signatures)?;

@@ -48,6 +48,8 @@ pub struct LoadedChain {
     pub state: MemoryState,
     pub source: Box<dyn BlockSource>,
     pub elapsed: Duration,
+    /// Where the head height the verification ran to came from.
+    pub head_source: String,
 }
 
 fn progress_bar(enabled: bool) -> ProgressBar {
@@ -113,10 +115,16 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
                 state,
                 source: Box::new(file) as Box<dyn BlockSource>,
                 elapsed: started.elapsed(),
+                head_source: "the export file's last block".to_string(),
             }
         }
         (None, Some(dir)) => {
+            // Opening checks that the head record, the last block and the
+            // last certificate agree (a store that disagrees is refused
+            // here, saying so); the replay then reads every block up to
+            // that head, and no block lies beyond it.
             let store = Store::open(dir)?;
+            let head = store.check_head()?;
             let genesis = store.genesis()?;
             if let Some(expected) = expected {
                 if genesis.hash() != expected {
@@ -153,6 +161,11 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
                 state,
                 source: Box::new(store),
                 elapsed: started.elapsed(),
+                head_source: format!(
+                    "height {} from {}",
+                    head.height,
+                    custody_ledger::store::HeadCheck::SOURCE
+                ),
             }
         }
         (None, None) => {
