@@ -36,12 +36,29 @@ pub use source::{load_chain, LoadedChain, SourceArgs};
 pub enum AuditError {
     #[error("chain verification failed at {0}")]
     Verify(VerifyError),
+    #[error(
+        "the chain in the ledger store failed verification at {0}; {hint}",
+        hint = custody_ledger::store::REPAIR_HINT
+    )]
+    StoreVerify(VerifyError),
     #[error("export: {0}")]
     Export(#[from] ExportError),
     #[error("import: {0}")]
     Import(#[from] ImportError),
     #[error("store: {0}")]
     Store(#[from] custody_ledger::store::StoreError),
+    #[error(
+        "the ledger store at {store} is behind what its node committed: its head is height \
+         {found}, but the consensus state {state} beside it shows height {committed} was \
+         committed. The store was rolled back or truncated; {hint}",
+        hint = custody_ledger::store::REPAIR_HINT
+    )]
+    StoreBehind {
+        store: String,
+        state: String,
+        found: u64,
+        committed: u64,
+    },
     #[error("export holds genesis {found}, the auditor expected {expected}")]
     GenesisNotExpected { expected: Hash32, found: Hash32 },
     #[error("genesis: {0}")]
