@@ -775,6 +775,15 @@ impl Store {
         Ok(())
     }
 
+    /// Replace the stored head record, bypassing every check. For tamper
+    /// tests only.
+    pub fn overwrite_raw_chain_info_for_tests(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(CHAIN, bytes)?;
+        self.cache().invalidate();
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Replace the stored bytes of a certificate, bypassing every check.
     /// For repair tools and tamper tests only.
     pub fn overwrite_raw_certificate(
