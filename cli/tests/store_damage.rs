@@ -271,7 +271,7 @@ fn run(args: &[&str], damage: &Damage, expect_height: impl Fn(&str) -> bool) -> 
         return Outcome::FullChain;
     }
     assert!(
-        stderr.contains("custody node repair") || stderr.contains("is in use"),
+        stderr.contains("next step:") || stderr.contains("is in use"),
         "`custody {}` failed without naming the next step after {damage:?}: {stderr}",
         args.join(" ")
     );

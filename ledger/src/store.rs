@@ -120,9 +120,9 @@ pub enum StoreError {
 }
 
 /// The next step named by every error about a damaged store.
-pub const REPAIR_HINT: &str = "next step: stop the node and run \
-     `custody node repair --home HOME` (HOME holds data/ledger); it moves the damaged \
-     store aside, never deleting it, and rebuilds the chain from a verified source";
+pub const REPAIR_HINT: &str = "next step: stop the node, move the store directory aside \
+     (keep it) and rebuild it from a verified export with `custody chain import`, then run \
+     `custody node check --home HOME` (docs/operations.md, \"A damaged or rolled-back store\")";
 
 impl StoreError {
     /// True when the error says the store's files cannot be trusted (as

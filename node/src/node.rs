@@ -48,7 +48,7 @@ pub enum NodeError {
     TaskFailed { task: &'static str, reason: String },
     #[error(transparent)]
     Blobs(#[from] crate::blobs::BlobError),
-    #[error("{source}\n(this node: `custody node repair --home {home}`)")]
+    #[error("{source}\n(this node's home: {home})")]
     StoreRefused {
         home: std::path::PathBuf,
         source: custody_ledger::store::StoreError,
@@ -56,8 +56,8 @@ pub enum NodeError {
     #[error(
         "the ledger store at {store} is behind what this node committed: its head is height \
          {found}, but the consensus state {state} shows height {committed} was committed. The \
-         store was rolled back or truncated and is not used; next step: run \
-         `custody node repair --home {home}` (it moves the store aside and rebuilds it)"
+         store was rolled back or truncated and is not used (home {home}); {hint}",
+        hint = custody_ledger::store::REPAIR_HINT
     )]
     StoreBehind {
         store: std::path::PathBuf,
