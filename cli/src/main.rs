@@ -92,6 +92,20 @@ enum NodeCommand {
         #[arg(long)]
         log_json: bool,
     },
+    /// Run the checks `node start` runs on the ledger store, without starting.
+    ///
+    /// Opens the store, checks that its head record, last block and last
+    /// certificate agree and that the blocks below hash-link to the head,
+    /// and that it is not behind the height the consensus state shows this
+    /// node committed. Exits non-zero, naming the next step, when not.
+    Check {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// Print what was found as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a running node's height, peers and mempool.
     Status {
         /// The node's HTTP API.
@@ -184,6 +198,32 @@ fn run(cli: Cli) -> Result<(), String> {
                 NODE_RUNTIME_STOP_WAIT_MS_MAX,
             ));
             result
+        }
+        Command::Node(NodeCommand::Check { home, json }) => {
+            let check = custody_node::node::check_home(&Home::new(home))
+                .map_err(|error| error.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&check).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("store          {}", check.store.display());
+                println!(
+                    "head           height {} (from the store's head record, matching its last block and certificate)",
+                    check.height
+                );
+                println!("last block     {}", check.last_block_hash);
+                println!(
+                    "hash-linked    heights {} to {}",
+                    check.linked_from, check.height
+                );
+                println!(
+                    "committed      height {} (from the consensus state); the store is not behind it",
+                    check.committed
+                );
+            }
+            Ok(())
         }
         Command::Node(NodeCommand::Status { node, json }) => {
             let runtime = runtime()?;

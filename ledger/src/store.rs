@@ -27,7 +27,8 @@
 //! | `R` | proposal id | [`Proposal`] |
 //! | `V` | height | [`ValidatorSet`] in force from that height |
 
-use std::path::Path;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -101,6 +102,68 @@ pub enum StoreError {
     BytesMismatch { height: Height },
     #[error("page limit {0} is out of range 1..={PAGE_LIMIT_MAX}")]
     BadPageLimit(usize),
+    #[error(
+        "the ledger store at {path} is in use by another process (a running node?); \
+         stop that process, or work on a copy of the directory"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "the ledger store at {path} is damaged and is not used: {detail}; \
+         {REPAIR_HINT}"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error(
+        "the ledger store at {path} disagrees with itself and is not used: {detail}; \
+         {REPAIR_HINT}"
+    )]
+    HeadMismatch { path: PathBuf, detail: String },
+}
+
+/// The next step named by every error about a damaged store.
+pub const REPAIR_HINT: &str = "next step: stop the node, move the store directory aside \
+     (keep it) and rebuild it from a verified export with `custody chain import`, then run \
+     `custody node check --home HOME` (docs/operations.md, \"A damaged or rolled-back store\")";
+
+impl StoreError {
+    /// True when the error says the store's files cannot be trusted (as
+    /// opposed to a wrong argument, a lock held or a refused commit).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sled(_)
+                | StoreError::Corrupt { .. }
+                | StoreError::Damaged { .. }
+                | StoreError::HeadMismatch { .. }
+                | StoreError::Genesis(_)
+        )
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "the storage engine panicked".to_string()
+    }
+}
+
+/// Runs `f`, turning a panic of the storage engine (which it raises on
+/// some damaged files instead of returning an error) into
+/// [`StoreError::Damaged`] naming `path`.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => Err(StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the storage engine failed reading it ({})",
+                panic_message(payload.as_ref())
+            ),
+        }),
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -128,6 +191,7 @@ pub struct Page<T, C> {
 /// decoded records (`read_cache.rs`).
 #[derive(Clone)]
 pub struct Store {
+    path: Arc<PathBuf>,
     db: sled::Db,
     tree: sled::Tree,
     cache: Arc<Mutex<ReadCache>>,
@@ -183,42 +247,262 @@ const STORE_LOCK_WAIT_MS_MAX: u64 = 3_000;
 const STORE_LOCK_RETRY_MS: u64 = 25;
 const _: () = assert!(STORE_LOCK_RETRY_MS < STORE_LOCK_WAIT_MS_MAX);
 
+/// Blocks below the head whose hash links (and certificates' block
+/// hashes) are checked at every open. The head block's certificate is
+/// checked against the validator set, and each block's header names its
+/// parent's hash, so damage anywhere in this tail breaks a link and is
+/// found. 64 blocks keep an open of a store of full blocks (a few hundred
+/// KiB each) to a few tens of MiB of reading; the whole chain is checked by
+/// `custody audit verify --store`.
+pub const HEAD_CHECK_TAIL_BLOCKS: u64 = 64;
+const _: () = assert!(HEAD_CHECK_TAIL_BLOCKS >= 2);
+
+/// What [`Store::check_head`] found: the head and how far down it was
+/// checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadCheck {
+    /// The height the head record (`I`) names, which the last stored block
+    /// and certificate agree with.
+    pub height: Height,
+    /// That block's hash.
+    pub hash: BlockHash,
+    /// Lowest height whose link to the head was checked (the head itself
+    /// at height 0 or 1).
+    pub linked_from: Height,
+}
+
+impl HeadCheck {
+    /// Where the head height came from, for reports.
+    pub const SOURCE: &'static str = "the store's head record, matching its last block and \
+         last certificate (certificate checked against the validator set)";
+}
+
+/// An open-time failure named as the store's: engine errors and undecodable
+/// records mean the files cannot be trusted.
+fn at_open(path: &Path, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Sled(detail) => StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        },
+        error @ (StoreError::Corrupt { .. } | StoreError::Genesis(_)) => StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail: error.to_string(),
+        },
+        other => other,
+    }
+}
+
 impl Store {
-    /// Open an existing store.
+    /// Open an existing store, checking its head (see
+    /// [`Store::check_head`]).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let store = Self::open_raw(path)?;
-        if store.tree.get(GENESIS)?.is_none() {
-            return Err(StoreError::NotInitialized);
-        }
-        store.load_member_keys()?;
-        Ok(store)
+        guarded(path, || {
+            let store = Self::open_raw(path)?;
+            if store.read(GENESIS)?.is_none() {
+                if store.tree.is_empty() {
+                    return Err(StoreError::NotInitialized);
+                }
+                return Err(StoreError::Damaged {
+                    path: path.to_path_buf(),
+                    detail: "its genesis record is missing while it holds other records"
+                        .to_string(),
+                });
+            }
+            store.genesis()?;
+            store.load_member_keys()?;
+            store.check_head()?;
+            Ok(store)
+        })
+        .map_err(|error| at_open(path, error))
     }
 
     /// Open the store at `path`, writing the genesis state if it is new, or
-    /// checking that it holds the chain of this genesis if not.
+    /// checking that it holds the chain of this genesis (and that its head
+    /// holds together, [`Store::check_head`]) if not.
     pub fn open_or_init(path: &Path, genesis: &Genesis) -> Result<Store, StoreError> {
-        let store = Self::open_raw(path)?;
-        match store.tree.get(GENESIS)? {
-            Some(bytes) => {
-                let stored = Genesis::from_bytes(&bytes)?;
-                if stored.hash() != genesis.hash() {
-                    return Err(StoreError::GenesisMismatch {
-                        stored: stored.hash(),
-                        given: genesis.hash(),
+        guarded(path, || {
+            let store = Self::open_raw(path)?;
+            match store.read(GENESIS)? {
+                Some(bytes) => {
+                    let stored = Genesis::from_bytes(&bytes)?;
+                    if stored.hash() != genesis.hash() {
+                        return Err(StoreError::GenesisMismatch {
+                            stored: stored.hash(),
+                            given: genesis.hash(),
+                        });
+                    }
+                    store.check_head()?;
+                }
+                // Only an empty store is new: one that lost its genesis
+                // record is damaged, and initialising it again would start
+                // the chain over on top of what is left.
+                None if !store.tree.is_empty() => {
+                    return Err(StoreError::Damaged {
+                        path: path.to_path_buf(),
+                        detail: "its genesis record is missing while it holds other records"
+                            .to_string(),
                     });
                 }
+                None => {
+                    let mut batch = sled::Batch::default();
+                    store.write_changes(&mut batch, &state::genesis_changes(genesis));
+                    batch.insert(GENESIS, genesis.to_bytes());
+                    store.tree.apply_batch(batch)?;
+                    store.cache().invalidate();
+                    store.db.flush()?;
+                }
             }
-            None => {
-                let mut batch = sled::Batch::default();
-                store.write_changes(&mut batch, &state::genesis_changes(genesis));
-                batch.insert(GENESIS, genesis.to_bytes());
-                store.tree.apply_batch(batch)?;
-                store.cache().invalidate();
-                store.db.flush()?;
+            store.load_member_keys()?;
+            Ok(store)
+        })
+        .map_err(|error| at_open(path, error))
+    }
+
+    /// The directory this store was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One record, with a panic of the engine turned into an error.
+    fn read(&self, k: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        guarded(&self.path, || Ok(self.tree.get(k)?))
+    }
+
+    /// The height of the last record under a height-keyed `prefix`.
+    fn last_height_under(&self, prefix: u8) -> Result<Option<Height>, StoreError> {
+        guarded(&self.path, || {
+            match self.tree.scan_prefix([prefix]).next_back() {
+                None => Ok(None),
+                Some(entry) => {
+                    let (k, _) = entry?;
+                    let array: [u8; 8] = k
+                        .get(1..)
+                        .and_then(|rest| rest.try_into().ok())
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: "height key",
+                            key: hex::encode(&k),
+                            error: DecodeError::Malformed("not 8 bytes".to_string()),
+                        })?;
+                    Ok(Some(Height(u64::from_be_bytes(array))))
+                }
+            }
+        })
+    }
+
+    fn head_mismatch(&self, detail: String) -> StoreError {
+        StoreError::HeadMismatch {
+            path: self.path.to_path_buf(),
+            detail,
+        }
+    }
+
+    /// Checks that the head record (`I`), the last stored block and the
+    /// last stored certificate name the same height and block; that the
+    /// certificate proves that block under the validator set in force at
+    /// its height; and that the [`HEAD_CHECK_TAIL_BLOCKS`] blocks below it
+    /// hash-link up to it, each with a certificate for its own hash.
+    ///
+    /// The validator set is read from the store: this finds damage and
+    /// rollback, not a store forged with keys of its own (a verification
+    /// from the genesis, `custody audit verify`, finds that).
+    pub fn check_head(&self) -> Result<HeadCheck, StoreError> {
+        let chain = self.chain_info()?;
+        let height = chain.height;
+        let last_block = self.last_height_under(BLOCK)?;
+        let last_certificate = self.last_height_under(CERTIFICATE)?;
+        let named = |h: Option<Height>| h.map_or("none".to_string(), |h| h.0.to_string());
+        let expected = (height.0 > 0).then_some(height);
+        if last_block != expected || last_certificate != expected {
+            return Err(self.head_mismatch(format!(
+                "its head record names height {}, its last block is at height {} and its last \
+                 certificate at height {}",
+                height.0,
+                named(last_block),
+                named(last_certificate)
+            )));
+        }
+        if height.0 == 0 {
+            return Ok(HeadCheck {
+                height,
+                hash: chain.last_block_hash,
+                linked_from: height,
+            });
+        }
+        let head = self.checked_block(height)?;
+        let hash = head.hash();
+        if hash != chain.last_block_hash {
+            return Err(self.head_mismatch(format!(
+                "its head record names block {} at height {}, but the block stored there is {hash}",
+                chain.last_block_hash, height.0
+            )));
+        }
+        let certificate = self.checked_certificate(height)?;
+        match self.validator_set_at(height)? {
+            Some(set) if set == chain.last_validator_set => {}
+            _ => {
+                return Err(self.head_mismatch(format!(
+                    "the validator set recorded for height {} is not the one its head record names",
+                    height.0
+                )))
             }
         }
-        store.load_member_keys()?;
-        Ok(store)
+        certificate
+            .verify(&chain.chain_id, height, &hash, &chain.last_validator_set)
+            .map_err(|error| {
+                self.head_mismatch(format!(
+                    "the certificate of head block {} does not prove it: {error}",
+                    height.0
+                ))
+            })?;
+        let lowest = Height(height.0.saturating_sub(HEAD_CHECK_TAIL_BLOCKS - 1).max(1));
+        let mut child = head;
+        let mut at = height;
+        while at > lowest {
+            let below = Height(at.0 - 1);
+            let block = self.checked_block(below)?;
+            let below_hash = block.hash();
+            if child.header.previous_block_hash != below_hash {
+                return Err(self.head_mismatch(format!(
+                    "block {} does not link to the block stored at height {} (its parent is {}, \
+                     the stored block is {below_hash})",
+                    at.0, below.0, child.header.previous_block_hash
+                )));
+            }
+            let certificate = self.checked_certificate(below)?;
+            if certificate.block_hash != below_hash || certificate.height != below {
+                return Err(self.head_mismatch(format!(
+                    "the certificate stored at height {} is not for the block stored there",
+                    below.0
+                )));
+            }
+            child = block;
+            at = below;
+        }
+        if at == Height(1)
+            && child.header.previous_block_hash != BlockHash::from(chain.genesis_hash)
+        {
+            return Err(self.head_mismatch("block 1 does not link to the genesis".to_string()));
+        }
+        Ok(HeadCheck {
+            height,
+            hash,
+            linked_from: at,
+        })
+    }
+
+    /// Block `height`, which must be stored and decode.
+    fn checked_block(&self, height: Height) -> Result<Block, StoreError> {
+        self.block(height)?.ok_or_else(|| {
+            self.head_mismatch(format!("block {} is missing below its head", height.0))
+        })
+    }
+
+    /// Certificate of block `height`, which must be stored and decode.
+    fn checked_certificate(&self, height: Height) -> Result<CommitCertificate, StoreError> {
+        self.certificate(height)?.ok_or_else(|| {
+            self.head_mismatch(format!("the certificate of block {} is missing", height.0))
+        })
     }
 
     /// Reads every member key into the cache (see `read_cache.rs`).
@@ -251,10 +535,14 @@ impl Store {
             match sled::Config::new().path(path).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(error))
-                    if error.to_string().contains("could not acquire lock")
-                        && waited.elapsed()
-                            < std::time::Duration::from_millis(STORE_LOCK_WAIT_MS_MAX) =>
+                    if error.to_string().contains("could not acquire lock") =>
                 {
+                    if waited.elapsed() >= std::time::Duration::from_millis(STORE_LOCK_WAIT_MS_MAX)
+                    {
+                        return Err(StoreError::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(STORE_LOCK_RETRY_MS));
                 }
                 Err(error) => return Err(error.into()),
@@ -262,6 +550,7 @@ impl Store {
         };
         let tree = db.open_tree("custody")?;
         Ok(Store {
+            path: Arc::new(path.to_path_buf()),
             db,
             tree,
             cache: Arc::new(Mutex::new(ReadCache::default())),
@@ -309,7 +598,7 @@ impl Store {
         what: &'static str,
         k: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        match self.tree.get(k)? {
+        match self.read(k)? {
             Some(bytes) => decode_at(what, k, &bytes).map(Some),
             None => Ok(None),
         }
@@ -317,7 +606,7 @@ impl Store {
 
     /// The genesis this store was initialised with.
     pub fn genesis(&self) -> Result<Genesis, StoreError> {
-        let bytes = self.tree.get(GENESIS)?.ok_or(StoreError::NotInitialized)?;
+        let bytes = self.read(GENESIS)?.ok_or(StoreError::NotInitialized)?;
         Ok(Genesis::from_bytes(&bytes)?)
     }
 
@@ -468,17 +757,13 @@ impl Store {
 
     /// The stored bytes of block `height`.
     pub fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree
-            .get(height_key(BLOCK, height))?
-            .map(|v| v.to_vec()))
+        Ok(self.read(&height_key(BLOCK, height))?.map(|v| v.to_vec()))
     }
 
     /// The stored bytes of block `height`'s certificate.
     pub fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .tree
-            .get(height_key(CERTIFICATE, height))?
+            .read(&height_key(CERTIFICATE, height))?
             .map(|v| v.to_vec()))
     }
 
@@ -486,6 +771,15 @@ impl Store {
     /// repair tools and tamper tests only: verification will notice.
     pub fn overwrite_raw_block(&self, height: Height, bytes: &[u8]) -> Result<(), StoreError> {
         self.tree.insert(height_key(BLOCK, height), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Replace the stored head record, bypassing every check. For tamper
+    /// tests only.
+    pub fn overwrite_raw_chain_info_for_tests(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.tree.insert(CHAIN, bytes)?;
+        self.cache().invalidate();
         self.db.flush()?;
         Ok(())
     }
@@ -518,7 +812,7 @@ impl Store {
     /// Height of the block with hash `hash`.
     pub fn height_of(&self, hash: &BlockHash) -> Result<Option<Height>, StoreError> {
         let k = key(BLOCK_HASH, &hash.0);
-        match self.tree.get(&k)? {
+        match self.read(&k)? {
             Some(bytes) => {
                 let array: [u8; 8] =
                     bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
@@ -723,7 +1017,7 @@ impl Store {
 
     fn stored_nonce(&self, signer: &PublicKey) -> Result<Nonce, StoreError> {
         let k = key(NONCE, &signer.0);
-        match self.tree.get(&k)? {
+        match self.read(&k)? {
             Some(bytes) => {
                 let array: [u8; 8] =
                     bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
@@ -752,6 +1046,10 @@ impl Store {
     /// Digest of the whole archive state, equal to
     /// [`state::MemoryState::digest`] of the same state.
     pub fn state_digest(&self) -> Result<Hash32, StoreError> {
+        guarded(&self.path, || self.state_digest_unguarded())
+    }
+
+    fn state_digest_unguarded(&self) -> Result<Hash32, StoreError> {
         let mut d = StateDigest::new();
         d.entry(b"chain", &encoding::encode(&self.chain_info()?));
         d.entry(b"parameters", &encoding::encode(&self.parameters()?));

@@ -9,6 +9,9 @@
 //! distinct block and whose `state` holds the state with those blocks'
 //! bytes left empty. A file without the magic line is the older form, plain
 //! postcard of the state, and is still read.
+//!
+//! The file is also the node's record, kept apart from the ledger store,
+//! of how far it got: see [`committed_high_water`].
 
 use custody_consensus::{Message, PersistedState, Value};
 use serde::{Deserialize, Serialize};
@@ -91,6 +94,47 @@ pub fn decode(bytes: &[u8]) -> Result<PersistedState, String> {
     Ok(state)
 }
 
+/// Why the consensus state file could not be read for the start check.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot read the consensus state {path} (the record of the heights this node committed): \
+     {message}"
+)]
+pub struct HighWaterError {
+    pub path: std::path::PathBuf,
+    pub message: String,
+}
+
+/// The highest height this node is known to have committed, from the
+/// consensus state file at `path` (`None` when there is no file: a node
+/// that never ran consensus).
+///
+/// The state names the height consensus works on. The driver moves to
+/// height `h + 1`, and persists the state saying so, only after block `h`
+/// was written and flushed to the ledger store (a decided block is
+/// committed before the next height starts; synced blocks before the
+/// height after them starts). So a state at height `h + 1` proves the
+/// store once held every block up to `h`, and any vote in it is for
+/// `h + 1`: a store now behind `h` was rolled back or truncated. Both
+/// forms of the file carry the height, so older files serve as well.
+pub fn committed_high_water(path: &std::path::Path) -> Result<Option<u64>, HighWaterError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(HighWaterError {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            })
+        }
+    };
+    let state = decode(&bytes).map_err(|message| HighWaterError {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(Some(state.height.0.saturating_sub(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +186,19 @@ mod tests {
             written.len(),
             plain.len()
         );
+    }
+
+    #[test]
+    fn the_high_water_mark_is_the_height_before_the_state_in_either_form() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("consensus.state");
+        assert_eq!(committed_high_water(&path).expect("no file"), None);
+        std::fs::write(&path, encode(state()).expect("encodes")).expect("writes");
+        assert_eq!(committed_high_water(&path).expect("reads"), Some(2));
+        std::fs::write(&path, postcard::to_allocvec(&state()).expect("encodes")).expect("writes");
+        assert_eq!(committed_high_water(&path).expect("reads"), Some(2));
+        std::fs::write(&path, b"not a state").expect("writes");
+        assert!(committed_high_water(&path).is_err());
     }
 
     #[test]

@@ -48,6 +48,26 @@ pub enum NodeError {
     TaskFailed { task: &'static str, reason: String },
     #[error(transparent)]
     Blobs(#[from] crate::blobs::BlobError),
+    #[error("{source}\n(this node's home: {home})")]
+    StoreRefused {
+        home: std::path::PathBuf,
+        source: custody_ledger::store::StoreError,
+    },
+    #[error(
+        "the ledger store at {store} is behind what this node committed: its head is height \
+         {found}, but the consensus state {state} shows height {committed} was committed. The \
+         store was rolled back or truncated and is not used (home {home}); {hint}",
+        hint = custody_ledger::store::REPAIR_HINT
+    )]
+    StoreBehind {
+        store: std::path::PathBuf,
+        state: std::path::PathBuf,
+        home: std::path::PathBuf,
+        found: u64,
+        committed: u64,
+    },
+    #[error(transparent)]
+    HighWater(#[from] crate::consensus_state::HighWaterError),
 }
 
 /// Runs the node in `home` until `shutdown` fires or a fatal error occurs.
@@ -75,7 +95,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     let keypair = home::node_keypair(node_secret);
     let peer_id = keypair.public().to_peer_id();
 
-    let store = Store::open_or_init(&home.ledger_dir(&config), &genesis)?;
+    let store = open_checked_store(&home, &config, &genesis)?;
     let height = store.latest_height()?;
     tracing::info!(
         department = %config.department,
@@ -218,6 +238,91 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         }
         (Ok(()), _) => Ok(()),
     }
+}
+
+/// The start check: opens the ledger store (which checks its head, see
+/// `Store::check_head`) and refuses it when it is damaged or behind the
+/// height the consensus state file shows this node committed. A store is
+/// only initialised from the genesis when the node never committed
+/// anything: one that went missing is refused, not started over.
+pub fn open_checked_store(
+    home: &Home,
+    config: &crate::config::NodeConfig,
+    genesis: &Genesis,
+) -> Result<Store, NodeError> {
+    use custody_ledger::store::StoreError;
+    let path = home.ledger_dir(config);
+    let state = home.consensus_state_path(config);
+    let committed = crate::consensus_state::committed_high_water(&state)?.unwrap_or(0);
+    let behind = |found: u64| NodeError::StoreBehind {
+        store: path.clone(),
+        state: state.clone(),
+        home: home.root.clone(),
+        found,
+        committed,
+    };
+    let refused = |source: StoreError| match source {
+        source if source.is_damage() => NodeError::StoreRefused {
+            home: home.root.clone(),
+            source,
+        },
+        source => NodeError::Store(source),
+    };
+    let store = if committed == 0 {
+        Store::open_or_init(&path, genesis).map_err(refused)?
+    } else {
+        let store = match Store::open(&path) {
+            Ok(store) => store,
+            Err(StoreError::NotInitialized) => return Err(behind(0)),
+            Err(error) => return Err(refused(error)),
+        };
+        let stored = store.genesis().map_err(refused)?.hash();
+        if stored != genesis.hash() {
+            return Err(NodeError::Store(StoreError::GenesisMismatch {
+                stored,
+                given: genesis.hash(),
+            }));
+        }
+        store
+    };
+    let found = store.latest_height().map_err(refused)?.0;
+    if found < committed {
+        return Err(behind(found));
+    }
+    Ok(store)
+}
+
+/// What the start check found (`custody node check`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StartCheck {
+    pub store: std::path::PathBuf,
+    /// The store's head height.
+    pub height: u64,
+    pub last_block_hash: String,
+    /// The highest height the consensus state shows this node committed.
+    pub committed: u64,
+    /// Lowest height whose hash link to the head was checked.
+    pub linked_from: u64,
+}
+
+/// Runs the checks `node start` runs on the store, without starting.
+pub fn check_home(home: &Home) -> Result<StartCheck, NodeError> {
+    let config = home.load_config()?;
+    let genesis_path = home.genesis_path(&config);
+    let genesis = Genesis::load(&genesis_path)
+        .map_err(|error| NodeError::Genesis(format!("{}: {error}", genesis_path.display())))?;
+    let store = open_checked_store(home, &config, &genesis)?;
+    let head = store.check_head()?;
+    let committed =
+        crate::consensus_state::committed_high_water(&home.consensus_state_path(&config))?
+            .unwrap_or(0);
+    Ok(StartCheck {
+        store: store.path().to_path_buf(),
+        height: head.height.0,
+        last_block_hash: head.hash.to_hex(),
+        committed,
+        linked_from: head.linked_from.0,
+    })
 }
 
 /// After the node is asked to stop (or a task failed), the other tasks get

@@ -36,12 +36,29 @@ pub use source::{load_chain, LoadedChain, SourceArgs};
 pub enum AuditError {
     #[error("chain verification failed at {0}")]
     Verify(VerifyError),
+    #[error(
+        "the chain in the ledger store failed verification at {0}; {hint}",
+        hint = custody_ledger::store::REPAIR_HINT
+    )]
+    StoreVerify(VerifyError),
     #[error("export: {0}")]
     Export(#[from] ExportError),
     #[error("import: {0}")]
     Import(#[from] ImportError),
     #[error("store: {0}")]
     Store(#[from] custody_ledger::store::StoreError),
+    #[error(
+        "the ledger store at {store} is behind what its node committed: its head is height \
+         {found}, but the consensus state {state} beside it shows height {committed} was \
+         committed. The store was rolled back or truncated; {hint}",
+        hint = custody_ledger::store::REPAIR_HINT
+    )]
+    StoreBehind {
+        store: String,
+        state: String,
+        found: u64,
+        committed: u64,
+    },
     #[error("export holds genesis {found}, the auditor expected {expected}")]
     GenesisNotExpected { expected: Hash32, found: Hash32 },
     #[error("genesis: {0}")]
@@ -220,6 +237,8 @@ struct VerifySummary {
     chain_id: String,
     genesis_hash: String,
     heights: String,
+    /// Where the head height came from.
+    head_source: String,
     last_block_hash: String,
     blocks: u64,
     transactions: u64,
@@ -257,6 +276,7 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         chain_id: loaded.genesis.chain_id.clone(),
         genesis_hash: report.genesis_hash.to_hex(),
         heights: format!("1..={}", report.height),
+        head_source: loaded.head_source.clone(),
         last_block_hash: report.last_block_hash.to_hex(),
         blocks: report.blocks,
         transactions: report.transactions,
@@ -281,6 +301,7 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             "  heights         1 to {} ({} blocks)",
             report.height, report.blocks
         )?;
+        writeln!(out, "  head            {}", summary.head_source)?;
         writeln!(out, "  last block      {}", summary.last_block_hash)?;
         writeln!(out, "  transactions    {}", summary.transactions)?;
         writeln!(out, "  signatures      {}", summary.signatures)?;

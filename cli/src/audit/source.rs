@@ -48,6 +48,8 @@ pub struct LoadedChain {
     pub state: MemoryState,
     pub source: Box<dyn BlockSource>,
     pub elapsed: Duration,
+    /// Where the head height the verification ran to came from.
+    pub head_source: String,
 }
 
 fn progress_bar(enabled: bool) -> ProgressBar {
@@ -113,10 +115,65 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
                 state,
                 source: Box::new(file) as Box<dyn BlockSource>,
                 elapsed: started.elapsed(),
+                head_source: "the export file's last block".to_string(),
             }
         }
         (None, Some(dir)) => {
-            let store = Store::open(dir)?;
+            // Opening checks that the head record, the last block and the
+            // last certificate agree (a store that disagrees is refused
+            // here, saying so); the replay then reads every block up to
+            // that head, and no block lies beyond it.
+            // A node's store (HOME/data/ledger) has the node's consensus
+            // state beside it, which shows how far the node committed: a
+            // store behind it lost blocks, even if what is left holds
+            // together.
+            let state_path = dir
+                .parent()
+                .map(|data| data.join("consensus.state"))
+                .filter(|path| path.exists());
+            let committed =
+                match &state_path {
+                    Some(path) => custody_node::consensus_state::committed_high_water(path)
+                        .map_err(|error| AuditError::Read {
+                            path: path.display().to_string(),
+                            reason: error.message,
+                        })?,
+                    None => None,
+                };
+            let store = match Store::open(dir) {
+                Err(custody_ledger::store::StoreError::NotInitialized)
+                    if committed.is_some_and(|committed| committed > 0) =>
+                {
+                    return Err(AuditError::StoreBehind {
+                        store: dir.display().to_string(),
+                        state: state_path
+                            .as_ref()
+                            .map(|path| path.display().to_string())
+                            .unwrap_or_default(),
+                        found: 0,
+                        committed: committed.unwrap_or(0),
+                    });
+                }
+                opened => opened?,
+            };
+            let head = store.check_head()?;
+            if let (Some(path), Some(committed)) = (&state_path, committed) {
+                if head.height.0 < committed {
+                    return Err(AuditError::StoreBehind {
+                        store: dir.display().to_string(),
+                        state: path.display().to_string(),
+                        found: head.height.0,
+                        committed,
+                    });
+                }
+            }
+            let compared = match (&state_path, committed) {
+                (Some(path), Some(committed)) => format!(
+                    "; not behind the height {committed} the node's consensus state {} shows committed",
+                    path.display()
+                ),
+                _ => "; no consensus state beside the store to compare it with".to_string(),
+            };
             let genesis = store.genesis()?;
             if let Some(expected) = expected {
                 if genesis.hash() != expected {
@@ -134,11 +191,11 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
             };
             let (report, state) =
                 verify::verify_chain(&genesis, &store, options, on_progress(&bar))
-                    .map_err(AuditError::Verify)?;
+                    .map_err(AuditError::StoreVerify)?;
             // The store's own state must be the one the replay computed.
             let stored = store.state_digest()?;
             if stored != report.state_digest {
-                return Err(AuditError::Verify(verify::VerifyError {
+                return Err(AuditError::StoreVerify(verify::VerifyError {
                     height: report.height,
                     transaction: None,
                     failure: Box::new(Failure::StateMismatch {
@@ -153,6 +210,11 @@ pub fn load_chain(args: &SourceArgs, progress: bool) -> Result<LoadedChain, Audi
                 state,
                 source: Box::new(store),
                 elapsed: started.elapsed(),
+                head_source: format!(
+                    "height {} from {}{compared}",
+                    head.height,
+                    custody_ledger::store::HeadCheck::SOURCE
+                ),
             }
         }
         (None, None) => {
