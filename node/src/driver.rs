@@ -700,7 +700,7 @@ impl Driver {
         let now = self.now();
         let (arrivals, dropped) = {
             let mut mempool = self.shared.mempool();
-            let result = mempool.on_commit(&ids, now);
+            let result = mempool.on_commit(block, changes, now);
             self.shared
                 .update_mempool_metrics(mempool.len(), mempool.bytes());
             result

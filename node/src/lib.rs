@@ -15,6 +15,7 @@
 //! - input from peers, files and clients is checked and refused with a
 //!   typed error, never trusted or unwrapped.
 
+pub mod admission;
 pub mod api;
 pub mod api_documents;
 pub mod api_error;
