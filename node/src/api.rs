@@ -150,7 +150,7 @@ async fn healthz(State(shared): State<SharedRef>) -> Response {
 /// there is work (`health::readiness`). A load balancer sends clients
 /// elsewhere while it fails.
 async fn readyz(State(shared): State<SharedRef>) -> Response {
-    let verdict = match crate::health::facts(&shared) {
+    let verdict = match crate::health_watch::facts(&shared) {
         Ok(facts) => crate::health::readiness(&facts, &shared.config.readiness),
         Err(error) => crate::health::Readiness {
             ready: false,

@@ -178,7 +178,10 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         })
     };
 
-    let activity_task = tokio::spawn(crate::health::watch_activity(shared.clone(), stop.clone()));
+    let activity_task = tokio::spawn(crate::health_watch::watch_activity(
+        shared.clone(),
+        stop.clone(),
+    ));
     let driver_task = tokio::spawn(driver.run(first_actions, driver_receiver, stop.clone()));
 
     let mut tasks = Tasks {
