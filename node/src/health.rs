@@ -38,7 +38,7 @@ pub struct Health {
     pub(crate) own_key: PublicKey,
     /// Written by the driver.
     pub pulse: ConsensusPulse,
-    /// Written by [`watch_activity`] after each commit.
+    /// Written by `health_watch::watch_activity` after each commit.
     pub(crate) activity: Mutex<Activity>,
 }
 

@@ -51,8 +51,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The mempool, even if a thread panicked while holding it (its state
-    /// is re-checked after every block, so it cannot stay inconsistent).
+    /// The mempool, even if a thread panicked while holding it: at worst
+    /// it then admits a transaction that no longer applies, which the
+    /// rules refuse when a proposal carries it.
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         match self.mempool.lock() {
             Ok(guard) => guard,
