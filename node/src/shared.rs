@@ -52,8 +52,9 @@ pub struct Shared {
 
 impl Shared {
     /// The mempool, even if a thread panicked while holding it: at worst
-    /// it then admits a transaction that no longer applies, which the
-    /// rules refuse when a proposal carries it.
+    /// its pending state is then off for the keys involved until a block
+    /// touches them, refusing a transaction that would apply or admitting
+    /// one the rules refuse when a proposal carries it.
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         match self.mempool.lock() {
             Ok(guard) => guard,
