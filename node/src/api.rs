@@ -22,13 +22,14 @@ use custody_ledger::types::{BlockHash, DepartmentId, DocumentId, Height, PublicK
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::admission::{self, Incoming, Refusal, Source};
 use crate::api_error::ApiError;
 use crate::api_types::{
     BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, PeerDetail,
     StatusResponse, SubmitResponse, TransactionResponse,
 };
 use crate::mempool::AdmitError;
-use crate::shared::{local_time_ms, Outbound, SharedRef};
+use crate::shared::{Shared, SharedRef};
 
 pub fn router(shared: SharedRef) -> Router {
     let body_limit = shared.config.api.body_bytes_max;
@@ -149,7 +150,7 @@ async fn healthz(State(shared): State<SharedRef>) -> Response {
 /// there is work (`health::readiness`). A load balancer sends clients
 /// elsewhere while it fails.
 async fn readyz(State(shared): State<SharedRef>) -> Response {
-    let verdict = match crate::health::facts(&shared) {
+    let verdict = match crate::health_watch::facts(&shared) {
         Ok(facts) => crate::health::readiness(&facts, &shared.config.readiness),
         Err(error) => crate::health::Readiness {
             ready: false,
@@ -243,26 +244,6 @@ fn is_json_body(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.starts_with("application/json"))
 }
 
-/// Decodes a submitted transaction: JSON when the content type says so,
-/// the canonical binary encoding otherwise.
-fn decode_transaction(headers: &HeaderMap, body: &[u8]) -> Result<SignedTransaction, ApiError> {
-    if is_json_body(headers) {
-        serde_json::from_slice(body).map_err(|error| {
-            ApiError::bad_request(
-                "malformed_transaction",
-                format!("the body is not a JSON transaction: {error}"),
-            )
-        })
-    } else {
-        SignedTransaction::from_bytes(body).map_err(|error| {
-            ApiError::bad_request(
-                "malformed_transaction",
-                format!("the body is not a canonically encoded transaction: {error}"),
-            )
-        })
-    }
-}
-
 pub(crate) fn inclusion_of(shared: &SharedRef, id: &TxId) -> Result<Option<Inclusion>, ApiError> {
     let Some(stored) = shared.store.transaction(id).map_err(store_error)? else {
         return Ok(None);
@@ -304,58 +285,40 @@ async fn submit(
             ApiError::new(status, "bad_body", rejection.body_text())
         }
     })?;
-    let tx = decode_transaction(&headers, &body)?;
-    let id = tx.id();
-    let mut committed = shared.committed.subscribe();
-    if let Some(inclusion) = inclusion_of(&shared, &id)? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "already_committed",
-            format!(
-                "transaction {id} is already committed at height {}",
-                inclusion.height
-            ),
-        ));
-    }
-    if !tx.verify_signature() {
-        shared
-            .metrics
-            .refused_txs_total
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::bad_request(
-            "bad_signature",
-            "signature does not match the signer's key and the transaction's content",
-        ));
-    }
-    // Canonical decoding guarantees the binary body is the encoding; a JSON
-    // body is re-encoded to count what the mempool will hold.
-    let size = if is_json_body(&headers) {
-        tx.to_bytes().len()
+    let incoming = if is_json_body(&headers) {
+        Incoming::Decoded(serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_transaction",
+                format!("the body is not a JSON transaction: {error}"),
+            )
+        })?)
     } else {
-        body.len()
+        Incoming::Encoded(body.to_vec())
     };
+    let mut committed = shared.committed.subscribe();
     let admitted = {
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || {
-            let now = custody_ledger::types::Timestamp(local_time_ms(
-                shared.config.consensus.clock_offset_ms,
-            ));
-            let mut mempool = shared.mempool();
-            let result = mempool.admit(tx, id, size, now, true);
-            shared.update_mempool_metrics(mempool.len(), mempool.bytes());
-            result
+            admission::admit(&shared, vec![incoming], Source::Client).pop()
         })
         .await
         .map_err(|error| ApiError::internal(error.to_string()))?
     };
-    match admitted {
-        Ok(()) => {}
-        Err(error) => {
-            if let Some(error) = admit_error(&shared, error) {
-                return Err(error);
-            }
+    let id = match admitted {
+        Some(Ok(id)) | Some(Err(Refusal::Mempool(id, AdmitError::Duplicate(_)))) => id,
+        Some(Err(Refusal::AlreadyCommitted(id))) => {
+            let height = inclusion_of(&shared, &id)?
+                .map(|inclusion| format!(" at height {}", inclusion.height))
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_committed",
+                format!("transaction {id} is already committed{height}"),
+            ));
         }
-    }
+        Some(Err(refusal)) => return Err(refusal_error(refusal)),
+        None => return Err(ApiError::internal("the transaction was lost on admission")),
+    };
     if !query.wait {
         return Ok((
             StatusCode::ACCEPTED,
@@ -401,30 +364,45 @@ async fn submit(
 /// Most transactions in one batch submission.
 pub const BATCH_TXS_MAX: usize = 1_000;
 
-/// The error a refused admission gets, as for a single submission.
-fn admit_error(shared: &SharedRef, error: AdmitError) -> Option<ApiError> {
-    match error {
-        AdmitError::Duplicate(_) => None,
-        AdmitError::Full { .. } => Some(ApiError::unavailable(
+/// The error a refused admission gets (a transaction already waiting is
+/// not an error: the caller treats [`AdmitError::Duplicate`] as pending).
+fn refusal_error(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Malformed(error) => ApiError::bad_request(
+            "malformed_transaction",
+            format!("the body is not a canonically encoded transaction: {error}"),
+        ),
+        Refusal::AlreadyCommitted(id) => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_committed",
+            format!("transaction {id} is already committed"),
+        ),
+        Refusal::BadSignature(_) => ApiError::bad_request(
+            "bad_signature",
+            "signature does not match the signer's key and the transaction's content",
+        ),
+        Refusal::Store(_, error) => store_error(error),
+        Refusal::Mempool(id, AdmitError::Duplicate(_)) | Refusal::Skipped(id) => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_pending",
+            format!("transaction {id} is already waiting for a block"),
+        ),
+        Refusal::Mempool(_, AdmitError::Full { .. }) => ApiError::unavailable(
             "mempool_full",
             "the node has too many transactions waiting; retry later",
-        )),
-        AdmitError::Refused(refusal) => {
-            shared
-                .metrics
-                .refused_txs_total
-                .fetch_add(1, Ordering::Relaxed);
+        ),
+        Refusal::Mempool(_, AdmitError::Refused(refusal)) => {
             // A transaction that is not this chain's, or not signed by
             // its signer, is a malformed request; the others broke a rule.
             let status = match refusal {
                 TxRefusal::BadSignature | TxRefusal::WrongChainId { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            Some(ApiError {
+            ApiError {
                 status,
                 code: refusal.code(),
                 message: refusal.to_string(),
-            })
+            }
         }
     }
 }
@@ -447,8 +425,7 @@ async fn submit_batch(
             rejection.body_text(),
         )
     })?;
-    let decoded: Vec<Result<(SignedTransaction, usize, TxId), ApiError>> = if is_json_body(&headers)
-    {
+    let decoded: Vec<Result<Incoming, ApiError>> = if is_json_body(&headers) {
         let values: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(
                 "malformed_batch",
@@ -459,11 +436,7 @@ async fn submit_batch(
             .into_iter()
             .map(|value| {
                 serde_json::from_value::<SignedTransaction>(value)
-                    .map(|tx| {
-                        let size = tx.to_bytes().len();
-                        let id = tx.id();
-                        (tx, size, id)
-                    })
+                    .map(|tx| Incoming::Decoded(Box::new(tx)))
                     .map_err(|error| {
                         ApiError::bad_request(
                             "malformed_transaction",
@@ -480,17 +453,8 @@ async fn submit_batch(
             )
         })?;
         encoded
-            .iter()
-            .map(|bytes| {
-                SignedTransaction::from_bytes_with_id(bytes)
-                    .map(|(tx, id)| (tx, bytes.len(), id))
-                    .map_err(|error| {
-                        ApiError::bad_request(
-                            "malformed_transaction",
-                            format!("not a canonically encoded transaction: {error}"),
-                        )
-                    })
-            })
+            .into_iter()
+            .map(|bytes| Ok(Incoming::Encoded(bytes)))
             .collect()
     };
     if decoded.len() > BATCH_TXS_MAX {
@@ -508,75 +472,51 @@ async fn submit_batch(
     Ok(Json(BatchResponse { results }))
 }
 
-fn admit_batch(
-    shared: &SharedRef,
-    decoded: Vec<Result<(SignedTransaction, usize, TxId), ApiError>>,
-) -> Vec<BatchItem> {
-    let bad_signatures = custody_ledger::tx::verify_batch(
-        decoded
-            .iter()
-            .filter_map(|item| item.as_ref().ok().map(|(tx, _, _)| tx)),
-    );
-    let now =
-        custody_ledger::types::Timestamp(local_time_ms(shared.config.consensus.clock_offset_ms));
-    let mut results = Vec::with_capacity(decoded.len());
-    let mut valid_index = 0usize;
-    let mut mempool = shared.mempool();
+/// Admits the readable transactions of a batch together and answers for
+/// each of them, in order.
+fn admit_batch(shared: &Shared, decoded: Vec<Result<Incoming, ApiError>>) -> Vec<BatchItem> {
+    let mut unreadable = Vec::new();
+    let mut incoming = Vec::new();
     for item in decoded {
-        let (tx, size, id) = match item {
-            Ok(found) => found,
-            Err(error) => {
-                results.push(BatchItem::refused(None, &error));
-                continue;
+        match item {
+            Ok(item) => {
+                unreadable.push(None);
+                incoming.push(item);
             }
-        };
-        let index = valid_index;
-        valid_index += 1;
-        if bad_signatures.contains(&index) {
-            let error = ApiError::bad_request(
-                "bad_signature",
-                "signature does not match the signer's key and the transaction's content",
-            );
-            results.push(BatchItem::refused(Some(id), &error));
-            continue;
-        }
-        // A nonce above the signer's committed one cannot be committed yet,
-        // which spares the index lookup for every new transaction.
-        let committed = if mempool.recently_committed(&id) {
-            Ok(true)
-        } else {
-            match shared.store.nonce(&tx.payload.signer) {
-                Ok(last) if tx.payload.nonce > last => Ok(false),
-                Ok(_) => shared.store.has_transaction(&id),
-                Err(error) => Err(error),
-            }
-        };
-        match committed {
-            Ok(true) => {
-                let error = ApiError::new(
-                    StatusCode::CONFLICT,
-                    "already_committed",
-                    format!("transaction {id} is already committed"),
-                );
-                results.push(BatchItem::refused(Some(id), &error));
-                continue;
-            }
-            Ok(false) => {}
-            Err(error) => {
-                results.push(BatchItem::refused(Some(id), &store_error(error)));
-                continue;
-            }
-        }
-        match mempool.admit(tx, id, size, now, true) {
-            Ok(()) => results.push(BatchItem::pending(id)),
-            Err(error) => match admit_error(shared, error) {
-                None => results.push(BatchItem::pending(id)),
-                Some(error) => results.push(BatchItem::refused(Some(id), &error)),
-            },
+            Err(error) => unreadable.push(Some(error)),
         }
     }
-    shared.update_mempool_metrics(mempool.len(), mempool.bytes());
-    results
+    let mut admitted = admission::admit(shared, incoming, Source::Client).into_iter();
+    unreadable
+        .into_iter()
+        .map(|unreadable| match (unreadable, admitted.next()) {
+            (Some(error), _) => BatchItem::refused(None, &error),
+            (None, Some(Ok(id))) => BatchItem::pending(id),
+            (None, Some(Err(Refusal::Mempool(id, AdmitError::Duplicate(_))))) => {
+                BatchItem::pending(id)
+            }
+            (None, Some(Err(refusal))) => {
+                let id = refused_id(&refusal);
+                BatchItem::refused(id, &refusal_error(refusal))
+            }
+            (None, None) => BatchItem::refused(
+                None,
+                &ApiError::internal("the transaction was lost on admission"),
+            ),
+        })
+        .collect()
+}
+
+/// The id of a refused transaction, when it is known.
+fn refused_id(refusal: &Refusal) -> Option<TxId> {
+    match refusal {
+        Refusal::AlreadyCommitted(id)
+        | Refusal::BadSignature(id)
+        | Refusal::Skipped(id)
+        | Refusal::Mempool(id, _)
+        | Refusal::Store(id, _) => Some(*id),
+        Refusal::Malformed(_) => None,
+    }
 }
 
 fn parse_hash(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
@@ -757,30 +697,4 @@ async fn department(
 async fn departments(State(shared): State<SharedRef>) -> Result<Response, ApiError> {
     let departments = shared.store.departments().map_err(store_error)?;
     Ok(Json(departments).into_response())
-}
-
-/// Passes admitted transactions to the network in batches.
-pub(crate) fn gossip_batch(shared: &SharedRef) -> bool {
-    let batch = shared
-        .mempool()
-        .take_gossip(shared.config.mempool.gossip_batch_txs_max);
-    if batch.is_empty() {
-        return false;
-    }
-    match postcard::to_allocvec(&batch) {
-        Ok(bytes) => {
-            if shared
-                .outbound
-                .try_send(Outbound::Transactions(bytes))
-                .is_err()
-            {
-                tracing::debug!("transaction gossip dropped (network busy)");
-            }
-            true
-        }
-        Err(error) => {
-            tracing::error!(%error, "cannot encode transaction batch");
-            false
-        }
-    }
 }

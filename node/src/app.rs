@@ -103,7 +103,7 @@ impl LedgerApp {
         let now = self.now();
         let (arrivals, dropped) = {
             let mut mempool = self.shared.mempool();
-            let result = mempool.on_commit(&ids, now);
+            let result = mempool.on_commit(block, changes, now);
             self.shared
                 .update_mempool_metrics(mempool.len(), mempool.bytes());
             result

@@ -75,14 +75,17 @@ pub fn department_of_peer(shared: &SharedRef, peer: &PeerId) -> Option<Departmen
     departments
         .into_iter()
         .find(|department| {
-            crate::net_glue::peer_id_of(&department.keys.node_key.0).as_ref() == Some(peer)
+            crate::network::peer_id_from_ed25519_public(department.keys.node_key.0)
+                .ok()
+                .as_ref()
+                == Some(peer)
         })
         .map(|department| department.id)
 }
 
 fn peer_of_department(shared: &SharedRef, department: &DepartmentId) -> Option<PeerId> {
     let department = shared.store.department(department).ok()??;
-    crate::net_glue::peer_id_of(&department.keys.node_key.0)
+    crate::network::peer_id_from_ed25519_public(department.keys.node_key.0).ok()
 }
 
 /// Whether `department` may hold the ciphertext of `document` at block time

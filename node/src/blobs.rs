@@ -22,89 +22,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::network::NetworkHandle;
 
 /// Buffer used when hashing or copying a blob.
 pub const IO_BUFFER_BYTES: usize = 256 * 1024;
-/// Ceiling of `blobs.fetch_range_bytes`: one range travels in one
-/// request-response frame, whose cap is 16 MiB.
-pub const FETCH_RANGE_BYTES_CEILING: u32 = 8 * 1024 * 1024;
+pub use crate::config::FETCH_RANGE_BYTES_CEILING;
 /// Signed read requests remembered for replay protection. When full, new
 /// requests are refused until old ones age out of the freshness window.
 pub const READ_REQUESTS_REMEMBERED_MAX: usize = 100_000;
 
-/// `[blobs]` in config.toml.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BlobConfig {
-    /// Largest single blob (an encrypted document), in bytes.
-    pub blob_bytes_max: u64,
-    /// Most bytes all blobs together may take on disk.
-    pub total_bytes_max: u64,
-    /// Bytes asked for in one `/custody/blob/1` range request.
-    pub fetch_range_bytes: u32,
-    /// How many passes over the peers a fetch makes before giving up.
-    pub fetch_rounds_max: u32,
-    /// How far a signed read request's time may be from this node's clock.
-    pub read_request_skew_ms: u64,
-    /// How long after its block a record-access lets its member download
-    /// the ciphertext (block time).
-    pub access_window_ms: u64,
-}
-
-impl Default for BlobConfig {
-    fn default() -> Self {
-        BlobConfig {
-            blob_bytes_max: 4 << 30,
-            total_bytes_max: 256 << 30,
-            fetch_range_bytes: 4 << 20,
-            fetch_rounds_max: 2,
-            read_request_skew_ms: 60_000,
-            access_window_ms: 600_000,
-        }
-    }
-}
-
-impl BlobConfig {
-    /// Refuses values that would make the store misbehave.
-    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
-        let invalid = |field: &'static str, reason: &str| crate::config::ConfigError::Invalid {
-            field,
-            reason: reason.to_string(),
-        };
-        if self.blob_bytes_max == 0 {
-            return Err(invalid("blobs.blob_bytes_max", "must be greater than zero"));
-        }
-        if self.total_bytes_max < self.blob_bytes_max {
-            return Err(invalid(
-                "blobs.total_bytes_max",
-                "must be at least blobs.blob_bytes_max",
-            ));
-        }
-        if self.fetch_range_bytes == 0 || self.fetch_range_bytes > FETCH_RANGE_BYTES_CEILING {
-            return Err(invalid(
-                "blobs.fetch_range_bytes",
-                "must be between 1 and 8388608",
-            ));
-        }
-        if self.fetch_rounds_max == 0 {
-            return Err(invalid(
-                "blobs.fetch_rounds_max",
-                "must be greater than zero",
-            ));
-        }
-        if self.read_request_skew_ms == 0 {
-            return Err(invalid(
-                "blobs.read_request_skew_ms",
-                "must be greater than zero",
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::config::BlobConfig;
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -50,7 +50,7 @@ pub struct NodeConfig {
     #[serde(default)]
     pub sync: SyncConfig,
     #[serde(default)]
-    pub blobs: crate::blobs::BlobConfig,
+    pub blobs: BlobConfig,
     #[serde(default)]
     pub readiness: ReadinessConfig,
 }
@@ -296,7 +296,7 @@ impl Default for NodeConfig {
             mempool: MempoolConfig::default(),
             consensus: ConsensusConfig::default(),
             sync: SyncConfig::default(),
-            blobs: crate::blobs::BlobConfig::default(),
+            blobs: BlobConfig::default(),
             readiness: ReadinessConfig::default(),
         }
     }
@@ -464,7 +464,7 @@ impl NodeConfig {
     /// crash never leaves half a file).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         let text = self.to_toml()?;
-        crate::home::write_atomically(path, text.as_bytes()).map_err(|source| ConfigError::Write {
+        crate::files::write_atomically(path, text.as_bytes()).map_err(|source| ConfigError::Write {
             path: path.to_path_buf(),
             source,
         })
@@ -575,6 +575,80 @@ impl NodeConfig {
                     reason: format!("`{observer}` is not a libp2p peer id"),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+/// Ceiling of `blobs.fetch_range_bytes`: one range travels in one
+/// request-response frame, whose cap is 16 MiB.
+pub const FETCH_RANGE_BYTES_CEILING: u32 = 8 * 1024 * 1024;
+
+/// `[blobs]` in config.toml.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobConfig {
+    /// Largest single blob (an encrypted document), in bytes.
+    pub blob_bytes_max: u64,
+    /// Most bytes all blobs together may take on disk.
+    pub total_bytes_max: u64,
+    /// Bytes asked for in one `/custody/blob/1` range request.
+    pub fetch_range_bytes: u32,
+    /// How many passes over the peers a fetch makes before giving up.
+    pub fetch_rounds_max: u32,
+    /// How far a signed read request's time may be from this node's clock.
+    pub read_request_skew_ms: u64,
+    /// How long after its block a record-access lets its member download
+    /// the ciphertext (block time).
+    pub access_window_ms: u64,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        BlobConfig {
+            blob_bytes_max: 4 << 30,
+            total_bytes_max: 256 << 30,
+            fetch_range_bytes: 4 << 20,
+            fetch_rounds_max: 2,
+            read_request_skew_ms: 60_000,
+            access_window_ms: 600_000,
+        }
+    }
+}
+
+impl BlobConfig {
+    /// Refuses values that would make the store misbehave.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: &str| ConfigError::Invalid {
+            field,
+            reason: reason.to_string(),
+        };
+        if self.blob_bytes_max == 0 {
+            return Err(invalid("blobs.blob_bytes_max", "must be greater than zero"));
+        }
+        if self.total_bytes_max < self.blob_bytes_max {
+            return Err(invalid(
+                "blobs.total_bytes_max",
+                "must be at least blobs.blob_bytes_max",
+            ));
+        }
+        if self.fetch_range_bytes == 0 || self.fetch_range_bytes > FETCH_RANGE_BYTES_CEILING {
+            return Err(invalid(
+                "blobs.fetch_range_bytes",
+                "must be between 1 and 8388608",
+            ));
+        }
+        if self.fetch_rounds_max == 0 {
+            return Err(invalid(
+                "blobs.fetch_rounds_max",
+                "must be greater than zero",
+            ));
+        }
+        if self.read_request_skew_ms == 0 {
+            return Err(invalid(
+                "blobs.read_request_skew_ms",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }

@@ -8,22 +8,20 @@
 //!
 //! The driver only records facts through [`ConsensusPulse`] (a mutex'd map
 //! and an atomic); the rule itself is the pure [`readiness`] function, and
-//! the signatures per validator are computed by [`watch_activity`] from the
-//! committed certificates, outside the driver.
+//! the signatures per validator are computed by
+//! `health_watch::watch_activity` from the committed certificates, outside
+//! the driver; `health_watch` also gathers the facts from the running node.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use custody_consensus::{Disposition, ValidatorKey};
-use custody_ledger::store::{Store, StoreError};
-use custody_ledger::types::{Height, PublicKey};
+use custody_ledger::types::PublicKey;
 use serde::Serialize;
 
 use crate::config::ReadinessConfig;
-use crate::shared::SharedRef;
-use crate::shutdown::Shutdown;
 
 /// How many of the latest certificates the per-validator signature count
 /// looks at.
@@ -37,11 +35,11 @@ pub const HEARD_VALIDATORS_MAX: usize = 1_024;
 /// What the node's tasks record for the health checks.
 pub struct Health {
     /// This node's validator key: it always hears itself.
-    own_key: PublicKey,
+    pub(crate) own_key: PublicKey,
     /// Written by the driver.
     pub pulse: ConsensusPulse,
-    /// Written by [`watch_activity`] after each commit.
-    activity: Mutex<Activity>,
+    /// Written by `health_watch::watch_activity` after each commit.
+    pub(crate) activity: Mutex<Activity>,
 }
 
 impl Health {
@@ -127,7 +125,7 @@ impl ConsensusPulse {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded values are plain records, consistent after any panic.
     match mutex.lock() {
         Ok(guard) => guard,
@@ -137,20 +135,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The latest per-validator signature counts, and when the chain last moved.
 #[derive(Clone)]
-struct Activity {
-    validators: Vec<ValidatorSigned>,
+pub(crate) struct Activity {
+    pub(crate) validators: Vec<ValidatorSigned>,
     /// How many certificates the counts cover (fewer than
     /// [`SIGNED_RECENT_CERTIFICATES`] near the genesis).
-    certificates: u64,
-    advanced_at: Instant,
+    pub(crate) certificates: u64,
+    pub(crate) advanced_at: Instant,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct ValidatorSigned {
-    key: PublicKey,
-    label: String,
-    power: u64,
-    signed: u64,
+pub(crate) struct ValidatorSigned {
+    pub(crate) key: PublicKey,
+    pub(crate) label: String,
+    pub(crate) power: u64,
+    pub(crate) signed: u64,
 }
 
 /// One validator of the set in force, as `/v1/status` shows it.
@@ -285,141 +283,6 @@ pub fn readiness(facts: &ReadinessFacts, config: &ReadinessConfig) -> Readiness 
         ready: reasons.is_empty(),
         reasons,
     }
-}
-
-/// Gathers the readiness facts from the running node.
-pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
-    let chain = shared.store.chain_info()?;
-    // Validator keys of the departments whose nodes are connected now.
-    let connected_peers: std::collections::HashSet<String> = shared.peers().into_iter().collect();
-    let mut connected_keys = std::collections::HashSet::new();
-    for peer in shared.metrics.peer_consensus_ages(Instant::now()) {
-        let Some(department) = peer.department else {
-            continue;
-        };
-        if !connected_peers.contains(&peer.peer_id) {
-            continue;
-        }
-        let Ok(id) = custody_ledger::types::DepartmentId::new(department) else {
-            continue;
-        };
-        if let Some(department) = shared.store.department(&id)? {
-            connected_keys.insert(department.keys.validator_key);
-        }
-    }
-    let validators = chain
-        .validator_set
-        .validators
-        .iter()
-        .map(|validator| HeardValidator {
-            power: validator.power,
-            silent_ms: shared.health.pulse.silent_ms(&validator.key),
-            is_self: validator.key == shared.health.own_key,
-            connected: connected_keys.contains(&validator.key),
-        })
-        .collect();
-    Ok(ReadinessFacts {
-        validators,
-        since_advance_ms: shared.health.since_advance_ms(),
-        waiting_transactions: shared.mempool().len() as u64,
-        driver_silent_ms: shared.health.pulse.driver_silent_ms(),
-        idle: shared.health.pulse.is_idle(),
-    })
-}
-
-/// The signers of the latest certificates, oldest first.
-struct RecentSigners {
-    certificates: VecDeque<(Height, Vec<PublicKey>)>,
-}
-
-impl RecentSigners {
-    /// Loads certificates up to `height`, keeping the latest
-    /// [`SIGNED_RECENT_CERTIFICATES`].
-    fn catch_up(&mut self, store: &Store, height: u64) -> Result<(), StoreError> {
-        let loaded = self.certificates.back().map(|(h, _)| h.0).unwrap_or(0);
-        let from = loaded
-            .saturating_add(1)
-            .max(height.saturating_sub(SIGNED_RECENT_CERTIFICATES - 1))
-            .max(1);
-        for at in from..=height {
-            let Some(certificate) = store.certificate(Height(at))? else {
-                continue;
-            };
-            let signers = certificate
-                .signatures
-                .iter()
-                .map(|signature| signature.validator)
-                .collect();
-            self.certificates.push_back((Height(at), signers));
-            if self.certificates.len() as u64 > SIGNED_RECENT_CERTIFICATES {
-                self.certificates.pop_front();
-            }
-        }
-        Ok(())
-    }
-
-    fn count(&self, key: &PublicKey) -> u64 {
-        self.certificates
-            .iter()
-            .filter(|(_, signers)| signers.contains(key))
-            .count() as u64
-    }
-}
-
-/// Keeps the per-validator signature counts up to date: after every commit
-/// (a change of the `committed` watch), reads the new certificates from the
-/// store. Ends on shutdown; a store that cannot be read ends it with the
-/// error (the node then stops: its store is failing).
-pub async fn watch_activity(shared: SharedRef, mut stop: Shutdown) -> Result<(), StoreError> {
-    let mut committed = shared.committed.subscribe();
-    let mut recent = RecentSigners {
-        certificates: VecDeque::new(),
-    };
-    loop {
-        let height = *committed.borrow_and_update();
-        refresh(&shared, &mut recent, height)?;
-        tokio::select! {
-            _ = stop.wait() => return Ok(()),
-            changed = committed.changed() => {
-                // The sender lives in `Shared`, as long as this task.
-                if changed.is_err() {
-                    return Ok(());
-                }
-                lock(&shared.health.activity).advanced_at = Instant::now();
-            }
-        }
-    }
-}
-
-fn refresh(shared: &SharedRef, recent: &mut RecentSigners, height: u64) -> Result<(), StoreError> {
-    recent.catch_up(&shared.store, height)?;
-    let chain = shared.store.chain_info()?;
-    let departments = shared.store.departments()?;
-    let validators: Vec<ValidatorSigned> = chain
-        .validator_set
-        .validators
-        .iter()
-        .map(|validator| ValidatorSigned {
-            key: validator.key,
-            label: departments
-                .iter()
-                .find(|d| d.keys.validator_key == validator.key)
-                .map(|d| d.id.to_string())
-                .unwrap_or_else(|| validator.key.to_hex()),
-            power: validator.power,
-            signed: recent.count(&validator.key),
-        })
-        .collect();
-    shared.metrics.set_validators_signed_recent(
-        validators
-            .iter()
-            .map(|v| (v.label.clone(), v.signed))
-            .collect(),
-    );
-    let mut activity = lock(&shared.health.activity);
-    activity.validators = validators;
-    activity.certificates = recent.certificates.len() as u64;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! - input from peers, files and clients is checked and refused with a
 //!   typed error, never trusted or unwrapped.
 
+pub mod admission;
 pub mod api;
 pub mod api_documents;
 pub mod api_error;
@@ -27,7 +28,9 @@ pub mod client;
 pub mod config;
 pub mod consensus_state;
 pub mod driver;
+pub mod files;
 pub mod health;
+pub mod health_watch;
 pub mod home;
 pub mod mempool;
 pub mod metrics;

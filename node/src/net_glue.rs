@@ -57,12 +57,6 @@ pub enum SyncResponse {
     Proposal(Vec<u8>),
 }
 
-/// The libp2p identity of a department's node key from the genesis.
-pub fn peer_id_of(node_key: &[u8; 32]) -> Option<PeerId> {
-    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(node_key).ok()?;
-    Some(libp2p::identity::PublicKey::from(key).to_peer_id())
-}
-
 pub async fn start(
     shared: SharedRef,
     keypair: libp2p::identity::Keypair,
@@ -89,7 +83,7 @@ pub async fn start(
     }
     let mut departments = Vec::new();
     for (key, department) in node_keys {
-        if let Some(peer) = peer_id_of(&key) {
+        if let Ok(peer) = crate::network::peer_id_from_ed25519_public(key) {
             allowed.insert(peer);
             if peer.to_string() != shared.peer_id {
                 departments.push((peer, department));
@@ -215,7 +209,9 @@ fn on_event(
             }
             crate::network::GossipTopic::Tx => {
                 let shared = shared.clone();
-                tokio::task::spawn_blocking(move || crate::node::admit_gossiped(&shared, &bytes));
+                tokio::task::spawn_blocking(move || {
+                    crate::admission::admit_gossiped(&shared, &bytes)
+                });
             }
         },
         NetworkEvent::InboundRequest {

@@ -8,17 +8,16 @@ use std::time::Duration;
 
 use custody_ledger::genesis::Genesis;
 use custody_ledger::store::Store;
-use custody_ledger::tx::SignedTransaction;
-use custody_ledger::types::{DepartmentId, PublicKey, Timestamp, TxId};
+use custody_ledger::types::{DepartmentId, PublicKey};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::ConfigError;
-use crate::driver::{Driver, DriverError, DriverInput, DRIVER_INBOX_MAX};
+use crate::driver::{Driver, DriverError, DRIVER_INBOX_MAX};
 use crate::home::{self, Home, KeyFileError};
-use crate::mempool::{AdmitError, Mempool};
+use crate::mempool::Mempool;
 use crate::metrics::Metrics;
-use crate::shared::{local_time_ms, Shared, SharedRef, NETWORK_OUTBOX_MAX};
+use crate::shared::{Shared, SharedRef, NETWORK_OUTBOX_MAX};
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,23 +105,23 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         "node starting"
     );
 
-    // The mempool keeps an overlay on the store for the node's lifetime;
-    // one handle (a few reference counts) is leaked for it, once.
-    let mempool_store: &'static Store = Box::leak(Box::new(store.clone()));
     let blobs =
         crate::blobs::Blobs::open(&home.data_dir(&config).join("blobs"), config.blobs.clone())?;
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
     let (committed, _) = watch::channel(height.0);
+    // The mempool reads the committed state through its own store handle
+    // (sled handles are shared, cheap clones).
+    let mempool = Mempool::new(
+        store.clone(),
+        config.mempool.txs_max,
+        config.mempool.bytes_max,
+    );
     let shared: SharedRef = Arc::new(Shared {
         chain_id: genesis.chain_id.clone(),
         genesis_hash: genesis.hash().to_hex(),
         peer_id: peer_id.to_string(),
         store,
-        mempool: Mutex::new(Mempool::new(
-            mempool_store,
-            config.mempool.txs_max,
-            config.mempool.bytes_max,
-        )),
+        mempool: Mutex::new(mempool),
         metrics: Metrics::default(),
         committed,
         peers: Mutex::new(Vec::new()),
@@ -191,14 +190,17 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
                 tokio::select! {
                     _ = stop.wait() => break,
                     _ = ticker.tick() => {
-                        while crate::api::gossip_batch(&shared) {}
+                        while crate::admission::gossip_out(&shared) {}
                     }
                 }
             }
         })
     };
 
-    let activity_task = tokio::spawn(crate::health::watch_activity(shared.clone(), stop.clone()));
+    let activity_task = tokio::spawn(crate::health_watch::watch_activity(
+        shared.clone(),
+        stop.clone(),
+    ));
     let driver_task = tokio::spawn(driver.run(first_effects, driver_receiver, stop.clone()));
 
     let mut tasks = Tasks {
@@ -444,67 +446,3 @@ impl Tasks {
         }
     }
 }
-
-/// Takes a gossiped batch of transactions into the mempool: decode, check
-/// all signatures in one batch, then admit each (without gossiping again).
-pub fn admit_gossiped(shared: &SharedRef, batch: &[u8]) {
-    let encoded: Vec<Vec<u8>> = match postcard::from_bytes(batch) {
-        Ok(encoded) => encoded,
-        Err(error) => {
-            tracing::debug!(%error, "undecodable transaction batch dropped");
-            return;
-        }
-    };
-    // Skip what we already hold, just committed or checked in a proposal
-    // before decoding it or paying for its signature (anything committed
-    // earlier is refused by its nonce). Gossip usually arrives after the
-    // proposal that carries the same transactions.
-    let unseen_bytes: Vec<(&Vec<u8>, TxId)> = {
-        let mempool = shared.mempool();
-        encoded
-            .iter()
-            .map(|bytes| (bytes, SignedTransaction::id_of_encoded(bytes)))
-            .filter(|(_, id)| !mempool.already_seen(id))
-            .collect()
-    };
-    let mut unseen = Vec::with_capacity(unseen_bytes.len());
-    for (bytes, id) in unseen_bytes {
-        match SignedTransaction::from_bytes(bytes) {
-            Ok(tx) => unseen.push((tx, bytes.len(), id)),
-            Err(error) => tracing::debug!(%error, "undecodable gossiped transaction dropped"),
-        }
-    }
-    let fresh: Vec<_> = {
-        let mempool = shared.mempool();
-        let follows = mempool.nonces_follow(unseen.iter().map(|(tx, _, _)| tx));
-        unseen
-            .into_iter()
-            .zip(follows)
-            .filter_map(|(item, follows)| follows.then_some(item))
-            .collect()
-    };
-    if fresh.is_empty() {
-        return;
-    }
-    let (txs, sizes_and_ids): (Vec<SignedTransaction>, Vec<(usize, TxId)>) = fresh
-        .into_iter()
-        .map(|(tx, size, id)| (tx, (size, id)))
-        .unzip();
-    let bad = custody_ledger::tx::verify_batch(&txs);
-    let now = Timestamp(local_time_ms(shared.config.consensus.clock_offset_ms));
-    let mut mempool = shared.mempool();
-    for (index, (tx, (size, id))) in txs.into_iter().zip(sizes_and_ids).enumerate() {
-        if bad.contains(&index) {
-            tracing::debug!(tx = %id, "badly signed gossiped transaction dropped");
-            continue;
-        }
-        match mempool.admit(tx, id, size, now, false) {
-            Ok(()) | Err(AdmitError::Duplicate(_)) => {}
-            Err(error) => tracing::debug!(tx = %id, %error, "gossiped transaction not admitted"),
-        }
-    }
-    shared.update_mempool_metrics(mempool.len(), mempool.bytes());
-}
-
-/// Feeds driver input from outside (network glue).
-pub type DriverSender = mpsc::Sender<DriverInput>;

@@ -49,8 +49,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The mempool, even if a thread panicked while holding it (its state
-    /// is re-checked after every block, so it cannot stay inconsistent).
+    /// The mempool, even if a thread panicked while holding it: at worst
+    /// its pending state is then off for the keys involved until a block
+    /// touches them, refusing a transaction that would apply or admitting
+    /// one the rules refuse when a proposal carries it.
     pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         match self.mempool.lock() {
             Ok(guard) => guard,

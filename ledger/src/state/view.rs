@@ -94,6 +94,13 @@ impl<'a, V: StateView + ?Sized> Overlay<'a, V> {
         })
     }
 
+    /// Continue from `changes` made earlier on top of this same `base`
+    /// (taken back with [`Overlay::into_changes`]): a holder that keeps
+    /// pending changes across calls owns them, not a borrow of the base.
+    pub fn resume(base: &'a V, changes: StateChanges) -> Self {
+        Overlay { base, changes }
+    }
+
     /// The changes made so far.
     pub fn into_changes(self) -> StateChanges {
         self.changes
