@@ -244,6 +244,17 @@ fn tick(core: &mut NodeCore<TestApp>, app: &mut TestApp, now_ms: u64) -> Vec<Eff
     core.handle(Event::Tick, app, now_ms).expect("tick")
 }
 
+/// Hands the core one encoded message at `now_ms`.
+fn deliver(
+    core: &mut NodeCore<TestApp>,
+    app: &mut TestApp,
+    message: Vec<u8>,
+    now_ms: u64,
+) -> Vec<Effect> {
+    core.handle(Event::Message(message), app, now_ms)
+        .expect("message")
+}
+
 #[test]
 fn a_round_zero_proposal_waits_for_the_block_interval_after_the_last_commit() {
     let fixture = Fixture::new();
@@ -294,12 +305,7 @@ fn a_verdict_is_given_at_the_next_tick_not_inside_the_message() {
     let me = non_proposer(&fixture);
     let (mut core, mut app, _) = fixture.core(me, CoreConfig::default());
     let proposed = value(5);
-    core.handle(
-        Event::Message(fixture.proposal(1, 0, &proposed)),
-        &mut app,
-        10,
-    )
-    .expect("message");
+    deliver(&mut core, &mut app, fixture.proposal(1, 0, &proposed), 10);
     assert!(app.judged.is_empty());
     assert_eq!(
         core.next_wake_ms(&app, 10),
@@ -316,12 +322,7 @@ fn a_proposal_taken_for_validation_is_held_for_peers() {
     let me = non_proposer(&fixture);
     let (mut core, mut app, _) = fixture.core(me, CoreConfig::default());
     let proposed = value(5);
-    core.handle(
-        Event::Message(fixture.proposal(1, 0, &proposed)),
-        &mut app,
-        10,
-    )
-    .expect("message");
+    deliver(&mut core, &mut app, fixture.proposal(1, 0, &proposed), 10);
     let key = ProposalKey {
         height: 1,
         round: 0,
@@ -339,21 +340,16 @@ fn a_block_judged_at_this_height_is_handed_back_at_commit() {
     let me = non_proposer(&fixture);
     let (mut core, mut app, _) = fixture.core(me, CoreConfig::default());
     let proposed = value(5);
-    core.handle(
-        Event::Message(fixture.proposal(1, 0, &proposed)),
-        &mut app,
-        10,
-    )
-    .expect("message");
+    deliver(&mut core, &mut app, fixture.proposal(1, 0, &proposed), 10);
     tick(&mut core, &mut app, 11);
     for index in (0..4).filter(|index| *index != me) {
         for pre in [true, false] {
-            core.handle(
-                Event::Message(fixture.vote(index, 1, 0, &proposed, pre)),
+            deliver(
+                &mut core,
                 &mut app,
+                fixture.vote(index, 1, 0, &proposed, pre),
                 20,
-            )
-            .expect("vote");
+            );
         }
     }
     assert_eq!(app.commits_with_checked, vec![true]);
@@ -377,13 +373,12 @@ fn a_vote_for_a_proposal_not_held_asks_peers_for_it_once_per_retry_interval() {
     let other = (0..4)
         .find(|index| *index != me && *index != voter)
         .expect("a third validator");
-    let first = core
-        .handle(
-            Event::Message(fixture.vote(voter, 1, 0, &missing, true)),
-            &mut app,
-            100,
-        )
-        .expect("vote");
+    let first = deliver(
+        &mut core,
+        &mut app,
+        fixture.vote(voter, 1, 0, &missing, true),
+        100,
+    );
     assert_eq!(
         fetches(&first),
         vec![ProposalKey {
@@ -392,21 +387,19 @@ fn a_vote_for_a_proposal_not_held_asks_peers_for_it_once_per_retry_interval() {
             hash: missing.hash.0
         }]
     );
-    let again = core
-        .handle(
-            Event::Message(fixture.vote(other, 1, 0, &missing, true)),
-            &mut app,
-            600,
-        )
-        .expect("vote");
+    let again = deliver(
+        &mut core,
+        &mut app,
+        fixture.vote(other, 1, 0, &missing, true),
+        600,
+    );
     assert!(fetches(&again).is_empty(), "asked again too soon");
-    let later = core
-        .handle(
-            Event::Message(fixture.vote(voter, 1, 0, &missing, false)),
-            &mut app,
-            1_200,
-        )
-        .expect("vote");
+    let later = deliver(
+        &mut core,
+        &mut app,
+        fixture.vote(voter, 1, 0, &missing, false),
+        1_200,
+    );
     assert_eq!(fetches(&later).len(), 1, "asked again after the interval");
 }
 
@@ -421,13 +414,12 @@ fn proposal_fetches_at_one_height_are_bounded() {
     let mut asked = 0;
     for round in 0..(PROPOSAL_FETCHES_MAX as u64 + 10) {
         let made_up = value((round % 200) as u8 + 1);
-        let effects = core
-            .handle(
-                Event::Message(fixture.vote(voter, 1, round, &made_up, true)),
-                &mut app,
-                10,
-            )
-            .expect("vote");
+        let effects = deliver(
+            &mut core,
+            &mut app,
+            fixture.vote(voter, 1, round, &made_up, true),
+            10,
+        );
         asked += fetches(&effects).len();
     }
     assert!(asked <= PROPOSAL_FETCHES_MAX, "{asked} fetches");
@@ -448,23 +440,21 @@ fn a_message_from_a_later_height_asks_for_sync_at_most_once_per_interval() {
         .expect("another validator");
     let mut wanted = 0;
     for now_ms in [10, 50, 150] {
-        let effects = core
-            .handle(
-                Event::Message(fixture.vote(voter, 5, 0, &later, true)),
-                &mut app,
-                now_ms,
-            )
-            .expect("vote");
+        let effects = deliver(
+            &mut core,
+            &mut app,
+            fixture.vote(voter, 5, 0, &later, true),
+            now_ms,
+        );
         wanted += sync_wanted(&effects);
     }
     assert_eq!(wanted, 1);
-    let effects = core
-        .handle(
-            Event::Message(fixture.vote(voter, 5, 0, &later, false)),
-            &mut app,
-            260,
-        )
-        .expect("vote");
+    let effects = deliver(
+        &mut core,
+        &mut app,
+        fixture.vote(voter, 5, 0, &later, false),
+        260,
+    );
     assert_eq!(sync_wanted(&effects), 1);
 }
 
@@ -516,12 +506,7 @@ fn an_application_failure_stops_the_core_and_is_never_a_vote() {
     let me = non_proposer(&fixture);
     let (mut core, mut app, _) = fixture.core(me, CoreConfig::default());
     app.broken = true;
-    core.handle(
-        Event::Message(fixture.proposal(1, 0, &value(5))),
-        &mut app,
-        10,
-    )
-    .expect("message");
+    deliver(&mut core, &mut app, fixture.proposal(1, 0, &value(5)), 10);
     let result = core.handle(Event::Tick, &mut app, 11);
     assert!(result.is_err());
 }
@@ -532,12 +517,7 @@ fn an_invalid_block_gets_a_nil_prevote_and_is_reported() {
     let me = non_proposer(&fixture);
     let (mut core, mut app, _) = fixture.core(me, CoreConfig::default());
     let invalid = value(0);
-    core.handle(
-        Event::Message(fixture.proposal(1, 0, &invalid)),
-        &mut app,
-        10,
-    )
-    .expect("message");
+    deliver(&mut core, &mut app, fixture.proposal(1, 0, &invalid), 10);
     let effects = tick(&mut core, &mut app, 11);
     assert!(effects
         .iter()
