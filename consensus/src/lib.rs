@@ -12,8 +12,10 @@
 //! new height waits for work before its first round, so an idle chain makes
 //! one block per heartbeat rather than one a second.
 //!
-//! **Owns:** the protocol rules, message encoding and signing, commit
-//! certificates and their verification.
+//! **Owns:** the protocol rules, message encoding and signing, and the
+//! building of commit certificates. Heights, rounds, keys, the commit vote
+//! and the certificate with its one `verify` are `custody-format`'s,
+//! shared with the ledger and re-exported here.
 //!
 //! **Must not know about:** the ledger (the value is opaque bytes plus a
 //! hash, judged by the node through [`Action::ValidateValue`]), networking,

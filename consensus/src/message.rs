@@ -6,11 +6,10 @@
 //! a block is signed over the contract's `CommitVote` so that the ledger can
 //! check a certificate without this crate.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{BlockHash, Height, Round, ValidatorKey, Value};
-use custody_format::fixed_bytes as bytes_serde;
 
 /// Tag of a proposal's signed bytes.
 pub const TAG_PROPOSAL: &str = custody_format::tags::PROPOSAL;
@@ -42,29 +41,12 @@ pub fn canonical_bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     }
 }
 
-/// The structure a precommit for a block is signed over, byte for byte the
-/// contract's `CommitVote` (field order matters).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitVote {
-    /// The chain this vote belongs to.
-    pub chain_id: String,
-    /// Height of the block.
-    pub height: u64,
-    /// Round in which the block was precommitted.
-    pub round: u64,
-    /// Hash of the block.
-    pub block_hash: [u8; 32],
-}
+/// The structure a precommit for a block is signed over: the format's
+/// `CommitVote`, the bytes a certificate's signatures cover.
+pub use custody_format::certificate::CommitVote;
 
-/// An ed25519 signature (64 bytes).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SignatureBytes(#[serde(with = "bytes_serde")] pub [u8; 64]);
-
-impl std::fmt::Debug for SignatureBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SignatureBytes({})", bytes_serde::short_hex(&self.0))
-    }
-}
+/// An ed25519 signature (64 bytes): the format's `Signature`.
+pub use custody_format::types::Signature as SignatureBytes;
 
 /// A proposal: the proposer of `(height, round)` offers `value`.
 /// `valid_round` is the paper's `validRound` (`None` is the paper's -1): the
@@ -217,26 +199,13 @@ pub fn commit_vote_signing_bytes(
     round: Round,
     block_hash: BlockHash,
 ) -> Vec<u8> {
-    tagged(
-        TAG_COMMIT_VOTE,
-        &canonical_bytes(&CommitVote {
-            chain_id: chain_id.to_owned(),
-            height: height.0,
-            round: round.0,
-            block_hash: block_hash.0,
-        }),
-    )
+    CommitVote::new(chain_id, height, round, block_hash).signing_bytes()
 }
 
 /// Checks an ed25519 signature with the strict rules (no malleable or
 /// small-order forms), the only verification this crate uses.
 pub fn verify_signature(key: &ValidatorKey, bytes: &[u8], signature: &SignatureBytes) -> bool {
-    let Ok(verifying_key) = VerifyingKey::from_bytes(&key.0) else {
-        return false;
-    };
-    verifying_key
-        .verify_strict(bytes, &Signature::from_bytes(&signature.0))
-        .is_ok()
+    custody_format::signature::verify_strict(key, bytes, signature)
 }
 
 /// Why bytes from the network are not a consensus message.
@@ -300,11 +269,11 @@ impl SignedMessage {
     /// Like [`SignedMessage::verify_signature`] with the signer's key
     /// already decompressed (the state machine keeps one per validator).
     pub fn verify_signature_with(&self, key: &VerifyingKey) -> bool {
-        key.verify_strict(
+        custody_format::signature::verify_strict_with(
+            key,
             &signing_bytes(&self.chain_id, &self.message),
-            &Signature::from_bytes(&self.signature.0),
+            &self.signature,
         )
-        .is_ok()
     }
 
     /// The canonical wire encoding.

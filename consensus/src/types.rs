@@ -5,77 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use custody_format::fixed_bytes as bytes_serde;
-
-/// A block height. The first block has height 1.
-///
-/// Serialises exactly like the bare `u64` (serde newtype), so certificates
-/// keep the contract's byte layout.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Height(pub u64);
-
-impl Height {
-    /// The height after this one.
-    #[must_use]
-    pub fn next(self) -> Height {
-        Height(self.0.saturating_add(1))
-    }
-}
-
-impl fmt::Display for Height {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A round inside one height. Rounds start at 0 and only grow.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Round(pub u64);
-
-impl Round {
-    /// The round after this one.
-    #[must_use]
-    pub fn next(self) -> Round {
-        Round(self.0.saturating_add(1))
-    }
-}
-
-impl fmt::Display for Round {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// The 32-byte identifier of a value (for Custody: the ledger's block
-/// header hash). The consensus never computes it; it only compares it.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct BlockHash(#[serde(with = "bytes_serde")] pub [u8; 32]);
-
-impl fmt::Debug for BlockHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlockHash({})", bytes_serde::short_hex(&self.0))
-    }
-}
-
-/// A validator's ed25519 public key, which is also its identity.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ValidatorKey(#[serde(with = "bytes_serde")] pub [u8; 32]);
-
-impl fmt::Debug for ValidatorKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ValidatorKey({})", bytes_serde::short_hex(&self.0))
-    }
-}
-
-impl From<&ed25519_dalek::VerifyingKey> for ValidatorKey {
-    fn from(key: &ed25519_dalek::VerifyingKey) -> Self {
-        ValidatorKey(key.to_bytes())
-    }
-}
+/// Heights, rounds, block hashes, keys and validators are shared with the
+/// ledger byte for byte, and defined once in `custody-format`. A
+/// validator's identity is its ed25519 public key: `ValidatorKey` is the
+/// format's `PublicKey` under the name consensus gives it.
+pub use custody_format::types::{BlockHash, Height, PublicKey as ValidatorKey, Round, Validator};
 
 /// The value being agreed on: opaque bytes plus the hash the proposer
 /// claims for them. Whether the hash really belongs to the bytes is
@@ -95,15 +29,6 @@ impl fmt::Debug for Value {
             .field("bytes_len", &self.bytes.len())
             .finish()
     }
-}
-
-/// One validator: its key and its voting power.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Validator {
-    /// The ed25519 public key the validator signs votes with.
-    pub key: ValidatorKey,
-    /// Voting power, at least 1.
-    pub power: u64,
 }
 
 /// The largest total voting power accepted, so that `3 * power` can never
@@ -254,5 +179,15 @@ impl ValidatorSet {
         }
         // Unreachable for a constructed set: `slot < total_power`.
         &self.validators[self.validators.len() - 1]
+    }
+}
+
+impl custody_format::certificate::VotingPower for ValidatorSet {
+    fn voting_power_of(&self, key: &ValidatorKey) -> Option<u64> {
+        self.power_of(key)
+    }
+
+    fn voting_power_total(&self) -> u128 {
+        u128::from(self.total_power)
     }
 }

@@ -1067,7 +1067,7 @@ fn certificate_with_two_thirds_or_less_is_refused() {
         .unwrap_err();
     assert_eq!(
         error,
-        CertificateError::NotEnoughPower {
+        CertificateError::InsufficientPower {
             signed: 2,
             total: 4
         }

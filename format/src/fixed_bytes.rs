@@ -88,6 +88,11 @@ pub fn parse_hex<const N: usize>(value: &str) -> Result<[u8; N], String> {
     Ok(out)
 }
 
+/// Lowercase hex of any byte string (the text form [`serialize`] writes).
+pub fn to_hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
+
 /// The first four bytes in hex, for `Debug` output.
 pub fn short_hex(bytes: &[u8]) -> String {
     hex::encode(&bytes[..bytes.len().min(4)])

@@ -2,20 +2,36 @@
 //! share, and the lowest crate of the workspace.
 //!
 //! Owns: the one registry of domain-separation tags ([`tags`]), the tagged
-//! byte string every hash and signature covers ([`tagged`]), and the serde
-//! form of fixed-size byte arrays ([`fixed_bytes`]: lowercase hex in JSON
-//! and TOML, raw bytes with no length prefix in postcard).
+//! byte string every hash and signature covers ([`tagged`]), the one
+//! canonical encoding with its strict decoder and tagged hashing
+//! ([`encoding`]), ed25519 signing and verification, single and batched,
+//! plain and strict ([`signature`]), the serde form of fixed-size byte
+//! arrays ([`fixed_bytes`]: lowercase hex in JSON and TOML, raw bytes with
+//! no length prefix in postcard), the types consensus and the ledger both
+//! speak ([`types`]: `Height`, `Round`, `Hash32`, `BlockHash`, `PublicKey`,
+//! `Signature`, `Validator`), and the commit vote and certificate with the
+//! one certificate check ([`certificate`]).
 //!
-//! Must not know about: transactions, blocks, consensus rounds, storage,
-//! networking. It depends on serde and hex only.
+//! Must not know about: transactions, blocks, consensus rules, storage,
+//! networking. It depends on serde, postcard, sha2 and ed25519-dalek.
 //!
 //! Invariants: every tag is distinct, ASCII, at most 255 bytes and starts
 //! with `custody/` (checked by this crate's tests); a tag never changes once
 //! released (a new layout gets a new tag), so archives written today verify
-//! with every later version.
+//! with every later version. A value has one byte string: the decoder
+//! refuses every other.
 
+pub mod certificate;
+pub mod encoding;
 pub mod fixed_bytes;
+pub mod signature;
 pub mod tags;
+pub mod types;
+
+pub use certificate::{
+    CertificateError, CommitCertificate, CommitSignature, CommitVote, VotingPower,
+};
+pub use types::{BlockHash, Hash32, Height, PublicKey, Round, Signature, Validator};
 
 /// `tagged(tag, body) = u8(len(tag)) || tag || body`: the domain
 /// separation in front of everything Custody hashes or signs

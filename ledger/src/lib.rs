@@ -1,10 +1,11 @@
 //! custody-ledger: the archive ledger of Custody.
 //!
-//! Owns the types of every identity, record and transaction, the one
-//! canonical encoding (postcard, domain-separated by a type tag) with its
-//! hashing and signing, the RFC 6962 Merkle tree over a block's
-//! transactions, the commit certificate, the genesis, the archive state
-//! machine, the sled store and chain verification.
+//! Owns the types of every identity, record and transaction, the RFC 6962
+//! Merkle tree over a block's transactions, the genesis, the archive state
+//! machine, the sled store and chain verification. The canonical encoding
+//! (postcard, domain-separated by a type tag) with its hashing and signing,
+//! the types shared with consensus and the commit certificate with its one
+//! check are `custody-format`'s, re-exported here.
 //!
 //! Must not know about: networking, consensus internals, clocks, HTTP or
 //! encryption of document content. The state machine is pure: time arrives

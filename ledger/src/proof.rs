@@ -293,7 +293,7 @@ fn check_included(
         });
     }
     item.certificate
-        .verify(chain_id, header.height, &header.hash(), set)
+        .verify_commit_of(chain_id, header.height, &header.hash(), set)
         .map_err(|error| ProofError::Certificate {
             what: what.to_string(),
             height: header.height,

@@ -274,12 +274,9 @@ pub struct Proposal {
     pub executed_at: Option<Height>,
 }
 
-/// One validator: its ed25519 key and voting power.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct Validator {
-    pub key: PublicKey,
-    pub power: u64,
-}
+/// One validator: its ed25519 key and voting power (shared with
+/// consensus, defined in `custody-format`).
+pub use custody_format::types::Validator;
 
 /// The validators in force at a height, sorted by key, keys distinct.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
@@ -314,7 +311,17 @@ impl ValidatorSet {
 
     /// Whether `signed` power is more than 2/3 of the total (`3s > 2t`).
     pub fn is_supermajority(&self, signed: u128) -> bool {
-        3 * signed > 2 * self.total_power()
+        custody_format::certificate::is_quorum(signed, self.total_power())
+    }
+}
+
+impl custody_format::certificate::VotingPower for ValidatorSet {
+    fn voting_power_of(&self, key: &PublicKey) -> Option<u64> {
+        self.power_of(key)
+    }
+
+    fn voting_power_total(&self) -> u128 {
+        self.total_power()
     }
 }
 

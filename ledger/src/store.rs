@@ -448,7 +448,7 @@ impl Store {
             }
         }
         certificate
-            .verify(&chain.chain_id, height, &hash, &chain.last_validator_set)
+            .verify_commit_of(&chain.chain_id, height, &hash, &chain.last_validator_set)
             .map_err(|error| {
                 self.head_mismatch(format!(
                     "the certificate of head block {} does not prove it: {error}",

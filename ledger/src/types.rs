@@ -12,115 +12,22 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 pub const FORMAT_VERSION: u16 = 1;
 
 pub use custody_format::fixed_bytes::parse_hex;
+/// The types shared with consensus, defined once in `custody-format`.
+pub use custody_format::types::{BlockHash, Hash32, Height, PublicKey, Round, Signature};
 
-macro_rules! fixed_bytes {
-    ($(#[$meta:meta])* $name:ident, $len:expr) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(pub [u8; $len]);
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self([0u8; $len])
-            }
-        }
-        impl AsRef<[u8]> for $name {
-            fn as_ref(&self) -> &[u8] {
-                &self.0
-            }
-        }
-
-        impl $name {
-            /// Lowercase hex form.
-            pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
-            }
-            /// Parse the lowercase hex form.
-            pub fn from_hex(value: &str) -> Result<Self, String> {
-                parse_hex::<$len>(value).map(Self)
-            }
-            /// The raw bytes.
-            pub fn as_bytes(&self) -> &[u8; $len] {
-                &self.0
-            }
-        }
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                custody_format::fixed_bytes::serialize(&self.0, s)
-            }
-        }
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                custody_format::fixed_bytes::deserialize::<D, $len>(d).map(Self)
-            }
-        }
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.to_hex())
-            }
-        }
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(&self.to_hex())
-            }
-        }
-    };
-}
-
-macro_rules! hash_newtype {
-    ($(#[$meta:meta])* $name:ident) => {
-        fixed_bytes!($(#[$meta])* $name, 32);
-        impl From<Hash32> for $name {
-            fn from(h: Hash32) -> Self {
-                Self(h.0)
-            }
-        }
-        impl From<$name> for Hash32 {
-            fn from(h: $name) -> Self {
-                Hash32(h.0)
-            }
-        }
-    };
-}
-
-fixed_bytes!(
-    /// A SHA-256 digest.
-    Hash32,
-    32
-);
-hash_newtype!(
-    /// Hash of a block header (`custody/header/v1`).
-    BlockHash
-);
-hash_newtype!(
+custody_format::hash_type!(
     /// Hash of a signed transaction (`custody/tx-id/v1`).
     TxId
 );
-hash_newtype!(
+custody_format::hash_type!(
     /// Hash of a document event (`custody/event/v1`).
     EventHash
 );
-hash_newtype!(
+custody_format::hash_type!(
     /// Governance proposal id: the id of the transaction that proposed it.
     ProposalId
 );
-fixed_bytes!(
-    /// An ed25519 public key (members, validators, libp2p node identities)
-    /// or an X25519 public key (department encryption keys).
-    PublicKey,
-    32
-);
-fixed_bytes!(
-    /// An ed25519 signature.
-    Signature,
-    64
-);
 
-impl Hash32 {
-    /// All zeroes: "no previous" (first event of a document, first block's
-    /// last-commit hash).
-    pub const ZERO: Hash32 = Hash32([0; 32]);
-}
 impl EventHash {
     /// All zeroes: the previous-event hash named by a document's first event.
     pub const ZERO: EventHash = EventHash([0; 32]);
@@ -143,14 +50,6 @@ macro_rules! number_newtype {
 }
 
 number_newtype!(
-    /// Block height; the first block is height 1, genesis is height 0.
-    Height
-);
-number_newtype!(
-    /// Consensus round within a height.
-    Round
-);
-number_newtype!(
     /// Per-signer transaction counter; a signer's first transaction has nonce 1.
     Nonce
 );
@@ -158,13 +57,6 @@ number_newtype!(
     /// Milliseconds since the Unix epoch (UTC), always block time on chain.
     Timestamp
 );
-
-impl Height {
-    /// The next height.
-    pub fn next(self) -> Height {
-        Height(self.0.saturating_add(1))
-    }
-}
 
 /// Error for identifiers that do not follow their syntax.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

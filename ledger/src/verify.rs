@@ -16,6 +16,7 @@ use crate::genesis::Genesis;
 use crate::state::{self, MemoryState, Refusal, Signatures, StateView};
 use crate::store::Store;
 use crate::types::{BlockHash, Hash32, Height, PublicKey, Signature, TxId};
+use custody_format::signature::{self, Rules};
 
 /// Where verification reads blocks from: a store, an export, a peer.
 pub trait BlockSource: Sync {
@@ -59,6 +60,8 @@ pub enum Failure {
         which: &'static str,
         validator: PublicKey,
     },
+    #[error("the block's signatures each verify alone but not together")]
+    SignatureBatchRefused,
     #[error("block refused on replay: {0}")]
     Refused(Refusal),
     #[error("stored certificate does not prove this block: {0}")]
@@ -170,20 +173,22 @@ fn decode_and_check_signatures(
         .collect();
     let cert_message = certificate.vote_bytes(chain_id);
     let last_message = block.last_commit.as_ref().map(|c| c.vote_bytes(chain_id));
-    let mut items: Vec<(PublicKey, &[u8], Signature)> = Vec::new();
+    // Transactions under the plain rules, certificates under the strict
+    // ones (as `CommitCertificate::verify`), in one batch.
+    let mut items: Vec<(PublicKey, &[u8], Signature, Rules)> = Vec::new();
     for (t, m) in block.transactions.iter().zip(&tx_messages) {
-        items.push((t.payload.signer, m, t.signature));
+        items.push((t.payload.signer, m, t.signature, Rules::Plain));
     }
     for s in &certificate.signatures {
-        items.push((s.validator, &cert_message, s.signature));
+        items.push((s.validator, &cert_message, s.signature, Rules::Strict));
     }
     if let (Some(c), Some(m)) = (&block.last_commit, &last_message) {
         for s in &c.signatures {
-            items.push((s.validator, m, s.signature));
+            items.push((s.validator, m, s.signature, Rules::Strict));
         }
     }
     let signatures = items.len() as u64;
-    if !encoding::verify_many(&items) {
+    if !signature::verify_batch_mixed(&items) {
         // Name the first culprit, in block order.
         for (index, (t, m)) in block.transactions.iter().zip(&tx_messages).enumerate() {
             if !encoding::verify_bytes(&t.payload.signer, m, &t.signature) {
@@ -196,7 +201,7 @@ fn decode_and_check_signatures(
         }
         if let (Some(c), Some(m)) = (&block.last_commit, &last_message) {
             for s in &c.signatures {
-                if !encoding::verify_bytes(&s.validator, m, &s.signature) {
+                if !signature::verify_strict(&s.validator, m, &s.signature) {
                     return Err(at(
                         height,
                         Failure::BadCertificateSignature {
@@ -208,7 +213,7 @@ fn decode_and_check_signatures(
             }
         }
         for s in &certificate.signatures {
-            if !encoding::verify_bytes(&s.validator, &cert_message, &s.signature) {
+            if !signature::verify_strict(&s.validator, &cert_message, &s.signature) {
                 return Err(at(
                     height,
                     Failure::BadCertificateSignature {
@@ -218,6 +223,8 @@ fn decode_and_check_signatures(
                 ));
             }
         }
+        // Each verified alone but the batch refused them: never accepted.
+        return Err(at(height, Failure::SignatureBatchRefused));
     }
     Ok(Checked {
         block,

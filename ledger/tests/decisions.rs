@@ -891,7 +891,9 @@ fn every_header_refusal() -> Vec<HeaderRefusal> {
         HeaderRefusal::UnexpectedLastCommit,
         HeaderRefusal::MissingLastCommit,
         HeaderRefusal::LastCommitHashMismatch,
-        HeaderRefusal::LastCommitInvalid(CertificateError::NotSortedOrDuplicate),
+        HeaderRefusal::LastCommitInvalid(CertificateError::NotSortedOrDuplicate(PublicKey(
+            [3; 32],
+        ))),
     ]
 }
 

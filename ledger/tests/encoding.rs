@@ -627,9 +627,9 @@ fn vote() -> impl Strategy<Value = CommitVote> {
     (text(), any::<u64>(), any::<u64>(), any::<[u8; 32]>()).prop_map(
         |(chain_id, height, round, block_hash)| CommitVote {
             chain_id,
-            height,
-            round,
-            block_hash,
+            height: Height(height),
+            round: Round(round),
+            block_hash: BlockHash(block_hash),
         },
     )
 }

@@ -1380,7 +1380,7 @@ fn block_is_refused_when_the_last_commit_has_a_stranger_or_duplicate() {
     });
     assert!(matches!(
         r,
-        HeaderRefusal::LastCommitInvalid(CertificateError::NotSortedOrDuplicate)
+        HeaderRefusal::LastCommitInvalid(CertificateError::NotSortedOrDuplicate(_))
     ));
     let r = with_last_commit(&mut w, |c| c.signatures[0].validator = PublicKey([0; 32]));
     assert!(matches!(

@@ -269,7 +269,7 @@ fn committed_vectors_decode_rehash_and_verify() {
     let cert =
         custody_ledger::CommitCertificate::from_bytes(&bytes(&v["certificate"]["canonical_hex"]))
             .unwrap();
-    cert.verify(&g.chain_id, Height(1), &blk.hash(), &g.validator_set())
+    cert.verify_commit_of(&g.chain_id, Height(1), &blk.hash(), &g.validator_set())
         .unwrap();
     assert_eq!(
         cert.vote_bytes(&g.chain_id),

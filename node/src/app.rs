@@ -14,13 +14,13 @@ use std::sync::atomic::Ordering;
 use custody_consensus as consensus;
 use custody_consensus::core::{Application, Head, Proposed, Stored, Verdict};
 use custody_ledger::block::Block;
-use custody_ledger::certificate::{CommitCertificate, CommitSignature};
+use custody_ledger::certificate::CommitCertificate;
 use custody_ledger::chain::{
     self, BlockLimits, Candidate, CommitError, Committed, Judgement, Origin, ProposeError,
 };
 use custody_ledger::state::{StateChanges, ViewError};
 use custody_ledger::store::StoreError;
-use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
+use custody_ledger::types::{PublicKey, Timestamp};
 
 use crate::shared::{local_time_ms, SharedRef};
 
@@ -41,37 +41,14 @@ pub enum AppError {
     ValidatorSet(String),
 }
 
-/// The ledger's validator set in the consensus crate's form.
+/// The ledger's validator set as consensus holds it: the same validators
+/// (one type, from `custody-format`), checked and sorted for the proposer
+/// rotation.
 pub fn consensus_validators(
     set: &custody_ledger::records::ValidatorSet,
 ) -> Result<consensus::ValidatorSet, AppError> {
-    consensus::ValidatorSet::new(
-        set.validators
-            .iter()
-            .map(|v| consensus::Validator {
-                key: consensus::ValidatorKey(v.key.0),
-                power: v.power,
-            })
-            .collect(),
-    )
-    .map_err(|error| AppError::ValidatorSet(error.to_string()))
-}
-
-/// The consensus certificate in the ledger's form (same fields).
-pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitCertificate {
-    CommitCertificate::new(
-        Height(certificate.height.0),
-        Round(certificate.round.0),
-        BlockHash(certificate.block_hash.0),
-        certificate
-            .signatures
-            .iter()
-            .map(|s| CommitSignature {
-                validator: PublicKey(s.validator.0),
-                signature: Signature(s.signature.0),
-            })
-            .collect(),
-    )
+    consensus::ValidatorSet::new(set.validators.clone())
+        .map_err(|error| AppError::ValidatorSet(error.to_string()))
 }
 
 /// The ledger, the mempool and the node's records of commits.
@@ -133,7 +110,7 @@ impl Application for LedgerApp {
     fn head(&mut self) -> Result<Head, AppError> {
         let chain = self.shared.store.chain_info()?;
         Ok(Head {
-            height: consensus::Height(chain.height.0),
+            height: chain.height,
             next_validators: consensus_validators(&chain.validator_set)?,
         })
     }
@@ -169,7 +146,7 @@ impl Application for LedgerApp {
         };
         let proposed = match chain::propose(
             store,
-            Height(height.0),
+            height,
             candidates,
             self.now(),
             self.validator_key,
@@ -190,7 +167,7 @@ impl Application for LedgerApp {
         }
         let value = consensus::Value {
             bytes: proposed.bytes,
-            hash: consensus::BlockHash(proposed.hash.0),
+            hash: proposed.hash,
         };
         Ok(Proposed::Value(value, (proposed.block, proposed.changes)))
     }
@@ -206,8 +183,8 @@ impl Application for LedgerApp {
         // so that admissions do not wait for a block to be applied.
         let judged = chain::judge(
             &shared.store,
-            Height(height.0),
-            BlockHash(value.hash.0),
+            height,
+            value.hash,
             &value.bytes,
             self.now(),
             |id| shared.mempool().contains(id),
@@ -232,7 +209,7 @@ impl Application for LedgerApp {
         height: consensus::Height,
         value: &consensus::Value,
         checked: Option<Self::Checked>,
-        certificate: &consensus::CommitCertificate,
+        certificate: &CommitCertificate,
         _now_ms: u64,
     ) -> Result<Stored, AppError> {
         let (block, judged) = match checked {
@@ -247,13 +224,12 @@ impl Application for LedgerApp {
                 (block, None)
             }
         };
-        let certificate = ledger_certificate(certificate);
         // `block` was decoded from (or encoded as) these canonical bytes.
         match chain::commit_certified(
             &self.shared.store,
             &block,
             &value.bytes,
-            &certificate,
+            certificate,
             Origin::Decided { judged },
         ) {
             Ok(Committed::Stored(changes)) => {

@@ -109,7 +109,7 @@ impl Driver {
                 })
             }
         };
-        let height = consensus::Height(chain.height.0 + 1);
+        let height = chain.height.next();
         let persisted = persisted.filter(|state| state.height == height);
         let validator_key = PublicKey(signing_key.verifying_key().to_bytes());
         let config = &shared.config.consensus;

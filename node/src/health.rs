@@ -120,7 +120,7 @@ impl ConsensusPulse {
     /// Milliseconds since the last accepted message from `key`, if any.
     pub fn silent_ms(&self, key: &PublicKey) -> Option<u64> {
         lock(&self.heard)
-            .get(&ValidatorKey(key.0))
+            .get(key)
             .map(|at| at.elapsed().as_millis() as u64)
     }
 }
@@ -468,9 +468,9 @@ mod tests {
     fn only_checked_messages_count_as_heard() {
         let pulse = ConsensusPulse::default();
         let key = PublicKey([7; 32]);
-        pulse.on_message(ValidatorKey(key.0), Disposition::Buffered);
+        pulse.on_message(key, Disposition::Buffered);
         assert_eq!(pulse.silent_ms(&key), None);
-        pulse.on_message(ValidatorKey(key.0), Disposition::Accepted);
+        pulse.on_message(key, Disposition::Accepted);
         assert!(pulse.silent_ms(&key).is_some());
     }
 }

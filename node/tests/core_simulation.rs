@@ -27,9 +27,9 @@ use custody_ledger::state::{MemoryState, StateChanges, StateView};
 use custody_ledger::testkit::{seed_key, Federation, Signer, GENESIS_TIME_MS};
 use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::{
-    BlockHash, Classification, DepartmentId, Height, PublicKey, Role, Timestamp, TxId,
+    Classification, DepartmentId, Height, PublicKey, Role, Timestamp, TxId,
 };
-use custody_node::app::{consensus_validators, ledger_certificate};
+use custody_node::app::consensus_validators;
 use simulator::{Behaviour, Outcome, SimApplication, SimConfig, Simulation, CHAIN_ID};
 
 /// Seeds run in CI (each block a real ledger block).
@@ -101,23 +101,6 @@ fn work_id(tx: &SignedTransaction) -> Option<u64> {
     }
 }
 
-/// The ledger certificate in the consensus crate's form.
-fn consensus_certificate(certificate: &CommitCertificate) -> consensus::CommitCertificate {
-    consensus::CommitCertificate {
-        height: consensus::Height(certificate.height.0),
-        round: consensus::Round(certificate.round.0),
-        block_hash: consensus::BlockHash(certificate.block_hash.0),
-        signatures: certificate
-            .signatures
-            .iter()
-            .map(|s| consensus::CommitSignature {
-                validator: consensus::ValidatorKey(s.validator.0),
-                signature: consensus::SignatureBytes(s.signature.0),
-            })
-            .collect(),
-    }
-}
-
 /// One node's ledger, in memory: the committed state and blocks are its
 /// durable part, the mempool is lost in a crash.
 struct LedgerSimApp {
@@ -183,7 +166,7 @@ impl Application for LedgerSimApp {
     fn head(&mut self) -> Result<Head, LocalFailure> {
         let chain = self.state.chain().map_err(local)?;
         Ok(Head {
-            height: consensus::Height(chain.height.0),
+            height: chain.height,
             next_validators: consensus_validators(&chain.validator_set).map_err(local)?,
         })
     }
@@ -214,7 +197,7 @@ impl Application for LedgerSimApp {
             .map(|(_, certificate)| certificate.clone());
         match chain::propose(
             &self.state,
-            Height(height.0),
+            height,
             candidates,
             Self::time(now_ms),
             self.validator,
@@ -224,7 +207,7 @@ impl Application for LedgerSimApp {
             Ok(proposed) => Ok(Proposed::Value(
                 consensus::Value {
                     bytes: proposed.bytes,
-                    hash: consensus::BlockHash(proposed.hash.0),
+                    hash: proposed.hash,
                 },
                 (proposed.block, proposed.changes),
             )),
@@ -242,8 +225,8 @@ impl Application for LedgerSimApp {
     ) -> Result<Verdict<Self::Checked>, LocalFailure> {
         match chain::judge(
             &self.state,
-            Height(height.0),
-            BlockHash(value.hash.0),
+            height,
+            value.hash,
             &value.bytes,
             Self::time(now_ms),
             |_| false,
@@ -262,17 +245,17 @@ impl Application for LedgerSimApp {
         height: consensus::Height,
         value: &consensus::Value,
         checked: Option<Self::Checked>,
-        certificate: &consensus::CommitCertificate,
+        certificate: &CommitCertificate,
         _now_ms: u64,
     ) -> Result<Stored, LocalFailure> {
-        if Height(height.0) <= self.head_height()? {
+        if height <= self.head_height()? {
             return Ok(Stored::Already);
         }
         let (block, judged) = match checked {
             Some((block, changes)) => (block, Some(changes)),
             None => (Block::from_bytes(&value.bytes).map_err(local)?, None),
         };
-        let certificate = ledger_certificate(certificate);
+        let certificate = certificate.clone();
         // A decided block that does not apply is a local failure.
         let changes = chain::certified_changes(
             &self.state,
@@ -325,9 +308,9 @@ impl SimApplication for LedgerSimApp {
         Some((
             consensus::Value {
                 bytes: bytes.clone(),
-                hash: consensus::BlockHash(block.hash().0),
+                hash: block.hash(),
             },
-            consensus_certificate(certificate),
+            certificate.clone(),
         ))
     }
 
