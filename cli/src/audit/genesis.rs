@@ -157,7 +157,22 @@ fn public_key(argument: &str, curve: Curve, what: &str) -> Result<PublicKey, Aud
     }))
 }
 
-fn read_contribution(path: &Path) -> Result<Contribution, AuditError> {
+/// A department's three public keys from key arguments (see `genesis
+/// contribute --help`).
+pub fn department_keys(
+    validator_key: &str,
+    node_key: &str,
+    encryption_key: &str,
+) -> Result<DepartmentKeys, AuditError> {
+    Ok(DepartmentKeys {
+        validator_key: public_key(validator_key, Curve::Ed25519, "validator key")?,
+        node_key: public_key(node_key, Curve::Ed25519, "node key")?,
+        encryption_key: public_key(encryption_key, Curve::X25519, "encryption key")?,
+    })
+}
+
+/// Reads and checks a department's contribution file (`genesis contribute`).
+pub fn read_contribution(path: &Path) -> Result<Contribution, AuditError> {
     let bytes = read_file_limited(path, CONTRIBUTION_BYTES_MAX)?;
     let bad = |reason: String| AuditError::Read {
         path: path.display().to_string(),
