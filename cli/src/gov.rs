@@ -15,7 +15,7 @@ use custody_ledger::types::{DepartmentId, ProposalId};
 use custody_node::api_types::ProposalResponse;
 use custody_node::client::Client;
 
-use crate::tx::{parse_clearance, parse_key, parse_role, sign_and_submit, SignerArgs, SubmitArgs};
+use crate::tx::{parse_clearance, parse_key, parse_roles, sign_and_submit, SignerArgs, SubmitArgs};
 
 #[derive(Subcommand)]
 pub enum GovCommand {
@@ -446,10 +446,7 @@ pub async fn run_member(command: MemberCommand) -> Result<(), String> {
             signer,
             submit,
         } => {
-            let roles = roles
-                .iter()
-                .map(|role| parse_role(role))
-                .collect::<Result<Vec<_>, _>>()?;
+            let roles = parse_roles(&roles)?;
             let body = TxBody::UpdateMember {
                 member: parse_key(&member)?,
                 roles,

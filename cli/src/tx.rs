@@ -108,7 +108,12 @@ pub(crate) fn parse_key(text: &str) -> Result<PublicKey, String> {
     PublicKey::from_hex(text).map_err(|error| format!("`{text}` is not a public key: {error}"))
 }
 
-pub(crate) fn parse_role(text: &str) -> Result<Role, String> {
+/// Roles from `--role` arguments, in the order given.
+pub(crate) fn parse_roles(texts: &[String]) -> Result<Vec<Role>, String> {
+    texts.iter().map(|text| parse_role(text)).collect()
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
     match text {
         "admin" => Ok(Role::Admin),
         "clerk" => Ok(Role::Clerk),
@@ -259,10 +264,7 @@ pub async fn run(command: TxCommand) -> Result<(), String> {
             signer,
             submit,
         } => {
-            let roles = roles
-                .iter()
-                .map(|role| parse_role(role))
-                .collect::<Result<Vec<_>, _>>()?;
+            let roles = parse_roles(&roles)?;
             let body = TxBody::EnrollMember {
                 member: parse_key(&member)?,
                 department: DepartmentId::new(department).map_err(|error| error.to_string())?,
