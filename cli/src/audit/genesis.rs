@@ -93,8 +93,10 @@ pub struct AssembleArgs {
     /// Contribution files, one per department.
     #[arg(required = true)]
     pub contributions: Vec<PathBuf>,
-    /// Where to write the genesis (TOML).
-    #[arg(long, value_name = "FILE")]
+    /// Where to write the genesis: JSON when the name ends in `.json`, TOML
+    /// otherwise. The default is the file a node reads (`paths.genesis` in
+    /// its config): copy it to each node's home as it is.
+    #[arg(long, value_name = "FILE", default_value = "genesis.json")]
     pub out: PathBuf,
 }
 
@@ -261,12 +263,19 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
                 departments,
             };
             genesis.validate()?;
-            let text = genesis.to_toml_string()?;
+            let mut text = if a.out.extension().is_some_and(|e| e == "json") {
+                genesis.to_json_string()?
+            } else {
+                genesis.to_toml_string()?
+            };
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
             // What is written must read back as the same genesis.
-            let again = Genesis::from_toml_str(&text)?;
+            let again = Genesis::from_text(&text)?;
             if again.hash() != genesis.hash() {
                 return Err(AuditError::BadArgument(
-                    "the genesis does not survive a TOML round trip".into(),
+                    "the genesis does not survive being written and read back".into(),
                 ));
             }
             write_file(&a.out, text.as_bytes())?;
