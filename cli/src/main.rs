@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod demo;
 mod doc;
+mod gov;
 mod tx;
 
 use std::path::PathBuf;
@@ -44,6 +45,13 @@ enum Command {
     /// Sign and submit transactions to a node.
     #[command(subcommand)]
     Tx(tx::TxCommand),
+    /// Governance: propose, approve and follow changes of the federation
+    /// (departments joining or leaving, key rotations, chain parameters).
+    #[command(subcommand)]
+    Gov(gov::GovCommand),
+    /// A department's members: change roles and clearance, show one.
+    #[command(subcommand)]
+    Member(gov::MemberCommand),
     /// Make and inspect member and department key files.
     Keys(custody_cli::keyfile::KeysArgs),
     /// Measure the node.
@@ -293,6 +301,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let runtime = runtime()?;
             runtime.block_on(tx::run(command))
         }
+        Command::Gov(command) => runtime()?.block_on(gov::run(command)),
+        Command::Member(command) => runtime()?.block_on(gov::run_member(command)),
         Command::Keys(args) => {
             custody_cli::keyfile::run_keys(args).map_err(|error| error.to_string())
         }

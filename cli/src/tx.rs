@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use custody_ledger::tx::{SignedTransaction, TxBody};
-use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role};
+use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role, TxId};
 use custody_node::api_types::SubmitResponse;
 use custody_node::client::Client;
 
@@ -89,8 +89,28 @@ pub struct SubmitArgs {
     json: bool,
 }
 
-fn parse_key(text: &str) -> Result<PublicKey, String> {
+impl SubmitArgs {
+    /// The node's HTTP API.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+    /// Whether to wait for the commit.
+    pub fn waits(&self) -> bool {
+        self.wait
+    }
+    /// Whether the node's answer is printed as JSON.
+    pub fn prints_json(&self) -> bool {
+        self.json
+    }
+}
+
+pub(crate) fn parse_key(text: &str) -> Result<PublicKey, String> {
     PublicKey::from_hex(text).map_err(|error| format!("`{text}` is not a public key: {error}"))
+}
+
+/// Roles from `--role` arguments, in the order given.
+pub(crate) fn parse_roles(texts: &[String]) -> Result<Vec<Role>, String> {
+    texts.iter().map(|text| parse_role(text)).collect()
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -102,7 +122,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
     }
 }
 
-fn parse_clearance(text: &str) -> Result<Classification, String> {
+pub(crate) fn parse_clearance(text: &str) -> Result<Classification, String> {
     match text {
         "public" => Ok(Classification::Public),
         "internal" => Ok(Classification::Internal),
@@ -194,11 +214,13 @@ async fn submit(client: &Client, tx: &SignedTransaction, args: &SubmitArgs) -> R
     print_answer(&answer, args.json)
 }
 
-async fn sign_and_submit(
+/// Signs `body` and submits it, or writes it to `--output`; the id of
+/// the transaction submitted, `None` when it was only written.
+pub(crate) async fn sign_and_submit(
     signer: &SignerArgs,
     args: &SubmitArgs,
     body: TxBody,
-) -> Result<(), String> {
+) -> Result<Option<TxId>, String> {
     let client = Client::new(args.node.clone());
     let tx = sign(&client, signer, body).await?;
     if let Some(output) = &signer.output {
@@ -206,9 +228,10 @@ async fn sign_and_submit(
         std::fs::write(output, json)
             .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
         println!("wrote {} ({})", output.display(), tx.id());
-        return Ok(());
+        return Ok(None);
     }
-    submit(&client, &tx, args).await
+    submit(&client, &tx, args).await?;
+    Ok(Some(tx.id()))
 }
 
 pub async fn run(command: TxCommand) -> Result<(), String> {
@@ -241,10 +264,7 @@ pub async fn run(command: TxCommand) -> Result<(), String> {
             signer,
             submit,
         } => {
-            let roles = roles
-                .iter()
-                .map(|role| parse_role(role))
-                .collect::<Result<Vec<_>, _>>()?;
+            let roles = parse_roles(&roles)?;
             let body = TxBody::EnrollMember {
                 member: parse_key(&member)?,
                 department: DepartmentId::new(department).map_err(|error| error.to_string())?,
@@ -252,7 +272,8 @@ pub async fn run(command: TxCommand) -> Result<(), String> {
                 roles,
                 clearance: parse_clearance(&clearance)?,
             };
-            sign_and_submit(&signer, &submit, body).await
+            sign_and_submit(&signer, &submit, body).await?;
+            Ok(())
         }
         TxCommand::RevokeMember {
             member,
@@ -264,7 +285,8 @@ pub async fn run(command: TxCommand) -> Result<(), String> {
                 member: parse_key(&member)?,
                 reason,
             };
-            sign_and_submit(&signer, &submit, body).await
+            sign_and_submit(&signer, &submit, body).await?;
+            Ok(())
         }
     }
 }

@@ -514,6 +514,62 @@ fn genesis_ceremony_contribute_assemble_hash() {
 }
 
 #[test]
+fn the_ceremony_writes_the_genesis_file_a_node_reads() {
+    let f = Fixture::new();
+    let mut contributions = Vec::new();
+    for (i, slug) in ["archives", "health"].iter().enumerate() {
+        let admin = f.path(&format!("{slug}-admin.key"));
+        ok(&["keys", "new", "--kind", "member", "--out", s(&admin)]);
+        let validator = f.path(&format!("{slug}-validator.key"));
+        std::fs::write(&validator, format!("{}\n", hex_of(i as u8 + 1))).unwrap();
+        let out = f.path(&format!("{slug}.contribution.json"));
+        ok(&[
+            "genesis",
+            "contribute",
+            "--department",
+            slug,
+            "--name",
+            slug,
+            "--validator-key",
+            s(&validator),
+            "--node-key",
+            &format!("pub:{}", hex_of(i as u8 + 50)),
+            "--encryption-key",
+            &format!("pub:{}", hex_of(i as u8 + 100)),
+            "--admin-key",
+            s(&admin),
+            "--out",
+            s(&out),
+        ]);
+        contributions.push(s(&out).to_string());
+    }
+    // No --out: the file is written where the command runs, under the name
+    // a node's config reads by default, in a form the node parses.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_custody"));
+    command
+        .args([
+            "genesis",
+            "assemble",
+            "--chain-id",
+            "custody-ceremony",
+            "--genesis-date",
+            "2026-12-01",
+        ])
+        .args(&contributions)
+        .current_dir(f.path(""));
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let default_name = custody_node::config::NodeConfig::default().paths.genesis;
+    let written = f.path("").join(&default_name);
+    let genesis = custody_ledger::Genesis::load(&written).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("genesis hash {}", genesis.hash())),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn contribute_refuses_a_key_of_the_wrong_kind() {
     let f = Fixture::new();
     let member = f.path("member.key");

@@ -107,17 +107,30 @@ impl Genesis {
         Ok(genesis)
     }
 
-    /// Read a `.json` file as JSON and anything else as TOML.
+    /// Read a genesis file, JSON or TOML by its content (JSON starts with
+    /// `{`), whatever the file is called: the ceremony's output works
+    /// wherever the node's configuration points.
     pub fn load(path: &Path) -> Result<Self, GenesisError> {
         let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        if path.extension().is_some_and(|e| e == "json") {
-            Self::from_json_str(&text)
+        Self::from_text(&text)
+    }
+
+    /// Parse genesis text, JSON or TOML by its content, and validate.
+    pub fn from_text(text: &str) -> Result<Self, GenesisError> {
+        if text.trim_start().starts_with('{') {
+            Self::from_json_str(text)
         } else {
-            Self::from_toml_str(&text)
+            Self::from_toml_str(text)
         }
+    }
+
+    /// Pretty JSON text, the form `custody genesis assemble` writes by
+    /// default and a node reads from `genesis.json`.
+    pub fn to_json_string(&self) -> Result<String, GenesisError> {
+        serde_json::to_string_pretty(self).map_err(|e| GenesisError::Json(e.to_string()))
     }
 
     /// Human-editable TOML text.

@@ -989,6 +989,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Every governance proposal, executed or not, by id.
+    pub fn proposals(&self) -> Result<Vec<Proposal>, StoreError> {
+        self.scan("proposal", PROPOSAL)
+    }
+
     /// Governance proposal by id.
     pub fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, StoreError> {
         self.get("proposal", &key(PROPOSAL, &id.0))

@@ -790,6 +790,20 @@ fn genesis_toml_round_trips_and_keeps_its_hash() {
 }
 
 #[test]
+fn a_genesis_file_is_read_by_its_content_whatever_its_name() {
+    let g = custody_ledger::testkit::Federation::new(2, "custody-test").genesis;
+    let dir = tempfile::tempdir().unwrap();
+    // The ceremony's TOML under the node's default name, and JSON under a
+    // TOML name: both are the same genesis.
+    let toml_as_json = dir.path().join("genesis.json");
+    std::fs::write(&toml_as_json, g.to_toml_string().unwrap()).unwrap();
+    let json_as_toml = dir.path().join("genesis.toml");
+    std::fs::write(&json_as_toml, g.to_json_string().unwrap()).unwrap();
+    assert_eq!(Genesis::load(&toml_as_json).unwrap().hash(), g.hash());
+    assert_eq!(Genesis::load(&json_as_toml).unwrap().hash(), g.hash());
+}
+
+#[test]
 fn genesis_with_broken_rules_is_refused_with_a_reason() {
     use custody_ledger::genesis::GenesisError;
     let mut g = custody_ledger::testkit::Federation::new(2, "custody-test").genesis;

@@ -49,6 +49,7 @@ pub fn router(shared: SharedRef) -> Router {
         .route("/v1/members/{key}", get(member))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
+        .merge(crate::api_governance::routes())
         .fallback(not_found)
         // `layer` wraps only the routes above: blob transfers get their own,
         // longer deadline below.

@@ -146,3 +146,43 @@ impl BatchItem {
 pub struct BatchResponse {
     pub results: Vec<BatchItem>,
 }
+
+/// A proposal, its tally and when it takes effect.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProposalResponse {
+    pub proposal: custody_ledger::records::Proposal,
+    /// `pending` or `executed`.
+    pub status: String,
+    /// The approvals counted among the departments at `as_of_height`.
+    pub tally: custody_ledger::state::Tally,
+    /// The least approved power that executes the change.
+    pub power_needed: u128,
+    /// For an executed change: the first height whose validator set and
+    /// block limits follow it (`executed_at + 1`; `docs/rules.md` §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_from: Option<Height>,
+    /// The committed height the answer was read at.
+    pub as_of_height: Height,
+}
+
+impl ProposalResponse {
+    pub fn of(
+        proposal: custody_ledger::records::Proposal,
+        departments: &[custody_ledger::records::Department],
+        height: Height,
+    ) -> Self {
+        let tally = custody_ledger::state::Tally::of(&proposal, departments);
+        ProposalResponse {
+            status: match proposal.executed_at {
+                Some(_) => "executed",
+                None => "pending",
+            }
+            .to_string(),
+            power_needed: tally.power_needed(),
+            effective_from: proposal.executed_at.map(Height::next),
+            as_of_height: height,
+            tally,
+            proposal,
+        }
+    }
+}

@@ -203,6 +203,28 @@ impl Client {
     }
 
     /// Any JSON endpoint, e.g. `/v1/members/<key>`.
+    /// Governance proposals: `status` is `pending`, `executed` or `all`.
+    pub async fn proposals(
+        &self,
+        status: &str,
+    ) -> Result<Vec<crate::api_types::ProposalResponse>, ClientError> {
+        self.get(&format!("/v1/proposals?status={status}")).await
+    }
+
+    /// One governance proposal.
+    pub async fn proposal(
+        &self,
+        id: &custody_ledger::types::ProposalId,
+    ) -> Result<crate::api_types::ProposalResponse, ClientError> {
+        self.get(&format!("/v1/proposals/{}", hex::encode(id.0)))
+            .await
+    }
+
+    /// The chain parameters in force.
+    pub async fn parameters(&self) -> Result<custody_ledger::records::Parameters, ClientError> {
+        self.get("/v1/parameters").await
+    }
+
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         self.get(path).await
     }

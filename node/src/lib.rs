@@ -19,6 +19,7 @@ pub mod admission;
 pub mod api;
 pub mod api_documents;
 pub mod api_error;
+pub mod api_governance;
 pub mod api_server;
 pub mod api_types;
 pub mod app;

@@ -93,8 +93,10 @@ pub struct AssembleArgs {
     /// Contribution files, one per department.
     #[arg(required = true)]
     pub contributions: Vec<PathBuf>,
-    /// Where to write the genesis (TOML).
-    #[arg(long, value_name = "FILE")]
+    /// Where to write the genesis: JSON when the name ends in `.json`, TOML
+    /// otherwise. The default is the file a node reads (`paths.genesis` in
+    /// its config): copy it to each node's home as it is.
+    #[arg(long, value_name = "FILE", default_value = "genesis.json")]
     pub out: PathBuf,
 }
 
@@ -157,7 +159,22 @@ fn public_key(argument: &str, curve: Curve, what: &str) -> Result<PublicKey, Aud
     }))
 }
 
-fn read_contribution(path: &Path) -> Result<Contribution, AuditError> {
+/// A department's three public keys from key arguments (see `genesis
+/// contribute --help`).
+pub fn department_keys(
+    validator_key: &str,
+    node_key: &str,
+    encryption_key: &str,
+) -> Result<DepartmentKeys, AuditError> {
+    Ok(DepartmentKeys {
+        validator_key: public_key(validator_key, Curve::Ed25519, "validator key")?,
+        node_key: public_key(node_key, Curve::Ed25519, "node key")?,
+        encryption_key: public_key(encryption_key, Curve::X25519, "encryption key")?,
+    })
+}
+
+/// Reads and checks a department's contribution file (`genesis contribute`).
+pub fn read_contribution(path: &Path) -> Result<Contribution, AuditError> {
     let bytes = read_file_limited(path, CONTRIBUTION_BYTES_MAX)?;
     let bad = |reason: String| AuditError::Read {
         path: path.display().to_string(),
@@ -246,12 +263,19 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
                 departments,
             };
             genesis.validate()?;
-            let text = genesis.to_toml_string()?;
+            let mut text = if a.out.extension().is_some_and(|e| e == "json") {
+                genesis.to_json_string()?
+            } else {
+                genesis.to_toml_string()?
+            };
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
             // What is written must read back as the same genesis.
-            let again = Genesis::from_toml_str(&text)?;
+            let again = Genesis::from_text(&text)?;
             if again.hash() != genesis.hash() {
                 return Err(AuditError::BadArgument(
-                    "the genesis does not survive a TOML round trip".into(),
+                    "the genesis does not survive being written and read back".into(),
                 ));
             }
             write_file(&a.out, text.as_bytes())?;

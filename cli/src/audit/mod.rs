@@ -26,7 +26,10 @@ use custody_ledger::Genesis;
 use serde::Serialize;
 
 pub use chain::{run_chain, run_chain_to, ChainArgs, ChainCommand};
-pub use genesis::{run_genesis, run_genesis_to, GenesisArgs, GenesisCommand};
+pub use genesis::{
+    department_keys, read_contribution, run_genesis, run_genesis_to, Contribution, GenesisArgs,
+    GenesisCommand,
+};
 pub use report::ReportArgs;
 pub use source::{load_chain, LoadedChain, SourceArgs};
 

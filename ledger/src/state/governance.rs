@@ -4,6 +4,53 @@
 
 use super::*;
 
+/// Where a proposal stands against the threshold: the voting power of the
+/// departments that approved it, out of the power of all departments now.
+/// Approvals of departments removed since count for nothing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    /// Power of the existing departments that approved (a sum of `u64`
+    /// powers, so never overflowing).
+    pub approved_power: u128,
+    /// Power of all existing departments.
+    pub total_power: u128,
+    /// Existing departments that have not approved, by id.
+    pub waiting_for: Vec<DepartmentId>,
+}
+
+impl Tally {
+    /// The tally of `proposal` among `departments` (the departments in the
+    /// state it is counted in).
+    pub fn of(proposal: &Proposal, departments: &[Department]) -> Tally {
+        let mut tally = Tally {
+            approved_power: 0,
+            total_power: 0,
+            waiting_for: Vec::new(),
+        };
+        for d in departments {
+            tally.total_power += u128::from(d.voting_power);
+            if proposal.approvals.contains(&d.id) {
+                tally.approved_power += u128::from(d.voting_power);
+            } else {
+                tally.waiting_for.push(d.id.clone());
+            }
+        }
+        tally.waiting_for.sort();
+        tally
+    }
+
+    /// Whether the approvals hold more than 2/3 of the power: the change
+    /// then executes (`docs/rules.md` §4).
+    pub fn passes(&self) -> bool {
+        3 * self.approved_power > 2 * self.total_power
+    }
+
+    /// The least approved power that passes: `floor(2 × total / 3) + 1`.
+    pub fn power_needed(&self) -> u128 {
+        2 * self.total_power / 3 + 1
+    }
+}
+
 pub(super) fn propose_change<V: StateView + ?Sized>(
     overlay: &mut Overlay<'_, V>,
     signer: &Member,
@@ -135,13 +182,7 @@ fn maybe_execute<V: StateView + ?Sized>(
     ctx: &Context,
 ) -> Result<(), TxRefusal> {
     let departments = overlay.departments()?;
-    let total: u128 = departments.iter().map(|d| u128::from(d.voting_power)).sum();
-    let approved: u128 = departments
-        .iter()
-        .filter(|d| proposal.approvals.contains(&d.id))
-        .map(|d| u128::from(d.voting_power))
-        .sum();
-    if 3 * approved <= 2 * total {
+    if !Tally::of(&proposal, &departments).passes() {
         overlay.changes.proposals.insert(proposal.id, proposal);
         return Ok(());
     }

@@ -26,6 +26,7 @@ pub use apply::{
     check_transaction, select_transactions, Selection, Signatures,
 };
 pub use checks::check_carried_keys;
+pub use governance::Tally;
 pub use memory::{genesis_changes, MemoryState, StateDigest};
 pub use refusal::{HeaderRefusal, Refusal, TxRefusal};
 pub use view::{ChainInfo, Overlay, StateChanges, StateView, ViewError};

@@ -1,0 +1,113 @@
+//! HTTP routes for governance proposals, with where each stands against
+//! the threshold:
+//!
+//! - `GET /v1/proposals?status=pending|executed|all`: every proposal, newest
+//!   first;
+//! - `GET /v1/proposals/{id}`: one proposal;
+//! - `GET /v1/parameters`: the chain parameters in force.
+//!
+//! The tally is the ledger's ([`Tally`]): the same count the state machine
+//! makes when an approval arrives.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use custody_ledger::records::{Department, Parameters};
+use custody_ledger::store::StoreError;
+use custody_ledger::types::{Height, ProposalId};
+
+pub use crate::api_types::ProposalResponse;
+use serde::Deserialize;
+
+use crate::api_error::ApiError;
+use crate::shared::SharedRef;
+
+/// Times the routes re-read when a commit lands between their reads.
+const CONSISTENT_READ_TRIES_MAX: usize = 4;
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+pub fn routes() -> Router<SharedRef> {
+    Router::new()
+        .route("/v1/proposals", get(list))
+        .route("/v1/proposals/{id}", get(show))
+        .route("/v1/parameters", get(parameters))
+}
+
+async fn parameters(State(shared): State<SharedRef>) -> Result<Json<Parameters>, ApiError> {
+    Ok(Json(shared.store.parameters().map_err(store_error)?))
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    tracing::error!(%error, "store read failed");
+    ApiError::internal(format!("the node's store could not be read: {error}"))
+}
+
+/// Reads `what` and the departments at one committed height.
+fn at_one_height<T>(
+    shared: &SharedRef,
+    what: impl Fn() -> Result<T, StoreError>,
+) -> Result<(T, Vec<Department>, Height), ApiError> {
+    for _ in 0..CONSISTENT_READ_TRIES_MAX {
+        let before = shared.store.latest_height().map_err(store_error)?;
+        let value = what().map_err(store_error)?;
+        let departments = shared.store.departments().map_err(store_error)?;
+        if shared.store.latest_height().map_err(store_error)? == before {
+            return Ok((value, departments, before));
+        }
+    }
+    Err(ApiError::unavailable(
+        "busy",
+        "the chain moved during every read; retry",
+    ))
+}
+
+async fn list(
+    State(shared): State<SharedRef>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<ProposalResponse>>, ApiError> {
+    let wanted = query.status.as_deref().unwrap_or("all");
+    if !matches!(wanted, "pending" | "executed" | "all") {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("status `{wanted}` is not one of pending, executed, all"),
+        ));
+    }
+    let (proposals, departments, height) = at_one_height(&shared, || shared.store.proposals())?;
+    let mut answers: Vec<ProposalResponse> = proposals
+        .into_iter()
+        .map(|p| ProposalResponse::of(p, &departments, height))
+        .filter(|p| wanted == "all" || p.status == wanted)
+        .collect();
+    answers.sort_by(|a, b| {
+        b.proposal
+            .proposed_at
+            .cmp(&a.proposal.proposed_at)
+            .then_with(|| a.proposal.id.0.cmp(&b.proposal.id.0))
+    });
+    Ok(Json(answers))
+}
+
+async fn show(
+    State(shared): State<SharedRef>,
+    Path(id): Path<String>,
+) -> Result<Json<ProposalResponse>, ApiError> {
+    let id = custody_ledger::types::parse_hex::<32>(&id).map_err(|error| {
+        ApiError::bad_request(
+            "bad_identifier",
+            format!("`{id}` is not a proposal id (64 lowercase hex digits): {error}"),
+        )
+    })?;
+    let id = ProposalId(id);
+    let (proposal, departments, height) = at_one_height(&shared, || shared.store.proposal(&id))?;
+    let proposal = proposal.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "proposal {} does not exist (a proposal's id is the id of the transaction that proposed it)",
+            hex::encode(id.0)
+        ))
+    })?;
+    Ok(Json(ProposalResponse::of(proposal, &departments, height)))
+}
