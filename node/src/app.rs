@@ -10,6 +10,7 @@
 //! wrong, which are verdicts.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use custody_consensus as consensus;
 use custody_consensus::core::{Application, Head, Proposed, Stored, Verdict};
@@ -18,11 +19,15 @@ use custody_ledger::certificate::{CommitCertificate, CommitSignature};
 use custody_ledger::chain::{
     self, BlockLimits, Candidate, CommitError, Committed, Judgement, Origin, ProposeError,
 };
+use custody_ledger::state::ChainInfo;
 use custody_ledger::state::{StateChanges, ViewError};
-use custody_ledger::store::StoreError;
+use custody_ledger::store::{Store, StoreError};
 use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
 
-use crate::shared::{local_time_ms, SharedRef};
+use tokio::sync::watch;
+
+use crate::handles::{LocalClock, MempoolHandle};
+use crate::metrics::Metrics;
 
 /// A local failure of the application: the node stops.
 #[derive(Debug, thiserror::Error)]
@@ -74,24 +79,47 @@ pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitC
     )
 }
 
-/// The ledger, the mempool and the node's records of commits.
+/// The ledger, the mempool and the node's records of commits. It holds
+/// the node's only writable handle on the ledger store: every other part
+/// reads through `handles::StoreReader`.
 pub struct LedgerApp {
-    shared: SharedRef,
+    store: Store,
+    mempool: MempoolHandle,
+    metrics: Arc<Metrics>,
+    /// Moved to the committed height after every stored block.
+    committed: watch::Sender<u64>,
+    clock: LocalClock,
     validator_key: PublicKey,
 }
 
 impl LedgerApp {
-    pub fn new(shared: SharedRef, validator_key: PublicKey) -> LedgerApp {
+    pub fn new(
+        store: Store,
+        mempool: MempoolHandle,
+        metrics: Arc<Metrics>,
+        committed: watch::Sender<u64>,
+        clock: LocalClock,
+        validator_key: PublicKey,
+    ) -> LedgerApp {
         LedgerApp {
-            shared,
+            store,
+            mempool,
+            metrics,
+            committed,
+            clock,
             validator_key,
         }
+    }
+
+    /// The committed chain's head, as stored.
+    pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
+        self.store.chain_info()
     }
 
     /// Block timestamps are wall-clock time (shifted only in clock-fault
     /// tests), not the core's monotonic clock.
     fn now(&self) -> Timestamp {
-        Timestamp(local_time_ms(self.shared.config.consensus.clock_offset_ms))
+        Timestamp(self.clock.now_ms())
     }
 
     /// What follows every stored block, decided or synced: the mempool
@@ -102,27 +130,26 @@ impl LedgerApp {
         let ids: Vec<_> = changes.tx_locations.iter().map(|(id, _)| *id).collect();
         let now = self.now();
         let (arrivals, dropped) = {
-            let mut mempool = self.shared.mempool();
+            let mut mempool = self.mempool.lock();
             let result = mempool.on_commit(block, changes, now);
-            self.shared
-                .update_mempool_metrics(mempool.len(), mempool.bytes());
+            self.metrics
+                .set_mempool_size(mempool.len(), mempool.bytes());
             result
         };
         if dropped > 0 {
             tracing::debug!(dropped, "transactions no longer valid left the mempool");
         }
         for arrived in arrivals {
-            self.shared
-                .metrics
+            self.metrics
                 .observe_commit_latency(arrived.elapsed().as_secs_f64());
         }
         let height = block.header.height.0;
-        let metrics = &self.shared.metrics;
+        let metrics = &self.metrics;
         metrics.height.store(height, Ordering::Relaxed);
         metrics
             .committed_txs_total
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        self.shared.committed.send_replace(height);
+        self.committed.send_replace(height);
     }
 }
 
@@ -131,7 +158,7 @@ impl Application for LedgerApp {
     type Error = AppError;
 
     fn head(&mut self) -> Result<Head, AppError> {
-        let chain = self.shared.store.chain_info()?;
+        let chain = self.store.chain_info()?;
         Ok(Head {
             height: consensus::Height(chain.height.0),
             next_validators: consensus_validators(&chain.validator_set)?,
@@ -139,7 +166,7 @@ impl Application for LedgerApp {
     }
 
     fn has_work(&self) -> bool {
-        !self.shared.mempool().is_empty()
+        !self.mempool.lock().is_empty()
     }
 
     fn propose(
@@ -147,11 +174,11 @@ impl Application for LedgerApp {
         height: consensus::Height,
         _now_ms: u64,
     ) -> Result<Proposed<Self::Checked>, AppError> {
-        let store = &self.shared.store;
+        let store = &self.store;
         let chain = store.chain_info()?;
         let limits = BlockLimits::of(&store.parameters()?);
         let candidates: Vec<Candidate> = {
-            let mempool = self.shared.mempool();
+            let mempool = self.mempool.lock();
             let (transactions, ids) = mempool.candidates(limits.txs_max, limits.tx_bytes_max);
             transactions
                 .into_iter()
@@ -182,7 +209,7 @@ impl Application for LedgerApp {
             Err(error) => return Ok(Proposed::Nothing(error.to_string())),
         };
         if !proposed.dropped.is_empty() {
-            let mut mempool = self.shared.mempool();
+            let mut mempool = self.mempool.lock();
             for (tx, reason) in &proposed.dropped {
                 tracing::debug!(%tx, %reason, "waiting transaction no longer applies; dropped");
                 mempool.remove(tx);
@@ -201,21 +228,21 @@ impl Application for LedgerApp {
         value: &consensus::Value,
         _now_ms: u64,
     ) -> Result<Verdict<Self::Checked>, AppError> {
-        let shared = &self.shared;
+        let mempool = &self.mempool;
         // The mempool is locked per lookup, not across the whole judgement,
         // so that admissions do not wait for a block to be applied.
         let judged = chain::judge(
-            &shared.store,
+            &self.store,
             Height(height.0),
             BlockHash(value.hash.0),
             &value.bytes,
             self.now(),
-            |id| shared.mempool().contains(id),
+            |id| mempool.lock().contains(id),
         );
         match judged {
             Ok(judged) => {
-                shared
-                    .mempool()
+                mempool
+                    .lock()
                     .note_checked_in_proposal(judged.newly_checked_ids);
                 Ok(Verdict::Valid((judged.block, judged.changes)))
             }
@@ -250,7 +277,7 @@ impl Application for LedgerApp {
         let certificate = ledger_certificate(certificate);
         // `block` was decoded from (or encoded as) these canonical bytes.
         match chain::commit_certified(
-            &self.shared.store,
+            &self.store,
             &block,
             &value.bytes,
             &certificate,
@@ -300,15 +327,14 @@ impl Application for LedgerApp {
             }
         };
         match chain::commit_certified(
-            &self.shared.store,
+            &self.store,
             &block,
             block_bytes,
             &certificate,
             Origin::Synced,
         ) {
             Ok(Committed::Stored(changes)) => {
-                self.shared
-                    .metrics
+                self.metrics
                     .synced_blocks_total
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(height, "synced block committed");
