@@ -24,9 +24,10 @@ use custody_ledger::types::{Timestamp, TxId};
 
 use tokio::sync::mpsc;
 
-use crate::handles::{LocalClock, MempoolHandle, Outbound, StoreReader};
+use crate::handles::{LocalClock, MempoolHandle, Outbound};
 use crate::mempool::{AdmitError, Pending, PendingTx};
 use crate::metrics::Metrics;
+use crate::store_reader::StoreReader;
 
 /// Where transactions come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

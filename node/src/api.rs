@@ -30,10 +30,11 @@ use crate::api_types::{
     BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, PeerDetail,
     StatusResponse, SubmitResponse, TransactionResponse,
 };
-use crate::handles::{ChainView, MempoolHandle, PeerView, StoreReader};
+use crate::handles::{ChainView, MempoolHandle, PeerView};
 use crate::health::Health;
 use crate::mempool::AdmitError;
 use crate::metrics::Metrics;
+use crate::store_reader::StoreReader;
 
 pub fn router(state: ApiState) -> Router {
     let settings = &state.settings;

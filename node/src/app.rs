@@ -17,13 +17,11 @@ use custody_consensus::core::{Application, Head, Proposed, Stored, Verdict};
 use custody_ledger::block::Block;
 use custody_ledger::certificate::{CommitCertificate, CommitSignature};
 use custody_ledger::chain::{
-    self, BlockLimits, Candidate, CommitError, Committed, Judgement, Origin, ProposeError,
+    self, BlockLimits, Candidate, CommitError, Committed, Judged, Judgement, Origin, ProposeError,
 };
-use custody_ledger::state::ChainInfo;
-use custody_ledger::state::{StateChanges, ViewError};
+use custody_ledger::state::{ChainInfo, StateChanges, TxRefusal, ViewError};
 use custody_ledger::store::{Store, StoreError};
-use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp};
-
+use custody_ledger::types::{BlockHash, Height, PublicKey, Round, Signature, Timestamp, TxId};
 use tokio::sync::watch;
 
 use crate::handles::{LocalClock, MempoolHandle};
@@ -77,6 +75,57 @@ pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitC
             })
             .collect(),
     )
+}
+
+/// The ledger's answer to "propose a block" in the node core's terms: the
+/// value with its checked block and changes, [`Proposed::Behind`] when the
+/// store is behind the height (sync catches up), or [`Proposed::Nothing`]
+/// with the reason; with it, the waiting transactions that no longer apply
+/// (for the mempool to drop). A store that cannot be read is the caller's
+/// local failure, never an outcome.
+pub fn proposal_outcome(
+    proposed: Result<chain::Proposed, ProposeError>,
+) -> Result<(Proposed<(Block, StateChanges)>, Vec<(TxId, TxRefusal)>), ViewError> {
+    match proposed {
+        Ok(proposed) => {
+            let value = consensus::Value {
+                bytes: proposed.bytes,
+                hash: consensus::BlockHash(proposed.hash.0),
+            };
+            Ok((
+                Proposed::Value(value, (proposed.block, proposed.changes)),
+                proposed.dropped,
+            ))
+        }
+        Err(ProposeError::Storage(error)) => Err(error),
+        Err(error) if error.node_is_behind() => Ok((Proposed::Behind, Vec::new())),
+        Err(error) => Ok((Proposed::Nothing(error.to_string()), Vec::new())),
+    }
+}
+
+/// The ledger's judgement of a proposed block in the node core's terms:
+/// [`Verdict::Valid`] with the checked block and changes, [`Verdict::Behind`]
+/// when this node's store is behind the proposal's height, or
+/// [`Verdict::Invalid`] with the refusal's code and reason; with it, the ids
+/// of the transactions whose signatures the judgement checked. A store that
+/// cannot be read is the caller's local failure, never a vote.
+pub fn judgement_outcome(
+    judged: Result<Judged, Judgement>,
+) -> Result<(Verdict<(Block, StateChanges)>, Vec<TxId>), ViewError> {
+    match judged {
+        Ok(judged) => Ok((
+            Verdict::Valid((judged.block, judged.changes)),
+            judged.newly_checked_ids,
+        )),
+        Err(Judgement::Refused(refusal)) if refusal.node_is_behind() => {
+            Ok((Verdict::Behind, Vec::new()))
+        }
+        Err(Judgement::Refused(refusal)) => Ok((
+            Verdict::Invalid(format!("{}: {refusal}", refusal.code())),
+            Vec::new(),
+        )),
+        Err(Judgement::Storage(error)) => Err(error),
+    }
 }
 
 /// The ledger, the mempool and the node's records of commits. It holds
@@ -194,7 +243,7 @@ impl Application for LedgerApp {
         } else {
             store.certificate(chain.height)?
         };
-        let proposed = match chain::propose(
+        let (proposed, dropped) = proposal_outcome(chain::propose(
             store,
             Height(height.0),
             candidates,
@@ -202,24 +251,16 @@ impl Application for LedgerApp {
             self.validator_key,
             last_commit,
             limits,
-        ) {
-            Ok(proposed) => proposed,
-            Err(ProposeError::Storage(error)) => return Err(AppError::Propose(error)),
-            Err(error) if error.node_is_behind() => return Ok(Proposed::Behind),
-            Err(error) => return Ok(Proposed::Nothing(error.to_string())),
-        };
-        if !proposed.dropped.is_empty() {
+        ))
+        .map_err(AppError::Propose)?;
+        if !dropped.is_empty() {
             let mut mempool = self.mempool.lock();
-            for (tx, reason) in &proposed.dropped {
+            for (tx, reason) in &dropped {
                 tracing::debug!(%tx, %reason, "waiting transaction no longer applies; dropped");
                 mempool.remove(tx);
             }
         }
-        let value = consensus::Value {
-            bytes: proposed.bytes,
-            hash: consensus::BlockHash(proposed.hash.0),
-        };
-        Ok(Proposed::Value(value, (proposed.block, proposed.changes)))
+        Ok(proposed)
     }
 
     fn judge(
@@ -239,19 +280,11 @@ impl Application for LedgerApp {
             self.now(),
             |id| mempool.lock().contains(id),
         );
-        match judged {
-            Ok(judged) => {
-                mempool
-                    .lock()
-                    .note_checked_in_proposal(judged.newly_checked_ids);
-                Ok(Verdict::Valid((judged.block, judged.changes)))
-            }
-            Err(Judgement::Refused(refusal)) if refusal.node_is_behind() => Ok(Verdict::Behind),
-            Err(Judgement::Refused(refusal)) => {
-                Ok(Verdict::Invalid(format!("{}: {refusal}", refusal.code())))
-            }
-            Err(Judgement::Storage(error)) => Err(AppError::Judge(error)),
+        let (verdict, newly_checked_ids) = judgement_outcome(judged).map_err(AppError::Judge)?;
+        if matches!(verdict, Verdict::Valid(_)) {
+            mempool.lock().note_checked_in_proposal(newly_checked_ids);
         }
+        Ok(verdict)
     }
 
     fn commit(
@@ -348,5 +381,24 @@ impl Application for LedgerApp {
             Err(error) if error.is_local() => Err(AppError::Commit(error)),
             Err(error) => Ok(Stored::Refused(format!("block {height}: {error}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_while_proposing_is_a_local_failure_not_an_outcome() {
+        let failed = proposal_outcome(Err(ProposeError::Storage(ViewError(
+            "disk gone".to_string(),
+        ))));
+        assert_eq!(failed.err(), Some(ViewError("disk gone".to_string())));
+    }
+
+    #[test]
+    fn a_store_failure_while_judging_is_a_local_failure_not_a_vote() {
+        let failed = judgement_outcome(Err(Judgement::Storage(ViewError("disk gone".to_string()))));
+        assert_eq!(failed.err(), Some(ViewError("disk gone".to_string())));
     }
 }

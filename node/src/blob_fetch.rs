@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::blobs::{BlobError, Blobs};
-use crate::handles::StoreReader;
 use crate::network::RequestProtocol;
+use crate::store_reader::StoreReader;
 
 /// A range request for part of a document's blob.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,10 +9,11 @@ use std::time::Instant;
 use custody_ledger::store::StoreError;
 use custody_ledger::types::{Height, PublicKey};
 
-use crate::handles::{ChainView, MempoolHandle, PeerView, StoreReader};
+use crate::handles::{ChainView, MempoolHandle, PeerView};
 use crate::health::*;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::store_reader::StoreReader;
 
 /// Gathers the readiness facts from the running node.
 pub fn facts(

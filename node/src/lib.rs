@@ -40,4 +40,5 @@ pub mod net_glue;
 pub mod network;
 pub mod node;
 pub mod shutdown;
+pub mod store_reader;
 pub mod testnet;

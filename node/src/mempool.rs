@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::handles::StoreReader;
+use crate::store_reader::StoreReader;
 use custody_ledger::block::Block;
 use custody_ledger::state::{Overlay, Signatures, StateChanges, StateView, TxRefusal, ViewError};
 use custody_ledger::tx::{SignedTransaction, TxBody};

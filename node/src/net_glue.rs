@@ -29,13 +29,14 @@ use crate::admission::Admission;
 use crate::blobs::Blobs;
 use crate::config::{NetworkConfig as NetworkSettings, SyncConfig};
 use crate::driver::DriverInput;
-use crate::handles::{Outbound, Peers, StoreReader, SyncWanted};
+use crate::handles::{Outbound, Peers, SyncWanted};
 use crate::metrics::Metrics;
 use crate::network::{
     Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
     RequestProtocol,
 };
 use crate::shutdown::Shutdown;
+use crate::store_reader::StoreReader;
 use custody_consensus::core::ProposalKey;
 
 /// A block-sync request.

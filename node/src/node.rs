@@ -16,15 +16,14 @@ use crate::api_state::{ApiSettings, ApiState};
 use crate::app::LedgerApp;
 use crate::config::ConfigError;
 use crate::driver::{Driver, DriverError, DriverLinks, DRIVER_INBOX_MAX};
-use crate::handles::{
-    ChainView, LocalClock, MempoolHandle, Peers, StoreReader, SyncWanted, NETWORK_OUTBOX_MAX,
-};
+use crate::handles::{ChainView, LocalClock, MempoolHandle, Peers, SyncWanted, NETWORK_OUTBOX_MAX};
 use crate::health::Health;
 use crate::home::{self, Home, KeyFileError};
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
 use crate::net_glue::NetGlue;
 use crate::shutdown::Shutdown;
+use crate::store_reader::StoreReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
