@@ -77,6 +77,12 @@ pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitC
     )
 }
 
+/// A block as the ledger checked it, with the state changes it makes.
+pub type CheckedBlock = (Block, StateChanges);
+
+/// Waiting transactions that no longer apply, with the reason.
+pub type Dropped = Vec<(TxId, TxRefusal)>;
+
 /// The ledger's answer to "propose a block" in the node core's terms: the
 /// value with its checked block and changes, [`Proposed::Behind`] when the
 /// store is behind the height (sync catches up), or [`Proposed::Nothing`]
@@ -85,7 +91,7 @@ pub fn ledger_certificate(certificate: &consensus::CommitCertificate) -> CommitC
 /// local failure, never an outcome.
 pub fn proposal_outcome(
     proposed: Result<chain::Proposed, ProposeError>,
-) -> Result<(Proposed<(Block, StateChanges)>, Vec<(TxId, TxRefusal)>), ViewError> {
+) -> Result<(Proposed<CheckedBlock>, Dropped), ViewError> {
     match proposed {
         Ok(proposed) => {
             let value = consensus::Value {
@@ -111,7 +117,7 @@ pub fn proposal_outcome(
 /// cannot be read is the caller's local failure, never a vote.
 pub fn judgement_outcome(
     judged: Result<Judged, Judgement>,
-) -> Result<(Verdict<(Block, StateChanges)>, Vec<TxId>), ViewError> {
+) -> Result<(Verdict<CheckedBlock>, Vec<TxId>), ViewError> {
     match judged {
         Ok(judged) => Ok((
             Verdict::Valid((judged.block, judged.changes)),
