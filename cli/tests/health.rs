@@ -7,12 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{tail, wait_for, Testnet, BINARY};
+use common::{get, tail, wait_for, wait_readyz, OwnNode, Testnet};
 use custody_node::client::Client;
 use custody_node::config::NodeConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,75 +38,7 @@ const SLOWLORIS_BYTE_INTERVAL_MS: u64 = 300;
 /// Deadline for every attacking connection to be closed by the node.
 const ATTACK_CLOSED_WAIT_MS: u64 = 20_000;
 /// Bound on each honest request while under attack.
-const HONEST_REQUEST_TIMEOUT_MS: u64 = 2_000;
-
-/// A node process this file starts itself (to set its file limit, or to
-/// see its exit status); killed when dropped.
-struct OwnNode {
-    child: Option<Child>,
-    log_path: std::path::PathBuf,
-}
-
-impl OwnNode {
-    fn start(home: &Path, log_path: &Path, files_max: Option<u64>) -> OwnNode {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .expect("open node log");
-        let log_err = log.try_clone().expect("clone log handle");
-        let mut command = match files_max {
-            // `exec` keeps the node the shell's process: its pid, signals
-            // and exit status are the node's.
-            Some(files_max) => {
-                let mut command = Command::new("bash");
-                command
-                    .arg("-c")
-                    .arg(format!(
-                        "ulimit -n {files_max} && exec \"$0\" node start --home \"$1\""
-                    ))
-                    .arg(BINARY)
-                    .arg(home);
-                command
-            }
-            None => {
-                let mut command = Command::new(BINARY);
-                command.args(["node", "start", "--home"]).arg(home);
-                command
-            }
-        };
-        let child = command
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .expect("spawn custody node");
-        OwnNode {
-            child: Some(child),
-            log_path: log_path.to_path_buf(),
-        }
-    }
-
-    fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|child| child.try_wait().ok().flatten())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for OwnNode {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+const HONEST_REQUEST_TIMEOUT_MS: u64 = common::REQUEST_TIMEOUT_MS;
 
 fn client(testnet: &Testnet, index: usize) -> Client {
     Client::new(testnet.nodes[index].api_url.clone())
@@ -138,23 +69,6 @@ async fn wait_height_at_least(testnet: &Testnet, index: usize, target: u64) -> u
     .await
 }
 
-/// `(status code, body)` of a GET on a fresh connection.
-async fn get(url: &str) -> Result<(u16, String), String> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_millis(HONEST_REQUEST_TIMEOUT_MS))
-        .build()
-        .map_err(|error| error.to_string())?;
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|error| error.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.text().await.map_err(|error| error.to_string())?;
-    Ok((status, body))
-}
-
 fn edit_config(home: &Path, edit: impl FnOnce(&mut NodeConfig)) {
     let path = home.join("config.toml");
     let mut config = NodeConfig::load(&path).expect("config loads");
@@ -167,33 +81,24 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
     let _one = ONE_NETWORK_AT_A_TIME.lock().await;
     let mut testnet = Testnet::init(4);
     testnet.start_all();
-    let readyz = format!("{}/readyz", testnet.nodes[0].api_url);
-    wait_for(
+    wait_readyz(
         &testnet,
+        0,
+        200,
         "node 0 ready",
         Duration::from_millis(NETWORK_WAIT_MS),
-        || async {
-            match get(&readyz).await? {
-                (200, body) => Ok(body),
-                (status, body) => Err(format!("{status} {body}")),
-            }
-        },
     )
     .await;
 
     testnet.nodes[2].stop();
     testnet.nodes[3].stop();
     let stopped_at = std::time::Instant::now();
-    let body = wait_for(
+    let body = wait_readyz(
         &testnet,
+        0,
+        503,
         "node 0 not ready after two of four nodes stopped",
         Duration::from_millis(QUORUM_LOSS_NOTICED_MS_MAX),
-        || async {
-            match get(&readyz).await? {
-                (503, body) => Ok(body),
-                (status, body) => Err(format!("{status} {body}")),
-            }
-        },
     )
     .await;
     eprintln!(
@@ -213,16 +118,12 @@ async fn readyz_fails_within_ten_seconds_of_quorum_loss_and_recovers() {
     testnet.nodes[2].start();
     testnet.nodes[3].start();
     let restarted_at = std::time::Instant::now();
-    wait_for(
+    wait_readyz(
         &testnet,
+        0,
+        200,
         "node 0 ready again after the two nodes restarted",
         Duration::from_millis(NETWORK_WAIT_MS),
-        || async {
-            match get(&readyz).await? {
-                (200, body) => Ok(body),
-                (status, body) => Err(format!("{status} {body}")),
-            }
-        },
     )
     .await;
     eprintln!(
@@ -522,16 +423,12 @@ async fn an_idle_network_commits_no_block_for_a_minute_and_a_transaction_at_once
     }
     testnet.start_all();
     let readyz = format!("{}/readyz", testnet.nodes[0].api_url);
-    wait_for(
+    wait_readyz(
         &testnet,
+        0,
+        200,
         "node 0 ready on the idle network",
         Duration::from_millis(NETWORK_WAIT_MS),
-        || async {
-            match get(&readyz).await? {
-                (200, body) => Ok(body),
-                (status, body) => Err(format!("{status} {body}")),
-            }
-        },
     )
     .await;
     // The watch window is the measurement, not a synchronisation.

@@ -1,7 +1,7 @@
 //! The one way a transaction enters this node, whether a client submits it
 //! through the API or a peer gossips it, and the way it leaves by gossip.
 //!
-//! [`admit`] takes transactions as they arrive (canonical bytes, or a
+//! [`Admission::admit`] takes transactions as they arrive (canonical bytes, or a
 //! transaction decoded from JSON), and for each, once: hashes its bytes to
 //! its id, drops what this node already knows, decodes it, checks its
 //! signature (one ed25519 batch for all of them), runs the rules and admits
@@ -15,14 +15,19 @@
 //! they arrived as: nothing is encoded again.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use custody_ledger::encoding::DecodeError;
 use custody_ledger::store::StoreError;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{Timestamp, TxId};
 
+use tokio::sync::mpsc;
+
+use crate::handles::{LocalClock, MempoolHandle, Outbound};
 use crate::mempool::{AdmitError, Pending, PendingTx};
-use crate::shared::{local_time_ms, Outbound, Shared};
+use crate::metrics::Metrics;
+use crate::store_reader::StoreReader;
 
 /// Where transactions come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,14 +78,51 @@ struct Arrival {
     tx: Option<SignedTransaction>,
 }
 
-/// Admits `incoming` (in order) from `source`; one result per transaction,
-/// in the same order: its id when it is waiting in the mempool now (also
-/// when it already was: see [`Refusal::Mempool`] for a duplicate).
-///
-/// Blocking (store reads, signature checks): call it off the async
-/// runtime's threads.
-pub fn admit(
-    shared: &Shared,
+/// The way in: what admission reads (the committed state, the clock) and
+/// writes (the mempool, the refusal count).
+#[derive(Clone)]
+pub struct Admission {
+    store: StoreReader,
+    mempool: MempoolHandle,
+    metrics: Arc<Metrics>,
+    clock: LocalClock,
+}
+
+impl Admission {
+    pub fn new(
+        store: StoreReader,
+        mempool: MempoolHandle,
+        metrics: Arc<Metrics>,
+        clock: LocalClock,
+    ) -> Admission {
+        Admission {
+            store,
+            mempool,
+            metrics,
+            clock,
+        }
+    }
+
+    /// Admits `incoming` (in order) from `source`; one result per
+    /// transaction, in the same order: its id when it is waiting in the
+    /// mempool now (also when it already was: see [`Refusal::Mempool`] for
+    /// a duplicate).
+    ///
+    /// Blocking (store reads, signature checks): call it off the async
+    /// runtime's threads.
+    pub fn admit(&self, incoming: Vec<Incoming>, source: Source) -> Vec<Result<TxId, Refusal>> {
+        admit(self, incoming, source)
+    }
+
+    /// Takes a gossiped batch of transactions (the postcard encoding of a
+    /// list of canonical transaction encodings) into the mempool.
+    pub fn admit_gossiped(&self, batch: &[u8]) {
+        admit_gossiped(self, batch)
+    }
+}
+
+fn admit(
+    admission: &Admission,
     incoming: Vec<Incoming>,
     source: Source,
 ) -> Vec<Result<TxId, Refusal>> {
@@ -107,7 +149,7 @@ pub fn admit(
         .collect();
     // What this node already knows is dropped before it is decoded.
     {
-        let mempool = shared.mempool();
+        let mempool = admission.mempool.lock();
         for result in &mut results {
             let Ok(arrival) = result else { continue };
             let id = arrival.id;
@@ -134,7 +176,7 @@ pub fn admit(
     }
     match source {
         Source::Peer => {
-            let mempool = shared.mempool();
+            let mempool = admission.mempool.lock();
             let follows = mempool.nonces_follow(results.iter().filter_map(|result| match result {
                 Ok(Arrival { tx: Some(tx), .. }) => Some(tx),
                 _ => None,
@@ -155,7 +197,7 @@ pub fn admit(
                 else {
                     continue;
                 };
-                match committed(shared, tx, id) {
+                match committed(admission, tx, id) {
                     Ok(false) => {}
                     Ok(true) => *result = Err(Refusal::AlreadyCommitted(*id)),
                     Err(error) => *result = Err(Refusal::Store(*id, error)),
@@ -178,10 +220,10 @@ pub fn admit(
             index += 1;
         }
     }
-    let now = Timestamp(local_time_ms(shared.config.consensus.clock_offset_ms));
+    let now = Timestamp(admission.clock.now_ms());
     let gossip = source == Source::Client;
     let outcome: Vec<Result<TxId, Refusal>> = {
-        let mut mempool = shared.mempool();
+        let mut mempool = admission.mempool.lock();
         let outcome = results
             .into_iter()
             .map(|result| {
@@ -196,7 +238,9 @@ pub fn admit(
                     .map_err(|error| Refusal::Mempool(id, error))
             })
             .collect();
-        shared.update_mempool_metrics(mempool.len(), mempool.bytes());
+        admission
+            .metrics
+            .set_mempool_size(mempool.len(), mempool.bytes());
         outcome
     };
     if source == Source::Client {
@@ -209,7 +253,7 @@ pub fn admit(
                 )
             })
             .count();
-        shared
+        admission
             .metrics
             .refused_txs_total
             .fetch_add(refused as u64, Ordering::Relaxed);
@@ -220,16 +264,14 @@ pub fn admit(
 /// Whether `tx` (with id `id`) is already committed. A nonce above the
 /// signer's committed one cannot be, which spares the index lookup for
 /// every new transaction.
-fn committed(shared: &Shared, tx: &SignedTransaction, id: &TxId) -> Result<bool, StoreError> {
-    if tx.payload.nonce > shared.store.nonce(&tx.payload.signer)? {
+fn committed(admission: &Admission, tx: &SignedTransaction, id: &TxId) -> Result<bool, StoreError> {
+    if tx.payload.nonce > admission.store.nonce(&tx.payload.signer)? {
         return Ok(false);
     }
-    shared.store.has_transaction(id)
+    admission.store.has_transaction(id)
 }
 
-/// Takes a gossiped batch of transactions (the postcard encoding of a list
-/// of canonical transaction encodings) into the mempool.
-pub fn admit_gossiped(shared: &Shared, batch: &[u8]) {
+fn admit_gossiped(admission: &Admission, batch: &[u8]) {
     let encoded: Vec<Vec<u8>> = match postcard::from_bytes(batch) {
         Ok(encoded) => encoded,
         Err(error) => {
@@ -238,7 +280,7 @@ pub fn admit_gossiped(shared: &Shared, batch: &[u8]) {
         }
     };
     let incoming = encoded.into_iter().map(Incoming::Encoded).collect();
-    for result in admit(shared, incoming, Source::Peer) {
+    for result in admit(admission, incoming, Source::Peer) {
         match result {
             Ok(_)
             | Err(Refusal::Skipped(_))
@@ -258,22 +300,20 @@ pub fn gossip_batch(transactions: &[Pending]) -> Result<Vec<u8>, postcard::Error
     postcard::to_allocvec(&encodings)
 }
 
-/// Passes one batch of admitted transactions to the network; whether
-/// there was one (call again until there is none).
-pub fn gossip_out(shared: &Shared) -> bool {
-    let batch = shared
-        .mempool()
-        .take_gossip(shared.config.mempool.gossip_batch_txs_max);
+/// Passes one batch of at most `batch_txs_max` admitted transactions to
+/// the network; whether there was one (call again until there is none).
+pub fn gossip_out(
+    mempool: &MempoolHandle,
+    outbound: &mpsc::Sender<Outbound>,
+    batch_txs_max: usize,
+) -> bool {
+    let batch = mempool.lock().take_gossip(batch_txs_max);
     if batch.is_empty() {
         return false;
     }
     match gossip_batch(&batch) {
         Ok(bytes) => {
-            if shared
-                .outbound
-                .try_send(Outbound::Transactions(bytes))
-                .is_err()
-            {
+            if outbound.try_send(Outbound::Transactions(bytes)).is_err() {
                 tracing::debug!("transaction gossip dropped (network busy)");
             }
             true

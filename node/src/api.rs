@@ -5,6 +5,7 @@
 //! `api.body_bytes_max`; list queries are paged with `page_size_max`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -22,19 +23,24 @@ use custody_ledger::types::{BlockHash, DepartmentId, DocumentId, Height, PublicK
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::admission::{self, Incoming, Refusal, Source};
+use crate::admission::{Admission, Incoming, Refusal, Source};
 use crate::api_error::ApiError;
+use crate::api_state::{ApiSettings, ApiState};
 use crate::api_types::{
     BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, PeerDetail,
     StatusResponse, SubmitResponse, TransactionResponse,
 };
+use crate::handles::{ChainView, MempoolHandle, PeerView};
+use crate::health::Health;
 use crate::mempool::AdmitError;
-use crate::shared::{Shared, SharedRef};
+use crate::metrics::Metrics;
+use crate::store_reader::StoreReader;
 
-pub fn router(shared: SharedRef) -> Router {
-    let body_limit = shared.config.api.body_bytes_max;
-    let request_timeout = Duration::from_millis(shared.config.api.request_timeout_ms);
-    let transfer_timeout = Duration::from_millis(shared.config.api.transfer_timeout_ms);
+pub fn router(state: ApiState) -> Router {
+    let settings = &state.settings;
+    let body_limit = settings.api.body_bytes_max;
+    let request_timeout = Duration::from_millis(settings.api.request_timeout_ms);
+    let transfer_timeout = Duration::from_millis(settings.api.transfer_timeout_ms);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -65,10 +71,10 @@ pub fn router(shared: SharedRef) -> Router {
         )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
-            shared.clone(),
+            state.settings.clone(),
             refuse_declared_oversize,
         ))
-        .with_state(shared)
+        .with_state(state)
 }
 
 /// A declared body this many times over `api.body_bytes_max` is refused at
@@ -84,16 +90,16 @@ const DECLARED_BODY_REFUSED_AT_ONCE_FACTOR: u64 = 8;
 /// open (and, with `Expect: 100-continue`, is even invited to send it). A
 /// blob upload's limit is `blobs.blob_bytes_max` instead.
 async fn refuse_declared_oversize(
-    State(shared): State<SharedRef>,
+    State(settings): State<Arc<ApiSettings>>,
     request: Request,
     next: Next,
 ) -> Response {
     let is_blob_upload =
         request.method() == Method::PUT && request.uri().path().starts_with("/v1/blobs/");
     let limit_bytes = if is_blob_upload {
-        shared.config.blobs.blob_bytes_max
+        settings.blob_bytes_max
     } else {
-        shared.config.api.body_bytes_max as u64
+        settings.api.body_bytes_max as u64
     };
     let declared_bytes = request
         .headers()
@@ -136,12 +142,16 @@ async fn not_found() -> ApiError {
 
 /// Liveness: the consensus task runs (its loop turned recently) and the
 /// store answers. A supervisor restarts a node that fails this.
-async fn healthz(State(shared): State<SharedRef>) -> Response {
-    let driver_silent_ms = shared.health.pulse.driver_silent_ms();
-    if let Err(reason) = crate::health::liveness(driver_silent_ms, &shared.config.readiness) {
+async fn healthz(
+    State(health): State<Arc<Health>>,
+    State(chain): State<ChainView>,
+    State(settings): State<Arc<ApiSettings>>,
+) -> Response {
+    let driver_silent_ms = health.pulse.driver_silent_ms();
+    if let Err(reason) = crate::health::liveness(driver_silent_ms, &settings.readiness) {
         return ApiError::unavailable("consensus_stuck", reason).into_response();
     }
-    match shared.store.latest_height() {
+    match chain.store().latest_height() {
         Ok(height) => Json(serde_json::json!({"status": "ok", "height": height.0})).into_response(),
         Err(error) => ApiError::unavailable("store_unavailable", error.to_string()).into_response(),
     }
@@ -150,9 +160,17 @@ async fn healthz(State(shared): State<SharedRef>) -> Response {
 /// Readiness: this node hears a quorum and the chain is not stalled while
 /// there is work (`health::readiness`). A load balancer sends clients
 /// elsewhere while it fails.
-async fn readyz(State(shared): State<SharedRef>) -> Response {
-    let verdict = match crate::health_watch::facts(&shared) {
-        Ok(facts) => crate::health::readiness(&facts, &shared.config.readiness),
+async fn readyz(
+    State(chain): State<ChainView>,
+    State(peers): State<PeerView>,
+    State(metrics): State<Arc<Metrics>>,
+    State(health): State<Arc<Health>>,
+    State(mempool): State<MempoolHandle>,
+    State(settings): State<Arc<ApiSettings>>,
+) -> Response {
+    let facts = crate::health_watch::facts(chain.store(), &peers, &metrics, &health, &mempool);
+    let verdict = match facts {
+        Ok(facts) => crate::health::readiness(&facts, &settings.readiness),
         Err(error) => crate::health::Readiness {
             ready: false,
             reasons: vec![format!("the node's store could not be read: {error}")],
@@ -166,10 +184,12 @@ async fn readyz(State(shared): State<SharedRef>) -> Response {
     (status, Json(verdict)).into_response()
 }
 
-async fn metrics(State(shared): State<SharedRef>) -> Response {
-    let mut text = shared.metrics.render();
-    let last_heard: Vec<(String, Option<u64>)> = shared
-        .health
+async fn metrics(
+    State(metrics): State<Arc<Metrics>>,
+    State(health): State<Arc<Health>>,
+) -> Response {
+    let mut text = metrics.render();
+    let last_heard: Vec<(String, Option<u64>)> = health
         .validators()
         .into_iter()
         .map(|validator| (validator.validator, validator.last_heard_ms_ago))
@@ -187,39 +207,45 @@ struct StatusWithValidators {
     validators: Vec<crate::health::ValidatorActivity>,
 }
 
-async fn status(State(shared): State<SharedRef>) -> Result<Json<StatusWithValidators>, ApiError> {
-    let chain = shared.store.chain_info().map_err(store_error)?;
+async fn status(
+    State(chain): State<ChainView>,
+    State(mempool): State<MempoolHandle>,
+    State(peers): State<PeerView>,
+    State(metrics): State<Arc<Metrics>>,
+    State(health): State<Arc<Health>>,
+    State(settings): State<Arc<ApiSettings>>,
+) -> Result<Json<StatusWithValidators>, ApiError> {
+    let head = chain.store().chain_info().map_err(store_error)?;
     let (transactions, bytes) = {
-        let mempool = shared.mempool();
+        let mempool = mempool.lock();
         (mempool.len() as u64, mempool.bytes() as u64)
     };
     let status = StatusResponse {
-        chain_id: shared.chain_id.clone(),
-        genesis_hash: shared.genesis_hash.clone(),
-        department: shared.config.department.clone(),
-        peer_id: shared.peer_id.clone(),
-        height: chain.height.0,
-        last_block_hash: chain.last_block_hash.to_hex(),
-        last_block_time_ms: chain.last_time.0,
-        round: shared.metrics.round.load(Ordering::Relaxed),
-        peers: shared.peers(),
+        chain_id: chain.chain_id().to_string(),
+        genesis_hash: chain.genesis_hash().to_string(),
+        department: settings.department.clone(),
+        peer_id: peers.own_peer_id().to_string(),
+        height: head.height.0,
+        last_block_hash: head.last_block_hash.to_hex(),
+        last_block_time_ms: head.last_time.0,
+        round: metrics.round.load(Ordering::Relaxed),
+        peers: peers.connected(),
         mempool: MempoolStatus {
             transactions,
             bytes,
         },
-        syncing: shared.is_syncing(),
-        peer_details: peer_details(&shared),
+        syncing: peers.is_syncing(),
+        peer_details: peer_details(&peers, &metrics),
     };
     Ok(Json(StatusWithValidators {
         status,
-        validators: shared.health.validators(),
+        validators: health.validators(),
     }))
 }
 
-fn peer_details(shared: &SharedRef) -> Vec<PeerDetail> {
-    let connected = shared.peers();
-    shared
-        .metrics
+fn peer_details(peers: &PeerView, metrics: &Metrics) -> Vec<PeerDetail> {
+    let connected = peers.connected();
+    metrics
         .peer_consensus_ages(std::time::Instant::now())
         .into_iter()
         .map(|peer| PeerDetail {
@@ -245,12 +271,11 @@ fn is_json_body(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.starts_with("application/json"))
 }
 
-pub(crate) fn inclusion_of(shared: &SharedRef, id: &TxId) -> Result<Option<Inclusion>, ApiError> {
-    let Some(stored) = shared.store.transaction(id).map_err(store_error)? else {
+pub(crate) fn inclusion_of(store: &StoreReader, id: &TxId) -> Result<Option<Inclusion>, ApiError> {
+    let Some(stored) = store.transaction(id).map_err(store_error)? else {
         return Ok(None);
     };
-    let block = shared
-        .store
+    let block = store
         .block(stored.location.height)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::internal("committed transaction's block is missing"))?;
@@ -266,7 +291,9 @@ pub(crate) fn inclusion_of(shared: &SharedRef, id: &TxId) -> Result<Option<Inclu
 }
 
 async fn submit(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
+    State(admission): State<Admission>,
+    State(settings): State<Arc<ApiSettings>>,
     Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -279,7 +306,7 @@ async fn submit(
                 "body_too_large",
                 format!(
                     "the request body is larger than {} bytes",
-                    shared.config.api.body_bytes_max
+                    settings.api.body_bytes_max
                 ),
             )
         } else {
@@ -296,19 +323,17 @@ async fn submit(
     } else {
         Incoming::Encoded(body.to_vec())
     };
-    let mut committed = shared.committed.subscribe();
+    let mut committed = chain.committed();
     let admitted = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || {
-            admission::admit(&shared, vec![incoming], Source::Client).pop()
-        })
-        .await
-        .map_err(|error| ApiError::internal(error.to_string()))?
+        let admission = admission.clone();
+        tokio::task::spawn_blocking(move || admission.admit(vec![incoming], Source::Client).pop())
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?
     };
     let id = match admitted {
         Some(Ok(id)) | Some(Err(Refusal::Mempool(id, AdmitError::Duplicate(_)))) => id,
         Some(Err(Refusal::AlreadyCommitted(id))) => {
-            let height = inclusion_of(&shared, &id)?
+            let height = inclusion_of(chain.store(), &id)?
                 .map(|inclusion| format!(" at height {}", inclusion.height))
                 .unwrap_or_default();
             return Err(ApiError::new(
@@ -333,11 +358,11 @@ async fn submit(
     }
     let wait_ms = query
         .timeout_ms
-        .unwrap_or(shared.config.api.wait_ms_max)
-        .min(shared.config.api.wait_ms_max);
+        .unwrap_or(settings.api.wait_ms_max)
+        .min(settings.api.wait_ms_max);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     loop {
-        if let Some(inclusion) = inclusion_of(&shared, &id)? {
+        if let Some(inclusion) = inclusion_of(chain.store(), &id)? {
             return Ok(Json(SubmitResponse {
                 tx_id: id,
                 status: "committed".to_string(),
@@ -415,7 +440,7 @@ fn refusal_error(refusal: Refusal) -> ApiError {
 /// admitted in order and gets its own result (a refusal does not stop the
 /// ones after it, but a signer's later nonces will then be refused too).
 async fn submit_batch(
-    State(shared): State<SharedRef>,
+    State(admission): State<Admission>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchResponse>, ApiError> {
@@ -465,8 +490,8 @@ async fn submit_batch(
         ));
     }
     let results = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || admit_batch(&shared, decoded))
+        let admission = admission.clone();
+        tokio::task::spawn_blocking(move || admit_batch(&admission, decoded))
             .await
             .map_err(|error| ApiError::internal(error.to_string()))?
     };
@@ -475,7 +500,7 @@ async fn submit_batch(
 
 /// Admits the readable transactions of a batch together and answers for
 /// each of them, in order.
-fn admit_batch(shared: &Shared, decoded: Vec<Result<Incoming, ApiError>>) -> Vec<BatchItem> {
+fn admit_batch(admission: &Admission, decoded: Vec<Result<Incoming, ApiError>>) -> Vec<BatchItem> {
     let mut unreadable = Vec::new();
     let mut incoming = Vec::new();
     for item in decoded {
@@ -487,7 +512,7 @@ fn admit_batch(shared: &Shared, decoded: Vec<Result<Incoming, ApiError>>) -> Vec
             Err(error) => unreadable.push(Some(error)),
         }
     }
-    let mut admitted = admission::admit(shared, incoming, Source::Client).into_iter();
+    let mut admitted = admission.admit(incoming, Source::Client).into_iter();
     unreadable
         .into_iter()
         .map(|unreadable| match (unreadable, admitted.next()) {
@@ -530,12 +555,13 @@ fn parse_hash(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
 }
 
 async fn transaction(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
+    State(mempool): State<MempoolHandle>,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionResponse>, ApiError> {
     let id = TxId(parse_hash(&id, "transaction id")?);
-    if let Some(stored) = shared.store.transaction(&id).map_err(store_error)? {
-        let inclusion = inclusion_of(&shared, &id)?;
+    if let Some(stored) = chain.store().transaction(&id).map_err(store_error)? {
+        let inclusion = inclusion_of(chain.store(), &id)?;
         return Ok(Json(TransactionResponse {
             tx_id: id,
             status: "committed".to_string(),
@@ -543,7 +569,7 @@ async fn transaction(
             inclusion,
         }));
     }
-    let pending = shared.mempool().get(&id).map(|entry| entry.tx.clone());
+    let pending = mempool.lock().get(&id).map(|entry| entry.tx.clone());
     match pending {
         Some(transaction) => Ok(Json(TransactionResponse {
             tx_id: id,
@@ -557,13 +583,12 @@ async fn transaction(
     }
 }
 
-fn block_response(shared: &SharedRef, height: Height) -> Result<Json<BlockResponse>, ApiError> {
-    let block = shared
-        .store
+fn block_response(store: &StoreReader, height: Height) -> Result<Json<BlockResponse>, ApiError> {
+    let block = store
         .block(height)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no block at height {}", height.0)))?;
-    let certificate = shared.store.certificate(height).map_err(store_error)?;
+    let certificate = store.certificate(height).map_err(store_error)?;
     Ok(Json(BlockResponse {
         height,
         hash: block.hash(),
@@ -576,7 +601,7 @@ fn block_response(shared: &SharedRef, height: Height) -> Result<Json<BlockRespon
 /// canonical bytes exactly as stored (what `docs/format.md` describes and
 /// verification hashes), for tools that decode blocks themselves.
 async fn block_by_height(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
     headers: HeaderMap,
     Path(height): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -591,27 +616,27 @@ async fn block_by_height(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("application/octet-stream"));
     if wants_bytes {
-        let bytes = shared
-            .store
+        let bytes = chain
+            .store()
             .raw_block(Height(height))
             .map_err(store_error)?
             .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
         return Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response());
     }
-    block_response(&shared, Height(height)).map(IntoResponse::into_response)
+    block_response(chain.store(), Height(height)).map(IntoResponse::into_response)
 }
 
 async fn block_by_hash(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
     Path(hash): Path<String>,
 ) -> Result<Json<BlockResponse>, ApiError> {
     let hash = BlockHash(parse_hash(&hash, "block hash")?);
-    let height = shared
-        .store
+    let height = chain
+        .store()
         .height_of(&hash)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no block with hash {hash}")))?;
-    block_response(&shared, height)
+    block_response(chain.store(), height)
 }
 
 #[derive(Deserialize)]
@@ -623,7 +648,8 @@ struct PageQuery {
 /// `/v1/documents/{id}` and `/v1/documents/{id}/history` (document ids may
 /// contain `/`, so the route takes the rest of the path).
 async fn document_or_history(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
+    State(settings): State<Arc<ApiSettings>>,
     Path(rest): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
@@ -632,21 +658,21 @@ async fn document_or_history(
             .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
         let limit = page
             .limit
-            .unwrap_or(shared.config.api.page_size_max)
-            .clamp(1, shared.config.api.page_size_max) as usize;
+            .unwrap_or(settings.api.page_size_max)
+            .clamp(1, settings.api.page_size_max) as usize;
         let from = match page.cursor.as_deref() {
             None | Some("") => 0,
             Some(cursor) => cursor.parse::<u64>().map_err(|_| {
                 ApiError::bad_request("bad_cursor", format!("`{cursor}` is not a history cursor"))
             })?,
         };
-        if shared.store.document(&id).map_err(store_error)?.is_none() {
+        if chain.store().document(&id).map_err(store_error)?.is_none() {
             return Err(ApiError::not_found(format!(
                 "document `{id}` is not registered"
             )));
         }
-        let history = shared
-            .store
+        let history = chain
+            .store()
             .document_history(&id, from, limit)
             .map_err(store_error)?;
         return Ok(Json(Page {
@@ -657,8 +683,8 @@ async fn document_or_history(
     }
     let id = DocumentId::new(rest)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
-    let document = shared
-        .store
+    let document = chain
+        .store()
         .document(&id)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("document `{id}` is not registered")))?;
@@ -666,36 +692,36 @@ async fn document_or_history(
 }
 
 async fn member(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = PublicKey(parse_hash(&key, "member key")?);
-    let member = shared
-        .store
+    let member = chain
+        .store()
         .member(&key)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("member {key} is not enrolled")))?;
-    let nonce = shared.store.nonce(&key).map_err(store_error)?;
+    let nonce = chain.store().nonce(&key).map_err(store_error)?;
     let mut value = serde_json::to_value(&member).map_err(|e| ApiError::internal(e.to_string()))?;
     value["nonce"] = serde_json::json!(nonce.0);
     Ok(Json(value).into_response())
 }
 
 async fn department(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = DepartmentId::new(id)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
-    let department = shared
-        .store
+    let department = chain
+        .store()
         .department(&id)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("department `{id}` does not exist")))?;
     Ok(Json(department).into_response())
 }
 
-async fn departments(State(shared): State<SharedRef>) -> Result<Response, ApiError> {
-    let departments = shared.store.departments().map_err(store_error)?;
+async fn departments(State(chain): State<ChainView>) -> Result<Response, ApiError> {
+    let departments = chain.store().departments().map_err(store_error)?;
     Ok(Json(departments).into_response())
 }

@@ -26,11 +26,14 @@ use custody_ledger::types::{
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::api_error::ApiError;
+use crate::api_state::{ApiSettings, ApiState};
 use crate::api_types::Page;
 use crate::blob_fetch::{department_entitled, ensure_blob, FetchError};
-use crate::blobs::{BlobError, IO_BUFFER_BYTES};
-use crate::shared::{local_time_ms, SharedRef};
+use crate::blobs::{BlobError, Blobs, IO_BUFFER_BYTES};
+use crate::handles::{ChainView, LocalClock};
 
 /// Domain tag of a signed read request.
 pub const READ_REQUEST_TAG: &str = custody_format::tags::READ_REQUEST;
@@ -100,7 +103,7 @@ pub struct BlobStatus {
     pub fetched_from: Option<String>,
 }
 
-pub fn routes() -> Router<SharedRef> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route(
             "/v1/blobs/{sha256}",
@@ -153,13 +156,13 @@ struct UploadQuery {
 /// Streams the body to a temporary file through a bounded queue, hashing as
 /// it goes; memory is a few body chunks whatever the blob's size.
 async fn upload(
-    State(shared): State<SharedRef>,
+    State(blobs): State<Arc<Blobs>>,
     Path(sha256): Path<String>,
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
-    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
+    if let Some(size_bytes) = blobs.store.size_of(&sha256) {
         return Ok(Json(BlobStatus {
             sha256: Hash32(sha256),
             size_bytes,
@@ -167,17 +170,16 @@ async fn upload(
         })
         .into_response());
     }
-    shared
-        .blobs
+    blobs
         .store
         .check_room(query.size_bytes)
         .map_err(blob_error)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_CHUNKS_QUEUED_MAX);
     let writer = {
-        let shared = shared.clone();
+        let blobs = blobs.clone();
         let size_bytes = query.size_bytes;
         tokio::task::spawn_blocking(move || {
-            let mut writer = shared.blobs.store.begin(sha256, size_bytes)?;
+            let mut writer = blobs.store.begin(sha256, size_bytes)?;
             while let Some(chunk) = receiver.blocking_recv() {
                 writer.write(&chunk)?;
             }
@@ -225,11 +227,11 @@ async fn upload(
 }
 
 async fn blob_status(
-    State(shared): State<SharedRef>,
+    State(blobs): State<Arc<Blobs>>,
     Path(sha256): Path<String>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
-    let size_bytes = shared.blobs.store.size_of(&sha256).ok_or_else(|| {
+    let size_bytes = blobs.store.size_of(&sha256).ok_or_else(|| {
         ApiError::not_found(format!("blob {} is not on this node", hex::encode(sha256)))
     })?;
     Ok(Json(BlobStatus {
@@ -264,19 +266,22 @@ fn fetch_error(error: FetchError) -> ApiError {
 }
 
 async fn fetch(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
+    State(blobs): State<Arc<Blobs>>,
     Query(query): Query<FetchQuery>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let document = DocumentId::new(query.document)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
-    let sha256 = shared
-        .store
+    let sha256 = chain
+        .store()
         .document(&document)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("document `{document}` is not registered")))?
         .ciphertext
         .sha256;
-    let fetched = ensure_blob(&shared, &document).await.map_err(fetch_error)?;
+    let fetched = ensure_blob(chain.store(), &blobs, &document)
+        .await
+        .map_err(fetch_error)?;
     Ok(Json(BlobStatus {
         sha256,
         size_bytes: fetched.size_bytes,
@@ -300,7 +305,12 @@ fn refused(message: String) -> ApiError {
 /// member is a clerk and their department is the recipient of a live offer.
 /// The replay check comes last, so that a refused request can be fixed and
 /// sent again.
-pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Document, ApiError> {
+pub fn authorize(
+    chain: &ChainView,
+    blobs: &Blobs,
+    clock: LocalClock,
+    signed: &SignedReadRequest,
+) -> Result<Document, ApiError> {
     let request = &signed.request;
     if request.format_version != READ_REQUEST_VERSION {
         return Err(ApiError::bad_request(
@@ -311,14 +321,15 @@ pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Docum
             ),
         ));
     }
-    if request.chain_id != shared.chain_id {
+    if request.chain_id != chain.chain_id() {
         return Err(refused(format!(
             "the request is for chain `{}`, this node runs `{}`",
-            request.chain_id, shared.chain_id
+            request.chain_id,
+            chain.chain_id()
         )));
     }
-    let now_ms = local_time_ms(shared.config.consensus.clock_offset_ms);
-    let skew_ms = shared.blobs.store.config().read_request_skew_ms;
+    let now_ms = clock.now_ms();
+    let skew_ms = blobs.store.config().read_request_skew_ms;
     if request.time_ms.abs_diff(now_ms) > skew_ms {
         return Err(refused(format!(
             "the request is stamped {} ms, {} ms away from this node's clock (at most {skew_ms} ms allowed); check the clock and sign a fresh request",
@@ -331,16 +342,16 @@ pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Docum
             "the signature does not match the member's key and the request".to_string(),
         ));
     }
-    let member = shared
-        .store
+    let member = chain
+        .store()
         .member(&request.member)
         .map_err(store_error)?
         .ok_or_else(|| refused(format!("member {} is not enrolled", request.member)))?;
     if !matches!(member.status, custody_ledger::records::MemberStatus::Active) {
         return Err(refused(format!("member {} is revoked", request.member)));
     }
-    let document = shared
-        .store
+    let document = chain
+        .store()
         .document(&request.document)
         .map_err(store_error)?
         .ok_or_else(|| {
@@ -363,13 +374,11 @@ pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Docum
     if matches!(document.status, DocumentStatus::Disposed) {
         return Err(refused(format!("document `{}` was disposed", document.id)));
     }
-    let chain = shared.store.chain_info().map_err(store_error)?;
-    let block_time_ms = chain.last_time.0;
+    let block_time_ms = chain.store().chain_info().map_err(store_error)?.last_time.0;
     let department = &member.department;
     match &request.access_tx {
         Some(access_tx) => {
-            let stored = shared
-                .store
+            let stored = chain.store()
                 .transaction(access_tx)
                 .map_err(store_error)?
                 .ok_or_else(|| {
@@ -397,13 +406,13 @@ pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Docum
                     "record-access {access_tx} was not signed by this member for this document and ciphertext"
                 )));
             }
-            let accessed_at = shared
-                .store
+            let accessed_at = chain
+                .store()
                 .block(stored.location.height)
                 .map_err(store_error)?
                 .map(|block| block.header.time.0)
                 .unwrap_or(0);
-            let window_ms = shared.blobs.store.config().access_window_ms;
+            let window_ms = blobs.store.config().access_window_ms;
             if block_time_ms.saturating_sub(accessed_at) > window_ms {
                 return Err(refused(format!(
                     "record-access {access_tx} is older than {window_ms} ms (block time); record a new access"
@@ -434,10 +443,7 @@ pub fn authorize(shared: &SharedRef, signed: &SignedReadRequest) -> Result<Docum
     debug_assert!(department_entitled(&document, department, block_time_ms));
     let mut id = [0u8; 32];
     id.copy_from_slice(&custody_ledger::encoding::sha256(&signed.signature.0).0);
-    if !shared
-        .blobs
-        .remember_read(id, now_ms, request.time_ms.saturating_add(skew_ms))
-    {
+    if !blobs.remember_read(id, now_ms, request.time_ms.saturating_add(skew_ms)) {
         return Err(refused(
             "this read request was already used (replay); sign a fresh one".to_string(),
         ));
@@ -454,7 +460,12 @@ fn classification_name(classification: Classification) -> &'static str {
     }
 }
 
-async fn read(State(shared): State<SharedRef>, body: Bytes) -> Result<Response, ApiError> {
+async fn read(
+    State(chain): State<ChainView>,
+    State(blobs): State<Arc<Blobs>>,
+    State(clock): State<LocalClock>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     if body.len() > READ_REQUEST_BYTES_MAX {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -469,13 +480,13 @@ async fn read(State(shared): State<SharedRef>, body: Bytes) -> Result<Response, 
         )
     })?;
     let document = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || authorize(&shared, &signed))
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || authorize(&chain, &blobs, clock, &signed))
             .await
             .map_err(|error| ApiError::internal(error.to_string()))??
     };
     let sha256 = document.ciphertext.sha256.0;
-    if shared.blobs.store.size_of(&sha256).is_none() {
+    if blobs.store.size_of(&sha256).is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "blob_not_here",
@@ -488,8 +499,8 @@ async fn read(State(shared): State<SharedRef>, body: Bytes) -> Result<Response, 
     // Re-hash before serving: a blob altered on disk is refused with the
     // document's name rather than handed out as if it were the record.
     let verified = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || shared.blobs.store.verify(&sha256))
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.store.verify(&sha256))
             .await
             .map_err(|error| ApiError::internal(error.to_string()))?
             .map_err(blob_error)?
@@ -508,7 +519,7 @@ async fn read(State(shared): State<SharedRef>, body: Bytes) -> Result<Response, 
             ),
         ));
     }
-    let path = shared.blobs.store.path(&sha256);
+    let path = blobs.store.path(&sha256);
     let file = std::fs::File::open(&path).map_err(|error| ApiError::internal(error.to_string()))?;
     let size_bytes = document.ciphertext.size_bytes;
     let (sender, receiver) =
@@ -557,7 +568,8 @@ struct ListQuery {
 }
 
 async fn list(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
+    State(settings): State<Arc<ApiSettings>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page<Document>>, ApiError> {
     let custodian = match query.custodian.as_deref() {
@@ -600,14 +612,14 @@ async fn list(
     };
     let limit = query
         .limit
-        .unwrap_or(shared.config.api.page_size_max)
-        .clamp(1, shared.config.api.page_size_max) as usize;
+        .unwrap_or(settings.api.page_size_max)
+        .clamp(1, settings.api.page_size_max) as usize;
     let mut items = Vec::new();
     let mut scanned = 0usize;
     let mut next_cursor = None;
     loop {
-        let page = shared
-            .store
+        let page = chain
+            .store()
             .documents(after.as_ref(), limit)
             .map_err(store_error)?;
         let fetched = page.items.len();

@@ -20,7 +20,8 @@ pub use crate::api_types::ProposalResponse;
 use serde::Deserialize;
 
 use crate::api_error::ApiError;
-use crate::shared::SharedRef;
+use crate::api_state::ApiState;
+use crate::handles::ChainView;
 
 /// Times the routes re-read when a commit lands between their reads.
 const CONSISTENT_READ_TRIES_MAX: usize = 4;
@@ -30,15 +31,15 @@ struct ListQuery {
     status: Option<String>,
 }
 
-pub fn routes() -> Router<SharedRef> {
+pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/proposals", get(list))
         .route("/v1/proposals/{id}", get(show))
         .route("/v1/parameters", get(parameters))
 }
 
-async fn parameters(State(shared): State<SharedRef>) -> Result<Json<Parameters>, ApiError> {
-    Ok(Json(shared.store.parameters().map_err(store_error)?))
+async fn parameters(State(chain): State<ChainView>) -> Result<Json<Parameters>, ApiError> {
+    Ok(Json(chain.store().parameters().map_err(store_error)?))
 }
 
 fn store_error(error: StoreError) -> ApiError {
@@ -48,14 +49,14 @@ fn store_error(error: StoreError) -> ApiError {
 
 /// Reads `what` and the departments at one committed height.
 fn at_one_height<T>(
-    shared: &SharedRef,
+    chain: &ChainView,
     what: impl Fn() -> Result<T, StoreError>,
 ) -> Result<(T, Vec<Department>, Height), ApiError> {
     for _ in 0..CONSISTENT_READ_TRIES_MAX {
-        let before = shared.store.latest_height().map_err(store_error)?;
+        let before = chain.store().latest_height().map_err(store_error)?;
         let value = what().map_err(store_error)?;
-        let departments = shared.store.departments().map_err(store_error)?;
-        if shared.store.latest_height().map_err(store_error)? == before {
+        let departments = chain.store().departments().map_err(store_error)?;
+        if chain.store().latest_height().map_err(store_error)? == before {
             return Ok((value, departments, before));
         }
     }
@@ -66,7 +67,7 @@ fn at_one_height<T>(
 }
 
 async fn list(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ProposalResponse>>, ApiError> {
     let wanted = query.status.as_deref().unwrap_or("all");
@@ -76,7 +77,7 @@ async fn list(
             format!("status `{wanted}` is not one of pending, executed, all"),
         ));
     }
-    let (proposals, departments, height) = at_one_height(&shared, || shared.store.proposals())?;
+    let (proposals, departments, height) = at_one_height(&chain, || chain.store().proposals())?;
     let mut answers: Vec<ProposalResponse> = proposals
         .into_iter()
         .map(|p| ProposalResponse::of(p, &departments, height))
@@ -92,7 +93,7 @@ async fn list(
 }
 
 async fn show(
-    State(shared): State<SharedRef>,
+    State(chain): State<ChainView>,
     Path(id): Path<String>,
 ) -> Result<Json<ProposalResponse>, ApiError> {
     let id = custody_ledger::types::parse_hex::<32>(&id).map_err(|error| {
@@ -102,7 +103,7 @@ async fn show(
         )
     })?;
     let id = ProposalId(id);
-    let (proposal, departments, height) = at_one_height(&shared, || shared.store.proposal(&id))?;
+    let (proposal, departments, height) = at_one_height(&chain, || chain.store().proposal(&id))?;
     let proposal = proposal.ok_or_else(|| {
         ApiError::not_found(format!(
             "proposal {} does not exist (a proposal's id is the id of the transaction that proposed it)",

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::ApiConfig;
-use crate::shared::SharedRef;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// After a failed `accept` that is not about one connection (out of file
@@ -30,10 +30,15 @@ const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
 /// are serving; then they are dropped.
 pub const API_SHUTDOWN_WAIT_MS_MAX: u64 = 5_000;
 
-/// Serves `router` on `listener` until `stop` fires (it has no other way
-/// to end: a failed `accept` is waited out).
-pub async fn serve(listener: TcpListener, router: Router, shared: SharedRef, mut stop: Shutdown) {
-    let limits: ApiConfig = shared.config.api.clone();
+/// Serves `router` on `listener` with the connection `limits` until `stop`
+/// fires (it has no other way to end: a failed `accept` is waited out).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ApiConfig,
+    metrics: Arc<Metrics>,
+    mut stop: Shutdown,
+) {
     let permits = Arc::new(Semaphore::new(limits.connections_max));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -58,8 +63,7 @@ pub async fn serve(listener: TcpListener, router: Router, shared: SharedRef, mut
         // Closing at once a connection over the cap costs one file handle
         // for an instant, and the client learns right away to come back.
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            shared
-                .metrics
+            metrics
                 .api_connections_refused_total
                 .fetch_add(1, Ordering::Relaxed);
             drop(stream);
@@ -68,20 +72,14 @@ pub async fn serve(listener: TcpListener, router: Router, shared: SharedRef, mut
         let _ = stream.set_nodelay(true);
         let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
-        let shared = shared.clone();
-        shared
-            .metrics
-            .api_connections_open
-            .fetch_add(1, Ordering::Relaxed);
+        let metrics = metrics.clone();
+        metrics.api_connections_open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 // Timeouts and clients that go away are routine.
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
-            shared
-                .metrics
-                .api_connections_open
-                .fetch_sub(1, Ordering::Relaxed);
+            metrics.api_connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

@@ -10,19 +10,22 @@
 //! wrong, which are verdicts.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use custody_consensus as consensus;
 use custody_consensus::core::{Application, Head, Proposed, Stored, Verdict};
 use custody_ledger::block::Block;
 use custody_ledger::certificate::CommitCertificate;
 use custody_ledger::chain::{
-    self, BlockLimits, Candidate, CommitError, Committed, Judgement, Origin, ProposeError,
+    self, BlockLimits, Candidate, CommitError, Committed, Judged, Judgement, Origin, ProposeError,
 };
-use custody_ledger::state::{StateChanges, ViewError};
-use custody_ledger::store::StoreError;
-use custody_ledger::types::{PublicKey, Timestamp};
+use custody_ledger::state::{ChainInfo, StateChanges, TxRefusal, ViewError};
+use custody_ledger::store::{Store, StoreError};
+use custody_ledger::types::{BlockHash, Height, PublicKey, Timestamp, TxId};
+use tokio::sync::watch;
 
-use crate::shared::{local_time_ms, SharedRef};
+use crate::handles::{LocalClock, MempoolHandle};
+use crate::metrics::Metrics;
 
 /// A local failure of the application: the node stops.
 #[derive(Debug, thiserror::Error)]
@@ -51,24 +54,104 @@ pub fn consensus_validators(
         .map_err(|error| AppError::ValidatorSet(error.to_string()))
 }
 
-/// The ledger, the mempool and the node's records of commits.
+/// A block as the ledger checked it, with the state changes it makes.
+pub type CheckedBlock = (Block, StateChanges);
+
+/// Waiting transactions that no longer apply, with the reason.
+pub type Dropped = Vec<(TxId, TxRefusal)>;
+
+/// The ledger's answer to "propose a block" in the node core's terms: the
+/// value with its checked block and changes, [`Proposed::Behind`] when the
+/// store is behind the height (sync catches up), or [`Proposed::Nothing`]
+/// with the reason; with it, the waiting transactions that no longer apply
+/// (for the mempool to drop). A store that cannot be read is the caller's
+/// local failure, never an outcome.
+pub fn proposal_outcome(
+    proposed: Result<chain::Proposed, ProposeError>,
+) -> Result<(Proposed<CheckedBlock>, Dropped), ViewError> {
+    match proposed {
+        Ok(proposed) => {
+            let value = consensus::Value {
+                bytes: proposed.bytes,
+                hash: proposed.hash,
+            };
+            Ok((
+                Proposed::Value(value, (proposed.block, proposed.changes)),
+                proposed.dropped,
+            ))
+        }
+        Err(ProposeError::Storage(error)) => Err(error),
+        Err(error) if error.node_is_behind() => Ok((Proposed::Behind, Vec::new())),
+        Err(error) => Ok((Proposed::Nothing(error.to_string()), Vec::new())),
+    }
+}
+
+/// The ledger's judgement of a proposed block in the node core's terms:
+/// [`Verdict::Valid`] with the checked block and changes, [`Verdict::Behind`]
+/// when this node's store is behind the proposal's height, or
+/// [`Verdict::Invalid`] with the refusal's code and reason; with it, the ids
+/// of the transactions whose signatures the judgement checked. A store that
+/// cannot be read is the caller's local failure, never a vote.
+pub fn judgement_outcome(
+    judged: Result<Judged, Judgement>,
+) -> Result<(Verdict<CheckedBlock>, Vec<TxId>), ViewError> {
+    match judged {
+        Ok(judged) => Ok((
+            Verdict::Valid((judged.block, judged.changes)),
+            judged.newly_checked_ids,
+        )),
+        Err(Judgement::Refused(refusal)) if refusal.node_is_behind() => {
+            Ok((Verdict::Behind, Vec::new()))
+        }
+        Err(Judgement::Refused(refusal)) => Ok((
+            Verdict::Invalid(format!("{}: {refusal}", refusal.code())),
+            Vec::new(),
+        )),
+        Err(Judgement::Storage(error)) => Err(error),
+    }
+}
+
+/// The ledger, the mempool and the node's records of commits. It holds
+/// the node's only writable handle on the ledger store: every other part
+/// reads through `handles::StoreReader`.
 pub struct LedgerApp {
-    shared: SharedRef,
+    store: Store,
+    mempool: MempoolHandle,
+    metrics: Arc<Metrics>,
+    /// Moved to the committed height after every stored block.
+    committed: watch::Sender<u64>,
+    clock: LocalClock,
     validator_key: PublicKey,
 }
 
 impl LedgerApp {
-    pub fn new(shared: SharedRef, validator_key: PublicKey) -> LedgerApp {
+    pub fn new(
+        store: Store,
+        mempool: MempoolHandle,
+        metrics: Arc<Metrics>,
+        committed: watch::Sender<u64>,
+        clock: LocalClock,
+        validator_key: PublicKey,
+    ) -> LedgerApp {
         LedgerApp {
-            shared,
+            store,
+            mempool,
+            metrics,
+            committed,
+            clock,
             validator_key,
         }
+    }
+
+    /// The committed chain's head, as stored.
+    pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
+        self.store.chain_info()
     }
 
     /// Block timestamps are wall-clock time (shifted only in clock-fault
     /// tests), not the core's monotonic clock.
     fn now(&self) -> Timestamp {
-        Timestamp(local_time_ms(self.shared.config.consensus.clock_offset_ms))
+        Timestamp(self.clock.now_ms())
     }
 
     /// What follows every stored block, decided or synced: the mempool
@@ -79,27 +162,26 @@ impl LedgerApp {
         let ids: Vec<_> = changes.tx_locations.iter().map(|(id, _)| *id).collect();
         let now = self.now();
         let (arrivals, dropped) = {
-            let mut mempool = self.shared.mempool();
+            let mut mempool = self.mempool.lock();
             let result = mempool.on_commit(block, changes, now);
-            self.shared
-                .update_mempool_metrics(mempool.len(), mempool.bytes());
+            self.metrics
+                .set_mempool_size(mempool.len(), mempool.bytes());
             result
         };
         if dropped > 0 {
             tracing::debug!(dropped, "transactions no longer valid left the mempool");
         }
         for arrived in arrivals {
-            self.shared
-                .metrics
+            self.metrics
                 .observe_commit_latency(arrived.elapsed().as_secs_f64());
         }
         let height = block.header.height.0;
-        let metrics = &self.shared.metrics;
+        let metrics = &self.metrics;
         metrics.height.store(height, Ordering::Relaxed);
         metrics
             .committed_txs_total
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        self.shared.committed.send_replace(height);
+        self.committed.send_replace(height);
     }
 }
 
@@ -108,7 +190,7 @@ impl Application for LedgerApp {
     type Error = AppError;
 
     fn head(&mut self) -> Result<Head, AppError> {
-        let chain = self.shared.store.chain_info()?;
+        let chain = self.store.chain_info()?;
         Ok(Head {
             height: chain.height,
             next_validators: consensus_validators(&chain.validator_set)?,
@@ -116,7 +198,7 @@ impl Application for LedgerApp {
     }
 
     fn has_work(&self) -> bool {
-        !self.shared.mempool().is_empty()
+        !self.mempool.lock().is_empty()
     }
 
     fn propose(
@@ -124,11 +206,11 @@ impl Application for LedgerApp {
         height: consensus::Height,
         _now_ms: u64,
     ) -> Result<Proposed<Self::Checked>, AppError> {
-        let store = &self.shared.store;
+        let store = &self.store;
         let chain = store.chain_info()?;
         let limits = BlockLimits::of(&store.parameters()?);
         let candidates: Vec<Candidate> = {
-            let mempool = self.shared.mempool();
+            let mempool = self.mempool.lock();
             let (transactions, ids) = mempool.candidates(limits.txs_max, limits.tx_bytes_max);
             transactions
                 .into_iter()
@@ -144,7 +226,7 @@ impl Application for LedgerApp {
         } else {
             store.certificate(chain.height)?
         };
-        let proposed = match chain::propose(
+        let (proposed, dropped) = proposal_outcome(chain::propose(
             store,
             height,
             candidates,
@@ -152,24 +234,16 @@ impl Application for LedgerApp {
             self.validator_key,
             last_commit,
             limits,
-        ) {
-            Ok(proposed) => proposed,
-            Err(ProposeError::Storage(error)) => return Err(AppError::Propose(error)),
-            Err(error) if error.node_is_behind() => return Ok(Proposed::Behind),
-            Err(error) => return Ok(Proposed::Nothing(error.to_string())),
-        };
-        if !proposed.dropped.is_empty() {
-            let mut mempool = self.shared.mempool();
-            for (tx, reason) in &proposed.dropped {
+        ))
+        .map_err(AppError::Propose)?;
+        if !dropped.is_empty() {
+            let mut mempool = self.mempool.lock();
+            for (tx, reason) in &dropped {
                 tracing::debug!(%tx, %reason, "waiting transaction no longer applies; dropped");
                 mempool.remove(tx);
             }
         }
-        let value = consensus::Value {
-            bytes: proposed.bytes,
-            hash: proposed.hash,
-        };
-        Ok(Proposed::Value(value, (proposed.block, proposed.changes)))
+        Ok(proposed)
     }
 
     fn judge(
@@ -178,30 +252,22 @@ impl Application for LedgerApp {
         value: &consensus::Value,
         _now_ms: u64,
     ) -> Result<Verdict<Self::Checked>, AppError> {
-        let shared = &self.shared;
+        let mempool = &self.mempool;
         // The mempool is locked per lookup, not across the whole judgement,
         // so that admissions do not wait for a block to be applied.
         let judged = chain::judge(
-            &shared.store,
-            height,
+            &self.store,
+            Height(height.0),
             value.hash,
             &value.bytes,
             self.now(),
-            |id| shared.mempool().contains(id),
+            |id| mempool.lock().contains(id),
         );
-        match judged {
-            Ok(judged) => {
-                shared
-                    .mempool()
-                    .note_checked_in_proposal(judged.newly_checked_ids);
-                Ok(Verdict::Valid((judged.block, judged.changes)))
-            }
-            Err(Judgement::Refused(refusal)) if refusal.node_is_behind() => Ok(Verdict::Behind),
-            Err(Judgement::Refused(refusal)) => {
-                Ok(Verdict::Invalid(format!("{}: {refusal}", refusal.code())))
-            }
-            Err(Judgement::Storage(error)) => Err(AppError::Judge(error)),
+        let (verdict, newly_checked_ids) = judgement_outcome(judged).map_err(AppError::Judge)?;
+        if matches!(verdict, Verdict::Valid(_)) {
+            mempool.lock().note_checked_in_proposal(newly_checked_ids);
         }
+        Ok(verdict)
     }
 
     fn commit(
@@ -226,7 +292,7 @@ impl Application for LedgerApp {
         };
         // `block` was decoded from (or encoded as) these canonical bytes.
         match chain::commit_certified(
-            &self.shared.store,
+            &self.store,
             &block,
             &value.bytes,
             certificate,
@@ -276,15 +342,14 @@ impl Application for LedgerApp {
             }
         };
         match chain::commit_certified(
-            &self.shared.store,
+            &self.store,
             &block,
             block_bytes,
             &certificate,
             Origin::Synced,
         ) {
             Ok(Committed::Stored(changes)) => {
-                self.shared
-                    .metrics
+                self.metrics
                     .synced_blocks_total
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(height, "synced block committed");
@@ -298,5 +363,24 @@ impl Application for LedgerApp {
             Err(error) if error.is_local() => Err(AppError::Commit(error)),
             Err(error) => Ok(Stored::Refused(format!("block {height}: {error}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_while_proposing_is_a_local_failure_not_an_outcome() {
+        let failed = proposal_outcome(Err(ProposeError::Storage(ViewError(
+            "disk gone".to_string(),
+        ))));
+        assert_eq!(failed.err(), Some(ViewError("disk gone".to_string())));
+    }
+
+    #[test]
+    fn a_store_failure_while_judging_is_a_local_failure_not_a_vote() {
+        let failed = judgement_outcome(Err(Judgement::Storage(ViewError("disk gone".to_string()))));
+        assert_eq!(failed.err(), Some(ViewError("disk gone".to_string())));
     }
 }

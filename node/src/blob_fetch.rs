@@ -17,9 +17,11 @@ use custody_ledger::types::{DepartmentId, DocumentId, Hash32};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::BlobError;
+use std::sync::Arc;
+
+use crate::blobs::{BlobError, Blobs};
 use crate::network::RequestProtocol;
-use crate::shared::SharedRef;
+use crate::store_reader::StoreReader;
 
 /// A range request for part of a document's blob.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +72,8 @@ pub enum FetchError {
 }
 
 /// Which department runs the node with `peer`'s identity.
-pub fn department_of_peer(shared: &SharedRef, peer: &PeerId) -> Option<DepartmentId> {
-    let departments = shared.store.departments().ok()?;
+pub fn department_of_peer(store: &StoreReader, peer: &PeerId) -> Option<DepartmentId> {
+    let departments = store.departments().ok()?;
     departments
         .into_iter()
         .find(|department| {
@@ -83,8 +85,8 @@ pub fn department_of_peer(shared: &SharedRef, peer: &PeerId) -> Option<Departmen
         .map(|department| department.id)
 }
 
-fn peer_of_department(shared: &SharedRef, department: &DepartmentId) -> Option<PeerId> {
-    let department = shared.store.department(department).ok()??;
+fn peer_of_department(store: &StoreReader, department: &DepartmentId) -> Option<PeerId> {
+    let department = store.department(department).ok()??;
     crate::network::peer_id_from_ed25519_public(department.keys.node_key.0).ok()
 }
 
@@ -106,15 +108,15 @@ pub fn department_entitled(document: &Document, department: &DepartmentId, time_
 }
 
 /// Answers one `/custody/blob/1` request from `peer` (blocking: disk reads).
-pub fn serve(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
-    let answer = answer(shared, peer, bytes);
+pub fn serve(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
+    let answer = answer(store, blobs, peer, bytes);
     if let BlobResponse::Refused { reason } = &answer {
         tracing::info!(%peer, %reason, "blob request refused");
     }
     postcard::to_allocvec(&answer).unwrap_or_default()
 }
 
-fn answer(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
+fn answer(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
     let refused = |reason: String| BlobResponse::Refused { reason };
     let request: BlobRequest = match postcard::from_bytes(bytes) {
         Ok(request) => request,
@@ -126,7 +128,7 @@ fn answer(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
             request.version
         ));
     }
-    let document = match shared.store.document(&request.document) {
+    let document = match store.document(&request.document) {
         Ok(Some(document)) => document,
         Ok(None) => return refused(format!("document `{}` is not registered", request.document)),
         Err(error) => return refused(format!("store unavailable: {error}")),
@@ -137,10 +139,10 @@ fn answer(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
             request.sha256, request.document
         ));
     }
-    let Some(department) = department_of_peer(shared, peer) else {
+    let Some(department) = department_of_peer(store, peer) else {
         return refused(format!("peer {peer} is not a department's node"));
     };
-    let time_ms = match shared.store.chain_info() {
+    let time_ms = match store.chain_info() {
         Ok(chain) => chain.last_time.0,
         Err(error) => return refused(format!("store unavailable: {error}")),
     };
@@ -150,11 +152,8 @@ fn answer(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
             request.document
         ));
     }
-    let length = request
-        .length
-        .min(shared.blobs.store.config().fetch_range_bytes);
-    match shared
-        .blobs
+    let length = request.length.min(blobs.store.config().fetch_range_bytes);
+    match blobs
         .store
         .read_range(&request.sha256.0, request.offset, length)
     {
@@ -174,23 +173,23 @@ pub struct Fetched {
 /// Makes sure this node holds the blob of `document_id`, fetching it from
 /// other nodes if needed.
 pub async fn ensure_blob(
-    shared: &SharedRef,
+    store: &StoreReader,
+    blobs: &Arc<Blobs>,
     document_id: &DocumentId,
 ) -> Result<Fetched, FetchError> {
-    let document = shared
-        .store
+    let document = store
         .document(document_id)
         .map_err(|error| FetchError::Ledger(error.to_string()))?
         .ok_or_else(|| FetchError::UnknownDocument(document_id.clone()))?;
     let sha256 = document.ciphertext.sha256.0;
-    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
+    if let Some(size_bytes) = blobs.store.size_of(&sha256) {
         return Ok(Fetched {
             size_bytes,
             from: None,
         });
     }
-    let _one_at_a_time = shared.blobs.fetching.lock().await;
-    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
+    let _one_at_a_time = blobs.fetching.lock().await;
+    if let Some(size_bytes) = blobs.store.size_of(&sha256) {
         return Ok(Fetched {
             size_bytes,
             from: None,
@@ -200,12 +199,11 @@ pub async fn ensure_blob(
         document: document_id.clone(),
         source,
     };
-    shared
-        .blobs
+    blobs
         .store
         .check_room(document.ciphertext.size_bytes)
         .map_err(store_error)?;
-    let network = shared.blobs.network.get().ok_or(FetchError::NoNetwork)?;
+    let network = blobs.network.get().ok_or(FetchError::NoNetwork)?;
     let connected = network
         .connected_peers()
         .await
@@ -220,10 +218,10 @@ pub async fn ensure_blob(
             }
         }
     };
-    push(peer_of_department(shared, &document.custodian));
-    push(peer_of_department(shared, &document.creating_department));
+    push(peer_of_department(store, &document.custodian));
+    push(peer_of_department(store, &document.creating_department));
     for grant in &document.grants {
-        push(peer_of_department(shared, &grant.department));
+        push(peer_of_department(store, &grant.department));
     }
     for peer in &connected {
         push(Some(*peer));
@@ -232,9 +230,9 @@ pub async fn ensure_blob(
         return Err(FetchError::NoPeers(document_id.clone()));
     }
     let mut attempts: Vec<String> = Vec::new();
-    for _round in 0..shared.blobs.store.config().fetch_rounds_max {
+    for _round in 0..blobs.store.config().fetch_rounds_max {
         for peer in &candidates {
-            match fetch_from(shared, network, *peer, &document).await {
+            match fetch_from(blobs, network, *peer, &document).await {
                 Ok(size_bytes) => {
                     tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
                     return Ok(Fetched {
@@ -257,17 +255,17 @@ pub async fn ensure_blob(
 
 /// Fetches the rest of the blob from one peer, resuming the partial file.
 async fn fetch_from(
-    shared: &SharedRef,
+    blobs: &Arc<Blobs>,
     network: &crate::network::NetworkHandle,
     peer: PeerId,
     document: &Document,
 ) -> Result<u64, String> {
     let sha256 = document.ciphertext.sha256.0;
     let expected_bytes = document.ciphertext.size_bytes;
-    let store = &shared.blobs.store;
+    let store = &blobs.store;
     let mut partial = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || shared.blobs.store.resume_partial(&sha256))
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.store.resume_partial(&sha256))
             .await
             .map_err(|error| error.to_string())?
             .map_err(|error| error.to_string())?
@@ -312,8 +310,8 @@ async fn fetch_from(
             }
         }
     }
-    let shared = shared.clone();
-    let result = tokio::task::spawn_blocking(move || partial.finish(&shared.blobs.store, &sha256))
+    let blobs = blobs.clone();
+    let result = tokio::task::spawn_blocking(move || partial.finish(&blobs.store, &sha256))
         .await
         .map_err(|error| error.to_string())?;
     result.map_err(|error| match error {

@@ -13,8 +13,9 @@
 //!   [`DriverInput::HeldProposal`].
 //!
 //! The application the core calls is [`LedgerApp`]: every block decision
-//! is the ledger's. The driver is the store's only writer: decided and
-//! synced blocks are committed by the same `chain::commit_certified`.
+//! is the ledger's. The driver owns it, and with it the only writable
+//! handle on the ledger store: decided and synced blocks are committed by
+//! the same `chain::commit_certified`.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -24,12 +25,14 @@ use std::time::{Duration, Instant};
 use custody_consensus as consensus;
 use custody_consensus::core::{CoreConfig, Effect, Event, NodeCore, ProposalKey, SyncedBlock};
 use custody_consensus::Consensus;
-use custody_ledger::types::PublicKey;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::app::{consensus_validators, AppError, LedgerApp};
+use crate::config::ConsensusConfig;
+use crate::handles::{Outbound, SyncWanted};
+use crate::health::Health;
 use crate::home::write_atomically;
-use crate::shared::{Outbound, SharedRef};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// Bound of the driver's input channel.
@@ -73,8 +76,20 @@ pub enum DriverInput {
     },
 }
 
+/// Where the driver's effects go, besides its application.
+pub struct DriverLinks {
+    /// Consensus messages and proposal fetches, to the network task.
+    pub outbound: mpsc::Sender<Outbound>,
+    /// Woken when the core sees this node behind.
+    pub sync_wanted: SyncWanted,
+    /// The core's pulse, for liveness and readiness.
+    pub health: Arc<Health>,
+    /// Height and round.
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct Driver {
-    shared: SharedRef,
+    links: DriverLinks,
     core: NodeCore<LedgerApp>,
     app: LedgerApp,
     state_path: PathBuf,
@@ -87,13 +102,17 @@ pub struct Driver {
 impl Driver {
     /// Builds the state machine at the height after the store's last block,
     /// resuming from the persisted state if it is for that height, and the
-    /// core around it. Returns the first effects to carry out.
+    /// core around it, with `app` as its application (built for the key of
+    /// `signing_key`). Returns the first effects to carry out.
     pub fn start(
-        shared: SharedRef,
+        mut app: LedgerApp,
+        links: DriverLinks,
+        config: &ConsensusConfig,
+        chain_id: &str,
         signing_key: ed25519_dalek::SigningKey,
         state_path: PathBuf,
     ) -> Result<(Driver, Vec<Effect>), DriverError> {
-        let chain = shared.store.chain_info()?;
+        let chain = app.chain_info()?;
         let persisted = match std::fs::read(&state_path) {
             Ok(bytes) => Some(crate::consensus_state::decode(&bytes).map_err(|message| {
                 DriverError::LoadPersisted {
@@ -111,9 +130,7 @@ impl Driver {
         };
         let height = chain.height.next();
         let persisted = persisted.filter(|state| state.height == height);
-        let validator_key = PublicKey(signing_key.verifying_key().to_bytes());
-        let config = &shared.config.consensus;
-        let mut machine_config = consensus::Config::new(shared.chain_id.clone(), Some(signing_key));
+        let mut machine_config = consensus::Config::new(chain_id.to_string(), Some(signing_key));
         machine_config.timeouts = consensus::TimeoutConfig {
             propose_ms: config.timeout_propose_ms,
             propose_delta_ms: config.timeout_delta_ms,
@@ -134,15 +151,14 @@ impl Driver {
         };
         let validators = consensus_validators(&chain.validator_set)?;
         let (machine, actions) = Consensus::new(machine_config, validators, height, persisted)?;
-        shared
+        links
             .metrics
             .height
             .store(chain.height.0, Ordering::Relaxed);
-        let mut app = LedgerApp::new(shared.clone(), validator_key);
         let (core, effects) = NodeCore::start(machine, actions, core_config, &mut app, 0)?;
         Ok((
             Driver {
-                shared,
+                links,
                 core,
                 app,
                 state_path,
@@ -204,11 +220,11 @@ impl Driver {
                 self.carry_out(effects)?;
             }
             let machine = self.core.machine();
-            self.shared
+            self.links
                 .metrics
                 .round
                 .store(machine.round().0, Ordering::Relaxed);
-            self.shared
+            self.links
                 .health
                 .pulse
                 .driver_turned(machine.is_waiting_for_work());
@@ -234,20 +250,19 @@ impl Driver {
                 }
                 Effect::Broadcast { bytes, .. } => {
                     let bytes = Arc::unwrap_or_clone(bytes);
-                    if let Err(error) = self.shared.outbound.try_send(Outbound::Consensus(bytes)) {
+                    if let Err(error) = self.links.outbound.try_send(Outbound::Consensus(bytes)) {
                         // Votes are re-broadcast periodically; a dropped one is resent.
                         tracing::debug!(%error, "consensus broadcast dropped (network busy)");
                     }
                 }
                 Effect::FetchProposal(key) => {
-                    if let Err(error) = self.shared.outbound.try_send(Outbound::FetchProposal(key))
-                    {
+                    if let Err(error) = self.links.outbound.try_send(Outbound::FetchProposal(key)) {
                         tracing::debug!(%error, "proposal fetch dropped (network busy)");
                     }
                 }
                 Effect::SyncWanted { from, .. } => {
                     tracing::debug!(from = from.0, "behind the network; asking for sync");
-                    self.shared.sync_wanted.notify_one();
+                    self.links.sync_wanted.wake();
                 }
                 Effect::Committed { .. } => {
                     // The application logged it and moved the metrics.
@@ -264,7 +279,7 @@ impl Driver {
                 Effect::Heard {
                     signer,
                     disposition,
-                } => self.shared.health.pulse.on_message(signer, disposition),
+                } => self.links.health.pulse.on_message(signer, disposition),
                 Effect::WaitEnded { height, heartbeat } => {
                     if heartbeat {
                         tracing::info!(

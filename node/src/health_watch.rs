@@ -3,22 +3,32 @@
 //! certificates for the signatures per validator.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
-use custody_ledger::store::{Store, StoreError};
+use custody_ledger::store::StoreError;
 use custody_ledger::types::{Height, PublicKey};
 
+use crate::handles::{ChainView, MempoolHandle, PeerView};
 use crate::health::*;
-use crate::shared::SharedRef;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::store_reader::StoreReader;
 
 /// Gathers the readiness facts from the running node.
-pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
-    let chain = shared.store.chain_info()?;
+pub fn facts(
+    store: &StoreReader,
+    peers: &PeerView,
+    metrics: &Metrics,
+    health: &Health,
+    mempool: &MempoolHandle,
+) -> Result<ReadinessFacts, StoreError> {
+    let chain = store.chain_info()?;
     // Validator keys of the departments whose nodes are connected now.
-    let connected_peers: std::collections::HashSet<String> = shared.peers().into_iter().collect();
+    let connected_peers: std::collections::HashSet<String> =
+        peers.connected().into_iter().collect();
     let mut connected_keys = std::collections::HashSet::new();
-    for peer in shared.metrics.peer_consensus_ages(Instant::now()) {
+    for peer in metrics.peer_consensus_ages(Instant::now()) {
         let Some(department) = peer.department else {
             continue;
         };
@@ -28,7 +38,7 @@ pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
         let Ok(id) = custody_ledger::types::DepartmentId::new(department) else {
             continue;
         };
-        if let Some(department) = shared.store.department(&id)? {
+        if let Some(department) = store.department(&id)? {
             connected_keys.insert(department.keys.validator_key);
         }
     }
@@ -38,17 +48,17 @@ pub fn facts(shared: &SharedRef) -> Result<ReadinessFacts, StoreError> {
         .iter()
         .map(|validator| HeardValidator {
             power: validator.power,
-            silent_ms: shared.health.pulse.silent_ms(&validator.key),
-            is_self: validator.key == shared.health.own_key,
+            silent_ms: health.pulse.silent_ms(&validator.key),
+            is_self: validator.key == health.own_key,
             connected: connected_keys.contains(&validator.key),
         })
         .collect();
     Ok(ReadinessFacts {
         validators,
-        since_advance_ms: shared.health.since_advance_ms(),
-        waiting_transactions: shared.mempool().len() as u64,
-        driver_silent_ms: shared.health.pulse.driver_silent_ms(),
-        idle: shared.health.pulse.is_idle(),
+        since_advance_ms: health.since_advance_ms(),
+        waiting_transactions: mempool.lock().len() as u64,
+        driver_silent_ms: health.pulse.driver_silent_ms(),
+        idle: health.pulse.is_idle(),
     })
 }
 
@@ -60,7 +70,7 @@ struct RecentSigners {
 impl RecentSigners {
     /// Loads certificates up to `height`, keeping the latest
     /// [`SIGNED_RECENT_CERTIFICATES`].
-    fn catch_up(&mut self, store: &Store, height: u64) -> Result<(), StoreError> {
+    fn catch_up(&mut self, store: &StoreReader, height: u64) -> Result<(), StoreError> {
         let loaded = self.certificates.back().map(|(h, _)| h.0).unwrap_or(0);
         let from = loaded
             .saturating_add(1)
@@ -95,31 +105,43 @@ impl RecentSigners {
 /// (a change of the `committed` watch), reads the new certificates from the
 /// store. Ends on shutdown; a store that cannot be read ends it with the
 /// error (the node then stops: its store is failing).
-pub async fn watch_activity(shared: SharedRef, mut stop: Shutdown) -> Result<(), StoreError> {
-    let mut committed = shared.committed.subscribe();
+pub async fn watch_activity(
+    chain: ChainView,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut stop: Shutdown,
+) -> Result<(), StoreError> {
+    let mut committed = chain.committed();
     let mut recent = RecentSigners {
         certificates: VecDeque::new(),
     };
     loop {
         let height = *committed.borrow_and_update();
-        refresh(&shared, &mut recent, height)?;
+        refresh(chain.store(), &metrics, &health, &mut recent, height)?;
         tokio::select! {
             _ = stop.wait() => return Ok(()),
             changed = committed.changed() => {
-                // The sender lives in `Shared`, as long as this task.
+                // The sender lives in the driver's application: it is
+                // gone only when the driver ended, and the node with it.
                 if changed.is_err() {
                     return Ok(());
                 }
-                lock(&shared.health.activity).advanced_at = Instant::now();
+                lock(&health.activity).advanced_at = Instant::now();
             }
         }
     }
 }
 
-fn refresh(shared: &SharedRef, recent: &mut RecentSigners, height: u64) -> Result<(), StoreError> {
-    recent.catch_up(&shared.store, height)?;
-    let chain = shared.store.chain_info()?;
-    let departments = shared.store.departments()?;
+fn refresh(
+    store: &StoreReader,
+    metrics: &Metrics,
+    health: &Health,
+    recent: &mut RecentSigners,
+    height: u64,
+) -> Result<(), StoreError> {
+    recent.catch_up(store, height)?;
+    let chain = store.chain_info()?;
+    let departments = store.departments()?;
     let validators: Vec<ValidatorSigned> = chain
         .validator_set
         .validators
@@ -135,13 +157,13 @@ fn refresh(shared: &SharedRef, recent: &mut RecentSigners, height: u64) -> Resul
             signed: recent.count(&validator.key),
         })
         .collect();
-    shared.metrics.set_validators_signed_recent(
+    metrics.set_validators_signed_recent(
         validators
             .iter()
             .map(|v| (v.label.clone(), v.signed))
             .collect(),
     );
-    let mut activity = lock(&shared.health.activity);
+    let mut activity = lock(&health.activity);
     activity.validators = validators;
     activity.certificates = recent.certificates.len() as u64;
     Ok(())

@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::store_reader::StoreReader;
 use custody_ledger::block::Block;
 use custody_ledger::state::{Overlay, Signatures, StateChanges, StateView, TxRefusal, ViewError};
-use custody_ledger::store::Store;
 use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::{DocumentId, PublicKey, Timestamp, TxId};
 
@@ -113,7 +113,7 @@ pub type Pending = Arc<PendingTx>;
 pub struct Mempool {
     txs_max: usize,
     bytes_max: usize,
-    store: Store,
+    store: StoreReader,
     /// What the waiting transactions change on top of the committed state,
     /// in arrival order: a newcomer is checked against the committed state
     /// with these changes laid over it, so its nonce must follow the
@@ -156,7 +156,7 @@ pub const RECENT_COMMITTED_MAX: usize = 100_000;
 impl Mempool {
     /// A mempool over the committed state in `store` (a handle of the
     /// node's store: sled handles are shared, cheap clones).
-    pub fn new(store: Store, txs_max: usize, bytes_max: usize) -> Mempool {
+    pub fn new(store: StoreReader, txs_max: usize, bytes_max: usize) -> Mempool {
         let pending_changes = fresh_changes(&store);
         Mempool {
             txs_max,
@@ -631,7 +631,7 @@ impl Mempool {
 
 /// No pending changes on top of the committed state in `store`; `None` if
 /// it cannot be read.
-fn fresh_changes(store: &Store) -> Option<StateChanges> {
+fn fresh_changes(store: &StoreReader) -> Option<StateChanges> {
     Overlay::new(store).ok().map(Overlay::into_changes)
 }
 
@@ -640,6 +640,7 @@ mod tests {
     use super::*;
     use custody_ledger::chain::{self, Committed, Origin};
     use custody_ledger::state;
+    use custody_ledger::store::Store;
     use custody_ledger::testkit::{seed_key, Federation, Signer};
     use custody_ledger::types::{Classification, DepartmentId, Round};
     use proptest::prelude::*;
@@ -667,7 +668,7 @@ mod tests {
 
     impl Fixture {
         fn mempool(&self, txs_max: usize, bytes_max: usize) -> Mempool {
-            Mempool::new(self.store.clone(), txs_max, bytes_max)
+            Mempool::new(StoreReader::new(self.store.clone()), txs_max, bytes_max)
         }
 
         fn admin(&self, slug: &str) -> Signer {

@@ -62,6 +62,12 @@ pub struct PeerConsensusAge {
 }
 
 impl Metrics {
+    /// The mempool's size, after every change to it.
+    pub fn set_mempool_size(&self, txs: usize, bytes: usize) {
+        self.mempool_txs.store(txs as u64, Ordering::Relaxed);
+        self.mempool_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
     /// Records the time from a transaction's arrival at this node to the
     /// commit of the block holding it.
     pub fn observe_commit_latency(&self, seconds: f64) {

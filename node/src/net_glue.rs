@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use custody_ledger::genesis::Genesis;
@@ -24,13 +25,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::admission::Admission;
+use crate::blobs::Blobs;
+use crate::config::{NetworkConfig as NetworkSettings, SyncConfig};
 use crate::driver::DriverInput;
+use crate::handles::{Outbound, Peers, SyncWanted};
+use crate::metrics::Metrics;
 use crate::network::{
     Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
     RequestProtocol,
 };
-use crate::shared::{Outbound, SharedRef};
 use crate::shutdown::Shutdown;
+use crate::store_reader::StoreReader;
 use custody_consensus::core::ProposalKey;
 
 /// A block-sync request.
@@ -57,15 +63,32 @@ pub enum SyncResponse {
     Proposal(Vec<u8>),
 }
 
+/// What the network glue reads and writes, besides the swarm and the
+/// driver's inbox.
+pub struct NetGlue {
+    /// Answers block-sync and blob requests, and tells how far sync must go.
+    pub store: StoreReader,
+    /// The connected peers and the sync flag (this task writes them).
+    pub peers: Peers,
+    pub sync_wanted: SyncWanted,
+    pub metrics: Arc<Metrics>,
+    /// Blob requests are answered from it; it learns the network handle.
+    pub blobs: Arc<Blobs>,
+    /// Gossiped transactions go in through it.
+    pub admission: Admission,
+    pub network: NetworkSettings,
+    pub sync: SyncConfig,
+}
+
 pub async fn start(
-    shared: SharedRef,
+    glue: NetGlue,
     keypair: libp2p::identity::Keypair,
     genesis: &Genesis,
     mut outbound: mpsc::Receiver<Outbound>,
     driver: mpsc::Sender<DriverInput>,
     shutdown: Shutdown,
 ) -> Result<JoinHandle<()>, String> {
-    let config = &shared.config;
+    let glue = Arc::new(glue);
     let mut allowed: HashSet<PeerId> = HashSet::new();
     // Member nodes are the departments in the committed state (governance
     // may have added some since the genesis), plus the genesis ones.
@@ -74,7 +97,7 @@ pub async fn start(
         .iter()
         .map(|d| (d.keys.node_key.0, d.id.to_string()))
         .collect();
-    if let Ok(departments) = shared.store.departments() {
+    if let Ok(departments) = glue.store.departments() {
         node_keys.extend(
             departments
                 .iter()
@@ -85,19 +108,19 @@ pub async fn start(
     for (key, department) in node_keys {
         if let Ok(peer) = crate::network::peer_id_from_ed25519_public(key) {
             allowed.insert(peer);
-            if peer.to_string() != shared.peer_id {
+            if peer.to_string() != glue.peers.own_peer_id() {
                 departments.push((peer, department));
             }
         }
     }
-    shared.metrics.set_peer_departments(departments);
-    for observer in &config.network.observers {
+    glue.metrics.set_peer_departments(departments);
+    for observer in &glue.network.observers {
         if let Ok(peer) = observer.parse::<PeerId>() {
             allowed.insert(peer);
         }
     }
     let mut peers = Vec::new();
-    for peer in &config.network.peers {
+    for peer in &glue.network.peers {
         let (Ok(id), Ok(address)) = (
             peer.peer_id.parse::<PeerId>(),
             peer.address.parse::<Multiaddr>(),
@@ -110,17 +133,17 @@ pub async fn start(
         }
         peers.push((id, address));
     }
-    let listen: Vec<Multiaddr> = config
+    let listen: Vec<Multiaddr> = glue
         .network
         .listen
         .iter()
         .filter_map(|address| address.parse().ok())
         .collect();
     let limits = NetworkLimits {
-        redial_backoff_max_ms: config.network.redial_backoff_ms_max,
-        ping_interval_ms: config.network.ping_interval_ms,
-        ping_timeout_ms: config.network.ping_timeout_ms,
-        request_timeout_ms: config.sync.timeout_ms,
+        redial_backoff_max_ms: glue.network.redial_backoff_ms_max,
+        ping_interval_ms: glue.network.ping_interval_ms,
+        ping_timeout_ms: glue.network.ping_timeout_ms,
+        request_timeout_ms: glue.sync.timeout_ms,
         ..NetworkLimits::default()
     };
     let (handle, mut events, join) = Network::start(NetworkConfig {
@@ -132,15 +155,18 @@ pub async fn start(
     })
     .await
     .map_err(|error| error.to_string())?;
-    let _ = shared.blobs.network.set(handle.clone());
+    let _ = glue.blobs.network.set(handle.clone());
 
     let task = tokio::spawn({
-        let shared = shared.clone();
+        let glue = glue.clone();
         let handle = handle.clone();
         let mut stop = shutdown.clone();
         async move {
             let sync_task = tokio::spawn(sync_loop(
-                shared.clone(),
+                glue.store.clone(),
+                glue.peers.clone(),
+                glue.sync_wanted.clone(),
+                glue.sync.clone(),
                 handle.clone(),
                 driver.clone(),
                 shutdown.clone(),
@@ -160,7 +186,7 @@ pub async fn start(
                             Outbound::Transactions(bytes) => handle.publish_transactions(bytes).await,
                             Outbound::FetchProposal(key) => {
                                 tokio::spawn(fetch_proposal(
-                                    shared.clone(),
+                                    glue.metrics.clone(),
                                     handle.clone(),
                                     driver.clone(),
                                     key,
@@ -175,7 +201,7 @@ pub async fn start(
                     }
                     event = events.recv() => {
                         let Some(event) = event else { break };
-                        on_event(&shared, &driver, &mut connected, event);
+                        on_event(&glue, &driver, &mut connected, event);
                     }
                 }
             }
@@ -188,7 +214,7 @@ pub async fn start(
 }
 
 fn on_event(
-    shared: &SharedRef,
+    glue: &Arc<NetGlue>,
     driver: &mpsc::Sender<DriverInput>,
     connected: &mut Vec<PeerId>,
     event: NetworkEvent,
@@ -198,8 +224,7 @@ fn on_event(
             topic, bytes, via, ..
         } => match topic {
             crate::network::GossipTopic::Consensus => {
-                shared
-                    .metrics
+                glue.metrics
                     .consensus_message_from(via, std::time::Instant::now());
                 if driver.try_send(DriverInput::Consensus(bytes)).is_err() {
                     tracing::debug!(
@@ -208,10 +233,8 @@ fn on_event(
                 }
             }
             crate::network::GossipTopic::Tx => {
-                let shared = shared.clone();
-                tokio::task::spawn_blocking(move || {
-                    crate::admission::admit_gossiped(&shared, &bytes)
-                });
+                let admission = glue.admission.clone();
+                tokio::task::spawn_blocking(move || admission.admit_gossiped(&bytes));
             }
         },
         NetworkEvent::InboundRequest {
@@ -233,13 +256,18 @@ fn on_event(
                     return;
                 }
             }
-            let shared = shared.clone();
+            let glue = glue.clone();
             tokio::task::spawn_blocking(move || {
                 let encoded = match protocol {
-                    RequestProtocol::Sync => {
-                        postcard::to_allocvec(&serve_sync(&shared, &bytes)).unwrap_or_default()
+                    RequestProtocol::Sync => postcard::to_allocvec(&serve_sync(
+                        &glue.store,
+                        glue.sync.batch_blocks_max,
+                        &bytes,
+                    ))
+                    .unwrap_or_default(),
+                    RequestProtocol::Blob => {
+                        crate::blob_fetch::serve(&glue.store, &glue.blobs, &peer, &bytes)
                     }
-                    RequestProtocol::Blob => crate::blob_fetch::serve(&shared, &peer, &bytes),
                 };
                 tracing::trace!(%peer, %protocol, "answered a request");
                 let _ = reply.send(encoded);
@@ -250,40 +278,48 @@ fn on_event(
             if !connected.contains(&peer) {
                 connected.push(peer);
             }
-            shared.set_peers(connected.iter().map(|p| p.to_string()).collect());
-            shared.sync_wanted.notify_one();
+            set_connected(glue, connected);
+            glue.sync_wanted.wake();
         }
         NetworkEvent::PeerDisconnected(peer) => {
             tracing::info!(%peer, "peer disconnected");
             connected.retain(|p| *p != peer);
-            shared.set_peers(connected.iter().map(|p| p.to_string()).collect());
+            set_connected(glue, connected);
         }
     }
+}
+
+fn set_connected(glue: &NetGlue, connected: &[PeerId]) {
+    glue.metrics
+        .peers
+        .store(connected.len() as u64, Ordering::Relaxed);
+    glue.peers
+        .set_connected(connected.iter().map(|p| p.to_string()).collect());
 }
 
 /// Leaves room in a sync response for framing.
 const SYNC_RESPONSE_MARGIN_BYTES: usize = 64 * 1024;
 
-fn serve_sync(shared: &SharedRef, bytes: &[u8]) -> SyncResponse {
+fn serve_sync(store: &StoreReader, batch_blocks_max: u32, bytes: &[u8]) -> SyncResponse {
     let request: SyncRequest = match postcard::from_bytes(bytes) {
         Ok(request) => request,
         Err(error) => return SyncResponse::Refused(format!("undecodable request: {error}")),
     };
     match request {
-        SyncRequest::Status => match shared.store.latest_height() {
+        SyncRequest::Status => match store.latest_height() {
             Ok(height) => SyncResponse::Status { height: height.0 },
             Err(error) => SyncResponse::Refused(error.to_string()),
         },
         SyncRequest::Blocks { from, count } => {
-            let count = count.min(shared.config.sync.batch_blocks_max);
+            let count = count.min(batch_blocks_max);
             let budget = NetworkLimits::default()
                 .response_bytes_max
                 .saturating_sub(SYNC_RESPONSE_MARGIN_BYTES);
             let mut used = 0usize;
             let mut blocks = Vec::new();
             for height in from..from.saturating_add(u64::from(count)) {
-                let block = shared.store.raw_block(Height(height));
-                let certificate = shared.store.raw_certificate(Height(height));
+                let block = store.raw_block(Height(height));
+                let certificate = store.raw_certificate(Height(height));
                 match (block, certificate) {
                     (Ok(Some(block)), Ok(Some(certificate))) => {
                         let size = block.len() + certificate.len();
@@ -330,7 +366,7 @@ const PROPOSAL_FETCH_PEER_TIMEOUT_MS: u64 = 2_000;
 /// hands the first answer to the driver (whose state machine checks its
 /// signature like any gossiped message).
 async fn fetch_proposal(
-    shared: SharedRef,
+    metrics: Arc<Metrics>,
     handle: NetworkHandle,
     driver: mpsc::Sender<DriverInput>,
     key: ProposalKey,
@@ -350,8 +386,7 @@ async fn fetch_proposal(
             .unwrap_or_else(|_| Err("no answer in time".to_string()));
         match answer {
             Ok(SyncResponse::Proposal(bytes)) => {
-                shared
-                    .metrics
+                metrics
                     .fetched_proposals_total
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, height = key.height, round = key.round, "fetched a proposal that did not arrive by gossip");
@@ -383,17 +418,20 @@ async fn ask(
 }
 
 async fn sync_loop(
-    shared: SharedRef,
+    store: StoreReader,
+    peer_state: Peers,
+    sync_wanted: SyncWanted,
+    config: SyncConfig,
     handle: NetworkHandle,
     driver: mpsc::Sender<DriverInput>,
     mut shutdown: Shutdown,
 ) {
-    let interval = Duration::from_millis(shared.config.sync.status_interval_ms);
+    let interval = Duration::from_millis(config.status_interval_ms);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(interval) => {}
-            _ = shared.sync_wanted.notified() => {}
+            _ = sync_wanted.woken() => {}
         }
         let peers = match handle.connected_peers().await {
             Ok(peers) => peers,
@@ -413,15 +451,15 @@ async fn sync_loop(
         let Some((peer, peer_height)) = best else {
             continue;
         };
-        while let Ok(ours) = shared.store.latest_height() {
+        while let Ok(ours) = store.latest_height() {
             let ours = ours.0;
             if peer_height <= ours {
                 break;
             }
-            shared.syncing.store(true, Ordering::Relaxed);
+            peer_state.set_syncing(true);
             let request = SyncRequest::Blocks {
                 from: ours + 1,
-                count: shared.config.sync.batch_blocks_max,
+                count: config.batch_blocks_max,
             };
             let blocks = match ask(&handle, peer, &request).await {
                 Ok(SyncResponse::Blocks(blocks)) if !blocks.is_empty() => blocks,
@@ -450,6 +488,6 @@ async fn sync_loop(
                 Err(_) => return,
             }
         }
-        shared.syncing.store(false, Ordering::Relaxed);
+        peer_state.set_syncing(false);
     }
 }

@@ -2,23 +2,28 @@
 //! start the network, the API, gossip and sync tasks, and run the driver
 //! until shutdown.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use custody_ledger::genesis::Genesis;
 use custody_ledger::store::Store;
 use custody_ledger::types::{DepartmentId, PublicKey};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::admission::Admission;
+use crate::api_state::{ApiSettings, ApiState};
+use crate::app::LedgerApp;
 use crate::config::ConfigError;
-use crate::driver::{Driver, DriverError, DRIVER_INBOX_MAX};
+use crate::driver::{Driver, DriverError, DriverLinks, DRIVER_INBOX_MAX};
+use crate::handles::{ChainView, LocalClock, MempoolHandle, Peers, SyncWanted, NETWORK_OUTBOX_MAX};
+use crate::health::Health;
 use crate::home::{self, Home, KeyFileError};
 use crate::mempool::Mempool;
 use crate::metrics::Metrics;
-use crate::shared::{Shared, SharedRef, NETWORK_OUTBOX_MAX};
+use crate::net_glue::NetGlue;
 use crate::shutdown::Shutdown;
+use crate::store_reader::StoreReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -70,6 +75,11 @@ pub enum NodeError {
 }
 
 /// Runs the node in `home` until `shutdown` fires or a fatal error occurs.
+///
+/// This is the composition root: it builds every handle the tasks share
+/// (`handles.rs`) and gives each task only the ones it uses. The ledger
+/// store is opened here and handed writable to the driver's application
+/// alone; every other task reads it through a `StoreReader`.
 pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     let config = home.load_config()?;
     let genesis_path = home.genesis_path(&config);
@@ -105,39 +115,54 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         "node starting"
     );
 
-    let blobs =
-        crate::blobs::Blobs::open(&home.data_dir(&config).join("blobs"), config.blobs.clone())?;
+    let blobs = Arc::new(crate::blobs::Blobs::open(
+        &home.data_dir(&config).join("blobs"),
+        config.blobs.clone(),
+    )?);
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);
-    let (committed, _) = watch::channel(height.0);
-    // The mempool reads the committed state through its own store handle
-    // (sled handles are shared, cheap clones).
-    let mempool = Mempool::new(
-        store.clone(),
+    let (committed_sender, committed_receiver) = watch::channel(height.0);
+    // Readers share the store's handle (sled handles are shared, cheap
+    // clones) without its writes.
+    let reader = StoreReader::new(store.clone());
+    let chain = ChainView::new(
+        reader.clone(),
+        committed_receiver,
+        &genesis.chain_id,
+        &genesis.hash().to_hex(),
+    );
+    let mempool = MempoolHandle::new(Mempool::new(
+        reader.clone(),
         config.mempool.txs_max,
         config.mempool.bytes_max,
-    );
-    let shared: SharedRef = Arc::new(Shared {
-        chain_id: genesis.chain_id.clone(),
-        genesis_hash: genesis.hash().to_hex(),
-        peer_id: peer_id.to_string(),
-        store,
-        mempool: Mutex::new(mempool),
-        metrics: Metrics::default(),
-        committed,
-        peers: Mutex::new(Vec::new()),
-        syncing: AtomicBool::new(false),
-        sync_wanted: Notify::new(),
-        outbound: outbound_sender,
-        blobs,
-        health: crate::health::Health::new(department.keys.validator_key),
-        config,
-    });
+    ));
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::new(department.keys.validator_key));
+    let clock = LocalClock::new(config.consensus.clock_offset_ms);
+    let peers = Peers::new(peer_id.to_string());
+    let sync_wanted = SyncWanted::default();
+    let admission = Admission::new(reader.clone(), mempool.clone(), metrics.clone(), clock);
 
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
+    let app = LedgerApp::new(
+        store,
+        mempool.clone(),
+        metrics.clone(),
+        committed_sender,
+        clock,
+        PublicKey(signing_key.verifying_key().to_bytes()),
+    );
     let (driver, first_effects) = Driver::start(
-        shared.clone(),
+        app,
+        DriverLinks {
+            outbound: outbound_sender.clone(),
+            sync_wanted: sync_wanted.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+        },
+        &config.consensus,
+        &genesis.chain_id,
         signing_key,
-        home.consensus_state_path(&shared.config),
+        home.consensus_state_path(&config),
     )?;
 
     // The node's own stop signal: fired by the operator's shutdown or by
@@ -154,7 +179,16 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     }
 
     let network_task = crate::net_glue::start(
-        shared.clone(),
+        NetGlue {
+            store: reader.clone(),
+            peers: peers.clone(),
+            sync_wanted,
+            metrics: metrics.clone(),
+            blobs: blobs.clone(),
+            admission: admission.clone(),
+            network: config.network.clone(),
+            sync: config.sync.clone(),
+        },
         keypair,
         &genesis,
         outbound_receiver,
@@ -164,33 +198,49 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     .await
     .map_err(NodeError::Network)?;
 
-    let listener = tokio::net::TcpListener::bind(shared.config.api.listen)
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| NodeError::ApiListen {
-            address: shared.config.api.listen,
+            address: config.api.listen,
             source,
         })?;
-    tracing::info!(address = %shared.config.api.listen, "HTTP API listening");
+    tracing::info!(address = %config.api.listen, "HTTP API listening");
+    let router = crate::api::router(ApiState {
+        chain: chain.clone(),
+        admission,
+        mempool: mempool.clone(),
+        peers: peers.view(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        blobs,
+        clock,
+        settings: Arc::new(ApiSettings {
+            department: config.department.clone(),
+            api: config.api.clone(),
+            readiness: config.readiness.clone(),
+            blob_bytes_max: config.blobs.blob_bytes_max,
+        }),
+    });
     let api_task = tokio::spawn(crate::api_server::serve(
         listener,
-        crate::api::router(shared.clone()),
-        shared.clone(),
+        router,
+        config.api.clone(),
+        metrics.clone(),
         stop.clone(),
     ));
 
     let gossip_task = {
-        let shared = shared.clone();
+        let batch_txs_max = config.mempool.gossip_batch_txs_max;
+        let interval = Duration::from_millis(config.mempool.gossip_interval_ms);
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_millis(
-                shared.config.mempool.gossip_interval_ms,
-            ));
+            let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = stop.wait() => break,
                     _ = ticker.tick() => {
-                        while crate::admission::gossip_out(&shared) {}
+                        while crate::admission::gossip_out(&mempool, &outbound_sender, batch_txs_max) {}
                     }
                 }
             }
@@ -198,7 +248,9 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     };
 
     let activity_task = tokio::spawn(crate::health_watch::watch_activity(
-        shared.clone(),
+        chain,
+        metrics,
+        health,
         stop.clone(),
     ));
     let driver_task = tokio::spawn(driver.run(first_effects, driver_receiver, stop.clone()));

@@ -20,7 +20,7 @@ use custody_consensus as consensus;
 use custody_consensus::core::{Application, Head, Proposed, Stored, SyncedBlock, Verdict};
 use custody_ledger::block::Block;
 use custody_ledger::certificate::CommitCertificate;
-use custody_ledger::chain::{self, BlockLimits, Candidate, Origin, ProposeError};
+use custody_ledger::chain::{self, BlockLimits, Candidate, Origin};
 use custody_ledger::encoding;
 use custody_ledger::records::NewMember;
 use custody_ledger::state::{MemoryState, StateChanges, StateView};
@@ -29,7 +29,7 @@ use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::{
     Classification, DepartmentId, Height, PublicKey, Role, Timestamp, TxId,
 };
-use custody_node::app::consensus_validators;
+use custody_node::app::{consensus_validators, judgement_outcome, proposal_outcome};
 use simulator::{Behaviour, Outcome, SimApplication, SimConfig, Simulation, CHAIN_ID};
 
 /// Seeds run in CI (each block a real ledger block).
@@ -195,7 +195,7 @@ impl Application for LedgerSimApp {
             .blocks
             .get(&committed.0)
             .map(|(_, certificate)| certificate.clone());
-        match chain::propose(
+        let (proposed, _dropped) = proposal_outcome(chain::propose(
             &self.state,
             height,
             candidates,
@@ -203,18 +203,9 @@ impl Application for LedgerSimApp {
             self.validator,
             last_commit,
             limits,
-        ) {
-            Ok(proposed) => Ok(Proposed::Value(
-                consensus::Value {
-                    bytes: proposed.bytes,
-                    hash: proposed.hash,
-                },
-                (proposed.block, proposed.changes),
-            )),
-            Err(ProposeError::Storage(error)) => Err(local(error)),
-            Err(error) if error.node_is_behind() => Ok(Proposed::Behind),
-            Err(error) => Ok(Proposed::Nothing(error.to_string())),
-        }
+        ))
+        .map_err(local)?;
+        Ok(proposed)
     }
 
     fn judge(
@@ -223,21 +214,16 @@ impl Application for LedgerSimApp {
         value: &consensus::Value,
         now_ms: u64,
     ) -> Result<Verdict<Self::Checked>, LocalFailure> {
-        match chain::judge(
+        let (verdict, _newly_checked) = judgement_outcome(chain::judge(
             &self.state,
             height,
             value.hash,
             &value.bytes,
             Self::time(now_ms),
             |_| false,
-        ) {
-            Ok(judged) => Ok(Verdict::Valid((judged.block, judged.changes))),
-            Err(chain::Judgement::Refused(refusal)) if refusal.node_is_behind() => {
-                Ok(Verdict::Behind)
-            }
-            Err(chain::Judgement::Refused(refusal)) => Ok(Verdict::Invalid(refusal.to_string())),
-            Err(chain::Judgement::Storage(error)) => Err(local(error)),
-        }
+        ))
+        .map_err(local)?;
+        Ok(verdict)
     }
 
     fn commit(

@@ -1,13 +1,13 @@
 //! The node's rooms: which of its modules import which, read from the
 //! sources. The composition root (`node.rs`) is imported by nothing, and no
-//! modules import each other in a loop.
+//! modules import each other in a loop; it alone builds the handles the
+//! tasks share, and only the application holds the writable ledger store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Module name to the modules of this crate it names (`crate::name`),
-/// outside its tests.
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
+/// Module name to its source, outside its tests.
+fn sources() -> BTreeMap<String, String> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut texts: BTreeMap<String, String> = BTreeMap::new();
     for entry in std::fs::read_dir(&source).expect("node/src is readable") {
@@ -38,6 +38,13 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
         };
         texts.insert(name, text);
     }
+    texts
+}
+
+/// Module name to the modules of this crate it names (`crate::name`),
+/// outside its tests.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let texts = sources();
     let names: BTreeSet<String> = texts.keys().cloned().collect();
     texts
         .iter()
@@ -117,4 +124,94 @@ fn no_modules_of_the_node_import_each_other_in_a_loop() {
             cycle.unwrap_or_default().join(" -> ")
         );
     }
+}
+
+/// How each handle the tasks share is built (`node/src/handles.rs`,
+/// `store_reader.rs` and the tasks' own handle types): a call or a struct
+/// literal.
+const HANDLE_CONSTRUCTIONS: &[&str] = &[
+    "StoreReader::new(",
+    "ChainView::new(",
+    "MempoolHandle::new(",
+    "Peers::new(",
+    "SyncWanted::default(",
+    "LocalClock::new(",
+    "Admission::new(",
+    "LedgerApp::new(",
+    "Health::new(",
+    "Blobs::open(",
+    "Metrics::default(",
+    "DriverLinks {",
+    "NetGlue {",
+    "ApiState {",
+    "ApiSettings {",
+];
+
+/// Whether `text` builds a handle with `construction` (a struct's own
+/// definition does not count).
+fn builds(text: &str, construction: &str) -> bool {
+    text.match_indices(construction)
+        .any(|(at, _)| !text[..at].ends_with("struct "))
+}
+
+#[test]
+fn handles_are_built_only_by_the_composition_root() {
+    let sources = sources();
+    let root = &sources["node"];
+    for construction in HANDLE_CONSTRUCTIONS {
+        assert!(
+            builds(root, construction),
+            "node.rs does not build `{construction}`"
+        );
+        let builders: Vec<&String> = sources
+            .iter()
+            .filter(|(name, text)| *name != "node" && builds(text, construction))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            builders.is_empty(),
+            "`{construction}` is built outside node.rs, in {builders:?}"
+        );
+    }
+}
+
+/// Whether `text` names the ledger's writable store type
+/// (`custody_ledger::store::Store`, alone or in a `{...}` group).
+fn names_the_ledger_store(text: &str) -> bool {
+    let path = "custody_ledger::store::";
+    text.match_indices(path).any(|(at, _)| {
+        let rest = &text[at + path.len()..];
+        let names = match rest.strip_prefix('{') {
+            Some(group) => &group[..group.find('}').unwrap_or(group.len())],
+            None => rest,
+        };
+        let first_only = !rest.starts_with('{');
+        let mut words = names.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        if first_only {
+            words.next() == Some("Store")
+        } else {
+            words.any(|word| word == "Store")
+        }
+    })
+}
+
+#[test]
+fn only_the_application_holds_the_writable_ledger_store() {
+    // `node.rs` opens the store, `store_reader.rs` wraps it read-only, and
+    // the application (owned by the driver) writes it.
+    let allowed = ["app", "node", "store_reader"];
+    let sources = sources();
+    assert!(
+        names_the_ledger_store(&sources["app"]),
+        "the application no longer names the ledger store: this check reads nothing"
+    );
+    let naming: Vec<String> = sources
+        .into_iter()
+        .filter(|(name, text)| names_the_ledger_store(text) && !allowed.contains(&name.as_str()))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        naming.is_empty(),
+        "modules other than {allowed:?} name the writable ledger store: {naming:?}"
+    );
 }

@@ -10,7 +10,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_custody");
@@ -272,4 +272,113 @@ pub fn custody(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// A node process a test starts itself, outside a [`Testnet`]'s control
+/// (to set its file limit, or to see its exit status); killed when dropped.
+pub struct OwnNode {
+    child: Option<Child>,
+    pub log_path: PathBuf,
+}
+
+impl OwnNode {
+    /// Starts `custody node start --home HOME`, logging to `log_path`,
+    /// with at most `files_max` open files when given.
+    pub fn start(home: &Path, log_path: &Path, files_max: Option<u64>) -> OwnNode {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .expect("open node log");
+        let log_err = log.try_clone().expect("clone log handle");
+        let mut command = match files_max {
+            // `exec` keeps the node the shell's process: its pid, signals
+            // and exit status are the node's.
+            Some(files_max) => {
+                let mut command = Command::new("bash");
+                command
+                    .arg("-c")
+                    .arg(format!(
+                        "ulimit -n {files_max} && exec \"$0\" node start --home \"$1\""
+                    ))
+                    .arg(BINARY)
+                    .arg(home);
+                command
+            }
+            None => {
+                let mut command = Command::new(BINARY);
+                command.args(["node", "start", "--home"]).arg(home);
+                command
+            }
+        };
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .expect("spawn custody node");
+        OwnNode {
+            child: Some(child),
+            log_path: log_path.to_path_buf(),
+        }
+    }
+
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for OwnNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Bound on each request of [`get`].
+pub const REQUEST_TIMEOUT_MS: u64 = 2_000;
+
+/// `(status code, body)` of a GET on a fresh connection.
+pub async fn get(url: &str) -> Result<(u16, String), String> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+        .build()
+        .map_err(|error| error.to_string())?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| error.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|error| error.to_string())?;
+    Ok((status, body))
+}
+
+/// Waits until `/readyz` of node `index` answers `status`, and returns its
+/// body; panics after `timeout` with the last answer seen and the logs.
+pub async fn wait_readyz(
+    testnet: &Testnet,
+    index: usize,
+    status: u16,
+    what: &str,
+    timeout: Duration,
+) -> String {
+    let readyz = format!("{}/readyz", testnet.nodes[index].api_url);
+    wait_for(testnet, what, timeout, || async {
+        match get(&readyz).await? {
+            (seen, body) if seen == status => Ok(body),
+            (seen, body) => Err(format!("{seen} {body}")),
+        }
+    })
+    .await
 }

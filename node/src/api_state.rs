@@ -1,0 +1,62 @@
+//! What the HTTP API's handlers may use: the handles the composition root
+//! hands to the API, each extractable on its own (`State<ChainView>`,
+//! `State<Admission>`...), so that a handler's signature tells what it
+//! touches. None of them can write the ledger store.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::admission::Admission;
+use crate::blobs::Blobs;
+use crate::config::{ApiConfig, ReadinessConfig};
+use crate::handles::{ChainView, LocalClock, MempoolHandle, PeerView};
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// The parts of the node's configuration the API reads.
+pub struct ApiSettings {
+    /// This node's department (`/v1/status`).
+    pub department: String,
+    pub api: ApiConfig,
+    pub readiness: ReadinessConfig,
+    /// The body limit of a blob upload (`blobs.blob_bytes_max`).
+    pub blob_bytes_max: u64,
+}
+
+/// Every handle the API holds.
+#[derive(Clone)]
+pub struct ApiState {
+    pub chain: ChainView,
+    pub admission: Admission,
+    /// Read for `/v1/status`, pending transactions and readiness.
+    pub mempool: MempoolHandle,
+    pub peers: PeerView,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub blobs: Arc<Blobs>,
+    pub clock: LocalClock,
+    pub settings: Arc<ApiSettings>,
+}
+
+macro_rules! substate {
+    ($($field:ident: $handle:ty),* $(,)?) => {
+        $(impl FromRef<ApiState> for $handle {
+            fn from_ref(state: &ApiState) -> $handle {
+                state.$field.clone()
+            }
+        })*
+    };
+}
+
+substate!(
+    chain: ChainView,
+    admission: Admission,
+    mempool: MempoolHandle,
+    peers: PeerView,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    blobs: Arc<Blobs>,
+    clock: LocalClock,
+    settings: Arc<ApiSettings>,
+);
