@@ -11,13 +11,19 @@
 //! A node serves a range only to the node of a department entitled to the
 //! document: its custodian, the recipient of a live offer, or the holder of
 //! an unexpired grant (block time).
+//!
+//! A held copy is re-hashed before it counts: before the first range is
+//! served to a peer, before `ensure_blob` answers that the blob is here,
+//! and by the scrub (`blob_scrub.rs`). A copy that no longer matches is
+//! quarantined ([`BlobStore::quarantine`](crate::blobs::BlobStore::quarantine)),
+//! counted in `custody_blobs_corrupt_total`, and fetched again.
 
 use custody_ledger::records::{Document, DocumentStatus};
 use custody_ledger::types::{DepartmentId, DocumentId, Hash32};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::BlobError;
+use crate::blobs::{BlobError, Held, Quarantined};
 use crate::network::RequestProtocol;
 use crate::shared::SharedRef;
 
@@ -105,6 +111,65 @@ pub fn department_entitled(document: &Document, department: &DepartmentId, time_
         .any(|grant| grant.department == *department && time_ms <= grant.expires_at.0)
 }
 
+/// Logs and counts a blob found damaged and quarantined.
+pub fn note_quarantined(shared: &SharedRef, document: Option<&DocumentId>, found: &Quarantined) {
+    shared
+        .metrics
+        .blobs_corrupt_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(
+        document = %document.map(|d| d.to_string()).unwrap_or_default(),
+        expected = %hex::encode(found.expected),
+        found = %hex::encode(found.found),
+        found_bytes = found.found_bytes,
+        quarantined_to = %found.path.display(),
+        "a held blob no longer matches its SHA-256; moved to quarantine"
+    );
+}
+
+/// Starts fetching a fresh copy of `document`'s blob from other nodes, in
+/// the background (a read or a peer's request that found the copy damaged
+/// does not wait for it). Needs a tokio runtime; without one the next
+/// fetch, read or scrub pass does it.
+pub fn spawn_refetch(shared: &SharedRef, document: DocumentId) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let shared = shared.clone();
+    runtime.spawn(async move {
+        match ensure_blob(&shared, &document).await {
+            Ok(fetched) => {
+                if fetched.from.is_some() && fetched.quarantined.is_none() {
+                    shared
+                        .metrics
+                        .blobs_refetched_total
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::info!(%document, from = ?fetched.from, "quarantined blob fetched again")
+            }
+            Err(error) => {
+                tracing::warn!(%document, %error, "quarantined blob could not be fetched again yet")
+            }
+        }
+    });
+}
+
+/// Re-hashes the held blob `sha256` of `document` (blocking). A damaged
+/// copy is quarantined, counted, and a fresh copy fetched in the
+/// background.
+pub fn check_held_copy(
+    shared: &SharedRef,
+    document: &DocumentId,
+    sha256: &[u8; 32],
+) -> Result<Held, BlobError> {
+    let held = shared.blobs.store.check_held(sha256)?;
+    if let Held::Quarantined(found) = &held {
+        note_quarantined(shared, Some(document), found);
+        spawn_refetch(shared, document.clone());
+    }
+    Ok(held)
+}
+
 /// Answers one `/custody/blob/1` request from `peer` (blocking: disk reads).
 pub fn serve(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
     let answer = answer(shared, peer, bytes);
@@ -150,6 +215,25 @@ fn answer(shared: &SharedRef, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
             request.document
         ));
     }
+    // The whole copy is re-hashed before its first range leaves: a damaged
+    // copy is never sent. Later ranges are not re-hashed (that would read
+    // the blob once per range); the fetching node checks the whole blob
+    // against the chain before it keeps it.
+    if request.offset == 0 {
+        match check_held_copy(shared, &request.document, &request.sha256.0) {
+            Ok(Held::Intact { .. }) => {}
+            Ok(Held::Missing) => {
+                return refused(BlobError::Missing(request.sha256.to_string()).to_string())
+            }
+            Ok(Held::Quarantined(_)) => {
+                return refused(format!(
+                    "this node's copy of document `{}` no longer matches its ciphertext fixity; it was quarantined and is being fetched again",
+                    request.document
+                ))
+            }
+            Err(error) => return refused(error.to_string()),
+        }
+    }
     let length = request
         .length
         .min(shared.blobs.store.config().fetch_range_bytes);
@@ -169,6 +253,8 @@ pub struct Fetched {
     pub size_bytes: u64,
     /// The peer the last bytes came from (None when the blob was here).
     pub from: Option<String>,
+    /// Where a damaged copy found here was moved before the fetch.
+    pub quarantined: Option<std::path::PathBuf>,
 }
 
 /// Makes sure this node holds the blob of `document_id`, fetching it from
@@ -183,23 +269,43 @@ pub async fn ensure_blob(
         .map_err(|error| FetchError::Ledger(error.to_string()))?
         .ok_or_else(|| FetchError::UnknownDocument(document_id.clone()))?;
     let sha256 = document.ciphertext.sha256.0;
-    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
-        return Ok(Fetched {
-            size_bytes,
-            from: None,
-        });
-    }
-    let _one_at_a_time = shared.blobs.fetching.lock().await;
-    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
-        return Ok(Fetched {
-            size_bytes,
-            from: None,
-        });
-    }
     let store_error = |source: BlobError| FetchError::Store {
         document: document_id.clone(),
         source,
     };
+    // A held copy counts only if it still hashes to its name: a damaged one
+    // is quarantined here and replaced by the fetch below.
+    let held = {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || shared.blobs.store.check_held(&sha256))
+            .await
+            .map_err(|error| FetchError::Ledger(error.to_string()))?
+            .map_err(store_error)?
+    };
+    let quarantined = match held {
+        Held::Intact { size_bytes } => {
+            return Ok(Fetched {
+                size_bytes,
+                from: None,
+                quarantined: None,
+            })
+        }
+        Held::Missing => None,
+        Held::Quarantined(found) => {
+            note_quarantined(shared, Some(document_id), &found);
+            Some(found.path)
+        }
+    };
+    let _one_at_a_time = shared.blobs.fetching.lock().await;
+    // A fetch that held the lock before us may have brought the blob; what
+    // it published was checked against the hash on the way in.
+    if let Some(size_bytes) = shared.blobs.store.size_of(&sha256) {
+        return Ok(Fetched {
+            size_bytes,
+            from: None,
+            quarantined,
+        });
+    }
     shared
         .blobs
         .store
@@ -237,9 +343,16 @@ pub async fn ensure_blob(
             match fetch_from(shared, network, *peer, &document).await {
                 Ok(size_bytes) => {
                     tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
+                    if quarantined.is_some() {
+                        shared
+                            .metrics
+                            .blobs_refetched_total
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Ok(Fetched {
                         size_bytes,
                         from: Some(peer.to_string()),
+                        quarantined,
                     });
                 }
                 Err(reason) => {

@@ -202,6 +202,9 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         stop.clone(),
     ));
     let driver_task = tokio::spawn(driver.run(first_effects, driver_receiver, stop.clone()));
+    // Not an essential task: a node whose scrub stopped still does its job,
+    // and the scrub ends with the others on the stop signal.
+    tokio::spawn(crate::blob_scrub::run(shared.clone(), stop.clone()));
 
     let mut tasks = Tasks {
         driver: Some(driver_task),
