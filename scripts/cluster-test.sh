@@ -18,8 +18,8 @@
 #      must be back in the other nodes' commit certificates within 5 s of
 #      the restart, and with a second node then stopped the three others
 #      (the restarted one among them) must keep committing
-#   9. a stopped node's ledger store damaged on disk (its sled log cut in
-#      half): `custody node check` must refuse it; `custody node repair`
+#   9. a stopped node's ledger store damaged on disk (its sled log
+#      overwritten with zeros): `custody node check` must refuse it; `custody node repair`
 #      (run from the image, on the node's volume) rebuilds it from two
 #      other nodes' APIs; restarted, it must rejoin at the full height with
 #      a chain that verifies, and the damaged copy must be kept aside,
@@ -373,8 +373,8 @@ if runs 9; then
     docker stop -t 15 "$(container 1)" >/dev/null
     ledger=/home/custody/data/ledger
     docker cp "$(container 1):$ledger/db" "$work/db-intact"
-    cp "$work/db-intact" "$work/db-damaged"
-    truncate -s $(( $(stat -c %s "$work/db-intact") / 2 )) "$work/db-damaged"
+    # Zeros over the whole file, its length kept: what a failed disk returns.
+    head -c "$(stat -c %s "$work/db-intact")" /dev/zero >"$work/db-damaged"
     docker cp "$work/db-damaged" "$(container 1):$ledger/db"
     if on_home 1 node check --home /home/custody >"$work/check-damaged.txt" 2>&1; then
         cat "$work/check-damaged.txt" >&2

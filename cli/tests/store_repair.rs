@@ -74,11 +74,12 @@ fn ledger(home: &Path) -> PathBuf {
     home.join("data/ledger")
 }
 
-/// Cuts the store's main file in half; returns the damaged bytes.
+/// Overwrites the store's main file with zeros (its length kept), as a
+/// failed disk returns it; returns the damaged bytes.
 fn damage(home: &Path) -> Vec<u8> {
     let path = ledger(home).join("db");
-    let mut bytes = std::fs::read(&path).expect("store file");
-    bytes.truncate(bytes.len() / 2);
+    let length = std::fs::metadata(&path).expect("store file").len();
+    let bytes = vec![0u8; length as usize];
     std::fs::write(&path, &bytes).expect("damage the store");
     bytes
 }
