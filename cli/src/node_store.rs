@@ -85,7 +85,7 @@ pub enum StoreCommandError {
         path: PathBuf,
         aside: String,
         #[source]
-        source: ImportError,
+        source: Box<ImportError>,
     },
     #[error("the rebuilt store at {path} does not pass the start check: {reason}{aside}")]
     CheckFailed {
@@ -261,7 +261,7 @@ fn rebuild(
         StoreCommandError::Import {
             path: parts.ledger.clone(),
             aside: aside_note(&aside),
-            source,
+            source: Box::new(source),
         }
     })?;
     let check = custody_node::node::check_home(&parts.home).map_err(|error| {
@@ -725,7 +725,7 @@ fn restore_verified(
         StoreCommandError::Import {
             path: parts.ledger.clone(),
             aside: aside_note(&aside),
-            source,
+            source: Box::new(source),
         }
     })?;
     let consensus_state = if own_state || opened.state.is_empty() {
