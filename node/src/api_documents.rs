@@ -277,13 +277,14 @@ fn fetch_error(error: FetchError) -> ApiError {
             error.to_string(),
         ),
         FetchError::Ledger(_) => ApiError::internal(error.to_string()),
-        FetchError::NoNetwork | FetchError::NoPeers(_) | FetchError::AllPeersFailed { .. } => {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "blob_fetch_failed",
-                error.to_string(),
-            )
-        }
+        FetchError::NoNetwork
+        | FetchError::NoPeers(_)
+        | FetchError::AllPeersFailed { .. }
+        | FetchError::DamagedNotReplaced { .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "blob_fetch_failed",
+            error.to_string(),
+        ),
     }
 }
 

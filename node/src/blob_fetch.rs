@@ -73,6 +73,17 @@ pub enum FetchError {
     },
     #[error("the node's store could not be read: {0}")]
     Ledger(String),
+    #[error(
+        "this node's copy of document `{document}` does not match its ciphertext fixity on chain \
+         (damaged on disk); it was moved to {} and a good copy could not be fetched: {source}",
+        quarantined.display()
+    )]
+    DamagedNotReplaced {
+        document: DocumentId,
+        quarantined: std::path::PathBuf,
+        #[source]
+        source: Box<FetchError>,
+    },
 }
 
 /// Which department runs the node with `peer`'s identity.
@@ -296,6 +307,31 @@ pub async fn ensure_blob(
             Some(found.path)
         }
     };
+    fetch_missing(shared, &document, quarantined.clone())
+        .await
+        .map_err(|source| match quarantined {
+            Some(path) => FetchError::DamagedNotReplaced {
+                document: document_id.clone(),
+                quarantined: path,
+                source: Box::new(source),
+            },
+            None => source,
+        })
+}
+
+/// Fetches the blob of `document`, which this node does not hold (any more:
+/// `quarantined` says where a damaged copy went), from other nodes.
+async fn fetch_missing(
+    shared: &SharedRef,
+    document: &Document,
+    quarantined: Option<std::path::PathBuf>,
+) -> Result<Fetched, FetchError> {
+    let document_id = &document.id;
+    let sha256 = document.ciphertext.sha256.0;
+    let store_error = |source: BlobError| FetchError::Store {
+        document: document_id.clone(),
+        source,
+    };
     let _one_at_a_time = shared.blobs.fetching.lock().await;
     // A fetch that held the lock before us may have brought the blob; what
     // it published was checked against the hash on the way in.
@@ -340,7 +376,7 @@ pub async fn ensure_blob(
     let mut attempts: Vec<String> = Vec::new();
     for _round in 0..shared.blobs.store.config().fetch_rounds_max {
         for peer in &candidates {
-            match fetch_from(shared, network, *peer, &document).await {
+            match fetch_from(shared, network, *peer, document).await {
                 Ok(size_bytes) => {
                     tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
                     if quarantined.is_some() {
