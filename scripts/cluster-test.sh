@@ -23,7 +23,7 @@
 #      (run from the image, on the node's volume) rebuilds it from two
 #      other nodes' APIs; restarted, it must rejoin at the full height with
 #      a chain that verifies, and the damaged copy must be kept aside,
-#      byte for byte
+#      byte for byte as repair found it
 #
 # During the split, one node is also flooded with valid transactions past
 # its mempool limit (no block can drain it then).
@@ -381,6 +381,9 @@ if runs 9; then
         fail "node check accepted ${DEPARTMENTS[1]}'s damaged store"
     fi
     say "node check refused the damaged store: $(tail -n 1 "$work/check-damaged.txt" | cut -c1-160)"
+    # Opening a store lets the engine rewrite a log it cannot read, so the
+    # copy to compare with is the store as repair finds it.
+    docker cp "$(container 1):$ledger/db" "$work/db-before-repair"
     on_home 1 node repair --home /home/custody --json \
         --peer "http://$(ip_of 0):26680" --peer "http://$(ip_of 2):26680" >"$work/repair.json" ||
         fail "node repair failed"
@@ -389,7 +392,7 @@ if runs 9; then
     [[ -n $kept && -n $repaired_height ]] || { cat "$work/repair.json" >&2; fail "node repair did not report what it did"; }
     say "repaired ${DEPARTMENTS[1]} to height $repaired_height; damaged store kept at $kept"
     docker cp "$(container 1):$kept/db" "$work/db-kept"
-    cmp -s "$work/db-kept" "$work/db-damaged" || fail "the damaged store was not kept as it was"
+    cmp -s "$work/db-kept" "$work/db-before-repair" || fail "the damaged store was not kept as repair found it"
     on_home 1 node check --home /home/custody >/dev/null || fail "node check refused the repaired store"
     docker start "$(container 1)" >/dev/null
     check "${DEPARTMENTS[1]}'s store damaged, repaired from peers (height $repaired_height), restarted"
