@@ -18,6 +18,12 @@
 #      must be back in the other nodes' commit certificates within 5 s of
 #      the restart, and with a second node then stopped the three others
 #      (the restarted one among them) must keep committing
+#   9. a stopped node's ledger store damaged on disk (its sled log
+#      overwritten with zeros): `custody node check` must refuse it; `custody node repair`
+#      (run from the image, on the node's volume) rebuilds it from two
+#      other nodes' APIs; restarted, it must rejoin at the full height with
+#      a chain that verifies, and the damaged copy must be kept aside,
+#      byte for byte as repair found it
 #
 # During the split, one node is also flooded with valid transactions past
 # its mempool limit (no block can drain it then).
@@ -33,7 +39,7 @@
 #
 #   scripts/cluster-test.sh              # needs target/release/custody
 #   CUSTODY_CLUSTER_KEEP=1 scripts/cluster-test.sh   # keep the work dir
-#   CUSTODY_CLUSTER_ONLY=8 scripts/cluster-test.sh   # only fault 8 (or 1, 2, 2b, 3-7)
+#   CUSTODY_CLUSTER_ONLY=8 scripts/cluster-test.sh   # only fault 8 (or 1, 2, 2b, 3-7, 9)
 #   CUSTODY_CLUSTER_HALF_OPEN_SECONDS=3 ...          # fault 8's cut (default 22 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -352,6 +358,44 @@ if runs 8; then
     check "${DEPARTMENTS[3]} started again"
     (( rejoined )) || fail "${DEPARTMENTS[2]}'s signature was not back in the certificates within 5 s of its restart"
     passed=$((passed + 1))
+fi
+
+if runs 9; then
+    say "fault 9: ${DEPARTMENTS[1]} stopped, its ledger store damaged on disk, repaired from its peers"
+    # The node's own image runs the commands on its home volume: the same
+    # binary, paths and network as the node.
+    on_home() { # node args...: custody ARGS with the node's home mounted
+        local node=$1
+        shift
+        docker run --rm --network "$NETWORK" --volumes-from "$(container "$node")" \
+            --entrypoint /usr/local/bin/custody "$CUSTODY_IMAGE" "$@"
+    }
+    docker stop -t 15 "$(container 1)" >/dev/null
+    ledger=/home/custody/data/ledger
+    docker cp "$(container 1):$ledger/db" "$work/db-intact"
+    # Zeros over the whole file, its length kept: what a failed disk returns.
+    head -c "$(stat -c %s "$work/db-intact")" /dev/zero >"$work/db-damaged"
+    docker cp "$work/db-damaged" "$(container 1):$ledger/db"
+    if on_home 1 node check --home /home/custody >"$work/check-damaged.txt" 2>&1; then
+        cat "$work/check-damaged.txt" >&2
+        fail "node check accepted ${DEPARTMENTS[1]}'s damaged store"
+    fi
+    say "node check refused the damaged store: $(tail -n 1 "$work/check-damaged.txt" | cut -c1-160)"
+    # Opening a store lets the engine rewrite a log it cannot read, so the
+    # copy to compare with is the store as repair finds it.
+    docker cp "$(container 1):$ledger/db" "$work/db-before-repair"
+    on_home 1 node repair --home /home/custody --json \
+        --peer "http://$(ip_of 0):26680" --peer "http://$(ip_of 2):26680" >"$work/repair.json" ||
+        fail "node repair failed"
+    kept=$(sed -n 's/^  "damaged_store_kept_at": "\(.*\)",$/\1/p' "$work/repair.json")
+    repaired_height=$(sed -n 's/^  "height": \([0-9]*\),$/\1/p' "$work/repair.json")
+    [[ -n $kept && -n $repaired_height ]] || { cat "$work/repair.json" >&2; fail "node repair did not report what it did"; }
+    say "repaired ${DEPARTMENTS[1]} to height $repaired_height; damaged store kept at $kept"
+    docker cp "$(container 1):$kept/db" "$work/db-kept"
+    cmp -s "$work/db-kept" "$work/db-before-repair" || fail "the damaged store was not kept as repair found it"
+    on_home 1 node check --home /home/custody >/dev/null || fail "node check refused the repaired store"
+    docker start "$(container 1)" >/dev/null
+    check "${DEPARTMENTS[1]}'s store damaged, repaired from peers (height $repaired_height), restarted"
 fi
 
 say "stopping the load"

@@ -114,6 +114,82 @@ enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild a damaged ledger store from verified blocks, keeping the old one aside.
+    ///
+    /// The node must be stopped. The chain comes from other departments'
+    /// nodes (--peer URL, their HTTP API; tried in order) or from an export
+    /// file (--from-export FILE --genesis FILE). It is verified from this
+    /// node's genesis (every certificate and signature, re-execution) and
+    /// must reach the height the consensus state shows this node committed,
+    /// before anything on disk changes. The old store is moved to
+    /// DATA/ledger.damaged-<UTC time> (never deleted); the new one must pass
+    /// `custody node check`.
+    Repair {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// Another department's node API to rebuild from (repeatable).
+        #[arg(long = "peer", value_name = "URL", conflicts_with = "from_export")]
+        peers: Vec<String>,
+        /// Rebuild from this export file instead of from peers.
+        #[arg(long, value_name = "FILE", requires = "genesis")]
+        from_export: Option<PathBuf>,
+        /// The genesis file the export must start from (with --from-export).
+        #[arg(long, value_name = "FILE", requires = "from_export")]
+        genesis: Option<PathBuf>,
+        /// Verification threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print what was recovered as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up a running node: its consensus state and its verified chain, in one file.
+    ///
+    /// Reads HOME's consensus state, then the chain from the node's HTTP API
+    /// (the address in HOME's config, or --node) up to its height, verifies
+    /// the chain, and writes FILE (never over an existing file). Blobs are
+    /// not included: copy DATA/blobs alongside (docs/operations.md).
+    Backup {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// The backup file to write.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// The node's HTTP API, when not the address in HOME's config.
+        #[arg(long, value_name = "URL")]
+        node: Option<String>,
+        /// Verification threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print the backup's manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a stopped node's ledger store from a backup, verifying everything first.
+    ///
+    /// Checks the file's framing and checksums, that it is this node's
+    /// chain (genesis), the whole chain, and that it reaches the height this
+    /// node's consensus state shows it committed, before writing anything.
+    /// Refuses a non-empty store unless --replace, which moves it aside.
+    Restore {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// The backup file written by `custody node backup`.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Move an existing store aside (it is kept) and restore in its place.
+        #[arg(long)]
+        replace: bool,
+        /// Verification threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print what was restored as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a running node's height, peers and mempool.
     Status {
         /// The node's HTTP API.
@@ -230,6 +306,109 @@ fn run(cli: Cli) -> Result<(), String> {
                     "committed      height {} (from the consensus state); the store is not behind it",
                     check.committed
                 );
+            }
+            Ok(())
+        }
+        Command::Node(NodeCommand::Repair {
+            home,
+            peers,
+            from_export,
+            genesis,
+            threads,
+            json,
+        }) => {
+            use custody_cli::node_store::{repair, RepairSource};
+            let source = match (from_export, genesis) {
+                (Some(export), Some(genesis)) => RepairSource::Export { export, genesis },
+                _ => RepairSource::Peers(peers),
+            };
+            let report = repair(&home, source, threads).map_err(|error| error.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("store          {} (rebuilt)", report.store.display());
+                println!(
+                    "recovered      heights 1 to {} ({} transactions), every certificate verified",
+                    report.height, report.transactions
+                );
+                println!("last block     {}", report.last_block_hash);
+                println!("source         {}", report.source);
+                println!(
+                    "committed      height {} (from the consensus state); the store is not behind it",
+                    report.committed
+                );
+                match &report.damaged_store_kept_at {
+                    Some(path) => println!("damaged store  kept at {}", path.display()),
+                    None => println!("damaged store  none was there"),
+                }
+                for passed in &report.passed_over {
+                    println!("passed over    {passed}");
+                }
+            }
+            Ok(())
+        }
+        Command::Node(NodeCommand::Backup {
+            home,
+            to,
+            node,
+            threads,
+            json,
+        }) => {
+            let report = custody_cli::node_store::backup(&home, &to, node, threads)
+                .map_err(|error| error.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "backup         {} ({} bytes)",
+                    report.file.display(),
+                    report.bytes
+                );
+                println!(
+                    "chain          {} (genesis {}), heights 1 to {}, verified",
+                    report.manifest.chain_id, report.manifest.genesis_hash, report.manifest.height
+                );
+                println!(
+                    "consensus      state at committed height {}",
+                    report.manifest.committed
+                );
+                println!("read from      {}", report.manifest.node);
+            }
+            Ok(())
+        }
+        Command::Node(NodeCommand::Restore {
+            home,
+            from,
+            replace,
+            threads,
+            json,
+        }) => {
+            let report = custody_cli::node_store::restore(&home, &from, replace, threads)
+                .map_err(|error| error.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("store          {} (restored)", report.store.display());
+                println!(
+                    "restored       heights 1 to {} ({} transactions) from {}, every certificate verified",
+                    report.height,
+                    report.transactions,
+                    report.from.display()
+                );
+                println!("last block     {}", report.last_block_hash);
+                println!("consensus      {}", report.consensus_state);
+                if let Some(path) = &report.previous_store_kept_at {
+                    println!("previous store kept at {}", path.display());
+                }
             }
             Ok(())
         }

@@ -588,8 +588,9 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     );
     assert!(!out.exists());
 
-    // A tampered blob (one byte changed on A's disk) is refused on open and
-    // on fetch, naming the document.
+    // A tampered blob (one byte changed on A's disk) is refused on open,
+    // naming the document, and moved to quarantine: it is never sent to
+    // another node either.
     let (file, _) = write_document(work.path(), "deed.pdf", 300_000);
     let id = register(&net, a, &file, "Deed");
     let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
@@ -636,7 +637,7 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     let (ok, _, stderr) = doc_as(&net, b, &["accept", &id]);
     assert!(!ok, "a tampered blob was accepted");
     assert!(
-        stderr.contains(&id) && stderr.contains("do not match"),
+        stderr.contains(&id) && stderr.contains("could not be fetched"),
         "{stderr}"
     );
     let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[b].api_url))
@@ -650,9 +651,9 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
         .join(&sha)
         .exists());
 
-    // A fetch that gets bad bytes from one node tries the next: a grantee's
-    // node that fetched a good copy earlier serves it after A's copy is
-    // altered, and B accepts.
+    // A fetch that one node refuses (its copy is damaged) tries the next: a
+    // grantee's node that fetched a good copy earlier serves it after A's
+    // copy is altered, and B accepts.
     let (file, original) = write_document(work.path(), "will.pdf", 250_000);
     let id = register(&net, a, &file, "Will");
     doc_ok(&net, a, &["grant", &id, "--to", &c_name, "--until", "+1h"]);

@@ -720,6 +720,19 @@ pub fn import_export(
     progress: impl FnMut(Progress),
 ) -> Result<VerifyReport, ImportError> {
     let (report, _state, file) = verify_export(path, None, options, progress)?;
+    import_verified(&file, &report, dir)?;
+    Ok(report)
+}
+
+/// Writes an export that [`verify_export`] accepted (`report` is what it
+/// returned for `file`) into a fresh store at `dir`, re-applying every block
+/// through the state machine, and checks that the store's state digest is
+/// the verified one. Refuses a `dir` that is not empty.
+pub fn import_verified(
+    file: &ExportFile,
+    report: &VerifyReport,
+    dir: &Path,
+) -> Result<(), ImportError> {
     if dir.exists()
         && std::fs::read_dir(dir)
             .map_err(|e| ImportError::Directory(e.to_string()))?
@@ -758,7 +771,7 @@ pub fn import_export(
             imported: digest,
         });
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Why an import failed.

@@ -120,8 +120,9 @@ pub enum StoreError {
 }
 
 /// The next step named by every error about a damaged store.
-pub const REPAIR_HINT: &str = "next step: stop the node, move the store directory aside \
-     (keep it) and rebuild it from a verified export with `custody chain import`, then run \
+pub const REPAIR_HINT: &str = "next step: stop the node and rebuild the store with \
+     `custody node repair --home HOME --peer URL` (or `--from-export FILE --genesis FILE`), \
+     which keeps the damaged store aside and imports only verified blocks, then run \
      `custody node check --home HOME` (docs/operations.md, \"A damaged or rolled-back store\")";
 
 impl StoreError {
@@ -522,6 +523,42 @@ impl Store {
         }
         self.cache().member_keys = Some(keys);
         Ok(())
+    }
+
+    /// Whether a running process (a node) holds the store at `path`,
+    /// found without opening it: opening lets the engine recover, and so
+    /// rewrite, a damaged log, and a store that is to be kept aside as it
+    /// was must not be touched. Waits, as opening does, up to
+    /// `STORE_LOCK_WAIT_MS_MAX` for a lock that is being released.
+    pub fn in_use(path: &Path) -> Result<bool, StoreError> {
+        use std::os::unix::io::AsRawFd;
+        // The engine's lock: an exclusive flock on its main file.
+        let file = path.join("db");
+        let handle = match std::fs::File::open(&file) {
+            Ok(handle) => handle,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => {
+                return Err(StoreError::Damaged {
+                    path: path.to_path_buf(),
+                    detail: format!("cannot open {}: {error}", file.display()),
+                })
+            }
+        };
+        let waited = std::time::Instant::now();
+        loop {
+            // SAFETY: flock on a descriptor this function owns; no memory is
+            // shared with the call.
+            let locked = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if locked == 0 {
+                // SAFETY: as above.
+                unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_UN) };
+                return Ok(false);
+            }
+            if waited.elapsed() >= std::time::Duration::from_millis(STORE_LOCK_WAIT_MS_MAX) {
+                return Ok(true);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(STORE_LOCK_RETRY_MS));
+        }
     }
 
     fn open_raw(path: &Path) -> Result<Store, StoreError> {

@@ -2,9 +2,11 @@
 //!
 //! - `PUT /v1/blobs/{sha256}?size_bytes=N`: upload an envelope; streamed to
 //!   disk while hashed, refused unless it hashes to `sha256` and is `N` bytes;
-//! - `GET /v1/blobs/{sha256}`: whether this node holds a blob, and its size;
+//! - `GET /v1/blobs/{sha256}`: whether this node holds a blob, and its size
+//!   (presence only: it does not re-hash);
 //! - `POST /v1/blobs/fetch?document=ID`: fetch the document's blob from
-//!   other nodes (over `/custody/blob/1`) unless this node holds it;
+//!   other nodes (over `/custody/blob/1`) unless this node holds an intact
+//!   copy (re-hashed; a damaged copy is quarantined and replaced);
 //! - `POST /v1/reads`: a member's signed [`ReadRequest`]; the answer is the
 //!   ciphertext, streamed, when the member may read it (see [`authorize`]);
 //! - `GET /v1/documents?custodian=&status=&classification=&cursor=&limit=`:
@@ -31,8 +33,10 @@ use std::sync::Arc;
 use crate::api_error::ApiError;
 use crate::api_state::{ApiSettings, ApiState};
 use crate::api_types::Page;
-use crate::blob_fetch::{department_entitled, ensure_blob, FetchError};
-use crate::blobs::{BlobError, Blobs, IO_BUFFER_BYTES};
+use crate::blob_fetch::{
+    check_held_copy, department_entitled, ensure_blob, note_quarantined, BlobRoom, FetchError,
+};
+use crate::blobs::{BlobError, Blobs, Held, IO_BUFFER_BYTES};
 use crate::handles::{ChainView, LocalClock};
 
 /// Domain tag of a signed read request.
@@ -101,6 +105,10 @@ pub struct BlobStatus {
     /// The peer it was fetched from, when it was just fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetched_from: Option<String>,
+    /// Where this node's damaged copy was moved before a fresh one was
+    /// fetched, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 pub fn routes() -> Router<ApiState> {
@@ -157,18 +165,33 @@ struct UploadQuery {
 /// it goes; memory is a few body chunks whatever the blob's size.
 async fn upload(
     State(blobs): State<Arc<Blobs>>,
+    State(room): State<BlobRoom>,
     Path(sha256): Path<String>,
     Query(query): Query<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
-    if let Some(size_bytes) = blobs.store.size_of(&sha256) {
-        return Ok(Json(BlobStatus {
-            sha256: Hash32(sha256),
-            size_bytes,
-            fetched_from: None,
-        })
-        .into_response());
+    // A held copy answers the upload only if it still hashes to its name;
+    // a damaged one is quarantined and replaced by the upload.
+    let held = {
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.store.check_held(&sha256))
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?
+            .map_err(blob_error)?
+    };
+    match held {
+        Held::Intact { size_bytes } => {
+            return Ok(Json(BlobStatus {
+                sha256: Hash32(sha256),
+                size_bytes,
+                fetched_from: None,
+                quarantined: None,
+            })
+            .into_response());
+        }
+        Held::Quarantined(found) => note_quarantined(&room, None, &found),
+        Held::Missing => {}
     }
     blobs
         .store
@@ -221,6 +244,7 @@ async fn upload(
             sha256: Hash32(sha256),
             size_bytes,
             fetched_from: None,
+            quarantined: None,
         }),
     )
         .into_response())
@@ -238,6 +262,7 @@ async fn blob_status(
         sha256: Hash32(sha256),
         size_bytes,
         fetched_from: None,
+        quarantined: None,
     }))
 }
 
@@ -255,19 +280,20 @@ fn fetch_error(error: FetchError) -> ApiError {
             error.to_string(),
         ),
         FetchError::Ledger(_) => ApiError::internal(error.to_string()),
-        FetchError::NoNetwork | FetchError::NoPeers(_) | FetchError::AllPeersFailed { .. } => {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "blob_fetch_failed",
-                error.to_string(),
-            )
-        }
+        FetchError::NoNetwork
+        | FetchError::NoPeers(_)
+        | FetchError::AllPeersFailed { .. }
+        | FetchError::DamagedNotReplaced { .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "blob_fetch_failed",
+            error.to_string(),
+        ),
     }
 }
 
 async fn fetch(
     State(chain): State<ChainView>,
-    State(blobs): State<Arc<Blobs>>,
+    State(room): State<BlobRoom>,
     Query(query): Query<FetchQuery>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let document = DocumentId::new(query.document)
@@ -279,13 +305,12 @@ async fn fetch(
         .ok_or_else(|| ApiError::not_found(format!("document `{document}` is not registered")))?
         .ciphertext
         .sha256;
-    let fetched = ensure_blob(chain.store(), &blobs, &document)
-        .await
-        .map_err(fetch_error)?;
+    let fetched = ensure_blob(&room, &document).await.map_err(fetch_error)?;
     Ok(Json(BlobStatus {
         sha256,
         size_bytes: fetched.size_bytes,
         fetched_from: fetched.from,
+        quarantined: fetched.quarantined.map(|path| path.display().to_string()),
     }))
 }
 
@@ -463,6 +488,7 @@ fn classification_name(classification: Classification) -> &'static str {
 async fn read(
     State(chain): State<ChainView>,
     State(blobs): State<Arc<Blobs>>,
+    State(room): State<BlobRoom>,
     State(clock): State<LocalClock>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -486,32 +512,65 @@ async fn read(
             .map_err(|error| ApiError::internal(error.to_string()))??
     };
     let sha256 = document.ciphertext.sha256.0;
-    if blobs.store.size_of(&sha256).is_none() {
-        return Err(ApiError::new(
+    let not_here = |document: &DocumentId| {
+        ApiError::new(
             StatusCode::CONFLICT,
             "blob_not_here",
             format!(
-                "this node does not hold the blob of document `{}` yet; fetch it with POST /v1/blobs/fetch?document={}",
-                document.id, document.id
+                "this node does not hold the blob of document `{document}` yet; fetch it with POST /v1/blobs/fetch?document={document}"
             ),
-        ));
-    }
-    // Re-hash before serving: a blob altered on disk is refused with the
-    // document's name rather than handed out as if it were the record.
-    let verified = {
-        let blobs = blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.store.verify(&sha256))
-            .await
-            .map_err(|error| ApiError::internal(error.to_string()))?
-            .map_err(blob_error)?
+        )
     };
-    if let Some((found, found_bytes)) = verified {
-        tracing::error!(document = %document.id, "stored blob does not match its fixity");
+    // Re-hash before serving, through the handle the bytes are then served
+    // from: a blob altered on disk is quarantined, fetched again, and
+    // refused with the document's name rather than handed out as if it
+    // were the record.
+    let path = blobs.store.path(&sha256);
+    let checked = {
+        let opened = path.clone();
+        tokio::task::spawn_blocking(
+            move || -> std::io::Result<Option<(std::fs::File, [u8; 32], u64)>> {
+                use std::io::{Seek, SeekFrom};
+                let mut file = match std::fs::File::open(&opened) {
+                    Ok(file) => file,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(error) => return Err(error),
+                };
+                let (found, found_bytes) = crate::blobs::hash_reader(&mut file)?;
+                file.seek(SeekFrom::Start(0))?;
+                Ok(Some((file, found, found_bytes)))
+            },
+        )
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+        .map_err(|error| {
+            ApiError::internal(format!("blob store I/O on {}: {error}", path.display()))
+        })?
+    };
+    let Some((file, found, found_bytes)) = checked else {
+        return Err(not_here(&document.id));
+    };
+    if found != sha256 {
+        drop(file);
+        let quarantined = {
+            let room = room.clone();
+            let id = document.id.clone();
+            tokio::task::spawn_blocking(move || check_held_copy(&room, &id, &sha256))
+                .await
+                .map_err(|error| ApiError::internal(error.to_string()))?
+                .map_err(blob_error)?
+        };
+        let moved = match quarantined {
+            Held::Quarantined(found) => format!("; it was moved to {}", found.path.display()),
+            // Replaced between the two reads (a fetch finished): the
+            // caller may simply ask again.
+            Held::Intact { .. } | Held::Missing => String::new(),
+        };
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "blob_corrupt",
             format!(
-                "this node's copy of document `{}` does not match its ciphertext fixity on chain (expected SHA-256 {} and {} bytes, found {} and {found_bytes} bytes): it was altered or damaged on disk",
+                "this node's copy of document `{}` does not match its ciphertext fixity on chain (expected SHA-256 {} and {} bytes, found {} and {found_bytes} bytes): it was altered or damaged on disk{moved} and a fresh copy is being fetched from the other nodes; ask again shortly",
                 document.id,
                 document.ciphertext.sha256,
                 document.ciphertext.size_bytes,
@@ -519,8 +578,6 @@ async fn read(
             ),
         ));
     }
-    let path = blobs.store.path(&sha256);
-    let file = std::fs::File::open(&path).map_err(|error| ApiError::internal(error.to_string()))?;
     let size_bytes = document.ciphertext.size_bytes;
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(DOWNLOAD_CHUNKS_QUEUED_MAX);

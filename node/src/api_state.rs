@@ -35,6 +35,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub blobs: Arc<Blobs>,
+    /// Blob fetch and the integrity checks (the ledger, the blobs, metrics).
+    pub blob_room: crate::blob_fetch::BlobRoom,
     pub clock: LocalClock,
     pub settings: Arc<ApiSettings>,
 }
@@ -57,6 +59,7 @@ substate!(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     blobs: Arc<Blobs>,
+    blob_room: crate::blob_fetch::BlobRoom,
     clock: LocalClock,
     settings: Arc<ApiSettings>,
 );

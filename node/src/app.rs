@@ -21,7 +21,7 @@ use custody_ledger::chain::{
 };
 use custody_ledger::state::{ChainInfo, StateChanges, TxRefusal, ViewError};
 use custody_ledger::store::{Store, StoreError};
-use custody_ledger::types::{BlockHash, Height, PublicKey, Timestamp, TxId};
+use custody_ledger::types::{Height, PublicKey, Timestamp, TxId};
 use tokio::sync::watch;
 
 use crate::handles::{LocalClock, MempoolHandle};

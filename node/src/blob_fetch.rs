@@ -11,17 +11,35 @@
 //! A node serves a range only to the node of a department entitled to the
 //! document: its custodian, the recipient of a live offer, or the holder of
 //! an unexpired grant (block time).
+//!
+//! A held copy is re-hashed before it counts: before the first range is
+//! served to a peer, before `ensure_blob` answers that the blob is here,
+//! and by the scrub (`blob_scrub.rs`). A copy that no longer matches is
+//! quarantined ([`BlobStore::quarantine`](crate::blobs::BlobStore::quarantine)),
+//! counted in `custody_blobs_corrupt_total`, and fetched again.
 
 use custody_ledger::records::{Document, DocumentStatus};
 use custody_ledger::types::{DepartmentId, DocumentId, Hash32};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
+use crate::blobs::{BlobError, Held, Quarantined};
+use crate::network::RequestProtocol;
 use std::sync::Arc;
 
-use crate::blobs::{BlobError, Blobs};
-use crate::network::RequestProtocol;
+use crate::blobs::Blobs;
+use crate::metrics::Metrics;
 use crate::store_reader::StoreReader;
+
+/// What blob fetch, serving and the integrity checks work with: the ledger
+/// (read-only: who may have a document's blob), the blob store, and the
+/// metrics they count damaged and re-fetched copies in. Cheap to clone.
+#[derive(Clone)]
+pub struct BlobRoom {
+    pub store: StoreReader,
+    pub blobs: Arc<Blobs>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// A range request for part of a document's blob.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,11 +87,22 @@ pub enum FetchError {
     },
     #[error("the node's store could not be read: {0}")]
     Ledger(String),
+    #[error(
+        "this node's copy of document `{document}` does not match its ciphertext fixity on chain \
+         (damaged on disk); it was moved to {} and a good copy could not be fetched: {source}",
+        quarantined.display()
+    )]
+    DamagedNotReplaced {
+        document: DocumentId,
+        quarantined: std::path::PathBuf,
+        #[source]
+        source: Box<FetchError>,
+    },
 }
 
 /// Which department runs the node with `peer`'s identity.
-pub fn department_of_peer(store: &StoreReader, peer: &PeerId) -> Option<DepartmentId> {
-    let departments = store.departments().ok()?;
+pub fn department_of_peer(room: &BlobRoom, peer: &PeerId) -> Option<DepartmentId> {
+    let departments = room.store.departments().ok()?;
     departments
         .into_iter()
         .find(|department| {
@@ -85,8 +114,8 @@ pub fn department_of_peer(store: &StoreReader, peer: &PeerId) -> Option<Departme
         .map(|department| department.id)
 }
 
-fn peer_of_department(store: &StoreReader, department: &DepartmentId) -> Option<PeerId> {
-    let department = store.department(department).ok()??;
+fn peer_of_department(room: &BlobRoom, department: &DepartmentId) -> Option<PeerId> {
+    let department = room.store.department(department).ok()??;
     crate::network::peer_id_from_ed25519_public(department.keys.node_key.0).ok()
 }
 
@@ -107,16 +136,73 @@ pub fn department_entitled(document: &Document, department: &DepartmentId, time_
         .any(|grant| grant.department == *department && time_ms <= grant.expires_at.0)
 }
 
+/// Logs and counts a blob found damaged and quarantined.
+pub fn note_quarantined(room: &BlobRoom, document: Option<&DocumentId>, found: &Quarantined) {
+    room.metrics
+        .blobs_corrupt_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!(
+        document = %document.map(|d| d.to_string()).unwrap_or_default(),
+        expected = %hex::encode(found.expected),
+        found = %hex::encode(found.found),
+        found_bytes = found.found_bytes,
+        quarantined_to = %found.path.display(),
+        "a held blob no longer matches its SHA-256; moved to quarantine"
+    );
+}
+
+/// Starts fetching a fresh copy of `document`'s blob from other nodes, in
+/// the background (a read or a peer's request that found the copy damaged
+/// does not wait for it). Needs a tokio runtime; without one the next
+/// fetch, read or scrub pass does it.
+pub fn spawn_refetch(room: &BlobRoom, document: DocumentId) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let room = room.clone();
+    runtime.spawn(async move {
+        match ensure_blob(&room, &document).await {
+            Ok(fetched) => {
+                if fetched.from.is_some() && fetched.quarantined.is_none() {
+                    room.metrics
+                        .blobs_refetched_total
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::info!(%document, from = ?fetched.from, "quarantined blob fetched again")
+            }
+            Err(error) => {
+                tracing::warn!(%document, %error, "quarantined blob could not be fetched again yet")
+            }
+        }
+    });
+}
+
+/// Re-hashes the held blob `sha256` of `document` (blocking). A damaged
+/// copy is quarantined, counted, and a fresh copy fetched in the
+/// background.
+pub fn check_held_copy(
+    room: &BlobRoom,
+    document: &DocumentId,
+    sha256: &[u8; 32],
+) -> Result<Held, BlobError> {
+    let held = room.blobs.store.check_held(sha256)?;
+    if let Held::Quarantined(found) = &held {
+        note_quarantined(room, Some(document), found);
+        spawn_refetch(room, document.clone());
+    }
+    Ok(held)
+}
+
 /// Answers one `/custody/blob/1` request from `peer` (blocking: disk reads).
-pub fn serve(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
-    let answer = answer(store, blobs, peer, bytes);
+pub fn serve(room: &BlobRoom, peer: &PeerId, bytes: &[u8]) -> Vec<u8> {
+    let answer = answer(room, peer, bytes);
     if let BlobResponse::Refused { reason } = &answer {
         tracing::info!(%peer, %reason, "blob request refused");
     }
     postcard::to_allocvec(&answer).unwrap_or_default()
 }
 
-fn answer(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
+fn answer(room: &BlobRoom, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
     let refused = |reason: String| BlobResponse::Refused { reason };
     let request: BlobRequest = match postcard::from_bytes(bytes) {
         Ok(request) => request,
@@ -128,7 +214,7 @@ fn answer(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> Bl
             request.version
         ));
     }
-    let document = match store.document(&request.document) {
+    let document = match room.store.document(&request.document) {
         Ok(Some(document)) => document,
         Ok(None) => return refused(format!("document `{}` is not registered", request.document)),
         Err(error) => return refused(format!("store unavailable: {error}")),
@@ -139,10 +225,10 @@ fn answer(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> Bl
             request.sha256, request.document
         ));
     }
-    let Some(department) = department_of_peer(store, peer) else {
+    let Some(department) = department_of_peer(room, peer) else {
         return refused(format!("peer {peer} is not a department's node"));
     };
-    let time_ms = match store.chain_info() {
+    let time_ms = match room.store.chain_info() {
         Ok(chain) => chain.last_time.0,
         Err(error) => return refused(format!("store unavailable: {error}")),
     };
@@ -152,8 +238,30 @@ fn answer(store: &StoreReader, blobs: &Blobs, peer: &PeerId, bytes: &[u8]) -> Bl
             request.document
         ));
     }
-    let length = request.length.min(blobs.store.config().fetch_range_bytes);
-    match blobs
+    // The whole copy is re-hashed before its first range leaves: a damaged
+    // copy is never sent. Later ranges are not re-hashed (that would read
+    // the blob once per range); the fetching node checks the whole blob
+    // against the chain before it keeps it.
+    if request.offset == 0 {
+        match check_held_copy(room, &request.document, &request.sha256.0) {
+            Ok(Held::Intact { .. }) => {}
+            Ok(Held::Missing) => {
+                return refused(BlobError::Missing(request.sha256.to_string()).to_string())
+            }
+            Ok(Held::Quarantined(_)) => {
+                return refused(format!(
+                    "this node's copy of document `{}` no longer matches its ciphertext fixity; it was quarantined and is being fetched again",
+                    request.document
+                ))
+            }
+            Err(error) => return refused(error.to_string()),
+        }
+    }
+    let length = request
+        .length
+        .min(room.blobs.store.config().fetch_range_bytes);
+    match room
+        .blobs
         .store
         .read_range(&request.sha256.0, request.offset, length)
     {
@@ -168,42 +276,86 @@ pub struct Fetched {
     pub size_bytes: u64,
     /// The peer the last bytes came from (None when the blob was here).
     pub from: Option<String>,
+    /// Where a damaged copy found here was moved before the fetch.
+    pub quarantined: Option<std::path::PathBuf>,
 }
 
 /// Makes sure this node holds the blob of `document_id`, fetching it from
 /// other nodes if needed.
-pub async fn ensure_blob(
-    store: &StoreReader,
-    blobs: &Arc<Blobs>,
-    document_id: &DocumentId,
-) -> Result<Fetched, FetchError> {
-    let document = store
+pub async fn ensure_blob(room: &BlobRoom, document_id: &DocumentId) -> Result<Fetched, FetchError> {
+    let document = room
+        .store
         .document(document_id)
         .map_err(|error| FetchError::Ledger(error.to_string()))?
         .ok_or_else(|| FetchError::UnknownDocument(document_id.clone()))?;
     let sha256 = document.ciphertext.sha256.0;
-    if let Some(size_bytes) = blobs.store.size_of(&sha256) {
-        return Ok(Fetched {
-            size_bytes,
-            from: None,
-        });
-    }
-    let _one_at_a_time = blobs.fetching.lock().await;
-    if let Some(size_bytes) = blobs.store.size_of(&sha256) {
-        return Ok(Fetched {
-            size_bytes,
-            from: None,
-        });
-    }
     let store_error = |source: BlobError| FetchError::Store {
         document: document_id.clone(),
         source,
     };
-    blobs
+    // A held copy counts only if it still hashes to its name: a damaged one
+    // is quarantined here and replaced by the fetch below.
+    let held = {
+        let room = room.clone();
+        tokio::task::spawn_blocking(move || room.blobs.store.check_held(&sha256))
+            .await
+            .map_err(|error| FetchError::Ledger(error.to_string()))?
+            .map_err(store_error)?
+    };
+    let quarantined = match held {
+        Held::Intact { size_bytes } => {
+            return Ok(Fetched {
+                size_bytes,
+                from: None,
+                quarantined: None,
+            })
+        }
+        Held::Missing => None,
+        Held::Quarantined(found) => {
+            note_quarantined(room, Some(document_id), &found);
+            Some(found.path)
+        }
+    };
+    fetch_missing(room, &document, quarantined.clone())
+        .await
+        .map_err(|source| match quarantined {
+            Some(path) => FetchError::DamagedNotReplaced {
+                document: document_id.clone(),
+                quarantined: path,
+                source: Box::new(source),
+            },
+            None => source,
+        })
+}
+
+/// Fetches the blob of `document`, which this node does not hold (any more:
+/// `quarantined` says where a damaged copy went), from other nodes.
+async fn fetch_missing(
+    room: &BlobRoom,
+    document: &Document,
+    quarantined: Option<std::path::PathBuf>,
+) -> Result<Fetched, FetchError> {
+    let document_id = &document.id;
+    let sha256 = document.ciphertext.sha256.0;
+    let store_error = |source: BlobError| FetchError::Store {
+        document: document_id.clone(),
+        source,
+    };
+    let _one_at_a_time = room.blobs.fetching.lock().await;
+    // A fetch that held the lock before us may have brought the blob; what
+    // it published was checked against the hash on the way in.
+    if let Some(size_bytes) = room.blobs.store.size_of(&sha256) {
+        return Ok(Fetched {
+            size_bytes,
+            from: None,
+            quarantined,
+        });
+    }
+    room.blobs
         .store
         .check_room(document.ciphertext.size_bytes)
         .map_err(store_error)?;
-    let network = blobs.network.get().ok_or(FetchError::NoNetwork)?;
+    let network = room.blobs.network.get().ok_or(FetchError::NoNetwork)?;
     let connected = network
         .connected_peers()
         .await
@@ -218,10 +370,10 @@ pub async fn ensure_blob(
             }
         }
     };
-    push(peer_of_department(store, &document.custodian));
-    push(peer_of_department(store, &document.creating_department));
+    push(peer_of_department(room, &document.custodian));
+    push(peer_of_department(room, &document.creating_department));
     for grant in &document.grants {
-        push(peer_of_department(store, &grant.department));
+        push(peer_of_department(room, &grant.department));
     }
     for peer in &connected {
         push(Some(*peer));
@@ -230,14 +382,20 @@ pub async fn ensure_blob(
         return Err(FetchError::NoPeers(document_id.clone()));
     }
     let mut attempts: Vec<String> = Vec::new();
-    for _round in 0..blobs.store.config().fetch_rounds_max {
+    for _round in 0..room.blobs.store.config().fetch_rounds_max {
         for peer in &candidates {
-            match fetch_from(blobs, network, *peer, &document).await {
+            match fetch_from(room, network, *peer, document).await {
                 Ok(size_bytes) => {
                     tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
+                    if quarantined.is_some() {
+                        room.metrics
+                            .blobs_refetched_total
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Ok(Fetched {
                         size_bytes,
                         from: Some(peer.to_string()),
+                        quarantined,
                     });
                 }
                 Err(reason) => {
@@ -255,17 +413,17 @@ pub async fn ensure_blob(
 
 /// Fetches the rest of the blob from one peer, resuming the partial file.
 async fn fetch_from(
-    blobs: &Arc<Blobs>,
+    room: &BlobRoom,
     network: &crate::network::NetworkHandle,
     peer: PeerId,
     document: &Document,
 ) -> Result<u64, String> {
     let sha256 = document.ciphertext.sha256.0;
     let expected_bytes = document.ciphertext.size_bytes;
-    let store = &blobs.store;
+    let store = &room.blobs.store;
     let mut partial = {
-        let blobs = blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.store.resume_partial(&sha256))
+        let room = room.clone();
+        tokio::task::spawn_blocking(move || room.blobs.store.resume_partial(&sha256))
             .await
             .map_err(|error| error.to_string())?
             .map_err(|error| error.to_string())?
@@ -310,8 +468,8 @@ async fn fetch_from(
             }
         }
     }
-    let blobs = blobs.clone();
-    let result = tokio::task::spawn_blocking(move || partial.finish(&blobs.store, &sha256))
+    let room = room.clone();
+    let result = tokio::task::spawn_blocking(move || partial.finish(&room.blobs.store, &sha256))
         .await
         .map_err(|error| error.to_string())?;
     result.map_err(|error| match error {

@@ -5,7 +5,10 @@
 //! - `<aa>/<64 hex>`: a complete blob, its name its SHA-256;
 //! - `tmp/`: uploads in progress (removed on failure or restart);
 //! - `partial/<64 hex>`: a fetch from peers in progress, kept across
-//!   failures so that the next attempt resumes where this one stopped.
+//!   failures so that the next attempt resumes where this one stopped;
+//! - `quarantine/<64 hex>.<unix ms>`: a blob whose bytes stopped matching
+//!   its name, moved out of the way (never deleted: it is evidence, and
+//!   the only copy if every other node lost theirs).
 //!
 //! Invariants:
 //! - a file appears under its hash only after its bytes were hashed, found
@@ -13,7 +16,10 @@
 //! - one blob is at most `blob_bytes_max`, the store at most
 //!   `total_bytes_max`; both are checked before a byte is written;
 //! - memory per transfer is one buffer of at most [`IO_BUFFER_BYTES`],
-//!   whatever the size of the blob.
+//!   whatever the size of the blob;
+//! - a blob is re-hashed before it is served (a read, the first range of a
+//!   fetch by a peer) or reported held, and by the periodic scrub
+//!   (`blob_scrub.rs`); one that does not match is quarantined.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -25,6 +31,9 @@ use std::sync::{Mutex, OnceLock};
 use sha2::{Digest, Sha256};
 
 use crate::network::NetworkHandle;
+
+/// Where blobs that no longer match their hash are moved, under the root.
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// Buffer used when hashing or copying a blob.
 pub const IO_BUFFER_BYTES: usize = 256 * 1024;
@@ -81,7 +90,12 @@ impl BlobStore {
     /// Opens (creating if needed) the store under `root`, clearing
     /// unfinished uploads and counting the bytes in use.
     pub fn open(root: &Path, config: BlobConfig) -> Result<BlobStore, BlobError> {
-        for directory in [root.to_path_buf(), root.join("tmp"), root.join("partial")] {
+        for directory in [
+            root.to_path_buf(),
+            root.join("tmp"),
+            root.join("partial"),
+            root.join(QUARANTINE_DIR),
+        ] {
             std::fs::create_dir_all(&directory).map_err(io_error(&directory))?;
         }
         let tmp = root.join("tmp");
@@ -217,6 +231,56 @@ impl BlobStore {
         Ok((found != *sha256).then_some((found, size)))
     }
 
+    /// Re-hashes the held blob `sha256` and, when its bytes no longer match,
+    /// moves it to quarantine. Blocking: it reads the whole file.
+    pub fn check_held(&self, sha256: &[u8; 32]) -> Result<Held, BlobError> {
+        match self.verify(sha256) {
+            Ok(None) => Ok(Held::Intact {
+                size_bytes: self.size_of(sha256).unwrap_or(0),
+            }),
+            Ok(Some((found, found_bytes))) => {
+                let quarantined = self.quarantine(sha256)?;
+                Ok(Held::Quarantined(Quarantined {
+                    expected: *sha256,
+                    found,
+                    found_bytes,
+                    path: quarantined,
+                }))
+            }
+            Err(BlobError::Missing(_)) => Ok(Held::Missing),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Moves the blob `sha256` to `quarantine/<hex>.<unix ms>` (never
+    /// deletes it) and returns where it went. Its bytes stop counting
+    /// against `total_bytes_max`, so that a fresh copy can be fetched.
+    pub fn quarantine(&self, sha256: &[u8; 32]) -> Result<PathBuf, BlobError> {
+        let from = self.path(sha256);
+        let size = std::fs::metadata(&from).map_err(io_error(&from))?.len();
+        let directory = self.root.join(QUARANTINE_DIR);
+        std::fs::create_dir_all(&directory).map_err(io_error(&directory))?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let mut target = directory.join(format!("{}.{now_ms}", hex::encode(sha256)));
+        let mut attempt = 0u32;
+        while target.exists() {
+            attempt += 1;
+            target = directory.join(format!("{}.{now_ms}.{attempt}", hex::encode(sha256)));
+        }
+        std::fs::rename(&from, &target).map_err(io_error(&target))?;
+        File::open(&directory)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(&directory))?;
+        self.used_bytes.fetch_sub(
+            size.min(self.used_bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        Ok(target)
+    }
+
     /// The resumable state of a fetch of `sha256`: its partial file opened
     /// for appending, the hash of what it holds, and its length.
     pub fn resume_partial(&self, sha256: &[u8; 32]) -> Result<PartialBlob, BlobError> {
@@ -272,6 +336,27 @@ impl BlobStore {
         }
         Ok(size)
     }
+}
+
+/// What [`BlobStore::check_held`] found.
+#[derive(Debug)]
+pub enum Held {
+    /// The blob is here and hashes to its name.
+    Intact { size_bytes: u64 },
+    /// The blob is not here.
+    Missing,
+    /// The blob was here but its bytes changed; it was moved to quarantine.
+    Quarantined(Quarantined),
+}
+
+/// A blob moved to quarantine.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub expected: [u8; 32],
+    pub found: [u8; 32],
+    pub found_bytes: u64,
+    /// Where the damaged file is now.
+    pub path: PathBuf,
 }
 
 /// Hashes everything `reader` yields with a fixed buffer.
@@ -497,6 +582,30 @@ mod tests {
         writer.finish().expect("finish");
         std::fs::write(store.path(&sha(&data)), b"abcdeF").expect("tamper");
         assert!(store.verify(&sha(&data)).expect("verify").is_some());
+    }
+
+    #[test]
+    fn a_blob_that_no_longer_matches_its_hash_is_quarantined_not_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(dir.path(), BlobConfig::default()).expect("open");
+        let data = b"abcdef".to_vec();
+        let mut writer = store.begin(sha(&data), 6).expect("begin");
+        writer.write(&data).expect("write");
+        writer.finish().expect("finish");
+        std::fs::write(store.path(&sha(&data)), b"abcdeF").expect("tamper");
+        let Held::Quarantined(quarantined) = store.check_held(&sha(&data)).expect("check") else {
+            panic!("the altered blob was not quarantined");
+        };
+        assert_eq!(store.size_of(&sha(&data)), None);
+        assert_eq!(store.used_bytes(), 0);
+        assert!(quarantined
+            .path
+            .starts_with(dir.path().join(QUARANTINE_DIR)));
+        assert_eq!(std::fs::read(&quarantined.path).expect("kept"), b"abcdeF");
+        assert!(matches!(
+            store.check_held(&sha(&data)).expect("check"),
+            Held::Missing
+        ));
     }
 
     #[test]

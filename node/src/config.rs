@@ -315,8 +315,9 @@ department = "my-department"
 # The chain's genesis file, identical on every node. Its hash is the
 # chain's root of trust: compare it with the other departments' before start.
 genesis = "genesis.json"
-# Ledger store and consensus state. Back this directory up while the node is
-# stopped; never copy it between nodes.
+# Ledger store, consensus state and blobs. Back it up with
+# `custody node backup` (the node may run; docs/operations.md, section 5);
+# never copy it between nodes.
 data = "data"
 # validator.key, node.key and encryption.key (keep them private, mode 0600).
 keys = "keys"
@@ -416,6 +417,12 @@ fetch_rounds_max = 2
 read_request_skew_ms = 60000
 # A committed record-access allows downloads for this long (block time).
 access_window_ms = 600000
+# Every scrub_interval_ms the node re-hashes held blobs, at most
+# scrub_bytes_per_pass_max bytes per pass (the next pass goes on from
+# there). A blob that no longer matches its hash is moved to
+# <data>/blobs/quarantine/ and fetched again from other nodes.
+scrub_interval_ms = 3600000
+scrub_bytes_per_pass_max = 1073741824
 
 [readiness]
 # /readyz fails when the validators heard from within quorum_silence_ms_max
@@ -601,6 +608,11 @@ pub struct BlobConfig {
     /// How long after its block a record-access lets its member download
     /// the ciphertext (block time).
     pub access_window_ms: u64,
+    /// How often the scrub re-hashes held blobs (one pass per interval).
+    pub scrub_interval_ms: u64,
+    /// Most bytes one scrub pass re-hashes; the next pass goes on where
+    /// this one stopped, so the whole store is covered over several passes.
+    pub scrub_bytes_per_pass_max: u64,
 }
 
 impl Default for BlobConfig {
@@ -612,6 +624,8 @@ impl Default for BlobConfig {
             fetch_rounds_max: 2,
             read_request_skew_ms: 60_000,
             access_window_ms: 600_000,
+            scrub_interval_ms: 3_600_000,
+            scrub_bytes_per_pass_max: 1 << 30,
         }
     }
 }
@@ -647,6 +661,18 @@ impl BlobConfig {
         if self.read_request_skew_ms == 0 {
             return Err(invalid(
                 "blobs.read_request_skew_ms",
+                "must be greater than zero",
+            ));
+        }
+        if self.scrub_interval_ms == 0 {
+            return Err(invalid(
+                "blobs.scrub_interval_ms",
+                "must be greater than zero",
+            ));
+        }
+        if self.scrub_bytes_per_pass_max == 0 {
+            return Err(invalid(
+                "blobs.scrub_bytes_per_pass_max",
                 "must be greater than zero",
             ));
         }

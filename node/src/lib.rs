@@ -25,6 +25,7 @@ pub mod api_state;
 pub mod api_types;
 pub mod app;
 pub mod blob_fetch;
+pub mod blob_scrub;
 pub mod blobs;
 pub mod client;
 pub mod config;

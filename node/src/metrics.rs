@@ -31,6 +31,14 @@ pub struct Metrics {
     pub api_connections_open: AtomicU64,
     /// HTTP connections closed at once because `api.connections_max` were open.
     pub api_connections_refused_total: AtomicU64,
+    /// Blobs found not to match their hash (on a read, a serve, a fetch
+    /// check or the scrub) and moved to quarantine.
+    pub blobs_corrupt_total: AtomicU64,
+    /// Blobs fetched again from peers after one was quarantined.
+    pub blobs_refetched_total: AtomicU64,
+    /// Blobs re-hashed by the periodic scrub, and their bytes.
+    pub blobs_scrubbed_total: AtomicU64,
+    pub blobs_scrubbed_bytes_total: AtomicU64,
     /// Per validator (its label), its signatures in the latest certificates
     /// (`health::SIGNED_RECENT_CERTIFICATES`); replaced after each commit.
     validators_signed_recent: Mutex<Vec<(String, u64)>>,
@@ -222,6 +230,34 @@ impl Metrics {
             "HTTP API connections closed at once because api.connections_max were open.",
             "counter",
             load(&self.api_connections_refused_total),
+        );
+        gauge(
+            &mut out,
+            "custody_blobs_corrupt_total",
+            "Blobs whose bytes no longer matched their SHA-256, moved to quarantine.",
+            "counter",
+            load(&self.blobs_corrupt_total),
+        );
+        gauge(
+            &mut out,
+            "custody_blobs_refetched_total",
+            "Quarantined blobs fetched again from other nodes.",
+            "counter",
+            load(&self.blobs_refetched_total),
+        );
+        gauge(
+            &mut out,
+            "custody_blobs_scrubbed_total",
+            "Blobs re-hashed by the periodic scrub.",
+            "counter",
+            load(&self.blobs_scrubbed_total),
+        );
+        gauge(
+            &mut out,
+            "custody_blobs_scrubbed_bytes_total",
+            "Bytes re-hashed by the periodic scrub.",
+            "counter",
+            load(&self.blobs_scrubbed_bytes_total),
         );
         {
             let counts = match self.validators_signed_recent.lock() {

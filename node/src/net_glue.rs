@@ -74,6 +74,8 @@ pub struct NetGlue {
     pub metrics: Arc<Metrics>,
     /// Blob requests are answered from it; it learns the network handle.
     pub blobs: Arc<Blobs>,
+    /// Blob requests are answered through it (checked before served).
+    pub blob_room: crate::blob_fetch::BlobRoom,
     /// Gossiped transactions go in through it.
     pub admission: Admission,
     pub network: NetworkSettings,
@@ -266,7 +268,7 @@ fn on_event(
                     ))
                     .unwrap_or_default(),
                     RequestProtocol::Blob => {
-                        crate::blob_fetch::serve(&glue.store, &glue.blobs, &peer, &bytes)
+                        crate::blob_fetch::serve(&glue.blob_room, &peer, &bytes)
                     }
                 };
                 tracing::trace!(%peer, %protocol, "answered a request");

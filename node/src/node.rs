@@ -136,6 +136,11 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         config.mempool.bytes_max,
     ));
     let metrics = Arc::new(Metrics::default());
+    let blob_room = crate::blob_fetch::BlobRoom {
+        store: reader.clone(),
+        blobs: blobs.clone(),
+        metrics: metrics.clone(),
+    };
     let health = Arc::new(Health::new(department.keys.validator_key));
     let clock = LocalClock::new(config.consensus.clock_offset_ms);
     let peers = Peers::new(peer_id.to_string());
@@ -185,6 +190,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             sync_wanted,
             metrics: metrics.clone(),
             blobs: blobs.clone(),
+            blob_room: blob_room.clone(),
             admission: admission.clone(),
             network: config.network.clone(),
             sync: config.sync.clone(),
@@ -213,6 +219,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         metrics: metrics.clone(),
         health: health.clone(),
         blobs,
+        blob_room: blob_room.clone(),
         clock,
         settings: Arc::new(ApiSettings {
             department: config.department.clone(),
@@ -254,6 +261,9 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         stop.clone(),
     ));
     let driver_task = tokio::spawn(driver.run(first_effects, driver_receiver, stop.clone()));
+    // Not an essential task: a node whose scrub stopped still does its job,
+    // and the scrub ends with the others on the stop signal.
+    tokio::spawn(crate::blob_scrub::run(blob_room, stop.clone()));
 
     let mut tasks = Tasks {
         driver: Some(driver_task),

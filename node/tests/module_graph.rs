@@ -143,6 +143,7 @@ const HANDLE_CONSTRUCTIONS: &[&str] = &[
     "Metrics::default(",
     "DriverLinks {",
     "NetGlue {",
+    "BlobRoom {",
     "ApiState {",
     "ApiSettings {",
 ];

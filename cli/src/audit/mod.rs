@@ -14,6 +14,13 @@ mod report;
 mod source;
 mod time;
 
+pub use time::format_ms;
+
+/// Verification threads for `requested` (0: one per core, plus the replay).
+pub fn verify_thread_count(requested: usize) -> usize {
+    source::verify_threads(requested)
+}
+
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -744,4 +751,15 @@ fn fixity(args: FixityArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             size,
         }),
     }
+}
+
+/// Writes the chain `node` (an HTTP API URL) serves, block by block up to
+/// its height, into an export at `to`, refusing a node on another genesis.
+/// Nothing the node sends is trusted: verify the file before using it.
+pub fn export_node_chain(
+    node: &str,
+    genesis: &custody_ledger::Genesis,
+    to: &std::path::Path,
+) -> Result<custody_ledger::export::Trailer, AuditError> {
+    remote::export_from_node(node, genesis, to)
 }

@@ -53,7 +53,7 @@ async fn get<T: serde::de::DeserializeOwned>(
 }
 
 /// Export the chain a node serves, up to its height when asked, to `to`.
-pub(super) fn export_from_node(
+pub(crate) fn export_from_node(
     node: &str,
     genesis: &Genesis,
     to: &Path,
