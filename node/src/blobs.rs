@@ -14,7 +14,9 @@
 //! - a file appears under its hash only after its bytes were hashed, found
 //!   equal to the name, and fsynced (temp file, fsync, rename, fsync dir);
 //! - one blob is at most `blob_bytes_max`, the store at most
-//!   `total_bytes_max`; both are checked before a byte is written;
+//!   `total_bytes_max`; both are checked before a byte is written, and an
+//!   upload reserves its announced size in one atomic step, so parallel
+//!   uploads cannot pass the limit together;
 //! - memory per transfer is one buffer of at most [`IO_BUFFER_BYTES`],
 //!   whatever the size of the blob;
 //! - a blob is re-hashed before it is served (a read, the first range of a
@@ -84,6 +86,10 @@ pub struct BlobStore {
     root: PathBuf,
     config: BlobConfig,
     used_bytes: AtomicU64,
+    /// Bytes promised to uploads in progress: an upload reserves its
+    /// announced size before its first byte is written, so that parallel
+    /// uploads cannot together pass `total_bytes_max`.
+    reserved_bytes: AtomicU64,
 }
 
 impl BlobStore {
@@ -118,6 +124,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             config,
             used_bytes: AtomicU64::new(used),
+            reserved_bytes: AtomicU64::new(0),
         })
     }
 
@@ -144,7 +151,14 @@ impl BlobStore {
         self.used_bytes.load(Ordering::Relaxed)
     }
 
-    /// Checks a blob of `size_bytes` may be stored.
+    /// Bytes held, plus those reserved by uploads in progress.
+    fn committed_bytes(&self) -> u64 {
+        self.used_bytes()
+            .saturating_add(self.reserved_bytes.load(Ordering::SeqCst))
+    }
+
+    /// Checks a blob of `size_bytes` may be stored (counting the room
+    /// uploads in progress have reserved).
     pub fn check_room(&self, size_bytes: u64) -> Result<(), BlobError> {
         if size_bytes > self.config.blob_bytes_max {
             return Err(BlobError::TooLarge {
@@ -152,10 +166,10 @@ impl BlobStore {
                 max_bytes: self.config.blob_bytes_max,
             });
         }
-        let used = self.used_bytes();
-        if used.saturating_add(size_bytes) > self.config.total_bytes_max {
+        let committed = self.committed_bytes();
+        if committed.saturating_add(size_bytes) > self.config.total_bytes_max {
             return Err(BlobError::StoreFull {
-                used_bytes: used,
+                used_bytes: committed,
                 size_bytes,
                 max_bytes: self.config.total_bytes_max,
             });
@@ -163,10 +177,52 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Reserves room for a blob of `size_bytes` in one atomic step: of any
+    /// number of parallel reservations, only those that fit together under
+    /// `total_bytes_max` succeed. Bytes are only ever added to
+    /// `used_bytes` by a publish that held a reservation for them (or by a
+    /// fetch, which runs one at a time), so held plus reserved never
+    /// passes the limit.
+    fn reserve(&self, size_bytes: u64) -> Result<(), BlobError> {
+        if size_bytes > self.config.blob_bytes_max {
+            return Err(BlobError::TooLarge {
+                size_bytes,
+                max_bytes: self.config.blob_bytes_max,
+            });
+        }
+        let max = self.config.total_bytes_max;
+        self.reserved_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |reserved| {
+                let after = reserved.checked_add(size_bytes)?;
+                (self.used_bytes().saturating_add(after) <= max).then_some(after)
+            })
+            .map(|_| ())
+            .map_err(|reserved| BlobError::StoreFull {
+                used_bytes: self.used_bytes().saturating_add(reserved),
+                size_bytes,
+                max_bytes: max,
+            })
+    }
+
+    /// Gives back a reservation.
+    fn release(&self, size_bytes: u64) {
+        let _ = self
+            .reserved_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |reserved| {
+                Some(reserved.saturating_sub(size_bytes))
+            });
+    }
+
     /// Starts writing a blob that must hash to `sha256` and be `size_bytes`
     /// long.
     pub fn begin(&self, sha256: [u8; 32], size_bytes: u64) -> Result<BlobWriter<'_>, BlobError> {
-        self.check_room(size_bytes)?;
+        self.reserve(size_bytes)?;
+        // From here on the writer gives the reservation back when it ends,
+        // whether it is published or dropped.
+        let reservation = Reservation {
+            store: self,
+            size_bytes,
+        };
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|error| BlobError::Io {
             path: self.root.clone(),
@@ -183,6 +239,7 @@ impl BlobStore {
             .map_err(io_error(&temporary))?;
         Ok(BlobWriter {
             store: self,
+            _reservation: reservation,
             temporary,
             file: Some(file),
             hasher: Sha256::new(),
@@ -375,10 +432,25 @@ pub fn hash_reader<R: Read>(mut reader: R) -> std::io::Result<([u8; 32], u64)> {
     Ok((hasher.finalize().into(), size))
 }
 
+/// Room reserved in the store for an upload, given back when dropped
+/// (after the blob was published, or when the upload failed).
+struct Reservation<'a> {
+    store: &'a BlobStore,
+    size_bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.store.release(self.size_bytes);
+    }
+}
+
 /// An upload in progress; dropped without [`BlobWriter::finish`] it leaves
-/// nothing behind.
+/// nothing behind and gives back the room it reserved.
 pub struct BlobWriter<'a> {
     store: &'a BlobStore,
+    /// Held for the writer's life; given back when it ends.
+    _reservation: Reservation<'a>,
     temporary: PathBuf,
     file: Option<File>,
     hasher: Sha256,
@@ -569,6 +641,51 @@ mod tests {
         assert!(matches!(
             store.begin(sha(b"x"), 11),
             Err(BlobError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn parallel_uploads_never_exceed_the_store_quota() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BlobConfig {
+            blob_bytes_max: 30,
+            total_bytes_max: 100,
+            ..BlobConfig::default()
+        };
+        let store = BlobStore::open(dir.path(), config).expect("open");
+        const UPLOADS: usize = 12;
+        // Every upload has begun (or been refused) before any finishes.
+        let all_begun = std::sync::Barrier::new(UPLOADS);
+        let stored: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..UPLOADS)
+                .map(|i| {
+                    let store = &store;
+                    let all_begun = &all_begun;
+                    scope.spawn(move || {
+                        let data = vec![i as u8; 30];
+                        let writer = store.begin(sha(&data), 30);
+                        all_begun.wait();
+                        let Ok(mut writer) = writer else {
+                            return false;
+                        };
+                        writer.write(&data).expect("write");
+                        writer.finish().is_ok()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("upload thread"))
+                .collect()
+        });
+        let count = stored.iter().filter(|ok| **ok).count();
+        assert_eq!(count, 3, "three blobs of 30 bytes fit in 100");
+        assert_eq!(store.used_bytes(), 90);
+        // The refused and finished uploads gave their room back.
+        assert!(store.begin(sha(b"more"), 10).is_ok());
+        assert!(matches!(
+            store.begin(sha(b"too much"), 11),
+            Err(BlobError::StoreFull { .. })
         ));
     }
 
