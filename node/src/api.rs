@@ -30,7 +30,7 @@ use crate::api_types::{
     BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, PeerDetail,
     StatusResponse, SubmitResponse, TransactionResponse,
 };
-use crate::handles::{ChainView, MempoolHandle, PeerView};
+use crate::handles::{ChainView, MempoolView, PeerView};
 use crate::health::Health;
 use crate::mempool::AdmitError;
 use crate::metrics::Metrics;
@@ -165,7 +165,7 @@ async fn readyz(
     State(peers): State<PeerView>,
     State(metrics): State<Arc<Metrics>>,
     State(health): State<Arc<Health>>,
-    State(mempool): State<MempoolHandle>,
+    State(mempool): State<MempoolView>,
     State(settings): State<Arc<ApiSettings>>,
 ) -> Response {
     let facts = crate::health_watch::facts(chain.store(), &peers, &metrics, &health, &mempool);
@@ -209,17 +209,15 @@ struct StatusWithValidators {
 
 async fn status(
     State(chain): State<ChainView>,
-    State(mempool): State<MempoolHandle>,
+    State(mempool): State<MempoolView>,
     State(peers): State<PeerView>,
     State(metrics): State<Arc<Metrics>>,
     State(health): State<Arc<Health>>,
     State(settings): State<Arc<ApiSettings>>,
 ) -> Result<Json<StatusWithValidators>, ApiError> {
     let head = chain.store().chain_info().map_err(store_error)?;
-    let (transactions, bytes) = {
-        let mempool = mempool.lock();
-        (mempool.len() as u64, mempool.bytes() as u64)
-    };
+    let (transactions, bytes) = mempool.size();
+    let (transactions, bytes) = (transactions as u64, bytes as u64);
     let status = StatusResponse {
         chain_id: chain.chain_id().to_string(),
         genesis_hash: chain.genesis_hash().to_string(),
@@ -556,7 +554,7 @@ fn parse_hash(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
 
 async fn transaction(
     State(chain): State<ChainView>,
-    State(mempool): State<MempoolHandle>,
+    State(mempool): State<MempoolView>,
     Path(id): Path<String>,
 ) -> Result<Json<TransactionResponse>, ApiError> {
     let id = TxId(parse_hash(&id, "transaction id")?);
@@ -569,7 +567,7 @@ async fn transaction(
             inclusion,
         }));
     }
-    let pending = mempool.lock().get(&id).map(|entry| entry.tx.clone());
+    let pending = mempool.pending(&id);
     match pending {
         Some(transaction) => Ok(Json(TransactionResponse {
             tx_id: id,

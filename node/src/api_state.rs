@@ -10,7 +10,7 @@ use axum::extract::FromRef;
 use crate::admission::Admission;
 use crate::blobs::Blobs;
 use crate::config::{ApiConfig, ReadinessConfig};
-use crate::handles::{ChainView, LocalClock, MempoolHandle, PeerView};
+use crate::handles::{ChainView, LocalClock, MempoolView, PeerView};
 use crate::health::Health;
 use crate::metrics::Metrics;
 
@@ -30,7 +30,7 @@ pub struct ApiState {
     pub chain: ChainView,
     pub admission: Admission,
     /// Read for `/v1/status`, pending transactions and readiness.
-    pub mempool: MempoolHandle,
+    pub mempool: MempoolView,
     pub peers: PeerView,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
@@ -54,7 +54,7 @@ macro_rules! substate {
 substate!(
     chain: ChainView,
     admission: Admission,
-    mempool: MempoolHandle,
+    mempool: MempoolView,
     peers: PeerView,
     metrics: Arc<Metrics>,
     health: Arc<Health>,

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use custody_consensus::core::ProposalKey;
+use custody_ledger::tx::SignedTransaction;
 use tokio::sync::{watch, Notify};
 
 use crate::mempool::Mempool;
@@ -115,6 +116,36 @@ impl MempoolHandle {
         match self.mempool.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// The mempool, read-only: how much waits, and one waiting transaction.
+/// What the API and readiness hold; admission and the application hold
+/// the [`MempoolHandle`] that can change it.
+#[derive(Clone)]
+pub struct MempoolView {
+    mempool: MempoolHandle,
+}
+
+impl MempoolView {
+    /// Transactions waiting, and their bytes.
+    pub fn size(&self) -> (usize, usize) {
+        let mempool = self.mempool.lock();
+        (mempool.len(), mempool.bytes())
+    }
+
+    /// A waiting transaction.
+    pub fn pending(&self, id: &custody_ledger::types::TxId) -> Option<SignedTransaction> {
+        self.mempool.lock().get(id).map(|entry| entry.tx.clone())
+    }
+}
+
+impl MempoolHandle {
+    /// The read-only view of this mempool.
+    pub fn view(&self) -> MempoolView {
+        MempoolView {
+            mempool: self.clone(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use custody_ledger::store::StoreError;
 use custody_ledger::types::{Height, PublicKey};
 
-use crate::handles::{ChainView, MempoolHandle, PeerView};
+use crate::handles::{ChainView, MempoolView, PeerView};
 use crate::health::*;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -21,7 +21,7 @@ pub fn facts(
     peers: &PeerView,
     metrics: &Metrics,
     health: &Health,
-    mempool: &MempoolHandle,
+    mempool: &MempoolView,
 ) -> Result<ReadinessFacts, StoreError> {
     let chain = store.chain_info()?;
     // Validator keys of the departments whose nodes are connected now.
@@ -56,7 +56,7 @@ pub fn facts(
     Ok(ReadinessFacts {
         validators,
         since_advance_ms: health.since_advance_ms(),
-        waiting_transactions: mempool.lock().len() as u64,
+        waiting_transactions: mempool.size().0 as u64,
         driver_silent_ms: health.pulse.driver_silent_ms(),
         idle: health.pulse.is_idle(),
     })

@@ -214,7 +214,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     let router = crate::api::router(ApiState {
         chain: chain.clone(),
         admission,
-        mempool: mempool.clone(),
+        mempool: mempool.view(),
         peers: peers.view(),
         metrics: metrics.clone(),
         health: health.clone(),

@@ -216,3 +216,25 @@ fn only_the_application_holds_the_writable_ledger_store() {
         "modules other than {allowed:?} name the writable ledger store: {naming:?}"
     );
 }
+
+#[test]
+fn only_admission_and_the_application_can_change_the_mempool() {
+    // The API and readiness read the mempool through `MempoolView`; the
+    // handle that can change it goes only to admission and the
+    // application (and is made in `node.rs`, declared in `handles.rs`).
+    let allowed = ["admission", "app", "node", "handles"];
+    let sources = sources();
+    assert!(
+        sources["admission"].contains("MempoolHandle"),
+        "admission no longer names MempoolHandle: this check reads nothing"
+    );
+    let naming: Vec<String> = sources
+        .into_iter()
+        .filter(|(name, text)| text.contains("MempoolHandle") && !allowed.contains(&name.as_str()))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        naming.is_empty(),
+        "modules other than {allowed:?} hold the mempool's writable handle: {naming:?}"
+    );
+}
