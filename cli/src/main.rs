@@ -247,6 +247,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `report` as pretty JSON with `--json`, else as text by `text`.
+fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    text: impl FnOnce(&T),
+) -> Result<(), String> {
+    if json {
+        let rendered = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+        println!("{rendered}");
+    } else {
+        text(report);
+    }
+    Ok(())
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -323,12 +338,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 _ => RepairSource::Peers(peers),
             };
             let report = repair(&home, source, threads).map_err(|error| error.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
-            } else {
+            print_report(&report, json, |report| {
                 println!("store          {} (rebuilt)", report.store.display());
                 println!(
                     "recovered      heights 1 to {} ({} transactions), every certificate verified",
@@ -347,8 +357,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 for passed in &report.passed_over {
                     println!("passed over    {passed}");
                 }
-            }
-            Ok(())
+            })
         }
         Command::Node(NodeCommand::Backup {
             home,
@@ -359,12 +368,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }) => {
             let report = custody_cli::node_store::backup(&home, &to, node, threads)
                 .map_err(|error| error.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
-            } else {
+            print_report(&report, json, |report| {
                 println!(
                     "backup         {} ({} bytes)",
                     report.file.display(),
@@ -379,8 +383,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     report.manifest.committed
                 );
                 println!("read from      {}", report.manifest.node);
-            }
-            Ok(())
+            })
         }
         Command::Node(NodeCommand::Restore {
             home,
@@ -391,12 +394,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }) => {
             let report = custody_cli::node_store::restore(&home, &from, replace, threads)
                 .map_err(|error| error.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-                );
-            } else {
+            print_report(&report, json, |report| {
                 println!("store          {} (restored)", report.store.display());
                 println!(
                     "restored       heights 1 to {} ({} transactions) from {}, every certificate verified",
@@ -409,8 +407,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 if let Some(path) = &report.previous_store_kept_at {
                     println!("previous store kept at {}", path.display());
                 }
-            }
-            Ok(())
+            })
         }
         Command::Node(NodeCommand::Status { node, json }) => {
             let runtime = runtime()?;
