@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Testnet, BINARY};
+use common::{get_json, wait_for, wait_until_committing, Testnet, BINARY};
 
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
 /// A short scrub interval, so that the scrub runs within the test.
@@ -31,37 +31,6 @@ fn start_network(scrub_interval_ms: Option<u64>) -> Testnet {
     }
     net.start_all();
     net
-}
-
-async fn get_json(url: &str) -> Result<serde_json::Value, String> {
-    let response = reqwest::get(url).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let value: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(value.to_string())
-    }
-}
-
-async fn wait_until_committing(net: &Testnet) {
-    for node in &net.nodes {
-        let url = format!("{}/v1/status", node.api_url);
-        wait_for(net, "every node to commit a block", COMMIT_WAIT, || {
-            let url = url.clone();
-            async move {
-                let status = get_json(&url).await?;
-                if status["height"].as_u64().unwrap_or(0) >= 1
-                    && status["peers"].as_array().map(Vec::len) == Some(3)
-                {
-                    Ok(())
-                } else {
-                    Err(status.to_string())
-                }
-            }
-        })
-        .await;
-    }
 }
 
 /// Runs `custody doc ARGS --json` as department `index`'s clerk.
@@ -216,7 +185,7 @@ async fn offer_and_fetch(net: &Testnet, from: usize, to: usize, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_flipped_on_disk_is_quarantined_and_fetched_again_by_the_scrub() {
     let net = start_network(Some(TEST_SCRUB_INTERVAL_MS));
-    wait_until_committing(&net).await;
+    wait_until_committing(&net, COMMIT_WAIT).await;
     let work = tempfile::tempdir().expect("tempdir");
     let (a, b) = (0, 1);
     let (id, sha256) = register(&net, a, work.path(), "scrubbed").await;
@@ -274,7 +243,7 @@ async fn a_corrupt_blob_is_never_served_nor_reported_held() {
     // The scrub stays at its default hour: each path below must find the
     // damage by itself.
     let net = start_network(None);
-    wait_until_committing(&net).await;
+    wait_until_committing(&net, COMMIT_WAIT).await;
     let work = tempfile::tempdir().expect("tempdir");
     let (a, b) = (0, 1);
     let api = net.nodes[a].api_url.clone();

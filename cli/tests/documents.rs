@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Testnet, BINARY};
+use common::{get_json, wait_for, wait_until_committing, Testnet, BINARY};
 use custody_ledger::types::{DocumentId, Hash32, PublicKey, TxId};
 use custody_node::api_documents::{ReadRequest, SignedReadRequest, READ_REQUEST_VERSION};
 
@@ -31,35 +31,6 @@ fn start_network() -> Testnet {
     }
     net.start_all();
     net
-}
-
-async fn wait_until_committing(net: &Testnet) {
-    let http = reqwest::Client::new();
-    for node in &net.nodes {
-        let url = format!("{}/v1/status", node.api_url);
-        wait_for(net, "every node to commit a block", COMMIT_WAIT, || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                let status: serde_json::Value = http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if status["height"].as_u64().unwrap_or(0) >= 1
-                    && status["peers"].as_array().map(Vec::len) == Some(3)
-                {
-                    Ok(())
-                } else {
-                    Err(status.to_string())
-                }
-            }
-        })
-        .await;
-    }
 }
 
 /// Runs `custody doc ARGS --json` as department `index`'s clerk.
@@ -138,17 +109,6 @@ fn register(net: &Testnet, index: usize, file: &Path, title: &str) -> String {
         ],
     );
     value["document"].as_str().expect("document id").to_string()
-}
-
-async fn get_json(url: &str) -> Result<serde_json::Value, String> {
-    let response = reqwest::get(url).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let value: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok(value)
-    } else {
-        Err(value.to_string())
-    }
 }
 
 /// Waits until node `index` sees document `id` in a state `check` accepts
@@ -238,7 +198,7 @@ fn signed_read_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     let net = start_network();
-    wait_until_committing(&net).await;
+    wait_until_committing(&net, COMMIT_WAIT).await;
     let (a, b, c) = (0, 1, 2);
     let b_name = net.nodes[b].department.clone();
     let c_name = net.nodes[c].department.clone();
@@ -483,7 +443,7 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
 async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_back_to_a_good_copy()
 {
     let net = start_network();
-    wait_until_committing(&net).await;
+    wait_until_committing(&net, COMMIT_WAIT).await;
     let (a, b, c) = (0, 1, 2);
     let b_name = net.nodes[b].department.clone();
     let c_name = net.nodes[c].department.clone();

@@ -382,3 +382,37 @@ pub async fn wait_readyz(
     })
     .await
 }
+
+/// GETs `url` and returns its JSON body, or the body as text when the node
+/// answered with an error status.
+pub async fn get_json(url: &str) -> Result<serde_json::Value, String> {
+    let response = reqwest::get(url).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let value: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(value)
+    } else {
+        Err(value.to_string())
+    }
+}
+
+/// Waits until every node has committed a block and sees its three peers.
+pub async fn wait_until_committing(net: &Testnet, timeout: Duration) {
+    for node in &net.nodes {
+        let url = format!("{}/v1/status", node.api_url);
+        wait_for(net, "every node to commit a block", timeout, || {
+            let url = url.clone();
+            async move {
+                let status = get_json(&url).await?;
+                if status["height"].as_u64().unwrap_or(0) >= 1
+                    && status["peers"].as_array().map(Vec::len) == Some(3)
+                {
+                    Ok(())
+                } else {
+                    Err(status.to_string())
+                }
+            }
+        })
+        .await;
+    }
+}
