@@ -416,6 +416,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         base_port,
         fast: true,
         chain_id: chain_id.clone(),
+        joining: 0,
     })
     .map_err(|error| error.to_string())?;
     let homes: Vec<PathBuf> = manifest.nodes.iter().map(|n| n.home.clone()).collect();

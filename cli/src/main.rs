@@ -91,6 +91,28 @@ enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make the validator key a rotation will install, beside the current one.
+    ///
+    /// Writes HOME/keys/validator.next.key (never over an existing file) and
+    /// prints the department's keys as `custody gov propose rotate-keys`
+    /// takes them: the new validator key with the current node and
+    /// encryption keys. A running node picks the new key up at its next
+    /// start; restart it before the departments approve the rotation. It
+    /// then holds both keys and signs with whichever the validator set of
+    /// each height names, so the chain does not pause at the handoff.
+    ///
+    /// Example:
+    ///   custody node next-key --home /srv/custody
+    ///   systemctl restart custody-node
+    ///   custody gov propose rotate-keys --department health --validator-key pub:… --node-key pub:… --encryption-key pub:… --key admin.key --wait
+    NextKey {
+        /// The node's home directory.
+        #[arg(long, env = "CUSTODY_HOME")]
+        home: PathBuf,
+        /// Print the keys as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the node until SIGINT or SIGTERM (logs on stderr; RUST_LOG filters).
     Start {
         /// The node's home directory.
@@ -228,6 +250,11 @@ struct TestnetInitArgs {
     /// The chain id written into the genesis.
     #[arg(long, default_value = "custody-testnet")]
     chain_id: String,
+    /// Also make this many departments that are not in the genesis (homes,
+    /// keys, configs and DIR/<dept>/contribution.json), for trying out
+    /// `custody gov propose add-department`.
+    #[arg(long, default_value_t = 0)]
+    joining: usize,
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
@@ -276,6 +303,7 @@ fn run(cli: Cli) -> Result<(), String> {
             department,
             json,
         }) => node_init(home, department, json),
+        Command::Node(NodeCommand::NextKey { home, json }) => node_next_key(home, json),
         Command::Node(NodeCommand::Start { home, log_json }) => {
             custody_node::shutdown::init_tracing(log_json);
             let runtime = runtime()?;
@@ -448,6 +476,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     base_port: args.base_port,
                     fast: args.fast,
                     chain_id: args.chain_id,
+                    joining: args.joining,
                 })
                 .map_err(|error| error.to_string())?;
             if args.json {
@@ -492,6 +521,51 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Demo(args) => demo::run(args).map_err(|error| error.to_string()),
         Command::Cluster(command) => cluster::run(command),
     }
+}
+
+fn node_next_key(home_dir: PathBuf, json: bool) -> Result<(), String> {
+    let home = Home::new(home_dir);
+    let config = home.load_config().map_err(|error| error.to_string())?;
+    let keys = home.keys_dir(&config);
+    let next_path = keys.join(home::VALIDATOR_NEXT_KEY_FILE);
+    let validator = home::generate_key_file(&next_path).map_err(|error| error.to_string())?;
+    let node =
+        home::read_key_file(&keys.join(home::NODE_KEY_FILE)).map_err(|error| error.to_string())?;
+    let encryption = home::read_key_file(&keys.join(home::ENCRYPTION_KEY_FILE))
+        .map_err(|error| error.to_string())?;
+    let validator_key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&validator)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let node_key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&node)
+            .verifying_key()
+            .to_bytes(),
+    );
+    let encryption_key = hex::encode(
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(encryption)).to_bytes(),
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": next_path,
+                "department": config.department,
+                "validator_key": validator_key,
+                "node_key": node_key,
+                "encryption_key": encryption_key,
+            })
+        );
+    } else {
+        println!("wrote {}", next_path.display());
+        println!("restart the node so that it holds both keys, then have one admin propose:");
+        println!(
+            "  custody gov propose rotate-keys --department {} --validator-key pub:{validator_key} --node-key pub:{node_key} --encryption-key pub:{encryption_key} --key ADMIN.key --wait",
+            config.department
+        );
+    }
+    Ok(())
 }
 
 fn node_init(home_dir: PathBuf, department: String, json: bool) -> Result<(), String> {

@@ -229,3 +229,28 @@ pub fn valid_chain_id(chain_id: &str) -> bool {
         && chain_id.len() <= CHAIN_ID_BYTES_MAX
         && chain_id.bytes().all(|b| b.is_ascii_graphic())
 }
+
+/// The `format` field of a genesis contribution file.
+pub const CONTRIBUTION_FORMAT: &str = "custody-genesis-contribution";
+/// The contribution format version written and read.
+pub const CONTRIBUTION_VERSION: u32 = 1;
+
+/// One department's public keys and first admins, as it hands them to the
+/// genesis ceremony (`custody genesis contribute`) or to a federation that
+/// votes it in (`custody gov propose add-department --contribution`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    pub format: String,
+    pub version: u32,
+    pub department: NewDepartment,
+}
+
+impl Contribution {
+    pub fn new(department: NewDepartment) -> Contribution {
+        Contribution {
+            format: CONTRIBUTION_FORMAT.to_string(),
+            version: CONTRIBUTION_VERSION,
+            department,
+        }
+    }
+}

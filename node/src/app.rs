@@ -121,7 +121,9 @@ pub struct LedgerApp {
     /// Moved to the committed height after every stored block.
     committed: watch::Sender<u64>,
     clock: LocalClock,
-    validator_key: PublicKey,
+    /// The validator keys the node holds (current, and next ahead of a
+    /// rotation): a block names as proposer the one in force.
+    validator_keys: Vec<PublicKey>,
 }
 
 impl LedgerApp {
@@ -131,7 +133,7 @@ impl LedgerApp {
         metrics: Arc<Metrics>,
         committed: watch::Sender<u64>,
         clock: LocalClock,
-        validator_key: PublicKey,
+        validator_keys: Vec<PublicKey>,
     ) -> LedgerApp {
         LedgerApp {
             store,
@@ -139,7 +141,7 @@ impl LedgerApp {
             metrics,
             committed,
             clock,
-            validator_key,
+            validator_keys,
         }
     }
 
@@ -221,6 +223,21 @@ impl Application for LedgerApp {
                 })
                 .collect()
         };
+        // The key the set in force names; the node only proposes when it
+        // holds one, so the fallback is never signed for.
+        let proposer = self
+            .validator_keys
+            .iter()
+            .find(|key| {
+                chain
+                    .validator_set
+                    .validators
+                    .iter()
+                    .any(|v| v.key == **key)
+            })
+            .or(self.validator_keys.first())
+            .copied()
+            .unwrap_or(PublicKey([0; 32]));
         let last_commit = if chain.height.0 == 0 {
             None
         } else {
@@ -231,7 +248,7 @@ impl Application for LedgerApp {
             height,
             candidates,
             self.now(),
-            self.validator_key,
+            proposer,
             last_commit,
             limits,
         ))

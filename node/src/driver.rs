@@ -102,14 +102,15 @@ pub struct Driver {
 impl Driver {
     /// Builds the state machine at the height after the store's last block,
     /// resuming from the persisted state if it is for that height, and the
-    /// core around it, with `app` as its application (built for the key of
-    /// `signing_key`). Returns the first effects to carry out.
+    /// core around it, with `app` as its application. The node holds
+    /// `signing_keys` (its current validator key and, ahead of a rotation,
+    /// the next one). Returns the first effects to carry out.
     pub fn start(
         mut app: LedgerApp,
         links: DriverLinks,
         config: &ConsensusConfig,
         chain_id: &str,
-        signing_key: ed25519_dalek::SigningKey,
+        signing_keys: Vec<ed25519_dalek::SigningKey>,
         state_path: PathBuf,
     ) -> Result<(Driver, Vec<Effect>), DriverError> {
         let chain = app.chain_info()?;
@@ -130,7 +131,8 @@ impl Driver {
         };
         let height = chain.height.next();
         let persisted = persisted.filter(|state| state.height == height);
-        let mut machine_config = consensus::Config::new(chain_id.to_string(), Some(signing_key));
+        let mut machine_config =
+            consensus::Config::new(chain_id.to_string(), signing_keys.first().cloned());
         machine_config.timeouts = consensus::TimeoutConfig {
             propose_ms: config.timeout_propose_ms,
             propose_delta_ms: config.timeout_delta_ms,

@@ -34,8 +34,9 @@ pub const HEARD_VALIDATORS_MAX: usize = 1_024;
 
 /// What the node's tasks record for the health checks.
 pub struct Health {
-    /// This node's validator key: it always hears itself.
-    pub(crate) own_key: PublicKey,
+    /// This node's validator keys (current, and next ahead of a
+    /// rotation): it always hears itself.
+    pub(crate) own_keys: Vec<PublicKey>,
     /// Written by the driver.
     pub pulse: ConsensusPulse,
     /// Written by `health_watch::watch_activity` after each commit.
@@ -43,9 +44,9 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(own_key: PublicKey) -> Self {
+    pub fn new(own_keys: Vec<PublicKey>) -> Self {
         Health {
-            own_key,
+            own_keys,
             pulse: ConsensusPulse::default(),
             activity: Mutex::new(Activity {
                 validators: Vec::new(),
@@ -175,7 +176,7 @@ impl Health {
             .validators
             .into_iter()
             .map(|validator| ValidatorActivity {
-                last_heard_ms_ago: if validator.key == self.own_key {
+                last_heard_ms_ago: if self.own_keys.contains(&validator.key) {
                     Some(0)
                 } else {
                     self.pulse.silent_ms(&validator.key)

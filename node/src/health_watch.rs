@@ -49,7 +49,7 @@ pub fn facts(
         .map(|validator| HeardValidator {
             power: validator.power,
             silent_ms: health.pulse.silent_ms(&validator.key),
-            is_self: validator.key == health.own_key,
+            is_self: health.own_keys.contains(&validator.key),
             connected: connected_keys.contains(&validator.key),
         })
         .collect();

@@ -36,6 +36,12 @@ pub enum KeyFileError {
     Malformed { path: PathBuf },
     #[error("key file {path} already exists; refusing to overwrite a key")]
     Exists { path: PathBuf },
+    #[error(
+        "no validator key in {dir}: neither validator.key nor validator.next.key exists; \
+         restore the key from the department's backup, or make a new one with \
+         `custody node keys next` and have the departments vote its rotation"
+    )]
+    NoValidatorKey { dir: PathBuf },
 }
 
 /// The files of one node.
@@ -46,6 +52,11 @@ pub struct Home {
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const VALIDATOR_KEY_FILE: &str = "validator.key";
+/// A validator key installed ahead of a rotation: the node holds it beside
+/// `validator.key` and signs with whichever of the two the validator set
+/// of each height names (see `docs/operations.md`, "Rotate a department's
+/// keys").
+pub const VALIDATOR_NEXT_KEY_FILE: &str = "validator.next.key";
 pub const NODE_KEY_FILE: &str = "node.key";
 pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 
@@ -133,6 +144,36 @@ pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyFileError> {
     bytes.try_into().map_err(|_| KeyFileError::Malformed {
         path: path.to_path_buf(),
     })
+}
+
+/// The validator keys this node holds, in the order it prefers them:
+/// `validator.key`, then `validator.next.key`. Either may be missing (a
+/// lost key is replaced by a new one before the rotation that names it),
+/// not both.
+pub fn read_validator_keys(
+    keys_dir: &Path,
+) -> Result<Vec<ed25519_dalek::SigningKey>, KeyFileError> {
+    let mut keys = Vec::new();
+    for name in [VALIDATOR_KEY_FILE, VALIDATOR_NEXT_KEY_FILE] {
+        let path = keys_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let secret = read_key_file(&path)?;
+        let key = ed25519_dalek::SigningKey::from_bytes(&secret);
+        if !keys
+            .iter()
+            .any(|held: &ed25519_dalek::SigningKey| held.verifying_key() == key.verifying_key())
+        {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        return Err(KeyFileError::NoValidatorKey {
+            dir: keys_dir.to_path_buf(),
+        });
+    }
+    Ok(keys)
 }
 
 /// The libp2p identity held in a node key file.

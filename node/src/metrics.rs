@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Blobs re-hashed by the periodic scrub, and their bytes.
     pub blobs_scrubbed_total: AtomicU64,
     pub blobs_scrubbed_bytes_total: AtomicU64,
+    /// Changes of the transport's allowed set made after a commit changed
+    /// the departments (added, removed, or a node key rotated).
+    pub transport_members_changes: AtomicU64,
     /// Per validator (its label), its signatures in the latest certificates
     /// (`health::SIGNED_RECENT_CERTIFICATES`); replaced after each commit.
     validators_signed_recent: Mutex<Vec<(String, u64)>>,
@@ -258,6 +261,13 @@ impl Metrics {
             "Bytes re-hashed by the periodic scrub.",
             "counter",
             load(&self.blobs_scrubbed_bytes_total),
+        );
+        gauge(
+            &mut out,
+            "custody_transport_members_changes_total",
+            "Changes of the allowed peers that followed a committed change of the departments.",
+            "counter",
+            load(&self.transport_members_changes),
         );
         {
             let counts = match self.validators_signed_recent.lock() {

@@ -18,11 +18,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use custody_ledger::genesis::Genesis;
 use custody_ledger::types::Height;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admission::Admission;
@@ -32,7 +31,7 @@ use crate::driver::DriverInput;
 use crate::handles::{Outbound, Peers, SyncWanted};
 use crate::metrics::Metrics;
 use crate::network::{
-    Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
+    Members, Network, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkLimits,
     RequestProtocol,
 };
 use crate::shutdown::Shutdown;
@@ -85,56 +84,14 @@ pub struct NetGlue {
 pub async fn start(
     glue: NetGlue,
     keypair: libp2p::identity::Keypair,
-    genesis: &Genesis,
+    mut committed: watch::Receiver<u64>,
     mut outbound: mpsc::Receiver<Outbound>,
     driver: mpsc::Sender<DriverInput>,
     shutdown: Shutdown,
 ) -> Result<JoinHandle<()>, String> {
     let glue = Arc::new(glue);
-    let mut allowed: HashSet<PeerId> = HashSet::new();
-    // Member nodes are the departments in the committed state (governance
-    // may have added some since the genesis), plus the genesis ones.
-    let mut node_keys: Vec<([u8; 32], String)> = genesis
-        .departments
-        .iter()
-        .map(|d| (d.keys.node_key.0, d.id.to_string()))
-        .collect();
-    if let Ok(departments) = glue.store.departments() {
-        node_keys.extend(
-            departments
-                .iter()
-                .map(|d| (d.keys.node_key.0, d.id.to_string())),
-        );
-    }
-    let mut departments = Vec::new();
-    for (key, department) in node_keys {
-        if let Ok(peer) = crate::network::peer_id_from_ed25519_public(key) {
-            allowed.insert(peer);
-            if peer.to_string() != glue.peers.own_peer_id() {
-                departments.push((peer, department));
-            }
-        }
-    }
-    glue.metrics.set_peer_departments(departments);
-    for observer in &glue.network.observers {
-        if let Ok(peer) = observer.parse::<PeerId>() {
-            allowed.insert(peer);
-        }
-    }
-    let mut peers = Vec::new();
-    for peer in &glue.network.peers {
-        let (Ok(id), Ok(address)) = (
-            peer.peer_id.parse::<PeerId>(),
-            peer.address.parse::<Multiaddr>(),
-        ) else {
-            continue;
-        };
-        if !allowed.contains(&id) {
-            tracing::warn!(peer = %id, "configured peer is not a member node of the chain; not dialing it");
-            continue;
-        }
-        peers.push((id, address));
-    }
+    committed.borrow_and_update();
+    let members = members_in_state(&glue)?;
     let listen: Vec<Multiaddr> = glue
         .network
         .listen
@@ -151,8 +108,8 @@ pub async fn start(
     let (handle, mut events, join) = Network::start(NetworkConfig {
         node_key: keypair,
         listen,
-        peers,
-        allowed,
+        peers: members.dial.clone(),
+        allowed: members.allowed.clone(),
         limits,
     })
     .await
@@ -174,11 +131,27 @@ pub async fn start(
                 shutdown.clone(),
             ));
             let mut connected: Vec<PeerId> = Vec::new();
+            let mut members = members;
             loop {
                 tokio::select! {
                     _ = stop.wait() => break,
+                    changed = committed.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        committed.borrow_and_update();
+                        follow_members(&glue, &handle, &mut members).await;
+                    }
                     message = outbound.recv() => {
                         let Some(message) = message else { break };
+                        // A commit that changed the departments is applied to
+                        // the transport before anything of the next height
+                        // goes out: the application moves `committed` before
+                        // the driver hands over the next height's messages.
+                        if committed.has_changed().unwrap_or(false) {
+                            committed.borrow_and_update();
+                            follow_members(&glue, &handle, &mut members).await;
+                        }
                         let result = match message {
                             // Every consensus message goes out under a fresh gossip id: the state
                             // machine re-sends its own votes periodically, and identical bytes
@@ -213,6 +186,86 @@ pub async fn start(
         }
     });
     Ok(task)
+}
+
+/// Who may connect, from the committed state: the node keys of the
+/// departments in the state at the head (the genesis ones at height 0, then
+/// as governance adds, rotates and removes them) and the configured
+/// observers; the member nodes to dial are the configured peers among them.
+/// No department is allowed for having been in the genesis.
+fn members_in_state(glue: &NetGlue) -> Result<Members, String> {
+    let departments = glue
+        .store
+        .departments()
+        .map_err(|error| format!("cannot read the departments from the store: {error}"))?;
+    let mut allowed: HashSet<PeerId> = HashSet::new();
+    let mut labelled = Vec::new();
+    for department in &departments {
+        match crate::network::peer_id_from_ed25519_public(department.keys.node_key.0) {
+            Ok(peer) => {
+                allowed.insert(peer);
+                if peer.to_string() != glue.peers.own_peer_id() {
+                    labelled.push((peer, department.id.to_string()));
+                }
+            }
+            Err(error) => tracing::warn!(
+                department = %department.id,
+                %error,
+                "department's node key is not a valid ed25519 key; its node cannot connect"
+            ),
+        }
+    }
+    glue.metrics.set_peer_departments(labelled);
+    for observer in &glue.network.observers {
+        if let Ok(peer) = observer.parse::<PeerId>() {
+            allowed.insert(peer);
+        }
+    }
+    let mut dial = Vec::new();
+    for peer in &glue.network.peers {
+        let (Ok(id), Ok(address)) = (
+            peer.peer_id.parse::<PeerId>(),
+            peer.address.parse::<Multiaddr>(),
+        ) else {
+            continue;
+        };
+        if allowed.contains(&id) {
+            dial.push((id, address));
+        } else {
+            tracing::info!(peer = %id, "configured peer is not a member node of the chain at this height; not dialing it (it is dialed once a committed change adds its department)");
+        }
+    }
+    Ok(Members { allowed, dial })
+}
+
+/// After a commit: applies a change of the departments to the transport.
+async fn follow_members(glue: &NetGlue, handle: &NetworkHandle, current: &mut Members) {
+    let next = match members_in_state(glue) {
+        Ok(next) => next,
+        Err(error) => {
+            tracing::warn!(%error, "cannot follow the departments after a commit; the allowed set stays as it was");
+            return;
+        }
+    };
+    if next == *current {
+        return;
+    }
+    match handle.set_members(next.clone()).await {
+        Ok(changed) => {
+            let height = glue.store.latest_height().map(|h| h.0).unwrap_or_default();
+            for peer in &changed.removed {
+                tracing::info!(%peer, height, "department removed by a committed change: its node is disconnected and refused");
+            }
+            for peer in &changed.added {
+                tracing::info!(%peer, height, "department added by a committed change: its node is allowed");
+            }
+            glue.metrics
+                .transport_members_changes
+                .fetch_add(1, Ordering::Relaxed);
+            *current = next;
+        }
+        Err(error) => tracing::warn!(%error, "cannot update the allowed set"),
+    }
 }
 
 fn on_event(

@@ -35,10 +35,8 @@ pub enum NodeError {
     Genesis(String),
     #[error("ledger store: {0}")]
     Store(#[from] custody_ledger::store::StoreError),
-    #[error("department `{0}` (from config.toml) is not in the genesis")]
-    UnknownDepartment(String),
-    #[error("keys/validator.key does not match department `{department}`'s validator key in the genesis")]
-    ValidatorKeyMismatch { department: String },
+    #[error("department `{0}` (from config.toml) is not a valid department id (lowercase letters, digits and `-`)")]
+    BadDepartmentName(String),
     #[error("cannot listen for the HTTP API on {address}: {source}")]
     ApiListen {
         address: std::net::SocketAddr,
@@ -86,32 +84,29 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     let genesis = Genesis::load(&genesis_path)
         .map_err(|error| NodeError::Genesis(format!("{}: {error}", genesis_path.display())))?;
     let keys = home.keys_dir(&config);
-    let validator_secret = home::read_key_file(&keys.join(home::VALIDATOR_KEY_FILE))?;
+    let validator_keys = home::read_validator_keys(&keys)?;
     let node_secret = home::read_key_file(&keys.join(home::NODE_KEY_FILE))?;
-    let signing_key = ed25519_dalek::SigningKey::from_bytes(&validator_secret);
     let department_id = DepartmentId::new(config.department.clone())
-        .map_err(|_| NodeError::UnknownDepartment(config.department.clone()))?;
-    let department = genesis
-        .departments
-        .iter()
-        .find(|d| d.id == department_id)
-        .ok_or_else(|| NodeError::UnknownDepartment(config.department.clone()))?;
-    if department.keys.validator_key != PublicKey(signing_key.verifying_key().to_bytes()) {
-        return Err(NodeError::ValidatorKeyMismatch {
-            department: config.department.clone(),
-        });
-    }
+        .map_err(|_| NodeError::BadDepartmentName(config.department.clone()))?;
     let keypair = home::node_keypair(node_secret);
     let peer_id = keypair.public().to_peer_id();
+    let held_keys: Vec<PublicKey> = validator_keys
+        .iter()
+        .map(|key| PublicKey(key.verifying_key().to_bytes()))
+        .collect();
 
     let store = open_checked_store(&home, &config, &genesis)?;
     let height = store.latest_height()?;
+    // The node trusts the genesis plus the verified chain: its department
+    // and keys are checked against the state at the head, not the genesis.
+    check_department_at_head(&store, &department_id, &held_keys, &keypair)?;
     tracing::info!(
         department = %config.department,
         chain = %genesis.chain_id,
         genesis = %genesis.hash(),
         height = height.0,
         %peer_id,
+        validator_keys = held_keys.len(),
         "node starting"
     );
 
@@ -141,7 +136,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         blobs: blobs.clone(),
         metrics: metrics.clone(),
     };
-    let health = Arc::new(Health::new(department.keys.validator_key));
+    let health = Arc::new(Health::new(held_keys.clone()));
     let clock = LocalClock::new(config.consensus.clock_offset_ms);
     let peers = Peers::new(peer_id.to_string());
     let sync_wanted = SyncWanted::default();
@@ -154,7 +149,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         metrics.clone(),
         committed_sender,
         clock,
-        PublicKey(signing_key.verifying_key().to_bytes()),
+        held_keys,
     );
     let (driver, first_effects) = Driver::start(
         app,
@@ -166,7 +161,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         },
         &config.consensus,
         &genesis.chain_id,
-        signing_key,
+        validator_keys,
         home.consensus_state_path(&config),
     )?;
 
@@ -196,7 +191,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             sync: config.sync.clone(),
         },
         keypair,
-        &genesis,
+        chain.committed(),
         outbound_receiver,
         driver_sender,
         stop.clone(),
@@ -302,6 +297,57 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         }
         (Ok(()), _) => Ok(()),
     }
+}
+
+/// Checks this node's department and keys against the committed state at
+/// the head (the genesis for a fresh store, then every change governance
+/// made). A department not in the state yet (added by a vote this store
+/// has not synced) starts as an observer: it syncs, verifying each
+/// validator-set handoff, and signs from the height at which the state
+/// names one of its keys. Keys the state does not name are reported, not
+/// refused: a rotation voted by the others names the new key later.
+fn check_department_at_head(
+    store: &Store,
+    department: &DepartmentId,
+    held_keys: &[PublicKey],
+    keypair: &libp2p::identity::Keypair,
+) -> Result<(), NodeError> {
+    let height = store.latest_height()?.0;
+    let Some(record) = store.department(department)? else {
+        tracing::warn!(
+            %department,
+            height,
+            "department is not in the committed state at this height (not added yet, or removed): \
+             the node syncs as an observer and signs once a committed change adds the department \
+             with one of its keys; the other nodes accept its connections only from then on"
+        );
+        return Ok(());
+    };
+    if !held_keys.contains(&record.keys.validator_key) {
+        tracing::warn!(
+            %department,
+            height,
+            expected = %record.keys.validator_key,
+            "none of this node's validator keys is the department's validator key at the head: \
+             the node observes (it syncs and serves) until a committed rotation names one of its \
+             keys; if the key was lost, see docs/operations.md, \"A lost validator key\""
+        );
+    }
+    let node_public = keypair
+        .public()
+        .try_into_ed25519()
+        .map(|key| PublicKey(key.to_bytes()))
+        .ok();
+    if node_public != Some(record.keys.node_key) {
+        tracing::warn!(
+            %department,
+            height,
+            expected = %record.keys.node_key,
+            "keys/node.key is not the department's node key at the head: the other nodes refuse \
+             this node's connections until a committed rotation names it"
+        );
+    }
+    Ok(())
 }
 
 /// The start check: opens the ledger store (which checks its head, see

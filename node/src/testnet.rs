@@ -63,6 +63,12 @@ pub struct TestnetOptions {
     /// Short timeouts, for tests and benchmarks on one machine.
     pub fast: bool,
     pub chain_id: String,
+    /// Departments made beside the genesis ones but left out of the
+    /// genesis: homes, keys and configs (their peers list every node) and
+    /// `contribution.json`, the department as `add-department` takes it,
+    /// for a federation that votes them in later. The genesis nodes list
+    /// them as peers too: they dial them once a committed change adds them.
+    pub joining: usize,
 }
 
 /// What `testnet.json` lists for each node.
@@ -80,6 +86,10 @@ pub struct TestnetManifest {
     pub chain_id: String,
     pub genesis_hash: String,
     pub nodes: Vec<TestnetNode>,
+    /// The departments left out of the genesis (see
+    /// [`TestnetOptions::joining`]).
+    #[serde(default)]
+    pub joining: Vec<TestnetNode>,
 }
 
 fn department_slug(index: usize) -> (String, String) {
@@ -122,8 +132,9 @@ pub fn now_ms() -> u64 {
 
 /// Generates the whole network. Refuses to touch a non-empty directory.
 pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetError> {
-    let count = options.departments;
-    if count == 0 || count > TESTNET_DEPARTMENTS_MAX {
+    let in_genesis = options.departments;
+    let count = options.departments + options.joining;
+    if in_genesis == 0 || count > TESTNET_DEPARTMENTS_MAX {
         return Err(TestnetError::DepartmentCount(count));
     }
     if usize::from(options.base_port) + 2 * count > usize::from(u16::MAX) {
@@ -201,7 +212,7 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
         chain_id: options.chain_id.clone(),
         genesis_time: Timestamp(now_ms()),
         parameters: Parameters::default(),
-        departments,
+        departments: departments[..in_genesis].to_vec(),
     };
     genesis
         .validate()
@@ -228,7 +239,8 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
         .collect();
 
     let mut nodes = Vec::new();
-    for node in &generated {
+    let mut joining = Vec::new();
+    for (index, node) in generated.iter().enumerate() {
         let mut config = NodeConfig {
             department: node.slug.clone(),
             ..NodeConfig::default()
@@ -267,18 +279,29 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
             Some(peer) => (peer.peer_id, peer.address),
             None => (String::new(), String::new()),
         };
-        nodes.push(TestnetNode {
+        let entry = TestnetNode {
             department: node.slug.clone(),
             home: node.home.root.clone(),
             api_url: format!("http://127.0.0.1:{}", node.api_port),
             p2p_address,
             peer_id,
-        });
+        };
+        if index < in_genesis {
+            nodes.push(entry);
+        } else {
+            let contribution =
+                custody_ledger::genesis::Contribution::new(departments[index].clone());
+            let contribution = serde_json::to_vec_pretty(&contribution)
+                .map_err(|error| TestnetError::Genesis(error.to_string()))?;
+            write_file(&node.home.root.join("contribution.json"), &contribution)?;
+            joining.push(entry);
+        }
     }
     let manifest = TestnetManifest {
         chain_id: genesis.chain_id.clone(),
         genesis_hash: genesis.hash().to_hex(),
         nodes,
+        joining,
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest)
         .map_err(|error| TestnetError::Genesis(error.to_string()))?;

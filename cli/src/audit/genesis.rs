@@ -11,15 +11,11 @@ use custody_ledger::records::{DepartmentKeys, NewDepartment, NewMember, Paramete
 use custody_ledger::types::{
     Classification, DepartmentId, PublicKey, Role, Timestamp, FORMAT_VERSION,
 };
-use serde::{Deserialize, Serialize};
 
 use super::{read_file_limited, write_file, AuditError};
 use crate::keyfile::{KeyFile, KeyKind};
 
-/// The `format` field of a contribution file.
-pub const CONTRIBUTION_FORMAT: &str = "custody-genesis-contribution";
-/// The contribution format version written and read.
-pub const CONTRIBUTION_VERSION: u32 = 1;
+pub use custody_ledger::genesis::{Contribution, CONTRIBUTION_FORMAT, CONTRIBUTION_VERSION};
 /// A contribution is a few hundred bytes; anything larger is not one.
 const CONTRIBUTION_BYTES_MAX: u64 = 64 * 1024;
 
@@ -98,14 +94,6 @@ pub struct AssembleArgs {
     /// its config): copy it to each node's home as it is.
     #[arg(long, value_name = "FILE", default_value = "genesis.json")]
     pub out: PathBuf,
-}
-
-/// One department's public keys and first admin.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Contribution {
-    pub format: String,
-    pub version: u32,
-    pub department: NewDepartment,
 }
 
 /// Run `custody genesis …`, printing to stdout.

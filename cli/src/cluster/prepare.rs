@@ -24,6 +24,10 @@ pub struct PrepareArgs {
     /// test reaches it in seconds).
     #[arg(long, default_value_t = 2_000)]
     mempool_txs_max: usize,
+    /// Departments made beside the genesis ones, for the federation to vote
+    /// in (node 4 and up; each home holds contribution.json).
+    #[arg(long, default_value_t = 0)]
+    joining: usize,
 }
 
 pub fn run(args: PrepareArgs) -> Result<(), String> {
@@ -40,17 +44,18 @@ pub fn run(args: PrepareArgs) -> Result<(), String> {
         base_port: 26600,
         fast: true,
         chain_id: "custody-cluster".to_string(),
+        joining: args.joining,
     })
     .map_err(|error| error.to_string())?;
     let address = |index: usize| format!("{}.{}", args.subnet, 11 + index);
-    for (index, node) in manifest.nodes.iter().enumerate() {
+    let all: Vec<_> = manifest.nodes.iter().chain(&manifest.joining).collect();
+    for (index, node) in all.iter().enumerate() {
         let home = Home::new(args.dir.join(&node.department));
         let path = home.config_path();
         let mut config = NodeConfig::load(&path).map_err(|error| error.to_string())?;
         config.network.listen = vec![format!("/ip4/0.0.0.0/tcp/{P2P_PORT}")];
         for peer in &mut config.network.peers {
-            let peer_index = manifest
-                .nodes
+            let peer_index = all
                 .iter()
                 .position(|other| other.peer_id == peer.peer_id)
                 .ok_or_else(|| format!("peer {} is not in the manifest", peer.peer_id))?;
@@ -87,6 +92,7 @@ mod tests {
             dir: net.clone(),
             subnet: "10.9.8".to_string(),
             mempool_txs_max: 123,
+            joining: 0,
         })
         .expect("prepare");
         let manifest: custody_node::testnet::TestnetManifest =
@@ -122,6 +128,7 @@ mod tests {
             dir: dir.path().join("net"),
             subnet: "10.9".to_string(),
             mempool_txs_max: 1,
+            joining: 0,
         })
         .expect_err("refused");
         assert!(error.contains("three octets"), "{error}");

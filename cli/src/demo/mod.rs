@@ -164,6 +164,7 @@ async fn run_async(args: DemoArgs) -> Result<(), DemoError> {
         base_port: args.base_port,
         fast: true,
         chain_id: "custody-demo".to_string(),
+        joining: 0,
     })?;
     println!(
         "  genesis {} (chain `{}`): each department's validator, node and encryption keys, and a first administrator",

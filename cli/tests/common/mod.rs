@@ -121,6 +121,8 @@ pub fn tail(path: &Path, lines: usize) -> String {
 pub struct Testnet {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<NodeProcess>,
+    /// The first `genesis_nodes` of `nodes` are the genesis departments'.
+    pub genesis_nodes: usize,
 }
 
 /// A base port such that BASE..BASE+2n are all free on loopback now.
@@ -147,11 +149,20 @@ fn free_base_port(count: u16) -> u16 {
 impl Testnet {
     /// Generates an `n`-department network (not started).
     pub fn init(n: usize) -> Testnet {
+        Testnet::init_joining(n, 0)
+    }
+
+    /// Generates an `n`-department network and `joining` more departments
+    /// that are not in the genesis (not started); their nodes come last in
+    /// `nodes`, and each home holds `contribution.json` for `add-department`.
+    pub fn init_joining(n: usize, joining: usize) -> Testnet {
         let dir = tempfile::tempdir().expect("tempdir");
-        let base_port = free_base_port(2 * n as u16);
+        let base_port = free_base_port(2 * (n + joining) as u16);
         let output = Command::new(BINARY)
             .args(["testnet", "init", "--fast", "--departments"])
             .arg(n.to_string())
+            .arg("--joining")
+            .arg(joining.to_string())
             .arg("--dir")
             .arg(dir.path())
             .arg("--base-port")
@@ -168,7 +179,9 @@ impl Testnet {
         )
         .expect("testnet.json parses");
         let mut nodes = Vec::new();
-        for entry in manifest["nodes"].as_array().expect("nodes array") {
+        let joining_entries = manifest["joining"].as_array().cloned().unwrap_or_default();
+        let entries = manifest["nodes"].as_array().expect("nodes array");
+        for entry in entries.iter().chain(joining_entries.iter()) {
             let department = entry["department"]
                 .as_str()
                 .expect("department")
@@ -183,11 +196,16 @@ impl Testnet {
                 starts: 0,
             });
         }
-        Testnet { dir, nodes }
+        Testnet {
+            dir,
+            nodes,
+            genesis_nodes: n,
+        }
     }
 
+    /// Starts the nodes of the genesis departments.
     pub fn start_all(&mut self) {
-        for node in &mut self.nodes {
+        for node in self.nodes.iter_mut().take(self.genesis_nodes) {
             node.start();
         }
     }

@@ -424,7 +424,30 @@ enum Command {
     ConnectedPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    SetMembers {
+        members: Members,
+        reply: oneshot::Sender<MembersChanged>,
+    },
     Shutdown,
+}
+
+/// Who may hold a connection from now on, as the committed state says:
+/// the allowed set (member nodes and observers) and the member nodes to
+/// keep dialed, each with its configured addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    pub allowed: HashSet<PeerId>,
+    pub dial: Vec<(PeerId, Multiaddr)>,
+}
+
+/// What a [`NetworkHandle::set_members`] call changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembersChanged {
+    /// Peers no longer allowed: their connections are closed and any new
+    /// one is refused.
+    pub removed: Vec<PeerId>,
+    /// Peers allowed from now on.
+    pub added: Vec<PeerId>,
 }
 
 /// A cheap, cloneable way to talk to the swarm task.
@@ -561,6 +584,17 @@ impl NetworkHandle {
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
         let (reply, response) = oneshot::channel();
         self.send(Command::ConnectedPeers { reply }).await?;
+        response.await.map_err(|_| NetworkError::Stopped)
+    }
+
+    /// Replaces the allowed set and the member nodes to dial. Connections
+    /// of peers that are no longer allowed are closed at once (and a new one
+    /// is refused by the allowed-set gate); added members are dialed. Every
+    /// command queued before this one (a publish, say) is carried out under
+    /// the old set, every later one under the new.
+    pub async fn set_members(&self, members: Members) -> Result<MembersChanged, NetworkError> {
+        let (reply, response) = oneshot::channel();
+        self.send(Command::SetMembers { members, reply }).await?;
         response.await.map_err(|_| NetworkError::Stopped)
     }
 

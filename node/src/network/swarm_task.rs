@@ -255,6 +255,9 @@ impl Driver {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.connections.up_peers());
             }
+            Command::SetMembers { members, reply } => {
+                let _ = reply.send(self.set_members(members));
+            }
             Command::Shutdown => {}
         }
     }
@@ -493,6 +496,54 @@ impl Driver {
     /// an old connection to this node when it accepted the new one, and
     /// will never send them: this node would publish nothing to it.
     /// Reconnecting makes it send them.
+    /// Makes `members` the allowed set and the dial list (see
+    /// [`NetworkHandle::set_members`]).
+    fn set_members(&mut self, members: Members) -> MembersChanged {
+        let local = *self.swarm.local_peer_id();
+        let mut allowed = members.allowed;
+        allowed.remove(&local);
+        let mut removed: Vec<PeerId> = self.allowed.difference(&allowed).copied().collect();
+        let mut added: Vec<PeerId> = allowed.difference(&self.allowed).copied().collect();
+        removed.sort();
+        added.sort();
+        for peer in &removed {
+            let behaviour = self.swarm.behaviour_mut();
+            // Closes every connection of the peer and refuses new ones.
+            behaviour.allowed.disallow_peer(*peer);
+            behaviour.gossipsub.remove_explicit_peer(peer);
+            self.redial.remove(peer);
+            self.members.remove(peer);
+            let _ = self.swarm.disconnect_peer_id(*peer);
+            tracing::info!(%peer, "peer is no longer a member of the chain; its connections are closed");
+        }
+        for peer in &added {
+            let behaviour = self.swarm.behaviour_mut();
+            behaviour.allowed.allow_peer(*peer);
+            behaviour.gossipsub.add_explicit_peer(peer);
+            tracing::info!(%peer, "peer is a member of the chain from now on");
+        }
+        self.allowed = allowed;
+        let now = Instant::now();
+        for (peer, address) in members.dial {
+            if peer == local || !self.allowed.contains(&peer) {
+                continue;
+            }
+            self.members.insert(peer);
+            self.swarm.add_peer_address(peer, address.clone());
+            let state = self.redial.entry(peer).or_insert_with(|| RedialState {
+                addresses: Vec::new(),
+                backoff_ms: self.limits.redial_backoff_min_ms,
+                next_attempt: now,
+                established_at: None,
+                attempts: 0,
+            });
+            if !state.addresses.contains(&address) {
+                state.addresses.push(address);
+            }
+        }
+        MembersChanged { removed, added }
+    }
+
     fn reconnect_unsubscribed_members(&mut self) {
         let now = Instant::now();
         let wait = Duration::from_millis(SUBSCRIPTIONS_WAIT_MS);
