@@ -1249,19 +1249,21 @@ impl<A: SimApplication> Simulation<A> {
             wake_at_ms: None,
             height_started_ms: BTreeMap::new(),
         };
-        let keys_for_twins = keys.clone();
+        let twins: Vec<(usize, SigningKey)> = keys
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| config.behaviours[*index] == Behaviour::Twin)
+            .map(|(index, key)| (index, key.clone()))
+            .collect();
         let mut nodes: Vec<Node<A>> = keys
             .into_iter()
             .enumerate()
             .map(|(index, key)| new_node(index, key))
             .collect();
         let mut primary: Vec<usize> = (0..config.n).collect();
-        for index in 0..config.n {
-            if config.behaviours[index] == Behaviour::Twin {
-                let key = keys_for_twins[index].clone();
-                nodes.push(new_node(index, key));
-                primary.push(index);
-            }
+        for (index, key) in twins {
+            nodes.push(new_node(index, key));
+            primary.push(index);
         }
         let n = config.n;
         Simulation {
