@@ -29,6 +29,9 @@
 //!   nor two proposals in one round, even across crashes, provided the node
 //!   makes each [`Action::Persist`] durable before carrying out the actions
 //!   after it;
+//! - of the keys a node holds ([`Config::signing_keys`]), only one the
+//!   height's validator set names ever signs at that height, so a rotated
+//!   key stops signing exactly at the height the rotation takes effect;
 //! - a message from a non-validator, for another chain, for a past height,
 //!   with a bad signature or over the size limit changes nothing;
 //! - every buffer is bounded (see the `*_MAX` constants).

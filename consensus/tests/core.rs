@@ -555,3 +555,54 @@ fn timers_are_the_cores_and_fire_at_their_time() {
     let at = tick(&mut core, &mut app, propose_ms);
     assert!(nil_prevote(&at), "the propose timeout did not fire");
 }
+
+#[test]
+fn a_key_installed_at_run_time_signs_from_the_height_whose_set_names_it() {
+    let fixture = Fixture::new();
+    let me = non_proposer(&fixture);
+    let (mut core, mut app, _) = fixture.core(me, CoreConfig::default());
+    let new_key = SigningKey::from_bytes(&[0xC3; 32]);
+    let new = ValidatorKey::from(&new_key.verifying_key());
+    let effects = core
+        .add_signing_key(new_key, &mut app, 5)
+        .expect("application")
+        .expect("the ring takes the key");
+    assert!(
+        !effects
+            .iter()
+            .any(|effect| matches!(effect, Effect::Broadcast { .. })),
+        "the old key still signs at height 1"
+    );
+    assert_eq!(core.machine().own_key(), Some(fixture.key(me)));
+    // Governance rotated the key from height 4 on; the node syncs to it.
+    app.set = ValidatorSet::new(
+        (0..4)
+            .map(|index| Validator {
+                key: if index == me { new } else { fixture.key(index) },
+                power: 1,
+            })
+            .collect(),
+    )
+    .expect("four validators");
+    let blocks = (1..=3u8)
+        .map(|height| SyncedBlock {
+            block: vec![height],
+            certificate: Vec::new(),
+        })
+        .collect();
+    core.handle(Event::Synced(blocks), &mut app, 10)
+        .expect("synced");
+    assert_eq!(core.machine().height(), Height(4));
+    assert_eq!(core.machine().own_key(), Some(new));
+    let mut effects = tick(&mut core, &mut app, 10_000);
+    effects.extend(tick(&mut core, &mut app, 20_000));
+    let signers: Vec<ValidatorKey> = effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Broadcast { message, .. } => Some(message.validator),
+            _ => None,
+        })
+        .collect();
+    assert!(!signers.is_empty());
+    assert!(signers.iter().all(|signer| *signer == new), "{signers:?}");
+}

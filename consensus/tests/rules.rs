@@ -1436,3 +1436,334 @@ fn machine_never_signs_two_precommits_in_one_round() {
         "only the original nil precommit is ever sent: {precommits:?}"
     );
 }
+
+// ----- key ring: a validator's key rotated by the validator set -----------------
+
+/// Validator `rotated` of a four-validator fixture has its key replaced by
+/// `new_key` from height 2 on: `before` is the set of height 1, `after`
+/// the set from height 2. The rotated validator proposes none of round 0
+/// of height 2, so its votes there answer other validators' proposals.
+struct Rotation {
+    fixture: Fixture,
+    rotated: usize,
+    new_key: SigningKey,
+    after: ValidatorSet,
+}
+
+impl Rotation {
+    fn new() -> Rotation {
+        let fixture = Fixture::new(4);
+        let new_key = SigningKey::from_bytes(&[0xA7; 32]);
+        let new = ValidatorKey::from(&new_key.verifying_key());
+        let (rotated, after) = (0..4)
+            .map(|rotated| {
+                let after = ValidatorSet::new(
+                    fixture
+                        .keys
+                        .iter()
+                        .enumerate()
+                        .map(|(index, key)| Validator {
+                            key: if index == rotated {
+                                new
+                            } else {
+                                ValidatorKey::from(&key.verifying_key())
+                            },
+                            power: 1,
+                        })
+                        .collect(),
+                )
+                .unwrap();
+                (rotated, after)
+            })
+            .find(|(_, after)| after.proposer(Height(2), Round(0)).key != new)
+            .unwrap();
+        Rotation {
+            fixture,
+            rotated,
+            new_key,
+            after,
+        }
+    }
+
+    fn old_key(&self) -> SigningKey {
+        self.fixture.keys[self.rotated].clone()
+    }
+
+    fn old_public(&self) -> ValidatorKey {
+        ValidatorKey::from(&self.old_key().verifying_key())
+    }
+
+    fn new_public(&self) -> ValidatorKey {
+        ValidatorKey::from(&self.new_key.verifying_key())
+    }
+
+    /// The key of validator `index` in the set from height 2.
+    fn signer_after(&self, index: usize) -> SigningKey {
+        if index == self.rotated {
+            self.new_key.clone()
+        } else {
+            self.fixture.keys[index].clone()
+        }
+    }
+
+    /// Validators other than the rotated one, first `count` of them.
+    fn others(&self, count: usize) -> Vec<usize> {
+        self.fixture.others(self.rotated, count)
+    }
+
+    fn sign_after(&self, index: usize, message: Message) -> SignedMessage {
+        SignedMessage::sign(CHAIN, message, &self.signer_after(index))
+    }
+
+    /// The proposal of (2, 0) for `value`, by its proposer in `after`.
+    fn proposal_at_2(&self, value: &Value) -> SignedMessage {
+        let proposer = self.after.proposer(Height(2), Round(0)).key;
+        let index = (0..4)
+            .find(|&index| {
+                ValidatorKey::from(&self.signer_after(index).verifying_key()) == proposer
+            })
+            .unwrap();
+        self.sign_after(
+            index,
+            Message::Proposal(Proposal {
+                height: Height(2),
+                round: Round(0),
+                valid_round: None,
+                value: value.clone(),
+            }),
+        )
+    }
+}
+
+/// The signers of the messages broadcast in `actions`.
+fn broadcast_signers(actions: &[Action]) -> Vec<ValidatorKey> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Broadcast(message) => Some(message.validator),
+            _ => None,
+        })
+        .collect()
+}
+
+fn start_height(machine: &mut Consensus, height: u64, validators: &ValidatorSet) -> Vec<Action> {
+    machine
+        .handle(Input::StartHeight {
+            height: Height(height),
+            validators: validators.clone(),
+        })
+        .actions
+}
+
+#[test]
+fn a_validator_signs_with_the_key_in_the_set_at_each_height() {
+    let rotation = Rotation::new();
+    // The ring's order does not matter: the set decides.
+    for ring in [
+        vec![rotation.old_key(), rotation.new_key.clone()],
+        vec![rotation.new_key.clone(), rotation.old_key()],
+    ] {
+        let config = Config::with_signing_keys(CHAIN, ring);
+        let (mut machine, _) =
+            Consensus::new(config, rotation.fixture.set.clone(), Height(1), None).unwrap();
+        assert_eq!(machine.own_key(), Some(rotation.old_public()));
+        let actions = timeout(&mut machine, 1, 0, TimeoutStep::Propose);
+        assert_eq!(broadcast_signers(&actions), vec![rotation.old_public()]);
+        start_height(&mut machine, 2, &rotation.after);
+        assert_eq!(machine.own_key(), Some(rotation.new_public()));
+        let actions = timeout(&mut machine, 2, 0, TimeoutStep::Propose);
+        assert_eq!(broadcast_signers(&actions), vec![rotation.new_public()]);
+        assert!(machine
+            .persisted_state()
+            .own_messages
+            .iter()
+            .all(|message| message.validator == rotation.new_public()));
+    }
+}
+
+#[test]
+fn a_rotated_out_key_never_signs_after_the_effective_height() {
+    let rotation = Rotation::new();
+    // The old key first: preference never overrides the set.
+    let config =
+        Config::with_signing_keys(CHAIN, vec![rotation.old_key(), rotation.new_key.clone()]);
+    let (mut machine, _) =
+        Consensus::new(config, rotation.fixture.set.clone(), Height(1), None).unwrap();
+    // At height 1 a vote of the old key counts.
+    let other = rotation.others(1)[0];
+    assert_eq!(
+        disposition(&mut machine, rotation.fixture.prevote(other, 1, 0, None)),
+        Some(Disposition::Accepted)
+    );
+    let mut actions = start_height(&mut machine, 2, &rotation.after);
+    // From height 2 on it counts for nothing, even signed by this node.
+    let stale = SignedMessage::sign(
+        CHAIN,
+        Message::Prevote(vote(2, 0, None)),
+        &rotation.old_key(),
+    );
+    assert_eq!(
+        disposition(&mut machine, stale),
+        Some(Disposition::Dropped(DropReason::NotValidator))
+    );
+    // A whole height: proposal, polka, precommits, commit.
+    actions.extend(feed(&mut machine, rotation.proposal_at_2(&value(7))));
+    actions.extend(verdict(&mut machine, 2, &value(7), true));
+    for index in rotation.others(2) {
+        actions.extend(feed(
+            &mut machine,
+            rotation.sign_after(index, Message::Prevote(vote(2, 0, Some(&value(7))))),
+        ));
+    }
+    for index in rotation.others(2) {
+        actions.extend(feed(
+            &mut machine,
+            rotation.sign_after(index, Message::Precommit(vote(2, 0, Some(&value(7))))),
+        ));
+    }
+    let signers = broadcast_signers(&actions);
+    assert!(!signers.is_empty());
+    assert!(
+        signers
+            .iter()
+            .all(|signer| *signer != rotation.old_public()),
+        "the rotated-out key signed at height 2"
+    );
+    let certificate = actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Commit { certificate, .. } => Some(certificate.clone()),
+            _ => None,
+        })
+        .expect("height 2 commits");
+    certificate.verify(CHAIN, &rotation.after).unwrap();
+    assert!(certificate
+        .signatures
+        .iter()
+        .any(|signature| signature.validator == rotation.new_public()));
+}
+
+#[test]
+fn a_node_whose_keys_are_all_out_of_the_set_only_observes() {
+    let rotation = Rotation::new();
+    let stranger = SigningKey::from_bytes(&[0x5A; 32]);
+    let config = Config::with_signing_keys(CHAIN, vec![rotation.old_key(), stranger]);
+    let (mut machine, mut actions) =
+        Consensus::new(config, rotation.after.clone(), Height(2), None).unwrap();
+    assert_eq!(machine.own_key(), None);
+    actions.extend(timeout(&mut machine, 2, 0, TimeoutStep::Propose));
+    actions.extend(feed(&mut machine, rotation.proposal_at_2(&value(7))));
+    actions.extend(verdict(&mut machine, 2, &value(7), true));
+    for index in rotation.others(3) {
+        actions.extend(feed(
+            &mut machine,
+            rotation.sign_after(index, Message::Precommit(vote(2, 0, Some(&value(7))))),
+        ));
+    }
+    assert!(actions
+        .iter()
+        .any(|action| matches!(action, Action::Commit { .. })));
+    assert!(!actions
+        .iter()
+        .any(|action| matches!(action, Action::Broadcast(_) | Action::Persist(_))));
+}
+
+#[test]
+fn a_restart_resumes_with_the_held_key_that_signed_at_the_height() {
+    let rotation = Rotation::new();
+    let config = Config::new(CHAIN, Some(rotation.new_key.clone()));
+    let (mut machine, _) = Consensus::new(config, rotation.after.clone(), Height(2), None).unwrap();
+    let _ = timeout(&mut machine, 2, 0, TimeoutStep::Propose);
+    let persisted = machine.persisted_state();
+    // Restarted holding both keys, the old one first: the persisted vote of
+    // the new key is its own, and the new key goes on signing.
+    let config =
+        Config::with_signing_keys(CHAIN, vec![rotation.old_key(), rotation.new_key.clone()]);
+    let (mut restarted, actions) =
+        Consensus::new(config, rotation.after.clone(), Height(2), Some(persisted)).unwrap();
+    assert_eq!(restarted.own_key(), Some(rotation.new_public()));
+    let resent = broadcast_signers(&actions);
+    assert!(!resent.is_empty());
+    assert!(resent.iter().all(|signer| *signer == rotation.new_public()));
+    let actions = timeout(&mut restarted, 2, 0, TimeoutStep::Prevote);
+    assert_eq!(broadcast_signers(&actions), vec![rotation.new_public()]);
+}
+
+#[test]
+fn a_persisted_vote_of_a_key_the_set_does_not_name_is_refused_on_restart() {
+    let rotation = Rotation::new();
+    // Height 2 started by mistake with the set of height 1: the old key
+    // voted there.
+    let config = Config::new(CHAIN, Some(rotation.old_key()));
+    let (mut machine, _) = Consensus::new(
+        config.clone(),
+        rotation.fixture.set.clone(),
+        Height(2),
+        None,
+    )
+    .unwrap();
+    let _ = timeout(&mut machine, 2, 0, TimeoutStep::Propose);
+    let persisted = machine.persisted_state();
+    assert!(!persisted.own_messages.is_empty());
+    let error =
+        Consensus::new(config, rotation.after.clone(), Height(2), Some(persisted)).unwrap_err();
+    assert_eq!(error, ConsensusError::PersistedStateForeign);
+}
+
+#[test]
+fn a_key_installed_at_run_time_signs_once_the_set_names_it() {
+    let rotation = Rotation::new();
+    // Installed ahead of the rotation: the old key signs to the end of
+    // height 1, the new one from height 2.
+    let config = Config::new(CHAIN, Some(rotation.old_key()));
+    let (mut machine, _) =
+        Consensus::new(config, rotation.fixture.set.clone(), Height(1), None).unwrap();
+    let step = machine.add_signing_key(rotation.new_key.clone()).unwrap();
+    assert!(broadcast_signers(&step.actions).is_empty());
+    assert_eq!(machine.own_key(), Some(rotation.old_public()));
+    start_height(&mut machine, 2, &rotation.after);
+    assert_eq!(machine.own_key(), Some(rotation.new_public()));
+    // The old key lost: an observer at height 2 until the new key is
+    // installed, then a validator at once.
+    let config = Config::new(CHAIN, None);
+    let (mut machine, _) = Consensus::new(config, rotation.after.clone(), Height(2), None).unwrap();
+    assert_eq!(machine.own_key(), None);
+    assert!(broadcast_signers(&timeout(&mut machine, 2, 0, TimeoutStep::Propose)).is_empty());
+    let step = machine.add_signing_key(rotation.new_key.clone()).unwrap();
+    assert!(step
+        .actions
+        .iter()
+        .any(|action| matches!(action, Action::Persist(_))));
+    assert_eq!(machine.own_key(), Some(rotation.new_public()));
+    let actions = timeout(&mut machine, 2, 0, TimeoutStep::Prevote);
+    assert_eq!(broadcast_signers(&actions), vec![rotation.new_public()]);
+}
+
+#[test]
+fn a_key_ring_refuses_a_repeated_key_and_more_keys_than_it_holds() {
+    let fixture = Fixture::new(4);
+    let repeated = Config::with_signing_keys(CHAIN, vec![fixture.keys[0].clone(); 2]);
+    assert_eq!(
+        Consensus::new(repeated, fixture.set.clone(), Height(1), None).unwrap_err(),
+        ConsensusError::DuplicateSigningKey(ValidatorKey::from(&fixture.keys[0].verifying_key()))
+    );
+    let max = custody_consensus::machine::SIGNING_KEYS_MAX;
+    let many: Vec<SigningKey> = (0..=max)
+        .map(|index| SigningKey::from_bytes(&[0x80 + index as u8; 32]))
+        .collect();
+    let too_many = Config::with_signing_keys(CHAIN, many.clone());
+    assert_eq!(
+        Consensus::new(too_many, fixture.set.clone(), Height(1), None).unwrap_err(),
+        ConsensusError::TooManySigningKeys {
+            count: max + 1,
+            max
+        }
+    );
+    let full = Config::with_signing_keys(CHAIN, many[..max].to_vec());
+    let (mut machine, _) = Consensus::new(full, fixture.set.clone(), Height(1), None).unwrap();
+    assert!(
+        machine.add_signing_key(many[0].clone()).is_ok(),
+        "a held key again changes nothing"
+    );
+    assert!(machine.add_signing_key(many[max].clone()).is_err());
+}

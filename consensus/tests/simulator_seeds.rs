@@ -36,7 +36,8 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
     });
     println!(
         "{} seeds in {:.1} s: {} events, {} messages, {} crashes, {} synced blocks, \
-         {} proposal fetches ({} answered), {} evidence, slowest recovery after GST {} ms, {} failing",
+         {} proposal fetches ({} answered), {} evidence, slowest recovery after GST {} ms, \
+         validator-set changes in force: {} joins, {} leaves, {} key rotations, {} lost keys; {} failing",
         seeds.len(),
         started.elapsed().as_secs_f64(),
         totals.events,
@@ -47,6 +48,10 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
         totals.proposals_fetched,
         totals.evidence,
         totals.recovery_ms,
+        totals.joins,
+        totals.leaves,
+        totals.rotations,
+        totals.lost_keys,
         failures.len()
     );
     for (seed, outcome) in &failures {
@@ -63,6 +68,107 @@ fn every_seed_keeps_agreement_validity_certificates_and_liveness() {
         seeds.len(),
         failures[0].0,
         replay_command(failures[0].0)
+    );
+}
+
+/// The CI seeds draw every kind of validator-set change (a node joining, a
+/// validator leaving, a key rotated with both keys held, a key rotated
+/// after the old one was lost), each also with Byzantine validators and
+/// with crashes, and never give the Byzantine validators (with a lost key,
+/// which signs nothing before the change) a third of any set's power.
+#[test]
+fn simulator_covers_join_leave_and_key_rotation() {
+    // (drawn, with a Byzantine validator, with a crash) per kind.
+    let mut counts = [[0u64; 3]; 4];
+    for seed in 0..CI_SEED_COUNT {
+        let config = SimConfig::from_seed(seed);
+        let kinds = config.change_kinds();
+        let byzantine: Vec<usize> = (0..config.n)
+            .filter(|&node| config.behaviours[node] != simulator::Behaviour::Honest)
+            .collect();
+        for (index, drawn) in [kinds.join, kinds.leave, kinds.rotation, kinds.lost_key]
+            .into_iter()
+            .enumerate()
+        {
+            if drawn {
+                counts[index][0] += 1;
+                counts[index][1] += u64::from(!byzantine.is_empty());
+                counts[index][2] += u64::from(!config.crashes.is_empty());
+            }
+        }
+        let lost = config
+            .power_change
+            .as_ref()
+            .and_then(|change| change.rotation)
+            .filter(|rotation| rotation.old_key_lost)
+            .map(|rotation| rotation.node);
+        let below_a_third = |powers: &[u64], silent: Option<usize>| {
+            let total: u64 = powers.iter().sum();
+            let faulty: u64 = byzantine
+                .iter()
+                .copied()
+                .chain(silent)
+                .map(|node| powers[node])
+                .sum();
+            3 * faulty < total
+        };
+        assert!(
+            below_a_third(&config.powers, lost),
+            "seed {seed}: {config:?}"
+        );
+        if let Some(change) = &config.power_change {
+            assert!(
+                below_a_third(&change.powers, None),
+                "seed {seed}: {config:?}"
+            );
+        }
+    }
+    println!(
+        "of {CI_SEED_COUNT} seeds, (drawn, with Byzantine, with crashes): joins {:?}, leaves {:?}, \
+         rotations {:?}, lost keys {:?}",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+    for (name, [drawn, with_byzantine, with_crash]) in ["join", "leave", "rotation", "lost key"]
+        .into_iter()
+        .zip(counts)
+    {
+        assert!(drawn > 0, "no seed draws a {name}");
+        assert!(
+            with_byzantine > 0,
+            "no seed draws a {name} with a Byzantine validator"
+        );
+        assert!(with_crash > 0, "no seed draws a {name} with a crash");
+    }
+}
+
+/// A machine that signs with the first key it holds whatever the set says
+/// (a rotated-out key kept in use, a key that left the set, a key that has
+/// not joined yet) must be caught signing outside the set in force.
+#[test]
+fn signing_with_a_key_outside_the_set_is_caught() {
+    let seeds: Vec<u64> = (0..CI_SEED_COUNT)
+        .filter(|&seed| SimConfig::from_seed(seed).change_kinds().rotation)
+        .collect();
+    let mut found = None;
+    for chunk in seeds.chunks(10) {
+        let (failures, _) = run_seeds(chunk, THREADS, |config| {
+            config.fault_injection.sign_with_first_held_key = true;
+        });
+        found = failures.into_iter().find(|(_, outcome)| {
+            outcome
+                .violations
+                .iter()
+                .any(|violation| matches!(violation, simulator::Violation::KeyOutsideSet { .. }))
+        });
+        if found.is_some() {
+            break;
+        }
+    }
+    let (seed, outcome) =
+        found.expect("the simulator did not catch a rotated-out key in use within the CI seeds");
+    println!(
+        "rotated-out key in use caught by seed {seed}: {}",
+        outcome.violations[0]
     );
 }
 

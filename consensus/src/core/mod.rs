@@ -27,6 +27,10 @@
 //!   blocks are applied in order and move the machine to the height after
 //!   them.
 //!
+//! The core caches nothing about the node's own key: which held key signs
+//! is the state machine's choice, made anew at every height (see
+//! [`crate::Config::signing_keys`]).
+//!
 //! **Must not know about:** the ledger's rules (only through
 //! [`Application`]), sockets, files, clocks or randomness.
 
@@ -37,8 +41,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use ed25519_dalek::SigningKey;
+
 use crate::machine::{
-    Action, Consensus, Disposition, Equivocation, Input, PersistedState, TimeoutEvent, TimeoutStep,
+    Action, Consensus, ConsensusError, Disposition, Equivocation, Input, PersistedState,
+    TimeoutEvent, TimeoutStep,
 };
 use crate::message::{Message, SignedMessage};
 use crate::types::{BlockHash, Height, Round, ValidatorKey, Value};
@@ -280,6 +287,29 @@ impl<A: Application> NodeCore<A> {
     /// The state machine, read-only (height, round, waiting for work).
     pub fn machine(&self) -> &Consensus {
         &self.machine
+    }
+
+    /// Installs one more signing key in the state machine's key ring (the
+    /// next key ahead of a rotation; see [`Consensus::add_signing_key`]),
+    /// and carries out what the machine does with it. The outer `Err` is
+    /// the application's local failure (the node must stop); the inner one
+    /// says why the ring refused the key (nothing changed).
+    pub fn add_signing_key(
+        &mut self,
+        key: SigningKey,
+        app: &mut A,
+        now_ms: u64,
+    ) -> Result<Result<Vec<Effect>, ConsensusError>, A::Error> {
+        debug_assert!(self.effects.is_empty());
+        let step = match self.machine.add_signing_key(key) {
+            Ok(step) => step,
+            Err(error) => return Ok(Err(error)),
+        };
+        let result = self
+            .execute(step.actions, app, now_ms)
+            .and_then(|()| self.advance(app, now_ms, false));
+        let effects = std::mem::take(&mut self.effects);
+        result.map(|()| Ok(effects))
     }
 
     /// The bytes of proposal `key`, if this node holds it (to answer a

@@ -87,6 +87,9 @@ pub struct FaultInjection {
     /// Start every height at once even with a heartbeat configured (the
     /// wait for work forgotten).
     pub never_wait_for_work: bool,
+    /// Sign with the first held key at every height, whether or not the
+    /// height's validator set names it (a rotated-out key kept in use).
+    pub sign_with_first_held_key: bool,
 }
 
 /// Configuration of one state machine.
@@ -94,9 +97,14 @@ pub struct FaultInjection {
 pub struct Config {
     /// The chain id, covered by every signature.
     pub chain_id: String,
-    /// This validator's signing key; `None` for an observer that follows
-    /// and commits but never votes.
-    pub signing_key: Option<SigningKey>,
+    /// The keys this node holds, in order of preference, at most
+    /// [`SIGNING_KEYS_MAX`](super::SIGNING_KEYS_MAX). At each height the
+    /// machine signs with the first of them that the height's validator
+    /// set names, and with none when the set names none (it observes that
+    /// height: follows and commits, never votes). Holding the old and the
+    /// new key across a key rotation is how a validator switches exactly
+    /// at the height the rotation takes effect. Empty for an observer.
+    pub signing_keys: Vec<SigningKey>,
     /// Timeout durations.
     pub timeouts: TimeoutConfig,
     /// Largest encoded message accepted or sent.
@@ -110,11 +118,12 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("chain_id", &self.chain_id)
             .field(
-                "signing_key",
+                "signing_keys",
                 &self
-                    .signing_key
-                    .as_ref()
-                    .map(|key| ValidatorKey::from(&key.verifying_key())),
+                    .signing_keys
+                    .iter()
+                    .map(|key| ValidatorKey::from(&key.verifying_key()))
+                    .collect::<Vec<_>>(),
             )
             .field("timeouts", &self.timeouts)
             .field("message_bytes_max", &self.message_bytes_max)
@@ -123,11 +132,19 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// A configuration with default timeouts and message size.
+    /// A configuration with default timeouts and message size, for a node
+    /// holding one key (`None`: an observer).
     pub fn new(chain_id: impl Into<String>, signing_key: Option<SigningKey>) -> Config {
+        Config::with_signing_keys(chain_id, signing_key.into_iter().collect())
+    }
+
+    /// A configuration with default timeouts and message size, for a node
+    /// holding several keys (in order of preference; see
+    /// [`Config::signing_keys`]).
+    pub fn with_signing_keys(chain_id: impl Into<String>, signing_keys: Vec<SigningKey>) -> Config {
         Config {
             chain_id: chain_id.into(),
-            signing_key,
+            signing_keys,
             timeouts: TimeoutConfig::default(),
             message_bytes_max: MESSAGE_BYTES_MAX_DEFAULT,
             fault_injection: FaultInjection::default(),
@@ -355,12 +372,30 @@ pub enum ConsensusError {
         /// Height requested.
         start: Height,
     },
-    /// The persisted state holds a message not signed by this validator's key.
-    #[error("persisted consensus state holds a message signed by another key")]
+    /// The persisted state holds a message not signed by one key this node
+    /// holds and the height's validator set names (or messages signed by
+    /// two different keys).
+    #[error(
+        "persisted consensus state holds a message signed by a key this node does not hold \
+         or that is not a validator at the persisted height"
+    )]
     PersistedStateForeign,
     /// The chain id is empty.
     #[error("the chain id is empty")]
     EmptyChainId,
+    /// More signing keys than the key ring holds.
+    #[error(
+        "{count} signing keys given; a node holds at most {max} (drop keys rotated out long ago)"
+    )]
+    TooManySigningKeys {
+        /// Number of keys given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The same signing key given twice.
+    #[error("signing key {0:?} is given more than once")]
+    DuplicateSigningKey(ValidatorKey),
 }
 
 /// The outcome of receiving one message, for the node's logs and metrics.

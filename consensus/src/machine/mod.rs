@@ -21,7 +21,7 @@ mod votes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::message::{Message, SignedMessage, VoteKind};
 use crate::types::{BlockHash, Height, Round, ValidatorKey, ValidatorSet, Value};
@@ -67,6 +67,11 @@ pub const VOTES_PER_VALIDATOR_MAX: usize = 3;
 /// either can still be recognised (L49).
 pub const PROPOSALS_PER_ROUND_MAX: usize = 2;
 
+/// Signing keys one node holds at most: the key in force, the next one
+/// installed ahead of a rotation, and a few rotated out and not yet
+/// dropped.
+pub const SIGNING_KEYS_MAX: usize = 8;
+
 /// On each rebroadcast tick, own messages from the current round and this
 /// many rounds before it are sent again.
 pub const REBROADCAST_ROUNDS_BEHIND_MAX: u64 = 2;
@@ -106,7 +111,10 @@ struct ValueCheck {
 /// The Tendermint state machine for one validator (or observer).
 pub struct Consensus {
     config: Config,
-    own_key: Option<ValidatorKey>,
+    /// Which of `config.signing_keys` signs at the current height: chosen
+    /// anew at every height (see [`Consensus::choose_signing_key`]), so a
+    /// rotated-out key stops signing exactly when the set stops naming it.
+    own_key_index: Option<usize>,
     validators: ValidatorSet,
     /// Decompressed public keys of the current set: decompressing a key
     /// costs about as much as a third of a signature check.
@@ -132,7 +140,7 @@ pub struct Consensus {
 impl std::fmt::Debug for Consensus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consensus")
-            .field("own_key", &self.own_key)
+            .field("own_key", &self.voting_key())
             .field("height", &self.height)
             .field("round", &self.round)
             .field("step", &self.step)
@@ -164,14 +172,21 @@ impl Consensus {
         if config.chain_id.is_empty() {
             return Err(ConsensusError::EmptyChainId);
         }
-        let own_key = config
-            .signing_key
-            .as_ref()
-            .map(|key| ValidatorKey::from(&key.verifying_key()));
+        if config.signing_keys.len() > SIGNING_KEYS_MAX {
+            return Err(ConsensusError::TooManySigningKeys {
+                count: config.signing_keys.len(),
+                max: SIGNING_KEYS_MAX,
+            });
+        }
+        for (index, key) in config.signing_keys.iter().enumerate() {
+            if config.signing_keys[..index].contains(key) {
+                return Err(ConsensusError::DuplicateSigningKey(held_key_of(key)));
+            }
+        }
         let verifying_keys = Self::decompress_keys(&validators);
         let mut machine = Consensus {
             config,
-            own_key,
+            own_key_index: None,
             validators,
             verifying_keys,
             height,
@@ -198,12 +213,24 @@ impl Consensus {
                 })
             }
             Some(state) if state.height == height => {
-                if state
-                    .own_messages
-                    .iter()
-                    .any(|message| Some(message.validator) != machine.own_key)
-                {
-                    return Err(ConsensusError::PersistedStateForeign);
+                // Own messages from before the restart: all signed by one
+                // held key that this height's set names, which keeps signing
+                // at this height whatever the ring's order is now.
+                let mut signers = state.own_messages.iter().map(|message| message.validator);
+                if let Some(signer) = signers.next() {
+                    if signers.any(|other| other != signer) {
+                        return Err(ConsensusError::PersistedStateForeign);
+                    }
+                    let index = machine
+                        .config
+                        .signing_keys
+                        .iter()
+                        .position(|key| held_key_of(key) == signer)
+                        .filter(|_| machine.validators.power_of(&signer).is_some())
+                        .ok_or(ConsensusError::PersistedStateForeign)?;
+                    machine.own_key_index = Some(index);
+                } else {
+                    machine.own_key_index = machine.choose_signing_key();
                 }
                 if state.is_untouched() && machine.config.timeouts.waits_for_work() {
                     // Nothing happened at this height before the restart: wait
@@ -215,6 +242,7 @@ impl Consensus {
                 }
             }
             _ => {
+                machine.own_key_index = machine.choose_signing_key();
                 machine.persist_dirty = true;
                 machine.begin_height(&mut out);
             }
@@ -284,6 +312,63 @@ impl Consensus {
         self.waiting_for_work
     }
 
+    /// The key this node signs with at the current height: the held key
+    /// the height's validator set names. `None`: the node only observes
+    /// this height.
+    pub fn own_key(&self) -> Option<ValidatorKey> {
+        self.voting_key()
+    }
+
+    /// The keys this node holds, in order of preference.
+    pub fn held_keys(&self) -> Vec<ValidatorKey> {
+        self.config.signing_keys.iter().map(held_key_of).collect()
+    }
+
+    /// Installs one more signing key at run time (the next key ahead of a
+    /// rotation, so that no restart is needed when it takes effect). It is
+    /// appended to the ring, so it never takes the place of a key already
+    /// signing at the current height. When the node signs with no key at
+    /// the current height and the set names this one, it takes part from
+    /// now on (never having signed anything at this height, it cannot
+    /// conflict with itself); otherwise from the first height whose set
+    /// names it. Adding a key already held changes nothing.
+    pub fn add_signing_key(&mut self, key: SigningKey) -> Result<Step, ConsensusError> {
+        let mut out = Vec::new();
+        if self.config.signing_keys.contains(&key) {
+            return Ok(Step {
+                actions: out,
+                disposition: None,
+            });
+        }
+        if self.config.signing_keys.len() >= SIGNING_KEYS_MAX {
+            return Err(ConsensusError::TooManySigningKeys {
+                count: self.config.signing_keys.len() + 1,
+                max: SIGNING_KEYS_MAX,
+            });
+        }
+        self.config.signing_keys.push(key);
+        if self.own_key_index.is_none() && self.decision.is_none() {
+            self.own_key_index = self.choose_signing_key();
+            if self.own_key_index.is_some() {
+                self.persist_dirty = true;
+                if !self.waiting_for_work
+                    && self.step == RoundStep::Propose
+                    && self.is_own_proposer(self.round)
+                    && !self.has_own_proposal(self.round)
+                    && self.awaiting_proposal.is_none()
+                {
+                    self.propose_or_request(&mut out);
+                }
+                self.evaluate(&mut out);
+            }
+        }
+        self.flush_persist(&mut out);
+        Ok(Step {
+            actions: out,
+            disposition: None,
+        })
+    }
+
     /// The validator set of the current height.
     pub fn validators(&self) -> &ValidatorSet {
         &self.validators
@@ -343,10 +428,37 @@ impl Consensus {
         self.validators.is_one_third(power)
     }
 
-    /// This validator's key when it is a member of the current set.
+    /// The key that signs at the current height (a member of the current
+    /// set, by [`Consensus::choose_signing_key`]).
     fn voting_key(&self) -> Option<ValidatorKey> {
-        self.own_key
-            .filter(|key| self.validators.power_of(key).is_some())
+        self.own_signing_key().map(held_key_of)
+    }
+
+    /// The signing key of [`Consensus::voting_key`].
+    pub(super) fn own_signing_key(&self) -> Option<&SigningKey> {
+        self.own_key_index
+            .and_then(|index| self.config.signing_keys.get(index))
+    }
+
+    /// The first held key that the current set names: the one to sign with
+    /// at this height. A key the set does not name never signs, so a
+    /// rotated-out key stops at the height the rotation takes effect.
+    fn choose_signing_key(&self) -> Option<usize> {
+        if self.config.fault_injection.sign_with_first_held_key {
+            return (!self.config.signing_keys.is_empty()).then_some(0);
+        }
+        self.config
+            .signing_keys
+            .iter()
+            .position(|key| self.validators.power_of(&held_key_of(key)).is_some())
+    }
+
+    /// Whether `key` is one of the keys this node holds.
+    fn holds_key(&self, key: &ValidatorKey) -> bool {
+        self.config
+            .signing_keys
+            .iter()
+            .any(|held| held_key_of(held) == *key)
     }
 
     // ----- inputs ------------------------------------------------------------
@@ -445,7 +557,7 @@ impl Consensus {
         // Another validator is working on this height: it found work (or
         // its heartbeat fired), so this one joins at once rather than let
         // the round go on without it.
-        if self.waiting_for_work && Some(sender) != self.own_key {
+        if self.waiting_for_work && !self.holds_key(&sender) {
             self.end_wait(out);
         }
         disposition
@@ -603,6 +715,7 @@ impl Consensus {
         self.verifying_keys = Self::decompress_keys(&validators);
         self.validators = validators;
         self.height = height;
+        self.own_key_index = self.choose_signing_key();
         self.locked = None;
         self.valid = None;
         self.decision = None;
@@ -678,4 +791,9 @@ impl Consensus {
         }
         self.rebroadcast(out);
     }
+}
+
+/// The validator key of a held signing key.
+fn held_key_of(key: &SigningKey) -> ValidatorKey {
+    ValidatorKey::from(&key.verifying_key())
 }

@@ -305,7 +305,7 @@ impl Consensus {
         if self.has_own_proposal(self.round) {
             return;
         }
-        let Some(key) = self.config.signing_key.clone() else {
+        let Some(key) = self.own_signing_key().cloned() else {
             return;
         };
         // The check above is what keeps this true; signing a second
@@ -372,7 +372,7 @@ impl Consensus {
             out.push(Action::Broadcast(existing.clone()));
             return;
         }
-        let Some(signing_key) = self.config.signing_key.clone() else {
+        let Some(signing_key) = self.own_signing_key().cloned() else {
             return;
         };
         debug_assert_eq!(ValidatorKey::from(&signing_key.verifying_key()), key);

@@ -133,6 +133,45 @@ pub struct CrashScript {
     pub restart_ms: u64,
 }
 
+/// A change of the validator set between heights, as governance decides
+/// it: new powers (a node going from 0 joins, one going to 0 leaves), and
+/// maybe one validator's key replaced.
+#[derive(Clone, Debug)]
+pub struct SetChange {
+    /// The first height the new set is in force at.
+    pub height: u64,
+    /// Each node's power from `height` on (0: not a validator).
+    pub powers: Vec<u64>,
+    /// A validator whose key this change replaces (with
+    /// [`rotated_signing_key`]).
+    pub rotation: Option<KeyRotation>,
+}
+
+/// A validator's key replaced at a set change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRotation {
+    /// The node whose key is replaced.
+    pub node: usize,
+    /// The node lost its old key: it only ever holds the new one, so it
+    /// observes until the change takes effect (its old key, named by the
+    /// set until then, signs nothing). Otherwise it holds both from the
+    /// start and switches at the change height.
+    pub old_key_lost: bool,
+}
+
+/// Which kinds of validator-set change a scenario holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangeKinds {
+    /// A node with power 0 at height 1 becomes a validator.
+    pub join: bool,
+    /// A validator's power goes to 0.
+    pub leave: bool,
+    /// A validator holding its old and new key switches between them.
+    pub rotation: bool,
+    /// A validator that lost its old key signs once the new one is in force.
+    pub lost_key: bool,
+}
+
 /// Everything a run does, derived from its seed (or written by hand).
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -140,11 +179,12 @@ pub struct SimConfig {
     pub n: usize,
     /// Behaviour of each node (index = node).
     pub behaviours: Vec<Behaviour>,
-    /// Voting power of each node from height 1 (0: not a validator).
+    /// Voting power of each node from height 1 (0: not a validator, an
+    /// observer that follows the chain).
     pub powers: Vec<u64>,
-    /// From this height on, these powers instead: the validator set changes
-    /// between heights, as the ledger may decide.
-    pub power_change: Option<(u64, Vec<u64>)>,
+    /// From a later height on, other powers and maybe a rotated key: the
+    /// validator set changes between heights, as the ledger may decide.
+    pub power_change: Option<SetChange>,
     /// Link delay drawn uniformly from this inclusive range, per message.
     pub link_delay_ms: (u64, u64),
     /// Delay of the application answering a proposal or validation request.
@@ -224,7 +264,11 @@ impl SimConfig {
                 // One validator leaves the set and only observes from then on.
                 next[rng.random_range(0..n)] = 0;
             }
-            Some((rng.random_range(2..6u64), next))
+            Some(SetChange {
+                height: rng.random_range(2..6u64),
+                powers: next,
+                rotation: None,
+            })
         } else {
             None
         };
@@ -244,7 +288,11 @@ impl SimConfig {
                 let faulty: u64 = byzantine.iter().map(|&b| powers[b]).sum::<u64>() + powers[node];
                 3 * faulty < total
             };
-            if fits(&powers) && power_change.as_ref().is_none_or(|(_, next)| fits(next)) {
+            if fits(&powers)
+                && power_change
+                    .as_ref()
+                    .is_none_or(|change| fits(&change.powers))
+            {
                 byzantine.push(node);
             }
         }
@@ -334,7 +382,9 @@ impl SimConfig {
             // what brings a transaction to every proposer.
             // The holder is a validator to the end (an observer never
             // proposes).
-            let final_powers = power_change.as_ref().map_or(&powers, |(_, next)| next);
+            let final_powers = power_change
+                .as_ref()
+                .map_or(&powers, |change| &change.powers);
             let proposers: Vec<usize> = honest
                 .iter()
                 .copied()
@@ -357,6 +407,8 @@ impl SimConfig {
                 });
             }
         }
+        let (powers, power_change) =
+            draw_joins_and_rotations(seed, powers, power_change, &behaviours);
         SimConfig {
             seed,
             n,
@@ -381,6 +433,24 @@ impl SimConfig {
             check_certificates: true,
             stop_at_height: None,
             trace: false,
+        }
+    }
+
+    /// The kinds of validator-set change this scenario holds.
+    pub fn change_kinds(&self) -> ChangeKinds {
+        let Some(change) = &self.power_change else {
+            return ChangeKinds::default();
+        };
+        let pairs = || self.powers.iter().zip(&change.powers);
+        ChangeKinds {
+            join: pairs().any(|(before, after)| *before == 0 && *after > 0),
+            leave: pairs().any(|(before, after)| *before > 0 && *after == 0),
+            rotation: change
+                .rotation
+                .is_some_and(|rotation| !rotation.old_key_lost),
+            lost_key: change
+                .rotation
+                .is_some_and(|rotation| rotation.old_key_lost),
         }
     }
 
@@ -425,6 +495,72 @@ impl SimConfig {
     }
 }
 
+/// Adds a join and a key rotation to a drawn scenario, from a generator of
+/// their own so that every other draw of the seed stays what it was. Only
+/// honest validators join or rotate, and only where the Byzantine
+/// validators (and a lost key, which signs nothing until the change) keep
+/// less than a third of the power of every set. A seed without a power
+/// change gets one (same powers) when it draws either.
+fn draw_joins_and_rotations(
+    seed: u64,
+    mut powers: Vec<u64>,
+    mut power_change: Option<SetChange>,
+    behaviours: &[Behaviour],
+) -> (Vec<u64>, Option<SetChange>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0c4a_0c4a_0c4a_0c4a);
+    let n = powers.len();
+    let wants_join = rng.random_bool(0.3);
+    let wants_rotation = rng.random_bool(0.4);
+    let wants_lost_key = rng.random_bool(0.5);
+    let height = rng.random_range(2..6u64);
+    let join_from = rng.random_range(0..n);
+    let rotation_from = rng.random_range(0..n);
+    if !wants_join && !wants_rotation {
+        return (powers, power_change);
+    }
+    let mut change = power_change.take().unwrap_or(SetChange {
+        height,
+        powers: powers.clone(),
+        rotation: None,
+    });
+    // Power of the Byzantine validators plus `silent` (a validator that
+    // signs nothing at that height): strictly less than a third?
+    let safe = |powers: &[u64], silent: Option<usize>| {
+        let total: u64 = powers.iter().sum();
+        let faulty: u64 = (0..n)
+            .filter(|&node| behaviours[node] != Behaviour::Honest || Some(node) == silent)
+            .map(|node| powers[node])
+            .sum();
+        total > 0 && 3 * faulty < total
+    };
+    let honest_validator = |node: usize, powers: &[u64], change: &SetChange| {
+        behaviours[node] == Behaviour::Honest && powers[node] > 0 && change.powers[node] > 0
+    };
+    if wants_join {
+        let joiner = (0..n).map(|offset| (join_from + offset) % n).find(|&node| {
+            let mut before = powers.clone();
+            before[node] = 0;
+            honest_validator(node, &powers, &change) && safe(&before, None)
+        });
+        if let Some(node) = joiner {
+            powers[node] = 0;
+        }
+    }
+    if wants_rotation {
+        let rotated = (0..n)
+            .map(|offset| (rotation_from + offset) % n)
+            .find(|&node| honest_validator(node, &powers, &change));
+        if let Some(node) = rotated {
+            change.rotation = Some(KeyRotation {
+                node,
+                old_key_lost: wants_lost_key && safe(&powers, Some(node)),
+            });
+        }
+    }
+    debug_assert!(safe(&powers, None) && safe(&change.powers, None));
+    (powers, Some(change))
+}
+
 fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
     for index in (1..items.len()).rev() {
         let other = rng.random_range(0..=index);
@@ -459,6 +595,12 @@ pub enum Violation {
     },
     EvidenceAgainstHonest {
         node: usize,
+    },
+    /// An honest node signed with a key the set in force at the message's
+    /// height does not name.
+    KeyOutsideSet {
+        node: usize,
+        height: u64,
     },
     /// A height committed although no validator had work and no heartbeat
     /// fired: the wait for work was cut short.
@@ -513,6 +655,7 @@ impl fmt::Display for Violation {
                 kind,
             } => write!(f, "honest node {node} signed two different {kind}s at height {height} round {round}"),
             Violation::EvidenceAgainstHonest { node } => write!(f, "evidence names honest node {node}"),
+            Violation::KeyOutsideSet { node, height } => write!(f, "honest node {node} signed at height {height} with a key the set in force there does not name"),
             Violation::IdleBlock { height, node } => write!(f, "node {node} committed height {height}, which no work and no heartbeat started"),
             Violation::WorkTwice { id, node } => write!(f, "node {node} committed work {id} twice"),
             Violation::Liveness { reason } => write!(f, "liveness: {reason}"),
@@ -558,6 +701,32 @@ pub struct Stats {
     pub first_commits: BTreeMap<u64, (u64, bool)>,
     /// Heights whose round 0 a heartbeat started.
     pub heartbeats: u64,
+    /// Runs (seeds, when aggregated) whose validator-set change took
+    /// effect: every honest node committed the change height, and the node
+    /// that joined or whose key was rotated signed from that height on.
+    pub joins: u64,
+    pub leaves: u64,
+    pub rotations: u64,
+    pub lost_keys: u64,
+}
+
+impl Stats {
+    /// Adds one run's counters to an aggregate of seeds.
+    fn add_run(&mut self, run: &Stats) {
+        self.events += run.events;
+        self.messages_sent += run.messages_sent;
+        self.crashes += run.crashes;
+        self.syncs += run.syncs;
+        self.proposal_fetches += run.proposal_fetches;
+        self.proposals_fetched += run.proposals_fetched;
+        self.evidence += run.evidence;
+        self.max_honest_height += run.max_honest_height;
+        self.recovery_ms = self.recovery_ms.max(run.recovery_ms);
+        self.joins += run.joins;
+        self.leaves += run.leaves;
+        self.rotations += run.rotations;
+        self.lost_keys += run.lost_keys;
+    }
 }
 
 /// What a run found.
@@ -638,7 +807,10 @@ enum Event {
 }
 
 struct Node<A: SimApplication> {
-    key: SigningKey,
+    /// The keys the node holds (its state machine's key ring).
+    keys: Vec<SigningKey>,
+    /// Every key that names this node in some set (a lost key included).
+    identities: Vec<ValidatorKey>,
     behaviour: Behaviour,
     /// Volatile: the node core (with its state machine); `None` while down.
     core: Option<NodeCore<A>>,
@@ -909,6 +1081,8 @@ pub struct Simulation<A: SimApplication = SimApp> {
     proposed: BTreeSet<BlockHash>,
     /// What each honest validator signed per (height, round, kind).
     honest_signed: BTreeMap<(usize, u64, u64, u8), Message>,
+    /// Honest nodes that signed something from the validator-set change on.
+    signed_since_change: BTreeSet<usize>,
     violations: Vec<Violation>,
     stats: Stats,
 }
@@ -981,6 +1155,14 @@ pub fn signing_key(node: usize) -> SigningKey {
     SigningKey::from_bytes(&secret)
 }
 
+/// The key that replaces `node`'s key at a [`KeyRotation`].
+pub fn rotated_signing_key(node: usize) -> SigningKey {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&(node as u64 + 1).to_le_bytes());
+    secret[8..16].copy_from_slice(b"sim-new!");
+    SigningKey::from_bytes(&secret)
+}
+
 impl Simulation<SimApp> {
     /// A run of the simulated application.
     pub fn new(config: SimConfig) -> Simulation<SimApp> {
@@ -1000,31 +1182,52 @@ impl Simulation<SimApp> {
     }
 }
 
+fn set_of_keys(keys: &[SigningKey], powers: &[u64]) -> ValidatorSet {
+    ValidatorSet::new(
+        keys.iter()
+            .zip(powers)
+            .filter(|(_, power)| **power > 0)
+            .map(|(key, power)| Validator {
+                key: ValidatorKey::from(&key.verifying_key()),
+                power: *power,
+            })
+            .collect(),
+    )
+    .expect("simulated validator set is valid")
+}
+
+/// The keys node `index` holds: its own, and with a key rotation of its
+/// own the new one too (only the new one when the old one was lost).
+fn held_keys(config: &SimConfig, index: usize, key: SigningKey) -> Vec<SigningKey> {
+    let rotation = config
+        .power_change
+        .as_ref()
+        .and_then(|change| change.rotation)
+        .filter(|rotation| rotation.node == index);
+    match rotation {
+        None => vec![key],
+        Some(rotation) if rotation.old_key_lost => vec![rotated_signing_key(index)],
+        Some(_) => vec![key, rotated_signing_key(index)],
+    }
+}
+
 /// The validator sets of a scenario, from its powers.
 pub fn validator_sets_of(config: &SimConfig, keys: &[SigningKey]) -> Vec<(Height, ValidatorSet)> {
-    let set_of = |powers: &Vec<u64>| {
-        ValidatorSet::new(
-            keys.iter()
-                .zip(powers)
-                .filter(|(_, power)| **power > 0)
-                .map(|(key, power)| Validator {
-                    key: ValidatorKey::from(&key.verifying_key()),
-                    power: *power,
-                })
-                .collect(),
-        )
-        .expect("simulated validator set is valid")
-    };
-    let mut validator_sets = vec![(Height(1), set_of(&config.powers))];
-    if let Some((height, powers)) = &config.power_change {
-        validator_sets.push((Height(*height), set_of(powers)));
+    let mut validator_sets = vec![(Height(1), set_of_keys(keys, &config.powers))];
+    if let Some(change) = &config.power_change {
+        let mut keys = keys.to_vec();
+        if let Some(rotation) = change.rotation {
+            keys[rotation.node] = rotated_signing_key(rotation.node);
+        }
+        validator_sets.push((Height(change.height), set_of_keys(&keys, &change.powers)));
     }
     validator_sets
 }
 
 impl<A: SimApplication> Simulation<A> {
-    /// A run in which validator `index` signs with `keys[index]` and runs
-    /// the application `make_app(index)` (called again for a twin).
+    /// A run in which validator `index` signs with `keys[index]` (and
+    /// [`rotated_signing_key`] after a rotation of its key) and runs the
+    /// application `make_app(index)` (called again for a twin).
     pub fn with_apps(
         config: SimConfig,
         keys: Vec<SigningKey>,
@@ -1033,7 +1236,11 @@ impl<A: SimApplication> Simulation<A> {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let validator_sets = validator_sets_of(&config, &keys);
         let mut new_node = |index: usize, key: SigningKey| Node {
-            key,
+            identities: vec![
+                ValidatorKey::from(&key.verifying_key()),
+                ValidatorKey::from(&rotated_signing_key(index).verifying_key()),
+            ],
+            keys: held_keys(&config, index, key),
             behaviour: config.behaviours[index],
             core: None,
             app: make_app(index),
@@ -1042,18 +1249,21 @@ impl<A: SimApplication> Simulation<A> {
             wake_at_ms: None,
             height_started_ms: BTreeMap::new(),
         };
+        let twins: Vec<(usize, SigningKey)> = keys
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| config.behaviours[*index] == Behaviour::Twin)
+            .map(|(index, key)| (index, key.clone()))
+            .collect();
         let mut nodes: Vec<Node<A>> = keys
             .into_iter()
             .enumerate()
             .map(|(index, key)| new_node(index, key))
             .collect();
         let mut primary: Vec<usize> = (0..config.n).collect();
-        for index in 0..config.n {
-            if config.behaviours[index] == Behaviour::Twin {
-                let key = nodes[index].key.clone();
-                nodes.push(new_node(index, key));
-                primary.push(index);
-            }
+        for (index, key) in twins {
+            nodes.push(new_node(index, key));
+            primary.push(index);
         }
         let n = config.n;
         Simulation {
@@ -1074,6 +1284,7 @@ impl<A: SimApplication> Simulation<A> {
             decided: BTreeMap::new(),
             proposed: BTreeSet::new(),
             honest_signed: BTreeMap::new(),
+            signed_since_change: BTreeSet::new(),
             violations: Vec::new(),
             stats: Stats::default(),
         }
@@ -1095,7 +1306,7 @@ impl<A: SimApplication> Simulation<A> {
     }
 
     fn node_config(&self, node: usize) -> Config {
-        let mut config = Config::new(CHAIN_ID, Some(self.nodes[node].key.clone()));
+        let mut config = Config::with_signing_keys(CHAIN_ID, self.nodes[node].keys.clone());
         config.timeouts = self.config.timeouts;
         config.fault_injection = self.config.fault_injection;
         config
@@ -1202,10 +1413,35 @@ impl<A: SimApplication> Simulation<A> {
         if self.liveness_target.is_some() && self.violations.is_empty() {
             self.stats.recovery_ms = self.now_ms.saturating_sub(self.config.gst_ms);
         }
+        self.count_changes();
         Outcome {
             violations: self.violations,
             stats: self.stats,
         }
+    }
+
+    /// Counts the validator-set change as exercised when every honest node
+    /// committed its height and the node it concerns signed under it.
+    fn count_changes(&mut self) {
+        let Some(change) = &self.config.power_change else {
+            return;
+        };
+        if self.stats.min_honest_height < change.height {
+            return;
+        }
+        let kinds = self.config.change_kinds();
+        let joined = (0..self.config.n).any(|node| {
+            self.config.powers[node] == 0
+                && change.powers[node] > 0
+                && self.signed_since_change.contains(&node)
+        });
+        let rotated = change
+            .rotation
+            .is_some_and(|rotation| self.signed_since_change.contains(&rotation.node));
+        self.stats.joins = u64::from(kinds.join && joined);
+        self.stats.leaves = u64::from(kinds.leave);
+        self.stats.rotations = u64::from(kinds.rotation && rotated);
+        self.stats.lost_keys = u64::from(kinds.lost_key && rotated);
     }
 
     fn finished(&self) -> bool {
@@ -1649,7 +1885,7 @@ impl<A: SimApplication> Simulation<A> {
     fn node_of(&self, key: &ValidatorKey) -> Option<usize> {
         self.nodes
             .iter()
-            .position(|node| ValidatorKey::from(&node.key.verifying_key()) == *key)
+            .position(|node| node.identities.contains(key))
     }
 
     fn app_delay(&mut self) -> u64 {
@@ -1760,7 +1996,7 @@ impl<A: SimApplication> Simulation<A> {
                             value: other,
                             ..proposal.clone()
                         }),
-                        &self.nodes[node].key,
+                        self.tamper_key(node, &message),
                     );
                     self.send_split(node, &message, &twin);
                 }
@@ -1772,7 +2008,7 @@ impl<A: SimApplication> Simulation<A> {
                         Some(_) => None,
                         None => Some(make_value(vote.height, node, vote.round.0, true).hash),
                     };
-                    let twin = self.resign_vote(node, &message.message, other_hash);
+                    let twin = self.resign_vote(node, &message, other_hash);
                     self.send_split(node, &message, &twin);
                 }
                 None => self.send_to_all(node, &message, |_| true),
@@ -1784,7 +2020,7 @@ impl<A: SimApplication> Simulation<A> {
             Behaviour::InvalidValueVoter => match message.message.as_vote() {
                 Some((_, vote)) => {
                     let invalid = make_value(vote.height, node, vote.round.0, false);
-                    let forged = self.resign_vote(node, &message.message, Some(invalid.hash));
+                    let forged = self.resign_vote(node, &message, Some(invalid.hash));
                     self.send_to_all(node, &forged, |_| true);
                 }
                 None => self.send_to_all(node, &message, |_| true),
@@ -1792,12 +2028,23 @@ impl<A: SimApplication> Simulation<A> {
         }
     }
 
+    /// The held key that signed `message`: a Byzantine node tampers with
+    /// what its machine sent under the same key.
+    fn tamper_key(&self, node: usize, message: &SignedMessage) -> &SigningKey {
+        let keys = &self.nodes[node].keys;
+        keys.iter()
+            .find(|key| ValidatorKey::from(&key.verifying_key()) == message.validator)
+            .unwrap_or(&keys[0])
+    }
+
     fn resign_vote(
         &self,
         node: usize,
-        message: &Message,
+        message: &SignedMessage,
         block_hash: Option<BlockHash>,
     ) -> SignedMessage {
+        let key = self.tamper_key(node, message);
+        let message = &message.message;
         let changed = match message {
             Message::Prevote(vote) => Message::Prevote(Vote {
                 block_hash,
@@ -1809,7 +2056,7 @@ impl<A: SimApplication> Simulation<A> {
             }),
             Message::Proposal(_) => message.clone(),
         };
-        SignedMessage::sign(CHAIN_ID, changed, &self.nodes[node].key)
+        SignedMessage::sign(CHAIN_ID, changed, key)
     }
 
     fn send_split(&mut self, node: usize, first: &SignedMessage, second: &SignedMessage) {
@@ -1821,8 +2068,32 @@ impl<A: SimApplication> Simulation<A> {
     /// An honest validator must never sign two different messages for one
     /// (height, round, kind): that is what crash safety promises.
     fn check_honest_signature(&mut self, node: usize, message: &SignedMessage) {
-        if message.validator != ValidatorKey::from(&self.nodes[node].key.verifying_key()) {
+        let own = self.nodes[node]
+            .keys
+            .iter()
+            .any(|key| ValidatorKey::from(&key.verifying_key()) == message.validator);
+        if !own {
             return; // forwarded proof-of-lock votes are other validators' messages
+        }
+        // A key signs only at heights whose set names it: a rotated-out key
+        // stops exactly at the change, a new one starts exactly there.
+        if self
+            .validators_at(message.height())
+            .power_of(&message.validator)
+            .is_none()
+        {
+            self.violations.push(Violation::KeyOutsideSet {
+                node,
+                height: message.height().0,
+            });
+        }
+        if self
+            .config
+            .power_change
+            .as_ref()
+            .is_some_and(|change| message.height().0 >= change.height)
+        {
+            self.signed_since_change.insert(node);
         }
         let (kind, name) = match &message.message {
             Message::Proposal(_) => (0u8, "proposal"),
@@ -1992,15 +2263,7 @@ pub fn run_seeds(
                         let mut config = SimConfig::from_seed(seed);
                         configure(&mut config);
                         let outcome = run_config(config);
-                        total.events += outcome.stats.events;
-                        total.messages_sent += outcome.stats.messages_sent;
-                        total.crashes += outcome.stats.crashes;
-                        total.syncs += outcome.stats.syncs;
-                        total.proposal_fetches += outcome.stats.proposal_fetches;
-                        total.proposals_fetched += outcome.stats.proposals_fetched;
-                        total.evidence += outcome.stats.evidence;
-                        total.max_honest_height += outcome.stats.max_honest_height;
-                        total.recovery_ms = total.recovery_ms.max(outcome.stats.recovery_ms);
+                        total.add_run(&outcome.stats);
                         if !outcome.violations.is_empty() {
                             failures.push((seed, outcome));
                         }
@@ -2018,15 +2281,7 @@ pub fn run_seeds(
     let mut total = Stats::default();
     for (chunk_failures, stats) in results {
         failures.extend(chunk_failures);
-        total.events += stats.events;
-        total.messages_sent += stats.messages_sent;
-        total.crashes += stats.crashes;
-        total.syncs += stats.syncs;
-        total.proposal_fetches += stats.proposal_fetches;
-        total.proposals_fetched += stats.proposals_fetched;
-        total.evidence += stats.evidence;
-        total.max_honest_height += stats.max_honest_height;
-        total.recovery_ms = total.recovery_ms.max(stats.recovery_ms);
+        total.add_run(&stats);
     }
     failures.sort_by_key(|(seed, _)| *seed);
     (failures, total)
