@@ -24,6 +24,15 @@
 #      other nodes' APIs; restarted, it must rejoin at the full height with
 #      a chain that verifies, and the damaged copy must be kept aside,
 #      byte for byte as repair found it
+#  10. governance under load, five nodes: finance (prepared outside the
+#      genesis) is voted in and its node starts from the genesis, syncs and
+#      signs; health installs a next validator key (custody node next-key,
+#      restart) and the others vote its rotation; public-security is voted
+#      out (its chain must end at the removal and the others must close its
+#      connections by the next height); a parameter is changed. Between two
+#      consecutive blocks of the whole fault at most 5 s pass, and the final
+#      chain, exported, verifies offline from the genesis across every
+#      validator-set handoff
 #
 # During the split, one node is also flooded with valid transactions past
 # its mempool limit (no block can drain it then).
@@ -39,13 +48,13 @@
 #
 #   scripts/cluster-test.sh              # needs target/release/custody
 #   CUSTODY_CLUSTER_KEEP=1 scripts/cluster-test.sh   # keep the work dir
-#   CUSTODY_CLUSTER_ONLY=8 scripts/cluster-test.sh   # only fault 8 (or 1, 2, 2b, 3-7, 9)
+#   CUSTODY_CLUSTER_ONLY=8 scripts/cluster-test.sh   # only fault 8 (or 1, 2, 2b, 3-7, 9, 10)
 #   CUSTODY_CLUSTER_HALF_OPEN_SECONDS=3 ...          # fault 8's cut (default 22 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The whole run is bounded: past this, the run is stopped and fails.
-TIME_LIMIT_SECONDS=${CUSTODY_CLUSTER_TIME_LIMIT:-540}
+TIME_LIMIT_SECONDS=${CUSTODY_CLUSTER_TIME_LIMIT:-780}
 
 export CUSTODY_CLUSTER=${CUSTODY_CLUSTER:-custody-ct}
 export CUSTODY_SUBNET=${CUSTODY_SUBNET:-172.29.77}
@@ -53,7 +62,8 @@ export CUSTODY_API_PORT_BASE=${CUSTODY_API_PORT_BASE:-2768}
 export CUSTODY_P2P_PORT=${CUSTODY_P2P_PORT:-27600}
 export CUSTODY_IMAGE=${CUSTODY_IMAGE:-custody:dev}
 
-DEPARTMENTS=(civil-affairs social-security health public-security)
+# The four genesis departments, then finance, voted in by fault 10.
+DEPARTMENTS=(civil-affairs social-security health public-security finance)
 NETWORK=$CUSTODY_CLUSTER-net
 BIN=${CUSTODY_BINARY:-target/release/custody}
 started=$SECONDS
@@ -75,6 +85,11 @@ else
     fail "neither docker-compose nor the docker compose plugin is installed"
 fi
 compose+=(-p "$CUSTODY_CLUSTER" -f docker-compose.yml)
+if ! command -v jq >/dev/null 2>&1; then
+    echo "installing jq (reads the nodes' JSON answers)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; } >/dev/null 2>&1 ||
+        fail "jq is needed and could not be installed"
+fi
 
 container() { echo "$CUSTODY_CLUSTER-${DEPARTMENTS[$1]}"; }
 api() { echo "http://127.0.0.1:${CUSTODY_API_PORT_BASE}$(($1 + 1))"; }
@@ -89,7 +104,7 @@ status=1
 
 remove_cluster() {
     "${compose[@]}" down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
-    for i in 0 1 2 3; do docker rm -f "$(container "$i")" >/dev/null 2>&1 || true; done
+    for i in 0 1 2 3 4; do docker rm -f "$(container "$i")" >/dev/null 2>&1 || true; done
     docker network rm "$NETWORK" >/dev/null 2>&1 || true
     for d in "${DEPARTMENTS[@]}"; do docker volume rm -f "$CUSTODY_CLUSTER-$d" >/dev/null 2>&1 || true; done
 }
@@ -107,7 +122,7 @@ cleanup() {
     fi
     if [[ $code -ne 0 || $status -ne 0 ]]; then
         [[ -f ${table:-} ]] && { echo "table so far:" >&2; cat "$table" >&2; }
-        for i in 0 1 2 3; do
+        for i in 0 1 2 3 4; do
             echo "----- $(container "$i") (last 25 log lines but gossip duplicates) -----" >&2
             docker logs "$(container "$i")" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' |
                 grep -v 'already been published' | tail -n 25 | cut -c1-300 >&2 || true
@@ -130,6 +145,14 @@ main_pid=$$
 watchdog_pid=$!
 
 custody() { "$BIN" "$@"; }
+# The node's own image runs the commands on its home volume: the same
+# binary, paths and network as the node.
+on_home() { # node args...: custody ARGS with the node's home mounted
+    local node=$1
+    shift
+    docker run --rm --network "$NETWORK" --volumes-from "$(container "$node")" \
+        --entrypoint /usr/local/bin/custody "$CUSTODY_IMAGE" "$@"
+}
 # Whether fault $1 runs: all of them, or only CUSTODY_CLUSTER_ONLY's.
 runs() { [[ -z ${CUSTODY_CLUSTER_ONLY:-} || ${CUSTODY_CLUSTER_ONLY} == "$1" ]]; }
 report=$work/bad-input.md
@@ -150,15 +173,16 @@ say "building the image $CUSTODY_IMAGE (FROM scratch, from $BIN)"
 scripts/build-image.sh
 
 say "generating keys, genesis and configs (custody cluster prepare)"
-custody cluster prepare --dir "$work/net" --subnet "$CUSTODY_SUBNET"
+custody cluster prepare --dir "$work/net" --subnet "$CUSTODY_SUBNET" --joining 1
 
 say "starting four containers on $NETWORK ($CUSTODY_SUBNET.0/24)"
 remove_cluster
 "${compose[@]}" up --no-start >/dev/null 2>&1 || "${compose[@]}" up --no-start
-for i in 0 1 2 3; do
+for i in 0 1 2 3 4; do
     docker cp "$work/net/${DEPARTMENTS[$i]}/." "$(container "$i"):/home/custody/"
 done
-# All four at once, as an operator would start them.
+# All four at once, as an operator would start them (finance waits for
+# its vote, fault 10).
 docker start "$(container 0)" "$(container 1)" "$(container 2)" "$(container 3)" >/dev/null
 
 echo "| fault | time to recover | acknowledged | found on every node | forks | lost | common height (chains verified) |" >"$table"
@@ -362,14 +386,6 @@ fi
 
 if runs 9; then
     say "fault 9: ${DEPARTMENTS[1]} stopped, its ledger store damaged on disk, repaired from its peers"
-    # The node's own image runs the commands on its home volume: the same
-    # binary, paths and network as the node.
-    on_home() { # node args...: custody ARGS with the node's home mounted
-        local node=$1
-        shift
-        docker run --rm --network "$NETWORK" --volumes-from "$(container "$node")" \
-            --entrypoint /usr/local/bin/custody "$CUSTODY_IMAGE" "$@"
-    }
     docker stop -t 15 "$(container 1)" >/dev/null
     ledger=/home/custody/data/ledger
     docker cp "$(container 1):$ledger/db" "$work/db-intact"
@@ -398,12 +414,82 @@ if runs 9; then
     check "${DEPARTMENTS[1]}'s store damaged, repaired from peers (height $repaired_height), restarted"
 fi
 
+if runs 10; then
+    say "fault 10: governance under load: finance voted in, health's validator key rotated, public-security voted out, a parameter changed"
+    governor() { echo "$work/net/${DEPARTMENTS[$1]}/members/governor.key"; }
+    height_at() { custody node status --node "$(api "$1")" --json | jq -r .height; }
+    # vote PROPOSER "APPROVERS" CHANGE...: the change proposed by one
+    # department's governance admin and approved by the others in turn
+    # until it executes; prints the height of the block that executed it.
+    vote() {
+        local proposer=$1 approvers=$2 out id a
+        shift 2
+        out=$(custody gov propose "$@" --key "$(governor "$proposer")" --node "$(api "$proposer")" --wait) ||
+            fail "gov propose $* failed: $out"
+        id=$(sed -n 's/^proposal id \([0-9a-f]*\);.*/\1/p' <<<"$out")
+        [[ -n $id ]] || fail "gov propose printed no proposal id: $out"
+        for a in $approvers; do
+            [[ $(custody gov show "$id" --json --node "$(api "$a")" | jq -r .status) == executed ]] && break
+            custody gov approve "$id" --key "$(governor "$a")" --node "$(api "$a")" --wait >/dev/null ||
+                fail "gov approve $id by ${DEPARTMENTS[$a]} failed"
+        done
+        custody gov show "$id" --json --node "$(api "$proposer")" >"$work/proposal.json"
+        [[ $(jq -r .status "$work/proposal.json") == executed ]] ||
+            { cat "$work/proposal.json" >&2; fail "proposal $id ($*) did not execute"; }
+        jq -r .proposal.executed_at "$work/proposal.json"
+    }
+    from_height=$(height_at 0)
+
+    added=$(vote 0 "1 2" add-department --contribution "$work/net/finance/contribution.json")
+    say "finance voted in at height $added; starting its node from the genesis"
+    docker start "$(container 4)" >/dev/null
+    custody cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 2)" \
+        --department finance --heal-unix-ms "$(date +%s%3N)" --within-seconds 90 --timeout-seconds 120 ||
+        fail "finance's node did not sign a certificate"
+    check "finance voted in at height $added: its node synced from the genesis and signs" 90 \
+        "$(api 0),$(api 1),$(api 2),$(api 3),$(api 4)"
+
+    on_home 2 node next-key --home /home/custody --json >"$work/next-key.json" || fail "node next-key failed"
+    docker restart -t 15 "$(container 2)" >/dev/null
+    check "health restarted holding its next validator key" 60 "$(api 0),$(api 1),$(api 2),$(api 3),$(api 4)"
+    key() { echo "pub:$(jq -r ".$1" "$work/next-key.json")"; }
+    rotated=$(vote 2 "0 1 4" rotate-keys --department health \
+        --validator-key "$(key validator_key)" --node-key "$(key node_key)" --encryption-key "$(key encryption_key)")
+    say "health's validator key rotated at height $rotated"
+    custody cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 4)" \
+        --department health --heal-unix-ms "$(date +%s%3N)" --within-seconds 10 ||
+        fail "health's new validator key does not sign"
+    check "health's validator key rotated at height $rotated" 60 "$(api 0),$(api 1),$(api 2),$(api 3),$(api 4)"
+
+    removed=$(vote 0 "1 2 4" remove-department --department public-security)
+    say "public-security voted out at height $removed"
+    custody cluster removed --removed "$(api 3)" --nodes "$(api 0),$(api 1),$(api 2),$(api 4)" \
+        --executed "$removed" || fail "public-security was not cut off at its removal"
+    passed=$((passed + 1))
+    ALL_NODES="$(api 0),$(api 1),$(api 2),$(api 4)"
+
+    changed=$(vote 1 "0 2 4" parameters --max-block-txs 4000)
+    say "max_block_txs changed at height $changed"
+    check "public-security voted out at height $removed, max_block_txs changed at height $changed"
+    custody cluster pauses --node "$(api 0)" --from-height "$from_height" --max-gap-ms 5000 ||
+        fail "the chain paused longer than 5 s during the governance changes"
+    passed=$((passed + 1))
+fi
+
 say "stopping the load"
 touch "$work/stop"
 wait "$load_pid" || fail "the load tool failed (see above)"
 load_pid=
 tail -n 1 "$work/load.log"
 check "end of run (load stopped)"
+say "exporting the final chain and verifying it offline from the genesis"
+custody chain export --node "$(api 0)" --genesis "$work/net/genesis.json" --to "$work/final.export" >/dev/null ||
+    fail "chain export failed"
+custody audit verify --export "$work/final.export" \
+    --genesis-hash "$(jq -r .genesis_hash "$work/net/testnet.json")" --json >"$work/verify.json" ||
+    { cat "$work/verify.json" >&2; fail "the final chain does not verify offline"; }
+say "audit verify: $(jq -c . "$work/verify.json" | cut -c1-300)"
+passed=$((passed + 1))
 
 status=0
 say "done in $((SECONDS - started)) s"

@@ -417,6 +417,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         fast: true,
         chain_id: chain_id.clone(),
         joining: 0,
+        governors: false,
     })
     .map_err(|error| error.to_string())?;
     let homes: Vec<PathBuf> = manifest.nodes.iter().map(|n| n.home.clone()).collect();

@@ -477,6 +477,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     fast: args.fast,
                     chain_id: args.chain_id,
                     joining: args.joining,
+                    governors: false,
                 })
                 .map_err(|error| error.to_string())?;
             if args.json {

@@ -224,6 +224,8 @@ async fn a_rotated_validator_key_signs_from_the_effective_height_and_the_old_one
     let keys = next_key(&testnet, rotated);
     testnet.nodes[rotated].stop();
     testnet.nodes[rotated].start();
+    let top = height_of(&testnet, 0).await.expect("height");
+    wait_until_height(&testnet, rotated, top).await;
     let new = public_of(&testnet.nodes[rotated].home.join("keys/validator.next.key"));
     let department = testnet.nodes[rotated].department.clone();
     let args = rotate_args(&department, &keys);

@@ -132,7 +132,7 @@ impl Driver {
         let height = chain.height.next();
         let persisted = persisted.filter(|state| state.height == height);
         let mut machine_config =
-            consensus::Config::new(chain_id.to_string(), signing_keys.first().cloned());
+            consensus::Config::with_signing_keys(chain_id.to_string(), signing_keys);
         machine_config.timeouts = consensus::TimeoutConfig {
             propose_ms: config.timeout_propose_ms,
             propose_delta_ms: config.timeout_delta_ms,

@@ -69,6 +69,10 @@ pub struct TestnetOptions {
     /// for a federation that votes them in later. The genesis nodes list
     /// them as peers too: they dial them once a committed change adds them.
     pub joining: usize,
+    /// A second admin per department (`members/governor.key`), so that
+    /// governance can be signed while a load keeps the first admin's
+    /// nonces busy.
+    pub governors: bool,
 }
 
 /// What `testnet.json` lists for each node.
@@ -171,6 +175,11 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
         let members = home.root.join("members");
         let admin = home::generate_key_file(&members.join("admin.key"))?;
         let clerk = home::generate_key_file(&members.join("clerk.key"))?;
+        let governor = if options.governors {
+            Some(home::generate_key_file(&members.join("governor.key"))?)
+        } else {
+            None
+        };
         let id = DepartmentId::new(slug.clone())
             .map_err(|error| TestnetError::Genesis(error.to_string()))?;
         departments.push(NewDepartment {
@@ -195,7 +204,15 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
                     roles: vec![Role::Clerk],
                     clearance: Classification::Confidential,
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(governor.map(|governor| NewMember {
+                key: ed25519_public(&governor),
+                name: format!("{name} governance admin"),
+                roles: vec![Role::Admin],
+                clearance: Classification::Secret,
+            }))
+            .collect(),
         });
         let port = options.base_port + 2 * index as u16;
         generated.push(Generated {

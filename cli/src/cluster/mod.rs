@@ -13,6 +13,8 @@
 //! - `frozen` checks that no block is committed while no quorum exists.
 //! - `rejoin` measures how soon a restarted validator's signature is back
 //!   in the other nodes' commit certificates.
+//! - `pauses` and `removed` check a governance handoff: no pause at a
+//!   validator-set change, and a removed department cut off (`handoff.rs`).
 //! - `flood` and `bad-input` send hostile input to one node and check that
 //!   it refuses it clearly and keeps answering.
 //!
@@ -21,6 +23,7 @@
 
 mod bad_input;
 mod check;
+mod handoff;
 mod load;
 mod prepare;
 mod rejoin;
@@ -49,6 +52,10 @@ pub enum ClusterCommand {
     Frozen(check::FrozenArgs),
     /// Wait for a restarted validator's signature in the others' certificates.
     Rejoin(rejoin::RejoinArgs),
+    /// Fail when consecutive blocks from a height on are further apart than a bound.
+    Pauses(handoff::PausesArgs),
+    /// Check that a removed department's node is cut off from the next height.
+    Removed(handoff::RemovedArgs),
     /// Flood one node with valid transactions past its mempool limit.
     Flood(bad_input::FloodArgs),
     /// Send malformed, oversized, replayed and random input to one node.
@@ -70,6 +77,8 @@ pub fn run(command: ClusterCommand) -> Result<(), String> {
                     ClusterCommand::Check(args) => check::run(args).await,
                     ClusterCommand::Frozen(args) => check::frozen(args).await,
                     ClusterCommand::Rejoin(args) => rejoin::run(args).await,
+                    ClusterCommand::Pauses(args) => handoff::pauses(args).await,
+                    ClusterCommand::Removed(args) => handoff::removed(args).await,
                     ClusterCommand::Flood(args) => bad_input::flood(args).await,
                     ClusterCommand::BadInput(args) => bad_input::run(args).await,
                     ClusterCommand::Prepare(_) => Ok(()),

@@ -45,6 +45,7 @@ pub fn run(args: PrepareArgs) -> Result<(), String> {
         fast: true,
         chain_id: "custody-cluster".to_string(),
         joining: args.joining,
+        governors: true,
     })
     .map_err(|error| error.to_string())?;
     let address = |index: usize| format!("{}.{}", args.subnet, 11 + index);

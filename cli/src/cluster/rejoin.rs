@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use custody_ledger::types::PublicKey;
 
+use custody_node::client::Client;
+
 use super::{bounded, clients};
 
 /// How often the nodes are asked for new blocks: bounds the error of the
@@ -52,8 +54,23 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The validator key of `department` in the genesis.
-fn validator_key(args: &RejoinArgs) -> Result<PublicKey, String> {
+/// The validator key of `department`: in the state at the head of the
+/// first node that knows the department (governance may have added it or
+/// rotated its keys since the genesis), else in the genesis.
+async fn validator_key(args: &RejoinArgs, clients: &[Client]) -> Result<PublicKey, String> {
+    for client in clients {
+        let path = format!("/v1/departments/{}", args.department);
+        if let Ok(department) = bounded(client.get_json(&path)).await {
+            if let Some(key) = department["keys"]["validator_key"].as_str() {
+                return PublicKey::from_hex(key).map_err(|error| {
+                    format!(
+                        "{} answered a validator key `{key}` that is not one: {error}",
+                        client.base_url()
+                    )
+                });
+            }
+        }
+    }
     let genesis = super::genesis(&args.net)?;
     genesis
         .departments
@@ -71,7 +88,7 @@ fn validator_key(args: &RejoinArgs) -> Result<PublicKey, String> {
 
 pub async fn run(args: RejoinArgs) -> Result<(), String> {
     let clients = clients(&args.nodes)?;
-    let key = validator_key(&args)?;
+    let key = validator_key(&args, &clients).await?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_seconds);
     // Per node, the next height to read. Blocks already committed when the

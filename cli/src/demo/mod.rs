@@ -165,6 +165,7 @@ async fn run_async(args: DemoArgs) -> Result<(), DemoError> {
         fast: true,
         chain_id: "custody-demo".to_string(),
         joining: 0,
+        governors: false,
     })?;
     println!(
         "  genesis {} (chain `{}`): each department's validator, node and encryption keys, and a first administrator",
