@@ -81,8 +81,11 @@ pub enum ChangeArgs {
         submit: SubmitArgs,
     },
     /// Replace a department's validator, node and encryption keys (each a
-    /// key file or `pub:<64 hex digits>`, as for `genesis contribute`), or
-    /// take them from a contribution file.
+    /// key file or `pub:<64 hex digits>`, as for `genesis contribute`; a
+    /// key not given stays as the chain has it), or take them from a
+    /// contribution file.
+    ///
+    /// Example: custody gov propose rotate-keys --department health --validator-key pub:3b6a…0c --key admin.key --wait
     RotateKeys {
         /// The department's slug.
         #[arg(long)]
@@ -90,13 +93,13 @@ pub enum ChangeArgs {
         /// The new keys from a contribution file, instead of the three options below.
         #[arg(long, conflicts_with_all = ["validator_key", "node_key", "encryption_key"])]
         contribution: Option<PathBuf>,
-        /// The new validator key (ed25519).
-        #[arg(long, value_name = "KEY", requires_all = ["node_key", "encryption_key"])]
+        /// The new validator key (ed25519); by default the one in force.
+        #[arg(long, value_name = "KEY")]
         validator_key: Option<String>,
-        /// The new node identity key (ed25519).
+        /// The new node identity key (ed25519); by default the one in force.
         #[arg(long, value_name = "KEY")]
         node_key: Option<String>,
-        /// The new encryption key (X25519).
+        /// The new encryption key (X25519); by default the one in force.
         #[arg(long, value_name = "KEY")]
         encryption_key: Option<String>,
         #[command(flatten)]
@@ -273,14 +276,45 @@ async fn propose(change: ChangeArgs) -> Result<(), String> {
                         .department
                         .keys
                 }
-                (None, Some(v), Some(n), Some(e)) => {
+                (None, None, None, None) => {
+                    return Err(
+                        "give the new keys: --contribution FILE, or at least one of \
+                         --validator-key, --node-key and --encryption-key (the others keep \
+                         the keys in force)"
+                            .to_string(),
+                    )
+                }
+                (None, v, n, e) => {
+                    // Keys not given stay as the chain has them now.
+                    let client = Client::new(submit.node().to_string());
+                    let current = client
+                        .get_json(&format!("/v1/departments/{id}"))
+                        .await
+                        .map_err(|error| {
+                            format!("cannot read department `{id}`'s keys in force: {error}")
+                        })?;
+                    let in_force = |name: &str| -> Result<String, String> {
+                        current["keys"][name]
+                            .as_str()
+                            .map(|hex| format!("pub:{hex}"))
+                            .ok_or_else(|| {
+                                format!("the node did not give department `{id}`'s {name}")
+                            })
+                    };
+                    let v = match v {
+                        Some(v) => v,
+                        None => in_force("validator_key")?,
+                    };
+                    let n = match n {
+                        Some(n) => n,
+                        None => in_force("node_key")?,
+                    };
+                    let e = match e {
+                        Some(e) => e,
+                        None => in_force("encryption_key")?,
+                    };
                     custody_cli::audit::department_keys(&v, &n, &e)
                         .map_err(|error| error.to_string())?
-                }
-                _ => {
-                    return Err("give the new keys: --contribution FILE, or all of \
-                         --validator-key, --node-key and --encryption-key"
-                        .to_string())
                 }
             };
             (

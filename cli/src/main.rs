@@ -94,9 +94,8 @@ enum NodeCommand {
     /// Make the validator key a rotation will install, beside the current one.
     ///
     /// Writes HOME/keys/validator.next.key (never over an existing file) and
-    /// prints the department's keys as `custody gov propose rotate-keys`
-    /// takes them: the new validator key with the current node and
-    /// encryption keys. A running node picks the new key up at its next
+    /// prints the new validator key as `custody gov propose rotate-keys`
+    /// takes it (the node and encryption keys stay as they are). A running node picks the new key up at its next
     /// start; restart it before the departments approve the rotation. It
     /// then holds both keys and signs with whichever the validator set of
     /// each height names, so the chain does not pause at the handoff.
@@ -104,7 +103,7 @@ enum NodeCommand {
     /// Example:
     ///   custody node next-key --home /srv/custody
     ///   systemctl restart custody-node
-    ///   custody gov propose rotate-keys --department health --validator-key pub:… --node-key pub:… --encryption-key pub:… --key admin.key --wait
+    ///   custody gov propose rotate-keys --department health --validator-key pub:… --key admin.key --wait
     NextKey {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -530,22 +529,10 @@ fn node_next_key(home_dir: PathBuf, json: bool) -> Result<(), String> {
     let keys = home.keys_dir(&config);
     let next_path = keys.join(home::VALIDATOR_NEXT_KEY_FILE);
     let validator = home::generate_key_file(&next_path).map_err(|error| error.to_string())?;
-    let node =
-        home::read_key_file(&keys.join(home::NODE_KEY_FILE)).map_err(|error| error.to_string())?;
-    let encryption = home::read_key_file(&keys.join(home::ENCRYPTION_KEY_FILE))
-        .map_err(|error| error.to_string())?;
     let validator_key = hex::encode(
         ed25519_dalek::SigningKey::from_bytes(&validator)
             .verifying_key()
             .to_bytes(),
-    );
-    let node_key = hex::encode(
-        ed25519_dalek::SigningKey::from_bytes(&node)
-            .verifying_key()
-            .to_bytes(),
-    );
-    let encryption_key = hex::encode(
-        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(encryption)).to_bytes(),
     );
     if json {
         println!(
@@ -554,15 +541,13 @@ fn node_next_key(home_dir: PathBuf, json: bool) -> Result<(), String> {
                 "file": next_path,
                 "department": config.department,
                 "validator_key": validator_key,
-                "node_key": node_key,
-                "encryption_key": encryption_key,
             })
         );
     } else {
         println!("wrote {}", next_path.display());
         println!("restart the node so that it holds both keys, then have one admin propose:");
         println!(
-            "  custody gov propose rotate-keys --department {} --validator-key pub:{validator_key} --node-key pub:{node_key} --encryption-key pub:{encryption_key} --key ADMIN.key --wait",
+            "  custody gov propose rotate-keys --department {} --validator-key pub:{validator_key} --key ADMIN.key --wait",
             config.department
         );
     }
