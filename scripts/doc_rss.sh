@@ -70,8 +70,8 @@ node_start_kib=$(awk '/VmHWM/ {print $2}' "/proc/${PIDS[$READER]}/status")
 
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom > "$WORK/document.bin"
 
-as0=(--node "$API0" --key "$HOME0/members/clerk.key" --department-key "$HOME0/keys/encryption.key")
-asr=(--node "$APIR" --key "$HOMER/members/clerk.key" --department-key "$HOMER/keys/encryption.key")
+as0=(--node "$API0" --key "$HOME0/members/clerk.key" --department-key "$HOME0/members/department.key")
+asr=(--node "$APIR" --key "$HOMER/members/clerk.key" --department-key "$HOMER/members/department.key")
 
 start=$(date +%s.%N)
 /usr/bin/time -v -o "$WORK/register.time" "$BIN" doc register "$WORK/document.bin" \

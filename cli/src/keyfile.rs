@@ -122,6 +122,8 @@ pub enum KeyFileError {
     PassphraseEnvMissing { name: String },
     #[error("the passphrase is empty")]
     PassphraseEmpty,
+    #[error("{path} does not hold 64 hex digits (a bare 32-byte secret, as a node home keeps it)", path = path.display())]
+    BareSecretMalformed { path: PathBuf },
     #[error(transparent)]
     Random(#[from] RandomError),
 }
@@ -846,6 +848,46 @@ pub enum KeysCommand {
     New(KeysNewArgs),
     /// Print the public key recorded in a key file.
     Show(KeysShowArgs),
+    /// Seal a bare secret (64 hex digits, as a node home or a trial network
+    /// keeps it) into a passphrase-protected key file.
+    ///
+    /// This is how a department moves its encryption key off the node host:
+    /// seal it for the clerks, check the public key, then delete the bare
+    /// file (docs/operations.md, "Move the department's key off the node
+    /// host").
+    ///
+    /// Example: CUSTODY_PASSPHRASE=… custody keys seal --kind department --from /srv/custody/keys/encryption.key --out department.key --passphrase-env CUSTODY_PASSPHRASE
+    Seal(KeysSealArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysSealArgs {
+    /// `member`: an ed25519 signing key; `department`: an X25519 encryption key.
+    #[arg(long, value_enum)]
+    pub kind: KeyKind,
+    /// The bare secret: a file of 64 hex digits.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Where to write the sealed key file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The passphrase, from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        conflicts_with = "passphrase_file",
+        required_unless_present = "passphrase_file"
+    )]
+    pub passphrase_env: Option<String>,
+    /// The passphrase, from this file (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Replace FILE if it already exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -899,6 +941,25 @@ pub struct KeyFileSummary {
     pub passphrase_protected: bool,
 }
 
+/// A bare 32-byte secret from a file of 64 hex digits.
+fn read_bare_secret(path: &Path) -> Result<Zeroizing<[u8; SECRET_BYTES]>, KeyFileError> {
+    let text =
+        Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            })?,
+        );
+    let mut secret = Zeroizing::new([0u8; SECRET_BYTES]);
+    hex::decode_to_slice(text.trim(), secret.as_mut()).map_err(|_| {
+        KeyFileError::BareSecretMalformed {
+            path: path.to_path_buf(),
+        }
+    })?;
+    Ok(secret)
+}
+
 /// Runs `custody keys …`, printing to standard output.
 pub fn run_keys(args: KeysArgs) -> Result<(), KeysCommandError> {
     let stdout = std::io::stdout();
@@ -930,6 +991,29 @@ pub fn run_keys_to<W: Write>(args: KeysArgs, output: &mut W) -> Result<(), KeysC
                 passphrase_protected: key_file.is_passphrase_protected(),
             };
             (summary, new.json, "wrote")
+        }
+        KeysCommand::Seal(seal) => {
+            let passphrase = match (&seal.passphrase_env, &seal.passphrase_file) {
+                (Some(name), _) => Passphrase::from_env(name)?,
+                (None, Some(path)) => Passphrase::from_file(path)?,
+                (None, None) => {
+                    return Err(KeyFileError::PassphraseRequired {
+                        source_name: seal.out.display().to_string(),
+                    }
+                    .into())
+                }
+            };
+            let secret = read_bare_secret(&seal.from)?;
+            let secret = SecretKey::from_secret_bytes(seal.kind, &secret);
+            let key_file = KeyFile::seal(&secret, Some((&passphrase, SealParams::DEFAULT)))?;
+            key_file.write(&seal.out, seal.force)?;
+            let summary = KeyFileSummary {
+                file: seal.out,
+                kind: key_file.kind(),
+                public_key: hex::encode(key_file.public_key()),
+                passphrase_protected: key_file.is_passphrase_protected(),
+            };
+            (summary, seal.json, "sealed")
         }
         KeysCommand::Show(show) => {
             let key_file = KeyFile::read(&show.file)?;

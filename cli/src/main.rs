@@ -76,9 +76,11 @@ enum Command {
 enum NodeCommand {
     /// Write a commented default configuration and fresh keys into HOME.
     ///
-    /// Creates HOME/config.toml and HOME/keys/{validator,node,encryption}.key
-    /// and prints the public keys to put in the genesis. Existing keys are
-    /// never overwritten. Put the chain's genesis at HOME/genesis.json before
+    /// Creates HOME/config.toml and HOME/keys/{validator,node}.key and
+    /// prints the public keys to put in the genesis. Existing keys are never
+    /// overwritten. The department's encryption key is not made here: the
+    /// node never decrypts, and the key lives with the clerks, sealed
+    /// (`custody keys new --kind department`). Put the chain's genesis at HOME/genesis.json before
     /// `custody node start`.
     Init {
         /// The node's home directory.
@@ -572,12 +574,13 @@ fn node_init(home_dir: PathBuf, department: String, json: bool) -> Result<(), St
     custody_node::config::NodeConfig::from_toml(&text).map_err(|error| error.to_string())?;
     home::write_atomically(&config_path, text.as_bytes())
         .map_err(|error| format!("cannot write {}: {error}", config_path.display()))?;
+    // The node signs and talks to its peers; it never decrypts. The
+    // department's encryption key is made and kept by its clerks (sealed),
+    // not on the node host.
     let keys = home.root.join("keys");
     let validator = home::generate_key_file(&keys.join(home::VALIDATOR_KEY_FILE))
         .map_err(|error| error.to_string())?;
     let node = home::generate_key_file(&keys.join(home::NODE_KEY_FILE))
-        .map_err(|error| error.to_string())?;
-    let encryption = home::generate_key_file(&keys.join(home::ENCRYPTION_KEY_FILE))
         .map_err(|error| error.to_string())?;
     let validator_key = hex::encode(
         ed25519_dalek::SigningKey::from_bytes(&validator)
@@ -589,10 +592,8 @@ fn node_init(home_dir: PathBuf, department: String, json: bool) -> Result<(), St
             .verifying_key()
             .to_bytes(),
     );
-    let encryption_key = hex::encode(
-        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(encryption)).to_bytes(),
-    );
     let peer_id = home::node_keypair(node).public().to_peer_id().to_string();
+    let encryption_hint = "custody keys new --kind department --out department.key --passphrase-env CUSTODY_PASSPHRASE";
     if json {
         println!(
             "{}",
@@ -600,17 +601,24 @@ fn node_init(home_dir: PathBuf, department: String, json: bool) -> Result<(), St
                 "config": config_path,
                 "validator_key": validator_key,
                 "node_key": node_key,
-                "encryption_key": encryption_key,
                 "peer_id": peer_id,
+                "encryption_key": serde_json::Value::Null,
+                "encryption_key_hint": format!("made on a clerk's machine, sealed, never on the node host: {encryption_hint}"),
             })
         );
     } else {
         println!("wrote {}", config_path.display());
-        println!("department keys for the genesis ([departments.keys]):");
+        println!("node keys for the genesis ([departments.keys]):");
         println!("  validator_key  = \"{validator_key}\"");
         println!("  node_key       = \"{node_key}\"");
-        println!("  encryption_key = \"{encryption_key}\"");
         println!("peer id for the other departments' [[network.peers]]: {peer_id}");
+        println!(
+            "the department's encryption key (encryption_key) is not made here: the node never \
+             decrypts. A records officer makes it on their own machine, sealed with a passphrase, \
+             and shares it with the department's clerks:"
+        );
+        println!("  {encryption_hint}");
+        println!("  custody keys show department.key      # its public key, for the genesis");
         println!(
             "next: put the agreed genesis at {} and run `custody node start --home {}`",
             home.root.join("genesis.json").display(),

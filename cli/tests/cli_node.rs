@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{custody, wait_for, Testnet};
+use common::{custody, custody_env, wait_for, Testnet};
 
 #[test]
 fn node_init_writes_a_commented_config_and_keys_and_never_overwrites() {
@@ -31,7 +31,7 @@ fn node_init_writes_a_commented_config_and_keys_and_never_overwrites() {
     );
     let config = custody_node::config::NodeConfig::from_toml(&text).expect("config parses");
     assert_eq!(config.department, "civil-affairs");
-    for key in ["validator.key", "node.key", "encryption.key"] {
+    for key in ["validator.key", "node.key"] {
         let path = home.join("keys").join(key);
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path).expect("key written").permissions(),
@@ -41,6 +41,83 @@ fn node_init_writes_a_commented_config_and_keys_and_never_overwrites() {
     let (ok, _, stderr) = custody(&["node", "init", "--home", home_arg]);
     assert!(!ok, "a second init must refuse");
     assert!(stderr.contains("already exists"), "{stderr}");
+}
+
+#[test]
+fn node_init_leaves_no_decryption_key_on_the_node_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("node");
+    let home_arg = home.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = custody(&["node", "init", "--home", home_arg, "--json"]);
+    assert!(ok, "{stderr}");
+    let printed: serde_json::Value = serde_json::from_str(&stdout).expect("json output");
+    assert!(
+        printed["encryption_key"].is_null(),
+        "node init must not make the department's decryption key: {printed}"
+    );
+    let left: Vec<String> = std::fs::read_dir(home.join("keys"))
+        .expect("keys dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(
+        !left.iter().any(|name| name.contains("encryption")),
+        "the node host must hold no decryption key: {left:?}"
+    );
+}
+
+#[test]
+fn a_bare_department_key_sealed_for_the_clerks_keeps_its_public_key_and_needs_the_passphrase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bare = dir.path().join("encryption.key");
+    let secret = [7u8; 32];
+    std::fs::write(&bare, format!("{}\n", hex::encode(secret))).expect("write bare key");
+    let sealed = dir.path().join("department.key");
+    let sealed_arg = sealed.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = custody_env(
+        &[
+            "keys",
+            "seal",
+            "--kind",
+            "department",
+            "--from",
+            bare.to_str().expect("utf-8 path"),
+            "--out",
+            sealed_arg,
+            "--passphrase-env",
+            "SEAL_TEST_PASSPHRASE",
+            "--json",
+        ],
+        &[("SEAL_TEST_PASSPHRASE", "correct horse battery staple")],
+    );
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("json output");
+    let expected = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
+    assert_eq!(summary["public_key"], hex::encode(expected.to_bytes()));
+    assert_eq!(summary["passphrase_protected"], true);
+    let text = std::fs::read_to_string(&sealed).expect("sealed file");
+    assert!(
+        !text.contains(&hex::encode(secret)),
+        "the sealed file must not hold the bare secret"
+    );
+    // Without a passphrase nothing is sealed.
+    let (ok, _, stderr) = custody(&[
+        "keys",
+        "seal",
+        "--kind",
+        "department",
+        "--from",
+        bare.to_str().expect("utf-8"),
+        "--out",
+        dir.path().join("other.key").to_str().expect("utf-8"),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("passphrase"), "{stderr}");
 }
 
 #[test]

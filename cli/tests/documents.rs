@@ -38,7 +38,7 @@ fn doc_as(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Valu
     doc_with_key(
         net,
         index,
-        &net.nodes[index].home.join("keys/encryption.key"),
+        &net.nodes[index].home.join("members/department.key"),
         args,
     )
 }
@@ -481,7 +481,7 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     let (file, _) = write_document(work.path(), "minutes.pdf", 200_000);
     let id = register(&net, a, &file, "Minutes");
     let out = work.path().join("out.pdf");
-    let b_key = net.nodes[b].home.join("keys/encryption.key");
+    let b_key = net.nodes[b].home.join("members/department.key");
     let (ok, _, stderr) = doc_with_key(
         &net,
         a,

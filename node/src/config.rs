@@ -319,7 +319,8 @@ genesis = "genesis.json"
 # `custody node backup` (the node may run; docs/operations.md, section 5);
 # never copy it between nodes.
 data = "data"
-# validator.key, node.key and encryption.key (keep them private, mode 0600).
+# validator.key and node.key (keep them private, mode 0600); never the
+# department's decryption key, which lives with its clerks.
 keys = "keys"
 
 [network]

@@ -6,7 +6,8 @@
 //!   genesis.json         the chain's genesis, identical on every node
 //!   keys/validator.key   ed25519 secret that signs votes
 //!   keys/node.key        ed25519 secret of the libp2p identity
-//!   keys/encryption.key  X25519 secret documents are wrapped to
+//!   (no decryption key: the department's X25519 key lives with its clerks,
+//!   sealed; a node that finds keys/encryption.key warns at start)
 //!   data/ledger/         the ledger store
 //!   data/consensus.state the consensus state persisted before sending
 //! ```
@@ -58,7 +59,13 @@ pub const VALIDATOR_KEY_FILE: &str = "validator.key";
 /// keys").
 pub const VALIDATOR_NEXT_KEY_FILE: &str = "validator.next.key";
 pub const NODE_KEY_FILE: &str = "node.key";
+/// Where older versions left the department's bare decryption key; a node
+/// that finds it warns (it never reads it).
 pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
+/// Where a trial network (`custody testnet init`) keeps the department's
+/// bare decryption key for its clerks: beside the member keys, outside the
+/// node's `keys/`.
+pub const TRIAL_DEPARTMENT_KEY_FILE: &str = "members/department.key";
 
 impl Home {
     pub fn new(root: impl Into<PathBuf>) -> Home {

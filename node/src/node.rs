@@ -84,6 +84,17 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     let genesis = Genesis::load(&genesis_path)
         .map_err(|error| NodeError::Genesis(format!("{}: {error}", genesis_path.display())))?;
     let keys = home.keys_dir(&config);
+    let bare_decryption_key = keys.join(home::ENCRYPTION_KEY_FILE);
+    if bare_decryption_key.exists() {
+        tracing::warn!(
+            file = %bare_decryption_key.display(),
+            "the department's decryption key is on the node host: whoever runs this host can \
+             open every document the department holds. The node never uses it. Seal it for the \
+             clerks (`custody keys seal --kind department --from FILE --out department.key \
+             --passphrase-env VAR`) and delete it here (docs/operations.md, \"Move the \
+             department's key off the node host\")"
+        );
+    }
     let validator_keys = home::read_validator_keys(&keys)?;
     let node_secret = home::read_key_file(&keys.join(home::NODE_KEY_FILE))?;
     let department_id = DepartmentId::new(config.department.clone())

@@ -6,7 +6,9 @@
 //! DIR/genesis.json              the shared genesis
 //! DIR/<dept>/config.toml        node config, ports BASE+2i (p2p) and BASE+2i+1 (API)
 //! DIR/<dept>/genesis.json       copy of the genesis
-//! DIR/<dept>/keys/*.key         validator, node and encryption secrets
+//! DIR/<dept>/keys/*.key         validator and node secrets
+//! DIR/<dept>/members/department.key  the department's decryption key (bare:
+//!                               a trial network; a real one seals it)
 //! DIR/<dept>/members/admin.key  the department's first admin (member key)
 //! DIR/<dept>/members/clerk.key  a clerk of the department (member key)
 //! ```
@@ -171,7 +173,7 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
         let keys = home.root.join("keys");
         let validator = home::generate_key_file(&keys.join(home::VALIDATOR_KEY_FILE))?;
         let node = home::generate_key_file(&keys.join(home::NODE_KEY_FILE))?;
-        let encryption = home::generate_key_file(&keys.join(home::ENCRYPTION_KEY_FILE))?;
+        let encryption = home::generate_key_file(&home.root.join(home::TRIAL_DEPARTMENT_KEY_FILE))?;
         let members = home.root.join("members");
         let admin = home::generate_key_file(&members.join("admin.key"))?;
         let clerk = home::generate_key_file(&members.join("clerk.key"))?;

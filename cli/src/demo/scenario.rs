@@ -250,9 +250,7 @@ impl Scenario {
                 key: home
                     .join("members")
                     .join(format!("{}.key", name.to_lowercase().replace(' ', "-"))),
-                department_key: home
-                    .join("keys")
-                    .join(custody_node::home::ENCRYPTION_KEY_FILE),
+                department_key: home.join(custody_node::home::TRIAL_DEPARTMENT_KEY_FILE),
             });
             all_samples.push(samples::generate(
                 &dir.join("samples").join(department),

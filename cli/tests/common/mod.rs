@@ -281,8 +281,14 @@ where
 
 /// Runs the `custody` binary and returns (success, stdout, stderr).
 pub fn custody(args: &[&str]) -> (bool, String, String) {
+    custody_env(args, &[])
+}
+
+/// [`custody`] with environment variables set for the process.
+pub fn custody_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let output = Command::new(BINARY)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run custody");
     (
