@@ -607,7 +607,7 @@ fn inject(g: &mut Generator, day: u64, member: usize, rule: Rule, benign: bool) 
             let extra = if benign {
                 0.0
             } else {
-                1.8 + g.rng.unit() * 0.5
+                1.5 + g.rng.unit() * 0.3
             };
             for _ in 0..(typical * extra).round() as u64 {
                 let t = midnight + g.rng.range(8 * 60 + 30, 14 * 60 + 30) * MINUTE_MS;
