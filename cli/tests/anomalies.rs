@@ -90,7 +90,7 @@ fn night_reader_chain() -> (Chain, Signer) {
     // The genesis is 2026-01-01 00:00 UTC, 08:00 in UTC+8; the reads come
     // at 02:30 the next night in UTC+8 (18:30 UTC), ten a minute.
     let night = custody_ledger::testkit::GENESIS_TIME_MS + (18 * 60 + 30) * 60_000;
-    chain.block_interval_ms = night - chain.next_time().0 + chain.block_interval_ms;
+    chain.block_interval_ms += night - chain.next_time().0;
     for batch in 0..3 {
         let reads = (batch * 10..(batch + 1) * 10)
             .map(|i| {
@@ -164,17 +164,19 @@ fn a_bulk_read_at_night_is_reported_with_member_department_documents_and_evidenc
         .collect();
     let expected: Vec<String> = (0..DOCUMENTS).map(|i| doc(i).to_string()).collect();
     assert_eq!(documents, expected);
-    assert!(alert["explanation"]
-        .as_str()
-        .unwrap()
-        .contains("read 30 documents outside the department's working hours (08:00–18:00) on 2026-01-02"));
+    assert!(alert["explanation"].as_str().unwrap().contains(
+        "read 30 documents outside the department's working hours (08:00–18:00) on 2026-01-02"
+    ));
 
     let in_export = export_tx_ids(&export);
     let evidence = alert["evidence"].as_array().unwrap();
     assert_eq!(evidence.len(), DOCUMENTS);
     for e in evidence {
         let tx = TxId(custody_ledger::types::parse_hex(e["tx"].as_str().unwrap()).unwrap());
-        assert!(in_export.contains(&tx), "evidence {tx} is not in the export");
+        assert!(
+            in_export.contains(&tx),
+            "evidence {tx} is not in the export"
+        );
         assert_eq!(e["kind"], "record-access");
         // Its proof was written and checks against the genesis alone.
         let bytes = std::fs::read(proofs.join(format!("alert-1-{}.proof", tx.to_hex()))).unwrap();

@@ -144,17 +144,15 @@ impl Detector {
                 record_type,
                 classification,
                 department,
-            } => {
-                if document.is_none() {
-                    let index = self.documents.len();
-                    self.documents.push(DocumentInfo {
-                        record_type: record_type.clone(),
-                        classification: *classification,
-                    });
-                    self.custodians.push(Some(department.clone()));
-                    self.document_index.insert(id.clone(), index);
-                    document = Some(index);
-                }
+            } if document.is_none() => {
+                let index = self.documents.len();
+                self.documents.push(DocumentInfo {
+                    record_type: record_type.clone(),
+                    classification: *classification,
+                });
+                self.custodians.push(Some(department.clone()));
+                self.document_index.insert(id.clone(), index);
+                document = Some(index);
             }
             Action::Offer { to, .. } => {
                 if let Some(i) = document {

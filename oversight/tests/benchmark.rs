@@ -41,3 +41,36 @@ fn the_workload_is_reproducible_and_holds_every_kind_of_anomaly() {
     assert!(s.overall.precision() >= 0.9, "{:?}", s.overall);
     assert!(s.overall.recall() >= 0.95, "{:?}", s.overall);
 }
+
+/// Which injections the alerts that are not correct point at, for the
+/// notes in `docs/performance.md` (run with `--nocapture`).
+#[test]
+fn alerts_off_their_own_rule_are_listed() {
+    let w = generate(2026, 150);
+    let mut detector = Detector::new(Thresholds::default());
+    detector
+        .feed_all(w.events.iter().map(|e| e.event.clone()))
+        .unwrap();
+    let label_of: std::collections::BTreeMap<_, _> = w
+        .events
+        .iter()
+        .filter_map(|e| e.label.map(|l| (e.event.tx, l)))
+        .collect();
+    for alert in detector.alerts() {
+        let touched: std::collections::BTreeSet<usize> = alert
+            .evidence
+            .iter()
+            .filter_map(|e| label_of.get(&e.tx).copied())
+            .collect();
+        let own = touched
+            .iter()
+            .any(|l| w.labels[*l].rule == alert.rule && !w.labels[*l].benign);
+        if !own {
+            let labels: Vec<String> = touched
+                .iter()
+                .map(|l| format!("{} benign={}", w.labels[*l].rule, w.labels[*l].benign))
+                .collect();
+            eprintln!("{}: {:?} — {}", alert.rule, labels, alert.explanation);
+        }
+    }
+}

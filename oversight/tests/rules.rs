@@ -304,7 +304,7 @@ fn a_transfer_after_ordinary_reading_raises_nothing() {
         &mut s,
         at(30, 11, 0),
         CLERK,
-        ((30 * 7) % 300) as usize,
+        210, // read first on day 30
         "health",
     );
     assert!(of(&s.alerts(), Rule::ReadsBeforeTransfer).is_empty());
