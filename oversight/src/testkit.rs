@@ -339,6 +339,9 @@ pub fn generate(seed: u64, days: u64) -> Workload {
         .filter(|m| m % MEMBERS_PER_DEPARTMENT >= 2 && !g.members[*m].liaison)
         .collect();
     let mut revocable: Vec<usize> = ordinary.clone();
+    // A member's unusual record type stops being unusual once read, so
+    // each member carries at most one injection or decoy of that kind.
+    let mut unacquainted: Vec<usize> = ordinary.clone();
     for rule in Rule::ALL {
         for (count, benign) in [(8, false), (4, true)] {
             for _ in 0..count {
@@ -352,6 +355,11 @@ pub fn generate(seed: u64, days: u64) -> Workload {
                             break;
                         }
                         revocable.remove(g.rng.below(revocable.len() as u64) as usize)
+                    } else if rule == Rule::UnfamiliarRecords {
+                        if unacquainted.is_empty() {
+                            break;
+                        }
+                        unacquainted.remove(g.rng.below(unacquainted.len() as u64) as usize)
                     } else {
                         ordinary[g.rng.below(ordinary.len() as u64) as usize]
                     };
