@@ -44,6 +44,8 @@ use custody_ledger::types::{Classification, DepartmentId, Nonce, PublicKey, Role
 use custody_node::client::{Client, ClientError};
 use custody_node::testnet::{generate, TestnetOptions};
 
+mod anomalies;
+
 /// Nodes in the bench network.
 const BENCH_NODES: usize = 4;
 /// Transactions per batch when measuring the verification rate.
@@ -70,6 +72,13 @@ pub enum BenchCommand {
     ///   custody bench load --rate 3000 --json   # latency at 3,000 tx/s offered
     ///   custody bench load --node-binary old/custody   # the same bench against another build
     Load(LoadOptions),
+    /// Score the oversight detector on a labelled workload (precision and
+    /// recall per rule, false-positive rate) and time it beside the
+    /// ledger's replay of real transactions.
+    ///
+    /// Example:
+    ///   custody bench anomalies --seed 2026 --days 150
+    Anomalies(anomalies::AnomalyOptions),
 }
 
 /// How `custody bench load` drives the network. The defaults are the
@@ -115,6 +124,7 @@ pub struct LoadOptions {
 
 pub fn run(command: BenchCommand) -> Result<(), String> {
     match command {
+        BenchCommand::Anomalies(options) => anomalies::run(options),
         BenchCommand::Load(options) => {
             let options = LoadOptions {
                 clients: options.clients.max(1),

@@ -7,6 +7,7 @@
 //! all computed from the replayed state. The commands are exposed as clap
 //! argument structs and `run_*` functions for the `custody` binary to wire.
 
+mod anomalies;
 mod chain;
 mod genesis;
 mod remote;
@@ -32,6 +33,7 @@ use custody_ledger::verify::VerifyError;
 use custody_ledger::Genesis;
 use serde::Serialize;
 
+pub use anomalies::AnomaliesArgs;
 pub use chain::{run_chain, run_chain_to, ChainArgs, ChainCommand};
 pub use genesis::{
     department_keys, read_contribution, run_genesis, run_genesis_to, Contribution, GenesisArgs,
@@ -147,6 +149,11 @@ pub enum AuditCommand {
     Fixity(FixityArgs),
     /// Who held what for how long, who read what and how often.
     Report(ReportArgs),
+    /// Unusual behaviour (bulk reads, reads at night, unfamiliar records,
+    /// reads before a transfer or a revocation, grant bursts, unused
+    /// grants, documents read by many departments, denied attempts), each
+    /// alert with the member, department, documents and evidence.
+    Anomalies(AnomaliesArgs),
 }
 
 /// `custody audit verify`
@@ -233,6 +240,7 @@ pub fn run_audit_to(args: AuditArgs, out: &mut dyn Write) -> Result<(), AuditErr
         AuditCommand::CheckProof(a) => check_proof(a, out),
         AuditCommand::Fixity(a) => fixity(a, out),
         AuditCommand::Report(a) => report::report(a, out),
+        AuditCommand::Anomalies(a) => anomalies::anomalies(a, out),
     }
 }
 
