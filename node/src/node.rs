@@ -156,12 +156,14 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         department_id.clone(),
         &genesis.chain_id,
         node_secret,
+        reader.clone(),
         admission.clone(),
     )
     .map_err(|source| NodeError::ReadDesk {
         path: home.data_dir(&config),
         source,
     })?;
+    read_desk.resubmit_pending();
 
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
     let app = LedgerApp::new(

@@ -32,6 +32,16 @@ use crate::store_reader::StoreReader;
 /// served their download.
 pub const USED_RECORDS_DIR: &str = "reads/used";
 
+/// Folder (under the node's data folder) of the attestations signed but
+/// not yet seen committed: each is kept, as its transaction's bytes, until
+/// the chain holds it, and submitted again when the node starts, so that a
+/// crash between serving and committing loses no read.
+pub const PENDING_ATTESTATIONS_DIR: &str = "reads/attesting";
+
+/// Pending attestations looked at per sweep (each sweep runs before a new
+/// attestation is signed); the rest wait for the next one.
+pub const PENDING_SWEEP_FILES_MAX: usize = 256;
+
 /// Longest reason written in a failed-read attestation, in bytes (the
 /// ledger's text limit is larger; a reason is one sentence).
 pub const FAILED_REASON_BYTES_MAX: usize = 256;
@@ -43,6 +53,8 @@ pub enum AttestError {
     NoNonce,
     #[error("the read attestation was not admitted: {0}")]
     NotAdmitted(String),
+    #[error("the read attestation could not be kept on disk until it is committed: {0}")]
+    NotKept(String),
 }
 
 struct Inner {
@@ -51,6 +63,8 @@ struct Inner {
     signer: ed25519_dalek::SigningKey,
     signer_public: PublicKey,
     used_dir: PathBuf,
+    pending_dir: PathBuf,
+    store: StoreReader,
     admission: Admission,
     /// One attestation at a time: each takes the next nonce of the node
     /// key, which only this node signs with.
@@ -72,10 +86,13 @@ impl ReadDesk {
         department: DepartmentId,
         chain_id: &str,
         node_secret: [u8; 32],
+        store: StoreReader,
         admission: Admission,
     ) -> io::Result<ReadDesk> {
         let used_dir = data_dir.join(USED_RECORDS_DIR);
         std::fs::create_dir_all(&used_dir)?;
+        let pending_dir = data_dir.join(PENDING_ATTESTATIONS_DIR);
+        std::fs::create_dir_all(&pending_dir)?;
         let signer = ed25519_dalek::SigningKey::from_bytes(&node_secret);
         let signer_public = PublicKey(signer.verifying_key().to_bytes());
         Ok(ReadDesk {
@@ -85,10 +102,128 @@ impl ReadDesk {
                 signer,
                 signer_public,
                 used_dir,
+                pending_dir,
+                store,
                 admission,
                 submitting: Mutex::new(()),
             }),
         })
+    }
+
+    /// Submits again every attestation signed before a stop and not
+    /// committed since (the same bytes while their nonce is still free,
+    /// signed again with the next nonce otherwise); forgets the committed
+    /// ones. Returns how many were submitted. Blocking; run at start.
+    pub fn resubmit_pending(&self) -> usize {
+        let _turn = self.turn();
+        let mut submitted = 0;
+        for (path, tx) in self.pending(usize::MAX) {
+            let id = tx.id();
+            match self.inner.store.has_transaction(&id) {
+                Ok(true) => {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, "pending read attestations not resubmitted");
+                    return submitted;
+                }
+            }
+            let TxBody::AttestRead { outcome, .. } = tx.payload.body.clone() else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let next = self.inner.admission.next_nonce(&self.inner.signer_public);
+            let result = if next == Some(tx.payload.nonce) {
+                self.admit(tx)
+            } else {
+                // Its nonce went to another transaction: sign it again.
+                let _ = std::fs::remove_file(&path);
+                self.sign_and_admit(outcome)
+            };
+            match result {
+                Ok(_) => submitted += 1,
+                Err(error) => tracing::error!(%error, "pending read attestation not resubmitted"),
+            }
+        }
+        submitted
+    }
+
+    fn turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.inner.submitting.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Up to `count_max` pending attestations, read back from disk; files
+    /// that do not decode are removed (they were never admitted whole).
+    fn pending(&self, count_max: usize) -> Vec<(PathBuf, SignedTransaction)> {
+        let Ok(entries) = std::fs::read_dir(&self.inner.pending_dir) else {
+            return Vec::new();
+        };
+        let mut pending = Vec::new();
+        for entry in entries.flatten().take(count_max) {
+            let path = entry.path();
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| SignedTransaction::from_bytes(&bytes).ok())
+            {
+                Some(tx) => pending.push((path, tx)),
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        pending.sort_by_key(|(_, tx)| tx.payload.nonce);
+        pending
+    }
+
+    /// Forgets pending attestations the chain now holds.
+    fn sweep_committed(&self) {
+        for (path, tx) in self.pending(PENDING_SWEEP_FILES_MAX) {
+            if matches!(self.inner.store.has_transaction(&tx.id()), Ok(true)) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    fn admit(&self, tx: SignedTransaction) -> Result<TxId, AttestError> {
+        let mut results = self
+            .inner
+            .admission
+            .admit(vec![Incoming::Decoded(Box::new(tx))], Source::Client);
+        match results.pop() {
+            Some(Ok(id)) => Ok(id),
+            Some(Err(error)) => Err(AttestError::NotAdmitted(error.to_string())),
+            None => Err(AttestError::NotAdmitted(
+                "admission gave no answer".to_string(),
+            )),
+        }
+    }
+
+    /// Signs `outcome` with the next nonce, keeps it on disk until it is
+    /// committed, and admits it. The caller holds the turn.
+    fn sign_and_admit(&self, outcome: ReadOutcome) -> Result<TxId, AttestError> {
+        let nonce = self
+            .inner
+            .admission
+            .next_nonce(&self.inner.signer_public)
+            .ok_or(AttestError::NoNonce)?;
+        let tx = SignedTransaction::sign(
+            TxBody::AttestRead {
+                department: self.inner.department.clone(),
+                outcome,
+            },
+            &self.inner.signer,
+            nonce,
+            &self.inner.chain_id,
+        );
+        let path = self.inner.pending_dir.join(tx.id().to_hex());
+        crate::files::write_atomically(&path, &tx.to_bytes())
+            .map_err(|error| AttestError::NotKept(error.to_string()))?;
+        self.admit(tx)
     }
 
     /// The department this node serves reads for.
@@ -179,35 +314,9 @@ impl ReadDesk {
     /// Signs `outcome` with the node key and hands it to the mempool, to be
     /// gossiped and committed like any transaction. Blocking.
     pub fn attest(&self, outcome: ReadOutcome) -> Result<TxId, AttestError> {
-        let _turn = match self.inner.submitting.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let nonce = self
-            .inner
-            .admission
-            .next_nonce(&self.inner.signer_public)
-            .ok_or(AttestError::NoNonce)?;
-        let tx = SignedTransaction::sign(
-            TxBody::AttestRead {
-                department: self.inner.department.clone(),
-                outcome,
-            },
-            &self.inner.signer,
-            nonce,
-            &self.inner.chain_id,
-        );
-        let mut results = self
-            .inner
-            .admission
-            .admit(vec![Incoming::Decoded(Box::new(tx))], Source::Client);
-        match results.pop() {
-            Some(Ok(id)) => Ok(id),
-            Some(Err(error)) => Err(AttestError::NotAdmitted(error.to_string())),
-            None => Err(AttestError::NotAdmitted(
-                "admission gave no answer".to_string(),
-            )),
-        }
+        let _turn = self.turn();
+        self.sweep_committed();
+        self.sign_and_admit(outcome)
     }
 
     /// [`ReadDesk::attest`], logging the result: an attestation that could
