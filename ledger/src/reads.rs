@@ -160,13 +160,11 @@ pub enum ReadAccountError {
         tx: TxId,
         access: TxId,
     },
-    #[error("height {height}: attestation {tx} is for member {member} and document `{document}`, but access record {access} is not theirs for that document")]
+    #[error("height {height}: attestation {tx} names access record {access}, which another member recorded or which is for another document")]
     AccessMismatch {
         height: crate::types::Height,
         tx: TxId,
         access: TxId,
-        member: PublicKey,
-        document: DocumentId,
     },
     #[error("height {height}: attestation {tx} says access record {access} served a second download (the first was attested by {first})")]
     ServedTwice {
@@ -229,8 +227,6 @@ impl ReadAccount {
                                 height,
                                 tx: tx_id,
                                 access: *access_tx,
-                                member: *outcome.member(),
-                                document: outcome.document().clone(),
                             });
                         }
                     }

@@ -153,7 +153,6 @@ pub(super) fn attest_read<V: StateView + ?Sized>(
                 return Err(TxRefusal::ReadOfAnotherDepartment {
                     member: *member,
                     member_department: reader.department,
-                    department: department.clone(),
                 });
             }
             if overlay.document(document)?.is_none() {

@@ -203,11 +203,10 @@ pub enum TxRefusal {
     },
     #[error("the signer is not the node key of department `{0}`; only a department's node attests its reads")]
     NotTheDepartmentsNode(DepartmentId),
-    #[error("member {member} belongs to `{member_department}`; only that department's node serves their reads, not `{department}`'s")]
+    #[error("member {member} belongs to `{member_department}`; only that department's node serves their reads")]
     ReadOfAnotherDepartment {
         member: PublicKey,
         member_department: DepartmentId,
-        department: DepartmentId,
     },
     #[error("the denied read request's signature does not match its member's key and content")]
     DeniedRequestUnsigned,
