@@ -28,6 +28,7 @@ pub mod genesis;
 pub mod merkle;
 pub mod proof;
 pub mod read_cache;
+pub mod reads;
 pub mod records;
 pub mod state;
 pub mod store;

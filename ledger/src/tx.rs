@@ -9,6 +9,7 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{self, tags, DecodeError};
+use crate::reads::ReadOutcome;
 use crate::records::{DepartmentKeys, NewDepartment, Parameters};
 use crate::types::{
     Classification, DepartmentId, DocumentId, EventHash, Fixity, Format, Hash32, Nonce, ProposalId,
@@ -163,6 +164,13 @@ pub enum TxBody {
         previous_event: EventHash,
         reason: String,
     },
+    // Format version 2. Signed by a department's node key (its libp2p
+    // identity, `DepartmentKeys::node_key`), not by a member: what that
+    // node did with one read request.
+    AttestRead {
+        department: DepartmentId,
+        outcome: ReadOutcome,
+    },
 }
 
 impl TxBody {
@@ -185,6 +193,7 @@ impl TxBody {
             TxBody::Amend { .. } => "amend",
             TxBody::RecordFixityCheck { .. } => "record-fixity-check",
             TxBody::Dispose { .. } => "dispose",
+            TxBody::AttestRead { .. } => "attest-read",
         }
     }
 
@@ -202,10 +211,30 @@ impl TxBody {
             | TxBody::Amend { document, .. }
             | TxBody::RecordFixityCheck { document, .. }
             | TxBody::Dispose { document, .. } => Some(document),
+            TxBody::AttestRead { outcome, .. } => Some(outcome.document()),
             _ => None,
         }
     }
+
+    /// The transaction format version a payload carrying this body must
+    /// state: 1 for every kind of version 1, 2 for the kinds version 2
+    /// added. A version 1 chain therefore keeps its exact bytes.
+    pub fn format_version(&self) -> u16 {
+        match self {
+            TxBody::AttestRead { .. } => TX_FORMAT_VERSION_2,
+            _ => FORMAT_VERSION,
+        }
+    }
+
+    /// Whether this kind is signed by a department's node key rather than
+    /// by a member.
+    pub fn signed_by_node(&self) -> bool {
+        matches!(self, TxBody::AttestRead { .. })
+    }
 }
+
+/// Transaction format version 2: version 1 plus `attest-read`.
+pub const TX_FORMAT_VERSION_2: u16 = 2;
 
 /// Everything a signer signs.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -228,7 +257,7 @@ impl SignedTransaction {
     /// Sign `body` as the member holding `key`.
     pub fn sign(body: TxBody, key: &SigningKey, nonce: Nonce, chain_id: &str) -> Self {
         let payload = TxPayload {
-            format_version: FORMAT_VERSION,
+            format_version: body.format_version(),
             chain_id: chain_id.to_string(),
             signer: encoding::public_key_of(key),
             nonce,

@@ -65,6 +65,17 @@ fn transaction_is_refused_when_format_version_is_unknown() {
         Retention::Years(1),
     );
     let payload = TxPayload {
+        format_version: 3,
+        chain_id: "custody-test".to_string(),
+        signer: signer.public(),
+        nonce: Nonce(1),
+        body: body.clone(),
+    };
+    let signature = encoding::sign(&signer.key, encoding::tags::TX_PAYLOAD, &payload);
+    let r = w.refused_tx(SignedTransaction { payload, signature });
+    assert_eq!(r, TxRefusal::UnsupportedFormatVersion(3));
+    // Version 2 exists, but a version 1 kind does not travel in it.
+    let payload = TxPayload {
         format_version: 2,
         chain_id: "custody-test".to_string(),
         signer: signer.public(),
@@ -73,7 +84,14 @@ fn transaction_is_refused_when_format_version_is_unknown() {
     };
     let signature = encoding::sign(&signer.key, encoding::tags::TX_PAYLOAD, &payload);
     let r = w.refused_tx(SignedTransaction { payload, signature });
-    assert_eq!(r, TxRefusal::UnsupportedFormatVersion(2));
+    assert_eq!(
+        r,
+        TxRefusal::FormatVersionMismatch {
+            kind: "register",
+            required: 1,
+            found: 2
+        }
+    );
 }
 
 #[test]

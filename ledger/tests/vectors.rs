@@ -330,3 +330,172 @@ fn vectors_pass_the_independent_python_check() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+// ---- Format version 2: `attest-read` (docs/format.md §3). ----
+
+const PATH_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v2.json");
+
+/// The v1 vector block, then a second block carrying one `attest-read` of
+/// each outcome, signed by the department's node key (`vectors/node`).
+fn build_v2() -> (Value, Block, Block) {
+    let g = genesis();
+    let v1 = build();
+    let first = Block::from_bytes(&bytes(&v1["block"]["canonical_hex"])).unwrap();
+    let node = seed_key("vectors/node");
+    let clerk = seed_key("vectors/clerk");
+    let validator = seed_key("vectors/validator");
+    let chain_id = g.chain_id.as_str();
+    let access = first.transactions[2].id();
+    let document = DocumentId::new("civil-affairs/2026/000001").unwrap();
+    let department = DepartmentId::new("civil-affairs").unwrap();
+    let served = SignedTransaction::sign(
+        TxBody::AttestRead {
+            department: department.clone(),
+            outcome: custody_ledger::reads::ReadOutcome::Served {
+                access_tx: access,
+                member: encoding::public_key_of(&clerk),
+                document: document.clone(),
+                ciphertext_sha256: encoding::sha256(b"ciphertext"),
+                bytes: 10,
+            },
+        },
+        &node,
+        Nonce(1),
+        chain_id,
+    );
+    let failed = SignedTransaction::sign(
+        TxBody::AttestRead {
+            department: department.clone(),
+            outcome: custody_ledger::reads::ReadOutcome::Failed {
+                access_tx: access,
+                member: encoding::public_key_of(&clerk),
+                document: document.clone(),
+                bytes: 4,
+                reason: "the connection closed after 4 of 10 bytes".into(),
+            },
+        },
+        &node,
+        Nonce(2),
+        chain_id,
+    );
+    let request = custody_ledger::reads::SignedReadRequest::sign(
+        custody_ledger::reads::ReadRequest {
+            format_version: 1,
+            chain_id: chain_id.into(),
+            member: encoding::public_key_of(&clerk),
+            document: document.clone(),
+            ciphertext_sha256: encoding::sha256(b"ciphertext"),
+            access_tx: Some(access),
+            time_ms: 1_767_225_603_000,
+            nonce: 7,
+        },
+        &clerk,
+    );
+    let denied = SignedTransaction::sign(
+        TxBody::AttestRead {
+            department,
+            outcome: custody_ledger::reads::ReadOutcome::Denied {
+                request,
+                code: "read_access_already_used".into(),
+            },
+        },
+        &node,
+        Nonce(3),
+        chain_id,
+    );
+    let txs = vec![served.clone(), failed.clone(), denied.clone()];
+    let ids: Vec<TxId> = txs.iter().map(|t| t.id()).collect();
+    let first_cert = certify_with(std::slice::from_ref(&validator), chain_id, &first, Round(0));
+    let header = Header {
+        format_version: 1,
+        chain_id: chain_id.into(),
+        height: Height(2),
+        time: Timestamp(1_767_225_604_000),
+        previous_block_hash: first.hash(),
+        tx_root: block::tx_root(&ids),
+        proposer: encoding::public_key_of(&validator),
+        validator_set_hash: g.validator_set().hash(),
+        last_commit_hash: first_cert.hash(),
+    };
+    let second = Block {
+        header,
+        transactions: txs,
+        last_commit: Some(first_cert),
+    };
+    let tx_vector = |name: &str, tx: &SignedTransaction| {
+        json!({
+            "name": name,
+            "value": tx,
+            "canonical_hex": hex::encode(tx.to_bytes()),
+            "payload_hex": hex::encode(encoding::encode(&tx.payload)),
+            "signing_bytes_hex": hex::encode(tx.signing_bytes()),
+            "signing_tag": tags::TX_PAYLOAD,
+            "signature": tx.signature,
+            "id_tag": tags::TX_ID,
+            "id": tx.id(),
+        })
+    };
+    let value = json!({
+        "format_version": 2,
+        "description": "Custody transaction format v2 test vectors: attest-read, signed by the department's node key (seed label vectors/node), in a block following the v1 vector block. Keys as in v1.json. See docs/format.md §3.",
+        "node_key": {"seed_label": "vectors/node", "secret_key": hex::encode(node.to_bytes()), "public_key": encoding::public_key_of(&node)},
+        "transactions": [
+            tx_vector("attest-read-served", &served),
+            tx_vector("attest-read-failed", &failed),
+            tx_vector("attest-read-denied", &denied),
+        ],
+        "block": {
+            "canonical_hex": hex::encode(second.to_bytes()),
+            "hash": second.hash(),
+        },
+    });
+    (value, first, second)
+}
+
+#[test]
+fn committed_v2_vectors_are_reproduced_exactly() {
+    let (built, _, _) = build_v2();
+    if std::env::var_os("CUSTODY_WRITE_VECTORS_V2").is_some() {
+        let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
+        std::fs::write(PATH_V2, text).unwrap();
+    }
+    let text = std::fs::read_to_string(PATH_V2).expect("tests/vectors/v2.json is committed");
+    let committed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        committed, built,
+        "the code no longer produces the committed v2 vectors"
+    );
+}
+
+#[test]
+fn committed_v2_vectors_decode_verify_and_apply_after_the_v1_block() {
+    let text = std::fs::read_to_string(PATH_V2).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    for t in v["transactions"].as_array().unwrap() {
+        let tx = SignedTransaction::from_bytes(&bytes(&t["canonical_hex"])).unwrap();
+        assert_eq!(tx.payload.format_version, 2);
+        assert!(tx.verify_signature());
+        assert_eq!(tx.id().to_hex(), t["id"].as_str().unwrap());
+    }
+    let (_, first, _) = build_v2();
+    let second = Block::from_bytes(&bytes(&v["block"]["canonical_hex"])).unwrap();
+    let mut state = custody_ledger::MemoryState::from_genesis(&genesis());
+    let changes = custody_ledger::state::apply_block(&state, &first).unwrap();
+    state.apply(changes);
+    let changes = custody_ledger::state::apply_block(&state, &second).unwrap();
+    assert!(
+        changes.events.is_empty(),
+        "an attestation is no document event"
+    );
+    let mut account = custody_ledger::reads::ReadAccount::default();
+    account.add_block(&first).unwrap();
+    account.add_block(&second).unwrap();
+    assert_eq!(
+        (
+            account.served.len(),
+            account.failed.len(),
+            account.denied.len()
+        ),
+        (1, 1, 1)
+    );
+}

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use custody_ledger::encoding::DecodeError;
 use custody_ledger::store::StoreError;
 use custody_ledger::tx::SignedTransaction;
-use custody_ledger::types::{Timestamp, TxId};
+use custody_ledger::types::{Nonce, Timestamp, TxId};
 
 use tokio::sync::mpsc;
 
@@ -112,6 +112,14 @@ impl Admission {
     /// runtime's threads.
     pub fn admit(&self, incoming: Vec<Incoming>, source: Source) -> Vec<Result<TxId, Refusal>> {
         admit(self, incoming, source)
+    }
+
+    /// The nonce the next transaction of `signer` must carry to be admitted
+    /// here: its last nonce, waiting transactions counted, plus one; `None`
+    /// if the store cannot be read. For the node's own signed
+    /// transactions (read attestations), whose signer is this node alone.
+    pub fn next_nonce(&self, signer: &custody_ledger::types::PublicKey) -> Option<Nonce> {
+        self.mempool.lock().next_nonce(signer)
     }
 
     /// Takes a gossiped batch of transactions (the postcard encoding of a

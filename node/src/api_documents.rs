@@ -8,7 +8,9 @@
 //!   other nodes (over `/custody/blob/1`) unless this node holds an intact
 //!   copy (re-hashed; a damaged copy is quarantined and replaced);
 //! - `POST /v1/reads`: a member's signed [`ReadRequest`]; the answer is the
-//!   ciphertext, streamed, when the member may read it (see [`authorize`]);
+//!   ciphertext, streamed, when the ledger's read rule allows it (see
+//!   [`authorize`]); what became of the request is attested on chain by
+//!   this node (`read_desk`);
 //! - `GET /v1/documents?custodian=&status=&classification=&cursor=&limit=`:
 //!   documents, filtered and paged.
 //!
@@ -20,11 +22,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use custody_ledger::records::{Document, DocumentStatus};
-use custody_ledger::tx::TxBody;
-use custody_ledger::types::{
-    Classification, DepartmentId, DocumentId, Hash32, PublicKey, Role, Signature, TxId,
-};
+use custody_ledger::records::Document;
+use custody_ledger::types::{Classification, DepartmentId, DocumentId, Hash32};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -33,16 +32,16 @@ use std::sync::Arc;
 use crate::api_error::ApiError;
 use crate::api_state::{ApiSettings, ApiState};
 use crate::api_types::Page;
-use crate::blob_fetch::{
-    check_held_copy, department_entitled, ensure_blob, note_quarantined, BlobRoom, FetchError,
-};
+use crate::blob_fetch::{check_held_copy, ensure_blob, note_quarantined, BlobRoom, FetchError};
 use crate::blobs::{BlobError, Blobs, Held, IO_BUFFER_BYTES};
 use crate::handles::{ChainView, LocalClock};
+use crate::read_desk::{short_reason, ReadDesk};
+use custody_ledger::reads::ReadOutcome;
+use custody_ledger::state::{ReadPermit, ReadRefusal};
 
-/// Domain tag of a signed read request.
-pub const READ_REQUEST_TAG: &str = custody_format::tags::READ_REQUEST;
-/// Format version of [`ReadRequest`].
-pub const READ_REQUEST_VERSION: u16 = 1;
+pub use custody_ledger::reads::{
+    ReadRequest, SignedReadRequest, READ_REQUEST_TAG, READ_REQUEST_VERSION,
+};
 /// Largest JSON body of `POST /v1/reads`.
 pub const READ_REQUEST_BYTES_MAX: usize = 4 * 1024;
 /// Chunks of an upload queued between the HTTP body and the disk writer.
@@ -52,50 +51,6 @@ pub const DOWNLOAD_CHUNKS_QUEUED_MAX: usize = 4;
 /// Documents looked at for one page of `GET /v1/documents`; a page with
 /// few matches returns early with a cursor to continue from.
 pub const DOCUMENTS_SCANNED_PER_PAGE_MAX: usize = 10_000;
-
-/// What a member signs to download a document's ciphertext.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadRequest {
-    pub format_version: u16,
-    pub chain_id: String,
-    /// The member asking (their ed25519 key).
-    pub member: PublicKey,
-    pub document: DocumentId,
-    /// The ciphertext the member expects (the document's current fixity).
-    pub ciphertext_sha256: Hash32,
-    /// The member's committed record-access transaction for this document.
-    /// `None` only for a clerk of a live offer's recipient checking fixity
-    /// before accepting (the accept event then records the check).
-    pub access_tx: Option<TxId>,
-    /// The member's clock, milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// Random; makes every request distinct.
-    pub nonce: u64,
-}
-
-/// A [`ReadRequest`] with the member's ed25519 signature over
-/// `tagged("custody/read-request/v1", postcard(request))`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedReadRequest {
-    pub request: ReadRequest,
-    pub signature: Signature,
-}
-
-impl SignedReadRequest {
-    pub fn sign(request: ReadRequest, key: &ed25519_dalek::SigningKey) -> SignedReadRequest {
-        let signature = custody_ledger::encoding::sign(key, READ_REQUEST_TAG, &request);
-        SignedReadRequest { request, signature }
-    }
-
-    pub fn verify_signature(&self) -> bool {
-        custody_ledger::encoding::verify(
-            &self.request.member,
-            READ_REQUEST_TAG,
-            &self.request,
-            &self.signature,
-        )
-    }
-}
 
 /// Answer of upload and fetch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -318,24 +273,18 @@ fn refused(message: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "read_refused", message)
 }
 
-/// Decides whether the signed request's member may receive the document's
-/// ciphertext now. The rules, in order: the request is for this chain, its
-/// time is within `blobs.read_request_skew_ms` of this node's clock, the
-/// signature is the member's, the member is enrolled and active with
-/// clearance for the document, the ciphertext named is the current one; then
-/// either (a) `access_tx` is the member's committed record-access for this
-/// document and ciphertext, at most `blobs.access_window_ms` old (block
-/// time), and the member's department is custodian or holds an unexpired
-/// grant at the last block's time, or (b) there is no `access_tx`, the
-/// member is a clerk and their department is the recipient of a live offer.
-/// The replay check comes last, so that a refused request can be fixed and
-/// sent again.
-pub fn authorize(
+/// Checks that `signed` is an authentic, fresh request for this chain:
+/// its format, chain, time (within `blobs.read_request_skew_ms` of this
+/// node's clock) and signature. This is the request's authentication, not
+/// a read rule: whether the member may read is the ledger's read rule
+/// ([`ReadDesk::decide`]). A request failing here proves nothing about a
+/// member, so it is refused without an attestation.
+pub fn check_request(
     chain: &ChainView,
     blobs: &Blobs,
     clock: LocalClock,
     signed: &SignedReadRequest,
-) -> Result<Document, ApiError> {
+) -> Result<(), ApiError> {
     let request = &signed.request;
     if request.format_version != READ_REQUEST_VERSION {
         return Err(ApiError::bad_request(
@@ -367,105 +316,39 @@ pub fn authorize(
             "the signature does not match the member's key and the request".to_string(),
         ));
     }
-    let member = chain
-        .store()
-        .member(&request.member)
-        .map_err(store_error)?
-        .ok_or_else(|| refused(format!("member {} is not enrolled", request.member)))?;
-    if !matches!(member.status, custody_ledger::records::MemberStatus::Active) {
-        return Err(refused(format!("member {} is revoked", request.member)));
+    Ok(())
+}
+
+/// The read rule's refusal as the API's answer: `403` with the rule's own
+/// code (`docs/rules.md` §9).
+fn read_refusal(refusal: &ReadRefusal) -> ApiError {
+    match refusal {
+        ReadRefusal::Storage(_) => store_error(refusal),
+        _ => ApiError::new(StatusCode::FORBIDDEN, refusal.code(), refusal.to_string()),
     }
-    let document = chain
-        .store()
-        .document(&request.document)
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("document `{}` is not registered", request.document))
-        })?;
-    if member.clearance < document.classification {
-        return Err(refused(format!(
-            "clearance `{}` is below document `{}`'s classification `{}`",
-            classification_name(member.clearance),
-            document.id,
-            classification_name(document.classification)
-        )));
-    }
-    if document.ciphertext.sha256 != request.ciphertext_sha256 {
-        return Err(refused(format!(
-            "{} is not the current ciphertext of document `{}` (it is {})",
-            request.ciphertext_sha256, document.id, document.ciphertext.sha256
-        )));
-    }
-    if matches!(document.status, DocumentStatus::Disposed) {
-        return Err(refused(format!("document `{}` was disposed", document.id)));
-    }
-    let block_time_ms = chain.store().chain_info().map_err(store_error)?.last_time.0;
-    let department = &member.department;
-    match &request.access_tx {
-        Some(access_tx) => {
-            let stored = chain.store()
-                .transaction(access_tx)
-                .map_err(store_error)?
-                .ok_or_else(|| {
-                    refused(format!(
-                        "record-access {access_tx} is not committed on this node (yet); the ciphertext is served only after the read is on the chain"
-                    ))
-                })?;
-            let payload = &stored.transaction.payload;
-            let TxBody::RecordAccess {
-                document: accessed,
-                ciphertext_sha256,
-                ..
-            } = &payload.body
-            else {
-                return Err(refused(format!(
-                    "transaction {access_tx} is a {}, not a record-access",
-                    payload.body.kind()
-                )));
-            };
-            if payload.signer != request.member
-                || *accessed != document.id
-                || *ciphertext_sha256 != document.ciphertext.sha256
-            {
-                return Err(refused(format!(
-                    "record-access {access_tx} was not signed by this member for this document and ciphertext"
-                )));
-            }
-            let accessed_at = chain
-                .store()
-                .block(stored.location.height)
-                .map_err(store_error)?
-                .map(|block| block.header.time.0)
-                .unwrap_or(0);
-            let window_ms = blobs.store.config().access_window_ms;
-            if block_time_ms.saturating_sub(accessed_at) > window_ms {
-                return Err(refused(format!(
-                    "record-access {access_tx} is older than {window_ms} ms (block time); record a new access"
-                )));
-            }
-            let custodian = document.custodian == *department;
-            let grantee = document.grants.iter().any(|grant| {
-                grant.department == *department && block_time_ms <= grant.expires_at.0
-            });
-            if !custodian && !grantee {
-                return Err(refused(format!(
-                    "department `{department}` is not the custodian of document `{}` and holds no unexpired grant",
-                    document.id
-                )));
-            }
+}
+
+/// Authenticates the request, asks the ledger's read rule, and claims the
+/// access record for this download. A refusal of the rule is attested on
+/// chain with the member's signed request. Blocking.
+pub fn authorize(
+    chain: &ChainView,
+    blobs: &Blobs,
+    desk: &ReadDesk,
+    clock: LocalClock,
+    signed: &SignedReadRequest,
+) -> Result<ReadPermit, ApiError> {
+    check_request(chain, blobs, clock, signed)?;
+    let request = &signed.request;
+    let permit = match desk.decide(chain.store(), request) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            desk.attest_denied(signed, &refusal);
+            return Err(read_refusal(&refusal));
         }
-        None => {
-            let recipient = matches!(&document.status,
-                DocumentStatus::InTransfer(offer) if offer.to == *department && block_time_ms <= offer.expires_at.0);
-            if !recipient || !member.has_role(Role::Clerk) {
-                return Err(refused(format!(
-                    "without a committed record-access, only a clerk of a department with a live offer of document `{}` may download it; record the access first (`custody doc open`)",
-                    document.id
-                )));
-            }
-        }
-    }
-    debug_assert!(department_entitled(&document, department, block_time_ms));
+    };
+    let now_ms = clock.now_ms();
+    let skew_ms = blobs.store.config().read_request_skew_ms;
     let mut id = [0u8; 32];
     id.copy_from_slice(&custody_ledger::encoding::sha256(&signed.signature.0).0);
     if !blobs.remember_read(id, now_ms, request.time_ms.saturating_add(skew_ms)) {
@@ -473,22 +356,99 @@ pub fn authorize(
             "this read request was already used (replay); sign a fresh one".to_string(),
         ));
     }
-    Ok(document)
+    // Two requests on one record may pass the rule together; the claim is
+    // atomic, so only one of them is served.
+    match desk.claim(&permit.access_tx) {
+        Ok(true) => Ok(permit),
+        Ok(false) => {
+            let refusal = ReadRefusal::AccessAlreadyUsed(permit.access_tx);
+            desk.attest_denied(signed, &refusal);
+            Err(read_refusal(&refusal))
+        }
+        Err(error) => Err(ApiError::internal(format!(
+            "the node could not record that access {} is being served: {error}",
+            permit.access_tx
+        ))),
+    }
 }
 
-fn classification_name(classification: Classification) -> &'static str {
-    match classification {
-        Classification::Public => "public",
-        Classification::Internal => "internal",
-        Classification::Confidential => "confidential",
-        Classification::Secret => "secret",
+/// What one download delivered; attested when the response body ends or
+/// is dropped (the member's connection closed), whichever comes first.
+struct Delivery {
+    desk: ReadDesk,
+    permit: Option<ReadPermit>,
+    sent_bytes: u64,
+    finished: bool,
+    error: Option<String>,
+}
+
+impl Delivery {
+    fn outcome(&mut self) -> Option<ReadOutcome> {
+        let permit = self.permit.take()?;
+        let size_bytes = permit.document.ciphertext.size_bytes;
+        // Every byte handed to the connection is a read, whether or not the
+        // body was polled once more to see its end.
+        if self.error.is_none() && self.sent_bytes == size_bytes {
+            return Some(ReadOutcome::Served {
+                access_tx: permit.access_tx,
+                member: permit.member.key,
+                document: permit.document.id,
+                ciphertext_sha256: permit.document.ciphertext.sha256,
+                bytes: self.sent_bytes,
+            });
+        }
+        let reason = match &self.error {
+            Some(error) => format!("reading the blob failed: {error}"),
+            None => format!(
+                "the connection closed after {} of {size_bytes} bytes",
+                self.sent_bytes
+            ),
+        };
+        Some(ReadOutcome::Failed {
+            access_tx: permit.access_tx,
+            member: permit.member.key,
+            document: permit.document.id,
+            bytes: self.sent_bytes,
+            reason: short_reason(&reason),
+        })
     }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        let Some(outcome) = self.outcome() else {
+            return;
+        };
+        let desk = self.desk.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || desk.attest_logged(outcome));
+            }
+            Err(_) => desk.attest_logged(outcome),
+        }
+    }
+}
+
+/// Attests a download that failed before its first byte (the node's copy
+/// missing or damaged) and gives the access record back.
+fn failed_before_sending(desk: &ReadDesk, permit: &ReadPermit, reason: String) {
+    if let Err(error) = desk.release(&permit.access_tx) {
+        tracing::error!(access = %permit.access_tx, %error, "access record could not be released");
+    }
+    desk.attest_logged(ReadOutcome::Failed {
+        access_tx: permit.access_tx,
+        member: permit.member.key,
+        document: permit.document.id.clone(),
+        bytes: 0,
+        reason: short_reason(&reason),
+    });
 }
 
 async fn read(
     State(chain): State<ChainView>,
     State(blobs): State<Arc<Blobs>>,
     State(room): State<BlobRoom>,
+    State(desk): State<ReadDesk>,
     State(clock): State<LocalClock>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -505,22 +465,15 @@ async fn read(
             format!("the body is not a JSON signed read request: {error}"),
         )
     })?;
-    let document = {
+    let permit = {
         let blobs = blobs.clone();
-        tokio::task::spawn_blocking(move || authorize(&chain, &blobs, clock, &signed))
+        let desk = desk.clone();
+        tokio::task::spawn_blocking(move || authorize(&chain, &blobs, &desk, clock, &signed))
             .await
             .map_err(|error| ApiError::internal(error.to_string()))??
     };
+    let document = permit.document.clone();
     let sha256 = document.ciphertext.sha256.0;
-    let not_here = |document: &DocumentId| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "blob_not_here",
-            format!(
-                "this node does not hold the blob of document `{document}` yet; fetch it with POST /v1/blobs/fetch?document={document}"
-            ),
-        )
-    };
     // Re-hash before serving, through the handle the bytes are then served
     // from: a blob altered on disk is quarantined, fetched again, and
     // refused with the document's name rather than handed out as if it
@@ -543,12 +496,37 @@ async fn read(
         )
         .await
         .map_err(|error| ApiError::internal(error.to_string()))?
-        .map_err(|error| {
-            ApiError::internal(format!("blob store I/O on {}: {error}", path.display()))
-        })?
+    };
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            let message = format!("blob store I/O on {}: {error}", path.display());
+            let (desk, permit) = (desk.clone(), permit.clone());
+            let reason = message.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || failed_before_sending(&desk, &permit, reason))
+                    .await;
+            return Err(ApiError::internal(message));
+        }
     };
     let Some((file, found, found_bytes)) = checked else {
-        return Err(not_here(&document.id));
+        let (desk, permit) = (desk.clone(), permit.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            failed_before_sending(
+                &desk,
+                &permit,
+                "this node does not hold the blob yet".to_string(),
+            )
+        })
+        .await;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "blob_not_here",
+            format!(
+                "this node does not hold the blob of document `{}` yet; fetch it with POST /v1/blobs/fetch?document={} and ask again under the same access record",
+                document.id, document.id
+            ),
+        ));
     };
     if found != sha256 {
         drop(file);
@@ -558,25 +536,31 @@ async fn read(
             tokio::task::spawn_blocking(move || check_held_copy(&room, &id, &sha256))
                 .await
                 .map_err(|error| ApiError::internal(error.to_string()))?
-                .map_err(blob_error)?
         };
-        let moved = match quarantined {
-            Held::Quarantined(found) => format!("; it was moved to {}", found.path.display()),
+        let moved = match &quarantined {
+            Ok(Held::Quarantined(found)) => {
+                format!("; it was moved to {}", found.path.display())
+            }
             // Replaced between the two reads (a fetch finished): the
             // caller may simply ask again.
-            Held::Intact { .. } | Held::Missing => String::new(),
+            Ok(Held::Intact { .. } | Held::Missing) | Err(_) => String::new(),
         };
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "blob_corrupt",
-            format!(
-                "this node's copy of document `{}` does not match its ciphertext fixity on chain (expected SHA-256 {} and {} bytes, found {} and {found_bytes} bytes): it was altered or damaged on disk{moved} and a fresh copy is being fetched from the other nodes; ask again shortly",
-                document.id,
-                document.ciphertext.sha256,
-                document.ciphertext.size_bytes,
-                hex::encode(found)
-            ),
-        ));
+        let message = format!(
+            "this node's copy of document `{}` does not match its ciphertext fixity on chain (expected SHA-256 {} and {} bytes, found {} and {found_bytes} bytes): it was altered or damaged on disk{moved} and a fresh copy is being fetched from the other nodes; ask again shortly under the same access record",
+            document.id,
+            document.ciphertext.sha256,
+            document.ciphertext.size_bytes,
+            hex::encode(found)
+        );
+        let (desk, permit) = (desk.clone(), permit.clone());
+        let reason = format!(
+            "this node's copy does not match the ciphertext fixity (found SHA-256 {}, {found_bytes} bytes)",
+            hex::encode(found)
+        );
+        let _ = tokio::task::spawn_blocking(move || failed_before_sending(&desk, &permit, reason))
+            .await;
+        quarantined.map_err(blob_error)?;
+        return Err(ApiError::new(StatusCode::CONFLICT, "blob_corrupt", message));
     }
     let size_bytes = document.ciphertext.size_bytes;
     let (sender, receiver) =
@@ -601,9 +585,38 @@ async fn read(
             }
         }
     });
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
+    // The delivery travels with the body: it is attested served when the
+    // body reached its end with every byte handed to the connection, and
+    // failed when the body is dropped before (the connection closed) or a
+    // read failed.
+    let delivery = Delivery {
+        desk,
+        permit: Some(permit),
+        sent_bytes: 0,
+        finished: false,
+        error: None,
+    };
+    let stream = futures::stream::unfold(
+        (receiver, delivery),
+        |(mut receiver, mut delivery)| async move {
+            match receiver.recv().await {
+                Some(Ok(chunk)) => {
+                    delivery.sent_bytes += chunk.len() as u64;
+                    Some((Ok(chunk), (receiver, delivery)))
+                }
+                Some(Err(error)) => {
+                    delivery.error = Some(error.to_string());
+                    Some((Err(error), (receiver, delivery)))
+                }
+                None => {
+                    delivery.finished = true;
+                    // Dropped here: attested now, before the body ends.
+                    drop(delivery);
+                    None
+                }
+            }
+        },
+    );
     tracing::info!(document = %document.id, size_bytes, "ciphertext served");
     Ok((
         [
@@ -712,6 +725,7 @@ async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custody_ledger::types::{PublicKey, TxId};
 
     fn request(member: PublicKey) -> ReadRequest {
         ReadRequest {
@@ -751,6 +765,7 @@ mod tests {
 #[cfg(test)]
 mod vector {
     use super::*;
+    use custody_ledger::types::{PublicKey, TxId};
 
     /// The worked example of docs/format.md §11. A committed vector: it must
     /// never change for format version 1.

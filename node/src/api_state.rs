@@ -39,6 +39,8 @@ pub struct ApiState {
     pub blob_room: crate::blob_fetch::BlobRoom,
     pub clock: LocalClock,
     pub settings: Arc<ApiSettings>,
+    /// The read rule's caller: claims access records, attests reads.
+    pub read_desk: crate::read_desk::ReadDesk,
 }
 
 macro_rules! substate {
@@ -62,4 +64,5 @@ substate!(
     blob_room: crate::blob_fetch::BlobRoom,
     clock: LocalClock,
     settings: Arc<ApiSettings>,
+    read_desk: crate::read_desk::ReadDesk,
 );

@@ -18,8 +18,9 @@
 //! quarantined ([`BlobStore::quarantine`](crate::blobs::BlobStore::quarantine)),
 //! counted in `custody_blobs_corrupt_total`, and fetched again.
 
-use custody_ledger::records::{Document, DocumentStatus};
-use custody_ledger::types::{DepartmentId, DocumentId, Hash32};
+use custody_ledger::records::Document;
+use custody_ledger::state::department_may_hold;
+use custody_ledger::types::{DepartmentId, DocumentId, Hash32, Timestamp};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
@@ -119,23 +120,6 @@ fn peer_of_department(room: &BlobRoom, department: &DepartmentId) -> Option<Peer
     crate::network::peer_id_from_ed25519_public(department.keys.node_key.0).ok()
 }
 
-/// Whether `department` may hold the ciphertext of `document` at block time
-/// `time_ms`: custodian, recipient of a live offer, or unexpired grantee.
-pub fn department_entitled(document: &Document, department: &DepartmentId, time_ms: u64) -> bool {
-    if document.custodian == *department {
-        return true;
-    }
-    if let DocumentStatus::InTransfer(offer) = &document.status {
-        if offer.to == *department && time_ms <= offer.expires_at.0 {
-            return true;
-        }
-    }
-    document
-        .grants
-        .iter()
-        .any(|grant| grant.department == *department && time_ms <= grant.expires_at.0)
-}
-
 /// Logs and counts a blob found damaged and quarantined.
 pub fn note_quarantined(room: &BlobRoom, document: Option<&DocumentId>, found: &Quarantined) {
     room.metrics
@@ -232,7 +216,9 @@ fn answer(room: &BlobRoom, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
         Ok(chain) => chain.last_time.0,
         Err(error) => return refused(format!("store unavailable: {error}")),
     };
-    if !department_entitled(&document, &department, time_ms) {
+    // Custody replication between nodes, not a member's read: the ledger
+    // says which departments' nodes may hold a copy.
+    if !department_may_hold(&document, &department, Timestamp(time_ms)) {
         return refused(format!(
             "department `{department}` is neither custodian, offer recipient nor grantee of document `{}`",
             request.document
@@ -531,58 +517,5 @@ mod tests {
             let _ = postcard::from_bytes::<BlobRequest>(&bytes);
             let _ = postcard::from_bytes::<BlobResponse>(&bytes);
         }
-    }
-
-    #[test]
-    fn department_entitled_follows_custody_offers_and_unexpired_grants() {
-        use custody_ledger::records::{Grant, Offer};
-        use custody_ledger::types::{
-            Classification, EventHash, Fixity, Format, Height, Retention, Timestamp, WrappedKey,
-        };
-        let department = |id: &str| DepartmentId::new(id.to_string()).expect("id");
-        let fixity = Fixity {
-            sha256: Hash32([1; 32]),
-            size_bytes: 1,
-        };
-        let mut document = Document {
-            id: DocumentId::new("d").expect("id"),
-            title: "t".to_string(),
-            record_type: "r".to_string(),
-            creating_department: department("a"),
-            created: Timestamp(0),
-            classification: Classification::Internal,
-            retention: Retention::Permanent,
-            format: Format {
-                mime: "application/pdf".to_string(),
-                pronom: None,
-            },
-            plaintext: fixity,
-            ciphertext: fixity,
-            subject_tag: None,
-            custodian: department("a"),
-            custodian_key: WrappedKey(vec![0; 4]),
-            status: DocumentStatus::InTransfer(Offer {
-                to: department("b"),
-                wrapped_key: WrappedKey(vec![0; 4]),
-                expires_at: Timestamp(100),
-            }),
-            version: 1,
-            grants: vec![Grant {
-                department: department("c"),
-                wrapped_key: WrappedKey(vec![0; 4]),
-                expires_at: Timestamp(50),
-            }],
-            event_count: 2,
-            latest_event: EventHash::ZERO,
-            registered_at: Height(1),
-        };
-        assert!(department_entitled(&document, &department("a"), 10));
-        assert!(department_entitled(&document, &department("b"), 100));
-        assert!(!department_entitled(&document, &department("b"), 101));
-        assert!(department_entitled(&document, &department("c"), 50));
-        assert!(!department_entitled(&document, &department("c"), 51));
-        assert!(!department_entitled(&document, &department("d"), 10));
-        document.status = DocumentStatus::Active;
-        assert!(!department_entitled(&document, &department("b"), 10));
     }
 }

@@ -24,3 +24,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)?;
     std::fs::File::open(&parent)?.sync_all()
 }
+
+/// Fsyncs a directory, so that files created in it or removed from it
+/// survive a crash.
+pub fn sync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}

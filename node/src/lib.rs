@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod net_glue;
 pub mod network;
 pub mod node;
+pub mod read_desk;
 pub mod shutdown;
 pub mod store_reader;
 pub mod testnet;

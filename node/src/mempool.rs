@@ -25,7 +25,7 @@ use crate::store_reader::StoreReader;
 use custody_ledger::block::Block;
 use custody_ledger::state::{Overlay, Signatures, StateChanges, StateView, TxRefusal, ViewError};
 use custody_ledger::tx::{SignedTransaction, TxBody};
-use custody_ledger::types::{DocumentId, PublicKey, Timestamp, TxId};
+use custody_ledger::types::{DocumentId, Nonce, PublicKey, Timestamp, TxId};
 
 /// Why a transaction was not taken into the mempool.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -210,6 +210,21 @@ impl Mempool {
                 }
             })
             .collect()
+    }
+
+    /// The nonce `signer`'s next transaction must carry: the last one,
+    /// waiting transactions counted, plus one; `None` if the store cannot
+    /// be read.
+    pub fn next_nonce(&self, signer: &PublicKey) -> Option<Nonce> {
+        let last = match self
+            .pending_changes
+            .as_ref()
+            .and_then(|changes| changes.nonces.get(signer))
+        {
+            Some(nonce) => nonce.0,
+            None => StateView::nonce(&self.store, signer).ok()?.0,
+        };
+        Some(Nonce(last.saturating_add(1)))
     }
 
     /// The last nonce of `signer` with the waiting transactions counted;

@@ -70,6 +70,11 @@ pub enum NodeError {
     },
     #[error(transparent)]
     HighWater(#[from] crate::consensus_state::HighWaterError),
+    #[error("the record of served reads under {path} could not be opened: {source}")]
+    ReadDesk {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the node in `home` until `shutdown` fires or a fatal error occurs.
@@ -152,6 +157,19 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     let peers = Peers::new(peer_id.to_string());
     let sync_wanted = SyncWanted::default();
     let admission = Admission::new(reader.clone(), mempool.clone(), metrics.clone(), clock);
+    let read_desk = crate::read_desk::ReadDesk::open(
+        &home.data_dir(&config),
+        department_id.clone(),
+        &genesis.chain_id,
+        node_secret,
+        reader.clone(),
+        admission.clone(),
+    )
+    .map_err(|source| NodeError::ReadDesk {
+        path: home.data_dir(&config),
+        source,
+    })?;
+    read_desk.resubmit_pending();
 
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
     let app = LedgerApp::new(
@@ -233,6 +251,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             readiness: config.readiness.clone(),
             blob_bytes_max: config.blobs.blob_bytes_max,
         }),
+        read_desk,
     });
     let api_task = tokio::spawn(crate::api_server::serve(
         listener,

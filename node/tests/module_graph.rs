@@ -146,6 +146,7 @@ const HANDLE_CONSTRUCTIONS: &[&str] = &[
     "BlobRoom {",
     "ApiState {",
     "ApiSettings {",
+    "ReadDesk::open(",
 ];
 
 /// Whether `text` builds a handle with `construction` (a struct's own

@@ -10,6 +10,7 @@
 mod anomalies;
 mod chain;
 mod genesis;
+mod reads;
 mod remote;
 mod report;
 mod source;
@@ -39,6 +40,7 @@ pub use genesis::{
     department_keys, read_contribution, run_genesis, run_genesis_to, Contribution, GenesisArgs,
     GenesisCommand,
 };
+pub use reads::{read_account, Denial, DenialsArgs};
 pub use report::ReportArgs;
 pub use source::{load_chain, LoadedChain, SourceArgs};
 
@@ -86,6 +88,8 @@ pub enum AuditError {
     Write { path: String, reason: String },
     #[error("{0}")]
     BadArgument(String),
+    #[error("the chain's read attestations do not add up: {0}")]
+    Reads(String),
     #[error("document `{0}` is not on this chain")]
     UnknownDocument(String),
     #[error("the file does not match any registered version of `{document}`: it is {size} bytes with SHA-256 {sha256}")]
@@ -154,6 +158,9 @@ pub enum AuditCommand {
     /// grants, documents read by many departments, denied attempts), each
     /// alert with the member, department, documents and evidence.
     Anomalies(AnomaliesArgs),
+    /// Refused reads, by member: each carries the member's own signed read
+    /// request, as the refusing node attested it on chain.
+    Denials(DenialsArgs),
 }
 
 /// `custody audit verify`
@@ -241,6 +248,7 @@ pub fn run_audit_to(args: AuditArgs, out: &mut dyn Write) -> Result<(), AuditErr
         AuditCommand::Fixity(a) => fixity(a, out),
         AuditCommand::Report(a) => report::report(a, out),
         AuditCommand::Anomalies(a) => anomalies::anomalies(a, out),
+        AuditCommand::Denials(a) => reads::denials(a, out),
     }
 }
 
@@ -269,6 +277,10 @@ struct VerifySummary {
     transactions_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     blobs: Option<BlobSummary>,
+    /// `attest-read` outcomes on the chain.
+    reads_served: usize,
+    reads_failed: usize,
+    reads_denied: usize,
 }
 
 #[derive(Serialize, Default)]
@@ -289,6 +301,9 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         Some(dir) => Some(check_blobs(&loaded, dir)?),
         None => None,
     };
+    // What the state machine cannot see: every served or failed read names
+    // a committed access record of that member, and no record served twice.
+    let reads = read_account(&loaded)?;
     let summary = VerifySummary {
         ok: true,
         chain_id: loaded.genesis.chain_id.clone(),
@@ -306,6 +321,9 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         seconds,
         transactions_per_second: report.transactions as f64 / seconds.max(1e-9),
         blobs,
+        reads_served: reads.served.len(),
+        reads_failed: reads.failed.len(),
+        reads_denied: reads.denied.len(),
     };
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &summary)?;
@@ -327,6 +345,11 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         writeln!(out, "  departments     {}", summary.departments)?;
         writeln!(out, "  members         {}", summary.members)?;
         writeln!(out, "  state digest    {}", summary.state_digest)?;
+        writeln!(
+            out,
+            "  reads           {} served, {} failed, {} denied (attested by the serving nodes)",
+            summary.reads_served, summary.reads_failed, summary.reads_denied
+        )?;
         writeln!(
             out,
             "  time taken      {:.2} s ({:.0} transactions/s)",

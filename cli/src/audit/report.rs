@@ -1,6 +1,11 @@
 //! `custody audit report`: who held what for how long, who read what and
 //! how often, over a height or date range, computed from the verified
-//! replay's document events.
+//! replay's document events and the serving nodes' read attestations.
+//!
+//! A **read** is a `served` attestation: a node attests that it handed the
+//! whole ciphertext to the member. Access records (`accessed` events) are
+//! counted apart, and so are `failed` downloads (listed one by one) and
+//! `denied` requests.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,6 +17,9 @@ use custody_ledger::records::{DocumentEvent, EventKind};
 use custody_ledger::types::Height;
 use serde::Serialize;
 
+use custody_ledger::reads::{AttestedRead, ReadOutcome};
+
+use super::reads::read_account;
 use super::source::{load_chain, LoadedChain, SourceArgs};
 use super::{show_progress, time, AuditError};
 
@@ -52,8 +60,15 @@ struct Holding {
 struct DepartmentLine {
     documents_held: usize,
     custody_ms: u64,
+    /// Served downloads (`attest-read` `served`).
     reads: u64,
     documents_read: usize,
+    /// Access records committed (`record-access`), served or not.
+    accesses_recorded: u64,
+    /// Downloads allowed but not completed (`attest-read` `failed`).
+    reads_failed: u64,
+    /// Requests the read rule refused (`attest-read` `denied`).
+    reads_denied: u64,
     registered: u64,
     transfers_out: u64,
     transfers_in: u64,
@@ -66,10 +81,24 @@ struct Read {
     department: String,
     member: String,
     document: String,
+    /// Served downloads.
     count: u64,
+    /// Access records committed.
+    accesses: u64,
     first: String,
     last: String,
     purposes: Vec<String>,
+}
+
+#[derive(Serialize, Debug)]
+struct FailedRead {
+    department: String,
+    member: String,
+    document: String,
+    access_tx: String,
+    bytes: u64,
+    reason: String,
+    time: String,
 }
 
 #[derive(Serialize, Debug)]
@@ -84,6 +113,7 @@ struct Report {
     holdings: Vec<Holding>,
     departments: BTreeMap<String, DepartmentLine>,
     reads: Vec<Read>,
+    failed_reads: Vec<FailedRead>,
 }
 
 fn header_time(loaded: &LoadedChain, height: Height) -> Result<u64, AuditError> {
@@ -204,24 +234,23 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
                 EventKind::Rejected { .. } => line.rejections += 1,
                 EventKind::Granted { .. } => line.grants_given += 1,
                 EventKind::Accessed { purpose, .. } => {
-                    line.reads += 1;
+                    line.accesses_recorded += 1;
                     let key = (
                         e.department.to_string(),
                         e.member.to_hex(),
                         document.to_string(),
                     );
-                    let when = time::format_ms(e.time.0);
                     let read = reads.entry(key).or_insert_with(|| Read {
                         department: e.department.to_string(),
                         member: e.member.to_hex(),
                         document: document.to_string(),
                         count: 0,
-                        first: when.clone(),
-                        last: when.clone(),
+                        accesses: 0,
+                        first: String::new(),
+                        last: String::new(),
                         purposes: Vec::new(),
                     });
-                    read.count += 1;
-                    read.last = when;
+                    read.accesses += 1;
                     if !read.purposes.contains(purpose) && read.purposes.len() < 16 {
                         read.purposes.push(purpose.clone());
                     }
@@ -251,6 +280,70 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             });
         }
     }
+    let account = read_account(&loaded)?;
+    let attested_in_range = |read: &AttestedRead| {
+        if by_height {
+            (from_height..=to_height).contains(&read.height.0)
+        } else {
+            (start..=end).contains(&read.time.0)
+        }
+    };
+    for served in account.served.iter().filter(|r| attested_in_range(r)) {
+        let member = served.outcome.member().to_hex();
+        let document = served.outcome.document().to_string();
+        let department = served.department.to_string();
+        departments.entry(department.clone()).or_default().reads += 1;
+        let when = time::format_ms(served.time.0);
+        let read = reads
+            .entry((department.clone(), member.clone(), document.clone()))
+            .or_insert_with(|| Read {
+                department,
+                member,
+                document,
+                count: 0,
+                accesses: 0,
+                first: String::new(),
+                last: String::new(),
+                purposes: Vec::new(),
+            });
+        read.count += 1;
+        if read.first.is_empty() {
+            read.first = when.clone();
+        }
+        read.last = when;
+    }
+    let mut failed_reads = Vec::new();
+    for failed in account.failed.iter().filter(|r| attested_in_range(r)) {
+        let ReadOutcome::Failed {
+            access_tx,
+            member,
+            document,
+            bytes,
+            reason,
+        } = &failed.outcome
+        else {
+            continue;
+        };
+        departments
+            .entry(failed.department.to_string())
+            .or_default()
+            .reads_failed += 1;
+        failed_reads.push(FailedRead {
+            department: failed.department.to_string(),
+            member: member.to_hex(),
+            document: document.to_string(),
+            access_tx: access_tx.to_hex(),
+            bytes: *bytes,
+            reason: reason.clone(),
+            time: time::format_ms(failed.time.0),
+        });
+    }
+    for denied in account.denied.iter().filter(|r| attested_in_range(r)) {
+        departments
+            .entry(denied.department.to_string())
+            .or_default()
+            .reads_denied += 1;
+    }
     for (name, line) in departments.iter_mut() {
         let held: std::collections::BTreeSet<&str> = holdings
             .iter()
@@ -260,7 +353,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         line.documents_held = held.len();
         let read: std::collections::BTreeSet<&str> = reads
             .values()
-            .filter(|r| &r.department == name)
+            .filter(|r| &r.department == name && r.count > 0)
             .map(|r| r.document.as_str())
             .collect();
         line.documents_read = read.len();
@@ -278,6 +371,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         holdings,
         departments,
         reads,
+        failed_reads,
     };
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -293,7 +387,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
     for (name, l) in &report.departments {
         writeln!(
             out,
-            "  {name}: held {} document(s) for {} in total; registered {}, received {}, sent {}, rejected {}, granted {}; {} read(s) of {} document(s)",
+            "  {name}: held {} document(s) for {} in total; registered {}, received {}, sent {}, rejected {}, granted {}; {} read(s) served of {} document(s), {} access record(s), {} failed download(s), {} refused request(s)",
             l.documents_held,
             duration(l.custody_ms),
             l.registered,
@@ -302,7 +396,10 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             l.rejections,
             l.grants_given,
             l.reads,
-            l.documents_read
+            l.documents_read,
+            l.accesses_recorded,
+            l.reads_failed,
+            l.reads_denied
         )?;
     }
     writeln!(out, "\nwho held what:")?;
@@ -318,18 +415,30 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             duration(h.duration_ms)
         )?;
     }
-    writeln!(out, "\nwho read what (most often first):")?;
+    writeln!(
+        out,
+        "\nwho read what (reads = downloads a node attested served; most often first):"
+    )?;
     for r in &report.reads {
         writeln!(
             out,
-            "  {} read {} time(s) by {} member {} (first {}, last {}) for: {}",
+            "  {} read {} time(s) under {} access record(s) by {} member {} (first {}, last {}) for: {}",
             r.document,
             r.count,
+            r.accesses,
             r.department,
             r.member,
-            r.first,
-            r.last,
+            if r.first.is_empty() { "-" } else { &r.first },
+            if r.last.is_empty() { "-" } else { &r.last },
             r.purposes.join("; ")
+        )?;
+    }
+    writeln!(out, "\nfailed downloads (not reads):")?;
+    for f in &report.failed_reads {
+        writeln!(
+            out,
+            "  {} {} by {} member {} under {}: {} byte(s) sent; {}",
+            f.time, f.document, f.department, f.member, f.access_tx, f.bytes, f.reason
         )?;
     }
     Ok(())

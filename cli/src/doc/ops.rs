@@ -465,6 +465,10 @@ async fn grant(
     .await
 }
 
+/// The purpose an offer's recipient records before downloading the
+/// document to check it (`custody doc accept`).
+pub const INSPECTION_PURPOSE: &str = "inspection before accepting custody";
+
 /// Downloads the document's ciphertext with a signed read request and
 /// decrypts it into `writer` as it arrives; checks both fixities.
 async fn download_and_decrypt<W: Write + Send + 'static>(
@@ -472,7 +476,7 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     common: &CommonArgs,
     key: &ed25519_dalek::SigningKey,
     doc: &Document,
-    access_tx: Option<TxId>,
+    access_tx: TxId,
     data_key: DataKey,
     writer: W,
 ) -> Result<(EnvelopeSummary, W), DocError> {
@@ -484,7 +488,7 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
             member: custody_ledger::encoding::public_key_of(key),
             document: doc.id.clone(),
             ciphertext_sha256: doc.ciphertext.sha256,
-            access_tx,
+            access_tx: Some(access_tx),
             time_ms: util::now_ms(),
             nonce: util::random_u64(),
         },
@@ -567,8 +571,26 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
     // and checks its SHA-256; then this process checks it again, decrypts
     // it and checks the plaintext fixity before anything is signed.
     let fetched = api.fetch(&doc.id).await?;
-    let checked =
-        download_and_decrypt(api, common, &key, &doc, None, data_key, std::io::sink()).await;
+    // No ciphertext leaves a node without a committed access record: the
+    // inspection is recorded first, as a record-access of the offer's
+    // recipient while the offer is live.
+    let inspection = TxBody::RecordAccess {
+        document: doc.id.clone(),
+        previous_event: doc.latest_event,
+        purpose: INSPECTION_PURPOSE.to_string(),
+        ciphertext_sha256: doc.ciphertext.sha256,
+    };
+    let inspected = api.submit_and_wait(&key, inspection, wait(common)).await?;
+    let checked = download_and_decrypt(
+        api,
+        common,
+        &key,
+        &doc,
+        inspected.tx_id,
+        data_key,
+        std::io::sink(),
+    )
+    .await;
     let (summary, _) = checked.map_err(|error| DocError::Document {
         document: doc.id.to_string(),
         message: format!(
@@ -576,6 +598,8 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
             doc.id
         ),
     })?;
+    // The inspection record moved the document's latest event.
+    let doc = api.document(&doc.id).await?;
     let body = TxBody::AcceptTransfer {
         document: doc.id.clone(),
         previous_event: doc.latest_event,
@@ -643,16 +667,8 @@ async fn open(
     };
     let (temporary, file) = TempFile::create(&directory, "custody-open")?;
     let writer = BufWriter::with_capacity(256 * 1024, file);
-    let (summary, writer) = download_and_decrypt(
-        api,
-        common,
-        &key,
-        &doc,
-        Some(recorded.tx_id),
-        data_key,
-        writer,
-    )
-    .await?;
+    let (summary, writer) =
+        download_and_decrypt(api, common, &key, &doc, recorded.tx_id, data_key, writer).await?;
     let file = writer.into_inner().map_err(|error| DocError::Io {
         action: "write",
         path: output.to_owned(),

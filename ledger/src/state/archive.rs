@@ -170,7 +170,8 @@ fn document_and_previous(body: &TxBody) -> (&DocumentId, &EventHash) {
         | TxBody::RevokeMember { .. }
         | TxBody::ProposeChange { .. }
         | TxBody::ApproveChange { .. }
-        | TxBody::Register { .. } => unreachable!("not a document transaction"),
+        | TxBody::Register { .. }
+        | TxBody::AttestRead { .. } => unreachable!("not a document transaction"),
     }
 }
 
@@ -197,7 +198,8 @@ fn apply_document_tx<V: StateView + ?Sized>(
         | TxBody::RevokeMember { .. }
         | TxBody::ProposeChange { .. }
         | TxBody::ApproveChange { .. }
-        | TxBody::Register { .. } => unreachable!("not a document transaction"),
+        | TxBody::Register { .. }
+        | TxBody::AttestRead { .. } => unreachable!("not a document transaction"),
     }
 }
 

@@ -18,6 +18,7 @@ mod checks;
 mod governance;
 mod membership;
 mod memory;
+mod reads;
 mod refusal;
 mod view;
 
@@ -28,7 +29,8 @@ pub use apply::{
 pub use checks::check_carried_keys;
 pub use governance::Tally;
 pub use memory::{genesis_changes, MemoryState, StateDigest};
-pub use refusal::{HeaderRefusal, Refusal, TxRefusal};
+pub use reads::{check_read, department_may_hold, CommittedAccess, ReadPermit, ReadQuestion};
+pub use refusal::{HeaderRefusal, ReadRefusal, Refusal, TxRefusal};
 pub use view::{ChainInfo, Overlay, StateChanges, StateView, ViewError};
 
 // The rule files import this module's names with `use super::*`: they
@@ -85,8 +87,17 @@ fn apply_tx<V: StateView + ?Sized>(
     signature_checked: bool,
 ) -> Result<(), TxRefusal> {
     let payload = &tx.payload;
-    if payload.format_version != FORMAT_VERSION {
+    if payload.format_version != FORMAT_VERSION
+        && payload.format_version != crate::tx::TX_FORMAT_VERSION_2
+    {
         return Err(TxRefusal::UnsupportedFormatVersion(payload.format_version));
+    }
+    if payload.format_version != payload.body.format_version() {
+        return Err(TxRefusal::FormatVersionMismatch {
+            kind: payload.body.kind(),
+            required: payload.body.format_version(),
+            found: payload.format_version,
+        });
     }
     let chain_id = overlay.changes.chain.chain_id.clone();
     if payload.chain_id != chain_id {
@@ -104,6 +115,17 @@ fn apply_tx<V: StateView + ?Sized>(
             expected,
             found: payload.nonce,
         });
+    }
+    // A node's attestation is signed by the department's node key, which
+    // is no member: its own rules say who may sign it.
+    if let TxBody::AttestRead {
+        department,
+        outcome,
+    } = &payload.body
+    {
+        reads::attest_read(overlay, &payload.signer, department, outcome)?;
+        overlay.changes.nonces.insert(payload.signer, payload.nonce);
+        return Ok(());
     }
     let signer = overlay
         .member(&payload.signer)?
@@ -135,6 +157,7 @@ fn apply_tx<V: StateView + ?Sized>(
         | TxBody::Amend { .. }
         | TxBody::RecordFixityCheck { .. }
         | TxBody::Dispose { .. } => archive::apply_to_document(overlay, &signer, ctx, body)?,
+        TxBody::AttestRead { .. } => unreachable!("attestations returned above"),
     }
     overlay.changes.nonces.insert(payload.signer, payload.nonce);
     Ok(())

@@ -195,6 +195,21 @@ pub enum TxRefusal {
         until: Timestamp,
         block_time: Timestamp,
     },
+    #[error("a `{kind}` transaction is format version {required}, but the payload states version {found}")]
+    FormatVersionMismatch {
+        kind: &'static str,
+        required: u16,
+        found: u16,
+    },
+    #[error("the signer is not the node key of department `{0}`; only a department's node attests its reads")]
+    NotTheDepartmentsNode(DepartmentId),
+    #[error("member {member} belongs to `{member_department}`; only that department's node serves their reads")]
+    ReadOfAnotherDepartment {
+        member: PublicKey,
+        member_department: DepartmentId,
+    },
+    #[error("the denied read request's signature does not match its member's key and content")]
+    DeniedRequestUnsigned,
     #[error("{0}")]
     Storage(ViewError),
 }
@@ -254,8 +269,82 @@ impl TxRefusal {
             TxRefusal::WrappedKeyInvalid { .. } => "wrapped_key_invalid",
             TxRefusal::RetentionPermanent => "retention_permanent",
             TxRefusal::RetentionNotElapsed { .. } => "retention_not_elapsed",
+            TxRefusal::FormatVersionMismatch { .. } => "format_version_mismatch",
+            TxRefusal::NotTheDepartmentsNode(..) => "not_the_departments_node",
+            TxRefusal::ReadOfAnotherDepartment { .. } => "read_of_another_department",
+            TxRefusal::DeniedRequestUnsigned => "denied_request_unsigned",
             TxRefusal::Storage(..) => "storage",
         }
+    }
+}
+
+/// Why a member's read of a document's ciphertext is refused (the read
+/// rule, [`super::check_read`]); one variant per rule, in the order the
+/// rule checks them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadRefusal {
+    #[error("member {0} is not enrolled")]
+    MemberUnknown(PublicKey),
+    #[error("member {0} is revoked and can no longer read")]
+    MemberRevoked(PublicKey),
+    #[error("document `{0}` is not registered")]
+    DocumentUnknown(DocumentId),
+    #[error("document `{0}` was disposed of; its ciphertext is no longer served")]
+    DocumentDisposed(DocumentId),
+    #[error("clearance `{clearance}` is below the document's classification `{classification}`")]
+    ClearanceTooLow {
+        clearance: Classification,
+        classification: Classification,
+    },
+    #[error("{named} is not the current ciphertext of the document (it is {current}); refresh and ask again")]
+    CiphertextNotCurrent { named: Hash32, current: Hash32 },
+    #[error("no committed record-access is named (or the one named is not committed here yet); record the access first (`custody doc open`) and wait for it to commit")]
+    AccessNotCommitted,
+    #[error("transaction {0} is not a record-access")]
+    AccessNotRecordAccess(TxId),
+    #[error("record-access {0} was signed by another member")]
+    AccessOfAnotherMember(TxId),
+    #[error("record-access {0} is for another document or another version of it")]
+    AccessForAnotherDocument(TxId),
+    #[error("only the node of the member's department `{member_department}` serves their reads; this is `{serving}`'s node")]
+    ServedByAnotherDepartment {
+        member_department: DepartmentId,
+        serving: DepartmentId,
+    },
+    #[error("department `{0}` is not the custodian, holds no unexpired grant and is not the recipient of a live offer")]
+    NoReadRight(DepartmentId),
+    #[error("record-access {0} already served its one download; record a new access")]
+    AccessAlreadyUsed(TxId),
+    #[error("{0}")]
+    Storage(ViewError),
+}
+
+impl ReadRefusal {
+    /// A stable machine-readable code, one per variant: it is written in
+    /// read denials on chain, so it never changes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReadRefusal::MemberUnknown(..) => "read_member_unknown",
+            ReadRefusal::MemberRevoked(..) => "read_member_revoked",
+            ReadRefusal::DocumentUnknown(..) => "read_document_unknown",
+            ReadRefusal::DocumentDisposed(..) => "read_document_disposed",
+            ReadRefusal::ClearanceTooLow { .. } => "read_clearance_too_low",
+            ReadRefusal::CiphertextNotCurrent { .. } => "read_ciphertext_not_current",
+            ReadRefusal::AccessNotCommitted => "read_access_not_committed",
+            ReadRefusal::AccessNotRecordAccess(..) => "read_access_not_record_access",
+            ReadRefusal::AccessOfAnotherMember(..) => "read_access_of_another_member",
+            ReadRefusal::AccessForAnotherDocument(..) => "read_access_for_another_document",
+            ReadRefusal::ServedByAnotherDepartment { .. } => "read_served_by_another_department",
+            ReadRefusal::NoReadRight(..) => "read_no_read_right",
+            ReadRefusal::AccessAlreadyUsed(..) => "read_access_already_used",
+            ReadRefusal::Storage(..) => "read_storage",
+        }
+    }
+}
+
+impl From<ViewError> for ReadRefusal {
+    fn from(e: ViewError) -> Self {
+        ReadRefusal::Storage(e)
     }
 }
 
