@@ -7,7 +7,8 @@
 
 use custody_ledger::block::Block;
 use custody_ledger::genesis::Genesis;
-use custody_ledger::tx::{GovernanceChange, TxBody};
+use custody_ledger::reads::ReadOutcome;
+use custody_ledger::tx::{GovernanceChange, SignedTransaction, TxBody};
 use custody_ledger::types::{
     Classification, DepartmentId, DocumentId, Height, PublicKey, Timestamp, TxId,
 };
@@ -63,8 +64,10 @@ pub enum Action {
     Accept {
         document: DocumentId,
     },
-    /// A refused read attempt, once refusals are recorded on chain: the
-    /// member tried to open `document` and was turned away for `reason`.
+    /// A refused read attempt, as the refusing node attested it on chain
+    /// (`attest-read` with a `denied` outcome): the member whose signed
+    /// request it carries tried to open `document` and was turned away for
+    /// `reason` (the refusal's code).
     Denied {
         document: DocumentId,
         reason: String,
@@ -141,9 +144,30 @@ pub fn action_of(body: &TxBody) -> Action {
         TxBody::AcceptTransfer { document, .. } => Action::Accept {
             document: document.clone(),
         },
+        TxBody::AttestRead {
+            outcome: ReadOutcome::Denied { request, code },
+            ..
+        } => Action::Denied {
+            document: request.request.document.clone(),
+            reason: code.clone(),
+        },
         other => Action::Other {
             kind: other.kind().to_string(),
         },
+    }
+}
+
+/// Who a transaction's event is about: its signer, except for a refused
+/// read, which is the requesting member's act attested by the refusing
+/// node (the member's own signed request, carried in the attestation,
+/// names them).
+pub fn actor_of(tx: &SignedTransaction) -> PublicKey {
+    match &tx.payload.body {
+        TxBody::AttestRead {
+            outcome: ReadOutcome::Denied { request, .. },
+            ..
+        } => request.request.member,
+        _ => tx.payload.signer,
     }
 }
 
@@ -180,7 +204,7 @@ pub fn events_of_block(block: &Block) -> Vec<Event> {
             index,
             tx: id,
             time,
-            actor: tx.payload.signer,
+            actor: actor_of(tx),
             action: action_of(&tx.payload.body),
         });
     }

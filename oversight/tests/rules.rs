@@ -539,3 +539,49 @@ proptest! {
         prop_assert_eq!(detector.alerts(), all_at_once);
     }
 }
+
+#[test]
+fn a_denied_read_attested_on_chain_is_the_requesting_members_denied_attempt() {
+    use custody_ledger::reads::{ReadOutcome, ReadRequest, SignedReadRequest};
+    use custody_ledger::tx::{SignedTransaction, TxBody};
+    use custody_ledger::types::{Hash32, Nonce};
+    let member = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let node = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let request = SignedReadRequest::sign(
+        ReadRequest {
+            format_version: custody_ledger::reads::READ_REQUEST_VERSION,
+            chain_id: "oversight-test".to_string(),
+            member: PublicKey(member.verifying_key().to_bytes()),
+            document: doc("D-1"),
+            ciphertext_sha256: Hash32([0; 32]),
+            access_tx: None,
+            time_ms: 0,
+            nonce: 1,
+        },
+        &member,
+    );
+    let tx = SignedTransaction::sign(
+        TxBody::AttestRead {
+            department: dept("civil-affairs"),
+            outcome: ReadOutcome::Denied {
+                request,
+                code: "read_access_not_committed".to_string(),
+            },
+        },
+        &node,
+        Nonce(1),
+        "oversight-test",
+    );
+    assert_eq!(
+        custody_oversight::event::actor_of(&tx),
+        PublicKey(member.verifying_key().to_bytes()),
+        "the member who asked, not the node that attested"
+    );
+    match custody_oversight::event::action_of(&tx.payload.body) {
+        Action::Denied { document, reason } => {
+            assert_eq!(document, doc("D-1"));
+            assert_eq!(reason, "read_access_not_committed");
+        }
+        other => panic!("a denied read must be a denied attempt, got {other:?}"),
+    }
+}
