@@ -56,7 +56,7 @@ fn doc(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Value, 
         .arg("--key")
         .arg(net.member_key(&node.department, "clerk"))
         .arg("--department-key")
-        .arg(node.home.join("keys/encryption.key"))
+        .arg(node.home.join("members/department.key"))
         .output()
         .expect("run custody doc");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
