@@ -442,6 +442,117 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     );
 }
 
+/// A member's secret key from the testnet's `members/ROLE.key`.
+fn member_secret(net: &Testnet, index: usize, role: &str) -> ed25519_dalek::SigningKey {
+    let path = net.member_key(&net.nodes[index].department, role);
+    let secret = custody_node::home::read_key_file(&path).expect("member key");
+    ed25519_dalek::SigningKey::from_bytes(&secret)
+}
+
+/// The `x-custody-upload` header of `key` storing `sha256` of `size_bytes`
+/// on node `index`.
+async fn signed_upload(
+    net: &Testnet,
+    index: usize,
+    key: &ed25519_dalek::SigningKey,
+    sha256: [u8; 32],
+    size_bytes: u64,
+) -> String {
+    use custody_ledger::reads::{BlobUpload, SignedBlobUpload, BLOB_UPLOAD_VERSION};
+    let status = custody_node::client::Client::new(net.nodes[index].api_url.clone())
+        .status()
+        .await
+        .expect("status");
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    SignedBlobUpload::sign(
+        BlobUpload {
+            format_version: BLOB_UPLOAD_VERSION,
+            chain_id: status.chain_id,
+            member: custody_ledger::types::PublicKey(key.verifying_key().to_bytes()),
+            sha256: custody_ledger::types::Hash32(sha256),
+            size_bytes,
+            time_ms,
+        },
+        key,
+    )
+    .to_header()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_not_signed_by_an_active_clerk_is_refused_and_stores_nothing() {
+    let net = start_network();
+    wait_until_committing(&net, COMMIT_WAIT).await;
+    let body = b"an arbitrary blob".to_vec();
+    let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
+    let url = format!(
+        "{}/v1/blobs/{}?size_bytes={}",
+        net.nodes[0].api_url,
+        hex::encode(sha256),
+        body.len()
+    );
+    let http = reqwest::Client::new();
+    // No signature: 401.
+    let unsigned = http
+        .put(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(unsigned.status().as_u16(), 401);
+    assert!(unsigned
+        .text()
+        .await
+        .expect("text")
+        .contains("upload_not_signed"));
+    // Signed by an admin, who is not a clerk: 403.
+    let admin = member_secret(&net, 0, "admin");
+    let by_admin = http
+        .put(&url)
+        .header(
+            "x-custody-upload",
+            signed_upload(&net, 0, &admin, sha256, body.len() as u64).await,
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(by_admin.status().as_u16(), 403);
+    // A clerk's signature over another blob does not cover this one.
+    let clerk = member_secret(&net, 0, "clerk");
+    let other = http
+        .put(&url)
+        .header(
+            "x-custody-upload",
+            signed_upload(&net, 0, &clerk, [9; 32], body.len() as u64).await,
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(other.status().as_u16(), 403);
+    let held = http.get(&url).send().await.expect("status");
+    assert_eq!(held.status().as_u16(), 404, "nothing was stored");
+    // The clerk's own signature stores it.
+    let stored = http
+        .put(&url)
+        .header(
+            "x-custody-upload",
+            signed_upload(&net, 0, &clerk, sha256, body.len() as u64).await,
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        stored.status().is_success(),
+        "{}",
+        stored.text().await.expect("text")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_back_to_a_good_copy()
 {
@@ -455,12 +566,17 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     // An upload whose bytes do not hash to its announced address is refused,
     // and so is one larger than blobs.blob_bytes_max, before any byte is read.
     let http = reqwest::Client::new();
+    let clerk = member_secret(&net, a, "clerk");
     let wrong = http
         .put(format!(
             "{}/v1/blobs/{}?size_bytes=5",
             net.nodes[a].api_url,
             "ab".repeat(32)
         ))
+        .header(
+            "x-custody-upload",
+            signed_upload(&net, a, &clerk, [0xab; 32], 5).await,
+        )
         .body("hello")
         .send()
         .await
@@ -474,6 +590,10 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
             "cd".repeat(32),
             1u64 << 40
         ))
+        .header(
+            "x-custody-upload",
+            signed_upload(&net, a, &clerk, [0xcd; 32], 1u64 << 40).await,
+        )
         .body("x")
         .send()
         .await

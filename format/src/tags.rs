@@ -36,6 +36,8 @@ pub const EXPORT: &str = "custody/export/v1";
 pub const PROOF_FILE: &str = "custody/proof-file/v1";
 /// A member's signed request to read a document's ciphertext.
 pub const READ_REQUEST: &str = "custody/read-request/v1";
+/// A member's signed upload of a ciphertext to a node's blob store.
+pub const BLOB_UPLOAD: &str = "custody/blob-upload/v1";
 /// HKDF domain of a data key wrapped to a department's X25519 key.
 pub const WRAPPED_KEY: &str = "custody/wrapped-key/v1";
 /// The header of a key file.
@@ -58,6 +60,7 @@ pub const ALL: &[&str] = &[
     EXPORT,
     PROOF_FILE,
     READ_REQUEST,
+    BLOB_UPLOAD,
     WRAPPED_KEY,
     KEY_FILE,
 ];

@@ -260,3 +260,60 @@ impl ReadAccount {
         Ok(())
     }
 }
+
+/// Domain tag of a signed blob upload.
+pub const BLOB_UPLOAD_TAG: &str = tags::BLOB_UPLOAD;
+/// Format version of [`BlobUpload`].
+pub const BLOB_UPLOAD_VERSION: u16 = 1;
+
+/// What a member signs to store a ciphertext on a node (`PUT
+/// /v1/blobs/{sha256}`): which bytes, how many, on which chain, when.
+/// Sent as the `x-custody-upload` header, hex of `postcard(SignedBlobUpload)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobUpload {
+    pub format_version: u16,
+    pub chain_id: String,
+    /// The member uploading (their ed25519 key).
+    pub member: PublicKey,
+    /// The ciphertext's SHA-256, as in the URL.
+    pub sha256: Hash32,
+    /// Its size, as in the URL's `size_bytes`.
+    pub size_bytes: u64,
+    /// The member's clock, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// A [`BlobUpload`] with the member's ed25519 signature over
+/// `tagged("custody/blob-upload/v1", postcard(upload))`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBlobUpload {
+    pub upload: BlobUpload,
+    pub signature: Signature,
+}
+
+impl SignedBlobUpload {
+    pub fn sign(upload: BlobUpload, key: &ed25519_dalek::SigningKey) -> SignedBlobUpload {
+        let signature = encoding::sign(key, BLOB_UPLOAD_TAG, &upload);
+        SignedBlobUpload { upload, signature }
+    }
+
+    pub fn verify_signature(&self) -> bool {
+        encoding::verify(
+            &self.upload.member,
+            BLOB_UPLOAD_TAG,
+            &self.upload,
+            &self.signature,
+        )
+    }
+
+    /// The header value: hex of the canonical encoding.
+    pub fn to_header(&self) -> String {
+        hex::encode(encoding::encode(self))
+    }
+
+    /// Parses a header value written by [`Self::to_header`].
+    pub fn from_header(value: &str) -> Result<SignedBlobUpload, String> {
+        let bytes = hex::decode(value.trim()).map_err(|_| "not hex".to_string())?;
+        encoding::decode(&bytes).map_err(|error| error.to_string())
+    }
+}

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use custody_ledger::records::Document;
-use custody_ledger::types::{Classification, DepartmentId, DocumentId, Hash32};
+use custody_ledger::types::{Classification, DepartmentId, DocumentId, Hash32, Role};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -121,11 +121,15 @@ struct UploadQuery {
 async fn upload(
     State(blobs): State<Arc<Blobs>>,
     State(room): State<BlobRoom>,
+    State(chain): State<ChainView>,
+    State(clock): State<LocalClock>,
     Path(sha256): Path<String>,
     Query(query): Query<UploadQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
+    check_upload_signature(&chain, &blobs, clock, &headers, &sha256, query.size_bytes)?;
     // A held copy answers the upload only if it still hashes to its name;
     // a damaged one is quarantined and replaced by the upload.
     let held = {
@@ -315,6 +319,96 @@ pub fn check_request(
         return Err(refused(
             "the signature does not match the member's key and the request".to_string(),
         ));
+    }
+    Ok(())
+}
+
+/// The header of a signed upload (`SignedBlobUpload::to_header`).
+pub const UPLOAD_HEADER: &str = "x-custody-upload";
+
+/// Who may store a blob: an active member with the clerk role, whose
+/// signature covers this chain, this SHA-256 and size, and a time within
+/// `blobs.read_request_skew_ms` of this node's clock. `401` without a
+/// signed upload, `403` with one that does not hold.
+fn check_upload_signature(
+    chain: &ChainView,
+    blobs: &Blobs,
+    clock: LocalClock,
+    headers: &axum::http::HeaderMap,
+    sha256: &[u8; 32],
+    size_bytes: u64,
+) -> Result<(), ApiError> {
+    use custody_ledger::reads::{SignedBlobUpload, BLOB_UPLOAD_VERSION};
+    let refused = |message: String| ApiError::new(StatusCode::FORBIDDEN, "upload_refused", message);
+    let Some(value) = headers.get(UPLOAD_HEADER) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "upload_not_signed",
+            format!(
+                "an upload must be signed by a clerk: send the `{UPLOAD_HEADER}` header (`custody doc register` does)"
+            ),
+        ));
+    };
+    let signed = value
+        .to_str()
+        .map_err(|_| "not text".to_string())
+        .and_then(SignedBlobUpload::from_header)
+        .map_err(|reason| {
+            ApiError::bad_request(
+                "bad_upload_signature",
+                format!("the `{UPLOAD_HEADER}` header is not a signed upload: {reason}"),
+            )
+        })?;
+    let upload = &signed.upload;
+    if upload.format_version != BLOB_UPLOAD_VERSION {
+        return Err(ApiError::bad_request(
+            "bad_upload_signature",
+            format!(
+                "signed upload version {} is not supported (this node reads version {BLOB_UPLOAD_VERSION})",
+                upload.format_version
+            ),
+        ));
+    }
+    if upload.chain_id != chain.chain_id() {
+        return Err(refused(format!(
+            "the upload is signed for chain `{}`, this node runs `{}`",
+            upload.chain_id,
+            chain.chain_id()
+        )));
+    }
+    if upload.sha256.0 != *sha256 || upload.size_bytes != size_bytes {
+        return Err(refused(
+            "the signature covers another blob (SHA-256 or size differ from the request's)"
+                .to_string(),
+        ));
+    }
+    let skew_ms = blobs.store.config().read_request_skew_ms;
+    let now_ms = clock.now_ms();
+    if upload.time_ms.abs_diff(now_ms) > skew_ms {
+        return Err(refused(format!(
+            "the upload is stamped {} ms, {} ms away from this node's clock (at most {skew_ms} ms allowed); check the clock and sign again",
+            upload.time_ms,
+            upload.time_ms.abs_diff(now_ms)
+        )));
+    }
+    if !signed.verify_signature() {
+        return Err(refused(
+            "the signature does not match the member's key and the upload".to_string(),
+        ));
+    }
+    let member = chain
+        .store()
+        .member(&upload.member)
+        .map_err(store_error)?
+        .ok_or_else(|| refused(format!("member {} is not enrolled", upload.member)))?;
+    if !matches!(member.status, custody_ledger::records::MemberStatus::Active) {
+        return Err(refused(format!("member {} is revoked", upload.member)));
+    }
+    if !member.roles.contains(&Role::Clerk) {
+        return Err(refused(format!(
+            "member {} is not a clerk; only clerks store documents",
+            upload.member
+        )));
     }
     Ok(())
 }

@@ -804,6 +804,7 @@ impl Scenario {
             &envelope_path,
             &summary.ciphertext.sha256,
             summary.ciphertext.size_bytes,
+            &key,
             indicatif::ProgressBar::hidden(),
         )
         .await

@@ -229,13 +229,31 @@ impl NodeApi {
     }
 
     /// Streams the envelope at `path` to the node's blob store.
+    /// The upload is signed by `clerk`: the node stores blobs only for an
+    /// active clerk of its chain.
     pub async fn upload(
         &self,
         path: &Path,
         sha256: &[u8; 32],
         size_bytes: u64,
+        clerk: &ed25519_dalek::SigningKey,
         bar: ProgressBar,
     ) -> Result<BlobStatus, DocError> {
+        let chain_id = self.status().await?.chain_id;
+        let signed = custody_ledger::reads::SignedBlobUpload::sign(
+            custody_ledger::reads::BlobUpload {
+                format_version: custody_ledger::reads::BLOB_UPLOAD_VERSION,
+                chain_id: chain_id.to_string(),
+                member: custody_ledger::types::PublicKey(clerk.verifying_key().to_bytes()),
+                sha256: custody_ledger::types::Hash32(*sha256),
+                size_bytes,
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|elapsed| elapsed.as_millis() as u64)
+                    .unwrap_or(0),
+            },
+            clerk,
+        );
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|source| DocError::Io {
@@ -267,6 +285,7 @@ impl NodeApi {
             .put(&url)
             .header("content-type", "application/octet-stream")
             .header("content-length", size_bytes.to_string())
+            .header("x-custody-upload", signed.to_header())
             .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await

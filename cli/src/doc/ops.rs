@@ -329,6 +329,7 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         &envelope_file.path,
         &summary.ciphertext.sha256,
         summary.ciphertext.size_bytes,
+        &key,
         bar,
     )
     .await?;
