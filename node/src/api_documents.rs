@@ -121,15 +121,14 @@ struct UploadQuery {
 async fn upload(
     State(blobs): State<Arc<Blobs>>,
     State(room): State<BlobRoom>,
-    State(chain): State<ChainView>,
-    State(clock): State<LocalClock>,
+    State(gate): State<UploadGate>,
     Path(sha256): Path<String>,
     Query(query): Query<UploadQuery>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
-    check_upload_signature(&chain, &blobs, clock, &headers, &sha256, query.size_bytes)?;
+    check_upload_signature(&gate, &blobs, &headers, &sha256, query.size_bytes)?;
     // A held copy answers the upload only if it still hashes to its name;
     // a damaged one is quarantined and replaced by the upload.
     let held = {
@@ -326,19 +325,36 @@ pub fn check_request(
 /// The header of a signed upload (`SignedBlobUpload::to_header`).
 pub const UPLOAD_HEADER: &str = "x-custody-upload";
 
+/// What the upload's signature is checked against: the chain (its id and
+/// members) and this node's clock.
+#[derive(Clone)]
+struct UploadGate {
+    chain: ChainView,
+    clock: LocalClock,
+}
+
+impl axum::extract::FromRef<crate::api_state::ApiState> for UploadGate {
+    fn from_ref(state: &crate::api_state::ApiState) -> UploadGate {
+        UploadGate {
+            chain: state.chain.clone(),
+            clock: state.clock,
+        }
+    }
+}
+
 /// Who may store a blob: an active member with the clerk role, whose
 /// signature covers this chain, this SHA-256 and size, and a time within
 /// `blobs.read_request_skew_ms` of this node's clock. `401` without a
 /// signed upload, `403` with one that does not hold.
 fn check_upload_signature(
-    chain: &ChainView,
+    gate: &UploadGate,
     blobs: &Blobs,
-    clock: LocalClock,
     headers: &axum::http::HeaderMap,
     sha256: &[u8; 32],
     size_bytes: u64,
 ) -> Result<(), ApiError> {
     use custody_ledger::reads::{SignedBlobUpload, BLOB_UPLOAD_VERSION};
+    let (chain, clock) = (&gate.chain, gate.clock);
     let refused = |message: String| ApiError::new(StatusCode::FORBIDDEN, "upload_refused", message);
     let Some(value) = headers.get(UPLOAD_HEADER) else {
         return Err(ApiError::new(
