@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{get_json, wait_for, wait_until_committing, Testnet, BINARY};
+use common::{doc_as, doc_ok, get_json, wait_for, wait_until_committing, Testnet};
 
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
 /// A short scrub interval, so that the scrub runs within the test.
@@ -31,33 +30,6 @@ fn start_network(scrub_interval_ms: Option<u64>) -> Testnet {
     }
     net.start_all();
     net
-}
-
-/// Runs `custody doc ARGS --json` as department `index`'s clerk.
-fn doc_as(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Value, String) {
-    let node = &net.nodes[index];
-    let output = Command::new(BINARY)
-        .arg("doc")
-        .args(args)
-        .arg("--json")
-        .arg("--node")
-        .arg(&node.api_url)
-        .arg("--key")
-        .arg(net.member_key(&node.department, "clerk"))
-        .arg("--department-key")
-        .arg(node.home.join("members/department.key"))
-        .output()
-        .expect("run custody doc");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let value = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-    (output.status.success(), value, stderr)
-}
-
-fn doc_ok(net: &Testnet, index: usize, args: &[&str]) -> serde_json::Value {
-    let (ok, value, stderr) = doc_as(net, index, args);
-    assert!(ok, "custody doc {args:?} failed: {stderr}\n{}", net.logs());
-    value
 }
 
 /// Registers a document of `size` bytes at node `index`; returns its id and

@@ -4,10 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{get_json, wait_for, wait_until_committing, Testnet, BINARY};
+use common::{doc_as, doc_ok, doc_with_key, get_json, wait_for, wait_until_committing, Testnet};
 use custody_ledger::types::{DocumentId, Hash32, PublicKey, TxId};
 use custody_node::api_documents::{ReadRequest, SignedReadRequest, READ_REQUEST_VERSION};
 
@@ -31,47 +30,6 @@ fn start_network() -> Testnet {
     }
     net.start_all();
     net
-}
-
-/// Runs `custody doc ARGS --json` as department `index`'s clerk.
-fn doc_as(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Value, String) {
-    doc_with_key(
-        net,
-        index,
-        &net.nodes[index].home.join("members/department.key"),
-        args,
-    )
-}
-
-fn doc_with_key(
-    net: &Testnet,
-    index: usize,
-    department_key: &Path,
-    args: &[&str],
-) -> (bool, serde_json::Value, String) {
-    let node = &net.nodes[index];
-    let output = Command::new(BINARY)
-        .arg("doc")
-        .args(args)
-        .arg("--json")
-        .arg("--node")
-        .arg(&node.api_url)
-        .arg("--key")
-        .arg(net.member_key(&node.department, "clerk"))
-        .arg("--department-key")
-        .arg(department_key)
-        .output()
-        .expect("run custody doc");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let value = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-    (output.status.success(), value, stderr)
-}
-
-fn doc_ok(net: &Testnet, index: usize, args: &[&str]) -> serde_json::Value {
-    let (ok, value, stderr) = doc_as(net, index, args);
-    assert!(ok, "custody doc {args:?} failed: {stderr}\n{}", net.logs());
-    value
 }
 
 fn write_document(dir: &Path, name: &str, size: usize) -> (PathBuf, Vec<u8>) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{get_json, wait_for, Testnet, BINARY};
+use common::{doc_ok, get_json, wait_for, wait_until_committing, Testnet, BINARY};
 use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::{DocumentId, EventHash, Hash32, Nonce, PublicKey, TxId};
 use custody_node::api_documents::{ReadRequest, SignedReadRequest, READ_REQUEST_VERSION};
@@ -21,54 +21,6 @@ fn start_network() -> Testnet {
     let mut net = Testnet::init(2);
     net.start_all();
     net
-}
-
-/// Waits until every node has committed a block and sees its peer.
-async fn wait_until_committing(net: &Testnet, timeout: Duration) {
-    for node in &net.nodes {
-        let url = format!("{}/v1/status", node.api_url);
-        wait_for(net, "every node to commit a block", timeout, || {
-            let url = url.clone();
-            async move {
-                let status = get_json(&url).await?;
-                if status["height"].as_u64().unwrap_or(0) >= 1
-                    && status["peers"].as_array().map(Vec::len) == Some(1)
-                {
-                    Ok(())
-                } else {
-                    Err(status.to_string())
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// Runs `custody doc ARGS --json` as department `index`'s clerk.
-fn doc(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Value, String) {
-    let node = &net.nodes[index];
-    let output = Command::new(BINARY)
-        .arg("doc")
-        .args(args)
-        .arg("--json")
-        .arg("--node")
-        .arg(&node.api_url)
-        .arg("--key")
-        .arg(net.member_key(&node.department, "clerk"))
-        .arg("--department-key")
-        .arg(node.home.join("members/department.key"))
-        .output()
-        .expect("run custody doc");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let value = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
-    (output.status.success(), value, stderr)
-}
-
-fn doc_ok(net: &Testnet, index: usize, args: &[&str]) -> serde_json::Value {
-    let (ok, value, stderr) = doc(net, index, args);
-    assert!(ok, "custody doc {args:?} failed: {stderr}\n{}", net.logs());
-    value
 }
 
 fn register(net: &Testnet, index: usize, dir: &Path, name: &str) -> String {

@@ -420,16 +420,18 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value, String> {
     }
 }
 
-/// Waits until every node has committed a block and sees its three peers.
+/// Waits until every genesis node has committed a block and sees the other
+/// genesis nodes.
 pub async fn wait_until_committing(net: &Testnet, timeout: Duration) {
-    for node in &net.nodes {
+    let others = net.genesis_nodes.saturating_sub(1);
+    for node in net.nodes.iter().take(net.genesis_nodes) {
         let url = format!("{}/v1/status", node.api_url);
         wait_for(net, "every node to commit a block", timeout, || {
             let url = url.clone();
             async move {
                 let status = get_json(&url).await?;
                 if status["height"].as_u64().unwrap_or(0) >= 1
-                    && status["peers"].as_array().map(Vec::len) == Some(3)
+                    && status["peers"].as_array().map(Vec::len) == Some(others)
                 {
                     Ok(())
                 } else {
@@ -439,4 +441,48 @@ pub async fn wait_until_committing(net: &Testnet, timeout: Duration) {
         })
         .await;
     }
+}
+
+/// Runs `custody doc ARGS --json` as department `index`'s clerk, with the
+/// trial network's department key.
+pub fn doc_as(net: &Testnet, index: usize, args: &[&str]) -> (bool, serde_json::Value, String) {
+    doc_with_key(
+        net,
+        index,
+        &net.nodes[index].home.join("members/department.key"),
+        args,
+    )
+}
+
+/// [`doc_as`] with another department key file.
+pub fn doc_with_key(
+    net: &Testnet,
+    index: usize,
+    department_key: &Path,
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
+    let node = &net.nodes[index];
+    let output = Command::new(BINARY)
+        .arg("doc")
+        .args(args)
+        .arg("--json")
+        .arg("--node")
+        .arg(&node.api_url)
+        .arg("--key")
+        .arg(net.member_key(&node.department, "clerk"))
+        .arg("--department-key")
+        .arg(department_key)
+        .output()
+        .expect("run custody doc");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let value = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.success(), value, stderr)
+}
+
+/// [`doc_as`], failing the test (with every node's log) unless it succeeds.
+pub fn doc_ok(net: &Testnet, index: usize, args: &[&str]) -> serde_json::Value {
+    let (ok, value, stderr) = doc_as(net, index, args);
+    assert!(ok, "custody doc {args:?} failed: {stderr}\n{}", net.logs());
+    value
 }
