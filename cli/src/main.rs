@@ -97,14 +97,13 @@ enum NodeCommand {
     ///
     /// Writes HOME/keys/validator.next.key (never over an existing file) and
     /// prints the new validator key as `custody gov propose rotate-keys`
-    /// takes it (the node and encryption keys stay as they are). A running node picks the new key up at its next
-    /// start; restart it before the departments approve the rotation. It
-    /// then holds both keys and signs with whichever the validator set of
-    /// each height names, so the chain does not pause at the handoff.
+    /// takes it (the node and encryption keys stay as they are). A running
+    /// node picks the new key up within 2 s (no restart). It then holds
+    /// both keys and signs with whichever the validator set of each height
+    /// names, so the chain does not pause at the handoff.
     ///
     /// Example:
     ///   custody node next-key --home /srv/custody
-    ///   systemctl restart custody-node
     ///   custody gov propose rotate-keys --department health --validator-key pub:… --key admin.key --wait
     NextKey {
         /// The node's home directory.
@@ -547,7 +546,7 @@ fn node_next_key(home_dir: PathBuf, json: bool) -> Result<(), String> {
         );
     } else {
         println!("wrote {}", next_path.display());
-        println!("restart the node so that it holds both keys, then have one admin propose:");
+        println!("the running node holds it within 2 s (a stopped one loads it at start); then have one admin propose:");
         println!(
             "  custody gov propose rotate-keys --department {} --validator-key pub:{validator_key} --key ADMIN.key --wait",
             config.department

@@ -317,3 +317,35 @@ async fn a_removed_department_is_disconnected_and_receives_no_block_after_the_ef
         "after a restart the removed node reached {at}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_key_installed_while_the_node_runs_takes_over_without_a_restart() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let mut testnet = started(4, 0).await;
+    let rotated = 1;
+    // The operator writes the next key into the running node's home; the
+    // node picks it up on its own (no restart).
+    let keys = next_key(&testnet, rotated);
+    let new = public_of(&testnet.nodes[rotated].home.join("keys/validator.next.key"));
+    wait_for(
+        &testnet,
+        "the node to log the installed key",
+        Duration::from_secs(20),
+        || async {
+            let log = std::fs::read_to_string(&testnet.nodes[rotated].log_path).unwrap_or_default();
+            if log.contains("validator key installed while running") {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        },
+    )
+    .await;
+    let department = testnet.nodes[rotated].department.clone();
+    let args = rotate_args(&department, &keys);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let executed = vote(&testnet, 0, &args, &[2, 3]);
+    wait_until_signed(&testnet, 0, new, executed).await;
+    // The quorum without node 3 needs the rotated node's new key.
+    commits_without(&mut testnet, 3, 0).await;
+}

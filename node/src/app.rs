@@ -145,6 +145,13 @@ impl LedgerApp {
         }
     }
 
+    /// Holds one more validator key (installed while the node runs).
+    pub fn hold_validator_key(&mut self, key: PublicKey) {
+        if !self.validator_keys.contains(&key) {
+            self.validator_keys.push(key);
+        }
+    }
+
     /// The committed chain's head, as stored.
     pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
         self.store.chain_info()

@@ -74,6 +74,10 @@ pub enum DriverInput {
         key: ProposalKey,
         reply: oneshot::Sender<Option<Arc<Vec<u8>>>>,
     },
+    /// The operator installed a validator key (`keys/validator.next.key`)
+    /// while the node runs: it is held from now on and signs from the
+    /// first height whose validator set names it.
+    AddSigningKey(ed25519_dalek::SigningKey),
 }
 
 /// Where the driver's effects go, besides its application.
@@ -212,6 +216,20 @@ impl Driver {
                     }
                     Some(DriverInput::HeldProposal { key, reply }) => {
                         let _ = reply.send(self.core.held_proposal(&key));
+                        None
+                    }
+                    Some(DriverInput::AddSigningKey(key)) => {
+                        let public = custody_ledger::types::PublicKey(key.verifying_key().to_bytes());
+                        let now_ms = self.now_ms();
+                        match self.core.add_signing_key(key, &mut self.app, now_ms)? {
+                            Ok(effects) => {
+                                self.app.hold_validator_key(public);
+                                self.links.health.hold_key(public);
+                                tracing::info!(key = %public, "validator key installed while running; it signs from the first height whose validator set names it");
+                                self.carry_out(effects)?;
+                            }
+                            Err(error) => tracing::warn!(key = %public, %error, "validator key not installed"),
+                        }
                         None
                     }
                 },

@@ -36,7 +36,7 @@ pub const HEARD_VALIDATORS_MAX: usize = 1_024;
 pub struct Health {
     /// This node's validator keys (current, and next ahead of a
     /// rotation): it always hears itself.
-    pub(crate) own_keys: Vec<PublicKey>,
+    own_keys: Mutex<Vec<PublicKey>>,
     /// Written by the driver.
     pub pulse: ConsensusPulse,
     /// Written by `health_watch::watch_activity` after each commit.
@@ -44,9 +44,28 @@ pub struct Health {
 }
 
 impl Health {
+    /// Whether `key` is one of this node's validator keys.
+    pub fn is_own_key(&self, key: &PublicKey) -> bool {
+        match self.own_keys.lock() {
+            Ok(keys) => keys.contains(key),
+            Err(poisoned) => poisoned.into_inner().contains(key),
+        }
+    }
+
+    /// A validator key installed while the node runs.
+    pub fn hold_key(&self, key: PublicKey) {
+        let mut keys = match self.own_keys.lock() {
+            Ok(keys) => keys,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+
     pub fn new(own_keys: Vec<PublicKey>) -> Self {
         Health {
-            own_keys,
+            own_keys: Mutex::new(own_keys),
             pulse: ConsensusPulse::default(),
             activity: Mutex::new(Activity {
                 validators: Vec::new(),
@@ -176,7 +195,7 @@ impl Health {
             .validators
             .into_iter()
             .map(|validator| ValidatorActivity {
-                last_heard_ms_ago: if self.own_keys.contains(&validator.key) {
+                last_heard_ms_ago: if self.is_own_key(&validator.key) {
                     Some(0)
                 } else {
                     self.pulse.silent_ms(&validator.key)

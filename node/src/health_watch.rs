@@ -49,7 +49,7 @@ pub fn facts(
         .map(|validator| HeardValidator {
             power: validator.power,
             silent_ms: health.pulse.silent_ms(&validator.key),
-            is_self: health.own_keys.contains(&validator.key),
+            is_self: health.is_own_key(&validator.key),
             connected: connected_keys.contains(&validator.key),
         })
         .collect();

@@ -36,6 +36,7 @@ pub mod handles;
 pub mod health;
 pub mod health_watch;
 pub mod home;
+pub mod key_watch;
 pub mod mempool;
 pub mod metrics;
 pub mod net_glue;

@@ -172,6 +172,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     read_desk.resubmit_pending();
 
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
+    let key_watch = (held_keys.clone(), driver_sender.clone());
     let app = LedgerApp::new(
         store,
         mempool.clone(),
@@ -283,6 +284,13 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         chain,
         metrics,
         health,
+        stop.clone(),
+    ));
+    // Not essential: a node that stopped watching its keys still works.
+    tokio::spawn(crate::key_watch::run(
+        keys.clone(),
+        key_watch.0,
+        key_watch.1,
         stop.clone(),
     ));
     let driver_task = tokio::spawn(driver.run(first_effects, driver_receiver, stop.clone()));
