@@ -10,8 +10,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use custody_ledger::block::Block;
-use custody_ledger::encoding;
 use custody_ledger::types::Height;
 use custody_oversight::{Alert, Detector, Thresholds};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,19 +94,11 @@ pub(super) fn anomalies(args: AnomaliesArgs, out: &mut dyn Write) -> Result<(), 
     detector.feed_genesis(&loaded.genesis);
     let bar = progress_bar(show_progress(), last);
     for height in 1..=last {
-        let read = |reason: String| AuditError::Read {
+        let block = loaded.block(height)?;
+        detector.feed_block(&block).map_err(|e| AuditError::Read {
             path: format!("block {height}"),
-            reason,
-        };
-        let raw = loaded
-            .source
-            .raw_block(Height(height))
-            .map_err(read)?
-            .ok_or_else(|| read("missing".to_string()))?;
-        let block: Block = encoding::decode(&raw).map_err(|e| read(e.to_string()))?;
-        detector
-            .feed_block(&block)
-            .map_err(|e| read(e.to_string()))?;
+            reason: e.to_string(),
+        })?;
         if height % 64 == 0 || height == last {
             bar.set_position(height);
         }

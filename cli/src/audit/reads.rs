@@ -6,10 +6,8 @@
 use std::io::Write;
 
 use clap::Args;
-use custody_ledger::block::Block;
-use custody_ledger::encoding;
 use custody_ledger::reads::{ReadAccount, ReadOutcome};
-use custody_ledger::types::{Height, PublicKey};
+use custody_ledger::types::PublicKey;
 use serde::Serialize;
 
 use super::source::{load_chain, LoadedChain, SourceArgs};
@@ -22,16 +20,7 @@ use super::{show_progress, time, AuditError};
 pub fn read_account(loaded: &LoadedChain) -> Result<ReadAccount, AuditError> {
     let mut account = ReadAccount::default();
     for height in 1..=loaded.report.height.0 {
-        let read = |reason: String| AuditError::Read {
-            path: format!("block {height}"),
-            reason,
-        };
-        let raw = loaded
-            .source
-            .raw_block(Height(height))
-            .map_err(read)?
-            .ok_or_else(|| read("missing".to_string()))?;
-        let block: Block = encoding::decode(&raw).map_err(|e| read(e.to_string()))?;
+        let block = loaded.block(height)?;
         account
             .add_block(&block)
             .map_err(|error| AuditError::Reads(error.to_string()))?;

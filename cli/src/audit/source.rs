@@ -52,6 +52,22 @@ pub struct LoadedChain {
     pub head_source: String,
 }
 
+impl LoadedChain {
+    /// Block `height` of the verified chain, decoded.
+    pub fn block(&self, height: u64) -> Result<custody_ledger::block::Block, AuditError> {
+        let read = |reason: String| AuditError::Read {
+            path: format!("block {height}"),
+            reason,
+        };
+        let raw = self
+            .source
+            .raw_block(custody_ledger::types::Height(height))
+            .map_err(read)?
+            .ok_or_else(|| read("missing".to_string()))?;
+        custody_ledger::encoding::decode(&raw).map_err(|e| read(e.to_string()))
+    }
+}
+
 fn progress_bar(enabled: bool) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
