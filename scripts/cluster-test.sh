@@ -174,6 +174,9 @@ scripts/build-image.sh
 
 say "generating keys, genesis and configs (custody cluster prepare)"
 custody cluster prepare --dir "$work/net" --subnet "$CUSTODY_SUBNET" --joining 1
+# Reads of blocks, members and proposals are signed; the harness reads as
+# the auditor every node's api.auditor_keys names.
+export CUSTODY_AUDITOR_KEY="$work/net/auditor.key"
 
 say "starting four containers on $NETWORK ($CUSTODY_SUBNET.0/24)"
 remove_cluster
@@ -429,11 +432,11 @@ if runs 10; then
         id=$(sed -n 's/^proposal id \([0-9a-f]*\);.*/\1/p' <<<"$out")
         [[ -n $id ]] || fail "gov propose printed no proposal id: $out"
         for a in $approvers; do
-            [[ $(custody gov show "$id" --json --node "$(api "$a")" | jq -r .status) == executed ]] && break
+            [[ $(custody gov show "$id" --json --key "$(governor "$a")" --node "$(api "$a")" | jq -r .status) == executed ]] && break
             custody gov approve "$id" --key "$(governor "$a")" --node "$(api "$a")" --wait >/dev/null ||
                 fail "gov approve $id by ${DEPARTMENTS[$a]} failed"
         done
-        custody gov show "$id" --json --node "$(api "$proposer")" >"$work/proposal.json"
+        custody gov show "$id" --json --key "$(governor "$proposer")" --node "$(api "$proposer")" >"$work/proposal.json"
         [[ $(jq -r .status "$work/proposal.json") == executed ]] ||
             { cat "$work/proposal.json" >&2; fail "proposal $id ($*) did not execute"; }
         jq -r .proposal.executed_at "$work/proposal.json"

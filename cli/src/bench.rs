@@ -442,10 +442,14 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         config.save(&path).map_err(|e| e.to_string())?;
     }
     let nodes = start_nodes(&dir, &homes, node_binary.as_deref())?;
+    let auditor = crate::tx::read_signing_key(
+        &dir.join(custody_node::testnet::TESTNET_AUDITOR_KEY_FILE),
+        None,
+    )?;
     let clients: Vec<Client> = manifest
         .nodes
         .iter()
-        .map(|n| Client::new(n.api_url.clone()))
+        .map(|n| Client::new(n.api_url.clone()).signed_by(auditor.clone()))
         .collect();
     wait_until(
         "all four nodes to commit a block",

@@ -133,9 +133,31 @@ pub struct NodeArgs {
     /// The node's HTTP API.
     #[arg(long, env = "CUSTODY_NODE", default_value = "http://127.0.0.1:26680")]
     node: String,
+    /// Your member key file (or an auditor's key named in the node's
+    /// `api.auditor_keys`): the node shows proposals and members only to a
+    /// signed caller.
+    #[arg(long, env = "CUSTODY_MEMBER_KEY", value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+    /// Environment variable holding the key file's passphrase, if it is sealed.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+impl NodeArgs {
+    /// A client of the node, signing its reads with `--key` when given.
+    fn client(&self) -> Result<Client, String> {
+        let client = Client::new(self.node.clone());
+        match &self.key {
+            Some(path) => Ok(client.signed_by(crate::tx::read_signing_key(
+                path,
+                self.passphrase_env.as_deref(),
+            )?)),
+            None => Ok(client),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -192,7 +214,7 @@ pub async fn run(command: GovCommand) -> Result<(), String> {
             let body = TxBody::ApproveChange { proposal };
             sign_and_submit(&signer, &submit, body).await?;
             if submit.waits() && !submit.prints_json() {
-                print_after(&submit, &proposal).await;
+                print_after(&signer, &submit, &proposal).await;
             }
             Ok(())
         }
@@ -202,7 +224,7 @@ pub async fn run(command: GovCommand) -> Result<(), String> {
                     "--status `{status}` is not one of pending, executed, all"
                 ));
             }
-            let client = Client::new(node.node.clone());
+            let client = node.client()?;
             let proposals = client
                 .proposals(&status)
                 .await
@@ -220,7 +242,7 @@ pub async fn run(command: GovCommand) -> Result<(), String> {
         }
         GovCommand::Show { proposal, node } => {
             let id = parse_proposal(&proposal)?;
-            let client = Client::new(node.node.clone());
+            let client = node.client()?;
             let answer = client
                 .proposal(&id)
                 .await
@@ -369,7 +391,7 @@ async fn propose(change: ChangeArgs) -> Result<(), String> {
                 hex::encode(proposal.0)
             );
             if submit.waits() {
-                print_after(&submit, &proposal).await;
+                print_after(&signer, &submit, &proposal).await;
             }
         }
     }
@@ -377,8 +399,14 @@ async fn propose(change: ChangeArgs) -> Result<(), String> {
 }
 
 /// After a committed proposal or approval: where the proposal stands.
-async fn print_after(submit: &SubmitArgs, proposal: &ProposalId) {
-    let client = Client::new(submit.node().to_string());
+async fn print_after(signer: &SignerArgs, submit: &SubmitArgs, proposal: &ProposalId) {
+    let client = match signer.signing_key() {
+        Ok(key) => Client::new(submit.node().to_string()).signed_by(key),
+        Err(error) => {
+            eprintln!("(cannot read the proposal back: {error})");
+            return;
+        }
+    };
     match client.proposal(proposal).await {
         Ok(answer) => print!("{}", describe(&answer)),
         Err(error) => eprintln!("(cannot read the proposal back: {error})"),
@@ -491,7 +519,7 @@ pub async fn run_member(command: MemberCommand) -> Result<(), String> {
         }
         MemberCommand::Show { member, node } => {
             let key = parse_key(&member)?;
-            let client = Client::new(node.node.clone());
+            let client = node.client()?;
             let answer = client
                 .get_json(&format!("/v1/members/{}", key.to_hex()))
                 .await

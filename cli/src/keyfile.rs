@@ -1043,3 +1043,26 @@ pub fn run_keys_to<W: Write>(args: KeysArgs, output: &mut W) -> Result<(), KeysC
     };
     writeln!(output, "{text}").map_err(KeysCommandError::Output)
 }
+
+/// Reads a member key file: the JSON key file of `custody keys`, or a bare
+/// hex secret.
+pub fn read_signing_key(
+    path: &std::path::Path,
+    passphrase_env: Option<&str>,
+) -> Result<ed25519_dalek::SigningKey, String> {
+    let text =
+        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let is_json = text
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    if is_json {
+        let passphrase = match passphrase_env {
+            Some(name) => Some(Passphrase::from_env(name).map_err(|error| error.to_string())?),
+            None => None,
+        };
+        return read_member_key(path, passphrase.as_ref()).map_err(|error| error.to_string());
+    }
+    let secret = custody_node::home::read_key_file(path).map_err(|error| error.to_string())?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
+}

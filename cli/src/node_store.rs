@@ -148,6 +148,10 @@ struct HomeParts {
     /// The highest height the consensus state shows this node committed.
     committed: u64,
     api_url: String,
+    /// The node's own key (a department node's), which signs the block
+    /// reads of a repair or backup from a running node; none when the home
+    /// holds no readable node key.
+    node_key: Option<ed25519_dalek::SigningKey>,
 }
 
 fn load_home(root: &Path) -> Result<HomeParts, StoreCommandError> {
@@ -169,7 +173,15 @@ fn load_home(root: &Path) -> Result<HomeParts, StoreCommandError> {
     } else {
         listen.ip().to_string()
     };
+    let node_key = custody_node::home::read_key_file(
+        &home
+            .keys_dir(&config)
+            .join(custody_node::home::NODE_KEY_FILE),
+    )
+    .ok()
+    .map(|secret| ed25519_dalek::SigningKey::from_bytes(&secret));
     Ok(HomeParts {
+        node_key,
         ledger: home.ledger_dir(&config),
         data: home.data_dir(&config),
         state,
@@ -344,18 +356,21 @@ pub fn repair(
             let download = parts.data.join(format!("repair-{}.export", now_ms()));
             let mut found = None;
             for peer in &peers {
-                let attempt = crate::audit::export_node_chain(peer, &parts.genesis, &download)
-                    .map_err(|error| error.to_string())
-                    .and_then(|_| {
-                        verify(&download, &parts.genesis, threads).map_err(|e| e.to_string())
-                    })
-                    .and_then(|(report, file)| {
-                        if report.height.0 < parts.committed {
-                            Err(behind(peer.clone(), report.height.0).to_string())
-                        } else {
-                            Ok((report, file))
-                        }
-                    });
+                let attempt = crate::audit::export_node_chain(
+                    peer,
+                    &parts.genesis,
+                    &download,
+                    parts.node_key.as_ref(),
+                )
+                .map_err(|error| error.to_string())
+                .and_then(|_| verify(&download, &parts.genesis, threads).map_err(|e| e.to_string()))
+                .and_then(|(report, file)| {
+                    if report.height.0 < parts.committed {
+                        Err(behind(peer.clone(), report.height.0).to_string())
+                    } else {
+                        Ok((report, file))
+                    }
+                });
                 match attempt {
                     Ok((report, file)) => {
                         found = Some((report, file, peer.clone()));
@@ -478,11 +493,15 @@ pub fn backup(
     };
     let export_path = to.with_extension("export-partial");
     let result = (|| {
-        crate::audit::export_node_chain(&url, &parts.genesis, &export_path).map_err(|error| {
-            StoreCommandError::Node {
-                url: url.clone(),
-                reason: error.to_string(),
-            }
+        crate::audit::export_node_chain(
+            &url,
+            &parts.genesis,
+            &export_path,
+            parts.node_key.as_ref(),
+        )
+        .map_err(|error| StoreCommandError::Node {
+            url: url.clone(),
+            reason: error.to_string(),
         })?;
         let (report, _file) = verify(&export_path, &parts.genesis, threads)?;
         if report.height.0 < committed {

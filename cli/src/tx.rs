@@ -73,6 +73,13 @@ pub struct SignerArgs {
     output: Option<PathBuf>,
 }
 
+impl SignerArgs {
+    /// The signing key, read from `--key` (unsealed with `--passphrase-env`).
+    pub(crate) fn signing_key(&self) -> Result<ed25519_dalek::SigningKey, String> {
+        read_signing_key(&self.key, self.passphrase_env.as_deref())
+    }
+}
+
 #[derive(Args)]
 pub struct SubmitArgs {
     /// The node's HTTP API.
@@ -134,32 +141,7 @@ pub(crate) fn parse_clearance(text: &str) -> Result<Classification, String> {
     }
 }
 
-/// Reads a member key file: the JSON key file of `custody keys`, or a bare
-/// hex secret.
-pub fn read_signing_key(
-    path: &std::path::Path,
-    passphrase_env: Option<&str>,
-) -> Result<ed25519_dalek::SigningKey, String> {
-    let text =
-        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let is_json = text
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{');
-    if is_json {
-        let passphrase = match passphrase_env {
-            Some(name) => Some(
-                custody_cli::keyfile::Passphrase::from_env(name)
-                    .map_err(|error| error.to_string())?,
-            ),
-            None => None,
-        };
-        return custody_cli::keyfile::read_member_key(path, passphrase.as_ref())
-            .map_err(|error| error.to_string());
-    }
-    let secret = custody_node::home::read_key_file(path).map_err(|error| error.to_string())?;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
-}
+pub use custody_cli::keyfile::read_signing_key;
 
 async fn sign(
     client: &Client,
@@ -173,6 +155,8 @@ async fn sign(
         None => {
             let public = hex::encode(key.verifying_key().to_bytes());
             let member = client
+                .clone()
+                .signed_by(key.clone())
                 .get_json(&format!("/v1/members/{public}"))
                 .await
                 .map_err(|error| format!("cannot read the signer's nonce: {error}"))?;

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{doc_as, doc_ok, get_json, wait_for, wait_until_committing, Testnet};
+use common::{doc_as, doc_ok, wait_for, wait_until_committing, Testnet};
 
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
 /// A short scrub interval, so that the scrub runs within the test.
@@ -57,7 +57,7 @@ async fn register(net: &Testnet, index: usize, dir: &Path, title: &str) -> (Stri
     );
     let id = value["document"].as_str().expect("document id").to_string();
     let url = format!("{}/v1/documents/{id}", net.nodes[index].api_url);
-    let document = get_json(&url).await.expect("document");
+    let document = net.get_json(&url).await.expect("document");
     let sha256 = document["ciphertext"]["sha256"]
         .as_str()
         .expect("ciphertext sha256")
@@ -122,9 +122,12 @@ async fn metric(api_url: &str, name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("no {name} in /metrics"))
 }
 
-async fn post_fetch(api_url: &str, document: &str) -> (u16, serde_json::Value) {
+async fn post_fetch(net: &Testnet, api_url: &str, document: &str) -> (u16, serde_json::Value) {
+    let url = format!("{api_url}/v1/blobs/fetch?document={document}");
+    let (name, value) = net.auth_header("POST", &url).await;
     let response = reqwest::Client::new()
-        .post(format!("{api_url}/v1/blobs/fetch?document={document}"))
+        .post(url)
+        .header(name, value)
         .send()
         .await
         .expect("fetch request");
@@ -141,7 +144,7 @@ async fn offer_and_fetch(net: &Testnet, from: usize, to: usize, id: &str) {
     wait_for(net, "the offer to reach the receiver", COMMIT_WAIT, || {
         let url = url.clone();
         async move {
-            let document = get_json(&url).await?;
+            let document = net.get_json(&url).await?;
             if document["status"].get("in-transfer").is_some() {
                 Ok(())
             } else {
@@ -150,7 +153,7 @@ async fn offer_and_fetch(net: &Testnet, from: usize, to: usize, id: &str) {
         }
     })
     .await;
-    let (status, answer) = post_fetch(&net.nodes[to].api_url, id).await;
+    let (status, answer) = post_fetch(net, &net.nodes[to].api_url, id).await;
     assert_eq!(status, 200, "{answer}\n{}", net.logs());
 }
 
@@ -246,7 +249,7 @@ async fn a_corrupt_blob_is_never_served_nor_reported_held() {
     // quarantines it and tries the other nodes (none holds this one).
     let (held_id, held_sha) = register(&net, a, work.path(), "held").await;
     flip_a_bit(&blob_path(&net, a, &held_sha));
-    let (status, answer) = post_fetch(&api, &held_id).await;
+    let (status, answer) = post_fetch(&net, &api, &held_id).await;
     assert_eq!(status, 502, "{answer}");
     assert_eq!(answer["error"]["code"], "blob_fetch_failed", "{answer}");
     assert!(!blob_path(&net, a, &held_sha).exists());
@@ -258,10 +261,11 @@ async fn a_corrupt_blob_is_never_served_nor_reported_held() {
     let b_name = net.nodes[b].department.clone();
     doc_ok(&net, a, &["offer", &peer_id, "--to", &b_name]);
     let url = format!("{}/v1/documents/{peer_id}", net.nodes[b].api_url);
+    let shared = &net;
     wait_for(&net, "the offer to reach B", COMMIT_WAIT, || {
         let url = url.clone();
         async move {
-            let document = get_json(&url).await?;
+            let document = shared.get_json(&url).await?;
             if document["status"].get("in-transfer").is_some() {
                 Ok(())
             } else {
@@ -271,7 +275,7 @@ async fn a_corrupt_blob_is_never_served_nor_reported_held() {
     })
     .await;
     flip_a_bit(&blob_path(&net, a, &peer_sha));
-    let (status, answer) = post_fetch(&net.nodes[b].api_url, &peer_id).await;
+    let (status, answer) = post_fetch(&net, &net.nodes[b].api_url, &peer_id).await;
     assert_eq!(status, 502, "{answer}");
     assert!(!blob_path(&net, b, &peer_sha).exists());
     assert!(

@@ -151,7 +151,7 @@ async fn a_transaction_signed_to_a_file_is_submitted_and_committed_and_the_node_
     let mut testnet = Testnet::init(1);
     testnet.start_all();
     let api = testnet.nodes[0].api_url.clone();
-    let client = custody_node::client::Client::new(api.clone());
+    let client = testnet.client(0);
     wait_for(
         &testnet,
         "the node to answer",

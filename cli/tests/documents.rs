@@ -80,7 +80,7 @@ where
     wait_for(net, what, COMMIT_WAIT, || {
         let url = url.clone();
         async move {
-            let doc = get_json(&url).await?;
+            let doc = net.get_json(&url).await?;
             if check(&doc) {
                 Ok(())
             } else {
@@ -92,8 +92,14 @@ where
 }
 
 /// The kinds of a document's events on one node, in order.
-async fn event_kinds(api_url: &str, document: &str) -> Result<Vec<(String, String)>, String> {
-    let page = get_json(&format!("{api_url}/v1/documents/{document}/history")).await?;
+async fn event_kinds(
+    net: &Testnet,
+    api_url: &str,
+    document: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let page = net
+        .get_json(&format!("{api_url}/v1/documents/{document}/history"))
+        .await?;
     Ok(page["items"]
         .as_array()
         .ok_or("no items")?
@@ -178,11 +184,12 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     // Custody shows B on every node.
     for node in &net.nodes {
         let url = format!("{}/v1/documents/{id}", node.api_url);
+        let shared = &net;
         wait_for(&net, "custody to show B", COMMIT_WAIT, || {
             let url = url.clone();
             let b_name = b_name.clone();
             async move {
-                let doc = get_json(&url).await?;
+                let doc = shared.get_json(&url).await?;
                 if doc["custodian"] == b_name.as_str() && doc["status"] == "active" {
                     Ok(())
                 } else {
@@ -229,7 +236,8 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
         "{stderr}"
     );
     assert!(!c_out.exists());
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[c].api_url))
+    let doc = net
+        .get_json(&format!("{}/v1/documents/{id}", net.nodes[c].api_url))
         .await
         .expect("doc");
     let ciphertext =
@@ -254,11 +262,11 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
         let body = response.bytes().await.expect("body");
         assert!(body.len() < 2048, "a refusal carried {} bytes", body.len());
     }
+    let fetch_url = format!("{}/v1/blobs/fetch?document={id}", net.nodes[c].api_url);
+    let (auth_name, auth_value) = net.auth_header("POST", &fetch_url).await;
     let fetch = http
-        .post(format!(
-            "{}/v1/blobs/fetch?document={id}",
-            net.nodes[c].api_url
-        ))
+        .post(fetch_url)
+        .header(auth_name, auth_value)
         .send()
         .await
         .expect("fetch");
@@ -354,6 +362,7 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     .iter()
     .map(|(kind, department)| (kind.to_string(), department.to_string()))
     .collect();
+    let shared = &net;
     for node in &net.nodes {
         let api_url = node.api_url.clone();
         wait_for(&net, "the full history on every node", COMMIT_WAIT, || {
@@ -361,7 +370,7 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
             let id = id.clone();
             let expected = expected.clone();
             async move {
-                let kinds = event_kinds(&api_url, &id).await?;
+                let kinds = event_kinds(shared, &api_url, &id).await?;
                 if kinds == expected {
                     Ok(())
                 } else {
@@ -579,7 +588,7 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     assert!(!ok, "opened with another department's key");
     assert!(stderr.contains("not department"), "{stderr}");
     assert!(!out.exists());
-    let kinds = event_kinds(&net.nodes[a].api_url, &id)
+    let kinds = event_kinds(&net, &net.nodes[a].api_url, &id)
         .await
         .expect("history");
     assert_eq!(kinds.len(), 1, "a refused open left an event: {kinds:?}");
@@ -634,7 +643,8 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
     // another node either.
     let (file, _) = write_document(work.path(), "deed.pdf", 300_000);
     let id = register(&net, a, &file, "Deed");
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
+    let doc = net
+        .get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
         .await
         .expect("doc");
     let sha = doc["ciphertext"]["sha256"]
@@ -681,7 +691,8 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
         stderr.contains(&id) && stderr.contains("could not be fetched"),
         "{stderr}"
     );
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[b].api_url))
+    let doc = net
+        .get_json(&format!("{}/v1/documents/{id}", net.nodes[b].api_url))
         .await
         .expect("doc");
     assert_eq!(doc["custodian"], net.nodes[a].department.as_str());
@@ -718,7 +729,8 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
         ],
     );
     assert_eq!(std::fs::read(&c_copy).expect("c copy"), original);
-    let doc = get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
+    let doc = net
+        .get_json(&format!("{}/v1/documents/{id}", net.nodes[a].api_url))
         .await
         .expect("doc");
     let sha = doc["ciphertext"]["sha256"]

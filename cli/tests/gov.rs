@@ -16,7 +16,7 @@ async fn started() -> Testnet {
     let mut testnet = Testnet::init(4);
     testnet.start_all();
     for index in 0..testnet.nodes.len() {
-        let client = Client::new(testnet.nodes[index].api_url.clone());
+        let client = testnet.client(index);
         wait_for(
             &testnet,
             "every node to answer",
@@ -49,6 +49,12 @@ fn admin(testnet: &Testnet, index: usize) -> String {
 fn run_ok(testnet: &Testnet, index: usize, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--node", &testnet.nodes[index].api_url]);
+    // Reads of proposals and members are signed; read as the auditor
+    // unless the command signs with its own key.
+    let auditor = testnet.auditor_key_path();
+    if !args.contains(&"--key") {
+        all.extend(["--key", auditor.to_str().expect("utf-8 path")]);
+    }
     let (ok, stdout, stderr) = custody(&all);
     assert!(ok, "custody {all:?} failed:\n{stdout}\n{stderr}");
     stdout
@@ -142,7 +148,10 @@ async fn an_unknown_proposal_cannot_be_shown_or_approved() {
     let testnet = started().await;
 
     let unknown = "ab".repeat(32);
-    let mut args = vec!["gov", "show", unknown.as_str(), "--node"];
+    let auditor = testnet.auditor_key_path();
+    let mut args = vec!["gov", "show", unknown.as_str(), "--key"];
+    args.push(auditor.to_str().expect("utf-8 path"));
+    args.push("--node");
     args.push(&testnet.nodes[0].api_url);
     let (ok, _, stderr) = custody(&args);
     assert!(!ok);

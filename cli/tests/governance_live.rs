@@ -25,7 +25,7 @@ async fn started(n: usize, joining: usize) -> Testnet {
 }
 
 fn client(testnet: &Testnet, index: usize) -> Client {
-    Client::new(testnet.nodes[index].api_url.clone())
+    testnet.client(index)
 }
 
 async fn height_of(testnet: &Testnet, index: usize) -> Result<u64, String> {
@@ -63,6 +63,12 @@ fn admin(testnet: &Testnet, index: usize) -> String {
 fn run_ok(testnet: &Testnet, index: usize, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--node", &testnet.nodes[index].api_url]);
+    // Reads of proposals and members are signed; read as the auditor
+    // unless the command signs with its own key.
+    let auditor = testnet.auditor_key_path();
+    if !args.contains(&"--key") {
+        all.extend(["--key", auditor.to_str().expect("utf-8 path")]);
+    }
     let (ok, stdout, stderr) = custody(&all);
     assert!(
         ok,

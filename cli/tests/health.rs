@@ -41,7 +41,7 @@ const ATTACK_CLOSED_WAIT_MS: u64 = 20_000;
 const HONEST_REQUEST_TIMEOUT_MS: u64 = common::REQUEST_TIMEOUT_MS;
 
 fn client(testnet: &Testnet, index: usize) -> Client {
-    Client::new(testnet.nodes[index].api_url.clone())
+    testnet.client(index)
 }
 
 async fn height(testnet: &Testnet, index: usize) -> Result<u64, String> {

@@ -57,7 +57,7 @@ fn enroll(
 }
 
 fn client(testnet: &Testnet, index: usize) -> Client {
-    Client::new(testnet.nodes[index].api_url.clone())
+    testnet.client(index)
 }
 
 async fn height(testnet: &Testnet, index: usize) -> Result<u64, String> {

@@ -92,7 +92,7 @@ async fn chain_id(net: &Testnet, index: usize) -> String {
 }
 
 async fn document(net: &Testnet, index: usize, id: &str) -> serde_json::Value {
-    get_json(&format!("{}/v1/documents/{id}", net.nodes[index].api_url))
+    net.get_json(&format!("{}/v1/documents/{id}", net.nodes[index].api_url))
         .await
         .expect("document")
 }
@@ -106,7 +106,8 @@ async fn record_access(net: &Testnet, index: usize, id: &str, purpose: &str) -> 
     let key = clerk_key(net, index);
     let public = PublicKey(key.verifying_key().to_bytes());
     let api = &net.nodes[index].api_url;
-    let member = get_json(&format!("{api}/v1/members/{public}"))
+    let member = net
+        .get_json(&format!("{api}/v1/members/{public}"))
         .await
         .expect("member");
     let nonce = member["nonce"].as_u64().unwrap_or(0);
@@ -156,6 +157,8 @@ fn audit_offline(net: &Testnet, args: &[&str]) -> Result<serde_json::Value, Stri
             "--genesis",
         ])
         .arg(net.dir.path().join("genesis.json"))
+        .arg("--key")
+        .arg(net.auditor_key_path())
         .arg("--to")
         .arg(&export)
         .output()
@@ -225,11 +228,11 @@ async fn an_offer_recipient_cannot_read_without_a_committed_access_record() {
     .await;
     // B's node holds the blob (custody replication), yet B's clerk gets no
     // ciphertext without a record.
+    let fetch_url = format!("{}/v1/blobs/fetch?document={id}", net.nodes[b].api_url);
+    let (auth_name, auth_value) = net.auth_header("POST", &fetch_url).await;
     let fetched = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/blobs/fetch?document={id}",
-            net.nodes[b].api_url
-        ))
+        .post(fetch_url)
+        .header(auth_name, auth_value)
         .send()
         .await
         .expect("fetch");
@@ -244,12 +247,13 @@ async fn an_offer_recipient_cannot_read_without_a_committed_access_record() {
 
     // Accepting records the inspection before the download.
     doc_ok(&net, b, &["accept", &id]);
-    let history = get_json(&format!(
-        "{}/v1/documents/{id}/history",
-        net.nodes[b].api_url
-    ))
-    .await
-    .expect("history");
+    let history = net
+        .get_json(&format!(
+            "{}/v1/documents/{id}/history",
+            net.nodes[b].api_url
+        ))
+        .await
+        .expect("history");
     let kinds: Vec<String> = history["items"]
         .as_array()
         .expect("items")
@@ -407,4 +411,83 @@ async fn a_refused_read_is_visible_to_an_auditor_offline() {
     assert_eq!(none["denials"].as_array().map(Vec::len), Some(0), "{none}");
     // And the whole chain, attestations included, verifies offline.
     audit_offline(&net, &["verify"]).expect("audit verify");
+}
+
+/// Every route that answers records, with the status an unsigned caller,
+/// a stranger, the auditor and a member each get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_members_blocks_and_blobs_answer_only_signed_members_nodes_and_auditors() {
+    let net = start_network();
+    wait_until_committing(&net, COMMIT_WAIT).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let id = register(&net, 0, work.path(), "a confidential file");
+    let doc = document(&net, 0, &id).await;
+    let sha = ciphertext_of(&doc).to_hex();
+    let clerk = clerk_key(&net, 0);
+    let clerk_public = PublicKey(clerk.verifying_key().to_bytes());
+    let api = net.nodes[0].api_url.clone();
+    let guarded = [
+        format!("{api}/v1/documents/{id}"),
+        format!("{api}/v1/documents/{id}/history"),
+        format!("{api}/v1/documents?classification=confidential"),
+        format!("{api}/v1/members/{clerk_public}"),
+        format!("{api}/v1/blocks/1"),
+        format!("{api}/v1/proposals?status=all"),
+        format!("{api}/v1/blobs/{sha}"),
+    ];
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32]);
+    for url in &guarded {
+        let (status, body) = common::get_signed(url, None).await.expect("answer");
+        assert_eq!(status, 401, "{url} answered an unsigned caller: {body}");
+        assert_eq!(body["error"]["code"], "not_authenticated", "{url}: {body}");
+        assert!(
+            !body.to_string().contains("a confidential file"),
+            "{url} leaked the title to an unsigned caller: {body}"
+        );
+
+        let (status, body) = common::get_signed(url, Some(&stranger))
+            .await
+            .expect("answer");
+        assert_eq!(status, 403, "{url} answered a stranger: {body}");
+        assert_eq!(body["error"]["code"], "api_caller_unknown", "{url}: {body}");
+
+        let (status, body) = common::get_signed(url, Some(&net.auditor_key()))
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{url} refused the auditor: {body}");
+        let (status, body) = common::get_signed(url, Some(&clerk)).await.expect("answer");
+        assert_eq!(status, 200, "{url} refused a member: {body}");
+    }
+
+    // A signature covers one method, path and query: replayed on another
+    // request it opens nothing.
+    let (name, value) = net.auth_header("GET", &guarded[0]).await;
+    let response = reqwest::Client::new()
+        .get(&guarded[2])
+        .header(name, value)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 403);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "api_wrong_request", "{body}");
+
+    // The documented open set stays open.
+    for path in [
+        "/v1/status",
+        "/healthz",
+        "/metrics",
+        "/v1/departments",
+        "/v1/parameters",
+    ] {
+        let (status, body) = common::get(&format!("{api}{path}")).await.expect("answer");
+        assert_eq!(status, 200, "{path} is closed: {body}");
+    }
+    let (_, metrics) = common::get(&format!("{api}/metrics"))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("custody_api_refused_total{code=\"not_authenticated\"}"),
+        "{metrics}"
+    );
 }

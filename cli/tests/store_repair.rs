@@ -171,6 +171,7 @@ async fn repair_from_an_export_refuses_one_below_what_the_node_committed() {
     let work = tempfile::tempdir().expect("tempdir");
     let genesis = home.join("genesis.json");
     let api0 = net.nodes[0].api_url.clone();
+    let auditor = net.auditor_key_path();
     let export = |name: &str| {
         let to = work.path().join(name);
         let (ok, _, stderr) = custody(&[
@@ -180,6 +181,8 @@ async fn repair_from_an_export_refuses_one_below_what_the_node_committed() {
             &api0,
             "--genesis",
             s(&genesis),
+            "--key",
+            s(&auditor),
             "--to",
             s(&to),
         ]);

@@ -38,6 +38,8 @@ pub const PROOF_FILE: &str = "custody/proof-file/v1";
 pub const READ_REQUEST: &str = "custody/read-request/v1";
 /// A member's signed upload of a ciphertext to a node's blob store.
 pub const BLOB_UPLOAD: &str = "custody/blob-upload/v1";
+/// A caller's signed request to read from a node's API.
+pub const API_REQUEST: &str = "custody/api-request/v1";
 /// HKDF domain of a data key wrapped to a department's X25519 key.
 pub const WRAPPED_KEY: &str = "custody/wrapped-key/v1";
 /// The header of a key file.
@@ -61,6 +63,7 @@ pub const ALL: &[&str] = &[
     PROOF_FILE,
     READ_REQUEST,
     BLOB_UPLOAD,
+    API_REQUEST,
     WRAPPED_KEY,
     KEY_FILE,
 ];

@@ -20,6 +20,7 @@
 //!   before it returns.
 
 pub mod block;
+pub mod caller;
 pub mod certificate;
 pub mod chain;
 pub mod encoding;

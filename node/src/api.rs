@@ -41,6 +41,20 @@ pub fn router(state: ApiState) -> Router {
     let body_limit = settings.api.body_bytes_max;
     let request_timeout = Duration::from_millis(settings.api.request_timeout_ms);
     let transfer_timeout = Duration::from_millis(settings.api.transfer_timeout_ms);
+    let gate = state.auth_gate.clone();
+    // Routes that answer records (transactions, blocks, documents,
+    // members, proposals) admit only a signed caller (`api_auth`).
+    let signed = Router::new()
+        .route("/v1/transactions/{id}", get(transaction))
+        .route("/v1/blocks/{height}", get(block_by_height))
+        .route("/v1/blocks/hash/{hash}", get(block_by_hash))
+        .route("/v1/documents/{*id}", get(document_or_history))
+        .route("/v1/members/{key}", get(member))
+        .merge(crate::api_governance::signed_routes())
+        .route_layer(middleware::from_fn_with_state(
+            gate.clone(),
+            crate::api_auth::require_caller,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -48,14 +62,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/batch", post(submit_batch))
-        .route("/v1/transactions/{id}", get(transaction))
-        .route("/v1/blocks/{height}", get(block_by_height))
-        .route("/v1/blocks/hash/{hash}", get(block_by_hash))
-        .route("/v1/documents/{*id}", get(document_or_history))
-        .route("/v1/members/{key}", get(member))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
         .merge(crate::api_governance::routes())
+        .merge(signed)
         .fallback(not_found)
         // `layer` wraps only the routes above: blob transfers get their own,
         // longer deadline below.
@@ -64,7 +74,7 @@ pub fn router(state: ApiState) -> Router {
             request_timeout,
         ))
         .merge(
-            crate::api_documents::routes().layer(TimeoutLayer::with_status_code(
+            crate::api_documents::routes(gate).layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 transfer_timeout,
             )),

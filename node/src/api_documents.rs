@@ -18,6 +18,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -66,18 +67,23 @@ pub struct BlobStatus {
     pub quarantined: Option<String>,
 }
 
-pub fn routes() -> Router<ApiState> {
+/// `gate` admits the callers of the routes that answer records (a blob's
+/// status, a fetch, the document list); an upload carries its own signed
+/// header and a read its signed read request.
+pub fn routes(gate: crate::api_auth::AuthGate) -> Router<ApiState> {
+    let signed =
+        || axum::middleware::from_fn_with_state(gate.clone(), crate::api_auth::require_caller);
     Router::new()
         .route(
             "/v1/blobs/{sha256}",
             put(upload)
-                .get(blob_status)
+                .get(blob_status.layer(signed()))
                 // Uploads are bounded by `blobs.blob_bytes_max` instead.
                 .layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/blobs/fetch", post(fetch))
+        .route("/v1/blobs/fetch", post(fetch.layer(signed())))
         .route("/v1/reads", post(read))
-        .route("/v1/documents", get(list))
+        .route("/v1/documents", get(list.layer(signed())))
 }
 
 fn parse_sha256(text: &str) -> Result<[u8; 32], ApiError> {

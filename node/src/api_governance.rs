@@ -31,11 +31,16 @@ struct ListQuery {
     status: Option<String>,
 }
 
+/// Open to anyone: the chain parameters in force.
 pub fn routes() -> Router<ApiState> {
+    Router::new().route("/v1/parameters", get(parameters))
+}
+
+/// For signed callers only: proposals name members and departments.
+pub fn signed_routes() -> Router<ApiState> {
     Router::new()
         .route("/v1/proposals", get(list))
         .route("/v1/proposals/{id}", get(show))
-        .route("/v1/parameters", get(parameters))
 }
 
 async fn parameters(State(chain): State<ChainView>) -> Result<Json<Parameters>, ApiError> {

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub settings: Arc<ApiSettings>,
     /// The read rule's caller: claims access records, attests reads.
     pub read_desk: crate::read_desk::ReadDesk,
+    /// The door of every route that answers records: who may call.
+    pub auth_gate: crate::api_auth::AuthGate,
 }
 
 macro_rules! substate {

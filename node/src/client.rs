@@ -1,6 +1,7 @@
 //! A client of a node's HTTP API, used by the `custody` CLI, the
 //! multi-node tests and the load bench.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use custody_ledger::tx::SignedTransaction;
@@ -40,6 +41,10 @@ impl ClientError {
 pub struct Client {
     base_url: String,
     http: reqwest::Client,
+    /// Who signs the reads that need a caller (`x-custody-auth`).
+    signer: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// The node's chain id, fetched once for signing.
+    chain_id: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Client {
@@ -53,7 +58,40 @@ impl Client {
         Client {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             http,
+            signer: None,
+            chain_id: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// This client, signing every read with `key`: a member's, a
+    /// department node's, or an auditor's named in the node's
+    /// `api.auditor_keys`. Routes that answer records refuse unsigned reads.
+    pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> Client {
+        self.signer = Some(Arc::new(key));
+        self
+    }
+
+    /// The `x-custody-auth` header for `GET path`, if this client signs.
+    async fn auth_header(&self, method: &str, url: &str) -> Result<Option<String>, ClientError> {
+        let Some(key) = &self.signer else {
+            return Ok(None);
+        };
+        let chain_id = self
+            .chain_id
+            .get_or_try_init(|| async {
+                let url = format!("{}/v1/status", self.base_url);
+                let response = self.http.get(&url).send().await;
+                let status: StatusResponse = self.read(&url, response).await?;
+                Ok::<String, ClientError>(status.chain_id)
+            })
+            .await?;
+        Ok(Some(custody_ledger::caller::api_auth_header(
+            key,
+            chain_id,
+            method,
+            &path_and_query_of(url),
+            now_ms(),
+        )))
     }
 
     pub fn base_url(&self) -> &str {
@@ -74,9 +112,8 @@ impl Client {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let url = format!("{}{}", self.base_url, path);
-        let response = self.http.get(&url).send().await;
-        self.read(&url, response).await
+        let (url, response) = self.send_get(path, None).await?;
+        self.read(&url, Ok(response)).await
     }
 
     /// Submits canonical transaction bytes. With `wait`, the node answers
@@ -189,6 +226,9 @@ impl Client {
         if let Some(accept) = accept {
             request = request.header("accept", accept);
         }
+        if let Some(auth) = self.auth_header("GET", &url).await? {
+            request = request.header(custody_ledger::caller::API_AUTH_HEADER, auth);
+        }
         match request.send().await {
             Ok(response) => Ok((url, response)),
             Err(error) => Err(ClientError::Unreachable {
@@ -236,6 +276,26 @@ impl Client {
         String::from_utf8(bytes)
             .map_err(|error| ClientError::BadAnswer(format!("/metrics is not text: {error}")))
     }
+}
+
+/// The path and query of `url` exactly as the HTTP client will send them
+/// (after its normalisation), which is what a signed request must cover.
+pub fn path_and_query_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match parsed.query() {
+            Some(query) => format!("{}?{query}", parsed.path()),
+            None => parsed.path().to_string(),
+        },
+        Err(_) => url.to_string(),
+    }
+}
+
+/// This machine's clock, milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The body of a successful answer, or the node's refusal (`{"error":

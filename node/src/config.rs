@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use custody_ledger::types::PublicKey;
 use serde::{Deserialize, Serialize};
 
 /// Why a configuration file could not be used.
@@ -146,6 +147,12 @@ pub struct ApiConfig {
     /// The same for blob uploads, blob fetches and document reads, whose
     /// bodies may be gigabytes.
     pub transfer_timeout_ms: u64,
+    /// Auditors allowed to read the chain and every department's records
+    /// through this API (hex ed25519 public keys). Members and department
+    /// nodes need no entry: the chain names them.
+    pub auditor_keys: Vec<String>,
+    /// How far a signed API request's time may be from this node's clock.
+    pub request_skew_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -160,7 +167,26 @@ impl Default for ApiConfig {
             keep_alive: true,
             request_timeout_ms: 70_000,
             transfer_timeout_ms: 3_600_000,
+            auditor_keys: Vec::new(),
+            request_skew_ms: 60_000,
         }
+    }
+}
+
+impl ApiConfig {
+    /// The auditors' keys, parsed.
+    pub fn auditor_keys(&self) -> Result<Vec<PublicKey>, ConfigError> {
+        self.auditor_keys
+            .iter()
+            .map(|text| {
+                PublicKey::from_hex(text.trim()).map_err(|error| ConfigError::Invalid {
+                    field: "api.auditor_keys",
+                    reason: format!(
+                        "`{text}` is not an ed25519 public key (64 hex digits): {error}"
+                    ),
+                })
+            })
+            .collect()
     }
 }
 
@@ -364,6 +390,12 @@ keep_alive = true
 request_timeout_ms = 70000
 # The same for blob uploads, blob fetches and document reads.
 transfer_timeout_ms = 3600000
+# Every read of documents, members, blocks or blobs must be signed by a
+# member, a department's node, or an auditor listed here (hex ed25519
+# public keys, as `custody keys show` prints them).
+auditor_keys = []
+# A signed request's time may be this far from this node's clock.
+request_skew_ms = 60000
 
 [mempool]
 # Transactions waiting for a block; beyond either bound, new ones get 503.
@@ -503,6 +535,8 @@ impl NodeConfig {
             self.api.header_read_timeout_ms,
         )?;
         positive("api.transfer_timeout_ms", self.api.transfer_timeout_ms)?;
+        positive("api.request_skew_ms", self.api.request_skew_ms)?;
+        self.api.auditor_keys()?;
         if self.api.request_timeout_ms <= self.api.wait_ms_max {
             return Err(ConfigError::Invalid {
                 field: "api.request_timeout_ms",

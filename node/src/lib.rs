@@ -17,6 +17,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod api_auth;
 pub mod api_documents;
 pub mod api_error;
 pub mod api_governance;

@@ -42,6 +42,11 @@ pub struct Metrics {
     /// Changes of the transport's allowed set made after a commit changed
     /// the departments (added, removed, or a node key rotated).
     pub transport_members_changes: AtomicU64,
+    /// Uploaded blobs that no committed transaction named within
+    /// `blobs.orphan_after_ms`, removed by the scrub.
+    pub blobs_orphans_collected_total: AtomicU64,
+    /// API requests refused for want of a valid caller, by refusal code.
+    api_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Per validator (its label), its signatures in the latest certificates
     /// (`health::SIGNED_RECENT_CERTIFICATES`); replaced after each commit.
     validators_signed_recent: Mutex<Vec<(String, u64)>>,
@@ -95,6 +100,15 @@ impl Metrics {
         let micros = (seconds * 1e6).max(0.0) as u64;
         self.commit_latency_sum_micros
             .fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts an API request refused because its caller was not admitted.
+    pub fn note_api_refused(&self, code: &'static str) {
+        let mut counts = match self.api_refused.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *counts.entry(code).or_default() += 1;
     }
 
     /// Replaces the per-validator signature counts.
@@ -269,6 +283,28 @@ impl Metrics {
             "counter",
             load(&self.transport_members_changes),
         );
+        gauge(
+            &mut out,
+            "custody_blobs_orphans_collected_total",
+            "Uploaded blobs removed because no committed transaction named them in time.",
+            "counter",
+            load(&self.blobs_orphans_collected_total),
+        );
+        {
+            let counts = match self.api_refused.lock() {
+                Ok(guard) => guard.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            let name = "custody_api_refused_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} API requests refused for want of a valid signed caller, by code."
+            );
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (code, count) in counts {
+                let _ = writeln!(out, "{name}{{code=\"{code}\"}} {count}");
+            }
+        }
         {
             let counts = match self.validators_signed_recent.lock() {
                 Ok(guard) => guard.clone(),

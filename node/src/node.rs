@@ -236,6 +236,13 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             source,
         })?;
     tracing::info!(address = %config.api.listen, "HTTP API listening");
+    let auth_gate = crate::api_auth::AuthGate {
+        chain: chain.clone(),
+        clock,
+        auditor_keys: Arc::new(config.api.auditor_keys().map_err(NodeError::Config)?),
+        skew_ms: config.api.request_skew_ms,
+        metrics: metrics.clone(),
+    };
     let router = crate::api::router(ApiState {
         chain: chain.clone(),
         admission,
@@ -253,6 +260,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             blob_bytes_max: config.blobs.blob_bytes_max,
         }),
         read_desk,
+        auth_gate,
     });
     let api_task = tokio::spawn(crate::api_server::serve(
         listener,

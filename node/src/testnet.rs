@@ -11,6 +11,8 @@
 //!                               a trial network; a real one seals it)
 //! DIR/<dept>/members/admin.key  the department's first admin (member key)
 //! DIR/<dept>/members/clerk.key  a clerk of the department (member key)
+//! DIR/auditor.key               an auditor every node's `api.auditor_keys`
+//!                               names: reads the whole chain through the API
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -127,6 +129,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TestnetError> {
         source,
     })
 }
+
+/// The auditor's key file in a testnet directory.
+pub const TESTNET_AUDITOR_KEY_FILE: &str = "auditor.key";
 
 /// Milliseconds since the Unix epoch by the local clock.
 pub fn now_ms() -> u64 {
@@ -257,6 +262,8 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
         })
         .collect();
 
+    let auditor = home::generate_key_file(&options.dir.join(TESTNET_AUDITOR_KEY_FILE))?;
+    let auditor_key = ed25519_public(&auditor).to_hex();
     let mut nodes = Vec::new();
     let mut joining = Vec::new();
     for (index, node) in generated.iter().enumerate() {
@@ -271,6 +278,7 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
             .map(|(_, peer)| peer.clone())
             .collect();
         config.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], node.api_port));
+        config.api.auditor_keys = vec![auditor_key.clone()];
         if options.fast {
             config.consensus.timeout_propose_ms = 1_000;
             config.consensus.timeout_prevote_ms = 300;

@@ -787,10 +787,13 @@ fn fixity(args: FixityArgs, out: &mut dyn Write) -> Result<(), AuditError> {
 /// Writes the chain `node` (an HTTP API URL) serves, block by block up to
 /// its height, into an export at `to`, refusing a node on another genesis.
 /// Nothing the node sends is trusted: verify the file before using it.
+/// Block reads are signed by `key` (a department node's, a member's or a
+/// configured auditor's).
 pub fn export_node_chain(
     node: &str,
     genesis: &custody_ledger::Genesis,
     to: &std::path::Path,
+    key: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<custody_ledger::export::Trailer, AuditError> {
-    remote::export_from_node(node, genesis, to)
+    remote::export_from_node(node, genesis, to, key)
 }

@@ -1,6 +1,8 @@
 //! `custody chain export --node URL`: the same export, fetched block by
 //! block from a node's HTTP API (`GET /v1/status`, `GET /v1/blocks/{h}`).
 //! Nothing the node says is trusted: the export is verified like any other.
+//! The node serves blocks only to a signed caller: an auditor named in its
+//! `api.auditor_keys`, a member, or a department's node.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -19,6 +21,7 @@ const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// The fields of `GET /v1/status` this needs.
 #[derive(Deserialize)]
 struct Status {
+    chain_id: String,
     genesis_hash: String,
     height: u64,
 }
@@ -37,40 +40,79 @@ fn node_error(url: &str, reason: impl std::fmt::Display) -> AuditError {
     }
 }
 
+/// Who signs the block reads, on which chain.
+struct Signer<'a> {
+    key: &'a ed25519_dalek::SigningKey,
+    chain_id: String,
+}
+
 async fn get<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
+    signer: Option<&Signer<'_>>,
 ) -> Result<T, AuditError> {
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| node_error(url, e))?;
+    let mut request = client.get(url);
+    if let Some(signer) = signer {
+        let header = custody_ledger::caller::api_auth_header(
+            signer.key,
+            &signer.chain_id,
+            "GET",
+            &custody_node::client::path_and_query_of(url),
+            custody_node::client::now_ms(),
+        );
+        request = request.header(custody_ledger::caller::API_AUTH_HEADER, header);
+    }
+    let response = request.send().await.map_err(|e| node_error(url, e))?;
     if !response.status().is_success() {
-        return Err(node_error(url, format!("HTTP {}", response.status())));
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        let (code, message) = custody_node::client::refusal_parts(&body);
+        let hint = if status.as_u16() == 401 {
+            " (give --key: an auditor key named in the node's api.auditor_keys, or a member key)"
+        } else {
+            ""
+        };
+        return Err(node_error(
+            url,
+            format!(
+                "HTTP {status} {code}: {}{hint}",
+                message.unwrap_or_default()
+            ),
+        ));
     }
     response.json::<T>().await.map_err(|e| node_error(url, e))
 }
 
 /// Export the chain a node serves, up to its height when asked, to `to`.
+/// Block reads are signed by `key` when given.
 pub(crate) fn export_from_node(
     node: &str,
     genesis: &Genesis,
     to: &Path,
+    key: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<Trailer, AuditError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| node_error(node, e))?;
-    runtime.block_on(fetch(node.trim_end_matches('/'), genesis, to))
+    runtime.block_on(fetch(node.trim_end_matches('/'), genesis, to, key))
 }
 
-async fn fetch(base: &str, genesis: &Genesis, to: &Path) -> Result<Trailer, AuditError> {
+async fn fetch(
+    base: &str,
+    genesis: &Genesis,
+    to: &Path,
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> Result<Trailer, AuditError> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS))
         .build()
         .map_err(|e| node_error(base, e))?;
-    let status: Status = get(&client, &format!("{base}/v1/status")).await?;
+    let status: Status = get(&client, &format!("{base}/v1/status"), None).await?;
+    let signer = key.map(|key| Signer {
+        key,
+        chain_id: status.chain_id.clone(),
+    });
     if status.genesis_hash != genesis.hash().to_hex() {
         return Err(node_error(
             base,
@@ -90,7 +132,7 @@ async fn fetch(base: &str, genesis: &Genesis, to: &Path) -> Result<Trailer, Audi
     let mut writer = ExportWriter::new(BufWriter::new(&file), genesis)?;
     for height in 1..=status.height {
         let url = format!("{base}/v1/blocks/{height}");
-        let response: BlockResponse = get(&client, &url).await?;
+        let response: BlockResponse = get(&client, &url, signer.as_ref()).await?;
         let certificate = response
             .certificate
             .ok_or_else(|| node_error(&url, "the node has no certificate for this block"))?;

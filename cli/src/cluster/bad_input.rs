@@ -105,7 +105,7 @@ async fn answers(client: &Client) -> Result<u64, String> {
 }
 
 pub async fn flood(args: FloodArgs) -> Result<(), String> {
-    let client = Client::new(args.node.clone());
+    let client = super::client(&args.node)?;
     let chain_id = super::chain_id(&args.net)?;
     let key = super::admin_key(&args.net, &args.signer)?;
     let rss_before = rss_kib(args.pid);
@@ -249,7 +249,7 @@ async fn declared_oversize(node: &str) -> (String, bool) {
 }
 
 pub async fn run(args: BadInputArgs) -> Result<(), String> {
-    let client = Client::new(args.node.clone());
+    let client = super::client(&args.node)?;
     let chain_id = super::chain_id(&args.net)?;
     let key = super::admin_key(&args.net, &args.signer)?;
     let start_height = answers(&client).await?;

@@ -88,14 +88,29 @@ pub fn run(command: ClusterCommand) -> Result<(), String> {
     }
 }
 
-/// Splits `--nodes http://a,http://b` into clients.
+/// A client of `url` that signs its reads with the key file named by
+/// `CUSTODY_AUDITOR_KEY` (an auditor every node's `api.auditor_keys`
+/// names), when set: blocks, members and transactions answer only signed
+/// callers.
+pub fn client(url: &str) -> Result<Client, String> {
+    let client = Client::new(url.to_string());
+    match std::env::var_os("CUSTODY_AUDITOR_KEY") {
+        Some(path) => Ok(client.signed_by(crate::tx::read_signing_key(
+            std::path::Path::new(&path),
+            None,
+        )?)),
+        None => Ok(client),
+    }
+}
+
+/// Splits `--nodes http://a,http://b` into clients (see [`client`]).
 pub fn clients(nodes: &str) -> Result<Vec<Client>, String> {
     let clients: Vec<Client> = nodes
         .split(',')
         .map(str::trim)
         .filter(|url| !url.is_empty())
-        .map(Client::new)
-        .collect();
+        .map(client)
+        .collect::<Result<_, _>>()?;
     if clients.is_empty() {
         return Err("--nodes names no node".to_string());
     }

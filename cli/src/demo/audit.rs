@@ -100,12 +100,14 @@ pub async fn run(
         source,
     })?;
     let export = audit_dir.join("chain.export");
+    let auditor_key = dir.join(custody_node::testnet::TESTNET_AUDITOR_KEY_FILE);
     say(
         "auditor",
         "",
         &format!(
-            "custody chain export --node {api_url} --genesis {} --to {}  (every block and certificate, from {department}'s node)",
+            "custody chain export --node {api_url} --genesis {} --key {} --to {}  (every block and certificate, from {department}'s node, read as the auditor its api.auditor_keys names)",
             genesis_path.display(),
+            auditor_key.display(),
             export.display()
         ),
     );
@@ -113,6 +115,8 @@ pub async fn run(
         store: None,
         node: Some(api_url.to_string()),
         genesis: Some(genesis_path.clone()),
+        key: Some(auditor_key),
+        passphrase_env: None,
         to: export.clone(),
     };
     // The export command runs its own small runtime: give it a thread

@@ -447,7 +447,9 @@ impl Scenario {
             };
             let step = format!("enrol {name} at {department}");
             self.catch_up(self.clerk(index)).await?;
-            let api = NodeApi::new(&self.clerk(index).api_url).map_err(step_error(step.clone()))?;
+            let api = NodeApi::new(&self.clerk(index).api_url)
+                .map_err(step_error(step.clone()))?
+                .signed_by(admin.clone());
             let answer = api
                 .submit_and_wait(&admin, body, Duration::from_secs(COMMIT_WAIT_SECONDS))
                 .await
@@ -767,8 +769,10 @@ impl Scenario {
         let clerk = self.clerk(custodian);
         let (department, name) = (clerk.department.clone(), clerk.name.clone());
         let common = clerk.common();
-        let api = NodeApi::new(&clerk.api_url).map_err(step_error(step.clone()))?;
         let key = doc::util::member_key(&common).map_err(step_error(step.clone()))?;
+        let api = NodeApi::new(&clerk.api_url)
+            .map_err(step_error(step.clone()))?
+            .signed_by(key.clone());
         let document_id =
             DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
         let document = api
@@ -857,8 +861,10 @@ impl Scenario {
         self.catch_up(self.clerk(custodian)).await?;
         let clerk = self.clerk(custodian);
         let (department, name) = (clerk.department.clone(), clerk.name.clone());
-        let api = NodeApi::new(&clerk.api_url).map_err(step_error(step.clone()))?;
         let key = doc::util::member_key(&clerk.common()).map_err(step_error(step.clone()))?;
+        let api = NodeApi::new(&clerk.api_url)
+            .map_err(step_error(step.clone()))?
+            .signed_by(key.clone());
         let document_id =
             DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
         let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {

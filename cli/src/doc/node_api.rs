@@ -29,6 +29,10 @@ const REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub struct NodeApi {
     base: String,
     http: reqwest::Client,
+    /// Signs reads of records (`x-custody-auth`): the clerk's member key.
+    signer: Option<ed25519_dalek::SigningKey>,
+    /// The node's chain id, fetched once for signing.
+    chain_id: tokio::sync::OnceCell<String>,
 }
 
 fn percent_encode_query(value: &str) -> String {
@@ -54,7 +58,61 @@ impl NodeApi {
         Ok(NodeApi {
             base: base.trim_end_matches('/').to_string(),
             http,
+            signer: None,
+            chain_id: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Signs every read of records with `key` (the node answers records
+    /// only to a member, a department's node or a configured auditor).
+    pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> NodeApi {
+        self.signer = Some(key);
+        self
+    }
+
+    /// `request` with the caller's signature over `method path`, when this
+    /// client has a key.
+    async fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, DocError> {
+        let Some(key) = &self.signer else {
+            return Ok(request);
+        };
+        let chain_id = self
+            .chain_id
+            .get_or_try_init(|| async {
+                let url = self.url("/v1/status");
+                let response = self
+                    .http
+                    .get(&url)
+                    .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+                    .send()
+                    .await
+                    .map_err(|error| self.unreachable(&url, error))?;
+                let status: StatusResponse = self
+                    .answer(&url, response)
+                    .await?
+                    .json()
+                    .await
+                    .map_err(|error| {
+                        DocError::Node(format!(
+                            "the node's answer from {url} could not be read: {error}"
+                        ))
+                    })?;
+                Ok::<String, DocError>(status.chain_id)
+            })
+            .await?;
+        let header = custody_ledger::caller::api_auth_header(
+            key,
+            chain_id,
+            method,
+            &custody_node::client::path_and_query_of(&self.url(path)),
+            super::util::now_ms(),
+        );
+        Ok(request.header(custody_ledger::caller::API_AUTH_HEADER, header))
     }
 
     fn url(&self, path: &str) -> String {
@@ -86,10 +144,13 @@ impl NodeApi {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, DocError> {
         let url = self.url(path);
-        let response = self
+        let request = self
             .http
             .get(&url)
-            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
+        let response = self
+            .authorised(request, "GET", path)
+            .await?
             .send()
             .await
             .map_err(|error| self.unreachable(&url, error))?;
@@ -298,13 +359,14 @@ impl NodeApi {
 
     /// Asks the node to fetch the document's blob from other nodes.
     pub async fn fetch(&self, document: &DocumentId) -> Result<BlobStatus, DocError> {
-        let url = self.url(&format!(
+        let path = format!(
             "/v1/blobs/fetch?document={}",
             percent_encode_query(document.as_str())
-        ));
+        );
+        let url = self.url(&path);
         let response = self
-            .http
-            .post(&url)
+            .authorised(self.http.post(&url), "POST", &path)
+            .await?
             .send()
             .await
             .map_err(|error| self.unreachable(&url, error))?;

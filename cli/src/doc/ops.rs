@@ -23,7 +23,10 @@ use super::{CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
 /// Runs `custody doc …`.
 pub async fn run(args: DocArgs) -> Result<(), DocError> {
     let common = args.common;
-    let api = NodeApi::new(&common.node)?;
+    let mut api = NodeApi::new(&common.node)?;
+    if common.key.is_some() {
+        api = api.signed_by(util::member_key(&common)?);
+    }
     match args.command {
         DocCommand::Register(register_args) => register(&api, &common, register_args).await,
         DocCommand::Offer {

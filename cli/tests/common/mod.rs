@@ -223,6 +223,48 @@ impl Testnet {
         out
     }
 
+    /// The key file of the auditor every node's `api.auditor_keys` names.
+    pub fn auditor_key_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(custody_node::testnet::TESTNET_AUDITOR_KEY_FILE)
+    }
+
+    /// The auditor every node's `api.auditor_keys` names.
+    pub fn auditor_key(&self) -> ed25519_dalek::SigningKey {
+        let secret = custody_node::home::read_key_file(&self.auditor_key_path())
+            .expect("the testnet's auditor key");
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+    }
+
+    /// A client of node `index` that signs its reads as the auditor.
+    pub fn client(&self, index: usize) -> custody_node::client::Client {
+        custody_node::client::Client::new(self.nodes[index].api_url.clone())
+            .signed_by(self.auditor_key())
+    }
+
+    /// [`get_json`], signed as the auditor: for the routes that answer
+    /// records only to a signed caller.
+    pub async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
+        get_json_as(url, &self.auditor_key()).await
+    }
+
+    /// The `x-custody-auth` header for `method url`, signed as the auditor.
+    pub async fn auth_header(&self, method: &str, url: &str) -> (&'static str, String) {
+        let parsed = reqwest::Url::parse(url).expect("a node URL");
+        let status_url = format!("{}/v1/status", parsed.origin().ascii_serialization());
+        let status = get_json(&status_url).await.expect("status");
+        let chain_id = status["chain_id"].as_str().expect("chain id");
+        let header = custody_ledger::caller::api_auth_header(
+            &self.auditor_key(),
+            chain_id,
+            method,
+            &custody_node::client::path_and_query_of(url),
+            custody_node::testnet::now_ms(),
+        );
+        (custody_ledger::caller::API_AUTH_HEADER, header)
+    }
+
     /// The member key file of a department's first admin or clerk.
     pub fn member_key(&self, department: &str, role: &str) -> PathBuf {
         self.dir
@@ -418,6 +460,49 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value, String> {
     } else {
         Err(value.to_string())
     }
+}
+
+/// GETs `url` signed by `key` (the `x-custody-auth` header) and returns
+/// its JSON body, or the body as text when the node refused.
+pub async fn get_json_as(
+    url: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<serde_json::Value, String> {
+    let (status, value) = get_signed(url, Some(key)).await?;
+    if (200..300).contains(&status) {
+        Ok(value)
+    } else {
+        Err(value.to_string())
+    }
+}
+
+/// `(status, JSON body)` of a GET of `url`, signed by `key` when given.
+pub async fn get_signed(
+    url: &str,
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> Result<(u16, serde_json::Value), String> {
+    let http = reqwest::Client::new();
+    let mut request = http.get(url);
+    if let Some(key) = key {
+        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+        let status_url = format!("{}/v1/status", parsed.origin().ascii_serialization());
+        let chain_id = get_json(&status_url).await?["chain_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let header = custody_ledger::caller::api_auth_header(
+            key,
+            &chain_id,
+            "GET",
+            &custody_node::client::path_and_query_of(url),
+            custody_node::testnet::now_ms(),
+        );
+        request = request.header(custody_ledger::caller::API_AUTH_HEADER, header);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let value: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    Ok((status, value))
 }
 
 /// Waits until every genesis node has committed a block and sees the other
