@@ -621,6 +621,7 @@ fn serve_sample() -> (String, std::thread::JoinHandle<()>) {
                         let c = status_chain.clone();
                         async move {
                             Json(serde_json::json!({
+                                "chain_id": c.federation.genesis.chain_id,
                                 "genesis_hash": c.federation.genesis.hash().to_hex(),
                                 "height": c.blocks.len(),
                             }))

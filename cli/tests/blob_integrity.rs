@@ -294,3 +294,83 @@ async fn a_corrupt_blob_is_never_served_nor_reported_held() {
         3
     );
 }
+
+/// A short bound after which an unnamed upload is an orphan.
+const TEST_ORPHAN_AFTER_MS: u64 = 1_500;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_no_committed_transaction_names_is_collected_after_the_bound_and_named_blobs_stay(
+) {
+    let mut net = Testnet::init(2);
+    for node in &net.nodes {
+        let path = node.home.join("config.toml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        assert!(text.contains("orphan_after_ms = 86400000"), "{text}");
+        let text = text
+            .replace(
+                "scrub_interval_ms = 3600000",
+                &format!("scrub_interval_ms = {TEST_SCRUB_INTERVAL_MS}"),
+            )
+            .replace(
+                "orphan_after_ms = 86400000",
+                &format!("orphan_after_ms = {TEST_ORPHAN_AFTER_MS}"),
+            );
+        std::fs::write(&path, text).expect("write config");
+    }
+    net.start_all();
+    wait_until_committing(&net, COMMIT_WAIT).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let (_, named_sha) = register(&net, 0, work.path(), "named").await;
+
+    // A clerk uploads a blob and never registers it.
+    let clerk_file = net.member_key(&net.nodes[0].department, "clerk");
+    let clerk = ed25519_dalek::SigningKey::from_bytes(
+        &custody_node::home::read_key_file(&clerk_file).expect("clerk key"),
+    );
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let orphan_sha = sha256_hex(&body);
+    let mut sha_bytes = [0u8; 32];
+    sha_bytes.copy_from_slice(&hex::decode(&orphan_sha).expect("hex"));
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{}/v1/blobs/{orphan_sha}?size_bytes={}",
+            net.nodes[0].api_url,
+            body.len()
+        ))
+        .header(
+            "x-custody-upload",
+            common::signed_upload(&net, 0, &clerk, sha_bytes, body.len() as u64).await,
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        response.status().is_success(),
+        "upload: {}",
+        response.status()
+    );
+    assert!(blob_path(&net, 0, &orphan_sha).exists());
+
+    let api = net.nodes[0].api_url.clone();
+    wait_for(&net, "the orphan to be collected", COMMIT_WAIT, || {
+        let api = api.clone();
+        async move {
+            let collected = metric(&api, "custody_blobs_orphans_collected_total").await?;
+            if collected >= 1 {
+                Ok(())
+            } else {
+                Err(format!("{collected} collected"))
+            }
+        }
+    })
+    .await;
+    assert!(
+        !blob_path(&net, 0, &orphan_sha).exists(),
+        "the orphan upload is still on disk"
+    );
+    assert!(
+        blob_path(&net, 0, &named_sha).exists(),
+        "the registered document's blob was collected"
+    );
+}

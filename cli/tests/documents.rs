@@ -416,38 +416,6 @@ fn member_secret(net: &Testnet, index: usize, role: &str) -> ed25519_dalek::Sign
     ed25519_dalek::SigningKey::from_bytes(&secret)
 }
 
-/// The `x-custody-upload` header of `key` storing `sha256` of `size_bytes`
-/// on node `index`.
-async fn signed_upload(
-    net: &Testnet,
-    index: usize,
-    key: &ed25519_dalek::SigningKey,
-    sha256: [u8; 32],
-    size_bytes: u64,
-) -> String {
-    use custody_ledger::reads::{BlobUpload, SignedBlobUpload, BLOB_UPLOAD_VERSION};
-    let status = custody_node::client::Client::new(net.nodes[index].api_url.clone())
-        .status()
-        .await
-        .expect("status");
-    let time_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
-    SignedBlobUpload::sign(
-        BlobUpload {
-            format_version: BLOB_UPLOAD_VERSION,
-            chain_id: status.chain_id,
-            member: custody_ledger::types::PublicKey(key.verifying_key().to_bytes()),
-            sha256: custody_ledger::types::Hash32(sha256),
-            size_bytes,
-            time_ms,
-        },
-        key,
-    )
-    .to_header()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_not_signed_by_an_active_clerk_is_refused_and_stores_nothing() {
     let net = start_network();
@@ -480,7 +448,7 @@ async fn an_upload_not_signed_by_an_active_clerk_is_refused_and_stores_nothing()
         .put(&url)
         .header(
             "x-custody-upload",
-            signed_upload(&net, 0, &admin, sha256, body.len() as u64).await,
+            common::signed_upload(&net, 0, &admin, sha256, body.len() as u64).await,
         )
         .body(body.clone())
         .send()
@@ -493,21 +461,27 @@ async fn an_upload_not_signed_by_an_active_clerk_is_refused_and_stores_nothing()
         .put(&url)
         .header(
             "x-custody-upload",
-            signed_upload(&net, 0, &clerk, [9; 32], body.len() as u64).await,
+            common::signed_upload(&net, 0, &clerk, [9; 32], body.len() as u64).await,
         )
         .body(body.clone())
         .send()
         .await
         .expect("upload");
     assert_eq!(other.status().as_u16(), 403);
-    let held = http.get(&url).send().await.expect("status");
+    let (auth_name, auth_value) = net.auth_header("GET", &url).await;
+    let held = http
+        .get(&url)
+        .header(auth_name, auth_value)
+        .send()
+        .await
+        .expect("status");
     assert_eq!(held.status().as_u16(), 404, "nothing was stored");
     // The clerk's own signature stores it.
     let stored = http
         .put(&url)
         .header(
             "x-custody-upload",
-            signed_upload(&net, 0, &clerk, sha256, body.len() as u64).await,
+            common::signed_upload(&net, 0, &clerk, sha256, body.len() as u64).await,
         )
         .body(body)
         .send()
@@ -542,7 +516,7 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
         ))
         .header(
             "x-custody-upload",
-            signed_upload(&net, a, &clerk, [0xab; 32], 5).await,
+            common::signed_upload(&net, a, &clerk, [0xab; 32], 5).await,
         )
         .body("hello")
         .send()
@@ -559,7 +533,7 @@ async fn tampered_blob_wrong_key_and_expired_grant_are_refused_and_fetch_falls_b
         ))
         .header(
             "x-custody-upload",
-            signed_upload(&net, a, &clerk, [0xcd; 32], 1u64 << 40).await,
+            common::signed_upload(&net, a, &clerk, [0xcd; 32], 1u64 << 40).await,
         )
         .body("x")
         .send()

@@ -60,6 +60,10 @@ fn admin(testnet: &Testnet, index: usize) -> String {
 }
 
 /// Runs `custody ARGS… --node URL_OF(index)`; stdout, or the test fails.
+/// Tries of `gov show` on a node that has not yet committed a proposal
+/// (250 ms apart).
+const PROPOSAL_REACHES_NODE_TRIES: usize = 120;
+
 fn run_ok(testnet: &Testnet, index: usize, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--node", &testnet.nodes[index].api_url]);
@@ -93,6 +97,24 @@ fn vote(testnet: &Testnet, proposer: usize, change: &[&str], approvers: &[usize]
         .expect("propose prints the proposal id")
         .to_string();
     for &index in approvers {
+        // The approver's node may be a block behind the proposer's.
+        let auditor = testnet.auditor_key_path();
+        let show = [
+            "gov",
+            "show",
+            id.as_str(),
+            "--json",
+            "--key",
+            auditor.to_str().expect("utf-8 path"),
+            "--node",
+            testnet.nodes[index].api_url.as_str(),
+        ];
+        for _ in 0..PROPOSAL_REACHES_NODE_TRIES {
+            if custody(&show).0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
         let shown = run_ok(testnet, index, &["gov", "show", &id, "--json"]);
         let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
         if shown["status"] == "executed" {

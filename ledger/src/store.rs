@@ -39,7 +39,8 @@ use crate::encoding::{self, DecodeError};
 use crate::genesis::{Genesis, GenesisError};
 use crate::read_cache::{insert_bounded, ReadCache};
 use crate::records::{
-    Department, Document, DocumentEvent, Member, Parameters, Proposal, TxLocation, ValidatorSet,
+    Department, Document, DocumentEvent, EventKind, Member, Parameters, Proposal, TxLocation,
+    ValidatorSet,
 };
 use crate::state::{self, ChainInfo, StateChanges, StateDigest, StateView, ViewError};
 use crate::tx::SignedTransaction;
@@ -957,6 +958,47 @@ impl Store {
             items.push(decode_at("document", &k, &v)?);
         }
         Ok(Page { items, next })
+    }
+
+    /// Every ciphertext SHA-256 a committed transaction names: each
+    /// document's current ciphertext and, for an amended document, those
+    /// of its earlier versions. A blob outside this set is an upload whose
+    /// registration never came.
+    pub fn named_ciphertexts(&self) -> Result<std::collections::HashSet<Hash32>, StoreError> {
+        const PAGE: usize = PAGE_LIMIT_MAX;
+        let mut named = std::collections::HashSet::new();
+        let mut after: Option<DocumentId> = None;
+        loop {
+            let page = self.documents(after.as_ref(), PAGE)?;
+            for document in &page.items {
+                named.insert(document.ciphertext.sha256);
+                if document.version > 1 {
+                    let mut from = 0;
+                    loop {
+                        let events = self.document_history(&document.id, from, PAGE)?;
+                        for event in &events.items {
+                            if let EventKind::Amended {
+                                previous_ciphertext,
+                                ciphertext,
+                                ..
+                            } = &event.kind
+                            {
+                                named.insert(previous_ciphertext.sha256);
+                                named.insert(ciphertext.sha256);
+                            }
+                        }
+                        match events.next {
+                            Some(next) => from = next,
+                            None => break,
+                        }
+                    }
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(named),
+            }
+        }
     }
 
     /// Members in key order, starting after `after`.

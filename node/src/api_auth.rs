@@ -113,12 +113,6 @@ impl AuthGate {
     }
 }
 
-impl axum::extract::FromRef<crate::api_state::ApiState> for AuthGate {
-    fn from_ref(state: &crate::api_state::ApiState) -> AuthGate {
-        state.auth_gate.clone()
-    }
-}
-
 /// Middleware: admits the request's caller or answers the refusal; the
 /// admitted [`Caller`] is put in the request's extensions.
 pub async fn require_caller(

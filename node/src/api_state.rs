@@ -67,4 +67,5 @@ substate!(
     clock: LocalClock,
     settings: Arc<ApiSettings>,
     read_desk: crate::read_desk::ReadDesk,
+    auth_gate: crate::api_auth::AuthGate,
 );

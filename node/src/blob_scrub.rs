@@ -10,6 +10,12 @@
 //! than files is what makes the re-fetch possible: a peer serves a blob
 //! only as some document's ciphertext. A file that is no document's
 //! current ciphertext is still re-hashed whenever it is read or served.
+//!
+//! After each pass, the orphan collection: a blob whose file is older than
+//! `blobs.orphan_after_ms` and that no committed transaction names (as a
+//! document's ciphertext, current or earlier: `Store::named_ciphertexts`)
+//! is an upload whose registration never came, and is deleted; counted in
+//! `custody_blobs_orphans_collected_total`.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -93,6 +99,54 @@ pub fn scrub_pass(room: &BlobRoom, after: Option<DocumentId>) -> Result<ScrubPas
     }
 }
 
+/// What one orphan collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrphanPass {
+    /// Blobs old enough to be looked at.
+    pub candidates: u64,
+    pub collected: u64,
+    pub collected_bytes: u64,
+}
+
+/// Deletes the blobs written before `cutoff` that no committed transaction
+/// names (blocking: it walks the store and the blob directories).
+pub fn collect_orphans(
+    room: &BlobRoom,
+    cutoff: std::time::SystemTime,
+) -> Result<OrphanPass, StoreError> {
+    let store = &room.blobs.store;
+    let candidates = store.blobs_written_before(cutoff);
+    let mut pass = OrphanPass {
+        candidates: candidates.len() as u64,
+        ..OrphanPass::default()
+    };
+    if candidates.is_empty() {
+        return Ok(pass);
+    }
+    let named = room.store.named_ciphertexts()?;
+    for (sha256, _) in candidates {
+        if named.contains(&custody_ledger::types::Hash32(sha256)) {
+            continue;
+        }
+        match store.remove_orphan(&sha256) {
+            Ok(size_bytes) => {
+                pass.collected += 1;
+                pass.collected_bytes += size_bytes;
+                room.metrics
+                    .blobs_orphans_collected_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    blob = %hex::encode(sha256),
+                    size_bytes,
+                    "removed an uploaded blob that no committed transaction names"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "could not remove an orphan blob"),
+        }
+    }
+    Ok(pass)
+}
+
 /// Runs a pass every `blobs.scrub_interval_ms` until `stop` fires. The
 /// first pass waits one interval, so that a restart does not start with a
 /// burst of disk reads.
@@ -105,9 +159,9 @@ pub async fn run(room: BlobRoom, mut stop: Shutdown) {
         tokio::select! {
             _ = stop.wait() => break,
             _ = ticker.tick() => {
-                let room = room.clone();
+                let scrub_room = room.clone();
                 let after = resume_after.take();
-                match tokio::task::spawn_blocking(move || scrub_pass(&room, after)).await {
+                match tokio::task::spawn_blocking(move || scrub_pass(&scrub_room, after)).await {
                     Ok(Ok(pass)) => {
                         if pass.quarantined > 0 {
                             tracing::warn!(?pass, "blob scrub quarantined damaged blobs");
@@ -118,6 +172,16 @@ pub async fn run(room: BlobRoom, mut stop: Shutdown) {
                     }
                     Ok(Err(error)) => tracing::warn!(%error, "blob scrub could not read the store"),
                     Err(error) => tracing::warn!(%error, "blob scrub pass failed"),
+                }
+                let orphan_after = Duration::from_millis(room.blobs.store.config().orphan_after_ms);
+                let cutoff = std::time::SystemTime::now()
+                    .checked_sub(orphan_after)
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let orphan_room = room.clone();
+                match tokio::task::spawn_blocking(move || collect_orphans(&orphan_room, cutoff)).await {
+                    Ok(Ok(pass)) => tracing::debug!(?pass, "orphan blob collection"),
+                    Ok(Err(error)) => tracing::warn!(%error, "orphan collection could not read the store"),
+                    Err(error) => tracing::warn!(%error, "orphan collection failed"),
                 }
             }
         }

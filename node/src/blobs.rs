@@ -309,6 +309,50 @@ impl BlobStore {
         }
     }
 
+    /// The complete blobs whose files were last written before `cutoff`,
+    /// with their sizes: the candidates of an orphan collection.
+    pub fn blobs_written_before(&self, cutoff: std::time::SystemTime) -> Vec<([u8; 32], u64)> {
+        let mut found = Vec::new();
+        let Ok(directories) = std::fs::read_dir(&self.root) else {
+            return found;
+        };
+        for directory in directories.flatten() {
+            if directory.file_name().len() != 2 {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(directory.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let Ok(metadata) = file.metadata() else {
+                    continue;
+                };
+                let old = metadata.modified().is_ok_and(|written| written < cutoff);
+                let name = file.file_name();
+                let sha256 = name
+                    .to_str()
+                    .and_then(|text| custody_ledger::types::parse_hex::<32>(text).ok());
+                if let (true, Some(sha256)) = (old, sha256) {
+                    found.push((sha256, metadata.len()));
+                }
+            }
+        }
+        found
+    }
+
+    /// Deletes the blob `sha256` (an orphan: no committed transaction names
+    /// it) and gives its bytes back to the store's room.
+    pub fn remove_orphan(&self, sha256: &[u8; 32]) -> Result<u64, BlobError> {
+        let path = self.path(sha256);
+        let size = std::fs::metadata(&path).map_err(io_error(&path))?.len();
+        std::fs::remove_file(&path).map_err(io_error(&path))?;
+        self.used_bytes.fetch_sub(
+            size.min(self.used_bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        Ok(size)
+    }
+
     /// Moves the blob `sha256` to `quarantine/<hex>.<unix ms>` (never
     /// deletes it) and returns where it went. Its bytes stop counting
     /// against `total_bytes_max`, so that a fresh copy can be fetched.

@@ -456,6 +456,9 @@ access_window_ms = 600000
 # <data>/blobs/quarantine/ and fetched again from other nodes.
 scrub_interval_ms = 3600000
 scrub_bytes_per_pass_max = 1073741824
+# After each scrub pass, a blob no committed transaction names whose file
+# is older than this is removed (an upload whose registration never came).
+orphan_after_ms = 86400000
 
 [readiness]
 # /readyz fails when the validators heard from within quorum_silence_ms_max
@@ -648,6 +651,10 @@ pub struct BlobConfig {
     /// Most bytes one scrub pass re-hashes; the next pass goes on where
     /// this one stopped, so the whole store is covered over several passes.
     pub scrub_bytes_per_pass_max: u64,
+    /// An uploaded blob that no committed transaction names (as a
+    /// document's ciphertext, current or earlier) is removed by the scrub
+    /// once its file is this old: an upload whose registration never came.
+    pub orphan_after_ms: u64,
 }
 
 impl Default for BlobConfig {
@@ -661,6 +668,7 @@ impl Default for BlobConfig {
             access_window_ms: 600_000,
             scrub_interval_ms: 3_600_000,
             scrub_bytes_per_pass_max: 1 << 30,
+            orphan_after_ms: 86_400_000,
         }
     }
 }
@@ -708,6 +716,12 @@ impl BlobConfig {
         if self.scrub_bytes_per_pass_max == 0 {
             return Err(invalid(
                 "blobs.scrub_bytes_per_pass_max",
+                "must be greater than zero",
+            ));
+        }
+        if self.orphan_after_ms == 0 {
+            return Err(invalid(
+                "blobs.orphan_after_ms",
                 "must be greater than zero",
             ));
         }

@@ -87,6 +87,14 @@ impl StoreReader {
         self.store.documents(after, limit)
     }
 
+    /// Every ciphertext a committed transaction names
+    /// (`Store::named_ciphertexts`).
+    pub fn named_ciphertexts(
+        &self,
+    ) -> Result<std::collections::HashSet<custody_ledger::types::Hash32>, StoreError> {
+        self.store.named_ciphertexts()
+    }
+
     pub fn member(&self, key: &PublicKey) -> Result<Option<Member>, StoreError> {
         self.store.member(key)
     }

@@ -134,8 +134,8 @@ fn is_transient(error: &doc::DocError) -> bool {
 }
 
 /// Signs and submits a transaction on `document_id`, built from the
-/// document as the node has it now; refetches and retries when the node
-/// asks for it.
+/// document as the node has it now (`NodeApi::submit_on_document`, which
+/// refetches and retries when the node asks for it).
 async fn submit_on_document(
     api: &NodeApi,
     key: &ed25519_dalek::SigningKey,
@@ -143,28 +143,14 @@ async fn submit_on_document(
     step: &str,
     build: impl Fn(&Document) -> TxBody,
 ) -> Result<(Document, SubmitResponse), DemoError> {
-    let mut attempt = 0;
-    loop {
-        let document = api
-            .document(document_id)
-            .await
-            .map_err(step_error(step.to_string()))?;
-        match api
-            .submit_and_wait(
-                key,
-                build(&document),
-                Duration::from_secs(COMMIT_WAIT_SECONDS),
-            )
-            .await
-        {
-            Ok(answer) => return Ok((document, answer)),
-            Err(error) if is_transient(&error) && attempt < RETRIES_MAX => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
-            }
-            Err(error) => return Err(step_error(step.to_string())(error)),
-        }
-    }
+    api.submit_on_document(
+        key,
+        document_id,
+        Duration::from_secs(COMMIT_WAIT_SECONDS),
+        build,
+    )
+    .await
+    .map_err(step_error(step.to_string()))
 }
 
 /// A copy of a document command, for a retry (the clap types do not

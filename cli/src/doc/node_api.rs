@@ -23,6 +23,11 @@ const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 pub const DOWNLOAD_CHUNKS_QUEUED_MAX: usize = 8;
 /// Connecting to the node must not take longer than this.
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// Times a transaction on a document is rebuilt after the node asked to
+/// refresh and retry.
+pub const TRANSIENT_RETRIES_MAX: u32 = 5;
+/// Pause before such a retry.
+const TRANSIENT_RETRY_PAUSE_MS: u64 = 200;
 /// Short requests (reads, submits without waiting) time out after this.
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
@@ -237,6 +242,38 @@ impl NodeApi {
             }
         }
         self.get(&path).await
+    }
+
+    /// Signs and submits a transaction on `document_id`, built by `build`
+    /// from the document as the node has it now, and waits until it is
+    /// committed. Between committing a block and rebuilding its mempool a
+    /// node can still count a just-committed event (a read it attested, a
+    /// commit by another clerk) as pending and refuse with "refresh and
+    /// retry" (`stale_previous_event`, `wrong_nonce`); then the document is
+    /// read again and the transaction rebuilt, at most
+    /// [`TRANSIENT_RETRIES_MAX`] times.
+    pub async fn submit_on_document(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        document_id: &DocumentId,
+        wait: Duration,
+        build: impl Fn(&Document) -> TxBody,
+    ) -> Result<(Document, SubmitResponse), DocError> {
+        let mut attempt = 0;
+        loop {
+            let document = self.document(document_id).await?;
+            match self.submit_and_wait(key, build(&document), wait).await {
+                Ok(answer) => return Ok((document, answer)),
+                Err(DocError::TransactionRefused { code, .. })
+                    if (code == "stale_previous_event" || code == "wrong_nonce")
+                        && attempt < TRANSIENT_RETRIES_MAX =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(TRANSIENT_RETRY_PAUSE_MS)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Signs `body` as `key` with the next nonce and waits until it is

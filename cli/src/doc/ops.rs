@@ -657,13 +657,14 @@ async fn open(
     // nothing on chain.
     let secret = checked_department_key(api, common, &member.department).await?;
     let data_key = unwrap_key(&doc.id, &wrapped, &secret)?;
-    let body = TxBody::RecordAccess {
-        document: doc.id.clone(),
-        previous_event: doc.latest_event,
-        purpose: purpose.to_string(),
-        ciphertext_sha256: doc.ciphertext.sha256,
-    };
-    let recorded = api.submit_and_wait(&key, body, wait(common)).await?;
+    let (doc, recorded) = api
+        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::RecordAccess {
+            document: doc.id.clone(),
+            previous_event: doc.latest_event,
+            purpose: purpose.to_string(),
+            ciphertext_sha256: doc.ciphertext.sha256,
+        })
+        .await?;
     api.fetch(&doc.id).await?;
     let directory = match output.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),

@@ -571,3 +571,35 @@ pub fn doc_ok(net: &Testnet, index: usize, args: &[&str]) -> serde_json::Value {
     assert!(ok, "custody doc {args:?} failed: {stderr}\n{}", net.logs());
     value
 }
+
+/// The `x-custody-upload` header of `key` storing `sha256` of `size_bytes`
+/// on node `index`.
+pub async fn signed_upload(
+    net: &Testnet,
+    index: usize,
+    key: &ed25519_dalek::SigningKey,
+    sha256: [u8; 32],
+    size_bytes: u64,
+) -> String {
+    use custody_ledger::reads::{BlobUpload, SignedBlobUpload, BLOB_UPLOAD_VERSION};
+    let status = custody_node::client::Client::new(net.nodes[index].api_url.clone())
+        .status()
+        .await
+        .expect("status");
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    SignedBlobUpload::sign(
+        BlobUpload {
+            format_version: BLOB_UPLOAD_VERSION,
+            chain_id: status.chain_id,
+            member: custody_ledger::types::PublicKey(key.verifying_key().to_bytes()),
+            sha256: custody_ledger::types::Hash32(sha256),
+            size_bytes,
+            time_ms,
+        },
+        key,
+    )
+    .to_header()
+}
