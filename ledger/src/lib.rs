@@ -23,6 +23,7 @@ pub mod block;
 pub mod certificate;
 pub mod chain;
 pub mod encoding;
+pub mod evidence;
 pub mod export;
 pub mod genesis;
 pub mod merkle;
