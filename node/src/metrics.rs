@@ -42,6 +42,9 @@ pub struct Metrics {
     /// Changes of the transport's allowed set made after a commit changed
     /// the departments (added, removed, or a node key rotated).
     pub transport_members_changes: AtomicU64,
+    /// Equivocation records in the blocks committed since this node
+    /// started (each block's `submit-evidence` records, whoever sent them).
+    pub evidence_committed_total: AtomicU64,
     /// Per validator (its label), its signatures in the latest certificates
     /// (`health::SIGNED_RECENT_CERTIFICATES`); replaced after each commit.
     validators_signed_recent: Mutex<Vec<(String, u64)>>,
@@ -268,6 +271,13 @@ impl Metrics {
             "Changes of the allowed peers that followed a committed change of the departments.",
             "counter",
             load(&self.transport_members_changes),
+        );
+        gauge(
+            &mut out,
+            "custody_evidence_committed_total",
+            "Equivocation evidence records committed since this node started (GET /v1/evidence lists them all).",
+            "counter",
+            load(&self.evidence_committed_total),
         );
         {
             let counts = match self.validators_signed_recent.lock() {
