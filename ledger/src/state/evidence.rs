@@ -75,7 +75,6 @@ pub(super) fn submit_evidence<V: StateView + ?Sized>(
     }
     if let Some(recorded) = overlay.evidence(&validator, height)? {
         return Err(TxRefusal::EvidenceAlreadyRecorded {
-            validator,
             height,
             tx: recorded.tx,
         });

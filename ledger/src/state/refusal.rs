@@ -233,13 +233,9 @@ pub enum TxRefusal {
     )]
     EvidenceBadSignature { which: &'static str },
     #[error(
-        "evidence against {validator} at height {height} is already recorded (transaction {tx})"
+        "evidence against this validator at height {height} is already recorded (transaction {tx})"
     )]
-    EvidenceAlreadyRecorded {
-        validator: PublicKey,
-        height: Height,
-        tx: TxId,
-    },
+    EvidenceAlreadyRecorded { height: Height, tx: TxId },
     #[error("{0}")]
     Storage(ViewError),
 }
