@@ -151,6 +151,41 @@ impl SignedVote {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// decode ∘ encode = identity for every vote, and the strict
+        /// decoder never panics on random bytes.
+        #[test]
+        fn a_signed_vote_decodes_to_itself(
+            precommit in any::<bool>(),
+            height in any::<u64>(),
+            round in any::<u64>(),
+            block in proptest::option::of(any::<[u8; 32]>()),
+            validator in any::<[u8; 32]>(),
+            r in any::<[u8; 32]>(),
+            s in any::<[u8; 32]>(),
+        ) {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&r);
+            signature[32..].copy_from_slice(&s);
+            let vote = SignedVote {
+                kind: if precommit { VoteKind::Precommit } else { VoteKind::Prevote },
+                height: Height(height),
+                round: Round(round),
+                block_hash: block.map(BlockHash),
+                validator: PublicKey(validator),
+                signature: Signature(signature),
+            };
+            let bytes = encoding::encode(&vote);
+            prop_assert_eq!(encoding::decode::<SignedVote>(&bytes), Ok(vote));
+        }
+
+        #[test]
+        fn random_bytes_never_panic_the_vote_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = encoding::decode::<SignedVote>(&bytes);
+        }
+    }
 
     fn key() -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::from_bytes(&[7; 32])
