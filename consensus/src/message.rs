@@ -74,14 +74,9 @@ pub struct Vote {
     pub block_hash: Option<BlockHash>,
 }
 
-/// The two kinds of vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum VoteKind {
-    /// First voting step of a round.
-    Prevote,
-    /// Second voting step; a quorum of precommits for a block commits it.
-    Precommit,
-}
+/// The two kinds of vote: the format's, which also builds their signed
+/// bytes.
+pub use custody_format::vote::VoteKind;
 
 /// A consensus message before signing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,32 +125,15 @@ struct ProposalBody<'a> {
     value: &'a Value,
 }
 
-#[derive(Serialize)]
-struct PrevoteBody<'a> {
-    chain_id: &'a str,
-    height: u64,
-    round: u64,
-    block_hash: Option<[u8; 32]>,
-}
-
-#[derive(Serialize)]
-struct NilPrecommitBody<'a> {
-    chain_id: &'a str,
-    height: u64,
-    round: u64,
-}
-
 /// The exact bytes a validator signs for `message` on chain `chain_id`.
 ///
 /// - proposal: `tagged("custody/proposal/v1", postcard(chain_id, height,
 ///   round, valid_round, value))` (the value's bytes are covered, so a
 ///   relay cannot swap them under a valid signature);
-/// - prevote: `tagged("custody/prevote/v1", postcard(chain_id, height,
-///   round, Option<block_hash>))`;
-/// - precommit for a block: `tagged("custody/commit-vote/v1",
-///   postcard(CommitVote))`, the contract's bytes;
-/// - precommit for nil: `tagged("custody/precommit-nil/v1",
-///   postcard(chain_id, height, round))`.
+/// - prevote and precommit: the format's
+///   [`custody_format::vote::vote_signing_bytes`] (a precommit for a block
+///   is signed over the contract's `CommitVote`), so that the ledger checks
+///   the votes of an equivocation over the very same bytes.
 pub fn signing_bytes(chain_id: &str, message: &Message) -> Vec<u8> {
     match message {
         Message::Proposal(proposal) => tagged(
@@ -168,26 +146,20 @@ pub fn signing_bytes(chain_id: &str, message: &Message) -> Vec<u8> {
                 value: &proposal.value,
             }),
         ),
-        Message::Prevote(vote) => tagged(
-            TAG_PREVOTE,
-            &canonical_bytes(&PrevoteBody {
-                chain_id,
-                height: vote.height.0,
-                round: vote.round.0,
-                block_hash: vote.block_hash.map(|hash| hash.0),
-            }),
+        Message::Prevote(vote) => custody_format::vote::vote_signing_bytes(
+            VoteKind::Prevote,
+            chain_id,
+            vote.height,
+            vote.round,
+            vote.block_hash,
         ),
-        Message::Precommit(vote) => match vote.block_hash {
-            Some(hash) => commit_vote_signing_bytes(chain_id, vote.height, vote.round, hash),
-            None => tagged(
-                TAG_PRECOMMIT_NIL,
-                &canonical_bytes(&NilPrecommitBody {
-                    chain_id,
-                    height: vote.height.0,
-                    round: vote.round.0,
-                }),
-            ),
-        },
+        Message::Precommit(vote) => custody_format::vote::vote_signing_bytes(
+            VoteKind::Precommit,
+            chain_id,
+            vote.height,
+            vote.round,
+            vote.block_hash,
+        ),
     }
 }
 
@@ -274,6 +246,21 @@ impl SignedMessage {
             &signing_bytes(&self.chain_id, &self.message),
             &self.signature,
         )
+    }
+
+    /// This message as the format's signed vote (what an equivocation
+    /// record on chain carries), if it is a vote. The chain id stays
+    /// behind: the vote verifies only under its own chain's id.
+    pub fn as_signed_vote(&self) -> Option<custody_format::vote::SignedVote> {
+        let (kind, vote) = self.message.as_vote()?;
+        Some(custody_format::vote::SignedVote {
+            kind,
+            height: vote.height,
+            round: vote.round,
+            block_hash: vote.block_hash,
+            validator: self.validator,
+            signature: self.signature,
+        })
     }
 
     /// The canonical wire encoding.

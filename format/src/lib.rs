@@ -10,7 +10,9 @@
 //! no length prefix in postcard), the types consensus and the ledger both
 //! speak ([`types`]: `Height`, `Round`, `Hash32`, `BlockHash`, `PublicKey`,
 //! `Signature`, `Validator`), and the commit vote and certificate with the
-//! one certificate check ([`certificate`]).
+//! one certificate check ([`certificate`]), and the bytes a prevote or
+//! precommit is signed over, with the signed vote an equivocation is
+//! proved by ([`vote`]).
 //!
 //! Must not know about: transactions, blocks, consensus rules, storage,
 //! networking. It depends on serde, postcard, sha2 and ed25519-dalek.
@@ -27,11 +29,13 @@ pub mod fixed_bytes;
 pub mod signature;
 pub mod tags;
 pub mod types;
+pub mod vote;
 
 pub use certificate::{
     CertificateError, CommitCertificate, CommitSignature, CommitVote, VotingPower,
 };
 pub use types::{BlockHash, Hash32, Height, PublicKey, Round, Signature, Validator};
+pub use vote::{SignedVote, VoteKind};
 
 /// `tagged(tag, body) = u8(len(tag)) || tag || body`: the domain
 /// separation in front of everything Custody hashes or signs

@@ -24,6 +24,7 @@ pub mod caller;
 pub mod certificate;
 pub mod chain;
 pub mod encoding;
+pub mod evidence;
 pub mod export;
 pub mod genesis;
 pub mod merkle;

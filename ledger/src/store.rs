@@ -26,6 +26,7 @@
 //! | `E` | document id, 0x00, sequence | [`DocumentEvent`] |
 //! | `R` | proposal id | [`Proposal`] |
 //! | `V` | height | [`ValidatorSet`] in force from that height |
+//! | `Q` | validator key, height | [`EvidenceRecord`] (equivocation evidence) |
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::block::Block;
 use crate::certificate::CommitCertificate;
 use crate::encoding::{self, DecodeError};
+use crate::evidence::EvidenceRecord;
 use crate::genesis::{Genesis, GenesisError};
 use crate::read_cache::{insert_bounded, ReadCache};
 use crate::records::{
@@ -70,6 +72,7 @@ const DOCUMENT: u8 = b'O';
 const EVENT: u8 = b'E';
 const PROPOSAL: u8 = b'R';
 const VALIDATOR_SET: u8 = b'V';
+const EVIDENCE: u8 = b'Q';
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +211,12 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
 
 fn height_key(prefix: u8, height: Height) -> Vec<u8> {
     key(prefix, &height.0.to_be_bytes())
+}
+
+fn evidence_key(validator: &PublicKey, height: Height) -> Vec<u8> {
+    let mut k = key(EVIDENCE, &validator.0);
+    k.extend_from_slice(&height.0.to_be_bytes());
+    k
 }
 
 fn event_key(document: &DocumentId, sequence: u64) -> Vec<u8> {
@@ -791,6 +800,9 @@ impl Store {
                 encoding::encode(&changes.chain.validator_set),
             );
         }
+        for ((validator, height), record) in &changes.evidence {
+            batch.insert(evidence_key(validator, *height), encoding::encode(record));
+        }
     }
 
     /// The stored bytes of block `height`.
@@ -1127,6 +1139,57 @@ impl Store {
         }
     }
 
+    /// The equivocation evidence recorded against `validator` at `height`.
+    pub fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, StoreError> {
+        self.get("evidence", &evidence_key(validator, height))
+    }
+
+    /// Recorded equivocation evidence in (validator, height) order,
+    /// starting after `after`.
+    pub fn evidence_page(
+        &self,
+        after: Option<(PublicKey, Height)>,
+        limit: usize,
+    ) -> Result<Page<EvidenceRecord, (PublicKey, Height)>, StoreError> {
+        check_limit(limit)?;
+        let start = match after {
+            Some((validator, height)) => {
+                let mut k = evidence_key(&validator, height);
+                k.push(0);
+                k
+            }
+            None => vec![EVIDENCE],
+        };
+        let mut items: Vec<EvidenceRecord> = Vec::new();
+        let mut next = None;
+        for entry in self.tree.range(start..) {
+            let (k, v) = entry?;
+            if k.first() != Some(&EVIDENCE) {
+                break;
+            }
+            if items.len() == limit {
+                next = items.last().map(|e| (e.validator, e.height));
+                break;
+            }
+            items.push(decode_at("evidence", &k, &v)?);
+        }
+        Ok(Page { items, next })
+    }
+
+    /// How many equivocation records the chain holds.
+    pub fn evidence_count(&self) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for entry in self.tree.scan_prefix([EVIDENCE]) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Digest of the whole archive state, equal to
     /// [`state::MemoryState::digest`] of the same state.
     pub fn state_digest(&self) -> Result<Hash32, StoreError> {
@@ -1194,6 +1257,10 @@ impl Store {
             let set: ValidatorSet = decode_at("validator set", &k, &v)?;
             d.entry(b"validator-set", &encoding::encode(&(height, set)));
         }
+        for entry in self.tree.scan_prefix([EVIDENCE]) {
+            let (_, v) = entry?;
+            d.entry(b"evidence", &v);
+        }
         Ok(d.finish())
     }
 }
@@ -1226,5 +1293,15 @@ impl StateView for Store {
     }
     fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, ViewError> {
         Store::proposal(self, id).map_err(view_error)
+    }
+    fn validator_set_at(&self, height: Height) -> Result<Option<ValidatorSet>, ViewError> {
+        Store::validator_set_at(self, height).map_err(view_error)
+    }
+    fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, ViewError> {
+        Store::evidence(self, validator, height).map_err(view_error)
     }
 }

@@ -9,6 +9,7 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{self, tags, DecodeError};
+use crate::evidence::SignedVote;
 use crate::reads::ReadOutcome;
 use crate::records::{DepartmentKeys, NewDepartment, Parameters};
 use crate::types::{
@@ -171,6 +172,14 @@ pub enum TxBody {
         department: DepartmentId,
         outcome: ReadOutcome,
     },
+    // Format version TX_FORMAT_VERSION_EVIDENCE. Signed by the reporting
+    // department's node key: two votes one validator signed for one
+    // height, round and kind, naming different blocks.
+    SubmitEvidence {
+        reporter: DepartmentId,
+        first: SignedVote,
+        second: SignedVote,
+    },
 }
 
 impl TxBody {
@@ -194,6 +203,7 @@ impl TxBody {
             TxBody::RecordFixityCheck { .. } => "record-fixity-check",
             TxBody::Dispose { .. } => "dispose",
             TxBody::AttestRead { .. } => "attest-read",
+            TxBody::SubmitEvidence { .. } => "submit-evidence",
         }
     }
 
@@ -217,11 +227,13 @@ impl TxBody {
     }
 
     /// The transaction format version a payload carrying this body must
-    /// state: 1 for every kind of version 1, 2 for the kinds version 2
-    /// added. A version 1 chain therefore keeps its exact bytes.
+    /// state: 1 for every kind of version 1, and for each later kind the
+    /// version that added it. A version 1 chain therefore keeps its exact
+    /// bytes.
     pub fn format_version(&self) -> u16 {
         match self {
             TxBody::AttestRead { .. } => TX_FORMAT_VERSION_2,
+            TxBody::SubmitEvidence { .. } => TX_FORMAT_VERSION_EVIDENCE,
             _ => FORMAT_VERSION,
         }
     }
@@ -229,12 +241,25 @@ impl TxBody {
     /// Whether this kind is signed by a department's node key rather than
     /// by a member.
     pub fn signed_by_node(&self) -> bool {
-        matches!(self, TxBody::AttestRead { .. })
+        matches!(
+            self,
+            TxBody::AttestRead { .. } | TxBody::SubmitEvidence { .. }
+        )
     }
 }
 
 /// Transaction format version 2: version 1 plus `attest-read`.
 pub const TX_FORMAT_VERSION_2: u16 = 2;
+/// The transaction format version that adds `submit-evidence`. Every use
+/// names this constant, so that renumbering it is a one-line change.
+pub const TX_FORMAT_VERSION_EVIDENCE: u16 = 3;
+
+/// Every transaction format version this build reads.
+pub const TX_FORMAT_VERSIONS: &[u16] = &[
+    FORMAT_VERSION,
+    TX_FORMAT_VERSION_2,
+    TX_FORMAT_VERSION_EVIDENCE,
+];
 
 /// Everything a signer signs.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

@@ -350,6 +350,19 @@ impl StateView for FailingView<'_> {
     fn proposal(&self, _: &ProposalId) -> Result<Option<Proposal>, ViewError> {
         Err(failure())
     }
+    fn validator_set_at(
+        &self,
+        _: Height,
+    ) -> Result<Option<custody_ledger::records::ValidatorSet>, ViewError> {
+        Err(failure())
+    }
+    fn evidence(
+        &self,
+        _: &PublicKey,
+        _: Height,
+    ) -> Result<Option<custody_ledger::evidence::EvidenceRecord>, ViewError> {
+        Err(failure())
+    }
 }
 
 #[test]

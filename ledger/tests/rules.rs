@@ -64,8 +64,15 @@ fn transaction_is_refused_when_format_version_is_unknown() {
         Classification::Public,
         Retention::Years(1),
     );
+    // The version after the newest this build reads.
+    let unknown = custody_ledger::tx::TX_FORMAT_VERSIONS
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(1)
+        + 1;
     let payload = TxPayload {
-        format_version: 3,
+        format_version: unknown,
         chain_id: "custody-test".to_string(),
         signer: signer.public(),
         nonce: Nonce(1),
@@ -73,7 +80,7 @@ fn transaction_is_refused_when_format_version_is_unknown() {
     };
     let signature = encoding::sign(&signer.key, encoding::tags::TX_PAYLOAD, &payload);
     let r = w.refused_tx(SignedTransaction { payload, signature });
-    assert_eq!(r, TxRefusal::UnsupportedFormatVersion(3));
+    assert_eq!(r, TxRefusal::UnsupportedFormatVersion(unknown));
     // Version 2 exists, but a version 1 kind does not travel in it.
     let payload = TxPayload {
         format_version: 2,

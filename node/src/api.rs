@@ -64,6 +64,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/transactions/batch", post(submit_batch))
         .route("/v1/departments", get(departments))
         .route("/v1/departments/{id}", get(department))
+        .route("/v1/evidence", get(evidence_list))
         .merge(crate::api_governance::routes())
         .merge(signed)
         .fallback(not_found)
@@ -727,6 +728,55 @@ async fn department(
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("department `{id}` does not exist")))?;
     Ok(Json(department).into_response())
+}
+
+#[derive(Deserialize)]
+struct EvidenceQuery {
+    /// `<validator hex>:<height>` of the last record of the page before.
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/evidence?cursor=&limit=`: the equivocation evidence the chain
+/// records, by validator key then height, paged.
+async fn evidence_list(
+    State(chain): State<ChainView>,
+    State(settings): State<Arc<ApiSettings>>,
+    Query(query): Query<EvidenceQuery>,
+) -> Result<Response, ApiError> {
+    let after = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(text) => {
+            let parsed = text.split_once(':').and_then(|(key, height)| {
+                Some((
+                    PublicKey::from_hex(key).ok()?,
+                    Height(height.parse::<u64>().ok()?),
+                ))
+            });
+            Some(parsed.ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_cursor",
+                    format!("`{text}` is not an evidence cursor (`<validator hex>:<height>`)"),
+                )
+            })?)
+        }
+    };
+    let limit = query
+        .limit
+        .unwrap_or(settings.api.page_size_max)
+        .clamp(1, settings.api.page_size_max)
+        .min(custody_ledger::store::PAGE_LIMIT_MAX as u32) as usize;
+    let page = chain
+        .store()
+        .evidence_page(after, limit)
+        .map_err(store_error)?;
+    Ok(Json(Page {
+        items: page.items,
+        next_cursor: page
+            .next
+            .map(|(validator, height)| format!("{validator}:{}", height.0)),
+    })
+    .into_response())
 }
 
 async fn departments(State(chain): State<ChainView>) -> Result<Response, ApiError> {

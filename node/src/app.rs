@@ -190,6 +190,21 @@ impl LedgerApp {
         metrics
             .committed_txs_total
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        if !changes.evidence.is_empty() {
+            metrics
+                .evidence_committed_total
+                .fetch_add(changes.evidence.len() as u64, Ordering::Relaxed);
+            for record in changes.evidence.values() {
+                tracing::warn!(
+                    validator = %record.validator,
+                    department = record.department.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                    height = record.height.0,
+                    round = record.round.0,
+                    tx = %record.tx,
+                    "equivocation evidence committed"
+                );
+            }
+        }
         self.committed.send_replace(height);
     }
 }

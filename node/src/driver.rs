@@ -7,7 +7,8 @@
 //!   the directory) before the next effect, so a restarted validator never
 //!   signs against its own earlier vote;
 //! - `Broadcast` and `FetchProposal` go to the network task, `SyncWanted`
-//!   wakes block sync, `Heard` feeds readiness, `Evidence` is kept;
+//!   wakes block sync, `Heard` feeds readiness, `Evidence` goes to the evidence desk
+//!   (`evidence_desk.rs`), which puts it on chain;
 //! - the core is woken at the time it asks for (its timers, pacing, the
 //!   look for work), and hands held proposals to peers through
 //!   [`DriverInput::HeldProposal`].
@@ -29,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::app::{consensus_validators, AppError, LedgerApp};
 use crate::config::ConsensusConfig;
+use crate::evidence_desk::EvidenceDesk;
 use crate::handles::{Outbound, SyncWanted};
 use crate::health::Health;
 use crate::home::write_atomically;
@@ -90,6 +92,8 @@ pub struct DriverLinks {
     pub health: Arc<Health>,
     /// Height and round.
     pub metrics: Arc<Metrics>,
+    /// Where equivocation consensus finds goes: to the chain.
+    pub evidence: EvidenceDesk,
 }
 
 pub struct Driver {
@@ -309,13 +313,13 @@ impl Driver {
                     }
                 }
                 Effect::Evidence(evidence) => {
-                    self.keep_evidence(&evidence);
                     tracing::warn!(
                         validator = %hex::encode(evidence.first.validator.0),
                         height = evidence.first.height().0,
                         round = evidence.first.round().0,
                         "validator equivocated: two conflicting signed messages"
                     );
+                    self.links.evidence.take(&evidence);
                 }
                 Effect::NotProposing(reason) => tracing::error!(%reason, "not proposing"),
                 Effect::Refused { height, reason } => {
@@ -324,25 +328,5 @@ impl Driver {
             }
         }
         Ok(())
-    }
-
-    /// Appends proof of equivocation to `data/evidence.jsonl` (one JSON
-    /// object per line, fsynced), for the departments to act on.
-    fn keep_evidence(&self, evidence: &consensus::Equivocation) {
-        use std::io::Write;
-        let path = self.state_path.with_file_name("evidence.jsonl");
-        let written = serde_json::to_string(evidence)
-            .map_err(std::io::Error::other)
-            .and_then(|line| {
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)?;
-                writeln!(file, "{line}")?;
-                file.sync_all()
-            });
-        if let Err(error) = written {
-            tracing::error!(%error, path = %path.display(), "cannot record equivocation evidence");
-        }
     }
 }

@@ -32,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod consensus_state;
 pub mod driver;
+pub mod evidence_desk;
 pub mod files;
 pub mod handles;
 pub mod health;

@@ -45,6 +45,8 @@ enum StateKey {
     /// A member's nonce and record.
     Member(PublicKey),
     Document(DocumentId),
+    /// The evidence record of a validator at a height (one per pair).
+    Evidence(PublicKey, custody_ledger::types::Height),
 }
 
 /// What a transaction reads and writes, computed once on arrival.
@@ -67,6 +69,9 @@ fn footprint(tx: &SignedTransaction) -> Footprint {
     }
     if let Some(document) = body.document() {
         keys.push(StateKey::Document(document.clone()));
+    }
+    if let TxBody::SubmitEvidence { first, .. } = body {
+        keys.push(StateKey::Evidence(first.validator, first.height));
     }
     Footprint {
         keys,
@@ -588,6 +593,9 @@ impl Mempool {
                     }
                     StateKey::Document(document) => {
                         pending.documents.remove(document);
+                    }
+                    StateKey::Evidence(validator, height) => {
+                        pending.evidence.remove(&(*validator, *height));
                     }
                 }
             }

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub blobs_orphans_collected_total: AtomicU64,
     /// API requests refused for want of a valid caller, by refusal code.
     api_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Equivocation records in the blocks committed since this node
+    /// started (each block's `submit-evidence` records, whoever sent them).
+    pub evidence_committed_total: AtomicU64,
     /// Per validator (its label), its signatures in the latest certificates
     /// (`health::SIGNED_RECENT_CERTIFICATES`); replaced after each commit.
     validators_signed_recent: Mutex<Vec<(String, u64)>>,
@@ -282,6 +285,13 @@ impl Metrics {
             "Changes of the allowed peers that followed a committed change of the departments.",
             "counter",
             load(&self.transport_members_changes),
+        );
+        gauge(
+            &mut out,
+            "custody_evidence_committed_total",
+            "Equivocation evidence records committed since this node started (GET /v1/evidence lists them all).",
+            "counter",
+            load(&self.evidence_committed_total),
         );
         gauge(
             &mut out,

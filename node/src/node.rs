@@ -170,6 +170,15 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         source,
     })?;
     read_desk.resubmit_pending();
+    let evidence_desk = crate::evidence_desk::EvidenceDesk::new(
+        &home.data_dir(&config),
+        department_id.clone(),
+        &genesis.chain_id,
+        node_secret,
+        reader.clone(),
+        admission.clone(),
+    );
+    evidence_desk.resubmit_cached();
 
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
     let key_watch = (held_keys.clone(), driver_sender.clone());
@@ -188,6 +197,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             sync_wanted: sync_wanted.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
+            evidence: evidence_desk,
         },
         &config.consensus,
         &genesis.chain_id,

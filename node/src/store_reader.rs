@@ -6,7 +6,10 @@
 
 use custody_ledger::block::Block;
 use custody_ledger::certificate::CommitCertificate;
-use custody_ledger::records::{Department, Document, DocumentEvent, Member, Parameters, Proposal};
+use custody_ledger::evidence::EvidenceRecord;
+use custody_ledger::records::{
+    Department, Document, DocumentEvent, Member, Parameters, Proposal, ValidatorSet,
+};
 use custody_ledger::state::{ChainInfo, StateView, ViewError};
 use custody_ledger::store::{Page, Store, StoreError, StoredTransaction};
 use custody_ledger::types::{
@@ -119,6 +122,24 @@ impl StoreReader {
     pub fn proposals(&self) -> Result<Vec<Proposal>, StoreError> {
         self.store.proposals()
     }
+
+    /// The equivocation evidence recorded against `validator` at `height`.
+    pub fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, StoreError> {
+        self.store.evidence(validator, height)
+    }
+
+    /// Recorded equivocation evidence in (validator, height) order.
+    pub fn evidence_page(
+        &self,
+        after: Option<(PublicKey, Height)>,
+        limit: usize,
+    ) -> Result<Page<EvidenceRecord, (PublicKey, Height)>, StoreError> {
+        self.store.evidence_page(after, limit)
+    }
 }
 
 /// The rules read the committed state through this (the mempool's
@@ -147,5 +168,15 @@ impl StateView for StoreReader {
     }
     fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, ViewError> {
         StateView::proposal(&self.store, id)
+    }
+    fn validator_set_at(&self, height: Height) -> Result<Option<ValidatorSet>, ViewError> {
+        StateView::validator_set_at(&self.store, height)
+    }
+    fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, ViewError> {
+        StateView::evidence(&self.store, validator, height)
     }
 }

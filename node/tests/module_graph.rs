@@ -147,6 +147,7 @@ const HANDLE_CONSTRUCTIONS: &[&str] = &[
     "ApiState {",
     "ApiSettings {",
     "ReadDesk::open(",
+    "EvidenceDesk::new(",
 ];
 
 /// Whether `text` builds a handle with `construction` (a struct's own

@@ -9,6 +9,7 @@
 
 mod anomalies;
 mod chain;
+mod evidence;
 mod genesis;
 mod reads;
 mod remote;
@@ -36,6 +37,7 @@ use serde::Serialize;
 
 pub use anomalies::AnomaliesArgs;
 pub use chain::{run_chain, run_chain_to, ChainArgs, ChainCommand};
+pub use evidence::{EvidenceArgs, ListedEvidence};
 pub use genesis::{
     department_keys, read_contribution, run_genesis, run_genesis_to, Contribution, GenesisArgs,
     GenesisCommand,
@@ -161,6 +163,10 @@ pub enum AuditCommand {
     /// Refused reads, by member: each carries the member's own signed read
     /// request, as the refusing node attested it on chain.
     Denials(DenialsArgs),
+    /// Equivocation evidence on chain: each validator that signed two
+    /// conflicting votes, its department, the height, round and the two
+    /// blocks, and the transaction and block that recorded it.
+    Evidence(EvidenceArgs),
 }
 
 /// `custody audit verify`
@@ -249,6 +255,7 @@ pub fn run_audit_to(args: AuditArgs, out: &mut dyn Write) -> Result<(), AuditErr
         AuditCommand::Report(a) => report::report(a, out),
         AuditCommand::Anomalies(a) => anomalies::anomalies(a, out),
         AuditCommand::Denials(a) => reads::denials(a, out),
+        AuditCommand::Evidence(a) => evidence::evidence(a, out),
     }
 }
 
@@ -281,6 +288,9 @@ struct VerifySummary {
     reads_served: usize,
     reads_failed: usize,
     reads_denied: usize,
+    /// Equivocation records, each re-checked by the replay (votes' signatures
+    /// under the validator set of their height).
+    evidence: usize,
 }
 
 #[derive(Serialize, Default)]
@@ -324,6 +334,7 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         reads_served: reads.served.len(),
         reads_failed: reads.failed.len(),
         reads_denied: reads.denied.len(),
+        evidence: loaded.state.evidence.len(),
     };
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &summary)?;
@@ -349,6 +360,11 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             out,
             "  reads           {} served, {} failed, {} denied (attested by the serving nodes)",
             summary.reads_served, summary.reads_failed, summary.reads_denied
+        )?;
+        writeln!(
+            out,
+            "  evidence        {} equivocation record(s), votes checked (`custody audit evidence` lists them)",
+            summary.evidence
         )?;
         writeln!(
             out,

@@ -40,13 +40,14 @@ fn node_error(url: &str, reason: impl std::fmt::Display) -> AuditError {
     }
 }
 
-/// Who signs the block reads, on which chain.
-struct Signer<'a> {
-    key: &'a ed25519_dalek::SigningKey,
-    chain_id: String,
+/// Who signs the reads of records, on which chain.
+pub(crate) struct Signer<'a> {
+    pub key: &'a ed25519_dalek::SigningKey,
+    pub chain_id: String,
 }
 
-async fn get<T: serde::de::DeserializeOwned>(
+/// GETs `url` as JSON, signed (`x-custody-auth`) when a signer is given.
+pub(crate) async fn get<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
     signer: Option<&Signer<'_>>,

@@ -265,6 +265,121 @@ impl Testnet {
         (custody_ledger::caller::API_AUTH_HEADER, header)
     }
 
+    /// Adds a twin of node `index` (not started): a second node holding the
+    /// same validator key, with a node key of its own, on the next two
+    /// ports after the network's. Every genesis node is told to accept it
+    /// as an observer (its node key is no department's), so its votes
+    /// reach everyone: the department's validator then signs twice in
+    /// rounds where the two disagree (as when it proposes: each twin
+    /// proposes its own block and prevotes it). Returns the twin's index
+    /// in `nodes`. Call before the nodes start (observers are read at
+    /// start).
+    pub fn add_twin(&mut self, index: usize) -> usize {
+        let original = &self.nodes[index];
+        let department = original.department.clone();
+        let twin_name = format!("{department}-twin");
+        let twin_home = self.dir.path().join(&twin_name);
+        let keys = twin_home.join("keys");
+        std::fs::create_dir_all(&keys).expect("twin keys folder");
+        std::fs::copy(
+            original.home.join("keys/validator.key"),
+            keys.join("validator.key"),
+        )
+        .expect("copy the validator key");
+        std::fs::copy(
+            original.home.join("genesis.json"),
+            twin_home.join("genesis.json"),
+        )
+        .expect("copy the genesis");
+        let mut seed = [0u8; 32];
+        seed[..twin_name.len().min(32)]
+            .copy_from_slice(&twin_name.as_bytes()[..twin_name.len().min(32)]);
+        seed[31] ^= 0x5a;
+        custody_node::home::write_key_file(&keys.join("node.key"), &seed)
+            .expect("write the twin's node key");
+        let node_public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let twin_peer = custody_node::network::peer_id_from_ed25519_public(node_public)
+            .expect("twin peer id")
+            .to_string();
+
+        // Ports: the network's are base..base+2n; the twin takes the next two.
+        let top_port = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.api_url.rsplit(':').next()?.parse::<u16>().ok())
+            .max()
+            .expect("an api port");
+        let (p2p_port, api_port) = (top_port + 1, top_port + 2);
+        for port in [p2p_port, api_port] {
+            assert!(
+                TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "port {port} for the twin is taken"
+            );
+        }
+
+        let config_text =
+            std::fs::read_to_string(original.home.join("config.toml")).expect("config");
+        let mut config: toml::Table = config_text.parse().expect("config parses");
+        // The original's own listen address becomes one of the twin's peers.
+        let original_listen = config["network"]["listen"][0]
+            .as_str()
+            .expect("listen address")
+            .to_string();
+        let original_key = custody_node::home::read_key_file(&original.home.join("keys/node.key"))
+            .expect("original node key");
+        let original_public = ed25519_dalek::SigningKey::from_bytes(&original_key)
+            .verifying_key()
+            .to_bytes();
+        let original_peer = custody_node::network::peer_id_from_ed25519_public(original_public)
+            .expect("original peer id")
+            .to_string();
+        {
+            let network = config["network"].as_table_mut().expect("network table");
+            network.insert(
+                "listen".to_string(),
+                toml::Value::Array(vec![toml::Value::String(format!(
+                    "/ip4/127.0.0.1/tcp/{p2p_port}"
+                ))]),
+            );
+            let peers = network["peers"].as_array_mut().expect("peers");
+            let mut entry = toml::Table::new();
+            entry.insert("peer_id".to_string(), toml::Value::String(original_peer));
+            entry.insert("address".to_string(), toml::Value::String(original_listen));
+            peers.push(toml::Value::Table(entry));
+        }
+        config["api"].as_table_mut().expect("api table").insert(
+            "listen".to_string(),
+            toml::Value::String(format!("127.0.0.1:{api_port}")),
+        );
+        std::fs::write(twin_home.join("config.toml"), config.to_string()).expect("twin config");
+
+        for node in self.nodes.iter().take(self.genesis_nodes) {
+            let path = node.home.join("config.toml");
+            let text = std::fs::read_to_string(&path).expect("config");
+            let mut config: toml::Table = text.parse().expect("config parses");
+            let network = config["network"].as_table_mut().expect("network table");
+            let mut observers = network
+                .get("observers")
+                .and_then(|o| o.as_array().cloned())
+                .unwrap_or_default();
+            observers.push(toml::Value::String(twin_peer.clone()));
+            network.insert("observers".to_string(), toml::Value::Array(observers));
+            std::fs::write(&path, config.to_string()).expect("write config");
+        }
+
+        self.nodes.push(NodeProcess {
+            log_path: self.dir.path().join(format!("{twin_name}.log")),
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            department: twin_name,
+            home: twin_home,
+            child: None,
+            starts: 0,
+        });
+        self.nodes.len() - 1
+    }
+
     /// The member key file of a department's first admin or clerk.
     pub fn member_key(&self, department: &str, role: &str) -> PathBuf {
         self.dir

@@ -171,7 +171,8 @@ fn document_and_previous(body: &TxBody) -> (&DocumentId, &EventHash) {
         | TxBody::ProposeChange { .. }
         | TxBody::ApproveChange { .. }
         | TxBody::Register { .. }
-        | TxBody::AttestRead { .. } => unreachable!("not a document transaction"),
+        | TxBody::AttestRead { .. }
+        | TxBody::SubmitEvidence { .. } => unreachable!("not a document transaction"),
     }
 }
 
@@ -199,7 +200,8 @@ fn apply_document_tx<V: StateView + ?Sized>(
         | TxBody::ProposeChange { .. }
         | TxBody::ApproveChange { .. }
         | TxBody::Register { .. }
-        | TxBody::AttestRead { .. } => unreachable!("not a document transaction"),
+        | TxBody::AttestRead { .. }
+        | TxBody::SubmitEvidence { .. } => unreachable!("not a document transaction"),
     }
 }
 

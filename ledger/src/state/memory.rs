@@ -64,6 +64,8 @@ pub struct MemoryState {
     pub tx_locations: BTreeMap<TxId, TxLocation>,
     /// Validator set history: the set in force from each height on.
     pub validator_sets: BTreeMap<Height, ValidatorSet>,
+    /// Equivocation evidence, by validator and height of the votes.
+    pub evidence: BTreeMap<(PublicKey, Height), EvidenceRecord>,
 }
 
 impl MemoryState {
@@ -102,6 +104,7 @@ impl MemoryState {
             self.events.entry(e.document.clone()).or_default().push(e);
         }
         self.tx_locations.extend(changes.tx_locations);
+        self.evidence.extend(changes.evidence);
         if changes.validator_set_changed {
             self.validator_sets.insert(
                 changes.chain.height.next(),
@@ -144,6 +147,9 @@ impl MemoryState {
         }
         for (k, v) in &self.validator_sets {
             d.entry(b"validator-set", &encoding::encode(&(k, v)));
+        }
+        for v in self.evidence.values() {
+            d.entry(b"evidence", &encoding::encode(v));
         }
         d.finish()
     }
@@ -206,5 +212,19 @@ impl StateView for MemoryState {
     }
     fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, ViewError> {
         Ok(self.proposals.get(id).cloned())
+    }
+    fn validator_set_at(&self, height: Height) -> Result<Option<ValidatorSet>, ViewError> {
+        Ok(self
+            .validator_sets
+            .range(..=height)
+            .next_back()
+            .map(|(_, set)| set.clone()))
+    }
+    fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, ViewError> {
+        Ok(self.evidence.get(&(*validator, height)).cloned())
     }
 }

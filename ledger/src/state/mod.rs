@@ -15,6 +15,7 @@
 mod apply;
 mod archive;
 mod checks;
+mod evidence;
 mod governance;
 mod membership;
 mod memory;
@@ -44,6 +45,7 @@ use sha2::{Digest, Sha256};
 use crate::block::Block;
 use crate::certificate::CertificateError;
 use crate::encoding::{self, tags};
+use crate::evidence::{EvidenceRecord, SignedVote};
 use crate::genesis::{self, Genesis};
 use crate::records::{
     Department, Document, DocumentEvent, DocumentStatus, EventKind, Grant, Member, MemberStatus,
@@ -87,9 +89,7 @@ fn apply_tx<V: StateView + ?Sized>(
     signature_checked: bool,
 ) -> Result<(), TxRefusal> {
     let payload = &tx.payload;
-    if payload.format_version != FORMAT_VERSION
-        && payload.format_version != crate::tx::TX_FORMAT_VERSION_2
-    {
+    if !crate::tx::TX_FORMAT_VERSIONS.contains(&payload.format_version) {
         return Err(TxRefusal::UnsupportedFormatVersion(payload.format_version));
     }
     if payload.format_version != payload.body.format_version() {
@@ -127,6 +127,16 @@ fn apply_tx<V: StateView + ?Sized>(
         overlay.changes.nonces.insert(payload.signer, payload.nonce);
         return Ok(());
     }
+    if let TxBody::SubmitEvidence {
+        reporter,
+        first,
+        second,
+    } = &payload.body
+    {
+        evidence::submit_evidence(overlay, &payload.signer, ctx, reporter, first, second)?;
+        overlay.changes.nonces.insert(payload.signer, payload.nonce);
+        return Ok(());
+    }
     let signer = overlay
         .member(&payload.signer)?
         .ok_or(TxRefusal::UnknownSigner(payload.signer))?;
@@ -157,7 +167,9 @@ fn apply_tx<V: StateView + ?Sized>(
         | TxBody::Amend { .. }
         | TxBody::RecordFixityCheck { .. }
         | TxBody::Dispose { .. } => archive::apply_to_document(overlay, &signer, ctx, body)?,
-        TxBody::AttestRead { .. } => unreachable!("attestations returned above"),
+        TxBody::AttestRead { .. } | TxBody::SubmitEvidence { .. } => {
+            unreachable!("node-signed kinds returned above")
+        }
     }
     overlay.changes.nonces.insert(payload.signer, payload.nonce);
     Ok(())

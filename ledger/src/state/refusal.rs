@@ -210,6 +210,32 @@ pub enum TxRefusal {
     },
     #[error("the denied read request's signature does not match its member's key and content")]
     DeniedRequestUnsigned,
+    #[error("the signer is not the node key of department `{0}`; only a department's node submits evidence in its name")]
+    EvidenceReporterNotItsNode(DepartmentId),
+    #[error("the two votes are signed by two validators ({first} and {second}); evidence is two votes of one validator")]
+    EvidenceTwoValidators { first: PublicKey, second: PublicKey },
+    #[error("the two votes are not for one height, round and kind ({first} and {second}); they do not conflict")]
+    EvidenceNotSameVote { first: String, second: String },
+    #[error("both votes name the same block ({0}); they do not conflict")]
+    EvidenceSameBlock(String),
+    #[error("the votes are for height {height}, after this block's height {block_height}")]
+    EvidenceHeightInFuture {
+        height: Height,
+        block_height: Height,
+    },
+    #[error("{validator} was not a validator at height {height}; its votes there prove nothing")]
+    EvidenceNotAValidator {
+        validator: PublicKey,
+        height: Height,
+    },
+    #[error(
+        "the {which} vote's signature does not verify under its validator's key for this chain"
+    )]
+    EvidenceBadSignature { which: &'static str },
+    #[error(
+        "evidence against this validator at height {height} is already recorded (transaction {tx})"
+    )]
+    EvidenceAlreadyRecorded { height: Height, tx: TxId },
     #[error("{0}")]
     Storage(ViewError),
 }
@@ -273,6 +299,14 @@ impl TxRefusal {
             TxRefusal::NotTheDepartmentsNode(..) => "not_the_departments_node",
             TxRefusal::ReadOfAnotherDepartment { .. } => "read_of_another_department",
             TxRefusal::DeniedRequestUnsigned => "denied_request_unsigned",
+            TxRefusal::EvidenceReporterNotItsNode(..) => "evidence_reporter_not_its_node",
+            TxRefusal::EvidenceTwoValidators { .. } => "evidence_two_validators",
+            TxRefusal::EvidenceNotSameVote { .. } => "evidence_not_same_vote",
+            TxRefusal::EvidenceSameBlock(..) => "evidence_same_block",
+            TxRefusal::EvidenceHeightInFuture { .. } => "evidence_height_in_future",
+            TxRefusal::EvidenceNotAValidator { .. } => "evidence_not_a_validator",
+            TxRefusal::EvidenceBadSignature { .. } => "evidence_bad_signature",
+            TxRefusal::EvidenceAlreadyRecorded { .. } => "evidence_already_recorded",
             TxRefusal::Storage(..) => "storage",
         }
     }

@@ -38,6 +38,15 @@ pub trait StateView {
     fn nonce(&self, signer: &PublicKey) -> Result<Nonce, ViewError>;
     fn document(&self, id: &DocumentId) -> Result<Option<Document>, ViewError>;
     fn proposal(&self, id: &ProposalId) -> Result<Option<Proposal>, ViewError>;
+    /// The validator set in force at `height` (`None` before height 1);
+    /// the history is never pruned.
+    fn validator_set_at(&self, height: Height) -> Result<Option<ValidatorSet>, ViewError>;
+    /// The evidence recorded against `validator` at `height`, if any.
+    fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, ViewError>;
 }
 
 /// Everything one block (or the genesis) changes, written by the store in
@@ -59,6 +68,8 @@ pub struct StateChanges {
     /// Set when the validator set in force from `chain.height + 1` differs
     /// from the one before.
     pub validator_set_changed: bool,
+    /// Equivocation evidence recorded, by validator and height of the votes.
+    pub evidence: BTreeMap<(PublicKey, Height), EvidenceRecord>,
 }
 
 impl StateChanges {
@@ -74,6 +85,7 @@ impl StateChanges {
             events: Vec::new(),
             tx_locations: Vec::new(),
             validator_set_changed: false,
+            evidence: BTreeMap::new(),
         }
     }
 }
@@ -212,6 +224,21 @@ impl<V: StateView + ?Sized> StateView for Overlay<'_, V> {
         match self.changes.proposals.get(id) {
             Some(p) => Ok(Some(p.clone())),
             None => self.base.proposal(id),
+        }
+    }
+    fn validator_set_at(&self, height: Height) -> Result<Option<ValidatorSet>, ViewError> {
+        // A change made by this block takes effect after it: every height
+        // up to the block's own reads the base's history.
+        self.base.validator_set_at(height)
+    }
+    fn evidence(
+        &self,
+        validator: &PublicKey,
+        height: Height,
+    ) -> Result<Option<EvidenceRecord>, ViewError> {
+        match self.changes.evidence.get(&(*validator, height)) {
+            Some(e) => Ok(Some(e.clone())),
+            None => self.base.evidence(validator, height),
         }
     }
 }
