@@ -225,6 +225,7 @@ async fn status(
     State(metrics): State<Arc<Metrics>>,
     State(health): State<Arc<Health>>,
     State(settings): State<Arc<ApiSettings>>,
+    State(clock): State<crate::handles::LocalClock>,
 ) -> Result<Json<StatusWithValidators>, ApiError> {
     let head = chain.store().chain_info().map_err(store_error)?;
     let (transactions, bytes) = mempool.size();
@@ -245,6 +246,7 @@ async fn status(
         },
         syncing: peers.is_syncing(),
         peer_details: peer_details(&peers, &metrics),
+        time_ms: clock.now_ms(),
     };
     Ok(Json(StatusWithValidators {
         status,

@@ -77,6 +77,11 @@ pub struct StatusResponse {
     /// is connected in name only.
     #[serde(default)]
     pub peer_details: Vec<PeerDetail>,
+    /// This node's clock (milliseconds since the Unix epoch) when it
+    /// answered: a signed API request's time must be within
+    /// `api.request_skew_ms` of it.
+    #[serde(default)]
+    pub time_ms: u64,
 }
 
 /// One other member node in `GET /v1/status`.

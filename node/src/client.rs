@@ -43,8 +43,9 @@ pub struct Client {
     http: reqwest::Client,
     /// Who signs the reads that need a caller (`x-custody-auth`).
     signer: Option<Arc<ed25519_dalek::SigningKey>>,
-    /// The node's chain id, fetched once for signing.
-    chain_id: Arc<tokio::sync::OnceCell<String>>,
+    /// The node's chain id and how far its clock is from this machine's
+    /// (milliseconds, node minus local), fetched once for signing.
+    node_clock: Arc<tokio::sync::OnceCell<(String, i64)>>,
 }
 
 impl Client {
@@ -59,7 +60,7 @@ impl Client {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             http,
             signer: None,
-            chain_id: Arc::new(tokio::sync::OnceCell::new()),
+            node_clock: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -76,13 +77,20 @@ impl Client {
         let Some(key) = &self.signer else {
             return Ok(None);
         };
-        let chain_id = self
-            .chain_id
+        // A machine client signs by the node's clock: a node whose clock
+        // is off (and that says so in its status) still answers it.
+        let (chain_id, offset_ms) = self
+            .node_clock
             .get_or_try_init(|| async {
                 let url = format!("{}/v1/status", self.base_url);
                 let response = self.http.get(&url).send().await;
                 let status: StatusResponse = self.read(&url, response).await?;
-                Ok::<String, ClientError>(status.chain_id)
+                let offset_ms = if status.time_ms == 0 {
+                    0
+                } else {
+                    status.time_ms as i64 - now_ms() as i64
+                };
+                Ok::<(String, i64), ClientError>((status.chain_id, offset_ms))
             })
             .await?;
         Ok(Some(custody_ledger::caller::api_auth_header(
@@ -90,7 +98,7 @@ impl Client {
             chain_id,
             method,
             &path_and_query_of(url),
-            now_ms(),
+            now_ms().saturating_add_signed(*offset_ms),
         )))
     }
 
