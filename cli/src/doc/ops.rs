@@ -578,13 +578,14 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
     // No ciphertext leaves a node without a committed access record: the
     // inspection is recorded first, as a record-access of the offer's
     // recipient while the offer is live.
-    let inspection = TxBody::RecordAccess {
-        document: doc.id.clone(),
-        previous_event: doc.latest_event,
-        purpose: INSPECTION_PURPOSE.to_string(),
-        ciphertext_sha256: doc.ciphertext.sha256,
-    };
-    let inspected = api.submit_and_wait(&key, inspection, wait(common)).await?;
+    let (doc, inspected) = api
+        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::RecordAccess {
+            document: doc.id.clone(),
+            previous_event: doc.latest_event,
+            purpose: INSPECTION_PURPOSE.to_string(),
+            ciphertext_sha256: doc.ciphertext.sha256,
+        })
+        .await?;
     let checked = download_and_decrypt(
         api,
         common,
@@ -602,14 +603,15 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
             doc.id
         ),
     })?;
-    // The inspection record moved the document's latest event.
-    let doc = api.document(&doc.id).await?;
-    let body = TxBody::AcceptTransfer {
-        document: doc.id.clone(),
-        previous_event: doc.latest_event,
-        ciphertext_sha256: Hash32(summary.ciphertext.sha256),
-    };
-    let answer = api.submit_and_wait(&key, body, wait(common)).await?;
+    // The inspection record (and the node's attestation of the download)
+    // moved the document's latest event: build on the document as it is.
+    let (doc, answer) = api
+        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::AcceptTransfer {
+            document: doc.id.clone(),
+            previous_event: doc.latest_event,
+            ciphertext_sha256: Hash32(summary.ciphertext.sha256),
+        })
+        .await?;
     if common.json {
         let mut value = committed_json(&doc.id, &answer);
         value["fetched_from"] = json!(fetched.fetched_from);
