@@ -39,18 +39,8 @@ pub enum ChainCommand {
         /// not the genesis); its hash must be the node's.
         #[arg(long, value_name = "FILE")]
         genesis: Option<PathBuf>,
-        /// With `--node`: the key that signs the block reads, an auditor's
-        /// named in the node's `api.auditor_keys` or a member's.
-        #[arg(
-            long,
-            value_name = "FILE",
-            env = "CUSTODY_AUDITOR_KEY",
-            requires = "node"
-        )]
-        key: Option<PathBuf>,
-        /// Environment variable holding `--key`'s passphrase, if it is sealed.
-        #[arg(long, value_name = "VAR", requires = "key")]
-        passphrase_env: Option<String>,
+        #[command(flatten)]
+        reader: super::remote::ReaderKeyArgs,
         /// The export file to write (replaced atomically).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
@@ -84,8 +74,7 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
             store,
             node,
             genesis,
-            key,
-            passphrase_env,
+            reader,
             to,
         } => {
             let (trailer, genesis_hash) = match (store, node, genesis) {
@@ -96,12 +85,7 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
                 }
                 (None, Some(node), Some(genesis)) => {
                     let genesis = custody_ledger::Genesis::load(&genesis)?;
-                    let key = key
-                        .map(|path| {
-                            crate::keyfile::read_signing_key(&path, passphrase_env.as_deref())
-                                .map_err(AuditError::BadArgument)
-                        })
-                        .transpose()?;
+                    let key = reader.signing_key()?;
                     let trailer =
                         super::remote::export_from_node(&node, &genesis, &to, key.as_ref())?;
                     (trailer, genesis.hash())

@@ -49,18 +49,8 @@ pub struct EvidenceArgs {
     /// A running node's API: its list, with each record's votes checked here.
     #[arg(long, value_name = "URL")]
     pub node: Option<String>,
-    /// With `--node`: the key that signs the transaction reads, an
-    /// auditor's named in the node's `api.auditor_keys` or a member's.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "CUSTODY_AUDITOR_KEY",
-        requires = "node"
-    )]
-    pub key: Option<PathBuf>,
-    /// Environment variable holding `--key`'s passphrase, if it is sealed.
-    #[arg(long, value_name = "VAR", requires = "key")]
-    pub passphrase_env: Option<String>,
+    #[command(flatten)]
+    pub reader: super::remote::ReaderKeyArgs,
     /// The genesis hash the auditor trusts (with --export or --store).
     #[arg(long, value_name = "HEX")]
     pub genesis_hash: Option<String>,
@@ -135,14 +125,7 @@ fn votes_hold(tx: &SignedTransaction, record: &EvidenceRecord, chain_id: &str) -
 pub(super) fn evidence(args: EvidenceArgs, out: &mut dyn Write) -> Result<(), AuditError> {
     let report = match &args.node {
         Some(node) => {
-            let key = args
-                .key
-                .as_ref()
-                .map(|path| {
-                    crate::keyfile::read_signing_key(path, args.passphrase_env.as_deref())
-                        .map_err(AuditError::BadArgument)
-                })
-                .transpose()?;
+            let key = args.reader.signing_key()?;
             from_node(node, key.as_ref())?
         }
         None => from_chain(&args)?,

@@ -43,6 +43,7 @@ pub use genesis::{
     GenesisCommand,
 };
 pub use reads::{read_account, Denial, DenialsArgs};
+pub use remote::ReaderKeyArgs;
 pub use report::ReportArgs;
 pub use source::{load_chain, LoadedChain, SourceArgs};
 

@@ -40,6 +40,37 @@ fn node_error(url: &str, reason: impl std::fmt::Display) -> AuditError {
     }
 }
 
+/// `--key` and `--passphrase-env` of the commands that read records from a
+/// node (`chain export --node`, `audit evidence --node`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ReaderKeyArgs {
+    /// With `--node`: the key that signs the reads, an auditor's named in
+    /// the node's `api.auditor_keys` or a member's.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CUSTODY_AUDITOR_KEY",
+        requires = "node"
+    )]
+    pub key: Option<std::path::PathBuf>,
+    /// Environment variable holding `--key`'s passphrase, if it is sealed.
+    #[arg(long, value_name = "VAR", requires = "key")]
+    pub passphrase_env: Option<String>,
+}
+
+impl ReaderKeyArgs {
+    /// The signing key, when `--key` is given.
+    pub fn signing_key(&self) -> Result<Option<ed25519_dalek::SigningKey>, AuditError> {
+        self.key
+            .as_ref()
+            .map(|path| {
+                crate::keyfile::read_signing_key(path, self.passphrase_env.as_deref())
+                    .map_err(AuditError::BadArgument)
+            })
+            .transpose()
+    }
+}
+
 /// Who signs the reads of records, on which chain.
 pub(crate) struct Signer<'a> {
     pub key: &'a ed25519_dalek::SigningKey,

@@ -115,8 +115,10 @@ pub async fn run(
         store: None,
         node: Some(api_url.to_string()),
         genesis: Some(genesis_path.clone()),
-        key: Some(auditor_key),
-        passphrase_env: None,
+        reader: custody_cli::audit::ReaderKeyArgs {
+            key: Some(auditor_key),
+            passphrase_env: None,
+        },
         to: export.clone(),
     };
     // The export command runs its own small runtime: give it a thread

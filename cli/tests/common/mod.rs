@@ -251,18 +251,9 @@ impl Testnet {
 
     /// The `x-custody-auth` header for `method url`, signed as the auditor.
     pub async fn auth_header(&self, method: &str, url: &str) -> (&'static str, String) {
-        let parsed = reqwest::Url::parse(url).expect("a node URL");
-        let status_url = format!("{}/v1/status", parsed.origin().ascii_serialization());
-        let status = get_json(&status_url).await.expect("status");
-        let chain_id = status["chain_id"].as_str().expect("chain id");
-        let header = custody_ledger::caller::api_auth_header(
-            &self.auditor_key(),
-            chain_id,
-            method,
-            &custody_node::client::path_and_query_of(url),
-            custody_node::testnet::now_ms(),
-        );
-        (custody_ledger::caller::API_AUTH_HEADER, header)
+        auth_header_as(method, url, &self.auditor_key())
+            .await
+            .expect("a signed header")
     }
 
     /// Adds a twin of node `index` (not started): a second node holding the
@@ -591,6 +582,29 @@ pub async fn get_json_as(
     }
 }
 
+/// The `x-custody-auth` header for `method url` signed by `key`, on the
+/// chain the node at `url` runs.
+pub async fn auth_header_as(
+    method: &str,
+    url: &str,
+    key: &ed25519_dalek::SigningKey,
+) -> Result<(&'static str, String), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let status_url = format!("{}/v1/status", parsed.origin().ascii_serialization());
+    let chain_id = get_json(&status_url).await?["chain_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let header = custody_ledger::caller::api_auth_header(
+        key,
+        &chain_id,
+        method,
+        &custody_node::client::path_and_query_of(url),
+        custody_node::testnet::now_ms(),
+    );
+    Ok((custody_ledger::caller::API_AUTH_HEADER, header))
+}
+
 /// `(status, JSON body)` of a GET of `url`, signed by `key` when given.
 pub async fn get_signed(
     url: &str,
@@ -599,20 +613,8 @@ pub async fn get_signed(
     let http = reqwest::Client::new();
     let mut request = http.get(url);
     if let Some(key) = key {
-        let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
-        let status_url = format!("{}/v1/status", parsed.origin().ascii_serialization());
-        let chain_id = get_json(&status_url).await?["chain_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let header = custody_ledger::caller::api_auth_header(
-            key,
-            &chain_id,
-            "GET",
-            &custody_node::client::path_and_query_of(url),
-            custody_node::testnet::now_ms(),
-        );
-        request = request.header(custody_ledger::caller::API_AUTH_HEADER, header);
+        let (name, value) = auth_header_as("GET", url, key).await?;
+        request = request.header(name, value);
     }
     let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
