@@ -8,7 +8,9 @@
 //!
 //! Also owns the auditor's commands, chain export and import and the
 //! genesis ceremony ([`audit`]), which read the ledger crate, and the
-//! node store's repair, backup and restore ([`node_store`]).
+//! node store's repair, backup and restore ([`node_store`]), and the
+//! opening of a document's sealed texts for a reader who holds a department
+//! key ([`sealed_text`]).
 //!
 //! `envelope` and `keyfile` must not depend on the other workspace crates,
 //! so that a verifier or another client can reuse them alone. Formats are
@@ -18,6 +20,7 @@ pub mod audit;
 pub mod envelope;
 pub mod keyfile;
 pub mod node_store;
+pub mod sealed_text;
 
 pub use audit::{
     run_audit, run_audit_to, run_chain, run_chain_to, run_genesis, run_genesis_to, AuditArgs,

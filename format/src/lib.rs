@@ -37,6 +37,25 @@ pub use certificate::{
 pub use types::{BlockHash, Hash32, Height, PublicKey, Round, Signature, Validator};
 pub use vote::{SignedVote, VoteKind};
 
+/// The bytes that bind a sealed text to one document and one field: its
+/// associated data, `tagged("custody/sealed-text/v1", document id || 0x00
+/// || field)`. A document id never holds a zero byte, so the split is
+/// unambiguous. Shared by the ledger (which names it) and the CLI's
+/// envelope module (which seals and opens).
+pub fn sealed_text_associated_data(document_id: &str, field: &str) -> Vec<u8> {
+    let mut body = Vec::with_capacity(document_id.len() + 1 + field.len());
+    body.extend_from_slice(document_id.as_bytes());
+    body.push(0);
+    body.extend_from_slice(field.as_bytes());
+    tagged(tags::SEALED_TEXT, &body)
+}
+
+/// The HKDF-SHA256 info that derives a document's metadata key from its
+/// data key: `tagged("custody/metadata-key/v1", document id)`.
+pub fn metadata_key_info(document_id: &str) -> Vec<u8> {
+    tagged(tags::METADATA_KEY, document_id.as_bytes())
+}
+
 /// `tagged(tag, body) = u8(len(tag)) || tag || body`: the domain
 /// separation in front of everything Custody hashes or signs
 /// (`docs/format.md`).

@@ -44,6 +44,11 @@ pub const API_REQUEST: &str = "custody/api-request/v1";
 pub const WRAPPED_KEY: &str = "custody/wrapped-key/v1";
 /// The header of a key file.
 pub const KEY_FILE: &str = "custody/key-file/v1";
+/// HKDF info of a document's metadata key, derived from its data key
+/// (followed by the document id).
+pub const METADATA_KEY: &str = "custody/metadata-key/v1";
+/// Associated data of a sealed text: binds it to one document and field.
+pub const SEALED_TEXT: &str = "custody/sealed-text/v1";
 
 /// Every tag above, for the checks that they are distinct.
 pub const ALL: &[&str] = &[
@@ -66,6 +71,8 @@ pub const ALL: &[&str] = &[
     API_REQUEST,
     WRAPPED_KEY,
     KEY_FILE,
+    METADATA_KEY,
+    SEALED_TEXT,
 ];
 
 /// ASCII, at most 255 bytes (its length is one byte in [`crate::tagged`]),
@@ -124,5 +131,7 @@ mod tests {
         assert_eq!(READ_REQUEST, "custody/read-request/v1");
         assert_eq!(WRAPPED_KEY, "custody/wrapped-key/v1");
         assert_eq!(KEY_FILE, "custody/key-file/v1");
+        assert_eq!(METADATA_KEY, "custody/metadata-key/v1");
+        assert_eq!(SEALED_TEXT, "custody/sealed-text/v1");
     }
 }

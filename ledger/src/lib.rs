@@ -32,6 +32,7 @@ pub mod proof;
 pub mod read_cache;
 pub mod reads;
 pub mod records;
+pub mod sealed;
 pub mod state;
 pub mod store;
 pub mod testkit;

@@ -195,7 +195,8 @@ impl ReadAccount {
         let height = block.header.height;
         for tx in &block.transactions {
             match &tx.payload.body {
-                TxBody::RecordAccess { document, .. } => {
+                TxBody::RecordAccess { document, .. }
+                | TxBody::RecordAccessSealed { document, .. } => {
                     self.accesses.insert(
                         tx.id(),
                         RecordedAccess {

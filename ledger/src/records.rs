@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{self, tags};
+use crate::sealed::SealedText;
 use crate::tx::{AmendReason, FixityResult, GovernanceChange};
 use crate::types::{
     Classification, DepartmentId, DocumentId, EventHash, Fixity, Format, Hash32, Height,
@@ -187,6 +188,18 @@ pub struct Document {
     pub registered_at: Height,
 }
 
+impl Document {
+    /// Whether the title is sealed: registered with `register-sealed` or
+    /// amended with `amend-sealed`. The record then holds an empty title
+    /// (a title in the clear is never empty) and the sealed title is the
+    /// one of the latest `registered-sealed` or `amended-sealed` event.
+    /// The record keeps its version 1 layout, so that the state digest of
+    /// every chain without sealed kinds stays what it was.
+    pub fn title_is_sealed(&self) -> bool {
+        self.title.is_empty()
+    }
+}
+
 /// What happened to a document.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -234,6 +247,92 @@ pub enum EventKind {
     Disposed {
         reason: String,
     },
+    // The events of the sealed kinds (transaction format version 4),
+    // appended so that every earlier event keeps its bytes. A sealed
+    // fixity check records `FixityChecked`: its note is not kept in the
+    // event. The sealed title of a document is kept in the event that set
+    // it (registration or amendment), not in the document's record.
+    RegisteredSealed {
+        classification: Classification,
+        plaintext: Fixity,
+        ciphertext: Fixity,
+        title: SealedText,
+    },
+    RejectedSealed {
+        reason: SealedText,
+    },
+    AccessedSealed {
+        purpose: SealedText,
+        ciphertext_sha256: Hash32,
+    },
+    AmendedSealed {
+        version: u32,
+        reason: AmendReason,
+        note: SealedText,
+        previous_plaintext: Fixity,
+        previous_ciphertext: Fixity,
+        plaintext: Fixity,
+        ciphertext: Fixity,
+        title: SealedText,
+    },
+    DisposedSealed {
+        reason: SealedText,
+    },
+}
+
+impl EventKind {
+    /// The format version of an event of this kind: 1, or 4 for the events
+    /// only the sealed kinds record.
+    pub fn format_version(&self) -> u16 {
+        match self {
+            EventKind::RegisteredSealed { .. }
+            | EventKind::RejectedSealed { .. }
+            | EventKind::AccessedSealed { .. }
+            | EventKind::AmendedSealed { .. }
+            | EventKind::DisposedSealed { .. } => crate::tx::TX_FORMAT_VERSION_SEALED,
+            _ => crate::types::FORMAT_VERSION,
+        }
+    }
+
+    /// The version a registration or an amendment (in the clear or
+    /// sealed) records, with its plaintext and ciphertext fixity.
+    pub fn new_version(&self) -> Option<(u32, &Fixity, &Fixity)> {
+        match self {
+            EventKind::Registered {
+                plaintext,
+                ciphertext,
+                ..
+            }
+            | EventKind::RegisteredSealed {
+                plaintext,
+                ciphertext,
+                ..
+            } => Some((1, plaintext, ciphertext)),
+            EventKind::Amended {
+                version,
+                plaintext,
+                ciphertext,
+                ..
+            }
+            | EventKind::AmendedSealed {
+                version,
+                plaintext,
+                ciphertext,
+                ..
+            } => Some((*version, plaintext, ciphertext)),
+            _ => None,
+        }
+    }
+
+    /// The sealed title this event sets, if it sets one.
+    pub fn sealed_title(&self) -> Option<&SealedText> {
+        match self {
+            EventKind::RegisteredSealed { title, .. } | EventKind::AmendedSealed { title, .. } => {
+                Some(title)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One event in a document's own hash chain.

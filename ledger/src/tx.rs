@@ -12,6 +12,7 @@ use crate::encoding::{self, tags, DecodeError};
 use crate::evidence::SignedVote;
 use crate::reads::ReadOutcome;
 use crate::records::{DepartmentKeys, NewDepartment, Parameters};
+use crate::sealed::SealedText;
 use crate::types::{
     Classification, DepartmentId, DocumentId, EventHash, Fixity, Format, Hash32, Nonce, ProposalId,
     PublicKey, Retention, Role, Signature, Timestamp, TxId, WrappedKey, FORMAT_VERSION,
@@ -180,6 +181,60 @@ pub enum TxBody {
         first: SignedVote,
         second: SignedVote,
     },
+    // Format version TX_FORMAT_VERSION_SEALED: the sealed counterparts of
+    // the kinds that carry free text about a document. Each free-text
+    // field is a `SealedText` under the document's metadata key (see
+    // `crate::sealed`); every other field is as in its version 1 kind.
+    RegisterSealed {
+        document: DocumentId,
+        title: SealedText,
+        record_type: String,
+        department: DepartmentId,
+        created: Timestamp,
+        classification: Classification,
+        retention: Retention,
+        format: Format,
+        plaintext: Fixity,
+        ciphertext: Fixity,
+        subject_tag: Option<Hash32>,
+        wrapped_key: WrappedKey,
+    },
+    RejectTransferSealed {
+        document: DocumentId,
+        previous_event: EventHash,
+        reason: SealedText,
+    },
+    RecordAccessSealed {
+        document: DocumentId,
+        previous_event: EventHash,
+        purpose: SealedText,
+        ciphertext_sha256: Hash32,
+    },
+    /// A new version under a new data key: the title is sealed again under
+    /// the new version's metadata key.
+    AmendSealed {
+        document: DocumentId,
+        previous_event: EventHash,
+        reason: AmendReason,
+        note: SealedText,
+        title: SealedText,
+        format: Format,
+        plaintext: Fixity,
+        ciphertext: Fixity,
+        wrapped_key: WrappedKey,
+    },
+    RecordFixityCheckSealed {
+        document: DocumentId,
+        previous_event: EventHash,
+        ciphertext_sha256: Hash32,
+        result: FixityResult,
+        note: SealedText,
+    },
+    DisposeSealed {
+        document: DocumentId,
+        previous_event: EventHash,
+        reason: SealedText,
+    },
 }
 
 impl TxBody {
@@ -204,6 +259,12 @@ impl TxBody {
             TxBody::Dispose { .. } => "dispose",
             TxBody::AttestRead { .. } => "attest-read",
             TxBody::SubmitEvidence { .. } => "submit-evidence",
+            TxBody::RegisterSealed { .. } => "register-sealed",
+            TxBody::RejectTransferSealed { .. } => "reject-transfer-sealed",
+            TxBody::RecordAccessSealed { .. } => "record-access-sealed",
+            TxBody::AmendSealed { .. } => "amend-sealed",
+            TxBody::RecordFixityCheckSealed { .. } => "record-fixity-check-sealed",
+            TxBody::DisposeSealed { .. } => "dispose-sealed",
         }
     }
 
@@ -220,7 +281,13 @@ impl TxBody {
             | TxBody::RecordAccess { document, .. }
             | TxBody::Amend { document, .. }
             | TxBody::RecordFixityCheck { document, .. }
-            | TxBody::Dispose { document, .. } => Some(document),
+            | TxBody::Dispose { document, .. }
+            | TxBody::RegisterSealed { document, .. }
+            | TxBody::RejectTransferSealed { document, .. }
+            | TxBody::RecordAccessSealed { document, .. }
+            | TxBody::AmendSealed { document, .. }
+            | TxBody::RecordFixityCheckSealed { document, .. }
+            | TxBody::DisposeSealed { document, .. } => Some(document),
             TxBody::AttestRead { outcome, .. } => Some(outcome.document()),
             _ => None,
         }
@@ -234,6 +301,12 @@ impl TxBody {
         match self {
             TxBody::AttestRead { .. } => TX_FORMAT_VERSION_2,
             TxBody::SubmitEvidence { .. } => TX_FORMAT_VERSION_EVIDENCE,
+            TxBody::RegisterSealed { .. }
+            | TxBody::RejectTransferSealed { .. }
+            | TxBody::RecordAccessSealed { .. }
+            | TxBody::AmendSealed { .. }
+            | TxBody::RecordFixityCheckSealed { .. }
+            | TxBody::DisposeSealed { .. } => TX_FORMAT_VERSION_SEALED,
             _ => FORMAT_VERSION,
         }
     }
@@ -253,12 +326,16 @@ pub const TX_FORMAT_VERSION_2: u16 = 2;
 /// The transaction format version that adds `submit-evidence`. Every use
 /// names this constant, so that renumbering it is a one-line change.
 pub const TX_FORMAT_VERSION_EVIDENCE: u16 = 3;
+/// The transaction format version that adds the sealed kinds
+/// (`register-sealed` and the others whose free text is encrypted).
+pub const TX_FORMAT_VERSION_SEALED: u16 = 4;
 
 /// Every transaction format version this build reads.
 pub const TX_FORMAT_VERSIONS: &[u16] = &[
     FORMAT_VERSION,
     TX_FORMAT_VERSION_2,
     TX_FORMAT_VERSION_EVIDENCE,
+    TX_FORMAT_VERSION_SEALED,
 ];
 
 /// Everything a signer signs.

@@ -8,6 +8,7 @@ use custody_ledger::encoding::{self, DecodeError};
 use custody_ledger::genesis::Genesis;
 use custody_ledger::merkle::InclusionProof;
 use custody_ledger::records::*;
+use custody_ledger::sealed::SealedText;
 use custody_ledger::state::ChainInfo;
 use custody_ledger::tx::*;
 use custody_ledger::types::*;
@@ -39,6 +40,9 @@ fn doc() -> impl Strategy<Value = DocumentId> {
 }
 fn text() -> impl Strategy<Value = String> {
     ".{0,24}"
+}
+fn sealed_text() -> impl Strategy<Value = SealedText> {
+    prop::collection::vec(any::<u8>(), 0..96).prop_map(SealedText)
 }
 fn ts() -> impl Strategy<Value = Timestamp> {
     any::<u64>().prop_map(Timestamp)
@@ -288,6 +292,102 @@ fn body() -> impl Strategy<Value = TxBody> {
     ]
 }
 
+/// The sealed kinds of format version 4.
+fn sealed_body() -> impl Strategy<Value = TxBody> {
+    prop_oneof![
+        (
+            (
+                doc(),
+                sealed_text(),
+                text(),
+                dept(),
+                ts(),
+                class(),
+                retention()
+            ),
+            (
+                format(),
+                fixity(),
+                fixity(),
+                prop::option::of(hash()),
+                wrapped()
+            )
+        )
+            .prop_map(
+                |(
+                    (document, title, record_type, department, created, classification, retention),
+                    (format, plaintext, ciphertext, subject_tag, wrapped_key),
+                )| TxBody::RegisterSealed {
+                    document,
+                    title,
+                    record_type,
+                    department,
+                    created,
+                    classification,
+                    retention,
+                    format,
+                    plaintext,
+                    ciphertext,
+                    subject_tag,
+                    wrapped_key,
+                }
+            ),
+        (doc(), event_hash(), sealed_text()).prop_map(|(document, previous_event, reason)| {
+            TxBody::RejectTransferSealed {
+                document,
+                previous_event,
+                reason,
+            }
+        }),
+        (doc(), event_hash(), sealed_text(), hash()).prop_map(
+            |(document, previous_event, purpose, ciphertext_sha256)| TxBody::RecordAccessSealed {
+                document,
+                previous_event,
+                purpose,
+                ciphertext_sha256
+            }
+        ),
+        (
+            (doc(), event_hash(), sealed_text(), sealed_text()),
+            (format(), fixity(), fixity(), wrapped())
+        )
+            .prop_map(
+                |(
+                    (document, previous_event, note, title),
+                    (format, plaintext, ciphertext, wrapped_key),
+                )| TxBody::AmendSealed {
+                    document,
+                    previous_event,
+                    reason: AmendReason::FormatMigration,
+                    note,
+                    title,
+                    format,
+                    plaintext,
+                    ciphertext,
+                    wrapped_key,
+                }
+            ),
+        (doc(), event_hash(), hash(), sealed_text()).prop_map(
+            |(document, previous_event, ciphertext_sha256, note)| {
+                TxBody::RecordFixityCheckSealed {
+                    document,
+                    previous_event,
+                    ciphertext_sha256,
+                    result: FixityResult::Intact,
+                    note,
+                }
+            }
+        ),
+        (doc(), event_hash(), sealed_text()).prop_map(|(document, previous_event, reason)| {
+            TxBody::DisposeSealed {
+                document,
+                previous_event,
+                reason,
+            }
+        }),
+    ]
+}
+
 fn signed_tx() -> impl Strategy<Value = SignedTransaction> {
     (any::<u16>(), text(), key(), any::<u64>(), body(), sig()).prop_map(
         |(format_version, chain_id, signer, nonce, body, signature)| SignedTransaction {
@@ -427,6 +527,39 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
             result: FixityResult::Mismatch
         }),
         text().prop_map(|reason| EventKind::Disposed { reason }),
+        (class(), fixity(), fixity(), sealed_text()).prop_map(
+            |(classification, plaintext, ciphertext, title)| EventKind::RegisteredSealed {
+                classification,
+                plaintext,
+                ciphertext,
+                title,
+            }
+        ),
+        sealed_text().prop_map(|reason| EventKind::RejectedSealed { reason }),
+        (sealed_text(), hash()).prop_map(|(purpose, ciphertext_sha256)| {
+            EventKind::AccessedSealed {
+                purpose,
+                ciphertext_sha256,
+            }
+        }),
+        (
+            any::<u32>(),
+            sealed_text(),
+            fixity(),
+            fixity(),
+            sealed_text()
+        )
+            .prop_map(|(version, note, a, b, title)| EventKind::AmendedSealed {
+                version,
+                reason: AmendReason::Correction,
+                note,
+                previous_plaintext: a,
+                previous_ciphertext: b,
+                plaintext: b,
+                ciphertext: a,
+                title,
+            }),
+        sealed_text().prop_map(|reason| EventKind::DisposedSealed { reason }),
     ]
 }
 
@@ -702,6 +835,7 @@ macro_rules! round_trips {
 round_trips! {
     signed_transaction_round_trips: signed_tx(), SignedTransaction;
     tx_body_round_trips: body(), TxBody;
+    sealed_tx_body_round_trips: sealed_body(), TxBody;
     header_round_trips: header(), Header;
     block_round_trips: block(), Block;
     certificate_round_trips: certificate(), CommitCertificate;
@@ -727,6 +861,12 @@ proptest! {
         prop_assert_eq!(serde_json::from_str::<Block>(&text).unwrap(), b);
         let text = serde_json::to_string(&g).unwrap();
         prop_assert_eq!(serde_json::from_str::<Genesis>(&text).unwrap(), g);
+    }
+
+    #[test]
+    fn sealed_bodies_round_trip_through_json_with_sealed_text_as_hex(b in sealed_body()) {
+        let text = serde_json::to_string(&b).unwrap();
+        prop_assert_eq!(serde_json::from_str::<TxBody>(&text).unwrap(), b);
     }
 
     #[test]

@@ -124,15 +124,24 @@ pub fn action_of(body: &TxBody) -> Action {
             department,
             classification,
             ..
+        }
+        | TxBody::RegisterSealed {
+            document,
+            record_type,
+            department,
+            classification,
+            ..
         } => Action::Register {
             document: document.clone(),
             record_type: record_type.clone(),
             classification: *classification,
             department: department.clone(),
         },
-        TxBody::RecordAccess { document, .. } => Action::Read {
-            document: document.clone(),
-        },
+        TxBody::RecordAccess { document, .. } | TxBody::RecordAccessSealed { document, .. } => {
+            Action::Read {
+                document: document.clone(),
+            }
+        }
         TxBody::GrantAccess { document, to, .. } => Action::Grant {
             document: document.clone(),
             to: to.clone(),

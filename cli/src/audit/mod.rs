@@ -192,6 +192,15 @@ pub struct HistoryArgs {
     pub document: String,
     #[command(flatten)]
     pub source: SourceArgs,
+    /// A department's encryption key file: the sealed title, reasons,
+    /// purposes and notes sealed under any key that department was given
+    /// are shown in the clear. Verification needs no key.
+    #[arg(long, value_name = "FILE")]
+    pub department_key: Option<PathBuf>,
+    /// Environment variable holding `--department-key`'s passphrase, if it
+    /// is sealed.
+    #[arg(long, value_name = "VAR", requires = "department_key")]
+    pub department_key_passphrase_env: Option<String>,
     /// Print JSON, with every proof and certificate in full.
     #[arg(long)]
     pub json: bool,
@@ -397,20 +406,11 @@ fn verify(args: VerifyArgs, out: &mut dyn Write) -> Result<(), AuditError> {
 /// Every ciphertext fingerprint on chain: each document's current version
 /// and the versions its amendments replaced.
 fn ciphertexts(loaded: &LoadedChain) -> Vec<(String, u32, custody_ledger::types::Fixity)> {
-    use custody_ledger::records::EventKind;
     let mut out = Vec::new();
     for (id, events) in &loaded.state.events {
         for e in events {
-            match &e.kind {
-                EventKind::Registered { ciphertext, .. } => {
-                    out.push((id.to_string(), 1, *ciphertext))
-                }
-                EventKind::Amended {
-                    version,
-                    ciphertext,
-                    ..
-                } => out.push((id.to_string(), *version, *ciphertext)),
-                _ => {}
+            if let Some((version, _, ciphertext)) = e.kind.new_version() {
+                out.push((id.to_string(), version, *ciphertext));
             }
         }
     }
@@ -547,13 +547,35 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         writeln!(out)?;
         return Ok(());
     }
+    let secret = args
+        .department_key
+        .as_ref()
+        .map(|path| {
+            crate::sealed_text::read_department_key(
+                path,
+                args.department_key_passphrase_env.as_deref(),
+            )
+            .map_err(AuditError::BadArgument)
+        })
+        .transpose()?;
+    let opener = crate::sealed_text::Opener::from_wrapped(
+        &id,
+        entries.iter().filter_map(|e| {
+            crate::sealed_text::wrapped_key_of(&e.included.transaction.payload.body)
+        }),
+        secret.as_ref(),
+    );
+    let sealed_title = entries
+        .iter()
+        .filter_map(|e| e.event.kind.sealed_title())
+        .next_back();
     let document = loaded.state.documents.get(&id);
     if let Some(d) = document {
         writeln!(
             out,
             "{} \"{}\" ({}, {}), version {}, custodian {}, status {}",
             d.id,
-            d.title,
+            opener.title(d, sealed_title),
             d.record_type,
             d.classification,
             d.version,
@@ -569,7 +591,7 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             ev.sequence,
             e.time,
             ev.height,
-            describe(&ev.kind),
+            describe(&ev.kind, &opener),
             ev.department,
             ev.member
         )?;
@@ -595,10 +617,19 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
 }
 
 /// One line for an event, in plain words.
-pub(crate) fn describe(kind: &custody_ledger::records::EventKind) -> String {
+pub(crate) fn describe(
+    kind: &custody_ledger::records::EventKind,
+    opener: &crate::sealed_text::Opener,
+) -> String {
     use custody_ledger::records::EventKind as K;
+    let text = || opener.event_text(kind).unwrap_or_default();
     match kind {
         K::Registered {
+            classification,
+            plaintext,
+            ..
+        }
+        | K::RegisteredSealed {
             classification,
             plaintext,
             ..
@@ -608,7 +639,7 @@ pub(crate) fn describe(kind: &custody_ledger::records::EventKind) -> String {
         ),
         K::Offered { to, .. } => format!("offered to {to}"),
         K::Accepted { from } => format!("accepted from {from}"),
-        K::Rejected { reason } => format!("rejected: {reason}"),
+        K::Rejected { .. } | K::RejectedSealed { .. } => format!("rejected: {}", text()),
         K::Cancelled => "offer cancelled".to_string(),
         K::Granted { to, expires_at } => {
             format!(
@@ -617,12 +648,15 @@ pub(crate) fn describe(kind: &custody_ledger::records::EventKind) -> String {
             )
         }
         K::Revoked { from } => format!("read access revoked from {from}"),
-        K::Accessed { purpose, .. } => format!("opened for \"{purpose}\""),
+        K::Accessed { .. } | K::AccessedSealed { .. } => format!("opened for \"{}\"", text()),
         K::Amended {
             version, reason, ..
-        } => format!("amended to version {version} ({reason:?})"),
+        }
+        | K::AmendedSealed {
+            version, reason, ..
+        } => format!("amended to version {version} ({reason:?}): {}", text()),
         K::FixityChecked { result, .. } => format!("fixity checked: {result:?}"),
-        K::Disposed { reason } => format!("disposed: {reason}"),
+        K::Disposed { .. } | K::DisposedSealed { .. } => format!("disposed: {}", text()),
     }
 }
 
@@ -737,7 +771,6 @@ struct FixityAnswer {
 }
 
 fn fixity(args: FixityArgs, out: &mut dyn Write) -> Result<(), AuditError> {
-    use custody_ledger::records::EventKind;
     let id = document_id(&args.document)?;
     let (sha256, size) = hash_file(&args.file)?;
     let loaded = load_chain(&args.source, show_progress())?;
@@ -748,12 +781,8 @@ fn fixity(args: FixityArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         .ok_or_else(|| AuditError::UnknownDocument(id.to_string()))?;
     let mut versions = Vec::new();
     for e in loaded.state.events.get(&id).into_iter().flatten() {
-        match &e.kind {
-            EventKind::Registered { plaintext, .. } => versions.push((1u32, *plaintext)),
-            EventKind::Amended {
-                version, plaintext, ..
-            } => versions.push((*version, *plaintext)),
-            _ => {}
+        if let Some((version, plaintext, _)) = e.kind.new_version() {
+            versions.push((version, *plaintext));
         }
     }
     let matched = versions

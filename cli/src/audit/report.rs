@@ -201,7 +201,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         let mut intervals: Vec<(String, u64, Option<u64>)> = Vec::new();
         for e in doc_events {
             match &e.kind {
-                EventKind::Registered { .. } => {
+                EventKind::Registered { .. } | EventKind::RegisteredSealed { .. } => {
                     holder = Some((e.department.to_string(), e.time.0));
                 }
                 EventKind::Accepted { .. } => {
@@ -210,7 +210,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
                     }
                     holder = Some((e.department.to_string(), e.time.0));
                 }
-                EventKind::Disposed { .. } => {
+                EventKind::Disposed { .. } | EventKind::DisposedSealed { .. } => {
                     if let Some((d, since)) = holder.take() {
                         intervals.push((d, since, Some(e.time.0)));
                     }
@@ -223,7 +223,9 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             events += 1;
             let line = departments.entry(e.department.to_string()).or_default();
             match &e.kind {
-                EventKind::Registered { .. } => line.registered += 1,
+                EventKind::Registered { .. } | EventKind::RegisteredSealed { .. } => {
+                    line.registered += 1
+                }
                 EventKind::Accepted { from } => {
                     line.transfers_in += 1;
                     departments
@@ -231,9 +233,17 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
                         .or_default()
                         .transfers_out += 1;
                 }
-                EventKind::Rejected { .. } => line.rejections += 1,
+                EventKind::Rejected { .. } | EventKind::RejectedSealed { .. } => {
+                    line.rejections += 1
+                }
                 EventKind::Granted { .. } => line.grants_given += 1,
-                EventKind::Accessed { purpose, .. } => {
+                EventKind::Accessed { .. } | EventKind::AccessedSealed { .. } => {
+                    // A sealed purpose is reported as such: the report
+                    // needs no key.
+                    let purpose = match &e.kind {
+                        EventKind::Accessed { purpose, .. } => purpose.clone(),
+                        _ => crate::sealed_text::SEALED_PLACEHOLDER.to_string(),
+                    };
                     line.accesses_recorded += 1;
                     let key = (
                         e.department.to_string(),
@@ -251,8 +261,8 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
                         purposes: Vec::new(),
                     });
                     read.accesses += 1;
-                    if !read.purposes.contains(purpose) && read.purposes.len() < 16 {
-                        read.purposes.push(purpose.clone());
+                    if !read.purposes.contains(&purpose) && read.purposes.len() < 16 {
+                        read.purposes.push(purpose);
                     }
                 }
                 _ => {}

@@ -41,17 +41,17 @@ pub struct AuditSummary {
 
 fn event_name(kind: &EventKind) -> &'static str {
     match kind {
-        EventKind::Registered { .. } => "registered",
+        EventKind::Registered { .. } | EventKind::RegisteredSealed { .. } => "registered",
         EventKind::Offered { .. } => "offered",
         EventKind::Accepted { .. } => "accepted",
-        EventKind::Rejected { .. } => "rejected",
+        EventKind::Rejected { .. } | EventKind::RejectedSealed { .. } => "rejected",
         EventKind::Cancelled => "cancelled",
         EventKind::Granted { .. } => "granted",
         EventKind::Revoked { .. } => "revoked",
-        EventKind::Accessed { .. } => "read",
-        EventKind::Amended { .. } => "amended",
+        EventKind::Accessed { .. } | EventKind::AccessedSealed { .. } => "read",
+        EventKind::Amended { .. } | EventKind::AmendedSealed { .. } => "amended",
         EventKind::FixityChecked { .. } => "fixity-checked",
-        EventKind::Disposed { .. } => "disposed",
+        EventKind::Disposed { .. } | EventKind::DisposedSealed { .. } => "disposed",
     }
 }
 
@@ -175,11 +175,13 @@ pub async fn run(
         say(
             "auditor",
             "",
-            &format!("custody audit history {document}: every event with its inclusion proof and certificate"),
+            &format!("custody audit history {document}: every event with its inclusion proof and certificate; the title, purposes and notes stay sealed to an auditor who holds no department key"),
         );
         audit(AuditCommand::History(HistoryArgs {
             document: document.clone(),
             source: source(&export, &genesis_hash),
+            department_key: None,
+            department_key_passphrase_env: None,
             json: false,
         }))?;
     }

@@ -8,6 +8,7 @@
 
 pub(crate) mod node_api;
 mod ops;
+pub(crate) mod sealed;
 pub(crate) mod util;
 
 use std::path::PathBuf;

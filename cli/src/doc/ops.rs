@@ -8,6 +8,7 @@ use custody_cli::envelope::{
     self, DataKey, DepartmentPublicKey, DepartmentSecretKey, EnvelopeSummary,
 };
 use custody_ledger::records::{Document, DocumentEvent, DocumentStatus, EventKind, Member};
+use custody_ledger::sealed::fields;
 use custody_ledger::tx::TxBody;
 use custody_ledger::types::{
     DepartmentId, DocumentId, Fixity, Format, Hash32, Timestamp, TxId, WrappedKey,
@@ -17,8 +18,10 @@ use custody_node::api_types::SubmitResponse;
 use serde_json::json;
 
 use super::node_api::{ChannelReader, NodeApi, DOWNLOAD_CHUNKS_QUEUED_MAX};
+use super::sealed;
 use super::util::{self, progress, ProgressReader, TempFile};
 use super::{CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
+use custody_cli::sealed_text::Opener;
 
 /// Runs `custody doc …`.
 pub async fn run(args: DocArgs) -> Result<(), DocError> {
@@ -37,10 +40,20 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
         DocCommand::Accept { document } => accept(&api, &common, &document).await,
         DocCommand::Reject { document, reason } => {
             let doc = api.document(&document_id(&document)?).await?;
-            let body = TxBody::RejectTransfer {
+            // The reason is sealed under the key the offer wraps to the
+            // receiving department, which only it and the sender hold.
+            let DocumentStatus::InTransfer(offer) = &doc.status else {
+                return Err(DocError::Document {
+                    document: doc.id.to_string(),
+                    message: format!("it has no pending offer (status `{}`)", doc.status.name()),
+                });
+            };
+            let secret = checked_department_key(&api, &common, &offer.to).await?;
+            let data_key = unwrap_key(&doc.id, &offer.wrapped_key, &secret)?;
+            let body = TxBody::RejectTransferSealed {
                 document: doc.id.clone(),
                 previous_event: doc.latest_event,
-                reason,
+                reason: sealed::seal(&data_key, &doc.id, fields::REASON, &reason)?,
             };
             submit(
                 &api,
@@ -344,9 +357,9 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
             message: format!("cannot wrap the data key: {error}"),
         }
     })?;
-    let body = TxBody::Register {
+    let body = TxBody::RegisterSealed {
         document: id.clone(),
-        title: args.title,
+        title: sealed::seal_required(&data_key, &id, fields::TITLE, &args.title)?,
         record_type: args.record_type,
         department: member.department.clone(),
         created: Timestamp(util::now_ms()),
@@ -575,15 +588,19 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
     // and checks its SHA-256; then this process checks it again, decrypts
     // it and checks the plaintext fixity before anything is signed.
     let fetched = api.fetch(&doc.id).await?;
+    let inspection_purpose =
+        sealed::seal_required(&data_key, &doc.id, fields::PURPOSE, INSPECTION_PURPOSE)?;
     // No ciphertext leaves a node without a committed access record: the
     // inspection is recorded first, as a record-access of the offer's
     // recipient while the offer is live.
     let (doc, inspected) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::RecordAccess {
-            document: doc.id.clone(),
-            previous_event: doc.latest_event,
-            purpose: INSPECTION_PURPOSE.to_string(),
-            ciphertext_sha256: doc.ciphertext.sha256,
+        .submit_on_document(&key, &doc.id, wait(common), |doc| {
+            TxBody::RecordAccessSealed {
+                document: doc.id.clone(),
+                previous_event: doc.latest_event,
+                purpose: inspection_purpose.clone(),
+                ciphertext_sha256: doc.ciphertext.sha256,
+            }
         })
         .await?;
     let checked = download_and_decrypt(
@@ -659,12 +676,15 @@ async fn open(
     // nothing on chain.
     let secret = checked_department_key(api, common, &member.department).await?;
     let data_key = unwrap_key(&doc.id, &wrapped, &secret)?;
+    let purpose = sealed::seal_required(&data_key, &doc.id, fields::PURPOSE, purpose)?;
     let (doc, recorded) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::RecordAccess {
-            document: doc.id.clone(),
-            previous_event: doc.latest_event,
-            purpose: purpose.to_string(),
-            ciphertext_sha256: doc.ciphertext.sha256,
+        .submit_on_document(&key, &doc.id, wait(common), |doc| {
+            TxBody::RecordAccessSealed {
+                document: doc.id.clone(),
+                previous_event: doc.latest_event,
+                purpose: purpose.clone(),
+                ciphertext_sha256: doc.ciphertext.sha256,
+            }
         })
         .await?;
     api.fetch(&doc.id).await?;
@@ -702,11 +722,23 @@ async fn open(
 
 async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), DocError> {
     let doc = api.document(&document_id(document)?).await?;
+    let opener = Opener::for_document(&doc, util::department_key(common).ok().as_ref());
+    let sealed_title = if doc.title_is_sealed() {
+        sealed::latest_sealed_title(api, &doc.id).await?
+    } else {
+        None
+    };
+    let title = opener.title(&doc, sealed_title.as_ref());
     if common.json {
-        return print_json(&doc);
+        let mut value = serde_json::to_value(&doc).map_err(|e| DocError::Output(e.to_string()))?;
+        if let Some(sealed_title) = &sealed_title {
+            value["sealed_title"] = json!(sealed_title);
+            value["title_opened"] = json!(opener.open(fields::TITLE, sealed_title));
+        }
+        return print_json(&value);
     }
     println!("document       {}", doc.id);
-    println!("title          {}", doc.title);
+    println!("title          {title}");
     println!("record type    {}", doc.record_type);
     println!(
         "created by     {} at {}",
@@ -756,23 +788,37 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
     Ok(())
 }
 
-fn describe(event: &DocumentEvent) -> String {
+fn describe(event: &DocumentEvent, opener: &Opener) -> String {
+    let text = || opener.event_text(&event.kind).unwrap_or_default();
     match &event.kind {
-        EventKind::Registered { .. } => "registered".to_string(),
+        EventKind::Registered { .. } | EventKind::RegisteredSealed { .. } => {
+            "registered".to_string()
+        }
         EventKind::Offered { to, expires_at } => {
             format!("offered to {to} until {}", util::format_time(expires_at.0))
         }
         EventKind::Accepted { from } => format!("accepted (from {from})"),
-        EventKind::Rejected { reason } => format!("rejected: {reason}"),
+        EventKind::Rejected { .. } | EventKind::RejectedSealed { .. } => {
+            format!("rejected: {}", text())
+        }
         EventKind::Cancelled => "offer cancelled".to_string(),
         EventKind::Granted { to, expires_at } => {
             format!("granted to {to} until {}", util::format_time(expires_at.0))
         }
         EventKind::Revoked { from } => format!("grant of {from} revoked"),
-        EventKind::Accessed { purpose, .. } => format!("read: {purpose}"),
-        EventKind::Amended { version, .. } => format!("amended to version {version}"),
+        EventKind::Accessed { .. } | EventKind::AccessedSealed { .. } => {
+            format!("read: {}", text())
+        }
+        EventKind::Amended { version, .. } | EventKind::AmendedSealed { version, .. } => {
+            match text() {
+                note if note.is_empty() => format!("amended to version {version}"),
+                note => format!("amended to version {version}: {note}"),
+            }
+        }
         EventKind::FixityChecked { result, .. } => format!("fixity checked: {result:?}"),
-        EventKind::Disposed { reason } => format!("disposed: {reason}"),
+        EventKind::Disposed { .. } | EventKind::DisposedSealed { .. } => {
+            format!("disposed: {}", text())
+        }
     }
 }
 
@@ -785,6 +831,15 @@ async fn history(
     all: bool,
 ) -> Result<(), DocError> {
     let id = document_id(document)?;
+    // Texts sealed under the current version's key open with the keys the
+    // document now wraps; earlier versions' need their own (`custody audit
+    // history` follows every key the chain ever wrapped).
+    let opener = if common.json {
+        Opener::new(&id, &[])
+    } else {
+        let doc = api.document(&id).await?;
+        Opener::for_document(&doc, util::department_key(common).ok().as_ref())
+    };
     let mut cursor = cursor;
     loop {
         let page = api.history(&id, cursor.as_deref(), limit).await?;
@@ -804,7 +859,7 @@ async fn history(
                     util::format_time(event.time.0),
                     event.height.0,
                     event.department,
-                    describe(event)
+                    describe(event, &opener)
                 );
             }
         }

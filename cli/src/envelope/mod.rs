@@ -3,7 +3,9 @@
 //! A document version is encrypted under a fresh random 256-bit [`DataKey`]
 //! with a chunked XChaCha20-Poly1305 stream ([`encrypt`], [`decrypt`]), and
 //! the data key is wrapped to a department's X25519 public key ([`wrap`],
-//! [`unwrap`]). The byte layouts are specified in `docs/envelope.md`.
+//! [`unwrap`]). A document's descriptive metadata is sealed under a
+//! metadata key derived from its data key ([`MetadataKey`], [`seal`],
+//! [`open_sealed`]). The byte layouts are specified in `docs/envelope.md`.
 //!
 //! Invariants:
 //! - Plaintext and data keys live only in this process; nothing here touches
@@ -14,10 +16,15 @@
 //!   whatever the size of the document.
 
 mod file;
+mod sealed;
 mod stream;
 mod wrap;
 
 pub use file::{decrypt_file, encrypt_file, ExpectedFixity};
+pub use sealed::{
+    open as open_sealed, seal, seal_with_nonce, MetadataKey, SealError, SEALED_NONCE_BYTES,
+    SEALED_OVERHEAD_BYTES, SEALED_TAG_BYTES,
+};
 pub use stream::{
     decrypt, encrypt, encrypt_with, encrypt_with_nonce_prefix, EncryptOptions, EnvelopeError,
     EnvelopeHeader, EnvelopeSummary, Fixity, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX, CHUNK_BYTES_MIN,

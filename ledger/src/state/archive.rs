@@ -10,9 +10,8 @@ pub(super) fn register<V: StateView + ?Sized>(
     ctx: &Context,
     body: &TxBody,
 ) -> Result<(), TxRefusal> {
-    let TxBody::Register {
+    let (TxBody::Register {
         document,
-        title,
         record_type,
         department,
         created,
@@ -23,14 +22,34 @@ pub(super) fn register<V: StateView + ?Sized>(
         ciphertext,
         subject_tag,
         wrapped_key,
-    } = body
+        ..
+    }
+    | TxBody::RegisterSealed {
+        document,
+        record_type,
+        department,
+        created,
+        classification,
+        retention,
+        format,
+        plaintext,
+        ciphertext,
+        subject_tag,
+        wrapped_key,
+        ..
+    }) = body
     else {
         unreachable!("dispatched on the transaction kind");
+    };
+    let title = match body {
+        TxBody::Register { title, .. } => Text::Plain(title),
+        TxBody::RegisterSealed { title, .. } => Text::Sealed(title),
+        _ => unreachable!("dispatched on the transaction kind"),
     };
     require_role(signer, Role::Clerk)?;
     require_department(signer, department)?;
     require_clearance(signer, *classification)?;
-    check_required_text("title", title, TEXT_BYTES_MAX)?;
+    check_required_any_text(fields::TITLE, title, TEXT_BYTES_MAX)?;
     check_required_text("record_type", record_type, LABEL_BYTES_MAX)?;
     check_format(format)?;
     check_wrapped_key(wrapped_key)?;
@@ -47,7 +66,10 @@ pub(super) fn register<V: StateView + ?Sized>(
     }
     let mut doc = Document {
         id: document.clone(),
-        title: title.clone(),
+        title: match title {
+            Text::Plain(title) => title.to_string(),
+            Text::Sealed(_) => String::new(),
+        },
         record_type: record_type.clone(),
         creating_department: department.clone(),
         created: *created,
@@ -66,10 +88,18 @@ pub(super) fn register<V: StateView + ?Sized>(
         latest_event: EventHash::ZERO,
         registered_at: ctx.height,
     };
-    let kind = EventKind::Registered {
-        classification: *classification,
-        plaintext: *plaintext,
-        ciphertext: *ciphertext,
+    let kind = match title {
+        Text::Plain(_) => EventKind::Registered {
+            classification: *classification,
+            plaintext: *plaintext,
+            ciphertext: *ciphertext,
+        },
+        Text::Sealed(title) => EventKind::RegisteredSealed {
+            classification: *classification,
+            plaintext: *plaintext,
+            ciphertext: *ciphertext,
+            title: title.clone(),
+        },
     };
     adjust_held(overlay, department, 1)?;
     record_event(overlay, &mut doc, signer, ctx, kind);
@@ -163,6 +193,31 @@ fn document_and_previous(body: &TxBody) -> (&DocumentId, &EventHash) {
             document,
             previous_event,
             ..
+        }
+        | TxBody::RejectTransferSealed {
+            document,
+            previous_event,
+            ..
+        }
+        | TxBody::RecordAccessSealed {
+            document,
+            previous_event,
+            ..
+        }
+        | TxBody::AmendSealed {
+            document,
+            previous_event,
+            ..
+        }
+        | TxBody::RecordFixityCheckSealed {
+            document,
+            previous_event,
+            ..
+        }
+        | TxBody::DisposeSealed {
+            document,
+            previous_event,
+            ..
         } => (document, previous_event),
         // Only document bodies reach here (see the caller's match).
         TxBody::EnrollMember { .. }
@@ -171,6 +226,7 @@ fn document_and_previous(body: &TxBody) -> (&DocumentId, &EventHash) {
         | TxBody::ProposeChange { .. }
         | TxBody::ApproveChange { .. }
         | TxBody::Register { .. }
+        | TxBody::RegisterSealed { .. }
         | TxBody::AttestRead { .. }
         | TxBody::SubmitEvidence { .. } => unreachable!("not a document transaction"),
     }
@@ -186,20 +242,27 @@ fn apply_document_tx<V: StateView + ?Sized>(
     match body {
         TxBody::OfferTransfer { .. } => offer_transfer(overlay, doc, signer, ctx, body),
         TxBody::AcceptTransfer { .. } => accept_transfer(doc, signer, ctx, body),
-        TxBody::RejectTransfer { .. } => reject_transfer(doc, signer, body),
+        TxBody::RejectTransfer { .. } | TxBody::RejectTransferSealed { .. } => {
+            reject_transfer(doc, signer, body)
+        }
         TxBody::CancelTransfer { .. } => cancel_transfer(doc, signer, body),
         TxBody::GrantAccess { .. } => grant_access(overlay, doc, signer, ctx, body),
         TxBody::RevokeAccess { .. } => revoke_access(doc, signer, body),
-        TxBody::RecordAccess { .. } => record_access(doc, signer, ctx, body),
-        TxBody::Amend { .. } => amend(doc, signer, ctx, body),
-        TxBody::RecordFixityCheck { .. } => record_fixity_check(doc, signer, body),
-        TxBody::Dispose { .. } => dispose(doc, signer, ctx, body),
+        TxBody::RecordAccess { .. } | TxBody::RecordAccessSealed { .. } => {
+            record_access(doc, signer, ctx, body)
+        }
+        TxBody::Amend { .. } | TxBody::AmendSealed { .. } => amend(doc, signer, ctx, body),
+        TxBody::RecordFixityCheck { .. } | TxBody::RecordFixityCheckSealed { .. } => {
+            record_fixity_check(doc, signer, body)
+        }
+        TxBody::Dispose { .. } | TxBody::DisposeSealed { .. } => dispose(doc, signer, ctx, body),
         TxBody::EnrollMember { .. }
         | TxBody::UpdateMember { .. }
         | TxBody::RevokeMember { .. }
         | TxBody::ProposeChange { .. }
         | TxBody::ApproveChange { .. }
         | TxBody::Register { .. }
+        | TxBody::RegisterSealed { .. }
         | TxBody::AttestRead { .. }
         | TxBody::SubmitEvidence { .. } => unreachable!("not a document transaction"),
     }
@@ -293,8 +356,10 @@ pub(super) fn reject_transfer(
     signer: &Member,
     body: &TxBody,
 ) -> Result<EventKind, TxRefusal> {
-    let TxBody::RejectTransfer { reason, .. } = body else {
-        unreachable!("dispatched on the transaction kind");
+    let reason = match body {
+        TxBody::RejectTransfer { reason, .. } => Text::Plain(reason),
+        TxBody::RejectTransferSealed { reason, .. } => Text::Sealed(reason),
+        _ => unreachable!("dispatched on the transaction kind"),
     };
     require_role(signer, Role::Clerk)?;
     let DocumentStatus::InTransfer(offer) = doc.status.clone() else {
@@ -306,10 +371,15 @@ pub(super) fn reject_transfer(
             signer: signer.department.clone(),
         });
     }
-    check_text("reason", reason, TEXT_BYTES_MAX)?;
+    check_any_text(fields::REASON, reason, TEXT_BYTES_MAX)?;
     doc.status = DocumentStatus::Active;
-    Ok(EventKind::Rejected {
-        reason: reason.clone(),
+    Ok(match reason {
+        Text::Plain(reason) => EventKind::Rejected {
+            reason: reason.to_string(),
+        },
+        Text::Sealed(reason) => EventKind::RejectedSealed {
+            reason: reason.clone(),
+        },
     })
 }
 
@@ -396,13 +466,18 @@ pub(super) fn record_access(
     ctx: &Context,
     body: &TxBody,
 ) -> Result<EventKind, TxRefusal> {
-    let TxBody::RecordAccess {
-        purpose,
-        ciphertext_sha256,
-        ..
-    } = body
-    else {
-        unreachable!("dispatched on the transaction kind");
+    let (purpose, ciphertext_sha256) = match body {
+        TxBody::RecordAccess {
+            purpose,
+            ciphertext_sha256,
+            ..
+        } => (Text::Plain(purpose), ciphertext_sha256),
+        TxBody::RecordAccessSealed {
+            purpose,
+            ciphertext_sha256,
+            ..
+        } => (Text::Sealed(purpose), ciphertext_sha256),
+        _ => unreachable!("dispatched on the transaction kind"),
     };
     let time = ctx.time;
     let department = &signer.department;
@@ -417,16 +492,22 @@ pub(super) fn record_access(
     if !custodian && !grantee && !recipient {
         return Err(TxRefusal::NoAccessRight(department.clone()));
     }
-    check_required_text("purpose", purpose, TEXT_BYTES_MAX)?;
+    check_required_any_text(fields::PURPOSE, purpose, TEXT_BYTES_MAX)?;
     if *ciphertext_sha256 != doc.ciphertext.sha256 {
         return Err(TxRefusal::CiphertextMismatch {
             named: *ciphertext_sha256,
             current: doc.ciphertext.sha256,
         });
     }
-    Ok(EventKind::Accessed {
-        purpose: purpose.clone(),
-        ciphertext_sha256: *ciphertext_sha256,
+    Ok(match purpose {
+        Text::Plain(purpose) => EventKind::Accessed {
+            purpose: purpose.to_string(),
+            ciphertext_sha256: *ciphertext_sha256,
+        },
+        Text::Sealed(purpose) => EventKind::AccessedSealed {
+            purpose: purpose.clone(),
+            ciphertext_sha256: *ciphertext_sha256,
+        },
     })
 }
 
@@ -436,23 +517,44 @@ pub(super) fn amend(
     ctx: &Context,
     body: &TxBody,
 ) -> Result<EventKind, TxRefusal> {
-    let TxBody::Amend {
+    let (TxBody::Amend {
         reason,
-        note,
         format,
         plaintext,
         ciphertext,
         wrapped_key,
         ..
-    } = body
+    }
+    | TxBody::AmendSealed {
+        reason,
+        format,
+        plaintext,
+        ciphertext,
+        wrapped_key,
+        ..
+    }) = body
     else {
         unreachable!("dispatched on the transaction kind");
+    };
+    let (note, title) = match body {
+        TxBody::Amend { note, .. } => (Text::Plain(note), None),
+        TxBody::AmendSealed { note, title, .. } => (Text::Sealed(note), Some(title)),
+        _ => unreachable!("dispatched on the transaction kind"),
     };
     let time = ctx.time;
     require_role(signer, Role::Clerk)?;
     require_custodian(signer, doc)?;
     require_not_in_live_transfer(doc, time)?;
-    check_text("note", note, TEXT_BYTES_MAX)?;
+    check_any_text(fields::NOTE, note, TEXT_BYTES_MAX)?;
+    match title {
+        Some(title) => check_sealed_text(fields::TITLE, title, TEXT_BYTES_MAX)?,
+        // The new version has a new data key: a title sealed under the old
+        // one would no longer open for those given only the new key.
+        None if doc.title_is_sealed() => {
+            return Err(TxRefusal::SealedTitleNeedsSealedAmend(doc.id.clone()))
+        }
+        None => {}
+    }
     check_format(format)?;
     check_wrapped_key(wrapped_key)?;
     let previous_plaintext = doc.plaintext;
@@ -462,17 +564,33 @@ pub(super) fn amend(
     doc.plaintext = *plaintext;
     doc.ciphertext = *ciphertext;
     doc.custodian_key = wrapped_key.clone();
+    if title.is_some() {
+        doc.title = String::new();
+    }
     // A lapsed offer or old grants wrap the previous version's key.
     doc.status = DocumentStatus::Active;
     doc.grants.clear();
-    Ok(EventKind::Amended {
-        version: doc.version,
-        reason: *reason,
-        note: note.clone(),
-        previous_plaintext,
-        previous_ciphertext,
-        plaintext: *plaintext,
-        ciphertext: *ciphertext,
+    Ok(match (note, title) {
+        (Text::Plain(note), _) => EventKind::Amended {
+            version: doc.version,
+            reason: *reason,
+            note: note.to_string(),
+            previous_plaintext,
+            previous_ciphertext,
+            plaintext: *plaintext,
+            ciphertext: *ciphertext,
+        },
+        (Text::Sealed(note), Some(title)) => EventKind::AmendedSealed {
+            version: doc.version,
+            reason: *reason,
+            note: note.clone(),
+            previous_plaintext,
+            previous_ciphertext,
+            plaintext: *plaintext,
+            ciphertext: *ciphertext,
+            title: title.clone(),
+        },
+        (Text::Sealed(_), None) => unreachable!("an amend-sealed carries a sealed title"),
     })
 }
 
@@ -481,14 +599,20 @@ pub(super) fn record_fixity_check(
     signer: &Member,
     body: &TxBody,
 ) -> Result<EventKind, TxRefusal> {
-    let TxBody::RecordFixityCheck {
-        ciphertext_sha256,
-        result,
-        note,
-        ..
-    } = body
-    else {
-        unreachable!("dispatched on the transaction kind");
+    let (ciphertext_sha256, result, note) = match body {
+        TxBody::RecordFixityCheck {
+            ciphertext_sha256,
+            result,
+            note,
+            ..
+        } => (ciphertext_sha256, result, Text::Plain(note)),
+        TxBody::RecordFixityCheckSealed {
+            ciphertext_sha256,
+            result,
+            note,
+            ..
+        } => (ciphertext_sha256, result, Text::Sealed(note)),
+        _ => unreachable!("dispatched on the transaction kind"),
     };
     if signer.has_role(Role::Auditor) {
         // Auditors check documents of any department.
@@ -497,7 +621,7 @@ pub(super) fn record_fixity_check(
     } else {
         return Err(TxRefusal::NeitherClerkNorAuditor);
     }
-    check_text("note", note, TEXT_BYTES_MAX)?;
+    check_any_text(fields::NOTE, note, TEXT_BYTES_MAX)?;
     if *ciphertext_sha256 != doc.ciphertext.sha256 {
         return Err(TxRefusal::CiphertextMismatch {
             named: *ciphertext_sha256,
@@ -516,14 +640,16 @@ pub(super) fn dispose(
     ctx: &Context,
     body: &TxBody,
 ) -> Result<EventKind, TxRefusal> {
-    let TxBody::Dispose { reason, .. } = body else {
-        unreachable!("dispatched on the transaction kind");
+    let reason = match body {
+        TxBody::Dispose { reason, .. } => Text::Plain(reason),
+        TxBody::DisposeSealed { reason, .. } => Text::Sealed(reason),
+        _ => unreachable!("dispatched on the transaction kind"),
     };
     let time = ctx.time;
     require_role(signer, Role::Admin)?;
     require_custodian(signer, doc)?;
     require_not_in_live_transfer(doc, time)?;
-    check_required_text("reason", reason, TEXT_BYTES_MAX)?;
+    check_required_any_text(fields::REASON, reason, TEXT_BYTES_MAX)?;
     let until = match doc.retention {
         Retention::Permanent => return Err(TxRefusal::RetentionPermanent),
         Retention::Years(years) => {
@@ -538,8 +664,13 @@ pub(super) fn dispose(
     }
     doc.status = DocumentStatus::Disposed;
     doc.grants.clear();
-    Ok(EventKind::Disposed {
-        reason: reason.clone(),
+    Ok(match reason {
+        Text::Plain(reason) => EventKind::Disposed {
+            reason: reason.to_string(),
+        },
+        Text::Sealed(reason) => EventKind::DisposedSealed {
+            reason: reason.clone(),
+        },
     })
 }
 
@@ -568,7 +699,7 @@ fn record_event<V: StateView + ?Sized>(
     kind: EventKind,
 ) {
     let event = DocumentEvent {
-        format_version: FORMAT_VERSION,
+        format_version: kind.format_version(),
         document: doc.id.clone(),
         sequence: doc.event_count,
         previous: doc.latest_event,

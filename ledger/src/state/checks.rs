@@ -20,6 +20,46 @@ pub(super) fn check_required_text(
     check_text(field, text, max)
 }
 
+/// A sealed text's shape: at least a nonce and a tag, and at most `max`
+/// bytes of plaintext under them. Its content is for the key holders.
+pub(super) fn check_sealed_text(
+    field: &'static str,
+    text: &SealedText,
+    max: usize,
+) -> Result<(), TxRefusal> {
+    let Some(plaintext_len) = text.plaintext_len() else {
+        return Err(TxRefusal::SealedTextMalformed {
+            field,
+            min: SEALED_TEXT_OVERHEAD_BYTES,
+        });
+    };
+    if plaintext_len > max {
+        return Err(TxRefusal::TextTooLong { field, max });
+    }
+    Ok(())
+}
+
+/// [`check_text`] or [`check_sealed_text`], as the text comes.
+pub(super) fn check_any_text(field: &'static str, text: Text, max: usize) -> Result<(), TxRefusal> {
+    match text {
+        Text::Plain(text) => check_text(field, text, max),
+        Text::Sealed(text) => check_sealed_text(field, text, max),
+    }
+}
+
+/// [`check_required_text`] or [`check_sealed_text`]: whether a sealed text
+/// is empty only its readers can tell.
+pub(super) fn check_required_any_text(
+    field: &'static str,
+    text: Text,
+    max: usize,
+) -> Result<(), TxRefusal> {
+    match text {
+        Text::Plain(text) => check_required_text(field, text, max),
+        Text::Sealed(text) => check_sealed_text(field, text, max),
+    }
+}
+
 pub(super) fn check_format(format: &Format) -> Result<(), TxRefusal> {
     check_required_text("format.mime", &format.mime, LABEL_BYTES_MAX)?;
     if let Some(pronom) = &format.pronom {

@@ -52,6 +52,7 @@ use crate::records::{
     NewDepartment, Offer, Parameters, Proposal, TxLocation, Validator, ValidatorSet,
     GRANTS_PER_DOCUMENT_MAX,
 };
+use crate::sealed::{fields, SealedText, Text, SEALED_TEXT_OVERHEAD_BYTES};
 use crate::tx::{GovernanceChange, SignedTransaction, TxBody, LABEL_BYTES_MAX, TEXT_BYTES_MAX};
 use crate::types::{
     BlockHash, Classification, DepartmentId, DocumentId, EventHash, Format, Hash32, Height, Nonce,
@@ -156,7 +157,9 @@ fn apply_tx<V: StateView + ?Sized>(
         TxBody::RevokeMember { .. } => membership::revoke_member(overlay, &signer, ctx, body)?,
         TxBody::ProposeChange { .. } => governance::propose_change(overlay, &signer, ctx, body)?,
         TxBody::ApproveChange { .. } => governance::approve_change(overlay, &signer, ctx, body)?,
-        TxBody::Register { .. } => archive::register(overlay, &signer, ctx, body)?,
+        TxBody::Register { .. } | TxBody::RegisterSealed { .. } => {
+            archive::register(overlay, &signer, ctx, body)?
+        }
         TxBody::OfferTransfer { .. }
         | TxBody::AcceptTransfer { .. }
         | TxBody::RejectTransfer { .. }
@@ -166,7 +169,12 @@ fn apply_tx<V: StateView + ?Sized>(
         | TxBody::RecordAccess { .. }
         | TxBody::Amend { .. }
         | TxBody::RecordFixityCheck { .. }
-        | TxBody::Dispose { .. } => archive::apply_to_document(overlay, &signer, ctx, body)?,
+        | TxBody::Dispose { .. }
+        | TxBody::RejectTransferSealed { .. }
+        | TxBody::RecordAccessSealed { .. }
+        | TxBody::AmendSealed { .. }
+        | TxBody::RecordFixityCheckSealed { .. }
+        | TxBody::DisposeSealed { .. } => archive::apply_to_document(overlay, &signer, ctx, body)?,
         TxBody::AttestRead { .. } | TxBody::SubmitEvidence { .. } => {
             unreachable!("node-signed kinds returned above")
         }

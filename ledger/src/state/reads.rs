@@ -82,11 +82,16 @@ pub fn check_read<V: StateView + ?Sized>(
     }
     let access = question.access.ok_or(ReadRefusal::AccessNotCommitted)?;
     let payload = &access.transaction.payload;
-    let TxBody::RecordAccess {
+    let (TxBody::RecordAccess {
         document: accessed,
         ciphertext_sha256,
         ..
-    } = &payload.body
+    }
+    | TxBody::RecordAccessSealed {
+        document: accessed,
+        ciphertext_sha256,
+        ..
+    }) = &payload.body
     else {
         return Err(ReadRefusal::AccessNotRecordAccess(access.tx_id));
     };

@@ -236,6 +236,10 @@ pub enum TxRefusal {
         "evidence against this validator at height {height} is already recorded (transaction {tx})"
     )]
     EvidenceAlreadyRecorded { height: Height, tx: TxId },
+    #[error("sealed field `{field}` is shorter than {min} bytes (a 24-byte nonce and a 16-byte tag): it is not a sealed text")]
+    SealedTextMalformed { field: &'static str, min: usize },
+    #[error("the title of document `{0}` is sealed under its current data key: amend it with amend-sealed, which seals the title again under the new version's key")]
+    SealedTitleNeedsSealedAmend(DocumentId),
     #[error("{0}")]
     Storage(ViewError),
 }
@@ -307,6 +311,8 @@ impl TxRefusal {
             TxRefusal::EvidenceNotAValidator { .. } => "evidence_not_a_validator",
             TxRefusal::EvidenceBadSignature { .. } => "evidence_bad_signature",
             TxRefusal::EvidenceAlreadyRecorded { .. } => "evidence_already_recorded",
+            TxRefusal::SealedTextMalformed { .. } => "sealed_text_malformed",
+            TxRefusal::SealedTitleNeedsSealedAmend(..) => "sealed_title_needs_sealed_amend",
             TxRefusal::Storage(..) => "storage",
         }
     }
