@@ -283,6 +283,10 @@ async fn demo(
         SAMPLES_PER_DEPARTMENT_FULL
     };
     let mut scenario = Scenario::prepare(dir, &api_urls, per_department)?;
+    write_json(
+        &dir.join("demo-private-texts.json"),
+        &scenario.private_texts(),
+    )?;
     let story = Instant::now();
     scenario.run(args.short).await?;
     println!(

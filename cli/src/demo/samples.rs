@@ -25,7 +25,9 @@ const FORMATS: [(&str, &str, &str); 4] = [
     ("xml", "application/xml", "fmt/101"),
 ];
 
-const PEOPLE: [&str; 12] = [
+/// The people the samples are about: their names appear in titles, which
+/// travel on chain only sealed.
+pub const PEOPLE: [&str; 12] = [
     "Zhao Min",
     "Qian Hui",
     "Sun Lei",

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use custody_cli::envelope::{self, DataKey, DepartmentPublicKey};
 use custody_ledger::records::Document;
+use custody_ledger::sealed::fields;
 use custody_ledger::tx::{AmendReason, FixityResult, TxBody};
 use custody_ledger::types::{
     Classification, DepartmentId, DocumentId, Fixity, Hash32, Role, WrappedKey,
@@ -35,6 +36,33 @@ const RETRIES_MAX: u32 = 5;
 const RETRY_PAUSE_MS: u64 = 200;
 /// The year the sample records are dated from.
 const SAMPLE_YEAR: u32 = 2026;
+
+/// The reason the social security clerk rejects an offer with.
+const REJECTION_REASON: &str =
+    "contribution statements are kept by Social Security; not ours to archive";
+/// The purposes the clerks open documents for.
+const PURPOSE_RESIDENCE_CHECK: &str = "residence check for marriage application 2026-0412";
+const PURPOSE_PENSION_REVIEW: &str = "medical assessment for pension review 2026-118";
+const PURPOSE_CERTIFIED_COPY: &str = "certified copy requested by the couple";
+const PURPOSE_STATISTICS: &str = "statistics for the annual report";
+const PURPOSE_FIXITY_CHECK: &str = "periodic fixity check";
+/// The note of the correction, and of the fixity check.
+const AMENDMENT_NOTE: &str = "the date of the ceremony was entered as 12 March instead of 21 March";
+const FIXITY_NOTE: &str = "ciphertext and plaintext SHA-256 match the chain";
+
+/// Every free text the scenario records on chain about a document
+/// (reasons, purposes, notes): each travels sealed.
+pub const SEALED_TEXTS: [&str; 9] = [
+    REJECTION_REASON,
+    PURPOSE_RESIDENCE_CHECK,
+    PURPOSE_PENSION_REVIEW,
+    PURPOSE_CERTIFIED_COPY,
+    PURPOSE_STATISTICS,
+    PURPOSE_FIXITY_CHECK,
+    AMENDMENT_NOTE,
+    FIXITY_NOTE,
+    crate::doc::INSPECTION_PURPOSE,
+];
 
 /// A clerk the demo acts as.
 pub struct Clerk {
@@ -259,6 +287,24 @@ impl Scenario {
         })
     }
 
+    /// What must never be on chain in the clear: every sample's title, the
+    /// names of the people the samples are about, and every reason,
+    /// purpose and note the scenario records. Written by the demo to
+    /// `DIR/demo-private-texts.json`, for a check of its export.
+    pub fn private_texts(&self) -> serde_json::Value {
+        let titles: Vec<&str> = self
+            .samples
+            .iter()
+            .flatten()
+            .map(|sample| sample.title.as_str())
+            .collect();
+        serde_json::json!({
+            "titles": titles,
+            "subjects": samples::PEOPLE,
+            "texts": SEALED_TEXTS,
+        })
+    }
+
     fn clerk(&self, department: usize) -> &Clerk {
         &self.clerks[department]
     }
@@ -341,13 +387,7 @@ impl Scenario {
         .await?;
         self.transfer(2, 1, 1, "the patient claims a disability pension")
             .await?;
-        self.offer_rejected(
-            1,
-            1,
-            2,
-            "contribution statements are kept by Social Security; not ours to archive",
-        )
-        .await?;
+        self.offer_rejected(1, 1, 2, REJECTION_REASON).await?;
         if !short {
             for department in 0..4 {
                 if self.samples[department].len() > 2 {
@@ -363,17 +403,10 @@ impl Scenario {
         }
 
         section("Read access between departments");
-        self.grant_and_read(
-            3,
-            0,
-            0,
-            "residence check for marriage application 2026-0412",
-        )
-        .await?;
-        self.grant_and_read(1, 0, 2, "medical assessment for pension review 2026-118")
+        self.grant_and_read(3, 0, 0, PURPOSE_RESIDENCE_CHECK)
             .await?;
-        self.custodian_read(0, 1, "certified copy requested by the couple")
-            .await?;
+        self.grant_and_read(1, 0, 2, PURPOSE_PENSION_REVIEW).await?;
+        self.custodian_read(0, 1, PURPOSE_CERTIFIED_COPY).await?;
         if !short {
             for department in 0..4 {
                 // Only public security's clerk is cleared for its secret
@@ -391,7 +424,7 @@ impl Scenario {
                         department,
                         index,
                         (department + 3) % 4,
-                        "statistics for the annual report",
+                        PURPOSE_STATISTICS,
                     )
                     .await?;
                 }
@@ -748,7 +781,7 @@ impl Scenario {
     async fn amend(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let note = "the date of the ceremony was entered as 12 March instead of 21 March";
+        let note = AMENDMENT_NOTE;
         let corrected = samples::corrected(sample, note)?;
         let step = format!("amend {id}");
         self.catch_up(self.clerk(custodian)).await?;
@@ -802,12 +835,19 @@ impl Scenario {
         let _ = std::fs::remove_file(&envelope_path);
         let wrapped = envelope::wrap(&data_key, &DepartmentPublicKey(own_key.0))
             .map_err(|error| DemoError::Setup(format!("cannot wrap the data key: {error}")))?;
-        let (document, answer) =
-            submit_on_document(&api, &key, &document_id, &step, |document| TxBody::Amend {
+        // The new version's data key seals the note and, again, the title.
+        let sealed_note = doc::sealed::seal(&data_key, &document_id, fields::NOTE, note)
+            .map_err(step_error(step.clone()))?;
+        let sealed_title =
+            doc::sealed::seal_required(&data_key, &document_id, fields::TITLE, &title)
+                .map_err(step_error(step.clone()))?;
+        let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {
+            TxBody::AmendSealed {
                 document: document.id.clone(),
                 previous_event: document.latest_event,
                 reason: AmendReason::Correction,
-                note: note.to_string(),
+                note: sealed_note.clone(),
+                title: sealed_title.clone(),
                 format: document.format.clone(),
                 plaintext: Fixity {
                     sha256: Hash32(summary.plaintext.sha256),
@@ -818,8 +858,9 @@ impl Scenario {
                     size_bytes: summary.ciphertext.size_bytes,
                 },
                 wrapped_key: WrappedKey(wrapped.to_bytes().to_vec()),
-            })
-            .await?;
+            }
+        })
+        .await?;
         let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
         self.last_height = self.last_height.max(height);
         self.outcome.steps += 1;
@@ -842,7 +883,7 @@ impl Scenario {
     async fn fixity_check(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let (output, _) = self.open(custodian, &id, "periodic fixity check").await?;
+        let (output, _) = self.open(custodian, &id, PURPOSE_FIXITY_CHECK).await?;
         let step = format!("record the fixity check of {id}");
         self.catch_up(self.clerk(custodian)).await?;
         let clerk = self.clerk(custodian);
@@ -853,13 +894,18 @@ impl Scenario {
             .signed_by(key.clone());
         let document_id =
             DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
+        let data_key = doc::custodian_data_key_of(&api, &clerk.common(), &document_id)
+            .await
+            .map_err(step_error(step.clone()))?;
+        let note = doc::sealed::seal(&data_key, &document_id, fields::NOTE, FIXITY_NOTE)
+            .map_err(step_error(step.clone()))?;
         let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {
-            TxBody::RecordFixityCheck {
+            TxBody::RecordFixityCheckSealed {
                 document: document.id.clone(),
                 previous_event: document.latest_event,
                 ciphertext_sha256: document.ciphertext.sha256,
                 result: FixityResult::Intact,
-                note: "ciphertext and plaintext SHA-256 match the chain".to_string(),
+                note: note.clone(),
             }
         })
         .await?;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-pub use ops::run;
+pub use ops::{custodian_data_key_of, run, INSPECTION_PURPOSE};
 
 tokio::task_local! {
     /// When set, a command hands its JSON result here instead of printing

@@ -414,6 +414,19 @@ async fn custodian_data_key(
     unwrap_key(&doc.id, &doc.custodian_key, &secret)
 }
 
+/// The data key of `document` as the signer's department holds it as
+/// custodian (the demo's fixity-check step seals its note with it).
+pub async fn custodian_data_key_of(
+    api: &NodeApi,
+    common: &CommonArgs,
+    document: &DocumentId,
+) -> Result<DataKey, DocError> {
+    let key = util::member_key(common)?;
+    let member = me(api, &key).await?;
+    let doc = api.document(document).await?;
+    custodian_data_key(api, common, &doc, &member).await
+}
+
 async fn offer(
     api: &NodeApi,
     common: &CommonArgs,
