@@ -104,3 +104,38 @@ fn sealing_the_same_text_twice_gives_different_bytes() {
     let second = seal(&key, DOCUMENT, "title", "Vaccination record").unwrap();
     assert_ne!(first, second, "each seal draws a fresh nonce");
 }
+
+/// The committed sealed-text vectors (`ledger/tests/vectors/v4.json`,
+/// made by the ledger's own few lines from the docs) open with this module.
+#[test]
+fn the_committed_sealed_text_vectors_open() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../ledger/tests/vectors/v4.json"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("v4.json is committed"))
+            .expect("v4.json parses");
+    let document = v["document"].as_str().expect("document");
+    let hex_of =
+        |value: &serde_json::Value| hex::decode(value.as_str().expect("hex")).expect("hex");
+    let texts = v["sealed_texts"].as_array().expect("sealed texts");
+    assert!(!texts.is_empty());
+    for text in texts {
+        let version = text["version"].as_u64().expect("version") as usize;
+        let data_key: [u8; 32] = hex_of(&v["metadata_keys"][version - 1]["data_key_hex"])
+            .try_into()
+            .expect("32 bytes");
+        let key = MetadataKey::derive(&DataKey::from_bytes(data_key), document);
+        assert_eq!(
+            hex::encode(key.as_bytes()),
+            v["metadata_keys"][version - 1]["metadata_key_hex"]
+                .as_str()
+                .expect("hex")
+        );
+        let field = text["field"].as_str().expect("field");
+        let opened = open_sealed(&key, document, field, &hex_of(&text["sealed_hex"]))
+            .expect("the vector opens");
+        assert_eq!(opened, text["plaintext"].as_str().expect("plaintext"));
+    }
+}
