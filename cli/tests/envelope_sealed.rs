@@ -139,3 +139,37 @@ fn the_committed_sealed_text_vectors_open() {
         assert_eq!(opened, text["plaintext"].as_str().expect("plaintext"));
     }
 }
+
+/// The worked example of `docs/envelope.md` ("The metadata key and sealed
+/// text") is what this code computes, byte for byte.
+#[test]
+fn the_worked_example_of_a_sealed_title_is_the_codes() {
+    let docs = include_str!("../../docs/envelope.md");
+    let data_key: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let nonce: [u8; 24] = std::array::from_fn(|i| 0x90 + i as u8);
+    let document = "civil-affairs/2026/000123";
+    let key = MetadataKey::derive(&DataKey::from_bytes(data_key), document);
+    let sealed = custody_cli::envelope::seal_with_nonce(
+        &key,
+        document,
+        "title",
+        "Deed of sale, parcel 1952/7",
+        nonce,
+    )
+    .unwrap();
+    assert_eq!(sealed.len(), 27 + SEALED_OVERHEAD_BYTES);
+    let (nonce_part, rest) = sealed.split_at(24);
+    let (ciphertext, tag) = rest.split_at(rest.len() - 16);
+    for (label, bytes) in [
+        ("metadata key", key.as_bytes().as_slice()),
+        ("nonce", nonce_part),
+        ("ciphertext", ciphertext),
+        ("tag", tag),
+    ] {
+        let hex_text = hex::encode(bytes);
+        assert!(
+            docs.contains(&hex_text),
+            "docs/envelope.md does not show the {label} as {hex_text}"
+        );
+    }
+}

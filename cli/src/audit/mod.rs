@@ -654,7 +654,10 @@ pub(crate) fn describe(
         }
         | K::AmendedSealed {
             version, reason, ..
-        } => format!("amended to version {version} ({reason:?}): {}", text()),
+        } => match text() {
+            note if note.is_empty() => format!("amended to version {version} ({reason:?})"),
+            note => format!("amended to version {version} ({reason:?}): {note}"),
+        },
         K::FixityChecked { result, .. } => format!("fixity checked: {result:?}"),
         K::Disposed { .. } | K::DisposedSealed { .. } => format!("disposed: {}", text()),
     }
