@@ -348,16 +348,17 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     assert_eq!(opened["plaintext_bytes"], original.len());
     assert_eq!(std::fs::read(&c_out).expect("c copy"), original);
 
-    // The history on every node lists every event in order, each read included.
+    // The history on every node lists every event in order, each read
+    // included; `custody doc` seals the title and the purposes.
     let a_name = net.nodes[a].department.clone();
     let expected: Vec<(String, String)> = [
-        ("registered", &a_name),
+        ("registered-sealed", &a_name),
         ("offered", &a_name),
-        ("accessed", &b_name),
+        ("accessed-sealed", &b_name),
         ("accepted", &b_name),
-        ("accessed", &b_name),
+        ("accessed-sealed", &b_name),
         ("granted", &b_name),
-        ("accessed", &c_name),
+        ("accessed-sealed", &c_name),
     ]
     .iter()
     .map(|(kind, department)| (kind.to_string(), department.to_string()))
@@ -397,6 +398,31 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
     assert!(ok, "{stderr}");
     assert_eq!(second_page["items"].as_array().map(Vec::len), Some(3));
     assert!(second_page["next_cursor"].is_null());
+    // The title travels sealed: the custodian's department key opens it, a
+    // department given no key to the document sees it sealed; the node's
+    // answer holds it only sealed.
+    let (ok, shown, stderr) = doc_as(&net, b, &["show", &id]);
+    assert!(ok, "{stderr}");
+    assert_eq!(shown["title"], "", "{shown}");
+    assert_eq!(shown["title_opened"], "Extract of the civil register");
+    let outsider = 3;
+    let (ok, shown, stderr) = doc_as(&net, outsider, &["show", &id]);
+    assert!(ok, "{stderr}");
+    assert!(shown["title_opened"].is_null(), "{shown}");
+    assert!(shown["sealed_title"].is_string(), "{shown}");
+    let document = net
+        .get_json(&format!(
+            "{}/v1/documents/{id}",
+            net.nodes[outsider].api_url
+        ))
+        .await
+        .expect("the document");
+    assert!(
+        !document
+            .to_string()
+            .contains("Extract of the civil register"),
+        "{document}"
+    );
     let (ok, list, stderr) = doc_as(&net, a, &["list", "--custodian", &b_name]);
     assert!(ok, "{stderr}");
     assert!(

@@ -266,7 +266,12 @@ async fn an_offer_recipient_cannot_read_without_a_committed_access_record() {
         .collect();
     assert_eq!(
         kinds,
-        ["registered", "offered", "accessed", "accepted"],
+        [
+            "registered-sealed",
+            "offered",
+            "accessed-sealed",
+            "accepted"
+        ],
         "{history}"
     );
     // The inspection's download is attested served.
