@@ -423,6 +423,28 @@ async fn document_moves_from_a_to_b_and_is_read_by_c_only_under_a_grant() {
             .contains("Extract of the civil register"),
         "{document}"
     );
+    // The history in words opens each sealed purpose for a department that
+    // holds the key, and shows it sealed to one that does not.
+    let history_text = |index: usize| {
+        let node = &net.nodes[index];
+        let output = std::process::Command::new(common::BINARY)
+            .args(["doc", "history", &id, "--node", &node.api_url, "--key"])
+            .arg(net.member_key(&node.department, "clerk"))
+            .arg("--department-key")
+            .arg(node.home.join("members/department.key"))
+            .output()
+            .expect("run custody doc history");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let custodian_view = history_text(b);
+    assert!(
+        custodian_view.contains("read: benefit claim 2026-118"),
+        "{custodian_view}"
+    );
+    let outsider_view = history_text(outsider);
+    assert!(outsider_view.contains("read: (sealed)"), "{outsider_view}");
+    assert!(!outsider_view.contains("benefit claim"), "{outsider_view}");
     let (ok, list, stderr) = doc_as(&net, a, &["list", "--custodian", &b_name]);
     assert!(ok, "{stderr}");
     assert!(
