@@ -82,6 +82,20 @@ fn footprint(tx: &SignedTransaction) -> Footprint {
     }
 }
 
+/// What a new event on a document must name (see
+/// [`Mempool::document_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentHead {
+    /// No transaction waits on it: its committed latest event.
+    Settled(custody_ledger::types::EventHash),
+    /// A transaction waits on it: the head is known once that commits.
+    Waiting,
+    /// Not registered, committed or waiting.
+    Unregistered,
+    /// The store cannot be read.
+    Unknown,
+}
+
 /// A transaction waiting for a block: everything known about it, kept
 /// together and shared (`Arc`) with whoever it is handed to.
 #[derive(Debug)]
@@ -230,6 +244,28 @@ impl Mempool {
             None => StateView::nonce(&self.store, signer).ok()?.0,
         };
         Some(Nonce(last.saturating_add(1)))
+    }
+
+    /// What a new event on `document` must name as its previous event, as
+    /// admission here will check it: the committed head when no waiting
+    /// transaction touches the document, else [`DocumentHead::Waiting`]: a
+    /// waiting event's hash depends on the height and time of the block
+    /// that will carry it, so nothing can be built on it until it commits.
+    /// Read once the mempool has caught up with the store
+    /// (`ChainView::settled`), else a just-committed event still counts as
+    /// waiting.
+    pub fn document_head(&self, document: &DocumentId) -> DocumentHead {
+        let Some(changes) = self.pending_changes.as_ref() else {
+            return DocumentHead::Unknown;
+        };
+        if changes.documents.contains_key(document) {
+            return DocumentHead::Waiting;
+        }
+        match StateView::document(&self.store, document) {
+            Ok(Some(found)) => DocumentHead::Settled(found.latest_event),
+            Ok(None) => DocumentHead::Unregistered,
+            Err(_) => DocumentHead::Unknown,
+        }
     }
 
     /// The last nonce of `signer` with the waiting transactions counted;

@@ -54,6 +54,7 @@ impl Clerk {
             passphrase_file: None,
             wait_seconds: COMMIT_WAIT_SECONDS,
             json: true,
+            transient_retries: crate::doc::node_api::TRANSIENT_RETRIES_MAX,
         }
     }
 }

@@ -63,6 +63,16 @@ pub struct CommonArgs {
     /// Print the result as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Times a transaction on a document is rebuilt when the node asks to
+    /// refresh and retry (another member's event landed first); 0: never.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_TRANSIENT_RETRIES",
+        default_value_t = 5,
+        value_name = "COUNT"
+    )]
+    pub transient_retries: u32,
 }
 
 #[derive(Subcommand)]

@@ -23,7 +23,7 @@ use super::{CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
 /// Runs `custody doc …`.
 pub async fn run(args: DocArgs) -> Result<(), DocError> {
     let common = args.common;
-    let mut api = NodeApi::new(&common.node)?;
+    let mut api = NodeApi::new(&common.node)?.with_transient_retries(common.transient_retries);
     if common.key.is_some() {
         api = api.signed_by(util::member_key(&common)?);
     }
@@ -484,11 +484,11 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     data_key: DataKey,
     writer: W,
 ) -> Result<(EnvelopeSummary, W), DocError> {
-    let status = api.status().await?;
+    let chain_id = api.chain_id().await?.to_string();
     let request = SignedReadRequest::sign(
         ReadRequest {
             format_version: READ_REQUEST_VERSION,
-            chain_id: status.chain_id,
+            chain_id,
             member: custody_ledger::encoding::public_key_of(key),
             document: doc.id.clone(),
             ciphertext_sha256: doc.ciphertext.sha256,
@@ -579,11 +579,13 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
     // inspection is recorded first, as a record-access of the offer's
     // recipient while the offer is live.
     let (doc, inspected) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::RecordAccess {
-            document: doc.id.clone(),
-            previous_event: doc.latest_event,
-            purpose: INSPECTION_PURPOSE.to_string(),
-            ciphertext_sha256: doc.ciphertext.sha256,
+        .submit_on(&key, doc.clone(), wait(common), |doc| {
+            TxBody::RecordAccess {
+                document: doc.id.clone(),
+                previous_event: doc.latest_event,
+                purpose: INSPECTION_PURPOSE.to_string(),
+                ciphertext_sha256: doc.ciphertext.sha256,
+            }
         })
         .await?;
     let checked = download_and_decrypt(
@@ -660,7 +662,7 @@ async fn open(
     let secret = checked_department_key(api, common, &member.department).await?;
     let data_key = unwrap_key(&doc.id, &wrapped, &secret)?;
     let (doc, recorded) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::RecordAccess {
+        .submit_on(&key, doc, wait(common), |doc| TxBody::RecordAccess {
             document: doc.id.clone(),
             previous_event: doc.latest_event,
             purpose: purpose.to_string(),
