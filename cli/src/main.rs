@@ -100,6 +100,9 @@ enum NodeCommand {
     /// node never decrypts, and the key lives with the clerks, sealed
     /// (`custody keys new --kind department`). Put the chain's genesis at HOME/genesis.json before
     /// `custody node start`.
+    #[command(
+        after_help = "Example:\n  custody node init --home /srv/custody --department civil-affairs"
+    )]
     Init {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -132,6 +135,9 @@ enum NodeCommand {
         json: bool,
     },
     /// Run the node until SIGINT or SIGTERM (logs on stderr; RUST_LOG filters).
+    #[command(
+        after_help = "Example:\n  custody node start --home /srv/custody\n  RUST_LOG=info,custody_node=debug custody node start --home /srv/custody --log-json 2>> node.log"
+    )]
     Start {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -146,6 +152,7 @@ enum NodeCommand {
     /// certificate agree and that the blocks below hash-link to the head,
     /// and that it is not behind the height the consensus state shows this
     /// node committed. Exits non-zero, naming the next step, when not.
+    #[command(after_help = "Example:\n  custody node check --home /srv/custody --json")]
     Check {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -164,6 +171,9 @@ enum NodeCommand {
     /// before anything on disk changes. The old store is moved to
     /// DATA/ledger.damaged-<UTC time> (never deleted); the new one must pass
     /// `custody node check`.
+    #[command(
+        after_help = "Example:\n  custody node repair --home /srv/custody --peer http://10.0.0.2:26681 --peer http://10.0.0.3:26681\n  custody node repair --home /srv/custody --from-export chain.export --genesis genesis.json"
+    )]
     Repair {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -190,6 +200,9 @@ enum NodeCommand {
     /// (the address in HOME's config, or --node) up to its height, verifies
     /// the chain, and writes FILE (never over an existing file). Blobs are
     /// not included: copy DATA/blobs alongside (docs/operations.md).
+    #[command(
+        after_help = "Example:\n  custody node backup --home /srv/custody --to /backups/custody-2026-12-04.backup"
+    )]
     Backup {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -213,6 +226,9 @@ enum NodeCommand {
     /// chain (genesis), the whole chain, and that it reaches the height this
     /// node's consensus state shows it committed, before writing anything.
     /// Refuses a non-empty store unless --replace, which moves it aside.
+    #[command(
+        after_help = "Example:\n  custody node restore --home /srv/custody --from /backups/custody-2026-12-04.backup --replace"
+    )]
     Restore {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -231,6 +247,9 @@ enum NodeCommand {
         json: bool,
     },
     /// Show a running node's height, peers and mempool.
+    #[command(
+        after_help = "Example:\n  custody node status --node http://127.0.0.1:26681\n  custody node status --json | jq .height"
+    )]
     Status {
         /// The node's HTTP API.
         #[arg(long, env = "CUSTODY_NODE", default_value = "http://127.0.0.1:26680")]
@@ -248,6 +267,9 @@ enum TestnetCommand {
     /// Each department gets validator, node and encryption keys, a first
     /// admin (DIR/<dept>/members/admin.key) and a clerk (members/clerk.key),
     /// all in one genesis. DIR/testnet.json lists the API URLs.
+    #[command(
+        after_help = "Example:\n  custody testnet init --dir /tmp/net\n  custody testnet init --dir /tmp/net --departments 7 --fast --json"
+    )]
     Init(TestnetInitArgs),
 }
 

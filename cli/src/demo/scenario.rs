@@ -52,6 +52,7 @@ impl Clerk {
             key: Some(self.key.clone()),
             department_key: Some(self.department_key.clone()),
             passphrase_file: None,
+            passphrase_env: None,
             wait_seconds: COMMIT_WAIT_SECONDS,
             json: true,
             transient_retries: crate::doc::node_api::TRANSIENT_RETRIES_MAX,
