@@ -169,6 +169,7 @@ fn copy_command(command: &DocCommand) -> Option<DocCommand> {
             pronom: args.pronom.clone(),
             id: args.id.clone(),
             work_dir: args.work_dir.clone(),
+            created: args.created.clone(),
         }),
         DocCommand::Offer {
             document,
@@ -479,6 +480,7 @@ impl Scenario {
                     pronom: Some(sample.pronom.clone()),
                     id: Some(sample.id.clone()),
                     work_dir: Some(self.work_dir.clone()),
+                    created: None,
                 });
                 let step = format!("register {}", sample.id);
                 let line = format!(
@@ -521,6 +523,7 @@ impl Scenario {
             pronom: Some(sample.pronom.clone()),
             id: Some(format!("civil-affairs-{SAMPLE_YEAR}-sealed")),
             work_dir: Some(self.work_dir.clone()),
+            created: None,
         });
         self.catch_up(self.clerk(0)).await?;
         let clerk = self.clerk(0);

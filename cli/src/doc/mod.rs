@@ -229,6 +229,10 @@ pub struct RegisterArgs {
     /// Directory for the temporary envelope (default: the system's).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The record's own creation date, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ
+    /// (UTC; default: now). Retention runs from it; a future date is refused.
+    #[arg(long, value_name = "DATE")]
+    pub created: Option<String>,
 }
 
 /// Why a document command failed; each message says what to do next.

@@ -270,6 +270,7 @@ fn ledger_fixity(fixity: envelope::Fixity) -> Fixity {
 }
 
 async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Result<(), DocError> {
+    let created = created_time(args.created.as_deref(), util::now_ms())?;
     let key = util::member_key(common)?;
     let member = me(api, &key).await?;
     let classification = util::parse_classification(&args.classification)?;
@@ -349,7 +350,7 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         title: args.title,
         record_type: args.record_type,
         department: member.department.clone(),
-        created: Timestamp(util::now_ms()),
+        created,
         classification,
         retention,
         format: Format {
@@ -379,6 +380,23 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0)
     );
     Ok(())
+}
+
+/// The record's creation time from `--created` (default: `now_ms`):
+/// retention runs from it, so a date after `now_ms` is refused here, as the
+/// chain would refuse it.
+fn created_time(text: Option<&str>, now_ms: u64) -> Result<Timestamp, DocError> {
+    let Some(text) = text else {
+        return Ok(Timestamp(now_ms));
+    };
+    let created = util::parse_time(text, now_ms)?;
+    if created > now_ms {
+        return Err(DocError::Usage(format!(
+            "--created {text} is in the future ({}): give the date the record was made",
+            util::format_time(created)
+        )));
+    }
+    Ok(Timestamp(created))
 }
 
 /// The data key of a document the signer's department holds as custodian.
