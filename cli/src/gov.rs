@@ -49,6 +49,9 @@ pub enum GovCommand {
     },
     /// Show one proposal: the change, who approved, what is still needed,
     /// and from which height it takes effect.
+    #[command(
+        after_help = "Example:\n  custody gov show 7f3c…(64 hex) --key admin.key\n  custody gov show 7f3c…(64 hex) --key admin.key --json"
+    )]
     Show {
         /// The proposal's id.
         proposal: String,
@@ -61,6 +64,9 @@ pub enum GovCommand {
 pub enum ChangeArgs {
     /// Add a department from its genesis contribution file (`custody genesis
     /// contribute`): its keys, voting power and first admin.
+    #[command(
+        after_help = "Example:\n  custody gov propose add-department --contribution finance-contribution.json --key admin.key --wait"
+    )]
     AddDepartment {
         /// The new department's contribution file (JSON).
         #[arg(long)]
@@ -71,6 +77,9 @@ pub enum ChangeArgs {
         submit: SubmitArgs,
     },
     /// Remove a department (it must hold no document).
+    #[command(
+        after_help = "Example:\n  custody gov propose remove-department --department finance --key admin.key --wait"
+    )]
     RemoveDepartment {
         /// The department's slug.
         #[arg(long)]
@@ -108,6 +117,9 @@ pub enum ChangeArgs {
         submit: SubmitArgs,
     },
     /// Change chain parameters; those not given keep their current value.
+    #[command(
+        after_help = "Example:\n  custody gov propose parameters --offer-expiry-default-ms 1209600000 --key admin.key --wait"
+    )]
     Parameters {
         /// Largest encoded block, in bytes.
         #[arg(long)]
@@ -182,6 +194,9 @@ pub enum MemberCommand {
         submit: SubmitArgs,
     },
     /// Show a member: department, roles, clearance, status and nonce.
+    #[command(
+        after_help = "Example:\n  custody member show 3b6a…(64 hex) --key clerk.key\n  custody member show 3b6a…(64 hex) --key clerk.key --json"
+    )]
     Show {
         /// The member's ed25519 public key (64 hex digits).
         member: String,

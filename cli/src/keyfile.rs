@@ -845,8 +845,14 @@ pub struct KeysArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
     /// Make a new key and write it to a key file with mode 0600.
+    #[command(
+        after_help = "Example:\n  custody keys new --kind member --out clerk.key --passphrase-env CUSTODY_PASSPHRASE\n  custody keys new --kind department --out department.key --passphrase-file passphrase.txt --json"
+    )]
     New(KeysNewArgs),
     /// Print the public key recorded in a key file.
+    #[command(
+        after_help = "Example:\n  custody keys show clerk.key\n  custody keys show department.key --json"
+    )]
     Show(KeysShowArgs),
     /// Seal a bare secret (64 hex digits, as a node home or a trial network
     /// keeps it) into a passphrase-protected key file.

@@ -4,6 +4,8 @@ mod bench;
 mod cluster;
 mod demo;
 mod doc;
+#[macro_use]
+mod exit;
 mod gov;
 mod tx;
 
@@ -28,7 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// /tmp/net/civil-affairs` (one per department); set up a real department's
 /// node with `custody node init`.
 #[derive(Parser)]
-#[command(name = "custody", version, about, long_about)]
+#[command(name = "custody", version, about, long_about, after_help = exit_codes_help!())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,37 +40,53 @@ struct Cli {
 enum Command {
     /// Set up, run and watch this department's node.
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Node(NodeCommand),
     /// Generate a whole local network (keys, genesis, configs) for trials and tests.
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Testnet(TestnetCommand),
     /// Sign and submit transactions to a node.
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Tx(tx::TxCommand),
     /// Governance: propose, approve and follow changes of the federation
     /// (departments joining or leaving, key rotations, chain parameters).
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Gov(gov::GovCommand),
     /// A department's members: change roles and clearance, show one.
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Member(gov::MemberCommand),
     /// Make and inspect member and department key files.
+    #[command(after_help = exit_codes_help!())]
     Keys(custody_cli::keyfile::KeysArgs),
     /// Measure the node.
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Bench(bench::BenchCommand),
     /// Clerks' documents: register, offer, accept, grant, open, history.
+    #[command(after_help = exit_codes_help!())]
     Doc(doc::DocArgs),
     /// Auditors: verify the chain, a document's history, proofs, fixity, reports.
+    #[command(after_help = exit_codes_help!())]
     Audit(custody_cli::AuditArgs),
     /// Export a whole chain to one file, or import one into a new store.
+    #[command(after_help = exit_codes_help!())]
     Chain(custody_cli::ChainArgs),
     /// The genesis ceremony: each department contributes its keys, one assembles, all check the hash.
+    #[command(after_help = exit_codes_help!())]
     Genesis(custody_cli::GenesisArgs),
     /// Run four departments on this machine: a day of archive work, then an audit of it.
+    #[command(after_help = concat!(
+        "Example:\n  custody demo\n  custody demo --short --exit-after-audit --dir /tmp/demo\n\n",
+        exit_codes_help!()
+    ))]
     Demo(demo::DemoArgs),
     /// Fault-test tools for a four-node container cluster (scripts/cluster-test.sh).
     #[command(subcommand)]
+    #[command(after_help = exit_codes_help!())]
     Cluster(cluster::ClusterCommand),
 }
 
@@ -82,6 +100,9 @@ enum NodeCommand {
     /// node never decrypts, and the key lives with the clerks, sealed
     /// (`custody keys new --kind department`). Put the chain's genesis at HOME/genesis.json before
     /// `custody node start`.
+    #[command(
+        after_help = "Example:\n  custody node init --home /srv/custody --department civil-affairs"
+    )]
     Init {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -114,6 +135,9 @@ enum NodeCommand {
         json: bool,
     },
     /// Run the node until SIGINT or SIGTERM (logs on stderr; RUST_LOG filters).
+    #[command(
+        after_help = "Example:\n  custody node start --home /srv/custody\n  RUST_LOG=info,custody_node=debug custody node start --home /srv/custody --log-json 2>> node.log"
+    )]
     Start {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -128,6 +152,7 @@ enum NodeCommand {
     /// certificate agree and that the blocks below hash-link to the head,
     /// and that it is not behind the height the consensus state shows this
     /// node committed. Exits non-zero, naming the next step, when not.
+    #[command(after_help = "Example:\n  custody node check --home /srv/custody --json")]
     Check {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -146,6 +171,9 @@ enum NodeCommand {
     /// before anything on disk changes. The old store is moved to
     /// DATA/ledger.damaged-<UTC time> (never deleted); the new one must pass
     /// `custody node check`.
+    #[command(
+        after_help = "Example:\n  custody node repair --home /srv/custody --peer http://10.0.0.2:26681 --peer http://10.0.0.3:26681\n  custody node repair --home /srv/custody --from-export chain.export --genesis genesis.json"
+    )]
     Repair {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -172,6 +200,9 @@ enum NodeCommand {
     /// (the address in HOME's config, or --node) up to its height, verifies
     /// the chain, and writes FILE (never over an existing file). Blobs are
     /// not included: copy DATA/blobs alongside (docs/operations.md).
+    #[command(
+        after_help = "Example:\n  custody node backup --home /srv/custody --to /backups/custody-2026-12-04.backup"
+    )]
     Backup {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -195,6 +226,9 @@ enum NodeCommand {
     /// chain (genesis), the whole chain, and that it reaches the height this
     /// node's consensus state shows it committed, before writing anything.
     /// Refuses a non-empty store unless --replace, which moves it aside.
+    #[command(
+        after_help = "Example:\n  custody node restore --home /srv/custody --from /backups/custody-2026-12-04.backup --replace"
+    )]
     Restore {
         /// The node's home directory.
         #[arg(long, env = "CUSTODY_HOME")]
@@ -213,6 +247,9 @@ enum NodeCommand {
         json: bool,
     },
     /// Show a running node's height, peers and mempool.
+    #[command(
+        after_help = "Example:\n  custody node status --node http://127.0.0.1:26681\n  custody node status --json | jq .height"
+    )]
     Status {
         /// The node's HTTP API.
         #[arg(long, env = "CUSTODY_NODE", default_value = "http://127.0.0.1:26680")]
@@ -230,6 +267,9 @@ enum TestnetCommand {
     /// Each department gets validator, node and encryption keys, a first
     /// admin (DIR/<dept>/members/admin.key) and a clerk (members/clerk.key),
     /// all in one genesis. DIR/testnet.json lists the API URLs.
+    #[command(
+        after_help = "Example:\n  custody testnet init --dir /tmp/net\n  custody testnet init --dir /tmp/net --departments 7 --fast --json"
+    )]
     Init(TestnetInitArgs),
 }
 
@@ -267,9 +307,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit.code())
         }
     }
 }
@@ -296,14 +336,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|error| format!("cannot start the async runtime: {error}"))
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), exit::Failure> {
     match cli.command {
         Command::Node(NodeCommand::Init {
             home,
             department,
             json,
-        }) => node_init(home, department, json),
-        Command::Node(NodeCommand::NextKey { home, json }) => node_next_key(home, json),
+        }) => Ok(node_init(home, department, json)?),
+        Command::Node(NodeCommand::NextKey { home, json }) => Ok(node_next_key(home, json)?),
         Command::Node(NodeCommand::Start { home, log_json }) => {
             custody_node::shutdown::init_tracing(log_json);
             let runtime = runtime()?;
@@ -324,7 +364,7 @@ fn run(cli: Cli) -> Result<(), String> {
             runtime.shutdown_timeout(std::time::Duration::from_millis(
                 NODE_RUNTIME_STOP_WAIT_MS_MAX,
             ));
-            result
+            Ok(result?)
         }
         Command::Node(NodeCommand::Check { home, json }) => {
             let check = custody_node::node::check_home(&Home::new(home))
@@ -366,7 +406,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 _ => RepairSource::Peers(peers),
             };
             let report = repair(&home, source, threads).map_err(|error| error.to_string())?;
-            print_report(&report, json, |report| {
+            Ok(print_report(&report, json, |report| {
                 println!("store          {} (rebuilt)", report.store.display());
                 println!(
                     "recovered      heights 1 to {} ({} transactions), every certificate verified",
@@ -385,7 +425,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 for passed in &report.passed_over {
                     println!("passed over    {passed}");
                 }
-            })
+            })?)
         }
         Command::Node(NodeCommand::Backup {
             home,
@@ -396,7 +436,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }) => {
             let report = custody_cli::node_store::backup(&home, &to, node, threads)
                 .map_err(|error| error.to_string())?;
-            print_report(&report, json, |report| {
+            Ok(print_report(&report, json, |report| {
                 println!(
                     "backup         {} ({} bytes)",
                     report.file.display(),
@@ -411,7 +451,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     report.manifest.committed
                 );
                 println!("read from      {}", report.manifest.node);
-            })
+            })?)
         }
         Command::Node(NodeCommand::Restore {
             home,
@@ -422,7 +462,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }) => {
             let report = custody_cli::node_store::restore(&home, &from, replace, threads)
                 .map_err(|error| error.to_string())?;
-            print_report(&report, json, |report| {
+            Ok(print_report(&report, json, |report| {
                 println!("store          {} (restored)", report.store.display());
                 println!(
                     "restored       heights 1 to {} ({} transactions) from {}, every certificate verified",
@@ -435,11 +475,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 if let Some(path) = &report.previous_store_kept_at {
                     println!("previous store kept at {}", path.display());
                 }
-            })
+            })?)
         }
         Command::Node(NodeCommand::Status { node, json }) => {
             let runtime = runtime()?;
-            runtime.block_on(async move {
+            Ok(runtime.block_on(async move {
                 let client = custody_node::client::Client::new(node);
                 let status = client.status().await.map_err(|error| error.to_string())?;
                 if json {
@@ -465,8 +505,8 @@ fn run(cli: Cli) -> Result<(), String> {
                         status.mempool.transactions, status.mempool.bytes
                     );
                 }
-                Ok(())
-            })
+                Ok::<(), String>(())
+            })?)
         }
         Command::Testnet(TestnetCommand::Init(args)) => {
             let manifest =
@@ -505,22 +545,18 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tx(command) => {
             let runtime = runtime()?;
-            runtime.block_on(tx::run(command))
+            Ok(runtime.block_on(tx::run(command))?)
         }
-        Command::Gov(command) => runtime()?.block_on(gov::run(command)),
-        Command::Member(command) => runtime()?.block_on(gov::run_member(command)),
-        Command::Keys(args) => {
-            custody_cli::keyfile::run_keys(args).map_err(|error| error.to_string())
-        }
-        Command::Bench(command) => bench::run(command),
-        Command::Doc(args) => runtime()?
-            .block_on(doc::run(args))
-            .map_err(|error| error.to_string()),
-        Command::Audit(args) => custody_cli::run_audit(args).map_err(|error| error.to_string()),
-        Command::Chain(args) => custody_cli::run_chain(args).map_err(|error| error.to_string()),
-        Command::Genesis(args) => custody_cli::run_genesis(args).map_err(|error| error.to_string()),
-        Command::Demo(args) => demo::run(args).map_err(|error| error.to_string()),
-        Command::Cluster(command) => cluster::run(command),
+        Command::Gov(command) => Ok(runtime()?.block_on(gov::run(command))?),
+        Command::Member(command) => Ok(runtime()?.block_on(gov::run_member(command))?),
+        Command::Keys(args) => Ok(custody_cli::keyfile::run_keys(args)?),
+        Command::Bench(command) => Ok(bench::run(command)?),
+        Command::Doc(args) => Ok(runtime()?.block_on(doc::run(args))?),
+        Command::Audit(args) => Ok(custody_cli::run_audit(args)?),
+        Command::Chain(args) => Ok(custody_cli::run_chain(args)?),
+        Command::Genesis(args) => Ok(custody_cli::run_genesis(args)?),
+        Command::Demo(args) => demo::run(args).map_err(|error| error.to_string().into()),
+        Command::Cluster(command) => Ok(cluster::run(command)?),
     }
 }
 

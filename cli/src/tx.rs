@@ -13,6 +13,9 @@ use custody_node::client::Client;
 #[derive(Subcommand)]
 pub enum TxCommand {
     /// Submit a signed transaction from FILE (JSON, or the canonical binary encoding).
+    #[command(
+        after_help = "Example:\n  custody tx submit enroll.json --node http://127.0.0.1:26681 --wait"
+    )]
     Submit {
         /// The transaction file.
         file: PathBuf,
@@ -20,6 +23,9 @@ pub enum TxCommand {
         submit: SubmitArgs,
     },
     /// Enroll a member in the signer's department (signed by one of its admins).
+    #[command(
+        after_help = "Example:\n  custody tx enroll-member --member 3b6a…(64 hex) --department civil-affairs --name \"Li Wei\" --role clerk --clearance confidential --key admin.key --wait"
+    )]
     EnrollMember {
         /// The new member's ed25519 public key (64 hex digits).
         #[arg(long)]
@@ -42,6 +48,9 @@ pub enum TxCommand {
         submit: SubmitArgs,
     },
     /// Revoke a member of the signer's department (signed by one of its admins).
+    #[command(
+        after_help = "Example:\n  custody tx revoke-member --member 3b6a…(64 hex) --reason \"left the department\" --key admin.key --wait"
+    )]
     RevokeMember {
         /// The member's ed25519 public key (64 hex digits).
         #[arg(long)]

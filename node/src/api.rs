@@ -32,7 +32,7 @@ use crate::api_types::{
 };
 use crate::handles::{ChainView, MempoolView, PeerView};
 use crate::health::Health;
-use crate::mempool::AdmitError;
+use crate::mempool::{AdmitError, DocumentHead};
 use crate::metrics::Metrics;
 use crate::store_reader::StoreReader;
 
@@ -335,6 +335,9 @@ async fn submit(
         Incoming::Encoded(body.to_vec())
     };
     let mut committed = chain.committed();
+    // Admit against a mempool that has caught up with the store, so that a
+    // transaction built on what the store answered is checked against it.
+    chain.settled(MEMPOOL_SETTLE_WAIT).await;
     let admitted = {
         let admission = admission.clone();
         tokio::task::spawn_blocking(move || admission.admit(vec![incoming], Source::Client).pop())
@@ -374,6 +377,12 @@ async fn submit(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     loop {
         if let Some(inclusion) = inclusion_of(chain.store(), &id)? {
+            // Answer "committed" once the mempool has rebuilt past that
+            // block: the caller's next transaction then finds this node's
+            // reads and its admission in agreement.
+            chain
+                .settled_at(inclusion.height.0, MEMPOOL_SETTLE_WAIT)
+                .await;
             return Ok(Json(SubmitResponse {
                 tx_id: id,
                 status: "committed".to_string(),
@@ -397,6 +406,10 @@ async fn submit(
         }
     }
 }
+
+/// Longest wait for the mempool to catch up with a block the store already
+/// holds (it is rebuilt right after the store is written: milliseconds).
+const MEMPOOL_SETTLE_WAIT: Duration = Duration::from_millis(2_000);
 
 /// Most transactions in one batch submission.
 pub const BATCH_TXS_MAX: usize = 1_000;
@@ -660,6 +673,7 @@ struct PageQuery {
 /// contain `/`, so the route takes the rest of the path).
 async fn document_or_history(
     State(chain): State<ChainView>,
+    State(mempool): State<MempoolView>,
     State(settings): State<Arc<ApiSettings>>,
     Path(rest): Path<String>,
     Query(page): Query<PageQuery>,
@@ -694,19 +708,30 @@ async fn document_or_history(
     }
     let id = DocumentId::new(rest)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
+    chain.settled(MEMPOOL_SETTLE_WAIT).await;
     let document = chain
         .store()
         .document(&id)
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("document `{id}` is not registered")))?;
-    Ok(Json(document).into_response())
+    let mut value =
+        serde_json::to_value(&document).map_err(|e| ApiError::internal(e.to_string()))?;
+    // What a new event must name to be admitted here now (the mempool
+    // decides); null while a transaction on the document waits for a block.
+    value["head_event_pending"] = match mempool.document_head(&id) {
+        DocumentHead::Settled(head) => serde_json::json!(head),
+        _ => serde_json::Value::Null,
+    };
+    Ok(Json(value).into_response())
 }
 
 async fn member(
     State(chain): State<ChainView>,
+    State(mempool): State<MempoolView>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = PublicKey(parse_hash(&key, "member key")?);
+    chain.settled(MEMPOOL_SETTLE_WAIT).await;
     let member = chain
         .store()
         .member(&key)
@@ -715,6 +740,9 @@ async fn member(
     let nonce = chain.store().nonce(&key).map_err(store_error)?;
     let mut value = serde_json::to_value(&member).map_err(|e| ApiError::internal(e.to_string()))?;
     value["nonce"] = serde_json::json!(nonce.0);
+    // The nonce the member's next transaction must carry, its waiting
+    // transactions counted (the mempool decides).
+    value["next_nonce"] = serde_json::json!(mempool.next_nonce(&key).map(|next| next.0));
     Ok(Json(value).into_response())
 }
 

@@ -89,6 +89,33 @@ impl ChainView {
         &self.chain_id
     }
 
+    /// Waits until the application has finished with every block the store
+    /// holds now (the mempool has dropped and re-checked what they carried),
+    /// for at most `wait`; whether it has. The store is written before the
+    /// mempool is rebuilt: in between, the mempool still counts a
+    /// just-committed transaction as waiting, with an event hash of its own
+    /// guess (block height and time unknown), and refuses a transaction
+    /// built on the committed document as `stale_previous_event`.
+    pub async fn settled(&self, wait: std::time::Duration) -> bool {
+        let stored = match self.store.chain_info() {
+            Ok(chain) => chain.height.0,
+            // The caller's own read of the store reports the failure.
+            Err(_) => return true,
+        };
+        self.settled_at(stored, wait).await
+    }
+
+    /// Waits until the application has finished with height `height`, for
+    /// at most `wait`; whether it has.
+    pub async fn settled_at(&self, height: u64, wait: std::time::Duration) -> bool {
+        let mut receiver = self.committed.clone();
+        let reached = tokio::time::timeout(wait, async {
+            receiver.wait_for(|done| *done >= height).await.is_ok()
+        })
+        .await;
+        matches!(reached, Ok(true))
+    }
+
     /// The genesis hash, hex.
     pub fn genesis_hash(&self) -> &str {
         &self.genesis_hash
@@ -138,6 +165,24 @@ impl MempoolView {
     /// A waiting transaction.
     pub fn pending(&self, id: &custody_ledger::types::TxId) -> Option<SignedTransaction> {
         self.mempool.lock().get(id).map(|entry| entry.tx.clone())
+    }
+
+    /// The nonce `signer`'s next transaction must carry, waiting
+    /// transactions counted (see [`Mempool::next_nonce`]).
+    pub fn next_nonce(
+        &self,
+        signer: &custody_ledger::types::PublicKey,
+    ) -> Option<custody_ledger::types::Nonce> {
+        self.mempool.lock().next_nonce(signer)
+    }
+
+    /// What a new event on `document` must name (see
+    /// [`Mempool::document_head`]).
+    pub fn document_head(
+        &self,
+        document: &custody_ledger::types::DocumentId,
+    ) -> crate::mempool::DocumentHead {
+        self.mempool.lock().document_head(document)
     }
 }
 

@@ -82,6 +82,20 @@ fn footprint(tx: &SignedTransaction) -> Footprint {
     }
 }
 
+/// What a new event on a document must name (see
+/// [`Mempool::document_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentHead {
+    /// No transaction waits on it: its committed latest event.
+    Settled(custody_ledger::types::EventHash),
+    /// A transaction waits on it: the head is known once that commits.
+    Waiting,
+    /// Not registered, committed or waiting.
+    Unregistered,
+    /// The store cannot be read.
+    Unknown,
+}
+
 /// A transaction waiting for a block: everything known about it, kept
 /// together and shared (`Arc`) with whoever it is handed to.
 #[derive(Debug)]
@@ -230,6 +244,28 @@ impl Mempool {
             None => StateView::nonce(&self.store, signer).ok()?.0,
         };
         Some(Nonce(last.saturating_add(1)))
+    }
+
+    /// What a new event on `document` must name as its previous event, as
+    /// admission here will check it: the committed head when no waiting
+    /// transaction touches the document, else [`DocumentHead::Waiting`]: a
+    /// waiting event's hash depends on the height and time of the block
+    /// that will carry it, so nothing can be built on it until it commits.
+    /// Read once the mempool has caught up with the store
+    /// (`ChainView::settled`), else a just-committed event still counts as
+    /// waiting.
+    pub fn document_head(&self, document: &DocumentId) -> DocumentHead {
+        let Some(changes) = self.pending_changes.as_ref() else {
+            return DocumentHead::Unknown;
+        };
+        if changes.documents.contains_key(document) {
+            return DocumentHead::Waiting;
+        }
+        match StateView::document(&self.store, document) {
+            Ok(Some(found)) => DocumentHead::Settled(found.latest_event),
+            Ok(None) => DocumentHead::Unregistered,
+            Err(_) => DocumentHead::Unknown,
+        }
     }
 
     /// The last nonce of `signer` with the waiting transactions counted;
@@ -437,13 +473,15 @@ impl Mempool {
     /// apply. Returns when each committed transaction arrived here (for the
     /// commit-latency metric) and how many waiting ones were dropped.
     ///
-    /// A state key (a member's nonce and record, a document) the block
+    /// A state key (a member's nonce and record) the block
     /// changed keeps the earlier checks of the transactions that read it
     /// when the block's transactions on that key are exactly the first ones
     /// waiting here on it, in arrival order: the waiting ones after them
     /// were checked on top of just those changes. Otherwise every waiting
     /// transaction that reads the key, and everything sharing a key with
-    /// those, is checked again in arrival order. Governance (a block that
+    /// those, is checked again in arrival order. A document the block
+    /// touched is always checked again: its events' hashes cover the block's
+    /// height and time, which admission only guessed. Governance (a block that
     /// changes proposals, parameters or the validator set, or a governance
     /// transaction waiting here) re-checks everything.
     pub fn on_commit(
@@ -492,6 +530,14 @@ impl Mempool {
         let mut dirty: HashSet<StateKey> = std::mem::take(&mut self.stale_keys);
         let mut settled: Vec<StateKey> = Vec::new();
         for (key, in_block) in &block_keys {
+            // A document event's hash covers the height and time of its
+            // block, which admission here only guessed: what waits on a
+            // document the block touched is checked again on the real
+            // events, and the guessed ones are forgotten.
+            if matches!(key, StateKey::Document(_)) {
+                dirty.insert(key.clone());
+                continue;
+            }
             let mut in_block: Vec<u64> =
                 match in_block.iter().copied().collect::<Option<Vec<u64>>>() {
                     Some(sequences) => sequences,
@@ -840,6 +886,86 @@ mod tests {
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].bytes, second.to_bytes());
         assert!(mempool.take_gossip(10).is_empty());
+    }
+
+    #[test]
+    fn a_transaction_built_on_a_guessed_event_leaves_once_the_block_commits_the_real_one() {
+        use custody_ledger::types::{Fixity, Format, Hash32, Retention, WrappedKey};
+        let f = fixture();
+        let admin = f.admin(FIRST);
+        f.commit(vec![
+            enroll(&admin, FIRST, 1, "a"),
+            enroll(&admin, FIRST, 2, "b"),
+        ]);
+        let a = Signer::new(seed_key("a"), "mempool-test");
+        let b = Signer::new(seed_key("b"), "mempool-test");
+        let document = DocumentId::new("ca/0001").expect("document id");
+        let fixity = Fixity {
+            sha256: Hash32([1; 32]),
+            size_bytes: 1,
+        };
+        f.commit(vec![a.sign_with_nonce(
+            TxBody::Register {
+                document: document.clone(),
+                title: "Register extract".to_string(),
+                record_type: "extract".to_string(),
+                department: DepartmentId::new(FIRST).expect("slug"),
+                created: Timestamp(0),
+                classification: Classification::Internal,
+                retention: Retention::Permanent,
+                format: Format {
+                    mime: "application/pdf".to_string(),
+                    pronom: None,
+                },
+                plaintext: fixity,
+                ciphertext: fixity,
+                subject_tag: None,
+                wrapped_key: WrappedKey(vec![7; 64]),
+            },
+            1,
+        )]);
+        let head = |store: &Store| {
+            StateView::document(store, &document)
+                .expect("store read")
+                .expect("registered")
+                .latest_event
+        };
+        let read = |signer: &Signer, nonce: u64, previous| {
+            signer.sign_with_nonce(
+                TxBody::RecordAccess {
+                    document: document.clone(),
+                    previous_event: previous,
+                    purpose: "check".to_string(),
+                    ciphertext_sha256: fixity.sha256,
+                },
+                nonce,
+            )
+        };
+        let mut mempool = f.mempool(100, 1 << 20);
+        let first = read(&a, 2, head(&f.store));
+        admit(&mut mempool, first.clone()).expect("first read");
+        assert_eq!(mempool.document_head(&document), DocumentHead::Waiting);
+        let guessed = mempool
+            .pending_changes
+            .as_ref()
+            .and_then(|changes| changes.documents.get(&document))
+            .map(|pending| pending.latest_event)
+            .expect("the first read's guessed event");
+        admit(&mut mempool, read(&b, 1, guessed)).expect("built on the guess");
+        let (block, changes) = f.commit(vec![first]);
+        let (_, dropped) = mempool.on_commit(&block, &changes, f.now());
+        let real = head(&f.store);
+        assert_ne!(
+            real, guessed,
+            "the block's height and time differ from the guess"
+        );
+        assert_eq!(dropped, 1, "the read built on the guess can never apply");
+        assert!(ids(&mempool).is_empty());
+        assert_eq!(
+            mempool.document_head(&document),
+            DocumentHead::Settled(real)
+        );
+        admit(&mut mempool, read(&b, 1, real)).expect("built on the committed event");
     }
 
     #[test]

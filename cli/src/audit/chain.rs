@@ -23,6 +23,9 @@ pub enum ChainCommand {
     /// Write the whole chain (genesis, blocks, certificates) to one export
     /// file, from a node's store directory (stop the node first, or give a
     /// copy of the directory) or from a running node's HTTP API.
+    #[command(
+        after_help = "Example:\n  custody chain export --store /srv/custody/data/ledger --to chain.export\n  custody chain export --node http://127.0.0.1:26681 --genesis genesis.json --key auditor.key --to chain.export --json"
+    )]
     Export {
         /// The node's ledger store directory.
         #[arg(
@@ -44,9 +47,15 @@ pub enum ChainCommand {
         /// The export file to write (replaced atomically).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+        /// Print what was exported as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Verify an export completely, then build a fresh store from it so a
     /// new node can start from there.
+    #[command(
+        after_help = "Example:\n  custody chain import --from chain.export --store /srv/new-node/data/ledger --json"
+    )]
     Import {
         /// The export file.
         #[arg(long, value_name = "FILE")]
@@ -57,6 +66,9 @@ pub enum ChainCommand {
         /// Verification threads (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Print what was imported as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -76,6 +88,7 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
             genesis,
             reader,
             to,
+            json,
         } => {
             let (trailer, genesis_hash) = match (store, node, genesis) {
                 (Some(store), _, _) => {
@@ -96,6 +109,20 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
                     ))
                 }
             };
+            if json {
+                let value = serde_json::json!({
+                    "file": to,
+                    "blocks": trailer.blocks,
+                    "transactions": trailer.transactions,
+                    "last_height": trailer.last_height.0,
+                    "genesis_hash": genesis_hash.to_string(),
+                    "last_block_hash": trailer.last_block_hash.to_string(),
+                    "export_hash": trailer.export_hash.to_string(),
+                });
+                serde_json::to_writer_pretty(&mut *out, &value)?;
+                writeln!(out)?;
+                return Ok(());
+            }
             writeln!(
                 out,
                 "exported {} blocks ({} transactions, heights 1 to {}) to {}",
@@ -112,6 +139,7 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
             from,
             store,
             threads,
+            json,
         } => {
             let bar = if show_progress() {
                 indicatif::ProgressBar::new(0)
@@ -129,6 +157,19 @@ pub fn run_chain_to(args: ChainArgs, out: &mut dyn Write) -> Result<(), AuditErr
                 }
             })?;
             bar.finish_and_clear();
+            if json {
+                let value = serde_json::json!({
+                    "store": store,
+                    "blocks": report.blocks,
+                    "transactions": report.transactions,
+                    "genesis_hash": report.genesis_hash.to_string(),
+                    "last_block_hash": report.last_block_hash.to_string(),
+                    "state_digest": report.state_digest.to_string(),
+                });
+                serde_json::to_writer_pretty(&mut *out, &value)?;
+                writeln!(out)?;
+                return Ok(());
+            }
             writeln!(
                 out,
                 "verified and imported {} blocks ({} transactions) into {}",

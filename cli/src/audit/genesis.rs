@@ -34,14 +34,26 @@ pub enum GenesisCommand {
     /// Each key argument is a Custody key file (`custody keys new`), a node
     /// key file of 64 hex digits holding a secret (the public key is
     /// derived), or `pub:<64 hex digits>` giving the public key itself.
+    #[command(
+        after_help = "Example:\n  custody genesis contribute --department civil-affairs --name \"Civil Affairs\" --validator-key keys/validator.key --node-key keys/node.key --encryption-key department.key --admin-key admin.key --out civil-affairs.json"
+    )]
     Contribute(ContributeArgs),
     /// Assemble contributions into a genesis file.
+    #[command(
+        after_help = "Example:\n  custody genesis assemble --chain-id custody-province-2026 --genesis-date 2026-01-01 civil-affairs.json health.json finance.json social-security.json --out genesis.json --json"
+    )]
     Assemble(AssembleArgs),
     /// Print a genesis file's hash, the chain's root of trust: every
     /// department compares it before starting its node.
+    #[command(
+        after_help = "Example:\n  custody genesis hash genesis.json\n  custody genesis hash genesis.json --json"
+    )]
     Hash {
         /// The genesis file (TOML, or JSON if it ends in .json).
         genesis: PathBuf,
+        /// Print the hash and the chain id as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -75,6 +87,9 @@ pub struct ContributeArgs {
     /// Where to write the contribution (JSON).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `custody genesis assemble`
@@ -94,6 +109,9 @@ pub struct AssembleArgs {
     /// its config): copy it to each node's home as it is.
     #[arg(long, value_name = "FILE", default_value = "genesis.json")]
     pub out: PathBuf,
+    /// Print what was written, with the genesis hash, as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run `custody genesis …`, printing to stdout.
@@ -226,6 +244,15 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
             let mut json = serde_json::to_string_pretty(&contribution)?;
             json.push('\n');
             write_file(&a.out, json.as_bytes())?;
+            if a.json {
+                let value = serde_json::json!({
+                    "department": a.department,
+                    "file": a.out,
+                });
+                serde_json::to_writer_pretty(&mut *out, &value)?;
+                writeln!(out)?;
+                return Ok(());
+            }
             writeln!(
                 out,
                 "contribution of `{}` written to {}; send it to whoever assembles the genesis",
@@ -267,6 +294,17 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
                 ));
             }
             write_file(&a.out, text.as_bytes())?;
+            if a.json {
+                let value = serde_json::json!({
+                    "chain_id": genesis.chain_id,
+                    "departments": genesis.departments.len(),
+                    "file": a.out,
+                    "genesis_hash": genesis.hash().to_string(),
+                });
+                serde_json::to_writer_pretty(&mut *out, &value)?;
+                writeln!(out)?;
+                return Ok(());
+            }
             writeln!(
                 out,
                 "genesis of chain `{}` with {} departments written to {}",
@@ -276,9 +314,18 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
             )?;
             writeln!(out, "genesis hash {}", genesis.hash())?;
         }
-        GenesisCommand::Hash { genesis } => {
+        GenesisCommand::Hash { genesis, json } => {
             let g = Genesis::load(&genesis)?;
-            writeln!(out, "{}", g.hash())?;
+            if json {
+                let value = serde_json::json!({
+                    "chain_id": g.chain_id,
+                    "genesis_hash": g.hash().to_string(),
+                });
+                serde_json::to_writer_pretty(&mut *out, &value)?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "{}", g.hash())?;
+            }
         }
     }
     Ok(())

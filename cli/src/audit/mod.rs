@@ -144,25 +144,47 @@ pub enum AuditCommand {
     /// Verify the whole chain from its genesis: hash links, Merkle roots,
     /// every certificate against the validator set in force, every
     /// signature, and re-execution of every transaction.
+    #[command(
+        after_help = "Example:\n  custody audit verify --export chain.export --genesis-hash 9c1e…(64 hex)\n  custody audit verify --store /srv/custody/data/ledger --blobs /srv/custody/data/blobs --json"
+    )]
     Verify(VerifyArgs),
     /// A document's full custody and access history, each event with its
     /// inclusion proof and its block's certificate.
+    #[command(
+        after_help = "Example:\n  custody audit history civil-affairs-5f2c --export chain.export --genesis-hash 9c1e…(64 hex)"
+    )]
     History(HistoryArgs),
     /// Write a self-contained proof that a transaction is final.
+    #[command(
+        after_help = "Example:\n  custody audit prove d90e…(64 hex) --export chain.export --out d90e.proof\n  custody audit prove d90e…(64 hex) --export chain.export --out d90e.proof --json"
+    )]
     Prove(ProveArgs),
     /// Check a proof file offline against the genesis.
+    #[command(
+        after_help = "Example:\n  custody audit check-proof d90e.proof --genesis genesis.json"
+    )]
     CheckProof(CheckProofArgs),
     /// Say whether a file in hand is a registered version of a document.
+    #[command(
+        after_help = "Example:\n  custody audit fixity civil-affairs-5f2c extract.pdf --export chain.export"
+    )]
     Fixity(FixityArgs),
     /// Who held what for how long, who read what and how often.
+    #[command(
+        after_help = "Example:\n  custody audit report --export chain.export --json > report.json"
+    )]
     Report(ReportArgs),
     /// Unusual behaviour (bulk reads, reads at night, unfamiliar records,
     /// reads before a transfer or a revocation, grant bursts, unused
     /// grants, documents read by many departments, denied attempts), each
     /// alert with the member, department, documents and evidence.
+    #[command(
+        after_help = "Example:\n  custody audit anomalies --export chain.export\n  custody audit anomalies --export chain.export --json"
+    )]
     Anomalies(AnomaliesArgs),
     /// Refused reads, by member: each carries the member's own signed read
     /// request, as the refusing node attested it on chain.
+    #[command(after_help = "Example:\n  custody audit denials --export chain.export --json")]
     Denials(DenialsArgs),
     /// Equivocation evidence on chain: each validator that signed two
     /// conflicting votes, its department, the height, round and the two
@@ -216,6 +238,9 @@ pub struct ProveArgs {
     /// Where to write the proof.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Print what was proved as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `custody audit check-proof`
@@ -672,6 +697,18 @@ fn prove(args: ProveArgs, out: &mut dyn Write) -> Result<(), AuditError> {
     let summary = built.check(&loaded.genesis)?;
     let bytes = built.to_file_bytes();
     write_file(&args.out, &bytes)?;
+    if args.json {
+        let value = serde_json::json!({
+            "tx_id": summary.tx_id.to_string(),
+            "height": summary.height.0,
+            "governance_links": summary.governance_links,
+            "bytes": bytes.len(),
+            "file": args.out,
+        });
+        serde_json::to_writer_pretty(&mut *out, &value)?;
+        writeln!(out)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "proof of {} (height {}, {} governance link(s), {} bytes) written to {}",

@@ -120,6 +120,7 @@ pub async fn run(
             passphrase_env: None,
         },
         to: export.clone(),
+        json: false,
     };
     // The export command runs its own small runtime: give it a thread
     // outside this one.
@@ -200,6 +201,7 @@ pub async fn run(
             tx: tx.clone(),
             source: source(&export, &genesis_hash),
             out: proof.clone(),
+            json: false,
         }))?;
         say(
             "auditor",

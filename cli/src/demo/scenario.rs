@@ -80,8 +80,10 @@ impl Clerk {
             key: Some(self.key.clone()),
             department_key: Some(self.department_key.clone()),
             passphrase_file: None,
+            passphrase_env: None,
             wait_seconds: COMMIT_WAIT_SECONDS,
             json: true,
+            transient_retries: crate::doc::node_api::TRANSIENT_RETRIES_MAX,
         }
     }
 }
@@ -195,6 +197,7 @@ fn copy_command(command: &DocCommand) -> Option<DocCommand> {
             pronom: args.pronom.clone(),
             id: args.id.clone(),
             work_dir: args.work_dir.clone(),
+            created: args.created.clone(),
         }),
         DocCommand::Offer {
             document,
@@ -510,6 +513,7 @@ impl Scenario {
                     pronom: Some(sample.pronom.clone()),
                     id: Some(sample.id.clone()),
                     work_dir: Some(self.work_dir.clone()),
+                    created: None,
                 });
                 let step = format!("register {}", sample.id);
                 let line = format!(
@@ -552,6 +556,7 @@ impl Scenario {
             pronom: Some(sample.pronom.clone()),
             id: Some(format!("civil-affairs-{SAMPLE_YEAR}-sealed")),
             work_dir: Some(self.work_dir.clone()),
+            created: None,
         });
         self.catch_up(self.clerk(0)).await?;
         let clerk = self.clerk(0);

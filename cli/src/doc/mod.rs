@@ -58,19 +58,44 @@ pub struct CommonArgs {
     /// Passphrase for passphrase-protected key files, read from this file.
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Passphrase for passphrase-protected key files, from this
+    /// environment variable (as `custody keys` and `custody audit` take it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "VAR",
+        conflicts_with = "passphrase_file"
+    )]
+    pub passphrase_env: Option<String>,
     /// Longest wait for a transaction to commit, in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     pub wait_seconds: u64,
     /// Print the result as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Times a transaction on a document is rebuilt when the node asks to
+    /// refresh and retry (another member's event landed first); 0: never.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_TRANSIENT_RETRIES",
+        default_value_t = 5,
+        value_name = "COUNT"
+    )]
+    pub transient_retries: u32,
 }
 
 #[derive(Subcommand)]
 pub enum DocCommand {
     /// Encrypt FILE, upload it to your node and register it on chain.
+    #[command(
+        after_help = "Example:\n  custody doc register birth-1984-0042.pdf --title \"Birth certificate 1984/0042\" --record-type birth-certificate --classification confidential --retention 30 --format application/pdf --key clerk.key --department-key department.key"
+    )]
     Register(RegisterArgs),
     /// Offer a document you hold to another department (wraps its key to them).
+    #[command(
+        after_help = "Example:\n  custody doc offer civil-affairs-5f2c --to social-security --until +14d --key clerk.key --department-key department.key"
+    )]
     Offer {
         /// The document id.
         document: String,
@@ -82,8 +107,14 @@ pub enum DocCommand {
         until: Option<String>,
     },
     /// Fetch an offered document, check its fixity, and accept custody.
+    #[command(
+        after_help = "Example:\n  custody doc accept civil-affairs-5f2c --key clerk.key --department-key department.key"
+    )]
     Accept { document: String },
     /// Refuse an offered document.
+    #[command(
+        after_help = "Example:\n  custody doc reject civil-affairs-5f2c --reason \"fixity does not match\" --key clerk.key"
+    )]
     Reject {
         document: String,
         /// Why, for the record.
@@ -91,8 +122,12 @@ pub enum DocCommand {
         reason: String,
     },
     /// Withdraw your department's pending offer.
+    #[command(after_help = "Example:\n  custody doc cancel civil-affairs-5f2c --key clerk.key")]
     Cancel { document: String },
     /// Let another department read a document you hold, until a date.
+    #[command(
+        after_help = "Example:\n  custody doc grant civil-affairs-5f2c --to health --until 2027-06-30 --key clerk.key --department-key department.key"
+    )]
     Grant {
         document: String,
         /// The department to grant read access to.
@@ -103,6 +138,9 @@ pub enum DocCommand {
         until: String,
     },
     /// Withdraw a department's read grant.
+    #[command(
+        after_help = "Example:\n  custody doc revoke civil-affairs-5f2c --from health --key clerk.key"
+    )]
     Revoke {
         document: String,
         /// The department whose grant ends.
@@ -110,6 +148,9 @@ pub enum DocCommand {
         from: String,
     },
     /// Record a read on chain, then download, decrypt and check the document.
+    #[command(
+        after_help = "Example:\n  custody doc open civil-affairs-5f2c --output extract.pdf --purpose \"benefit claim 17\" --key clerk.key --department-key department.key"
+    )]
     Open {
         document: String,
         /// Where to write the document (written only if its fixity matches).
@@ -120,8 +161,14 @@ pub enum DocCommand {
         purpose: String,
     },
     /// Show a document's record.
+    #[command(
+        after_help = "Example:\n  custody doc show civil-affairs-5f2c --key clerk.key\n  custody doc show civil-affairs-5f2c --key clerk.key --json"
+    )]
     Show { document: String },
     /// List a document's events in order (paged).
+    #[command(
+        after_help = "Example:\n  custody doc history civil-affairs-5f2c --key clerk.key --all\n  custody doc history civil-affairs-5f2c --key clerk.key --limit 50 --json"
+    )]
     History {
         document: String,
         /// Events per page (the node caps it).
@@ -135,6 +182,9 @@ pub enum DocCommand {
         all: bool,
     },
     /// List documents, optionally filtered (paged).
+    #[command(
+        after_help = "Example:\n  custody doc list --custodian civil-affairs --status in-transfer --key clerk.key"
+    )]
     List {
         /// Only documents held by this department.
         #[arg(long)]
@@ -180,6 +230,10 @@ pub struct RegisterArgs {
     /// Directory for the temporary envelope (default: the system's).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The record's own creation date, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ
+    /// (UTC; default: now). Retention runs from it; a future date is refused.
+    #[arg(long, value_name = "DATE")]
+    pub created: Option<String>,
 }
 
 /// Why a document command failed; each message says what to do next.

@@ -38,6 +38,13 @@ pub struct NodeApi {
     signer: Option<ed25519_dalek::SigningKey>,
     /// The node's chain id, fetched once for signing.
     chain_id: tokio::sync::OnceCell<String>,
+    /// The last member read, and the nonce its next transaction carries
+    /// (the node's `next_nonce`, then counted here per admitted
+    /// transaction), so that one command reads its member once.
+    member: std::sync::Mutex<Option<(Member, u64)>>,
+    /// Times a transaction on a document is rebuilt after the node asked
+    /// to refresh and retry (at most [`TRANSIENT_RETRIES_MAX`]).
+    transient_retries_max: u32,
 }
 
 fn percent_encode_query(value: &str) -> String {
@@ -65,27 +72,28 @@ impl NodeApi {
             http,
             signer: None,
             chain_id: tokio::sync::OnceCell::new(),
+            member: std::sync::Mutex::new(None),
+            transient_retries_max: TRANSIENT_RETRIES_MAX,
         })
     }
 
-    /// Signs every read of records with `key` (the node answers records
-    /// only to a member, a department's node or a configured auditor).
-    pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> NodeApi {
-        self.signer = Some(key);
+    /// Rebuilds a refused transaction on a document at most `count` times
+    /// (capped at [`TRANSIENT_RETRIES_MAX`]; 0: never, the refusal is the
+    /// answer).
+    pub fn with_transient_retries(mut self, count: u32) -> NodeApi {
+        self.transient_retries_max = count.min(TRANSIENT_RETRIES_MAX);
         self
     }
 
-    /// `request` with the caller's signature over `method path`, when this
-    /// client has a key.
-    async fn authorised(
-        &self,
-        request: reqwest::RequestBuilder,
-        method: &str,
-        path: &str,
-    ) -> Result<reqwest::RequestBuilder, DocError> {
-        let Some(key) = &self.signer else {
-            return Ok(request);
-        };
+    fn cached_member(&self) -> std::sync::MutexGuard<'_, Option<(Member, u64)>> {
+        match self.member.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The node's chain id, read once.
+    pub async fn chain_id(&self) -> Result<&str, DocError> {
         let chain_id = self
             .chain_id
             .get_or_try_init(|| async {
@@ -110,6 +118,28 @@ impl NodeApi {
                 Ok::<String, DocError>(status.chain_id)
             })
             .await?;
+        Ok(chain_id.as_str())
+    }
+
+    /// Signs every read of records with `key` (the node answers records
+    /// only to a member, a department's node or a configured auditor).
+    pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> NodeApi {
+        self.signer = Some(key);
+        self
+    }
+
+    /// `request` with the caller's signature over `method path`, when this
+    /// client has a key.
+    async fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, DocError> {
+        let Some(key) = &self.signer else {
+            return Ok(request);
+        };
+        let chain_id = self.chain_id().await?;
         let header = custody_ledger::caller::api_auth_header(
             key,
             chain_id,
@@ -171,10 +201,18 @@ impl NodeApi {
         self.get("/v1/status").await
     }
 
+    /// The member record of `key` and the nonce its next transaction must
+    /// carry, as the node's mempool counts it (waiting transactions
+    /// included); read from the node once per command.
     pub async fn member(
         &self,
         key: &custody_ledger::types::PublicKey,
     ) -> Result<(Member, u64), DocError> {
+        if let Some((member, next)) = self.cached_member().as_ref() {
+            if member.key == *key {
+                return Ok((member.clone(), *next));
+            }
+        }
         let value: serde_json::Value =
             self.get(&format!("/v1/members/{key}"))
                 .await
@@ -185,12 +223,23 @@ impl NodeApi {
                     other => other,
                 })?;
         let nonce = value["nonce"].as_u64().unwrap_or(0);
+        // A node older than `next_nonce` answers the committed nonce only.
+        let next = value["next_nonce"]
+            .as_u64()
+            .unwrap_or(nonce.saturating_add(1));
         let member: Member = serde_json::from_value(value).map_err(|error| {
             DocError::Node(format!(
                 "the node's member record could not be read: {error}"
             ))
         })?;
-        Ok((member, nonce))
+        *self.cached_member() = Some((member.clone(), next));
+        Ok((member, next))
+    }
+
+    /// Forgets the member read, so that the next transaction asks the node
+    /// for its nonce again.
+    fn forget_member(&self) {
+        *self.cached_member() = None;
     }
 
     pub async fn department(&self, id: &DepartmentId) -> Result<Department, DocError> {
@@ -246,12 +295,7 @@ impl NodeApi {
 
     /// Signs and submits a transaction on `document_id`, built by `build`
     /// from the document as the node has it now, and waits until it is
-    /// committed. Between committing a block and rebuilding its mempool a
-    /// node can still count a just-committed event (a read it attested, a
-    /// commit by another clerk) as pending and refuse with "refresh and
-    /// retry" (`stale_previous_event`, `wrong_nonce`); then the document is
-    /// read again and the transaction rebuilt, at most
-    /// [`TRANSIENT_RETRIES_MAX`] times.
+    /// committed (see [`NodeApi::submit_on`]).
     pub async fn submit_on_document(
         &self,
         key: &ed25519_dalek::SigningKey,
@@ -259,17 +303,42 @@ impl NodeApi {
         wait: Duration,
         build: impl Fn(&Document) -> TxBody,
     ) -> Result<(Document, SubmitResponse), DocError> {
+        let document = self.document(document_id).await?;
+        self.submit_on(key, document, wait, build).await
+    }
+
+    /// Signs and submits a transaction built by `build` from `document` (as
+    /// just read from the node), and waits until it is committed. The node
+    /// answers a read and a commit only once its mempool agrees with its
+    /// store, so a command that follows another builds on what admission
+    /// checks. Another member's transaction on the same document landing in
+    /// between still makes the node refuse with "refresh and retry"
+    /// (`stale_previous_event`, `wrong_nonce`): then the document is read
+    /// again and the transaction rebuilt, at most
+    /// [`NodeApi::with_transient_retries`] times, each told on stderr.
+    pub async fn submit_on(
+        &self,
+        key: &ed25519_dalek::SigningKey,
+        document: Document,
+        wait: Duration,
+        build: impl Fn(&Document) -> TxBody,
+    ) -> Result<(Document, SubmitResponse), DocError> {
         let mut attempt = 0;
+        let mut document = document;
         loop {
-            let document = self.document(document_id).await?;
             match self.submit_and_wait(key, build(&document), wait).await {
                 Ok(answer) => return Ok((document, answer)),
-                Err(DocError::TransactionRefused { code, .. })
+                Err(DocError::TransactionRefused { code, message, .. })
                     if (code == "stale_previous_event" || code == "wrong_nonce")
-                        && attempt < TRANSIENT_RETRIES_MAX =>
+                        && attempt < self.transient_retries_max =>
                 {
                     attempt += 1;
+                    eprintln!(
+                        "retry {attempt} of {}: the node asked to refresh and retry ({code}: {message})",
+                        self.transient_retries_max
+                    );
                     tokio::time::sleep(Duration::from_millis(TRANSIENT_RETRY_PAUSE_MS)).await;
+                    document = self.document(&document.id).await?;
                 }
                 Err(error) => return Err(error),
             }
@@ -284,11 +353,11 @@ impl NodeApi {
         body: TxBody,
         wait: Duration,
     ) -> Result<SubmitResponse, DocError> {
-        let status = self.status().await?;
+        let chain_id = self.chain_id().await?.to_string();
         let public = custody_ledger::encoding::public_key_of(key);
-        let (_, nonce) = self.member(&public).await?;
+        let (_, next) = self.member(&public).await?;
         let kind = body.kind();
-        let tx = SignedTransaction::sign(body, key, Nonce(nonce + 1), &status.chain_id);
+        let tx = SignedTransaction::sign(body, key, Nonce(next), &chain_id);
         let url = self.url(&format!(
             "/v1/transactions?wait=true&timeout_ms={}",
             wait.as_millis()
@@ -302,17 +371,24 @@ impl NodeApi {
             .send()
             .await
             .map_err(|error| self.unreachable(&url, error))?;
-        let response = self
-            .answer(&url, response)
-            .await
-            .map_err(|error| match error {
+        let response = self.answer(&url, response).await.map_err(|error| {
+            // Whatever the node refused, ask it for the nonce again.
+            self.forget_member();
+            match error {
                 DocError::Refused { code, message } => DocError::TransactionRefused {
                     kind,
                     code,
                     message,
                 },
                 other => other,
-            })?;
+            }
+        })?;
+        // Admitted: the nonce is taken, the next transaction carries the one after.
+        if let Some((member, next)) = self.cached_member().as_mut() {
+            if member.key == public {
+                *next = next.saturating_add(1);
+            }
+        }
         let answer: SubmitResponse = response.json().await.map_err(|error| {
             DocError::Node(format!("the node's answer could not be read: {error}"))
         })?;
@@ -337,7 +413,7 @@ impl NodeApi {
         clerk: &ed25519_dalek::SigningKey,
         bar: ProgressBar,
     ) -> Result<BlobStatus, DocError> {
-        let chain_id = self.status().await?.chain_id;
+        let chain_id = self.chain_id().await?.to_string();
         let signed = custody_ledger::reads::SignedBlobUpload::sign(
             custody_ledger::reads::BlobUpload {
                 format_version: custody_ledger::reads::BLOB_UPLOAD_VERSION,

@@ -26,7 +26,7 @@ use custody_cli::sealed_text::Opener;
 /// Runs `custody doc …`.
 pub async fn run(args: DocArgs) -> Result<(), DocError> {
     let common = args.common;
-    let mut api = NodeApi::new(&common.node)?;
+    let mut api = NodeApi::new(&common.node)?.with_transient_retries(common.transient_retries);
     if common.key.is_some() {
         api = api.signed_by(util::member_key(&common)?);
     }
@@ -283,6 +283,7 @@ fn ledger_fixity(fixity: envelope::Fixity) -> Fixity {
 }
 
 async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Result<(), DocError> {
+    let created = created_time(args.created.as_deref(), util::now_ms())?;
     let key = util::member_key(common)?;
     let member = me(api, &key).await?;
     let classification = util::parse_classification(&args.classification)?;
@@ -362,7 +363,7 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         title: sealed::seal_required(&data_key, &id, fields::TITLE, &args.title)?,
         record_type: args.record_type,
         department: member.department.clone(),
-        created: Timestamp(util::now_ms()),
+        created,
         classification,
         retention,
         format: Format {
@@ -392,6 +393,23 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0)
     );
     Ok(())
+}
+
+/// The record's creation time from `--created` (default: `now_ms`):
+/// retention runs from it, so a date after `now_ms` is refused here, as the
+/// chain would refuse it.
+fn created_time(text: Option<&str>, now_ms: u64) -> Result<Timestamp, DocError> {
+    let Some(text) = text else {
+        return Ok(Timestamp(now_ms));
+    };
+    let created = util::parse_time(text, now_ms)?;
+    if created > now_ms {
+        return Err(DocError::Usage(format!(
+            "--created {text} is in the future ({}): give the date the record was made",
+            util::format_time(created)
+        )));
+    }
+    Ok(Timestamp(created))
 }
 
 /// The data key of a document the signer's department holds as custodian.
@@ -510,11 +528,11 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     data_key: DataKey,
     writer: W,
 ) -> Result<(EnvelopeSummary, W), DocError> {
-    let status = api.status().await?;
+    let chain_id = api.chain_id().await?.to_string();
     let request = SignedReadRequest::sign(
         ReadRequest {
             format_version: READ_REQUEST_VERSION,
-            chain_id: status.chain_id,
+            chain_id,
             member: custody_ledger::encoding::public_key_of(key),
             document: doc.id.clone(),
             ciphertext_sha256: doc.ciphertext.sha256,
@@ -607,7 +625,7 @@ async fn accept(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<()
     // inspection is recorded first, as a record-access of the offer's
     // recipient while the offer is live.
     let (doc, inspected) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| {
+        .submit_on(&key, doc.clone(), wait(common), |doc| {
             TxBody::RecordAccessSealed {
                 document: doc.id.clone(),
                 previous_event: doc.latest_event,
@@ -691,13 +709,11 @@ async fn open(
     let data_key = unwrap_key(&doc.id, &wrapped, &secret)?;
     let purpose = sealed::seal_required(&data_key, &doc.id, fields::PURPOSE, purpose)?;
     let (doc, recorded) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| {
-            TxBody::RecordAccessSealed {
-                document: doc.id.clone(),
-                previous_event: doc.latest_event,
-                purpose: purpose.clone(),
-                ciphertext_sha256: doc.ciphertext.sha256,
-            }
+        .submit_on(&key, doc, wait(common), |doc| TxBody::RecordAccessSealed {
+            document: doc.id.clone(),
+            previous_event: doc.latest_event,
+            purpose: purpose.clone(),
+            ciphertext_sha256: doc.ciphertext.sha256,
         })
         .await?;
     api.fetch(&doc.id).await?;

@@ -14,6 +14,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CommonArgs, DocError};
 
 fn passphrase(common: &CommonArgs) -> Result<Option<Passphrase>, DocError> {
+    if let Some(name) = &common.passphrase_env {
+        return Passphrase::from_env(name)
+            .map(Some)
+            .map_err(|error| DocError::Usage(error.to_string()));
+    }
     match &common.passphrase_file {
         None => Ok(None),
         Some(path) => Passphrase::from_file(path)
