@@ -6,6 +6,7 @@ mod demo;
 mod doc;
 mod gov;
 mod tx;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Clerks' documents: register, offer, accept, grant, open, history.
     Doc(doc::DocArgs),
+    /// Follow a department's actions and oversight alerts as blocks commit.
+    Watch(watch::WatchArgs),
     /// Auditors: verify the chain, a document's history, proofs, fixity, reports.
     Audit(custody_cli::AuditArgs),
     /// Export a whole chain to one file, or import one into a new store.
@@ -516,6 +519,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Doc(args) => runtime()?
             .block_on(doc::run(args))
             .map_err(|error| error.to_string()),
+        Command::Watch(args) => runtime()?.block_on(watch::run(args)),
         Command::Audit(args) => custody_cli::run_audit(args).map_err(|error| error.to_string()),
         Command::Chain(args) => custody_cli::run_chain(args).map_err(|error| error.to_string()),
         Command::Genesis(args) => custody_cli::run_genesis(args).map_err(|error| error.to_string()),
