@@ -26,13 +26,11 @@ const UNREACHABLE_RETRY_MS_MAX: u64 = 10_000;
 /// `custody watch`.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Follow a department's actions and oversight alerts as blocks commit.\n\n\
-Prints, from the next block on (or from --from-height), every committed action signed by the \
+    after_help = "Prints, from the next block on (or from --from-height), every committed action signed by the \
 department's members or node or done on its documents (registrations, transfers, grants, reads, \
 governance), and every oversight alert concerning the department, one per line, until \
 interrupted (Ctrl-C). The key is a member's of the department, the department's node key, or an \
-auditor's named in the node's api.auditor_keys.",
-    after_help = "Example:\n  custody watch --department civil-affairs --node http://127.0.0.1:26680 --key clerk.key --json"
+auditor's named in the node's api.auditor_keys.\n\nExample:\n  custody watch --department civil-affairs --node http://127.0.0.1:26680 --key clerk.key --json"
 )]
 pub struct WatchArgs {
     /// The department to follow (its slug).
