@@ -427,4 +427,26 @@ async fn a_night_bulk_read_raises_an_alert_on_every_node_within_two_blocks_and_r
         metrics.contains("custody_alerts_total{rule=\"off-hours-reads\"} 1"),
         "{metrics}"
     );
+
+    // After a restart the node derives the same alert from its store.
+    net.nodes[1].stop();
+    net.nodes[1].start();
+    let url = format!("{}/v1/alerts", net.nodes[1].api_url);
+    let again = wait_for(&net, "the alert after a restart", COMMIT_WAIT, || {
+        let url = url.clone();
+        let auditor = auditor.clone();
+        async move {
+            let page = get_json_as(&url, &auditor).await?;
+            alert_of_rule(&page, "off-hours-reads")
+                .cloned()
+                .ok_or_else(|| page.to_string())
+        }
+    })
+    .await;
+    assert_eq!(again["evidence"], delivered["alert"]["evidence"], "{again}");
+    assert_eq!(
+        again["updated_height"].as_u64(),
+        Some(last_read_height),
+        "{again}"
+    );
 }
