@@ -630,3 +630,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_live_alert_is_raised_once_and_updated_as_its_day_grows() {
+    let mut s = Script::new();
+    for i in 0..7 {
+        s.read(at(1, 2, i), CLERK, i as usize);
+    }
+    let mut live =
+        custody_oversight::LiveDetector::from_detector(Detector::new(Thresholds::default()));
+    let mut raised = Vec::new();
+    let mut updated = Vec::new();
+    let mut read_heights = Vec::new();
+    for event in s.events() {
+        let height = event.height;
+        if matches!(event.action, Action::Read { .. }) {
+            read_heights.push(height);
+        }
+        let step = live.feed_events(height, [event]).unwrap();
+        let night = |a: &custody_oversight::LiveAlert| a.alert.rule == Rule::OffHoursReads;
+        raised.extend(step.raised.into_iter().filter(night));
+        updated.extend(step.updated.into_iter().filter(night));
+    }
+    // Raised by the fifth night read (`reads_min`), then one revision per
+    // further read, keeping its first height and taking a new sequence
+    // number each time.
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].raised_height, read_heights[4]);
+    assert_eq!(raised[0].revision, 1);
+    assert_eq!(updated.len(), 2, "{updated:?}");
+    for (n, revision) in updated.iter().enumerate() {
+        assert_eq!(revision.raised_height, read_heights[4]);
+        assert_eq!(revision.updated_height, read_heights[5 + n]);
+        assert_eq!(revision.revision, 2 + n as u32);
+        assert!(revision.seq > raised[0].seq);
+    }
+    let current: Vec<_> = live
+        .alerts()
+        .iter()
+        .filter(|a| a.alert.rule == Rule::OffHoursReads)
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].alert.evidence.len(), 7);
+    assert_eq!(current[0].departments, vec![dept("civil-affairs")]);
+}
