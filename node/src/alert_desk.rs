@@ -48,8 +48,12 @@ pub enum AlertDeskError {
     Store { height: u64, reason: String },
     #[error("the store has no block at height {0}, below its head")]
     MissingBlock(u64),
+    #[error("the ledger store's head could not be read: {0}")]
+    Head(String),
     #[error("the oversight detector refused block {height}: {reason}")]
     Feed { height: u64, reason: String },
+    #[error("the oversight detector stopped while judging up to height {height}: {reason}")]
+    Panicked { height: u64, reason: String },
 }
 
 /// Reads and checks the thresholds file named in the configuration.
@@ -199,9 +203,18 @@ pub struct WebhookPayload {
     pub chain_id: String,
     /// The department of the node that sends it.
     pub department: DepartmentId,
-    /// `raised` (first seen) or `updated` (a new revision).
-    pub change: String,
+    pub change: AlertChange,
     pub alert: LiveAlert,
+}
+
+/// Why an alert is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertChange {
+    /// Raised for the first time.
+    Raised,
+    /// A new revision of an alert raised before.
+    Updated,
 }
 
 /// The running desk: the detector and where its results go.
@@ -270,7 +283,7 @@ impl AlertDesk {
                 Ok((live, fed))
             })
             .await
-            .map_err(|e| AlertDeskError::Feed {
+            .map_err(|e| AlertDeskError::Panicked {
                 height: head,
                 reason: e.to_string(),
             })??
@@ -300,7 +313,7 @@ impl AlertDesk {
                 (live, step)
             })
             .await
-            .map_err(|e| AlertDeskError::Feed {
+            .map_err(|e| AlertDeskError::Panicked {
                 height: to,
                 reason: e.to_string(),
             })?;
@@ -327,8 +340,8 @@ impl AlertDesk {
                 let changes = step
                     .raised
                     .into_iter()
-                    .map(|a| ("raised", a))
-                    .chain(step.updated.into_iter().map(|a| ("updated", a)));
+                    .map(|a| (AlertChange::Raised, a))
+                    .chain(step.updated.into_iter().map(|a| (AlertChange::Updated, a)));
                 for (change, alert) in changes {
                     if !alert.concerns(&self.department) {
                         continue;
@@ -337,7 +350,7 @@ impl AlertDesk {
                     let payload = WebhookPayload {
                         chain_id: self.chain.chain_id().to_string(),
                         department: self.department.clone(),
-                        change: change.to_string(),
+                        change,
                         alert,
                     };
                     if sender.try_send(payload).is_err() {
@@ -356,10 +369,7 @@ impl AlertDesk {
             .store()
             .latest_height()
             .map(|h| h.0)
-            .map_err(|e| AlertDeskError::Store {
-                height: 0,
-                reason: e.to_string(),
-            })
+            .map_err(|e| AlertDeskError::Head(e.to_string()))
     }
 }
 

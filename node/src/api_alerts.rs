@@ -128,7 +128,6 @@ async fn activity(
     let page_max = settings.api.page_size_max;
     let limit = params.limit.unwrap_or(page_max).clamp(1, page_max) as usize;
     let from = params.from_height.unwrap_or(1).max(1);
-    let chain = chain.clone();
     let page = tokio::task::spawn_blocking(move || activity_page(&chain, department, from, limit))
         .await
         .map_err(|error| ApiError::internal(error.to_string()))??;
