@@ -236,7 +236,7 @@ impl AlertDesk {
         }
         let webhook = self.config.webhook_url.clone().map(|url| {
             let (sender, receiver) = mpsc::channel(self.config.webhook_queue_max);
-            tokio::spawn(deliver(
+            tokio::spawn(deliver_webhook(
                 url,
                 receiver,
                 self.config.clone(),
@@ -391,8 +391,8 @@ fn read_blocks(chain: &ChainView, from: u64, to: u64) -> Result<Vec<Block>, Aler
 
 /// Posts each payload to `url`, retrying with a doubling backoff; a
 /// delivery that fails every attempt is logged and counted, and the next
-/// one is tried.
-async fn deliver(
+/// one is tried. Ends on `stop` or when the sending side is dropped.
+pub async fn deliver_webhook(
     url: String,
     mut receiver: mpsc::Receiver<WebhookPayload>,
     config: OversightConfig,

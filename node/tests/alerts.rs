@@ -148,3 +148,115 @@ fn alerts_are_counted_by_rule_in_the_metrics() {
         "{text}"
     );
 }
+
+fn payload() -> custody_node::alert_desk::WebhookPayload {
+    custody_node::alert_desk::WebhookPayload {
+        chain_id: "custody-test".into(),
+        department: department("civil-affairs"),
+        change: custody_node::alert_desk::AlertChange::Raised,
+        alert: night_reads().alerts()[0].clone(),
+    }
+}
+
+fn webhook_config() -> custody_node::config::OversightConfig {
+    custody_node::config::OversightConfig {
+        webhook_attempts_max: 3,
+        webhook_backoff_ms: 1,
+        ..Default::default()
+    }
+}
+
+/// Waits (with a deadline) until `check` holds.
+async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_delivery_that_fails_every_attempt_is_counted_and_the_next_is_tried() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = std::sync::Arc::new(Metrics::default());
+    let (_trigger, stop) = custody_node::shutdown::shutdown_channel();
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(custody_node::alert_desk::deliver_webhook(
+        format!("http://127.0.0.1:{port}/alerts"),
+        receiver,
+        webhook_config(),
+        metrics.clone(),
+        stop,
+    ));
+    sender.send(payload()).await.unwrap();
+    sender.send(payload()).await.unwrap();
+    let failures = || {
+        metrics
+            .alert_webhook_failures_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    wait_until("two failed deliveries", || failures() == 2).await;
+    assert_eq!(
+        metrics
+            .alert_webhook_deliveries_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_delivery_is_retried_until_the_receiver_accepts_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                // The first attempt is refused, the second accepted.
+                let n = requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer: &[u8] = if n == 0 {
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
+                let _ = socket.write_all(answer).await;
+            }
+        });
+    }
+    let metrics = std::sync::Arc::new(Metrics::default());
+    let (_trigger, stop) = custody_node::shutdown::shutdown_channel();
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(custody_node::alert_desk::deliver_webhook(
+        url,
+        receiver,
+        webhook_config(),
+        metrics.clone(),
+        stop,
+    ));
+    sender.send(payload()).await.unwrap();
+    let deliveries = || {
+        metrics
+            .alert_webhook_deliveries_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    wait_until("the delivery", || deliveries() == 1).await;
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(
+        metrics
+            .alert_webhook_failures_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
