@@ -128,8 +128,9 @@ impl LiveDetector {
         &mut self,
         blocks: impl IntoIterator<Item = &'a Block>,
     ) -> Result<Step, FeedError> {
+        let before = self.detector.events();
         self.absorb(blocks)?;
-        Ok(self.judge())
+        Ok(self.judge_if_fed(before))
     }
 
     /// Feeds blocks a node committed before it started, without judging
@@ -165,9 +166,21 @@ impl LiveDetector {
         height: Height,
         events: impl IntoIterator<Item = Event>,
     ) -> Result<Step, FeedError> {
+        let before = self.detector.events();
         self.detector.feed_all(events)?;
         self.height = self.height.max(height);
-        Ok(self.judge())
+        Ok(self.judge_if_fed(before))
+    }
+
+    /// Judges when events came since the detector held `before` of them.
+    /// Blocks without transactions change nothing the rules read (the
+    /// detector's input and its idea of "now", the last event's time), so
+    /// the alerts stay what they were.
+    fn judge_if_fed(&mut self, before: usize) -> Step {
+        if self.detector.events() == before {
+            return Step::default();
+        }
+        self.judge()
     }
 
     /// Compares the detector's alerts with the current ones and moves on.
