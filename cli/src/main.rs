@@ -8,6 +8,7 @@ mod doc;
 mod exit;
 mod gov;
 mod tx;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ enum Command {
     /// Clerks' documents: register, offer, accept, grant, open, history.
     #[command(after_help = exit_codes_help!())]
     Doc(doc::DocArgs),
+    /// Follow a department's actions and oversight alerts as blocks commit.
+    Watch(watch::WatchArgs),
     /// Auditors: verify the chain, a document's history, proofs, fixity, reports.
     #[command(after_help = exit_codes_help!())]
     Audit(custody_cli::AuditArgs),
@@ -552,6 +555,7 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Keys(args) => Ok(custody_cli::keyfile::run_keys(args)?),
         Command::Bench(command) => Ok(bench::run(command)?),
         Command::Doc(args) => Ok(runtime()?.block_on(doc::run(args))?),
+        Command::Watch(args) => runtime()?.block_on(watch::run(args)).map_err(Into::into),
         Command::Audit(args) => Ok(custody_cli::run_audit(args)?),
         Command::Chain(args) => Ok(custody_cli::run_chain(args)?),
         Command::Genesis(args) => Ok(custody_cli::run_genesis(args)?),

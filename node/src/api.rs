@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/documents/{*id}", get(document_or_history))
         .route("/v1/members/{key}", get(member))
         .merge(crate::api_governance::signed_routes())
+        .merge(crate::api_alerts::signed_routes())
         .route_layer(middleware::from_fn_with_state(
             gate.clone(),
             crate::api_auth::require_caller,

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub read_desk: crate::read_desk::ReadDesk,
     /// The door of every route that answers records: who may call.
     pub auth_gate: crate::api_auth::AuthGate,
+    /// The live oversight alerts (`alert_desk`).
+    pub alert_book: crate::alert_desk::AlertBook,
 }
 
 macro_rules! substate {
@@ -68,4 +70,5 @@ substate!(
     settings: Arc<ApiSettings>,
     read_desk: crate::read_desk::ReadDesk,
     auth_gate: crate::api_auth::AuthGate,
+    alert_book: crate::alert_desk::AlertBook,
 );

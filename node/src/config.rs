@@ -54,6 +54,8 @@ pub struct NodeConfig {
     pub blobs: BlobConfig,
     #[serde(default)]
     pub readiness: ReadinessConfig,
+    #[serde(default)]
+    pub oversight: OversightConfig,
 }
 
 /// Where the node keeps its files. Relative paths are relative to the home.
@@ -324,6 +326,42 @@ impl Default for NodeConfig {
             sync: SyncConfig::default(),
             blobs: BlobConfig::default(),
             readiness: ReadinessConfig::default(),
+            oversight: OversightConfig::default(),
+        }
+    }
+}
+
+/// The live oversight alerts (`alert_desk`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OversightConfig {
+    /// Thresholds file (TOML, or JSON when it ends in `.json`), relative to
+    /// the home; `None`: the defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<PathBuf>,
+    /// Where each new or changed alert concerning this node's department
+    /// is POSTed as JSON; `None`: nowhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Attempts per delivery.
+    pub webhook_attempts_max: u32,
+    /// Wait before the first retry; doubles at each retry.
+    pub webhook_backoff_ms: u64,
+    /// Longest one attempt may take.
+    pub webhook_timeout_ms: u64,
+    /// Alerts waiting for delivery at most.
+    pub webhook_queue_max: usize,
+}
+
+impl Default for OversightConfig {
+    fn default() -> Self {
+        OversightConfig {
+            thresholds: None,
+            webhook_url: None,
+            webhook_attempts_max: 5,
+            webhook_backoff_ms: 500,
+            webhook_timeout_ms: 5_000,
+            webhook_queue_max: 1_000,
         }
     }
 }
@@ -469,6 +507,25 @@ stall_ms_max = 30000
 # /healthz (and /readyz) fail when the consensus task has not turned its
 # loop for this long.
 driver_silence_ms_max = 20000
+
+[oversight]
+# The node runs the oversight detector (docs/audit.md, section 5) on every
+# committed block and answers its alerts at GET /v1/alerts.
+# A thresholds file, as `custody audit anomalies --thresholds` takes it
+# (TOML, or JSON if it ends in .json); relative to this home. Without it
+# the defaults apply. Every node should use the same file.
+# thresholds = "oversight.toml"
+# Each new or changed alert concerning this node's department is POSTed
+# as JSON to this URL (docs/operations.md, "Alerts").
+# webhook_url = "http://alerts.example.internal/custody"
+# A delivery is tried this many times, waiting webhook_backoff_ms, then
+# twice as long each time; each attempt may take webhook_timeout_ms.
+webhook_attempts_max = 5
+webhook_backoff_ms = 500
+webhook_timeout_ms = 5000
+# Alerts waiting for delivery; beyond this the newest is dropped (logged
+# and counted as a failure), so a dead receiver never holds memory.
+webhook_queue_max = 1000
 "#;
 
 impl NodeConfig {
@@ -531,6 +588,26 @@ impl NodeConfig {
             });
         }
         positive("api.body_bytes_max", self.api.body_bytes_max as u64)?;
+        positive(
+            "oversight.webhook_attempts_max",
+            u64::from(self.oversight.webhook_attempts_max),
+        )?;
+        positive(
+            "oversight.webhook_timeout_ms",
+            self.oversight.webhook_timeout_ms,
+        )?;
+        positive(
+            "oversight.webhook_queue_max",
+            self.oversight.webhook_queue_max as u64,
+        )?;
+        if let Some(url) = &self.oversight.webhook_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    field: "oversight.webhook_url",
+                    reason: format!("`{url}` is not an http:// or https:// URL"),
+                });
+            }
+        }
         positive("api.page_size_max", u64::from(self.api.page_size_max))?;
         positive("api.connections_max", self.api.connections_max as u64)?;
         positive(

@@ -16,7 +16,9 @@
 //!   typed error, never trusted or unwrapped.
 
 pub mod admission;
+pub mod alert_desk;
 pub mod api;
+pub mod api_alerts;
 pub mod api_auth;
 pub mod api_documents;
 pub mod api_error;

@@ -47,6 +47,12 @@ pub struct Metrics {
     pub blobs_orphans_collected_total: AtomicU64,
     /// API requests refused for want of a valid caller, by refusal code.
     api_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Oversight alerts raised (`alert_desk`), by rule code.
+    alerts_by_rule: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Alert webhook deliveries that failed after every retry.
+    pub alert_webhook_failures_total: AtomicU64,
+    /// Alert webhook deliveries the receiver acknowledged.
+    pub alert_webhook_deliveries_total: AtomicU64,
     /// Equivocation records in the blocks committed since this node
     /// started (each block's `submit-evidence` records, whoever sent them).
     pub evidence_committed_total: AtomicU64,
@@ -115,6 +121,16 @@ impl Metrics {
     }
 
     /// Replaces the per-validator signature counts.
+    /// Adds `count` alerts of rule `rule` (a count of 0 makes the rule's
+    /// line appear at 0).
+    pub fn note_alerts(&self, rule: &str, count: u64) {
+        let mut counts = match self.alerts_by_rule.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *counts.entry(rule.to_string()).or_default() += count;
+    }
+
     pub fn set_validators_signed_recent(&self, counts: Vec<(String, u64)>) {
         match self.validators_signed_recent.lock() {
             Ok(mut guard) => *guard = counts,
@@ -315,6 +331,36 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{code=\"{code}\"}} {count}");
             }
         }
+        {
+            let counts = match self.alerts_by_rule.lock() {
+                Ok(guard) => guard.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            let name = "custody_alerts_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Oversight alerts raised by rule, since this node started (those derived at start from the stored chain included)."
+            );
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (rule, count) in counts {
+                let rule = escape_label(&rule);
+                let _ = writeln!(out, "{name}{{rule=\"{rule}\"}} {count}");
+            }
+        }
+        gauge(
+            &mut out,
+            "custody_alert_webhook_failures_total",
+            "Alerts the webhook (oversight.webhook_url) did not accept after every retry.",
+            "counter",
+            load(&self.alert_webhook_failures_total),
+        );
+        gauge(
+            &mut out,
+            "custody_alert_webhook_deliveries_total",
+            "Alerts the webhook (oversight.webhook_url) accepted.",
+            "counter",
+            load(&self.alert_webhook_deliveries_total),
+        );
         {
             let counts = match self.validators_signed_recent.lock() {
                 Ok(guard) => guard.clone(),

@@ -69,6 +69,8 @@ pub enum NodeError {
         committed: u64,
     },
     #[error(transparent)]
+    AlertDesk(#[from] crate::alert_desk::AlertDeskError),
+    #[error(transparent)]
     HighWater(#[from] crate::consensus_state::HighWaterError),
     #[error("the record of served reads under {path} could not be opened: {source}")]
     ReadDesk {
@@ -180,6 +182,16 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
     );
     evidence_desk.resubmit_cached();
 
+    let thresholds = crate::alert_desk::load_thresholds(
+        config
+            .oversight
+            .thresholds
+            .as_ref()
+            .map(|path| home.resolve(path))
+            .as_deref(),
+    )?;
+    let alert_book = crate::alert_desk::AlertBook::default();
+
     let (driver_sender, driver_receiver) = mpsc::channel(DRIVER_INBOX_MAX);
     let key_watch = (held_keys.clone(), driver_sender.clone());
     let app = LedgerApp::new(
@@ -271,6 +283,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         }),
         read_desk,
         auth_gate,
+        alert_book: alert_book.clone(),
     });
     let api_task = tokio::spawn(crate::api_server::serve(
         listener,
@@ -298,6 +311,19 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         })
     };
 
+    // Not essential: a desk that stops says so at GET /v1/alerts.
+    tokio::spawn(
+        crate::alert_desk::AlertDesk {
+            chain: chain.clone(),
+            genesis: genesis.clone(),
+            thresholds,
+            department: department_id.clone(),
+            book: alert_book,
+            metrics: metrics.clone(),
+            config: config.oversight.clone(),
+        }
+        .run(stop.clone()),
+    );
     let activity_task = tokio::spawn(crate::health_watch::watch_activity(
         chain,
         metrics,

@@ -22,6 +22,8 @@ use crate::thresholds::Thresholds;
 pub(crate) struct DocumentInfo {
     pub record_type: String,
     pub classification: Classification,
+    /// The department that registered it.
+    pub department: DepartmentId,
 }
 
 /// An event with the context it happened in.
@@ -149,6 +151,7 @@ impl Detector {
                 self.documents.push(DocumentInfo {
                     record_type: record_type.clone(),
                     classification: *classification,
+                    department: department.clone(),
                 });
                 self.custodians.push(Some(department.clone()));
                 self.document_index.insert(id.clone(), index);
@@ -194,6 +197,22 @@ impl Detector {
                 .then_with(|| a.explanation.cmp(&b.explanation))
         });
         alerts
+    }
+
+    /// The departments an alert concerns: the department it names, and
+    /// the registering and current custodian department of each of its
+    /// documents, sorted, each once.
+    pub fn departments_concerned(&self, alert: &Alert) -> Vec<DepartmentId> {
+        let mut departments: Vec<DepartmentId> = alert.department.iter().cloned().collect();
+        for document in &alert.documents {
+            if let Some(&i) = self.document_index.get(document) {
+                departments.push(self.documents[i].department.clone());
+                departments.extend(self.custodians[i].iter().cloned());
+            }
+        }
+        departments.sort();
+        departments.dedup();
+        departments
     }
 
     /// The alerts with evidence at or above `height` (the baselines still

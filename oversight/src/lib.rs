@@ -21,6 +21,7 @@
 pub mod alert;
 pub mod detector;
 pub mod event;
+pub mod live;
 pub mod proofs;
 mod rules;
 pub mod stats;
@@ -31,4 +32,5 @@ pub mod thresholds;
 pub use alert::{Alert, Evidence, Rule};
 pub use detector::Detector;
 pub use event::{events_of_block, Action, Event};
+pub use live::{LiveAlert, LiveDetector, Step};
 pub use thresholds::{Thresholds, ThresholdsError, WorkingHours};

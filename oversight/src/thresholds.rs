@@ -248,9 +248,24 @@ pub enum ThresholdsError {
     Zero(&'static str),
     #[error("threshold `{0}` must be a finite number of at least 1.0")]
     Ratio(&'static str),
+    #[error("not a thresholds file: {0}")]
+    Parse(String),
 }
 
 impl Thresholds {
+    /// Thresholds from the text of a thresholds file, TOML or (`json`)
+    /// JSON, checked. Missing keys keep their defaults; a misspelt key is
+    /// refused.
+    pub fn parse(text: &str, json: bool) -> Result<Thresholds, ThresholdsError> {
+        let thresholds: Thresholds = if json {
+            serde_json::from_str(text).map_err(|e| ThresholdsError::Parse(e.to_string()))?
+        } else {
+            toml::from_str(text).map_err(|e| ThresholdsError::Parse(e.to_string()))?
+        };
+        thresholds.check()?;
+        Ok(thresholds)
+    }
+
     /// Working hours of `department`.
     pub fn hours(&self, department: &str) -> WorkingHours {
         self.departments

@@ -585,3 +585,92 @@ fn a_denied_read_attested_on_chain_is_the_requesting_members_denied_attempt() {
         other => panic!("a denied read must be a denied attempt, got {other:?}"),
     }
 }
+
+fn small_thresholds() -> Thresholds {
+    let mut thresholds = Thresholds::default();
+    thresholds.bulk_reads.reads_min = 3;
+    thresholds.bulk_reads.history_days_min = 2;
+    thresholds.reads_before_transfer.reads_min = 2;
+    thresholds.grant_burst.count_min = 3;
+    thresholds.unused_grants.window_days = 2;
+    thresholds.unfamiliar_records.warmup_actions = 3;
+    thresholds.unfamiliar_records.warmup_days = 1;
+    thresholds
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// The live path (one block at a time, as a node commits them) holds
+    /// after every block exactly the alerts the batch run gives for the
+    /// same blocks, and reports each alert as raised once.
+    #[test]
+    fn live_alerts_after_every_block_are_the_batch_run_alerts(events in history()) {
+        let thresholds = small_thresholds();
+        let mut live = custody_oversight::LiveDetector::from_detector(Detector::new(thresholds.clone()));
+        let mut raised = std::collections::BTreeSet::new();
+        let mut last_seq = 0;
+        let mut fed = 0;
+        while fed < events.len() {
+            let height = events[fed].height;
+            let block_end = fed + events[fed..].iter().take_while(|e| e.height == height).count();
+            let step = live.feed_events(height, events[fed..block_end].iter().cloned()).unwrap();
+            fed = block_end;
+            let batch = detect(&events[..fed], thresholds.clone());
+            let incremental: Vec<Alert> = live.alerts().iter().map(|a| a.alert.clone()).collect();
+            prop_assert_eq!(incremental, batch);
+            for a in step.raised.iter().chain(step.updated.iter()) {
+                prop_assert!(a.seq > last_seq, "sequence numbers only grow");
+                prop_assert_eq!(a.updated_height, height);
+            }
+            for a in &step.raised {
+                prop_assert!(raised.insert(a.seq));
+                prop_assert_eq!(a.raised_height, height);
+            }
+            last_seq = live.last_seq();
+        }
+    }
+}
+
+#[test]
+fn a_live_alert_is_raised_once_and_updated_as_its_day_grows() {
+    let mut s = Script::new();
+    for i in 0..7 {
+        s.read(at(1, 2, i), CLERK, i as usize);
+    }
+    let mut live =
+        custody_oversight::LiveDetector::from_detector(Detector::new(Thresholds::default()));
+    let mut raised = Vec::new();
+    let mut updated = Vec::new();
+    let mut read_heights = Vec::new();
+    for event in s.events() {
+        let height = event.height;
+        if matches!(event.action, Action::Read { .. }) {
+            read_heights.push(height);
+        }
+        let step = live.feed_events(height, [event]).unwrap();
+        let night = |a: &custody_oversight::LiveAlert| a.alert.rule == Rule::OffHoursReads;
+        raised.extend(step.raised.into_iter().filter(night));
+        updated.extend(step.updated.into_iter().filter(night));
+    }
+    // Raised by the fifth night read (`reads_min`), then one revision per
+    // further read, keeping its first height and taking a new sequence
+    // number each time.
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].raised_height, read_heights[4]);
+    assert_eq!(raised[0].revision, 1);
+    assert_eq!(updated.len(), 2, "{updated:?}");
+    for (n, revision) in updated.iter().enumerate() {
+        assert_eq!(revision.raised_height, read_heights[4]);
+        assert_eq!(revision.updated_height, read_heights[5 + n]);
+        assert_eq!(revision.revision, 2 + n as u32);
+        assert!(revision.seq > raised[0].seq);
+    }
+    let current: Vec<_> = live
+        .alerts()
+        .iter()
+        .filter(|a| a.alert.rule == Rule::OffHoursReads)
+        .collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].alert.evidence.len(), 7);
+    assert_eq!(current[0].departments, vec![dept("civil-affairs")]);
+}

@@ -61,12 +61,8 @@ fn load_thresholds(path: &std::path::Path) -> Result<Thresholds, AuditError> {
         AuditError::BadArgument(format!("thresholds file {}: {reason}", path.display()))
     };
     let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
-    let thresholds: Thresholds = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
-    } else {
-        toml::from_str(&text).map_err(|e| bad(e.to_string()))?
-    };
-    thresholds.check().map_err(|e| bad(e.to_string()))?;
+    let json = path.extension().is_some_and(|e| e == "json");
+    let thresholds = Thresholds::parse(&text, json).map_err(|e| bad(e.to_string()))?;
     Ok(thresholds)
 }
 
