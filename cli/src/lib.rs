@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod envelope;
 pub mod keyfile;
+pub mod names;
 pub mod node_store;
 pub mod sealed_text;
 

@@ -110,6 +110,29 @@ impl Opener {
         };
         Some(self.show(text.0, text.1))
     }
+
+    /// The free text a transaction carries (a reason, a purpose, a note),
+    /// as a reader sees it, if it carries one.
+    pub fn body_text(&self, body: &TxBody) -> Option<String> {
+        let text = match body {
+            TxBody::RejectTransfer { reason, .. } | TxBody::Dispose { reason, .. } => {
+                (fields::REASON, Text::Plain(reason))
+            }
+            TxBody::RejectTransferSealed { reason, .. } | TxBody::DisposeSealed { reason, .. } => {
+                (fields::REASON, Text::Sealed(reason))
+            }
+            TxBody::RecordAccess { purpose, .. } => (fields::PURPOSE, Text::Plain(purpose)),
+            TxBody::RecordAccessSealed { purpose, .. } => (fields::PURPOSE, Text::Sealed(purpose)),
+            TxBody::Amend { note, .. } | TxBody::RecordFixityCheck { note, .. } => {
+                (fields::NOTE, Text::Plain(note))
+            }
+            TxBody::AmendSealed { note, .. } | TxBody::RecordFixityCheckSealed { note, .. } => {
+                (fields::NOTE, Text::Sealed(note))
+            }
+            _ => return None,
+        };
+        Some(self.show(text.0, text.1))
+    }
 }
 
 /// The data key a transaction wraps to some department, if it wraps one:

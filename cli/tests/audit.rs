@@ -287,6 +287,87 @@ fn prove_writes_a_proof_that_checks_offline_and_fails_with_one_changed_byte() {
     }
 }
 
+/// The names the sample chain gives its members, by key.
+fn member_labels() -> Vec<(String, String)> {
+    let chain = sample::chain();
+    let mut state = custody_ledger::MemoryState::from_genesis(&chain.federation.genesis);
+    for (block, _) in &chain.blocks {
+        let changes = custody_ledger::state::apply_block(&state, block).unwrap();
+        state.apply(changes);
+    }
+    state
+        .members
+        .values()
+        .map(|m| (m.name.clone(), m.department.to_string()))
+        .collect()
+}
+
+#[test]
+fn history_names_each_signer_by_member_name_and_department() {
+    let f = Fixture::new();
+    let out = ok(&["audit", "history", "ca/2026/0001", "--export", f.export()]);
+    let labels = member_labels();
+    for line in out.lines().filter(|l| l.starts_with('#')) {
+        let by = line.rsplit(" by ").next().unwrap();
+        assert!(
+            labels
+                .iter()
+                .any(|(name, department)| by.starts_with(&format!("{name} ({department}) "))),
+            "no member name and department in `{line}`"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "audit",
+        "history",
+        "ca/2026/0001",
+        "--export",
+        f.export(),
+        "--json",
+    ]))
+    .unwrap();
+    for entry in json.as_array().unwrap() {
+        assert!(entry["by"]["name"].is_string(), "{entry}");
+        assert_eq!(entry["by"]["department"], entry["event"]["department"]);
+    }
+}
+
+#[test]
+fn check_proof_says_what_the_transaction_says_and_names_the_signer_from_an_export() {
+    let f = Fixture::new();
+    let proof = f.path("tx.proof");
+    ok(&[
+        "audit",
+        "prove",
+        &last_tx_id(),
+        "--export",
+        f.export(),
+        "--out",
+        s(&proof),
+    ]);
+    let genesis = write_genesis(&f);
+    let out = ok(&["audit", "check-proof", s(&proof), "--genesis", s(&genesis)]);
+    assert!(
+        out.contains("it says: record-fixity-check on document ca/2026/0001, result Intact"),
+        "{out}"
+    );
+    let named = ok(&[
+        "audit",
+        "check-proof",
+        s(&proof),
+        "--genesis",
+        s(&genesis),
+        "--export",
+        f.export(),
+    ]);
+    let labels = member_labels();
+    assert!(
+        labels
+            .iter()
+            .any(|(name, department)| named.contains(&format!("signed by {name} ({department}) "))),
+        "{named}"
+    );
+}
+
 #[test]
 fn check_proof_against_another_genesis_fails() {
     let f = Fixture::new();

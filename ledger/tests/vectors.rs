@@ -15,7 +15,16 @@ use custody_ledger::tx::{SignedTransaction, TxBody};
 use custody_ledger::types::*;
 use serde_json::{json, Value};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
+mod vector_files;
+use vector_files::{assert_independent_check, assert_reproduced, hex_of as bytes, load};
+
+fn vectors_path() -> String {
+    vector_files::path("v1.json")
+}
+
+fn vectors_path_v2() -> String {
+    vector_files::path("v2.json")
+}
 
 fn genesis() -> Genesis {
     let admin = seed_key("vectors/admin");
@@ -224,27 +233,12 @@ fn build() -> Value {
 
 #[test]
 fn committed_vectors_are_reproduced_exactly() {
-    let built = build();
-    if std::env::var_os("CUSTODY_WRITE_VECTORS").is_some() {
-        let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
-        std::fs::write(PATH, text).unwrap();
-    }
-    let text = std::fs::read_to_string(PATH).expect("tests/vectors/v1.json is committed");
-    let committed: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        committed, built,
-        "the code no longer produces the committed v1 vectors"
-    );
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    hex::decode(v.as_str().unwrap()).unwrap()
+    assert_reproduced(&vectors_path(), &build(), "CUSTODY_WRITE_VECTORS");
 }
 
 #[test]
 fn committed_vectors_decode_rehash_and_verify() {
-    let text = std::fs::read_to_string(PATH).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = load(&vectors_path());
     // Genesis.
     let g = Genesis::from_bytes(&bytes(&v["genesis"]["canonical_hex"])).unwrap();
     assert_eq!(g.hash().to_hex(), v["genesis"]["hash"].as_str().unwrap());
@@ -298,8 +292,7 @@ fn genesis_toml_in_the_format_doc_is_the_vector_genesis() {
     let end = start + doc[start..].find("```").expect("the example ends");
     let g = Genesis::from_toml_str(&doc[start..end]).unwrap();
     assert_eq!(g, genesis());
-    let text = std::fs::read_to_string(PATH).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = load(&vectors_path());
     assert_eq!(g.hash().to_hex(), v["genesis"]["hash"].as_str().unwrap());
     assert!(doc.contains(v["genesis"]["hash"].as_str().unwrap()));
     assert!(doc.contains(v["header"]["hash"].as_str().unwrap()));
@@ -311,29 +304,10 @@ fn genesis_toml_in_the_format_doc_is_the_vector_genesis() {
 /// alone (`tests/vectors/independent_check.py`), when Python is installed.
 #[test]
 fn vectors_pass_the_independent_python_check() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
-    let output = match std::process::Command::new("python3")
-        .arg(format!("{dir}/independent_check.py"))
-        .arg(PATH)
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) => {
-            println!("python3 not available ({e}); independent check skipped");
-            return;
-        }
-    };
-    assert!(
-        output.status.success(),
-        "independent check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_independent_check(&vectors_path());
 }
 
 // ---- Format version 2: `attest-read` (docs/format.md §3). ----
-
-const PATH_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v2.json");
 
 /// The v1 vector block, then a second block carrying one `attest-read` of
 /// each outcome, signed by the department's node key (`vectors/node`).
@@ -455,22 +429,12 @@ fn build_v2() -> (Value, Block, Block) {
 #[test]
 fn committed_v2_vectors_are_reproduced_exactly() {
     let (built, _, _) = build_v2();
-    if std::env::var_os("CUSTODY_WRITE_VECTORS_V2").is_some() {
-        let text = serde_json::to_string_pretty(&built).unwrap() + "\n";
-        std::fs::write(PATH_V2, text).unwrap();
-    }
-    let text = std::fs::read_to_string(PATH_V2).expect("tests/vectors/v2.json is committed");
-    let committed: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        committed, built,
-        "the code no longer produces the committed v2 vectors"
-    );
+    assert_reproduced(&vectors_path_v2(), &built, "CUSTODY_WRITE_VECTORS_V2");
 }
 
 #[test]
 fn committed_v2_vectors_decode_verify_and_apply_after_the_v1_block() {
-    let text = std::fs::read_to_string(PATH_V2).unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = load(&vectors_path_v2());
     for t in v["transactions"].as_array().unwrap() {
         let tx = SignedTransaction::from_bytes(&bytes(&t["canonical_hex"])).unwrap();
         assert_eq!(tx.payload.format_version, 2);

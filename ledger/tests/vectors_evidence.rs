@@ -12,27 +12,17 @@
 use custody_ledger::block::{self, Block, Header};
 use custody_ledger::encoding;
 use custody_ledger::evidence::{vote_signing_bytes, SignedVote, VoteKind};
-use custody_ledger::genesis::Genesis;
 use custody_ledger::testkit::{certify_with, seed_key};
 use custody_ledger::tx::{SignedTransaction, TxBody, TX_FORMAT_VERSION_EVIDENCE};
 use custody_ledger::types::*;
 use custody_ledger::MemoryState;
 use serde_json::{json, Value};
 
-const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/evidence.json");
+mod vector_files;
+use vector_files::{assert_reproduced, hex_of, load, v1};
 
-fn hex_of(v: &Value) -> Vec<u8> {
-    hex::decode(v.as_str().expect("hex string")).expect("hex")
-}
-
-/// The genesis and block 1 of the committed v1 vectors.
-fn v1() -> (Genesis, Block) {
-    let text = std::fs::read_to_string(V1).expect("tests/vectors/v1.json is committed");
-    let v: Value = serde_json::from_str(&text).expect("v1.json parses");
-    let genesis = Genesis::from_bytes(&hex_of(&v["genesis"]["canonical_hex"])).expect("genesis");
-    let block = Block::from_bytes(&hex_of(&v["block"]["canonical_hex"])).expect("block 1");
-    (genesis, block)
+fn vectors_path() -> String {
+    vector_files::path("evidence.json")
 }
 
 fn vote_vector(name: &str, vote: &SignedVote, chain_id: &str) -> Value {
@@ -183,22 +173,12 @@ fn build() -> (Value, Block, Block) {
 #[test]
 fn committed_evidence_vectors_are_reproduced_exactly() {
     let (built, _, _) = build();
-    if std::env::var_os("CUSTODY_WRITE_VECTORS_EVIDENCE").is_some() {
-        let text = serde_json::to_string_pretty(&built).expect("json") + "\n";
-        std::fs::write(PATH, text).expect("write the vectors");
-    }
-    let text = std::fs::read_to_string(PATH).expect("tests/vectors/evidence.json is committed");
-    let committed: Value = serde_json::from_str(&text).expect("vectors parse");
-    assert_eq!(
-        committed, built,
-        "the code no longer produces the committed evidence vectors"
-    );
+    assert_reproduced(&vectors_path(), &built, "CUSTODY_WRITE_VECTORS_EVIDENCE");
 }
 
 #[test]
 fn committed_evidence_vectors_decode_verify_and_apply_after_the_v1_block() {
-    let text = std::fs::read_to_string(PATH).expect("vectors");
-    let v: Value = serde_json::from_str(&text).expect("vectors parse");
+    let v = load(&vectors_path());
     let (genesis, first) = v1();
     for vote in v["votes"].as_array().expect("votes") {
         let decoded: SignedVote =

@@ -28,24 +28,15 @@ use hkdf::Hkdf;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v4.json");
+mod vector_files;
+use vector_files::{assert_independent_check, assert_reproduced, hex_of, load, v1};
+
+fn vectors_path() -> String {
+    vector_files::path("v4.json")
+}
 const DOCUMENT: &str = "civil-affairs/2026/000002";
 /// Block 2's time: 4 s after the genesis.
 const BLOCK_TIME_MS: u64 = 1_767_225_604_000;
-
-fn hex_of(v: &Value) -> Vec<u8> {
-    hex::decode(v.as_str().expect("hex string")).expect("hex")
-}
-
-/// The genesis and block 1 of the committed v1 vectors.
-fn v1() -> (Genesis, Block) {
-    let text = std::fs::read_to_string(V1).expect("tests/vectors/v1.json is committed");
-    let v: Value = serde_json::from_str(&text).expect("v1.json parses");
-    let genesis = Genesis::from_bytes(&hex_of(&v["genesis"]["canonical_hex"])).expect("genesis");
-    let block = Block::from_bytes(&hex_of(&v["block"]["canonical_hex"])).expect("block 1");
-    (genesis, block)
-}
 
 /// HKDF-SHA256(ikm = data key, no salt, info = tagged("custody/metadata-key/v1", id)).
 fn metadata_key(data_key: &[u8; 32], document: &DocumentId) -> [u8; 32] {
@@ -391,22 +382,12 @@ fn build() -> (Value, Block, Block) {
 #[test]
 fn committed_sealed_vectors_are_reproduced_exactly() {
     let (built, _, _) = build();
-    if std::env::var_os("CUSTODY_WRITE_VECTORS_SEALED").is_some() {
-        let text = serde_json::to_string_pretty(&built).expect("json") + "\n";
-        std::fs::write(PATH, text).expect("write the vectors");
-    }
-    let text = std::fs::read_to_string(PATH).expect("tests/vectors/v4.json is committed");
-    let committed: Value = serde_json::from_str(&text).expect("vectors parse");
-    assert_eq!(
-        committed, built,
-        "the code no longer produces the committed sealed vectors"
-    );
+    assert_reproduced(&vectors_path(), &built, "CUSTODY_WRITE_VECTORS_SEALED");
 }
 
 #[test]
 fn committed_sealed_vectors_decode_verify_and_apply_after_the_v1_block() {
-    let text = std::fs::read_to_string(PATH).expect("vectors");
-    let v: Value = serde_json::from_str(&text).expect("vectors parse");
+    let v = load(&vectors_path());
     let (genesis, first) = v1();
     for t in v["transactions"].as_array().expect("transactions") {
         let tx = SignedTransaction::from_bytes(&hex_of(&t["canonical_hex"])).expect("decodes");
@@ -436,8 +417,7 @@ fn committed_sealed_vectors_decode_verify_and_apply_after_the_v1_block() {
 
 #[test]
 fn committed_sealed_texts_open_with_their_metadata_keys() {
-    let text = std::fs::read_to_string(PATH).expect("vectors");
-    let v: Value = serde_json::from_str(&text).expect("vectors parse");
+    let v = load(&vectors_path());
     let document = DocumentId::new(DOCUMENT).expect("id");
     for key in v["metadata_keys"].as_array().expect("keys") {
         let data_key: [u8; 32] = hex_of(&key["data_key_hex"]).try_into().expect("32 bytes");
@@ -472,22 +452,5 @@ fn committed_sealed_texts_open_with_their_metadata_keys() {
 /// docs (`tests/vectors/independent_check.py`), when Python is installed.
 #[test]
 fn sealed_vectors_pass_the_independent_python_check() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
-    let output = match std::process::Command::new("python3")
-        .arg(format!("{dir}/independent_check.py"))
-        .arg(PATH)
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) => {
-            println!("python3 not available ({e}); independent check skipped");
-            return;
-        }
-    };
-    assert!(
-        output.status.success(),
-        "independent check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_independent_check(&vectors_path());
 }

@@ -252,6 +252,19 @@ pub struct CheckProofArgs {
     /// trusts; the proof must lead back to it.
     #[arg(long, value_name = "GENESIS")]
     pub genesis: PathBuf,
+    /// An export of the same chain, to name the signer (member, department)
+    /// and open a sealed text with --department-key. The proof alone is
+    /// what proves; the export only adds names.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+    /// A department secret key file: with --export, opens the proved
+    /// transaction's sealed text (purpose, reason, note) when the chain
+    /// wrapped the document's key to that department.
+    #[arg(long, value_name = "FILE", requires = "export")]
+    pub department_key: Option<PathBuf>,
+    /// The environment variable holding the department key's passphrase.
+    #[arg(long, value_name = "VAR", requires = "department_key")]
+    pub department_key_passphrase_env: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -528,6 +541,8 @@ fn document_id(value: &str) -> Result<DocumentId, AuditError> {
 #[derive(Serialize)]
 struct HistoryEntry {
     event: custody_ledger::records::DocumentEvent,
+    /// The signer by name and department, as the chain records them.
+    by: crate::names::Who,
     event_hash: String,
     time: String,
     block_hash: String,
@@ -544,6 +559,7 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         .events
         .get(&id)
         .ok_or_else(|| AuditError::UnknownDocument(id.to_string()))?;
+    let names = crate::names::Names::new(&loaded.state);
     let mut entries = Vec::new();
     for event in events {
         let location = *loaded
@@ -558,6 +574,7 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             &included.inclusion,
         ) && included.certificate.block_hash == included.header.hash();
         entries.push(HistoryEntry {
+            by: names.who(&event.member),
             event_hash: event.hash().to_hex(),
             time: time::format_ms(event.time.0),
             block_hash: included.header.hash().to_hex(),
@@ -612,13 +629,12 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         let ev = &e.event;
         writeln!(
             out,
-            "#{} {} height {} {} by {} ({})",
+            "#{} {} height {} {} by {}",
             ev.sequence,
             e.time,
             ev.height,
             describe(&ev.kind, &opener),
-            ev.department,
-            ev.member
+            e.by.label()
         )?;
         writeln!(
             out,
@@ -750,6 +766,10 @@ struct CheckedProof {
     tx_id: String,
     kind: &'static str,
     signer: String,
+    /// The signer by name and department, when an export was given.
+    signer_who: Option<crate::names::Who>,
+    /// What the proved transaction says, in plain words.
+    says: String,
     height: u64,
     index: u64,
     block_hash: String,
@@ -764,11 +784,29 @@ fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditErr
     let bytes = read_file_limited(&args.proof, proof::PROOF_BYTES_MAX as u64)?;
     let proof = TxProof::from_file_bytes(&bytes)?;
     let s = proof.check(&genesis)?;
+    let body = &proof.target.transaction.payload.body;
+    let (signer_who, text) = match &args.export {
+        Some(export) => {
+            let source = SourceArgs {
+                export: Some(export.clone()),
+                store: None,
+                genesis_hash: Some(genesis.hash().to_hex()),
+                threads: 0,
+            };
+            let loaded = load_chain(&source, show_progress())?;
+            let who = crate::names::Names::new(&loaded.state).who(&s.signer);
+            let text = sealed_text_of_proved(&args, &loaded, body)?;
+            (Some(who), text)
+        }
+        None => (None, None),
+    };
     let checked = CheckedProof {
         ok: true,
         tx_id: s.tx_id.to_hex(),
         kind: s.kind,
         signer: s.signer.to_hex(),
+        signer_who,
+        says: crate::names::what_it_says(body, text.as_deref()),
         height: s.height.0,
         index: s.index,
         block_hash: s.block_hash.to_hex(),
@@ -786,11 +824,16 @@ fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditErr
             "proof holds: transaction {} ({}, signed by {}) is final in block {} at height {}, {}",
             checked.tx_id,
             checked.kind,
-            checked.signer,
+            checked
+                .signer_who
+                .as_ref()
+                .map(|w| w.label())
+                .unwrap_or_else(|| checked.signer.clone()),
             checked.block_hash,
             checked.height,
             checked.time
         )?;
+        writeln!(out, "  it says: {}", checked.says)?;
         writeln!(
             out,
             "  certified by {} validators' set derived from genesis {} through {} governance change(s)",
@@ -798,6 +841,35 @@ fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditErr
         )?;
     }
     Ok(())
+}
+
+/// The proved transaction's sealed text opened with the department key,
+/// when one was given and the chain wrapped the document's key to it.
+fn sealed_text_of_proved(
+    args: &CheckProofArgs,
+    loaded: &LoadedChain,
+    body: &custody_ledger::tx::TxBody,
+) -> Result<Option<String>, AuditError> {
+    let (Some(path), Some(document)) = (&args.department_key, body.document()) else {
+        return Ok(None);
+    };
+    let secret = crate::sealed_text::read_department_key(
+        path,
+        args.department_key_passphrase_env.as_deref(),
+    )
+    .map_err(AuditError::BadArgument)?;
+    let mut wrapped = Vec::new();
+    for event in loaded.state.events.get(document).into_iter().flatten() {
+        let Some(location) = loaded.state.tx_locations.get(&event.tx) else {
+            continue;
+        };
+        let included = proof::included_tx(loaded.source.as_ref(), *location)?;
+        if let Some(key) = crate::sealed_text::wrapped_key_of(&included.transaction.payload.body) {
+            wrapped.push(key.clone());
+        }
+    }
+    let opener = crate::sealed_text::Opener::from_wrapped(document, wrapped.iter(), Some(&secret));
+    Ok(opener.body_text(body))
 }
 
 #[derive(Serialize)]

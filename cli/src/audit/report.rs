@@ -80,6 +80,8 @@ struct DepartmentLine {
 struct Read {
     department: String,
     member: String,
+    /// The member's name, department and short key, from the chain.
+    member_label: String,
     document: String,
     /// Served downloads.
     count: u64,
@@ -94,6 +96,8 @@ struct Read {
 struct FailedRead {
     department: String,
     member: String,
+    /// The member's name, department and short key, from the chain.
+    member_label: String,
     document: String,
     access_tx: String,
     bytes: u64,
@@ -172,6 +176,7 @@ fn range(args: &ReportArgs, loaded: &LoadedChain) -> Result<(u64, u64, u64, u64)
 
 pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditError> {
     let loaded = load_chain(&args.source, show_progress())?;
+    let names = crate::names::Names::new(&loaded.state);
     let (start, end, from_height, to_height) = range(&args, &loaded)?;
     let by_height = args.from_date.is_none() && args.to_date.is_none();
     let in_range = |e: &DocumentEvent| {
@@ -253,6 +258,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
                     let read = reads.entry(key).or_insert_with(|| Read {
                         department: e.department.to_string(),
                         member: e.member.to_hex(),
+                        member_label: names.label(&e.member),
                         document: document.to_string(),
                         count: 0,
                         accesses: 0,
@@ -299,6 +305,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         }
     };
     for served in account.served.iter().filter(|r| attested_in_range(r)) {
+        let member_label = names.label(served.outcome.member());
         let member = served.outcome.member().to_hex();
         let document = served.outcome.document().to_string();
         let department = served.department.to_string();
@@ -309,6 +316,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             .or_insert_with(|| Read {
                 department,
                 member,
+                member_label,
                 document,
                 count: 0,
                 accesses: 0,
@@ -341,6 +349,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         failed_reads.push(FailedRead {
             department: failed.department.to_string(),
             member: member.to_hex(),
+            member_label: names.label(member),
             document: document.to_string(),
             access_tx: access_tx.to_hex(),
             bytes: *bytes,
@@ -432,12 +441,11 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
     for r in &report.reads {
         writeln!(
             out,
-            "  {} read {} time(s) under {} access record(s) by {} member {} (first {}, last {}) for: {}",
+            "  {} read {} time(s) under {} access record(s) by {} (first {}, last {}) for: {}",
             r.document,
             r.count,
             r.accesses,
-            r.department,
-            r.member,
+            r.member_label,
             if r.first.is_empty() { "-" } else { &r.first },
             if r.last.is_empty() { "-" } else { &r.last },
             r.purposes.join("; ")
@@ -447,8 +455,8 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
     for f in &report.failed_reads {
         writeln!(
             out,
-            "  {} {} by {} member {} under {}: {} byte(s) sent; {}",
-            f.time, f.document, f.department, f.member, f.access_tx, f.bytes, f.reason
+            "  {} {} by {} under {}: {} byte(s) sent; {}",
+            f.time, f.document, f.member_label, f.access_tx, f.bytes, f.reason
         )?;
     }
     Ok(())

@@ -207,14 +207,18 @@ pub async fn run(
             "auditor",
             "",
             &format!(
-                "custody audit check-proof {} --genesis {}  (offline: the proof file and the genesis only)",
+                "custody audit check-proof {} --genesis {} --export {}  (offline: the proof and the genesis prove; the export only names the signer)",
                 proof.display(),
-                genesis_path.display()
+                genesis_path.display(),
+                export.display()
             ),
         );
         audit(AuditCommand::CheckProof(CheckProofArgs {
             proof,
             genesis: genesis_path.clone(),
+            export: Some(export.clone()),
+            department_key: None,
+            department_key_passphrase_env: None,
             json: false,
         }))?;
         summary.proof_checked = true;
