@@ -95,8 +95,7 @@ pub fn route_groups() -> RouteGroups {
 /// wildcard, so the two are described by hand (`document`,
 /// `document_history`). The one route registered outside `routes!`.
 fn document_routes() -> OpenApiRouter<ApiState> {
-    let mut router =
-        OpenApiRouter::new().route("/v1/documents/{*id}", get(document_or_history));
+    let mut router = OpenApiRouter::new().route("/v1/documents/{*id}", get(document_or_history));
     router.get_openapi_mut().paths.merge(
         utoipa::openapi::path::PathsBuilder::new()
             .path_from::<__path_document>()

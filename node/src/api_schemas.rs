@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Response as Answer,
+    ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
+    Response as Answer,
 };
 use utoipa::{PartialSchema, ToSchema};
 
@@ -265,7 +266,9 @@ fn add_operation_answers(operation: &mut Operation, door: Door) {
     if door == Door::Signed {
         add(
             "400",
-            error_answer("`bad_api_signature`: the `x-custody-auth` header is not a signed API request."),
+            error_answer(
+                "`bad_api_signature`: the `x-custody-auth` header is not a signed API request.",
+            ),
         );
         add(
             "401",

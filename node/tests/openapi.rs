@@ -88,7 +88,10 @@ fn every_annotated_route_is_described() {
     let annotated = annotated_operations();
     assert!(annotated.len() > 20, "found only {annotated:?}");
     let missing: Vec<_> = annotated.difference(&described).collect();
-    assert!(missing.is_empty(), "annotated but not described: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "annotated but not described: {missing:?}"
+    );
     let unannotated: Vec<_> = described.difference(&annotated).collect();
     assert!(
         unannotated.is_empty(),
@@ -109,7 +112,12 @@ fn no_route_is_registered_outside_the_described_groups() {
                 .iter()
                 .any(|route| line.contains(route));
             if registers && !allowed {
-                strays.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
+                strays.push(format!(
+                    "{}:{}: {}",
+                    file.display(),
+                    number + 1,
+                    line.trim()
+                ));
             }
         }
     }
@@ -159,9 +167,7 @@ fn every_operation_documents_its_error_answers() {
 
 #[test]
 fn every_signed_route_describes_the_caller_check() {
-    let (_, signed) = custody_node::api::route_groups()
-        .signed
-        .split_for_parts();
+    let (_, signed) = custody_node::api::route_groups().signed.split_for_parts();
     let (_, transfers_signed) = custody_node::api::route_groups()
         .transfers_signed
         .split_for_parts();
@@ -292,7 +298,12 @@ fn the_served_description_is_the_generated_one() {
 fn axum_refusals_answer_in_the_json_error_shape() {
     let node = RunningNode::start();
     for (method, path, status, code) in [
-        (reqwest::Method::GET, "/v1/evidence?limit=many", 400, "bad_query"),
+        (
+            reqwest::Method::GET,
+            "/v1/evidence?limit=many",
+            400,
+            "bad_query",
+        ),
         (
             reqwest::Method::PUT,
             "/v1/blobs/00?size_bytes=-1",
