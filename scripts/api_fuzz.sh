@@ -101,14 +101,15 @@ done
 seed=${API_FUZZ_SEED:-$RANDOM}
 echo "fuzzing $api_url for ${FUZZ_SECONDS} s (seed $seed)"
 status=0
-"$VENV/bin/schemathesis" run "$api_url/v1/openapi.json" \
+# From the scratch directory: schemathesis keeps its cache in the current one.
+(cd "$work" && "$VENV/bin/schemathesis" run "$api_url/v1/openapi.json" \
     --url "$api_url" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --max-time "$FUZZ_SECONDS" \
     --seed "$seed" \
     --workers 1 \
     --no-color \
-    --report junit --report-junit-path "$work/junit.xml" 2>&1 | tee "$work/fuzz.log" || status=$?
+    --report junit --report-junit-path "$work/junit.xml") 2>&1 | tee "$work/fuzz.log" || status=$?
 
 # Cases (schemathesis' summary) and failing operations (its JUnit report).
 cases=$(grep -oE '[0-9]+ generated' "$work/fuzz.log" | tail -n 1 | cut -d' ' -f1 || true)
