@@ -20,5 +20,8 @@ cargo build --workspace --all-targets --release
 step "cargo test"
 cargo test --workspace --release
 
+step "API fuzz (schemathesis against a live node, over /v1/openapi.json)"
+scripts/api_fuzz.sh
+
 step "cluster fault tests (four containers; needs a Docker daemon)"
 scripts/cluster-test.sh

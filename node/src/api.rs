@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use custody_ledger::state::TxRefusal;
 use custody_ledger::store::StoreError;
@@ -22,9 +22,16 @@ use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{BlockHash, DepartmentId, DocumentId, Height, PublicKey, TxId};
 use serde::{Deserialize, Serialize};
 use tower_http::timeout::TimeoutLayer;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::admission::{Admission, Incoming, Refusal, Source};
 use crate::api_error::ApiError;
+use crate::api_schemas::{
+    ApiPath, ApiQuery, Door, ErrorResponse, HealthzResponse, LedgerRecord, ReadinessResponse,
+    RecordPage,
+};
 use crate::api_state::{ApiSettings, ApiState};
 use crate::api_types::{
     BatchItem, BatchResponse, BlockResponse, Inclusion, MempoolStatus, Page, PeerDetail,
@@ -36,38 +43,101 @@ use crate::mempool::{AdmitError, DocumentHead};
 use crate::metrics::Metrics;
 use crate::store_reader::StoreReader;
 
+/// The API's routes, in the groups that get the same layers. Each route is
+/// registered with its description (`routes!`), one line per route, so the
+/// OpenAPI description cannot miss one; `tests/openapi.rs` checks that no
+/// route is added another way.
+pub struct RouteGroups {
+    /// Anyone may call; `api.request_timeout_ms`.
+    pub open: OpenApiRouter<ApiState>,
+    /// Routes that answer records (transactions, blocks, documents,
+    /// members, proposals, alerts) admit only a signed caller (`api_auth`);
+    /// `api.request_timeout_ms`.
+    pub signed: OpenApiRouter<ApiState>,
+    /// Blob transfers anyone may start (an upload and a read carry their
+    /// own signatures); `api.transfer_timeout_ms`.
+    pub transfers_open: OpenApiRouter<ApiState>,
+    /// Blob routes behind the caller check; `api.transfer_timeout_ms`.
+    pub transfers_signed: OpenApiRouter<ApiState>,
+}
+
+pub fn route_groups() -> RouteGroups {
+    let open = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(status))
+        .routes(routes!(submit))
+        .routes(routes!(submit_batch))
+        .routes(routes!(departments))
+        .routes(routes!(department))
+        .routes(routes!(evidence_list))
+        .merge(crate::api_governance::routes());
+    let signed = OpenApiRouter::new()
+        .routes(routes!(transaction))
+        .routes(routes!(block_by_height))
+        .routes(routes!(block_by_hash))
+        .routes(routes!(member))
+        .merge(document_routes())
+        .merge(crate::api_governance::signed_routes())
+        .merge(crate::api_alerts::signed_routes());
+    RouteGroups {
+        open,
+        signed,
+        transfers_open: crate::api_documents::routes(),
+        transfers_signed: crate::api_documents::signed_routes(),
+    }
+}
+
+/// `/v1/documents/{id}` and `/v1/documents/{id}/history`: document ids may
+/// contain `/`, so one wildcard route serves both; utoipa cannot write a
+/// wildcard, so the two are described by hand (`document`,
+/// `document_history`). The one route registered outside `routes!`.
+fn document_routes() -> OpenApiRouter<ApiState> {
+    let mut router = OpenApiRouter::new().route("/v1/documents/{*id}", get(document_or_history));
+    router.get_openapi_mut().paths.merge(
+        utoipa::openapi::path::PathsBuilder::new()
+            .path_from::<__path_document>()
+            .path_from::<__path_document_history>()
+            .build(),
+    );
+    router
+}
+
+/// The OpenAPI description of every route, as `GET /v1/openapi.json`
+/// serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let groups = route_groups();
+    let mut document = crate::api_schemas::frame();
+    for (group, door) in [
+        (groups.open, Door::Open),
+        (groups.signed, Door::Signed),
+        (groups.transfers_open, Door::Open),
+        (groups.transfers_signed, Door::Signed),
+    ] {
+        let mut part = group.into_openapi();
+        crate::api_schemas::add_shared_answers(&mut part, door);
+        document.merge(part);
+    }
+    document
+}
+
 pub fn router(state: ApiState) -> Router {
     let settings = &state.settings;
     let body_limit = settings.api.body_bytes_max;
     let request_timeout = Duration::from_millis(settings.api.request_timeout_ms);
     let transfer_timeout = Duration::from_millis(settings.api.transfer_timeout_ms);
     let gate = state.auth_gate.clone();
-    // Routes that answer records (transactions, blocks, documents,
-    // members, proposals) admit only a signed caller (`api_auth`).
-    let signed = Router::new()
-        .route("/v1/transactions/{id}", get(transaction))
-        .route("/v1/blocks/{height}", get(block_by_height))
-        .route("/v1/blocks/hash/{hash}", get(block_by_hash))
-        .route("/v1/documents/{*id}", get(document_or_history))
-        .route("/v1/members/{key}", get(member))
-        .merge(crate::api_governance::signed_routes())
-        .merge(crate::api_alerts::signed_routes())
-        .route_layer(middleware::from_fn_with_state(
-            gate.clone(),
-            crate::api_auth::require_caller,
-        ));
+    let signed = || middleware::from_fn_with_state(gate.clone(), crate::api_auth::require_caller);
+    let groups = route_groups();
+    let (open, _) = groups.open.split_for_parts();
+    let (records, _) = groups.signed.split_for_parts();
+    let (transfers_open, _) = groups.transfers_open.split_for_parts();
+    let (transfers_signed, _) = groups.transfers_signed.split_for_parts();
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/status", get(status))
-        .route("/v1/transactions", post(submit))
-        .route("/v1/transactions/batch", post(submit_batch))
-        .route("/v1/departments", get(departments))
-        .route("/v1/departments/{id}", get(department))
-        .route("/v1/evidence", get(evidence_list))
-        .merge(crate::api_governance::routes())
-        .merge(signed)
+        .merge(open)
+        .merge(records.route_layer(signed()))
         .fallback(not_found)
         // `layer` wraps only the routes above: blob transfers get their own,
         // longer deadline below.
@@ -76,10 +146,12 @@ pub fn router(state: ApiState) -> Router {
             request_timeout,
         ))
         .merge(
-            crate::api_documents::routes(gate).layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                transfer_timeout,
-            )),
+            transfers_open
+                .merge(transfers_signed.route_layer(signed()))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    transfer_timeout,
+                )),
         )
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -154,6 +226,10 @@ async fn not_found() -> ApiError {
 
 /// Liveness: the consensus task runs (its loop turned recently) and the
 /// store answers. A supervisor restarts a node that fails this.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses(
+    (status = 200, description = "The node is alive.", body = HealthzResponse),
+    (status = 503, description = "`consensus_stuck` or `store_unavailable`.", body = ErrorResponse),
+))]
 async fn healthz(
     State(health): State<Arc<Health>>,
     State(chain): State<ChainView>,
@@ -172,6 +248,10 @@ async fn healthz(
 /// Readiness: this node hears a quorum and the chain is not stalled while
 /// there is work (`health::readiness`). A load balancer sends clients
 /// elsewhere while it fails.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "The node is ready.", body = ReadinessResponse),
+    (status = 503, description = "The node is not ready; `reasons` says why.", body = ReadinessResponse),
+))]
 async fn readyz(
     State(chain): State<ChainView>,
     State(peers): State<PeerView>,
@@ -196,6 +276,10 @@ async fn readyz(
     (status, Json(verdict)).into_response()
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "The metrics in Prometheus' text format.", body = String, content_type = "text/plain"),
+))]
 async fn metrics(
     State(metrics): State<Arc<Metrics>>,
     State(health): State<Arc<Health>>,
@@ -210,15 +294,30 @@ async fn metrics(
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// This description of the API.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health", responses(
+    (status = 200, description = "The OpenAPI description of every route.", body = Object),
+))]
+async fn openapi_json() -> Response {
+    crate::api_schemas::openapi_answer()
+}
+
 /// `/v1/status`: the client's [`StatusResponse`] plus, per validator of the
 /// set in force, its recent signatures and when it was last heard.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct StatusWithValidators {
     #[serde(flatten)]
     status: StatusResponse,
+    /// Per validator of the set in force: its recent signatures and when it
+    /// was last heard.
+    #[schema(value_type = Vec<Object>)]
     validators: Vec<crate::health::ValidatorActivity>,
 }
 
+/// The node's view of the chain, its peers and its mempool.
+#[utoipa::path(get, path = "/v1/status", tag = "chain", responses(
+    (status = 200, description = "The node's status.", body = StatusWithValidators),
+))]
 async fn status(
     State(chain): State<ChainView>,
     State(mempool): State<MempoolView>,
@@ -269,10 +368,13 @@ fn peer_details(peers: &PeerView, metrics: &Metrics) -> Vec<PeerDetail> {
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SubmitQuery {
+    /// Wait until the transaction is committed (or `timeout_ms` passes).
     #[serde(default)]
     wait: bool,
+    /// How long to wait, at most `api.wait_ms_max`.
     timeout_ms: Option<u64>,
 }
 
@@ -302,11 +404,27 @@ pub(crate) fn inclusion_of(store: &StoreReader, id: &TxId) -> Result<Option<Incl
     }))
 }
 
+/// Submits one signed transaction: JSON, or its canonical encoding as
+/// `application/octet-stream`.
+#[utoipa::path(post, path = "/v1/transactions", tag = "chain", params(SubmitQuery),
+    request_body(description = "A signed transaction.", content(
+        (LedgerRecord = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "Committed (with `wait`): where it sits, with its proof.", body = SubmitResponse),
+        (status = 202, description = "Accepted into the mempool; not committed yet.", body = SubmitResponse),
+        (status = 400, description = "`malformed_transaction`, `bad_signature`, `wrong_chain_id`...: not a transaction of this chain.", body = ErrorResponse),
+        (status = 409, description = "`already_committed` or `already_pending`.", body = ErrorResponse),
+        (status = 413, description = "`body_too_large`: over `api.body_bytes_max`.", body = ErrorResponse),
+        (status = 422, description = "The transaction breaks a rule of the ledger; the code names it.", body = ErrorResponse),
+        (status = 503, description = "`mempool_full`: retry later.", body = ErrorResponse),
+    ))]
 async fn submit(
     State(chain): State<ChainView>,
     State(admission): State<Admission>,
     State(settings): State<Arc<ApiSettings>>,
-    Query(query): Query<SubmitQuery>,
+    ApiQuery(query): ApiQuery<SubmitQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -464,6 +582,16 @@ fn refusal_error(refusal: Refusal) -> ApiError {
 /// signatures are checked in one ed25519 batch; each transaction is then
 /// admitted in order and gets its own result (a refusal does not stop the
 /// ones after it, but a signer's later nonces will then be refused too).
+#[utoipa::path(post, path = "/v1/transactions/batch", tag = "chain",
+    request_body(description = "Signed transactions: a JSON array, or the postcard encoding of a list of canonical encodings.", content(
+        (Vec<LedgerRecord> = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "One result per transaction, in order.", body = BatchResponse),
+        (status = 400, description = "`malformed_batch` or `batch_too_large`.", body = ErrorResponse),
+        (status = 413, description = "`body_too_large_or_unreadable`: over `api.body_bytes_max`.", body = ErrorResponse),
+    ))]
 async fn submit_batch(
     State(admission): State<Admission>,
     headers: HeaderMap,
@@ -579,10 +707,18 @@ fn parse_hash(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
     })
 }
 
+/// A transaction, committed (with its inclusion proof) or waiting.
+#[utoipa::path(get, path = "/v1/transactions/{id}", tag = "chain",
+    params(("id" = String, Path, description = "The transaction id (64 lowercase hex digits).")),
+    responses(
+        (status = 200, description = "The transaction.", body = TransactionResponse),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: neither committed nor waiting here.", body = ErrorResponse),
+    ))]
 async fn transaction(
     State(chain): State<ChainView>,
     State(mempool): State<MempoolView>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TransactionResponse>, ApiError> {
     let id = TxId(parse_hash(&id, "transaction id")?);
     if let Some(stored) = chain.store().transaction(&id).map_err(store_error)? {
@@ -625,10 +761,20 @@ fn block_response(store: &StoreReader, height: Height) -> Result<Json<BlockRespo
 /// A block as JSON, or with `Accept: application/octet-stream` its
 /// canonical bytes exactly as stored (what `docs/format.md` describes and
 /// verification hashes), for tools that decode blocks themselves.
+#[utoipa::path(get, path = "/v1/blocks/{height}", tag = "chain",
+    params(("height" = String, Path, description = "The block height.")),
+    responses(
+        (status = 200, description = "The block, its hash and its certificate.", content(
+            (BlockResponse = "application/json"),
+            (Vec<u8> = "application/octet-stream"),
+        )),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no block at that height.", body = ErrorResponse),
+    ))]
 async fn block_by_height(
     State(chain): State<ChainView>,
     headers: HeaderMap,
-    Path(height): Path<String>,
+    ApiPath(height): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let height: u64 = height.parse().map_err(|_| {
         ApiError::bad_request(
@@ -651,9 +797,17 @@ async fn block_by_height(
     block_response(chain.store(), Height(height)).map(IntoResponse::into_response)
 }
 
+/// A block by its hash.
+#[utoipa::path(get, path = "/v1/blocks/hash/{hash}", tag = "chain",
+    params(("hash" = String, Path, description = "The block hash (64 lowercase hex digits).")),
+    responses(
+        (status = 200, description = "The block, its hash and its certificate.", body = BlockResponse),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no block with that hash.", body = ErrorResponse),
+    ))]
 async fn block_by_hash(
     State(chain): State<ChainView>,
-    Path(hash): Path<String>,
+    ApiPath(hash): ApiPath<String>,
 ) -> Result<Json<BlockResponse>, ApiError> {
     let hash = BlockHash(parse_hash(&hash, "block hash")?);
     let height = chain
@@ -664,11 +818,38 @@ async fn block_by_hash(
     block_response(chain.store(), height)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
+    /// Items on the page, at most `api.page_size_max`.
     limit: Option<u32>,
 }
+
+/// A registered document, with `head_event_pending`: what a new event must
+/// name to be admitted here now (null while a transaction on the document
+/// waits for a block).
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The document id (may contain `/`).")),
+    responses(
+        (status = 200, description = "The document.", body = LedgerRecord),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: the document is not registered.", body = ErrorResponse),
+    ))]
+#[allow(dead_code)] // Describes `document_or_history`'s wildcard route.
+fn document() {}
+
+/// A document's events, oldest first, paged.
+#[utoipa::path(get, path = "/v1/documents/{id}/history", tag = "documents",
+    params(("id" = String, Path, description = "The document id (may contain `/`)."), PageQuery),
+    responses(
+        (status = 200, description = "A page of the document's events.", body = RecordPage),
+        (status = 400, description = "`bad_identifier` or `bad_cursor`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: the document is not registered.", body = ErrorResponse),
+    ))]
+#[allow(dead_code)] // Describes `document_or_history`'s wildcard route.
+fn document_history() {}
 
 /// `/v1/documents/{id}` and `/v1/documents/{id}/history` (document ids may
 /// contain `/`, so the route takes the rest of the path).
@@ -676,8 +857,8 @@ async fn document_or_history(
     State(chain): State<ChainView>,
     State(mempool): State<MempoolView>,
     State(settings): State<Arc<ApiSettings>>,
-    Path(rest): Path<String>,
-    Query(page): Query<PageQuery>,
+    ApiPath(rest): ApiPath<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     if let Some(id) = rest.strip_suffix("/history") {
         let id = DocumentId::new(id.to_string())
@@ -726,10 +907,19 @@ async fn document_or_history(
     Ok(Json(value).into_response())
 }
 
+/// An enrolled member, with its `nonce` and the `next_nonce` its next
+/// transaction must carry.
+#[utoipa::path(get, path = "/v1/members/{key}", tag = "chain",
+    params(("key" = String, Path, description = "The member's public key (64 lowercase hex digits).")),
+    responses(
+        (status = 200, description = "The member.", body = LedgerRecord),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: not enrolled.", body = ErrorResponse),
+    ))]
 async fn member(
     State(chain): State<ChainView>,
     State(mempool): State<MempoolView>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let key = PublicKey(parse_hash(&key, "member key")?);
     chain.settled(MEMPOOL_SETTLE_WAIT).await;
@@ -747,9 +937,17 @@ async fn member(
     Ok(Json(value).into_response())
 }
 
+/// A department of the federation.
+#[utoipa::path(get, path = "/v1/departments/{id}", tag = "chain",
+    params(("id" = String, Path, description = "The department id, e.g. `civil-affairs`.")),
+    responses(
+        (status = 200, description = "The department.", body = LedgerRecord),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no such department.", body = ErrorResponse),
+    ))]
 async fn department(
     State(chain): State<ChainView>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = DepartmentId::new(id)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
@@ -761,19 +959,26 @@ async fn department(
     Ok(Json(department).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EvidenceQuery {
     /// `<validator hex>:<height>` of the last record of the page before.
     cursor: Option<String>,
+    /// Records on the page, at most `api.page_size_max`.
     limit: Option<u32>,
 }
 
 /// `GET /v1/evidence?cursor=&limit=`: the equivocation evidence the chain
 /// records, by validator key then height, paged.
+#[utoipa::path(get, path = "/v1/evidence", tag = "chain", params(EvidenceQuery),
+    responses(
+        (status = 200, description = "A page of evidence records.", body = RecordPage),
+        (status = 400, description = "`bad_cursor` or `bad_query`.", body = ErrorResponse),
+    ))]
 async fn evidence_list(
     State(chain): State<ChainView>,
     State(settings): State<Arc<ApiSettings>>,
-    Query(query): Query<EvidenceQuery>,
+    ApiQuery(query): ApiQuery<EvidenceQuery>,
 ) -> Result<Response, ApiError> {
     let after = match query.cursor.as_deref() {
         None | Some("") => None,
@@ -810,6 +1015,10 @@ async fn evidence_list(
     .into_response())
 }
 
+/// Every department of the federation.
+#[utoipa::path(get, path = "/v1/departments", tag = "chain", responses(
+    (status = 200, description = "The departments.", body = Vec<LedgerRecord>),
+))]
 async fn departments(State(chain): State<ChainView>) -> Result<Response, ApiError> {
     let departments = chain.store().departments().map_err(store_error)?;
     Ok(Json(departments).into_response())

@@ -13,42 +13,56 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use custody_ledger::caller::Caller;
 use custody_ledger::types::{DepartmentId, DocumentId, Height, PublicKey, Timestamp, TxId};
 use custody_oversight::event::{action_of, actor_of};
 use custody_oversight::Action;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::alert_desk::{AlertBook, AlertQuery, AlertsPage, BookUnavailable};
 use crate::api_error::ApiError;
+use crate::api_schemas::{ApiPath, ApiQuery, ErrorResponse};
 use crate::api_state::{ApiSettings, ApiState};
 use crate::handles::ChainView;
 
 /// Blocks one activity page reads at most, whatever it finds in them.
 pub const ACTIVITY_BLOCKS_PER_PAGE_MAX: u64 = 256;
 
-pub fn signed_routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/alerts", get(alerts))
-        .route("/v1/departments/{id}/activity", get(activity))
+pub fn signed_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(alerts))
+        .routes(routes!(activity))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AlertsParams {
+    /// Alerts after this sequence number (the `last_seq` of the previous
+    /// answer).
     since: Option<u64>,
+    /// Alerts raised at this height or later.
     since_height: Option<u64>,
+    /// Alerts on the page, at most `api.page_size_max`.
     limit: Option<u32>,
 }
 
+/// The alerts the node's detector holds, in sequence order: a member or a
+/// department's node sees its department's, an auditor all.
+#[utoipa::path(get, path = "/v1/alerts", tag = "oversight", params(AlertsParams), responses(
+    (status = 200, description = "A page of alerts.", body = Object),
+    (status = 503, description = "`alerts_starting` or `alerts_stopped`.", body = ErrorResponse),
+))]
 async fn alerts(
     State(book): State<AlertBook>,
     State(settings): State<Arc<ApiSettings>>,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<AlertsParams>,
+    ApiQuery(params): ApiQuery<AlertsParams>,
 ) -> Result<Json<AlertsPage>, ApiError> {
     let page_max = settings.api.page_size_max;
     let query = AlertQuery {
@@ -69,36 +83,47 @@ async fn alerts(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ActivityParams {
+    /// The first height to read (1 by default).
     from_height: Option<u64>,
+    /// Actions on the page, at most `api.page_size_max`.
     limit: Option<u32>,
 }
 
 /// One committed action of a department's activity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActivityItem {
+    #[schema(value_type = u64)]
     pub height: Height,
     /// Position of the transaction in its block.
     pub index: u32,
+    #[schema(value_type = String)]
     pub tx: TxId,
     /// Block time.
+    #[schema(value_type = u64)]
     pub time: Timestamp,
     /// The transaction's kind (`record-access`, `offer-transfer`, …).
     pub kind: String,
     /// The member who acted (for a refused read, the member who asked).
+    #[schema(value_type = String)]
     pub actor: PublicKey,
     /// Their department, when the actor is a member or a node.
+    #[schema(value_type = Option<String>)]
     pub actor_department: Option<DepartmentId>,
+    #[schema(value_type = Option<String>)]
     pub document: Option<DocumentId>,
     /// The department a grant or an offer is for, a member is enrolled
     /// in, or a document is registered by.
+    #[schema(value_type = Option<String>)]
     pub to: Option<DepartmentId>,
 }
 
 /// A page of a department's activity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActivityPage {
+    #[schema(value_type = String)]
     pub department: DepartmentId,
     /// The committed head when the page was read.
     pub head: u64,
@@ -107,12 +132,21 @@ pub struct ActivityPage {
     pub items: Vec<ActivityItem>,
 }
 
+/// The committed actions in a department's name or on its documents,
+/// block by block from `from_height` (`custody watch`).
+#[utoipa::path(get, path = "/v1/departments/{id}/activity", tag = "oversight",
+    params(("id" = String, Path, description = "The department id."), ActivityParams),
+    responses(
+        (status = 200, description = "A page of the department's activity.", body = ActivityPage),
+        (status = 400, description = "`bad_identifier` or `bad_query`.", body = ErrorResponse),
+        (status = 403, description = "`not_your_department`: only its members and node, and auditors, may follow it.", body = ErrorResponse),
+    ))]
 async fn activity(
     State(chain): State<ChainView>,
     State(settings): State<Arc<ApiSettings>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(params): Query<ActivityParams>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ActivityParams>,
 ) -> Result<Json<ActivityPage>, ApiError> {
     let department = DepartmentId::new(id)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;

@@ -17,20 +17,23 @@
 //! Formats: `docs/format.md`, "Signed read request".
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::handler::Handler;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use custody_ledger::records::Document;
 use custody_ledger::types::{Classification, DepartmentId, DocumentId, Hash32, Role};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use std::sync::Arc;
 
 use crate::api_error::ApiError;
+use crate::api_schemas::{ApiPath, ApiQuery, ErrorResponse, RecordPage};
 use crate::api_state::{ApiSettings, ApiState};
 use crate::api_types::Page;
 use crate::blob_fetch::{check_held_copy, ensure_blob, note_quarantined, BlobRoom, FetchError};
@@ -54,8 +57,9 @@ pub const DOWNLOAD_CHUNKS_QUEUED_MAX: usize = 4;
 pub const DOCUMENTS_SCANNED_PER_PAGE_MAX: usize = 10_000;
 
 /// Answer of upload and fetch.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlobStatus {
+    #[schema(value_type = String)]
     pub sha256: Hash32,
     pub size_bytes: u64,
     /// The peer it was fetched from, when it was just fetched.
@@ -67,23 +71,22 @@ pub struct BlobStatus {
     pub quarantined: Option<String>,
 }
 
-/// `gate` admits the callers of the routes that answer records (a blob's
-/// status, a fetch, the document list); an upload carries its own signed
+/// The blob routes anyone may call: an upload carries its own signed
 /// header and a read its signed read request.
-pub fn routes(gate: crate::api_auth::AuthGate) -> Router<ApiState> {
-    let signed =
-        || axum::middleware::from_fn_with_state(gate.clone(), crate::api_auth::require_caller);
-    Router::new()
-        .route(
-            "/v1/blobs/{sha256}",
-            put(upload)
-                .get(blob_status.layer(signed()))
-                // Uploads are bounded by `blobs.blob_bytes_max` instead.
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .route("/v1/blobs/fetch", post(fetch.layer(signed())))
-        .route("/v1/reads", post(read))
-        .route("/v1/documents", get(list.layer(signed())))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        // Uploads are bounded by `blobs.blob_bytes_max` instead.
+        .routes(routes!(upload).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(read))
+}
+
+/// The routes that answer records (a blob's status, a fetch, the document
+/// list): `api::router` puts the caller check in front of them.
+pub fn signed_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(blob_status))
+        .routes(routes!(fetch))
+        .routes(routes!(list))
 }
 
 fn parse_sha256(text: &str) -> Result<[u8; 32], ApiError> {
@@ -117,19 +120,35 @@ fn store_error(error: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("the node's store could not be read: {error}"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UploadQuery {
+    /// The envelope's size in bytes, as signed.
     size_bytes: u64,
 }
 
 /// Streams the body to a temporary file through a bounded queue, hashing as
 /// it goes; memory is a few body chunks whatever the blob's size.
+#[utoipa::path(put, path = "/v1/blobs/{sha256}", tag = "documents",
+    params(("sha256" = String, Path, description = "The envelope's SHA-256 (64 lowercase hex digits)."), UploadQuery),
+    request_body(description = "The envelope's bytes.", content((Vec<u8> = "application/octet-stream"))),
+    security(("upload_signature" = [])),
+    responses(
+        (status = 200, description = "This node already holds an intact copy.", body = BlobStatus),
+        (status = 201, description = "Stored.", body = BlobStatus),
+        (status = 400, description = "`bad_identifier`, `bad_query`, `bad_upload_signature` or `upload_interrupted`.", body = ErrorResponse),
+        (status = 401, description = "`upload_not_signed`: no `x-custody-upload` header.", body = ErrorResponse),
+        (status = 403, description = "`upload_refused`: the signature does not hold (wrong chain, other blob, stale time, not a clerk...).", body = ErrorResponse),
+        (status = 413, description = "`blob_too_large` or `body_too_large`: over `blobs.blob_bytes_max`.", body = ErrorResponse),
+        (status = 422, description = "`blob_mismatch`: the bytes do not hash to the SHA-256 or have another size.", body = ErrorResponse),
+        (status = 507, description = "`blob_store_full`.", body = ErrorResponse),
+    ))]
 async fn upload(
     State(blobs): State<Arc<Blobs>>,
     State(room): State<BlobRoom>,
     State(gate): State<UploadGate>,
-    Path(sha256): Path<String>,
-    Query(query): Query<UploadQuery>,
+    ApiPath(sha256): ApiPath<String>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -214,9 +233,18 @@ async fn upload(
         .into_response())
 }
 
+/// Whether this node holds a blob, and its size (presence only: it does not
+/// re-hash).
+#[utoipa::path(get, path = "/v1/blobs/{sha256}", tag = "documents",
+    params(("sha256" = String, Path, description = "The envelope's SHA-256 (64 lowercase hex digits).")),
+    responses(
+        (status = 200, description = "The blob is here.", body = BlobStatus),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: not on this node.", body = ErrorResponse),
+    ))]
 async fn blob_status(
     State(blobs): State<Arc<Blobs>>,
-    Path(sha256): Path<String>,
+    ApiPath(sha256): ApiPath<String>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
     let size_bytes = blobs.store.size_of(&sha256).ok_or_else(|| {
@@ -230,8 +258,10 @@ async fn blob_status(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FetchQuery {
+    /// The document whose blob to fetch.
     document: String,
 }
 
@@ -255,10 +285,20 @@ fn fetch_error(error: FetchError) -> ApiError {
     }
 }
 
+/// Fetches the document's blob from other nodes unless this node holds an
+/// intact copy (re-hashed; a damaged copy is quarantined and replaced).
+#[utoipa::path(post, path = "/v1/blobs/fetch", tag = "documents", params(FetchQuery),
+    responses(
+        (status = 200, description = "This node holds an intact copy.", body = BlobStatus),
+        (status = 400, description = "`bad_identifier` or `bad_query`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: the document is not registered.", body = ErrorResponse),
+        (status = 502, description = "`blob_fetch_failed`: no peer could give an intact copy.", body = ErrorResponse),
+        (status = 507, description = "`blob_store_full`.", body = ErrorResponse),
+    ))]
 async fn fetch(
     State(chain): State<ChainView>,
     State(room): State<BlobRoom>,
-    Query(query): Query<FetchQuery>,
+    ApiQuery(query): ApiQuery<FetchQuery>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let document = DocumentId::new(query.document)
         .map_err(|error| ApiError::bad_request("bad_identifier", error.to_string()))?;
@@ -560,14 +600,36 @@ fn failed_before_sending(desk: &ReadDesk, permit: &ReadPermit, reason: String) {
     });
 }
 
+/// A member's signed read request; the answer is the ciphertext, streamed,
+/// when the ledger's read rule allows it, and what became of the request is
+/// attested on chain by this node.
+#[utoipa::path(post, path = "/v1/reads", tag = "documents",
+    request_body(description = "A signed read request (docs/format.md, \"Signed read request\").", content((crate::api_schemas::LedgerRecord = "application/json"))),
+    responses(
+        (status = 200, description = "The ciphertext.", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, description = "`bad_read_request`.", body = ErrorResponse),
+        (status = 403, description = "`read_refused` or the read rule's code.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: the document or the member is unknown.", body = ErrorResponse),
+        (status = 409, description = "`blob_not_here` or `blob_corrupt`: fetch, then ask again under the same access record.", body = ErrorResponse),
+        (status = 413, description = "`body_too_large`: over 4 KiB.", body = ErrorResponse),
+    ))]
 async fn read(
     State(chain): State<ChainView>,
     State(blobs): State<Arc<Blobs>>,
     State(room): State<BlobRoom>,
     State(desk): State<ReadDesk>,
     State(clock): State<LocalClock>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    })?;
     if body.len() > READ_REQUEST_BYTES_MAX {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -744,19 +806,31 @@ async fn read(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only documents in this department's custody.
     custodian: Option<String>,
+    /// `active`, `in-transfer` or `disposed`.
     status: Option<String>,
+    /// `public`, `internal`, `confidential` or `secret`.
     classification: Option<String>,
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
+    /// Documents on the page, at most `api.page_size_max`.
     limit: Option<u32>,
 }
 
+/// Documents, filtered and paged.
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", params(ListQuery),
+    responses(
+        (status = 200, description = "A page of documents.", body = RecordPage),
+        (status = 400, description = "`bad_identifier`, `bad_filter`, `bad_cursor` or `bad_query`.", body = ErrorResponse),
+    ))]
 async fn list(
     State(chain): State<ChainView>,
     State(settings): State<Arc<ApiSettings>>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<Document>>, ApiError> {
     let custodian = match query.custodian.as_deref() {
         None | Some("") => None,

@@ -9,40 +9,49 @@
 //! The tally is the ledger's ([`Tally`]): the same count the state machine
 //! makes when an approval arrives.
 
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::extract::State;
+use axum::Json;
 use custody_ledger::records::{Department, Parameters};
 use custody_ledger::store::StoreError;
 use custody_ledger::types::{Height, ProposalId};
 
 pub use crate::api_types::ProposalResponse;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api_error::ApiError;
+use crate::api_schemas::{ApiPath, ApiQuery, ErrorResponse, LedgerRecord};
 use crate::api_state::ApiState;
 use crate::handles::ChainView;
 
 /// Times the routes re-read when a commit lands between their reads.
 const CONSISTENT_READ_TRIES_MAX: usize = 4;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `pending`, `executed` or `all` (the default).
     status: Option<String>,
 }
 
 /// Open to anyone: the chain parameters in force.
-pub fn routes() -> Router<ApiState> {
-    Router::new().route("/v1/parameters", get(parameters))
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(parameters))
 }
 
 /// For signed callers only: proposals name members and departments.
-pub fn signed_routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/proposals", get(list))
-        .route("/v1/proposals/{id}", get(show))
+pub fn signed_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
+/// The chain parameters in force.
+#[utoipa::path(get, path = "/v1/parameters", tag = "governance", responses(
+    (status = 200, description = "The parameters.", body = LedgerRecord),
+))]
 async fn parameters(State(chain): State<ChainView>) -> Result<Json<Parameters>, ApiError> {
     Ok(Json(chain.store().parameters().map_err(store_error)?))
 }
@@ -71,9 +80,15 @@ fn at_one_height<T>(
     ))
 }
 
+/// Every proposal, newest first, with its tally.
+#[utoipa::path(get, path = "/v1/proposals", tag = "governance", params(ListQuery), responses(
+    (status = 200, description = "The proposals.", body = Vec<ProposalResponse>),
+    (status = 400, description = "`bad_query`: not a status.", body = ErrorResponse),
+    (status = 503, description = "`busy`: the chain moved during every read; retry.", body = ErrorResponse),
+))]
 async fn list(
     State(chain): State<ChainView>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<ProposalResponse>>, ApiError> {
     let wanted = query.status.as_deref().unwrap_or("all");
     if !matches!(wanted, "pending" | "executed" | "all") {
@@ -97,9 +112,18 @@ async fn list(
     Ok(Json(answers))
 }
 
+/// One proposal, with its tally.
+#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "governance",
+    params(("id" = String, Path, description = "The proposal id: the id of the transaction that proposed it (64 lowercase hex digits).")),
+    responses(
+        (status = 200, description = "The proposal.", body = ProposalResponse),
+        (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
+        (status = 404, description = "`not_found`: no such proposal.", body = ErrorResponse),
+        (status = 503, description = "`busy`: the chain moved during every read; retry.", body = ErrorResponse),
+    ))]
 async fn show(
     State(chain): State<ChainView>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ProposalResponse>, ApiError> {
     let id = custody_ledger::types::parse_hex::<32>(&id).map_err(|error| {
         ApiError::bad_request(

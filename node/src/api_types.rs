@@ -6,10 +6,12 @@ use custody_ledger::merkle::InclusionProof;
 use custody_ledger::tx::SignedTransaction;
 use custody_ledger::types::{BlockHash, Height, TxId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Answer to `POST /v1/transactions`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SubmitResponse {
+    #[schema(value_type = String)]
     pub tx_id: TxId,
     /// `pending` (accepted into the mempool) or `committed`.
     pub status: String,
@@ -18,44 +20,53 @@ pub struct SubmitResponse {
 }
 
 /// Where a committed transaction sits, with the proof that it is there.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Inclusion {
+    #[schema(value_type = u64)]
     pub height: Height,
     pub index: u32,
+    #[schema(value_type = String)]
     pub block_hash: BlockHash,
     /// Proves the transaction id against the block header's `tx_root`.
+    #[schema(value_type = Object)]
     pub proof: InclusionProof,
 }
 
 /// Answer to `GET /v1/transactions/{id}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TransactionResponse {
+    #[schema(value_type = String)]
     pub tx_id: TxId,
     /// `pending` or `committed`.
     pub status: String,
+    #[schema(value_type = crate::api_schemas::LedgerRecord)]
     pub transaction: SignedTransaction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inclusion: Option<Inclusion>,
 }
 
 /// Answer to `GET /v1/blocks/{height}` and `/v1/blocks/hash/{hash}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BlockResponse {
+    #[schema(value_type = u64)]
     pub height: Height,
+    #[schema(value_type = String)]
     pub hash: BlockHash,
+    #[schema(value_type = crate::api_schemas::LedgerRecord)]
     pub block: Block,
     /// The certificate that made this block final.
+    #[schema(value_type = Option<crate::api_schemas::LedgerRecord>)]
     pub certificate: Option<CommitCertificate>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct MempoolStatus {
     pub transactions: u64,
     pub bytes: u64,
 }
 
 /// Answer to `GET /v1/status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct StatusResponse {
     pub chain_id: String,
     pub genesis_hash: String,
@@ -85,7 +96,7 @@ pub struct StatusResponse {
 }
 
 /// One other member node in `GET /v1/status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct PeerDetail {
     pub peer_id: String,
     /// Its department, when this node knows it (from the genesis or the
@@ -107,17 +118,18 @@ pub struct Page<T> {
 }
 
 /// The error part of an answer: a stable code and a message.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub code: String,
     pub message: String,
 }
 
 /// One transaction's result in a batch submission.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchItem {
     /// Absent only when the transaction could not be decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub tx_id: Option<TxId>,
     /// `pending` or `refused`.
     pub status: String,
@@ -147,26 +159,30 @@ impl BatchItem {
 }
 
 /// Answer to `POST /v1/transactions/batch`, one result per transaction in order.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     pub results: Vec<BatchItem>,
 }
 
 /// A proposal, its tally and when it takes effect.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProposalResponse {
+    #[schema(value_type = crate::api_schemas::LedgerRecord)]
     pub proposal: custody_ledger::records::Proposal,
     /// `pending` or `executed`.
     pub status: String,
     /// The approvals counted among the departments at `as_of_height`.
+    #[schema(value_type = Object)]
     pub tally: custody_ledger::state::Tally,
     /// The least approved power that executes the change.
     pub power_needed: u128,
     /// For an executed change: the first height whose validator set and
     /// block limits follow it (`executed_at + 1`; `docs/rules.md` §4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
     pub effective_from: Option<Height>,
     /// The committed height the answer was read at.
+    #[schema(value_type = u64)]
     pub as_of_height: Height,
 }
 

@@ -23,6 +23,7 @@ pub mod api_auth;
 pub mod api_documents;
 pub mod api_error;
 pub mod api_governance;
+pub mod api_schemas;
 pub mod api_server;
 pub mod api_state;
 pub mod api_types;
