@@ -93,6 +93,7 @@ impl From<DocError> for Failure {
             DocError::KeyFile { .. } => Exit::Failure,
             DocError::Envelope { source, .. } => envelope_exit(source),
             DocError::Document { .. } => Exit::Failure,
+            DocError::FixityMismatch { .. } => Exit::Verification,
         };
         Failure {
             message: error.to_string(),

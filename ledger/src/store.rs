@@ -41,8 +41,8 @@ use crate::evidence::EvidenceRecord;
 use crate::genesis::{Genesis, GenesisError};
 use crate::read_cache::{insert_bounded, ReadCache};
 use crate::records::{
-    Department, Document, DocumentEvent, EventKind, Member, Parameters, Proposal, TxLocation,
-    ValidatorSet,
+    Department, Document, DocumentEvent, DocumentStatus, EventKind, Member, Parameters, Proposal,
+    TxLocation, ValidatorSet,
 };
 use crate::state::{self, ChainInfo, StateChanges, StateDigest, StateView, ViewError};
 use crate::tx::SignedTransaction;
@@ -183,6 +183,16 @@ pub struct StoredTransaction {
     pub transaction: SignedTransaction,
     pub location: TxLocation,
     pub block_hash: BlockHash,
+}
+
+/// The ciphertexts committed transactions name (`Store::ciphertext_names`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CiphertextNames {
+    /// Named by a document that is not disposed: kept.
+    pub live: std::collections::HashSet<Hash32>,
+    /// Named by a disposed document (the first such document, in id
+    /// order), and maybe also by a live one.
+    pub disposed: std::collections::BTreeMap<Hash32, DocumentId>,
 }
 
 /// One page of a list; pass `next` back as the cursor for the next page.
@@ -972,43 +982,75 @@ impl Store {
         Ok(Page { items, next })
     }
 
-    /// Every ciphertext SHA-256 a committed transaction names: each
-    /// document's current ciphertext and, for an amended document, those
-    /// of its earlier versions. A blob outside this set is an upload whose
-    /// registration never came.
+    /// Every ciphertext SHA-256 a committed transaction names for a
+    /// document that is not disposed: each such document's current
+    /// ciphertext and, for an amended one (in the clear or sealed), those
+    /// of its earlier versions. A blob outside this set is either an upload
+    /// whose registration never came or the ciphertext of a disposed
+    /// document; neither is kept.
     pub fn named_ciphertexts(&self) -> Result<std::collections::HashSet<Hash32>, StoreError> {
+        Ok(self.ciphertext_names()?.live)
+    }
+
+    /// Every ciphertext SHA-256 committed transactions name, split by
+    /// whether its document is disposed (one walk over the documents).
+    pub fn ciphertext_names(&self) -> Result<CiphertextNames, StoreError> {
         const PAGE: usize = PAGE_LIMIT_MAX;
-        let mut named = std::collections::HashSet::new();
+        let mut names = CiphertextNames::default();
         let mut after: Option<DocumentId> = None;
         loop {
             let page = self.documents(after.as_ref(), PAGE)?;
             for document in &page.items {
-                named.insert(document.ciphertext.sha256);
-                if document.version > 1 {
-                    let mut from = 0;
-                    loop {
-                        let events = self.document_history(&document.id, from, PAGE)?;
-                        for event in &events.items {
-                            if let EventKind::Amended {
-                                previous_ciphertext,
-                                ciphertext,
-                                ..
-                            } = &event.kind
-                            {
-                                named.insert(previous_ciphertext.sha256);
-                                named.insert(ciphertext.sha256);
-                            }
-                        }
-                        match events.next {
-                            Some(next) => from = next,
-                            None => break,
-                        }
+                let ciphertexts = self.document_ciphertexts(document)?;
+                if document.status == DocumentStatus::Disposed {
+                    for sha256 in ciphertexts {
+                        names.disposed.entry(sha256).or_insert(document.id.clone());
                     }
+                } else {
+                    names.live.extend(ciphertexts);
                 }
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => return Ok(named),
+                None => return Ok(names),
+            }
+        }
+    }
+
+    /// The ciphertexts of every version of `document`: the current one
+    /// and, when it was amended, each earlier version's (from the
+    /// `amended` and `amended-sealed` events of its history).
+    pub fn document_ciphertexts(&self, document: &Document) -> Result<Vec<Hash32>, StoreError> {
+        const PAGE: usize = PAGE_LIMIT_MAX;
+        let mut ciphertexts = vec![document.ciphertext.sha256];
+        if document.version <= 1 {
+            return Ok(ciphertexts);
+        }
+        let mut from = 0;
+        loop {
+            let events = self.document_history(&document.id, from, PAGE)?;
+            for event in &events.items {
+                if let EventKind::Amended {
+                    previous_ciphertext,
+                    ciphertext,
+                    ..
+                }
+                | EventKind::AmendedSealed {
+                    previous_ciphertext,
+                    ciphertext,
+                    ..
+                } = &event.kind
+                {
+                    for sha256 in [previous_ciphertext.sha256, ciphertext.sha256] {
+                        if !ciphertexts.contains(&sha256) {
+                            ciphertexts.push(sha256);
+                        }
+                    }
+                }
+            }
+            match events.next {
+                Some(next) => from = next,
+                None => return Ok(ciphertexts),
             }
         }
     }

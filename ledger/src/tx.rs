@@ -26,12 +26,16 @@ pub const LABEL_BYTES_MAX: usize = 128;
 // A label is a short text: the two limits must not cross.
 const _: () = assert!(LABEL_BYTES_MAX <= TEXT_BYTES_MAX);
 
-/// Why a document was amended.
+/// Why a document was amended. New reasons are appended: a variant's
+/// index is its encoding, so every earlier amendment keeps its bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AmendReason {
     Correction,
     FormatMigration,
+    /// Parts of the record withheld from the new version (the earlier
+    /// version stays as it was, under its own data key).
+    Redaction,
 }
 
 /// Outcome of a fixity check.

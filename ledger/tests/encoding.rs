@@ -241,7 +241,8 @@ fn body() -> impl Strategy<Value = TxBody> {
                 event_hash(),
                 prop_oneof![
                     Just(AmendReason::Correction),
-                    Just(AmendReason::FormatMigration)
+                    Just(AmendReason::FormatMigration),
+                    Just(AmendReason::Redaction)
                 ],
                 text()
             ),
@@ -970,4 +971,21 @@ proptest! {
         prop_assert_eq!(id, tx.id());
         prop_assert_eq!(SignedTransaction::id_of_encoded(&tx.to_bytes()), tx.id());
     }
+}
+
+#[test]
+fn amend_reason_redaction_is_appended_so_earlier_reasons_keep_their_bytes() {
+    let encoded = |reason: AmendReason| postcard::to_allocvec(&reason).expect("encodes");
+    assert_eq!(encoded(AmendReason::Correction), vec![0]);
+    assert_eq!(encoded(AmendReason::FormatMigration), vec![1]);
+    assert_eq!(encoded(AmendReason::Redaction), vec![2]);
+    assert_eq!(
+        postcard::from_bytes::<AmendReason>(&[2]).expect("decodes"),
+        AmendReason::Redaction
+    );
+    assert_eq!(
+        serde_json::to_value(AmendReason::Redaction).expect("json"),
+        serde_json::json!("redaction")
+    );
+    assert!(postcard::from_bytes::<AmendReason>(&[3]).is_err());
 }

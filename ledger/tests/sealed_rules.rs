@@ -313,3 +313,42 @@ fn dispose_sealed_is_refused_when_its_reason_is_malformed() {
         "sealed_text_malformed"
     );
 }
+
+#[test]
+fn amend_sealed_records_a_redaction_as_its_reason() {
+    let mut w = World::new();
+    register_sealed(&mut w, "D1");
+    let TxBody::AmendSealed {
+        document,
+        previous_event,
+        note,
+        title,
+        format,
+        plaintext,
+        ciphertext,
+        wrapped_key,
+        ..
+    } = amend_sealed_body(&w, "D1", sealed(10, 4), sealed(20, 3))
+    else {
+        unreachable!("amend_sealed_body builds an amend-sealed");
+    };
+    w.ok(
+        "ca-clerk",
+        TxBody::AmendSealed {
+            document,
+            previous_event,
+            reason: AmendReason::Redaction,
+            note,
+            title,
+            format,
+            plaintext,
+            ciphertext,
+            wrapped_key,
+        },
+    );
+    assert_eq!(w.doc("D1").version, 2);
+    let EventKind::AmendedSealed { reason, .. } = last_event(&w, "D1").kind else {
+        panic!("expected amended-sealed");
+    };
+    assert_eq!(reason, AmendReason::Redaction);
+}

@@ -268,6 +268,9 @@ struct FetchQuery {
 fn fetch_error(error: FetchError) -> ApiError {
     match error {
         FetchError::UnknownDocument(_) => ApiError::not_found(error.to_string()),
+        FetchError::Disposed(_) => {
+            ApiError::new(StatusCode::GONE, "document_disposed", error.to_string())
+        }
         FetchError::Store { .. } => ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "blob_store_full",

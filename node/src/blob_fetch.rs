@@ -10,7 +10,8 @@
 //!
 //! A node serves a range only to the node of a department entitled to the
 //! document: its custodian, the recipient of a live offer, or the holder of
-//! an unexpired grant (block time).
+//! an unexpired grant (block time). Nothing of a disposed document is
+//! fetched or served (`blob_disposal.rs` deletes it).
 //!
 //! A held copy is re-hashed before it counts: before the first range is
 //! served to a peer, before `ensure_blob` answers that the blob is here,
@@ -18,7 +19,7 @@
 //! quarantined ([`BlobStore::quarantine`](crate::blobs::BlobStore::quarantine)),
 //! counted in `custody_blobs_corrupt_total`, and fetched again.
 
-use custody_ledger::records::Document;
+use custody_ledger::records::{Document, DocumentStatus};
 use custody_ledger::state::department_may_hold;
 use custody_ledger::types::{DepartmentId, DocumentId, Hash32, Timestamp};
 use libp2p::PeerId;
@@ -71,6 +72,8 @@ pub const BLOB_PROTOCOL_VERSION: u8 = 1;
 pub enum FetchError {
     #[error("document `{0}` is not registered on this node's chain")]
     UnknownDocument(DocumentId),
+    #[error("document `{0}` was disposed of: its ciphertext is deleted from every node and is not served")]
+    Disposed(DocumentId),
     #[error("this node's network is not running")]
     NoNetwork,
     #[error("no connected node could be asked for the blob of document `{0}`")]
@@ -203,6 +206,9 @@ fn answer(room: &BlobRoom, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
         Ok(None) => return refused(format!("document `{}` is not registered", request.document)),
         Err(error) => return refused(format!("store unavailable: {error}")),
     };
+    if document.status == DocumentStatus::Disposed {
+        return refused(FetchError::Disposed(request.document).to_string());
+    }
     if document.ciphertext.sha256 != request.sha256 {
         return refused(format!(
             "{} is not the current ciphertext of document `{}`",
@@ -274,6 +280,9 @@ pub async fn ensure_blob(room: &BlobRoom, document_id: &DocumentId) -> Result<Fe
         .document(document_id)
         .map_err(|error| FetchError::Ledger(error.to_string()))?
         .ok_or_else(|| FetchError::UnknownDocument(document_id.clone()))?;
+    if document.status == DocumentStatus::Disposed {
+        return Err(FetchError::Disposed(document_id.clone()));
+    }
     let sha256 = document.ciphertext.sha256.0;
     let store_error = |source: BlobError| FetchError::Store {
         document: document_id.clone(),

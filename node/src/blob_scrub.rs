@@ -15,11 +15,14 @@
 //! `blobs.orphan_after_ms` and that no committed transaction names (as a
 //! document's ciphertext, current or earlier: `Store::named_ciphertexts`)
 //! is an upload whose registration never came, and is deleted; counted in
-//! `custody_blobs_orphans_collected_total`.
+//! `custody_blobs_orphans_collected_total`. A disposed document's
+//! ciphertexts are not orphans: the disposal sweep that follows
+//! (`blob_disposal.rs`) deletes them and counts them as disposed.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use custody_ledger::records::DocumentStatus;
 use custody_ledger::store::StoreError;
 use custody_ledger::types::DocumentId;
 
@@ -58,7 +61,9 @@ pub fn scrub_pass(room: &BlobRoom, after: Option<DocumentId>) -> Result<ScrubPas
             pass.documents_seen += 1;
             cursor = Some(document.id.clone());
             let sha256 = document.ciphertext.sha256.0;
-            if room.blobs.store.size_of(&sha256).is_some() {
+            // A disposed document's blob is deleted, not checked.
+            let disposed = document.status == DocumentStatus::Disposed;
+            if !disposed && room.blobs.store.size_of(&sha256).is_some() {
                 match check_held_copy(room, &document.id, &sha256) {
                     Ok(Held::Intact { size_bytes }) => {
                         pass.blobs_checked += 1;
@@ -123,9 +128,12 @@ pub fn collect_orphans(
     if candidates.is_empty() {
         return Ok(pass);
     }
-    let named = room.store.named_ciphertexts()?;
+    let names = room.store.ciphertext_names()?;
     for (sha256, _) in candidates {
-        if named.contains(&custody_ledger::types::Hash32(sha256)) {
+        let sha256_named = custody_ledger::types::Hash32(sha256);
+        // A disposed document's blob is not an orphan: the disposal sweep
+        // deletes it and counts it as disposed.
+        if names.live.contains(&sha256_named) || names.disposed.contains_key(&sha256_named) {
             continue;
         }
         match store.remove_orphan(&sha256) {
@@ -182,6 +190,14 @@ pub async fn run(room: BlobRoom, mut stop: Shutdown) {
                     Ok(Ok(pass)) => tracing::debug!(?pass, "orphan blob collection"),
                     Ok(Err(error)) => tracing::warn!(%error, "orphan collection could not read the store"),
                     Err(error) => tracing::warn!(%error, "orphan collection failed"),
+                }
+                // A disposed document's blob whose deletion failed, or that
+                // came back (an upload of the same bytes), goes here.
+                let disposal_room = room.clone();
+                match tokio::task::spawn_blocking(move || crate::blob_disposal::sweep(&disposal_room)).await {
+                    Ok(Ok(pass)) => tracing::debug!(?pass, "disposal sweep after the scrub"),
+                    Ok(Err(error)) => tracing::warn!(%error, "disposal sweep could not read the store"),
+                    Err(error) => tracing::warn!(%error, "disposal sweep failed"),
                 }
             }
         }

@@ -8,7 +8,8 @@
 //!   failures so that the next attempt resumes where this one stopped;
 //! - `quarantine/<64 hex>.<unix ms>`: a blob whose bytes stopped matching
 //!   its name, moved out of the way (never deleted: it is evidence, and
-//!   the only copy if every other node lost theirs).
+//!   the only copy if every other node lost theirs; only the disposal of
+//!   its document deletes it, `blob_disposal.rs`).
 //!
 //! Invariants:
 //! - a file appears under its hash only after its bytes were hashed, found
@@ -78,6 +79,23 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
     move |source| BlobError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+/// What [`BlobStore::remove_every_copy`] deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemovedCopies {
+    /// The complete blob's size, when it was here.
+    pub blob_bytes: Option<u64>,
+    /// Whether a fetch in progress was thrown away.
+    pub partial: bool,
+    /// Damaged copies deleted from quarantine.
+    pub quarantined: u64,
+}
+
+impl RemovedCopies {
+    pub fn is_empty(&self) -> bool {
+        self.blob_bytes.is_none() && !self.partial && self.quarantined == 0
     }
 }
 
@@ -351,6 +369,50 @@ impl BlobStore {
             Ordering::Relaxed,
         );
         Ok(size)
+    }
+
+    /// Deletes every copy of the blob `sha256` this store has: the
+    /// complete blob, a fetch in progress, and damaged copies kept in
+    /// quarantine (the ciphertext of a disposed document is not kept, not
+    /// even as evidence). Gives the complete blob's bytes back to the
+    /// store's room.
+    pub fn remove_every_copy(&self, sha256: &[u8; 32]) -> Result<RemovedCopies, BlobError> {
+        let mut removed = RemovedCopies::default();
+        let path = self.path(sha256);
+        match std::fs::metadata(&path) {
+            Ok(metadata) => {
+                std::fs::remove_file(&path).map_err(io_error(&path))?;
+                self.used_bytes.fetch_sub(
+                    metadata.len().min(self.used_bytes.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                removed.blob_bytes = Some(metadata.len());
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&path)(error)),
+        }
+        let partial = self.partial_path(sha256);
+        match std::fs::remove_file(&partial) {
+            Ok(()) => removed.partial = true,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io_error(&partial)(error)),
+        }
+        let quarantine = self.root.join(QUARANTINE_DIR);
+        let prefix = format!("{}.", hex::encode(sha256));
+        if let Ok(entries) = std::fs::read_dir(&quarantine) {
+            for entry in entries.flatten() {
+                let is_copy = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| name.starts_with(&prefix));
+                if is_copy {
+                    let copy = entry.path();
+                    std::fs::remove_file(&copy).map_err(io_error(&copy))?;
+                    removed.quarantined += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Moves the blob `sha256` to `quarantine/<hex>.<unix ms>` (never

@@ -28,6 +28,7 @@ pub mod api_server;
 pub mod api_state;
 pub mod api_types;
 pub mod app;
+pub mod blob_disposal;
 pub mod blob_fetch;
 pub mod blob_scrub;
 pub mod blobs;

@@ -45,6 +45,9 @@ pub struct Metrics {
     /// Uploaded blobs that no committed transaction named within
     /// `blobs.orphan_after_ms`, removed by the scrub.
     pub blobs_orphans_collected_total: AtomicU64,
+    /// Blobs deleted because the document they are a version of was
+    /// disposed of (`blob_disposal`).
+    pub blobs_disposed_total: AtomicU64,
     /// API requests refused for want of a valid caller, by refusal code.
     api_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Oversight alerts raised (`alert_desk`), by rule code.
@@ -315,6 +318,13 @@ impl Metrics {
             "Uploaded blobs removed because no committed transaction named them in time.",
             "counter",
             load(&self.blobs_orphans_collected_total),
+        );
+        gauge(
+            &mut out,
+            "custody_blobs_disposed_total",
+            "Blobs deleted because a committed disposal ended their document (every version's ciphertext).",
+            "counter",
+            load(&self.blobs_disposed_total),
         );
         {
             let counts = match self.api_refused.lock() {

@@ -324,6 +324,13 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
         }
         .run(stop.clone()),
     );
+    // Not essential: a disposed document's blob that stays is deleted by
+    // the next scrub pass, and no node serves it meanwhile.
+    tokio::spawn(crate::blob_disposal::run(
+        blob_room.clone(),
+        chain.clone(),
+        stop.clone(),
+    ));
     let activity_task = tokio::spawn(crate::health_watch::watch_activity(
         chain,
         metrics,

@@ -98,6 +98,12 @@ impl StoreReader {
         self.store.named_ciphertexts()
     }
 
+    /// Every ciphertext committed transactions name, kept or disposed
+    /// (`Store::ciphertext_names`).
+    pub fn ciphertext_names(&self) -> Result<custody_ledger::store::CiphertextNames, StoreError> {
+        self.store.ciphertext_names()
+    }
+
     pub fn member(&self, key: &PublicKey) -> Result<Option<Member>, StoreError> {
         self.store.member(key)
     }

@@ -1,29 +1,24 @@
 //! The demo's story: four departments enrol clerks, register their
-//! archives, hand some over, refuse one, let each other read, correct one
-//! and check another's fixity.
+//! archives, hand some over, refuse one, let each other read, correct one,
+//! check another's fixity and dispose of an old record.
 //!
 //! Every step runs the clerk's own command code (`custody doc …`, through
-//! [`crate::doc::run`] with its JSON result captured) against the clerk's
-//! own department node, exactly as a clerk at a terminal would. The two
-//! steps that have no clerk command yet, amendment and the recording of a
-//! fixity check, build their transaction here from the same parts.
+//! [`crate::doc::run`] with its JSON result captured, or the library
+//! functions of `doc::lifecycle` behind `custody doc amend | fixity |
+//! dispose`) against the clerk's own department node, exactly as a clerk
+//! at a terminal would.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use custody_cli::envelope::{self, DataKey, DepartmentPublicKey};
-use custody_ledger::records::Document;
-use custody_ledger::sealed::fields;
 use custody_ledger::tx::{AmendReason, FixityResult, TxBody};
-use custody_ledger::types::{
-    Classification, DepartmentId, DocumentId, Fixity, Hash32, Role, WrappedKey,
-};
-use custody_node::api_types::SubmitResponse;
+use custody_ledger::types::{Classification, DepartmentId, DocumentId, Role};
 use serde_json::Value;
 
 use super::samples::{self, Sample};
 use super::{say, section, DemoError};
+use crate::doc::lifecycle::{self, AmendRequest};
 use crate::doc::node_api::NodeApi;
 use crate::doc::{self, CommonArgs, DocArgs, DocCommand, RegisterArgs};
 
@@ -48,11 +43,19 @@ const PURPOSE_STATISTICS: &str = "statistics for the annual report";
 const PURPOSE_FIXITY_CHECK: &str = "periodic fixity check";
 /// The note of the correction, and of the fixity check.
 const AMENDMENT_NOTE: &str = "the date of the ceremony was entered as 12 March instead of 21 March";
-const FIXITY_NOTE: &str = "ciphertext and plaintext SHA-256 match the chain";
+const FIXITY_NOTE: &str = "periodic fixity check by the custodian";
+/// The old record the demo disposes of, and why.
+const DISPOSAL_TITLE: &str = "Index cards of the civil register, 1988";
+const DISPOSAL_CREATED: &str = "1988-06-01";
+const DISPOSAL_RETENTION_YEARS: &str = "30";
+const DISPOSAL_AUTHORITY: &str = "records committee decision 2026/14";
+const DISPOSAL_REASON: &str =
+    "index cards superseded by the electronic register; retention of 30 years elapsed";
 
 /// Every free text the scenario records on chain about a document
-/// (reasons, purposes, notes): each travels sealed.
-pub const SEALED_TEXTS: [&str; 9] = [
+/// (reasons, purposes, notes, and the disposed record's title): each
+/// travels sealed.
+pub const SEALED_TEXTS: [&str; 13] = [
     REJECTION_REASON,
     PURPOSE_RESIDENCE_CHECK,
     PURPOSE_PENSION_REVIEW,
@@ -62,6 +65,10 @@ pub const SEALED_TEXTS: [&str; 9] = [
     AMENDMENT_NOTE,
     FIXITY_NOTE,
     crate::doc::INSPECTION_PURPOSE,
+    lifecycle::FIXITY_PURPOSE,
+    DISPOSAL_TITLE,
+    DISPOSAL_AUTHORITY,
+    DISPOSAL_REASON,
 ];
 
 /// A clerk the demo acts as.
@@ -86,6 +93,27 @@ impl Clerk {
             transient_retries: crate::doc::node_api::TRANSIENT_RETRIES_MAX,
         }
     }
+
+    /// The key file of the clerk's department administrator (next to the
+    /// clerk's, as the trial network lays out a home).
+    fn admin_key(&self) -> PathBuf {
+        let home = self.key.parent().map(Path::to_owned).unwrap_or_default();
+        home.join("admin.key")
+    }
+
+    /// [`Clerk::common`] signed by the department's administrator.
+    fn admin_common(&self) -> CommonArgs {
+        CommonArgs {
+            key: Some(self.admin_key()),
+            ..self.common()
+        }
+    }
+
+    /// The clerk's node, reading records signed with `common`'s key.
+    fn api(&self, common: &CommonArgs) -> Result<NodeApi, doc::DocError> {
+        let key = doc::util::member_key(common)?;
+        Ok(NodeApi::new(&self.api_url)?.signed_by(key))
+    }
 }
 
 /// What the audit afterwards looks at.
@@ -100,6 +128,8 @@ pub struct Outcome {
     pub old_copy: Option<(String, PathBuf)>,
     /// The copy read for the fixity check (the current version).
     pub checked_copy: Option<(String, PathBuf)>,
+    /// The document disposed of after its retention.
+    pub disposed: Option<String>,
     pub steps: usize,
 }
 
@@ -161,26 +191,6 @@ fn is_transient(error: &doc::DocError) -> bool {
         doc::DocError::TransactionRefused { code, .. }
             if code == "stale_previous_event" || code == "wrong_nonce"
     )
-}
-
-/// Signs and submits a transaction on `document_id`, built from the
-/// document as the node has it now (`NodeApi::submit_on_document`, which
-/// refetches and retries when the node asks for it).
-async fn submit_on_document(
-    api: &NodeApi,
-    key: &ed25519_dalek::SigningKey,
-    document_id: &DocumentId,
-    step: &str,
-    build: impl Fn(&Document) -> TxBody,
-) -> Result<(Document, SubmitResponse), DemoError> {
-    api.submit_on_document(
-        key,
-        document_id,
-        Duration::from_secs(COMMIT_WAIT_SECONDS),
-        build,
-    )
-    .await
-    .map_err(step_error(step.to_string()))
 }
 
 /// A copy of a document command, for a retry (the clap types do not
@@ -439,6 +449,9 @@ impl Scenario {
 
         section("Fixity check");
         self.fixity_check(2, 0).await?;
+
+        section("Disposal after retention");
+        self.dispose_old_record(0).await?;
         Ok(())
     }
 
@@ -446,14 +459,13 @@ impl Scenario {
         section("Each department's administrator enrols a named clerk");
         for (index, (department, name, clearance)) in CLERKS.iter().enumerate() {
             let clerk = self.clerk(index);
-            let home = clerk.key.parent().map(Path::to_owned).unwrap_or_default();
             let secret = custody_node::home::generate_key_file(&clerk.key).map_err(|error| {
                 DemoError::Setup(format!("cannot write {}: {error}", clerk.key.display()))
             })?;
             let public = custody_ledger::encoding::public_key_of(
                 &ed25519_dalek::SigningKey::from_bytes(&secret),
             );
-            let admin_key_path = home.join("admin.key");
+            let admin_key_path = clerk.admin_key();
             let admin_secret =
                 custody_node::home::read_key_file(&admin_key_path).map_err(|error| {
                     DemoError::Setup(format!("cannot read {}: {error}", admin_key_path.display()))
@@ -782,91 +794,32 @@ impl Scenario {
     }
 
     /// A new version with a misspelt name corrected: encrypted, uploaded
-    /// and recorded as an amendment linking to the old version.
+    /// and recorded as an amendment linking to the old version
+    /// (`custody doc amend`).
     async fn amend(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let note = AMENDMENT_NOTE;
-        let corrected = samples::corrected(sample, note)?;
+        let corrected = samples::corrected(sample, AMENDMENT_NOTE)?;
         let step = format!("amend {id}");
         self.catch_up(self.clerk(custodian)).await?;
         let clerk = self.clerk(custodian);
         let (department, name) = (clerk.department.clone(), clerk.name.clone());
         let common = clerk.common();
-        let key = doc::util::member_key(&common).map_err(step_error(step.clone()))?;
-        let api = NodeApi::new(&clerk.api_url)
-            .map_err(step_error(step.clone()))?
-            .signed_by(key.clone());
-        let document_id =
-            DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
-        let document = api
-            .document(&document_id)
-            .await
-            .map_err(step_error(step.clone()))?;
-        let own_key = api
-            .department(&document.custodian)
-            .await
-            .map_err(step_error(step.clone()))?
-            .keys
-            .encryption_key;
-
-        let data_key = DataKey::generate().map_err(|error| DemoError::Setup(error.to_string()))?;
-        let envelope_path = self.work_dir.join(format!("{id}.v2.envelope"));
-        let io_error = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| DemoError::Io {
-                action,
-                path,
-                source,
-            }
+        let api = clerk.api(&common).map_err(step_error(step.clone()))?;
+        let request = AmendRequest {
+            document: DocumentId::new(id.clone())
+                .map_err(|error| DemoError::Setup(error.to_string()))?,
+            file: corrected,
+            reason: AmendReason::Correction,
+            note: AMENDMENT_NOTE.to_string(),
+            title: Some(title.clone()),
+            format: None,
+            work_dir: Some(self.work_dir.clone()),
         };
-        let input = std::fs::File::open(&corrected).map_err(io_error("open", &corrected))?;
-        let output =
-            std::fs::File::create(&envelope_path).map_err(io_error("create", &envelope_path))?;
-        let mut writer = std::io::BufWriter::new(output);
-        let summary = envelope::encrypt(std::io::BufReader::new(input), &mut writer, &data_key)
-            .map_err(|error| DemoError::Setup(format!("cannot encrypt {id}: {error}")))?;
-        std::io::Write::flush(&mut writer).map_err(io_error("write", &envelope_path))?;
-        drop(writer);
-        api.upload(
-            &envelope_path,
-            &summary.ciphertext.sha256,
-            summary.ciphertext.size_bytes,
-            &key,
-            indicatif::ProgressBar::hidden(),
-        )
-        .await
-        .map_err(step_error(step.clone()))?;
-        let _ = std::fs::remove_file(&envelope_path);
-        let wrapped = envelope::wrap(&data_key, &DepartmentPublicKey(own_key.0))
-            .map_err(|error| DemoError::Setup(format!("cannot wrap the data key: {error}")))?;
-        // The new version's data key seals the note and, again, the title.
-        let sealed_note = doc::sealed::seal(&data_key, &document_id, fields::NOTE, note)
-            .map_err(step_error(step.clone()))?;
-        let sealed_title =
-            doc::sealed::seal_required(&data_key, &document_id, fields::TITLE, &title)
-                .map_err(step_error(step.clone()))?;
-        let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {
-            TxBody::AmendSealed {
-                document: document.id.clone(),
-                previous_event: document.latest_event,
-                reason: AmendReason::Correction,
-                note: sealed_note.clone(),
-                title: sealed_title.clone(),
-                format: document.format.clone(),
-                plaintext: Fixity {
-                    sha256: Hash32(summary.plaintext.sha256),
-                    size_bytes: summary.plaintext.size_bytes,
-                },
-                ciphertext: Fixity {
-                    sha256: Hash32(summary.ciphertext.sha256),
-                    size_bytes: summary.ciphertext.size_bytes,
-                },
-                wrapped_key: WrappedKey(wrapped.to_bytes().to_vec()),
-            }
-        })
-        .await?;
-        let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
+        let outcome = lifecycle::amend(&api, &common, request)
+            .await
+            .map_err(step_error(step))?;
+        let height = outcome.committed.height;
         self.last_height = self.last_height.max(height);
         self.outcome.steps += 1;
         say(
@@ -874,17 +827,18 @@ impl Scenario {
             &name,
             &format!(
                 "corrects \"{title}\": version {} ({}) is encrypted, uploaded and recorded as an amendment of version {} (height {height})",
-                document.version + 1,
-                kilobytes(summary.plaintext.size_bytes),
-                document.version
+                outcome.version,
+                kilobytes(outcome.plaintext.size_bytes),
+                outcome.previous_version
             ),
         );
         self.outcome.amended = Some(id);
         Ok(())
     }
 
-    /// Reads the document back, checks both fingerprints against the chain
-    /// (the clerk's `open` refuses a mismatch) and records the result.
+    /// Opens the document (both fingerprints checked by the clerk's
+    /// `open`), then reads its ciphertext back and records the fixity check
+    /// (`custody doc fixity`).
     async fn fixity_check(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
@@ -893,39 +847,118 @@ impl Scenario {
         self.catch_up(self.clerk(custodian)).await?;
         let clerk = self.clerk(custodian);
         let (department, name) = (clerk.department.clone(), clerk.name.clone());
-        let key = doc::util::member_key(&clerk.common()).map_err(step_error(step.clone()))?;
-        let api = NodeApi::new(&clerk.api_url)
-            .map_err(step_error(step.clone()))?
-            .signed_by(key.clone());
+        let common = clerk.common();
+        let api = clerk.api(&common).map_err(step_error(step.clone()))?;
         let document_id =
             DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
-        let data_key = doc::custodian_data_key_of(&api, &clerk.common(), &document_id)
+        let outcome = lifecycle::fixity(&api, &common, &document_id, Some(FIXITY_NOTE))
             .await
-            .map_err(step_error(step.clone()))?;
-        let note = doc::sealed::seal(&data_key, &document_id, fields::NOTE, FIXITY_NOTE)
-            .map_err(step_error(step.clone()))?;
-        let (document, answer) = submit_on_document(&api, &key, &document_id, &step, |document| {
-            TxBody::RecordFixityCheckSealed {
-                document: document.id.clone(),
-                previous_event: document.latest_event,
-                ciphertext_sha256: document.ciphertext.sha256,
-                result: FixityResult::Intact,
-                note: note.clone(),
-            }
-        })
-        .await?;
-        let height = answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0);
+            .map_err(step_error(step))?;
+        if outcome.result != FixityResult::Intact {
+            return Err(DemoError::Setup(format!(
+                "the ciphertext of {id} read back as SHA-256 {}, the chain records {}",
+                outcome.found.sha256, outcome.expected.sha256
+            )));
+        }
+        let height = outcome.committed.height;
         self.last_height = self.last_height.max(height);
-        self.outcome.steps += 1;
+        self.outcome.steps += 2;
         say(
             &department,
             &name,
             &format!(
-                "reads \"{title}\" back from the node: ciphertext and plaintext SHA-256 match the chain ({}); records the check as intact (height {height})",
-                document.plaintext.sha256
+                "reads \"{title}\" back from the node (read recorded at height {}): its ciphertext SHA-256 matches the chain ({}); records the check as intact (height {height})",
+                outcome.read.height,
+                outcome.expected.sha256
             ),
         );
         self.outcome.checked_copy = Some((id, output));
+        Ok(())
+    }
+
+    /// Registers a record made in 1988 and kept 30 years, then has the
+    /// department's administrator dispose of it (`custody doc dispose`):
+    /// every node deletes its ciphertext, and the node answers a fetch of
+    /// it with `document_disposed`.
+    async fn dispose_old_record(&mut self, department: usize) -> Result<(), DemoError> {
+        let clerk = self.clerk(department);
+        let id = format!("{}-1988-index-cards", clerk.department);
+        let file = self.work_dir.join(format!("{id}.txt"));
+        std::fs::write(
+            &file,
+            b"Civil register index cards, 1988: 4 120 cards, superseded by the electronic register.\n",
+        )
+        .map_err(|source| DemoError::Io {
+            action: "write",
+            path: file.clone(),
+            source,
+        })?;
+        let command = DocCommand::Register(RegisterArgs {
+            file,
+            title: DISPOSAL_TITLE.to_string(),
+            record_type: "register-index".to_string(),
+            classification: "internal".to_string(),
+            retention: DISPOSAL_RETENTION_YEARS.to_string(),
+            mime: "text/plain".to_string(),
+            pronom: None,
+            id: Some(id.clone()),
+            work_dir: Some(self.work_dir.clone()),
+            created: Some(DISPOSAL_CREATED.to_string()),
+        });
+        let value = self
+            .run_doc(department, command, format!("register {id}"))
+            .await?;
+        let clerk = self.clerk(department);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "registers \"{DISPOSAL_TITLE}\", made on {DISPOSAL_CREATED} and kept {DISPOSAL_RETENTION_YEARS} years (height {})",
+                height_of(&value)
+            ),
+        );
+
+        let step = format!("dispose of {id}");
+        self.catch_up(self.clerk(department)).await?;
+        let clerk = self.clerk(department);
+        let department_name = clerk.department.clone();
+        let common = clerk.admin_common();
+        let api = clerk.api(&common).map_err(step_error(step.clone()))?;
+        let document_id =
+            DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
+        let outcome = lifecycle::dispose(
+            &api,
+            &common,
+            &document_id,
+            DISPOSAL_AUTHORITY,
+            DISPOSAL_REASON,
+        )
+        .await
+        .map_err(step_error(step.clone()))?;
+        let height = outcome.committed.height;
+        self.last_height = self.last_height.max(height);
+        self.outcome.steps += 1;
+        say(
+            &department_name,
+            "administrator",
+            &format!(
+                "disposes of \"{DISPOSAL_TITLE}\": its retention ended, the reason and the authority are sealed on chain (height {height}); every node deletes its ciphertext"
+            ),
+        );
+        match api.fetch(&document_id).await {
+            Err(doc::DocError::Refused { code, .. }) if code == "document_disposed" => say(
+                &department_name,
+                "administrator",
+                "asks the node for its ciphertext: gone (410 document_disposed)",
+            ),
+            Err(error) => return Err(step_error(step)(error)),
+            Ok(_) => {
+                return Err(DemoError::Setup(format!(
+                    "the node still serves the ciphertext of disposed document {id}"
+                )))
+            }
+        }
+        self.outcome.disposed = Some(id);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! moves only ciphertext, and data keys travel on chain only wrapped to a
 //! department's X25519 key.
 
+pub mod lifecycle;
 pub(crate) mod node_api;
 mod ops;
 pub(crate) mod sealed;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-pub use ops::{custodian_data_key_of, run, INSPECTION_PURPOSE};
+pub use ops::{run, INSPECTION_PURPOSE};
 
 tokio::task_local! {
     /// When set, a command hands its JSON result here instead of printing
@@ -160,6 +161,50 @@ pub enum DocCommand {
         #[arg(long)]
         purpose: String,
     },
+    /// Record a new version of a document your department holds.
+    ///
+    /// FILE is encrypted under a new data key, uploaded, and recorded as an
+    /// amendment (`amend-sealed`): the note and the title are sealed under
+    /// the new version's key. The earlier version stays on chain and on the
+    /// nodes, under its own key.
+    #[command(after_help = "Example:
+  custody doc amend civil-affairs-5f2c --file corrected.pdf --reason correction --note \"date of the ceremony was 21 March, not 12 March\" --key clerk.key --department-key department.key")]
+    Amend(AmendArgs),
+    /// Read a document's ciphertext back, compare it with the chain and record the check.
+    ///
+    /// The read is recorded on chain first (the read rule wants it), then
+    /// the node serves the current version's ciphertext, which is hashed
+    /// here and compared with the chain's fingerprint (SHA-256 and size).
+    /// The result is recorded as a fixity check either way; a mismatch exits
+    /// with code 3. Your department must be the custodian.
+    #[command(after_help = "Example:
+  custody doc fixity civil-affairs-5f2c --key clerk.key --department-key department.key")]
+    Fixity {
+        document: String,
+        /// Note recorded (sealed) with the check (default: the fingerprints compared).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Dispose of a document whose retention has elapsed.
+    ///
+    /// Signed by an administrator of the custodian department (--key
+    /// admin.key, with the department key). A disposal carries one sealed
+    /// text: AUTHORITY and REASON are recorded together in it, as
+    /// "REASON (authority: AUTHORITY)". The chain refuses it before the
+    /// retention has elapsed or for a permanent record (exit code 5). Once
+    /// committed, every node deletes the document's ciphertexts, current and
+    /// earlier versions; the wrapped data keys stay on chain.
+    #[command(after_help = "Example:
+  custody doc dispose civil-affairs-1990-17 --authority \"Records committee decision 2026/14\" --reason \"retention of 30 years elapsed\" --key admin.key --department-key department.key")]
+    Dispose {
+        document: String,
+        /// Who decided the disposal (a decision, a schedule, an office).
+        #[arg(long)]
+        authority: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
+    },
     /// Show a document's record.
     #[command(
         after_help = "Example:\n  custody doc show civil-affairs-5f2c --key clerk.key\n  custody doc show civil-affairs-5f2c --key clerk.key --json"
@@ -236,6 +281,52 @@ pub struct RegisterArgs {
     pub created: Option<String>,
 }
 
+/// `custody doc amend …`
+#[derive(Args)]
+pub struct AmendArgs {
+    /// The document id.
+    pub document: String,
+    /// The new version's file.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Why the document changes.
+    #[arg(long, value_enum)]
+    pub reason: AmendReasonArg,
+    /// What changed and why; recorded sealed.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// The new version's title (default: the current one).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// MIME type of the new version (default: the current one).
+    #[arg(long = "format")]
+    pub mime: Option<String>,
+    /// PRONOM format id of the new version (with --format).
+    #[arg(long, requires = "mime")]
+    pub pronom: Option<String>,
+    /// Directory for the temporary envelope (default: the system's).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// The amendment reasons, as the chain names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AmendReasonArg {
+    Correction,
+    FormatMigration,
+    Redaction,
+}
+
+impl From<AmendReasonArg> for custody_ledger::tx::AmendReason {
+    fn from(reason: AmendReasonArg) -> Self {
+        match reason {
+            AmendReasonArg::Correction => custody_ledger::tx::AmendReason::Correction,
+            AmendReasonArg::FormatMigration => custody_ledger::tx::AmendReason::FormatMigration,
+            AmendReasonArg::Redaction => custody_ledger::tx::AmendReason::Redaction,
+        }
+    }
+}
+
 /// Why a document command failed; each message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum DocError {
@@ -288,4 +379,11 @@ pub enum DocError {
     },
     #[error("could not print the result: {0}")]
     Output(String),
+    #[error("document `{document}`: the ciphertext read back (SHA-256 {found}) does not match the chain's fingerprint (SHA-256 {expected}); the mismatch is recorded by transaction {tx}")]
+    FixityMismatch {
+        document: String,
+        expected: String,
+        found: String,
+        tx: String,
+    },
 }

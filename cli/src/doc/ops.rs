@@ -9,7 +9,7 @@ use custody_cli::envelope::{
 };
 use custody_ledger::records::{Document, DocumentEvent, DocumentStatus, EventKind, Member};
 use custody_ledger::sealed::fields;
-use custody_ledger::tx::TxBody;
+use custody_ledger::tx::{FixityResult, TxBody};
 use custody_ledger::types::{
     DepartmentId, DocumentId, Fixity, Format, Hash32, Timestamp, TxId, WrappedKey,
 };
@@ -20,7 +20,7 @@ use serde_json::json;
 use super::node_api::{ChannelReader, NodeApi, DOWNLOAD_CHUNKS_QUEUED_MAX};
 use super::sealed;
 use super::util::{self, progress, ProgressReader, TempFile};
-use super::{CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
+use super::{lifecycle, AmendArgs, CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
 use custody_cli::sealed_text::Opener;
 
 /// Runs `custody doc …`.
@@ -105,6 +105,56 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
             output,
             purpose,
         } => open(&api, &common, &document, &output, &purpose).await,
+        DocCommand::Amend(amend_args) => amend(&api, &common, amend_args).await,
+        DocCommand::Fixity { document, note } => {
+            let outcome =
+                lifecycle::fixity(&api, &common, &document_id(&document)?, note.as_deref()).await?;
+            if common.json {
+                print_json(&outcome)?;
+            } else {
+                println!(
+                    "fixity of document {}: {} (ciphertext read back SHA-256 {}, {} bytes; the chain records {}, {} bytes); read recorded by transaction {}, check recorded by transaction {} at height {}",
+                    outcome.document,
+                    match outcome.result {
+                        FixityResult::Intact => "intact",
+                        FixityResult::Mismatch => "MISMATCH",
+                    },
+                    outcome.found.sha256,
+                    outcome.found.size_bytes,
+                    outcome.expected.sha256,
+                    outcome.expected.size_bytes,
+                    outcome.read.tx_id,
+                    outcome.committed.tx_id,
+                    outcome.committed.height
+                );
+            }
+            match outcome.result {
+                FixityResult::Intact => Ok(()),
+                FixityResult::Mismatch => Err(DocError::FixityMismatch {
+                    document: outcome.document.to_string(),
+                    expected: outcome.expected.sha256.to_string(),
+                    found: outcome.found.sha256.to_string(),
+                    tx: outcome.committed.tx_id.to_string(),
+                }),
+            }
+        }
+        DocCommand::Dispose {
+            document,
+            authority,
+            reason,
+        } => {
+            let outcome =
+                lifecycle::dispose(&api, &common, &document_id(&document)?, &authority, &reason)
+                    .await?;
+            if common.json {
+                return print_json(&outcome);
+            }
+            println!(
+                "disposed of document {} (transaction {} committed at height {}); every node now deletes its ciphertexts",
+                outcome.document, outcome.committed.tx_id, outcome.committed.height
+            );
+            Ok(())
+        }
         DocCommand::Show { document } => show(&api, &common, &document).await,
         DocCommand::History {
             document,
@@ -149,7 +199,7 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), DocError> {
+pub(super) fn print_json(value: &impl serde::Serialize) -> Result<(), DocError> {
     let captured = super::CAPTURED_OUTPUT
         .try_with(|slot| serde_json::to_value(value).map(|value| *slot.borrow_mut() = Some(value)));
     if let Ok(stored) = captured {
@@ -160,7 +210,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), DocError> {
     Ok(())
 }
 
-fn document_id(text: &str) -> Result<DocumentId, DocError> {
+pub(super) fn document_id(text: &str) -> Result<DocumentId, DocError> {
     DocumentId::new(text.to_string()).map_err(|error| DocError::Usage(error.to_string()))
 }
 
@@ -175,7 +225,7 @@ fn classification_name(doc: &Document) -> String {
         .unwrap_or_default()
 }
 
-fn wait(common: &CommonArgs) -> Duration {
+pub(super) fn wait(common: &CommonArgs) -> Duration {
     Duration::from_secs(common.wait_seconds)
 }
 
@@ -211,7 +261,7 @@ async fn submit(
 
 /// The signer's member record and the department's encryption key, checked
 /// against the chain so that a wrong key file is refused with a reason.
-async fn me(api: &NodeApi, key: &ed25519_dalek::SigningKey) -> Result<Member, DocError> {
+pub(super) async fn me(api: &NodeApi, key: &ed25519_dalek::SigningKey) -> Result<Member, DocError> {
     let public = custody_ledger::encoding::public_key_of(key);
     let (member, _) = api.member(&public).await?;
     Ok(member)
@@ -275,45 +325,36 @@ async fn wrap_to(
     Ok(WrappedKey(wrapped.to_bytes().to_vec()))
 }
 
-fn ledger_fixity(fixity: envelope::Fixity) -> Fixity {
+pub(super) fn ledger_fixity(fixity: envelope::Fixity) -> Fixity {
     Fixity {
         sha256: Hash32(fixity.sha256),
         size_bytes: fixity.size_bytes,
     }
 }
 
-async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Result<(), DocError> {
-    let created = created_time(args.created.as_deref(), util::now_ms())?;
-    let key = util::member_key(common)?;
-    let member = me(api, &key).await?;
-    let classification = util::parse_classification(&args.classification)?;
-    let retention = util::parse_retention(&args.retention)?;
-    let id = document_id(
-        &args
-            .id
-            .clone()
-            .unwrap_or_else(|| util::new_document_id(member.department.as_str())),
-    )?;
-    let metadata = std::fs::metadata(&args.file).map_err(|source| DocError::Io {
+/// Encrypts `file` under a new data key into a private temporary envelope
+/// in `work_dir`, uploads the envelope to the node, and returns its
+/// fixities and the data key (which never leaves this process in clear).
+pub(super) async fn encrypt_and_upload(
+    api: &NodeApi,
+    common: &CommonArgs,
+    key: &ed25519_dalek::SigningKey,
+    plaintext_file: &Path,
+    work_dir: &Path,
+    document: &DocumentId,
+) -> Result<(EnvelopeSummary, DataKey), DocError> {
+    let metadata = std::fs::metadata(plaintext_file).map_err(|source| DocError::Io {
         action: "read",
-        path: args.file.clone(),
+        path: plaintext_file.to_owned(),
         source,
     })?;
-    let own_key = api
-        .department(&member.department)
-        .await?
-        .keys
-        .encryption_key;
-
-    // Encrypt into a private temporary envelope, then upload it.
-    let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let (envelope_file, file) = TempFile::create(&work_dir, "custody-envelope")?;
+    let (envelope_file, file) = TempFile::create(work_dir, "custody-envelope")?;
     let data_key = DataKey::generate().map_err(|error| DocError::Document {
-        document: id.to_string(),
+        document: document.to_string(),
         message: error.to_string(),
     })?;
     let bar = progress(metadata.len(), "encrypt", common.json);
-    let plaintext_path = args.file.clone();
+    let plaintext_path = plaintext_file.to_owned();
     let (summary, data_key) = tokio::task::spawn_blocking(move || {
         let input = std::fs::File::open(&plaintext_path).map_err(|source| DocError::Io {
             action: "open",
@@ -346,11 +387,41 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         &envelope_file.path,
         &summary.ciphertext.sha256,
         summary.ciphertext.size_bytes,
-        &key,
+        key,
         bar,
     )
     .await?;
     drop(envelope_file);
+    Ok((summary, data_key))
+}
+
+async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Result<(), DocError> {
+    let created = created_time(args.created.as_deref(), util::now_ms())?;
+    let key = util::member_key(common)?;
+    let member = me(api, &key).await?;
+    let classification = util::parse_classification(&args.classification)?;
+    let retention = util::parse_retention(&args.retention)?;
+    let id = document_id(
+        &args
+            .id
+            .clone()
+            .unwrap_or_else(|| util::new_document_id(member.department.as_str())),
+    )?;
+    // A missing file is refused before anything is asked of the node.
+    std::fs::metadata(&args.file).map_err(|source| DocError::Io {
+        action: "read",
+        path: args.file.clone(),
+        source,
+    })?;
+    let own_key = api
+        .department(&member.department)
+        .await?
+        .keys
+        .encryption_key;
+
+    let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let (summary, data_key) =
+        encrypt_and_upload(api, common, &key, &args.file, &work_dir, &id).await?;
 
     let wrapped = envelope::wrap(&data_key, &DepartmentPublicKey(own_key.0)).map_err(|error| {
         DocError::Document {
@@ -395,6 +466,38 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
     Ok(())
 }
 
+async fn amend(api: &NodeApi, common: &CommonArgs, args: AmendArgs) -> Result<(), DocError> {
+    let format = args.mime.map(|mime| Format {
+        mime,
+        pronom: args.pronom,
+    });
+    let request = lifecycle::AmendRequest {
+        document: document_id(&args.document)?,
+        file: args.file.clone(),
+        reason: args.reason.into(),
+        note: args.note,
+        title: args.title,
+        format,
+        work_dir: args.work_dir,
+    };
+    let outcome = lifecycle::amend(api, common, request).await?;
+    if common.json {
+        return print_json(&outcome);
+    }
+    println!(
+        "amended document {} to version {} ({}) from {} ({} bytes, SHA-256 {}); transaction {} committed at height {}",
+        outcome.document,
+        outcome.version,
+        outcome.reason,
+        args.file.display(),
+        outcome.plaintext.size_bytes,
+        outcome.plaintext.sha256,
+        outcome.committed.tx_id,
+        outcome.committed.height
+    );
+    Ok(())
+}
+
 /// The record's creation time from `--created` (default: `now_ms`):
 /// retention runs from it, so a date after `now_ms` is refused here, as the
 /// chain would refuse it.
@@ -413,7 +516,7 @@ fn created_time(text: Option<&str>, now_ms: u64) -> Result<Timestamp, DocError> 
 }
 
 /// The data key of a document the signer's department holds as custodian.
-async fn custodian_data_key(
+pub(super) async fn custodian_data_key(
     api: &NodeApi,
     common: &CommonArgs,
     doc: &Document,
@@ -430,19 +533,6 @@ async fn custodian_data_key(
     }
     let secret = checked_department_key(api, common, &member.department).await?;
     unwrap_key(&doc.id, &doc.custodian_key, &secret)
-}
-
-/// The data key of `document` as the signer's department holds it as
-/// custodian (the demo's fixity-check step seals its note with it).
-pub async fn custodian_data_key_of(
-    api: &NodeApi,
-    common: &CommonArgs,
-    document: &DocumentId,
-) -> Result<DataKey, DocError> {
-    let key = util::member_key(common)?;
-    let member = me(api, &key).await?;
-    let doc = api.document(document).await?;
-    custodian_data_key(api, common, &doc, &member).await
 }
 
 async fn offer(
@@ -517,19 +607,16 @@ async fn grant(
 /// document to check it (`custody doc accept`).
 pub const INSPECTION_PURPOSE: &str = "inspection before accepting custody";
 
-/// Downloads the document's ciphertext with a signed read request and
-/// decrypts it into `writer` as it arrives; checks both fixities.
-async fn download_and_decrypt<W: Write + Send + 'static>(
+/// The signed request to read `doc`'s current ciphertext under the
+/// committed access record `access_tx` (the read rule wants one first).
+pub(super) async fn read_request(
     api: &NodeApi,
-    common: &CommonArgs,
     key: &ed25519_dalek::SigningKey,
     doc: &Document,
     access_tx: TxId,
-    data_key: DataKey,
-    writer: W,
-) -> Result<(EnvelopeSummary, W), DocError> {
+) -> Result<SignedReadRequest, DocError> {
     let chain_id = api.chain_id().await?.to_string();
-    let request = SignedReadRequest::sign(
+    Ok(SignedReadRequest::sign(
         ReadRequest {
             format_version: READ_REQUEST_VERSION,
             chain_id,
@@ -541,7 +628,21 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
             nonce: util::random_u64(),
         },
         key,
-    );
+    ))
+}
+
+/// Downloads the document's ciphertext with a signed read request and
+/// decrypts it into `writer` as it arrives; checks both fixities.
+async fn download_and_decrypt<W: Write + Send + 'static>(
+    api: &NodeApi,
+    common: &CommonArgs,
+    key: &ed25519_dalek::SigningKey,
+    doc: &Document,
+    access_tx: TxId,
+    data_key: DataKey,
+    writer: W,
+) -> Result<(EnvelopeSummary, W), DocError> {
+    let request = read_request(api, key, doc, access_tx).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel(DOWNLOAD_CHUNKS_QUEUED_MAX);
     let document_name = doc.id.to_string();
     let decrypting = tokio::task::spawn_blocking(move || {
@@ -838,10 +939,16 @@ fn describe(event: &DocumentEvent, opener: &Opener) -> String {
         EventKind::Accessed { .. } | EventKind::AccessedSealed { .. } => {
             format!("read: {}", text())
         }
-        EventKind::Amended { version, .. } | EventKind::AmendedSealed { version, .. } => {
+        EventKind::Amended {
+            version, reason, ..
+        }
+        | EventKind::AmendedSealed {
+            version, reason, ..
+        } => {
+            let reason = super::lifecycle::reason_name(*reason);
             match text() {
-                note if note.is_empty() => format!("amended to version {version}"),
-                note => format!("amended to version {version}: {note}"),
+                note if note.is_empty() => format!("amended to version {version} ({reason})"),
+                note => format!("amended to version {version} ({reason}): {note}"),
             }
         }
         EventKind::FixityChecked { result, .. } => format!("fixity checked: {result:?}"),

@@ -1,0 +1,402 @@
+//! A record's lifecycle from the clerk's command line, on a real
+//! four-node network: `custody doc amend`, `custody doc fixity` and
+//! `custody doc dispose`, and what a committed disposal does on every node.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{custody, doc_ok, wait_for, wait_until_committing, Testnet, BINARY};
+
+const COMMIT_WAIT: Duration = Duration::from_secs(60);
+/// Longest wait for every node to delete a disposed document's blob.
+const DELETION_WAIT: Duration = Duration::from_secs(30);
+
+/// `custody doc ARGS --json` on node `index`, signed by the department's
+/// member `role` (`clerk` or `admin`): (exit code, JSON, stderr).
+fn doc_signed(
+    net: &Testnet,
+    index: usize,
+    role: &str,
+    args: &[&str],
+) -> (i32, serde_json::Value, String) {
+    let node = &net.nodes[index];
+    let output = Command::new(BINARY)
+        .arg("doc")
+        .args(args)
+        .arg("--json")
+        .arg("--node")
+        .arg(&node.api_url)
+        .arg("--key")
+        .arg(net.member_key(&node.department, role))
+        .arg("--department-key")
+        .arg(node.home.join("members/department.key"))
+        .output()
+        .expect("run custody doc");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let value = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (
+        output.status.code().unwrap_or(-1),
+        value,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+async fn started() -> Testnet {
+    let mut net = Testnet::init(4);
+    net.start_all();
+    wait_until_committing(&net, COMMIT_WAIT).await;
+    net
+}
+
+/// Registers `content` at node 0 as civil affairs' clerk; extra arguments
+/// (`--created`, `--retention`) follow. Returns the registration's JSON.
+fn register(net: &Testnet, name: &str, content: &[u8], extra: &[&str]) -> serde_json::Value {
+    let file = net.dir.path().join(name);
+    std::fs::write(&file, content).expect("write document");
+    let mut args = vec![
+        "register",
+        path_text(&file),
+        "--title",
+        "Land register extract",
+        "--record-type",
+        "land-register",
+    ];
+    args.extend_from_slice(extra);
+    doc_ok(net, 0, &args)
+}
+
+fn document_of(value: &serde_json::Value) -> String {
+    value["document"]
+        .as_str()
+        .expect("a document id in the answer")
+        .to_string()
+}
+
+/// Every file under `root` whose name starts with `sha256_hex` (a blob,
+/// a fetch in progress, a quarantined copy).
+fn copies_under(root: &Path, sha256_hex: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(sha256_hex))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_amended_document_opens_at_its_new_version_and_its_history_names_the_reason() {
+    let net = started().await;
+    let id = document_of(&register(&net, "extract-v1.txt", b"parcel 17: 420 m2", &[]));
+    let corrected = net.dir.path().join("extract-v2.txt");
+    std::fs::write(&corrected, b"parcel 17: 402 m2").expect("write new version");
+    let amended = doc_ok(
+        &net,
+        0,
+        &[
+            "amend",
+            &id,
+            "--file",
+            path_text(&corrected),
+            "--reason",
+            "correction",
+            "--note",
+            "area transposed",
+        ],
+    );
+    assert_eq!(amended["version"].as_u64(), Some(2), "{amended}");
+    assert_eq!(amended["reason"], "correction", "{amended}");
+
+    let opened = net.dir.path().join("opened.txt");
+    doc_ok(
+        &net,
+        0,
+        &[
+            "open",
+            &id,
+            "--output",
+            path_text(&opened),
+            "--purpose",
+            "check the correction",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(&opened).expect("opened file"),
+        b"parcel 17: 402 m2"
+    );
+
+    let history = doc_ok(&net, 0, &["history", &id]);
+    let reasons: Vec<&serde_json::Value> = history["items"]
+        .as_array()
+        .expect("history items")
+        .iter()
+        .filter_map(|event| {
+            event["kind"]["amended-sealed"]["reason"]
+                .as_str()
+                .map(|_| event)
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1, "{history}");
+    assert_eq!(
+        reasons[0]["kind"]["amended-sealed"]["reason"], "correction",
+        "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixity_check_of_an_intact_document_is_recorded_as_intact() {
+    let net = started().await;
+    let id = document_of(&register(&net, "deed.txt", b"deed of sale, 2003", &[]));
+    let checked = doc_ok(&net, 0, &["fixity", &id]);
+    assert_eq!(checked["result"], "intact", "{checked}");
+    assert_eq!(checked["found"], checked["expected"], "{checked}");
+    let history = doc_ok(&net, 0, &["history", &id]);
+    let recorded: Vec<&serde_json::Value> = history["items"]
+        .as_array()
+        .expect("history items")
+        .iter()
+        .filter(|event| event["kind"].get("fixity-checked").is_some())
+        .collect();
+    assert_eq!(recorded.len(), 1, "{history}");
+    assert_eq!(
+        recorded[0]["kind"]["fixity-checked"]["result"], "intact",
+        "{history}"
+    );
+    // The read came first, as the read rule wants.
+    assert!(
+        history["items"]
+            .as_array()
+            .expect("history items")
+            .iter()
+            .any(|event| event["kind"].get("accessed-sealed").is_some()),
+        "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disposal_before_the_retention_has_elapsed_is_refused_by_the_chain_with_exit_code_5() {
+    let net = started().await;
+    let id = document_of(&register(
+        &net,
+        "recent.txt",
+        b"permit 2026/88",
+        &["--retention", "10"],
+    ));
+    let (code, _, stderr) = doc_signed(
+        &net,
+        0,
+        "admin",
+        &[
+            "dispose",
+            &id,
+            "--authority",
+            "records committee",
+            "--reason",
+            "too early",
+        ],
+    );
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("retention"), "{stderr}");
+    let shown = doc_ok(&net, 0, &["show", &id]);
+    assert_eq!(shown["status"], "active", "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_disposal_deletes_every_version_s_ciphertext_on_every_node() {
+    let net = started().await;
+    let registered = register(
+        &net,
+        "ledger-1990.txt",
+        b"land register, 1990",
+        &["--retention", "10", "--created", "1990-03-01"],
+    );
+    let id = document_of(&registered);
+    let first = registered["ciphertext_sha256"]
+        .as_str()
+        .expect("ciphertext SHA-256")
+        .to_string();
+    let corrected = net.dir.path().join("ledger-1990-v2.txt");
+    std::fs::write(&corrected, b"land register, 1990 (redacted)").expect("write new version");
+    let amended = doc_ok(
+        &net,
+        0,
+        &[
+            "amend",
+            &id,
+            "--file",
+            path_text(&corrected),
+            "--reason",
+            "redaction",
+        ],
+    );
+    let second = amended["ciphertext"]["sha256"]
+        .as_str()
+        .expect("new ciphertext SHA-256")
+        .to_string();
+    // Social security reads it, so that its node holds a copy too.
+    doc_ok(
+        &net,
+        0,
+        &[
+            "grant",
+            &id,
+            "--to",
+            &net.nodes[1].department,
+            "--until",
+            "+1d",
+        ],
+    );
+    let opened = net.dir.path().join("read-by-social-security.txt");
+    doc_ok(
+        &net,
+        1,
+        &[
+            "open",
+            &id,
+            "--output",
+            path_text(&opened),
+            "--purpose",
+            "pension file",
+        ],
+    );
+    assert!(
+        !copies_under(&net.nodes[1].home, &second).is_empty(),
+        "social security's node holds no copy to delete"
+    );
+
+    let (code, disposed, stderr) = doc_signed(
+        &net,
+        0,
+        "admin",
+        &[
+            "dispose",
+            &id,
+            "--authority",
+            "records committee decision 2026/14",
+            "--reason",
+            "retention of 10 years elapsed",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{}", net.logs());
+    assert!(disposed["height"].as_u64().is_some(), "{disposed}");
+
+    for (index, node) in net.nodes.iter().enumerate() {
+        let home = node.home.clone();
+        let (first, second) = (first.clone(), second.clone());
+        wait_for(
+            &net,
+            &format!("node {index} to delete the disposed ciphertexts"),
+            DELETION_WAIT,
+            || {
+                let left: Vec<PathBuf> = copies_under(&home, &first)
+                    .into_iter()
+                    .chain(copies_under(&home, &second))
+                    .collect();
+                async move {
+                    if left.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("{left:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    let metrics = common::get(&format!("{}/metrics", net.nodes[0].api_url))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.1.contains("custody_blobs_disposed_total 2"),
+        "civil affairs' node counts both versions:\n{}",
+        metrics.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_of_a_disposed_document_answers_410_and_the_audit_still_verifies() {
+    let net = started().await;
+    let id = document_of(&register(
+        &net,
+        "ledger-1985.txt",
+        b"land register, 1985",
+        &["--retention", "5", "--created", "1985-01-01"],
+    ));
+    let (code, _, stderr) = doc_signed(
+        &net,
+        0,
+        "admin",
+        &[
+            "dispose",
+            &id,
+            "--authority",
+            "records schedule 4.2",
+            "--reason",
+            "retention of 5 years elapsed",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{}", net.logs());
+
+    let url = format!("{}/v1/blobs/fetch?document={id}", net.nodes[0].api_url);
+    let clerk = {
+        let secret =
+            custody_node::home::read_key_file(&net.member_key(&net.nodes[0].department, "clerk"))
+                .expect("clerk key");
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+    };
+    let (header, value) = common::auth_header_as("POST", &url, &clerk)
+        .await
+        .expect("signed header");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header(header, value)
+        .send()
+        .await
+        .expect("fetch request");
+    assert_eq!(response.status().as_u16(), 410);
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], "document_disposed", "{body}");
+
+    let export = net.dir.path().join("after-disposal.custody");
+    let (ok, _, stderr) = custody(&[
+        "chain",
+        "export",
+        "--node",
+        &net.nodes[0].api_url,
+        "--genesis",
+        path_text(&net.dir.path().join("genesis.json")),
+        "--key",
+        path_text(&net.auditor_key_path()),
+        "--to",
+        path_text(&export),
+    ]);
+    assert!(ok, "chain export failed: {stderr}");
+    let (ok, _, stderr) = custody(&["audit", "verify", "--export", path_text(&export)]);
+    assert!(ok, "audit verify failed after a disposal: {stderr}");
+    let (ok, stdout, stderr) = custody(&["audit", "history", &id, "--export", path_text(&export)]);
+    assert!(ok, "audit history failed: {stderr}");
+    assert!(
+        stdout.lines().any(|line| line.contains("disposed")),
+        "no disposal in the history:\n{stdout}"
+    );
+}
