@@ -67,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/departments/{id}", get(department))
         .route("/v1/evidence", get(evidence_list))
         .merge(crate::api_governance::routes())
+        .merge(crate::api_citizen::routes(&settings.api))
         .merge(signed)
         .fallback(not_found)
         // `layer` wraps only the routes above: blob transfers get their own,

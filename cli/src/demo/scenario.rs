@@ -198,6 +198,8 @@ fn copy_command(command: &DocCommand) -> Option<DocCommand> {
             id: args.id.clone(),
             work_dir: args.work_dir.clone(),
             created: args.created.clone(),
+            subject: args.subject.clone(),
+            subject_key: args.subject_key.clone(),
         }),
         DocCommand::Offer {
             document,
@@ -514,6 +516,8 @@ impl Scenario {
                     id: Some(sample.id.clone()),
                     work_dir: Some(self.work_dir.clone()),
                     created: None,
+                    subject: None,
+                    subject_key: None,
                 });
                 let step = format!("register {}", sample.id);
                 let line = format!(
@@ -557,6 +561,8 @@ impl Scenario {
             id: Some(format!("civil-affairs-{SAMPLE_YEAR}-sealed")),
             work_dir: Some(self.work_dir.clone()),
             created: None,
+            subject: None,
+            subject_key: None,
         });
         self.catch_up(self.clerk(0)).await?;
         let clerk = self.clerk(0);
