@@ -64,6 +64,11 @@ pub const SEALED_TEXTS: [&str; 9] = [
     crate::doc::INSPECTION_PURPOSE,
 ];
 
+/// The record registered about a citizen, and the identity number the
+/// clerk files them under (with the first of `samples::PEOPLE`).
+const CITIZEN_RECORD_TITLE: &str = "Birth registration, citizen's copy";
+const CITIZEN_ID_NUMBER: &str = "110101199003071234";
+
 /// A clerk the demo acts as.
 pub struct Clerk {
     pub department: String,
@@ -302,10 +307,16 @@ impl Scenario {
             .iter()
             .flatten()
             .map(|sample| sample.title.as_str())
+            .chain([CITIZEN_RECORD_TITLE])
+            .collect();
+        let subjects: Vec<&str> = samples::PEOPLE
+            .iter()
+            .copied()
+            .chain([CITIZEN_ID_NUMBER])
             .collect();
         serde_json::json!({
             "titles": titles,
-            "subjects": samples::PEOPLE,
+            "subjects": subjects,
             "texts": SEALED_TEXTS,
         })
     }
@@ -380,6 +391,7 @@ impl Scenario {
     pub async fn run(&mut self, short: bool) -> Result<(), DemoError> {
         self.enrol_clerks().await?;
         self.register_all().await?;
+        self.citizen_receipt().await?;
         self.refusals().await?;
 
         section("Custody transfers between departments");
@@ -542,6 +554,56 @@ impl Scenario {
                 self.outcome.registered += 1;
             }
         }
+        Ok(())
+    }
+
+    /// A record registered about a citizen: the clerk hands them a receipt
+    /// code, with which they see who holds their records on the open page.
+    async fn citizen_receipt(&mut self) -> Result<(), DemoError> {
+        section("A citizen's receipt code");
+        let sample = self.sample(0, 0);
+        let identity = format!("{} {CITIZEN_ID_NUMBER}", samples::PEOPLE[0]);
+        let home = self
+            .clerk(0)
+            .department_key
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let command = DocCommand::Register(RegisterArgs {
+            file: sample.path.clone(),
+            title: CITIZEN_RECORD_TITLE.to_string(),
+            record_type: "birth-registration".to_string(),
+            classification: "confidential".to_string(),
+            retention: "permanent".to_string(),
+            mime: sample.mime.clone(),
+            pronom: Some(sample.pronom.clone()),
+            id: Some(format!("civil-affairs-{SAMPLE_YEAR}-citizen")),
+            work_dir: Some(self.work_dir.clone()),
+            created: None,
+            subject: Some(identity),
+            subject_key: Some(home.join(custody_node::testnet::SUBJECT_KEY_FILE)),
+        });
+        let value = self
+            .run_doc(0, command, "register about a citizen".to_string())
+            .await?;
+        let code = value["receipt_code"].as_str().unwrap_or_default();
+        let clerk = self.clerk(0);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "registers a birth record about a citizen (height {}) and hands them receipt code {code}; the chain holds only a tag derived from it",
+                height_of(&value)
+            ),
+        );
+        say(
+            &clerk.department,
+            "",
+            &format!(
+                "the citizen looks it up: curl -s -X POST {}/v1/citizen/records -H 'content-type: application/json' -d '{{\"receipt_code\": \"{code}\"}}'",
+                clerk.api_url
+            ),
+        );
         Ok(())
     }
 
