@@ -729,7 +729,10 @@ impl KeyFile {
     }
 
     /// Opens the federation's subject key; refuses any other key file.
-    pub fn open_subject(&self, passphrase: Option<&Passphrase>) -> Result<SubjectKey, KeyFileError> {
+    pub fn open_subject(
+        &self,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<SubjectKey, KeyFileError> {
         match self.open_kind(KeyKind::Subject, passphrase)? {
             SecretKey::Subject(secret) => Ok(subject_key(&secret)),
             _ => Err(self.wrong_kind(KeyKind::Subject)),

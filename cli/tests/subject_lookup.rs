@@ -100,7 +100,11 @@ async fn a_receipt_code_finds_its_record_with_department_status_and_reads() {
         .as_str()
         .expect("register prints the receipt code")
         .to_string();
-    assert_eq!(receipt(&net, IDENTITY), code, "receipt prints the same code");
+    assert_eq!(
+        receipt(&net, IDENTITY),
+        code,
+        "receipt prints the same code"
+    );
 
     let answer = lookup_ok(&net, &code).await;
     let records = answer["records"].as_array().expect("records");
@@ -148,12 +152,7 @@ async fn a_wrong_code_answers_an_empty_list_of_the_same_shape() {
     let empty: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(empty, serde_json::json!({"records": []}));
     let keys = |value: &serde_json::Value| -> Vec<String> {
-        value
-            .as_object()
-            .expect("object")
-            .keys()
-            .cloned()
-            .collect()
+        value.as_object().expect("object").keys().cloned().collect()
     };
     assert_eq!(keys(&found), keys(&empty));
 
@@ -186,12 +185,15 @@ async fn the_subject_tag_filter_lists_only_that_tag_and_refuses_a_malformed_one(
         .iter()
         .filter_map(|item| item["id"].as_str())
         .collect();
-    assert_eq!(ids, vec![about["document"].as_str().expect("id")], "{listed}");
+    assert_eq!(
+        ids,
+        vec![about["document"].as_str().expect("id")],
+        "{listed}"
+    );
 
-    let clerk = custody_node::home::read_key_file(
-        &net.member_key(&net.nodes[0].department, "clerk"),
-    )
-    .expect("clerk key");
+    let clerk =
+        custody_node::home::read_key_file(&net.member_key(&net.nodes[0].department, "clerk"))
+            .expect("clerk key");
     let clerk = ed25519_dalek::SigningKey::from_bytes(&clerk);
     let url = format!("{}/v1/documents?subject_tag=not-hex", net.nodes[0].api_url);
     let (status, body) = get_signed(&url, Some(&clerk)).await.expect("list");
@@ -233,7 +235,67 @@ async fn the_citizen_answer_never_holds_the_title_or_the_identity() {
     let (status, _, body) = lookup(&net, code).await;
     assert_eq!(status, 200, "{body}");
     let id = registered["document"].as_str().expect("document id");
-    for secret in [TITLE, "Zhao Min", "110101199003071234", "birth-registration", id] {
+    for secret in [
+        TITLE,
+        "Zhao Min",
+        "110101199003071234",
+        "birth-registration",
+        id,
+    ] {
         assert!(!body.contains(secret), "`{secret}` in the answer: {body}");
     }
+}
+
+#[test]
+fn a_sealed_subject_key_from_keys_new_gives_receipt_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("subject.key");
+    let key = key.to_str().expect("utf-8 path");
+    let passphrase = [("SUBJECT_PASSPHRASE", "correct horse battery")];
+    let (ok, stdout, stderr) = common::custody_env(
+        &[
+            "keys",
+            "new",
+            "--kind",
+            "subject",
+            "--out",
+            key,
+            "--passphrase-env",
+            "SUBJECT_PASSPHRASE",
+            "--json",
+        ],
+        &passphrase,
+    );
+    assert!(ok, "{stderr}");
+    let made: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(made["kind"], "subject", "{made}");
+    assert_eq!(made["passphrase_protected"], true, "{made}");
+
+    let receipt = |identity: &str| {
+        let (ok, stdout, stderr) = common::custody_env(
+            &[
+                "doc",
+                "receipt",
+                "--subject",
+                identity,
+                "--subject-key",
+                key,
+                "--passphrase-env",
+                "SUBJECT_PASSPHRASE",
+            ],
+            &passphrase,
+        );
+        assert!(ok, "{stderr}");
+        stdout.trim().to_string()
+    };
+    let code = receipt(IDENTITY);
+    assert_eq!(code.split('-').count(), 8, "{code}");
+    assert_eq!(receipt("  zhao   MIN 110101199003071234 "), code);
+
+    let (ok, _, stderr) = common::custody_env(
+        &["doc", "receipt", "--subject", IDENTITY, "--subject-key", key],
+        &[],
+    );
+    assert!(!ok, "a sealed key opened without its passphrase");
+    assert!(stderr.contains("passphrase"), "{stderr}");
 }

@@ -199,7 +199,11 @@ fn symbol_value(character: char) -> Option<u8> {
 /// Groups of four symbols joined by dashes: `XXXX-XXXX-…` (eight groups).
 impl fmt::Display for ReceiptCode {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (index, group) in self.symbols().chunks(RECEIPT_CODE_GROUP_SYMBOLS).enumerate() {
+        for (index, group) in self
+            .symbols()
+            .chunks(RECEIPT_CODE_GROUP_SYMBOLS)
+            .enumerate()
+        {
             if index > 0 {
                 formatter.write_str("-")?;
             }
@@ -511,8 +515,14 @@ mod tests {
         assert_eq!(printed, EXAMPLE_CODE);
         assert_eq!(tag, EXAMPLE_TAG);
         let document = include_str!("../../docs/envelope.md");
-        assert!(document.contains(EXAMPLE_CODE), "docs/envelope.md lacks {EXAMPLE_CODE}");
-        assert!(document.contains(EXAMPLE_TAG), "docs/envelope.md lacks {EXAMPLE_TAG}");
+        assert!(
+            document.contains(EXAMPLE_CODE),
+            "docs/envelope.md lacks {EXAMPLE_CODE}"
+        );
+        assert!(
+            document.contains(EXAMPLE_TAG),
+            "docs/envelope.md lacks {EXAMPLE_TAG}"
+        );
     }
 
     const EXAMPLE_CODE: &str = "Y0YT-FSZM-3R6D-RXXB-C0PN-XFA9-A2F9-RK3E";

@@ -104,11 +104,7 @@ impl DocumentSource for StoreReader {
 /// a trusted proxy the last address of `X-Forwarded-For`. A request with
 /// neither (only in tests without a socket) counts against one shared
 /// client.
-fn client_of(
-    desk: &CitizenDesk,
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-) -> Client {
+fn client_of(desk: &CitizenDesk, peer: Option<SocketAddr>, headers: &HeaderMap) -> Client {
     let forwarded = desk
         .client_from_forwarded_for
         .then(|| headers.get_all("x-forwarded-for").iter().last())
@@ -132,7 +128,11 @@ async fn lookup(
 ) -> Response {
     // The budget is spent before the body is looked at: malformed
     // requests cost as much as real ones.
-    let client = client_of(&desk, peer.map(|Extension(ConnectInfo(peer))| peer), &headers);
+    let client = client_of(
+        &desk,
+        peer.map(|Extension(ConnectInfo(peer))| peer),
+        &headers,
+    );
     let now_ms = u64::try_from(desk.started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Decision::Limited {
         retry_after_seconds,
@@ -144,9 +144,7 @@ async fn lookup(
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!(
-                "too many lookups from this address; try again in {retry_after_seconds} s"
-            ),
+            format!("too many lookups from this address; try again in {retry_after_seconds} s"),
         )
         .into_response();
         if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
@@ -156,7 +154,9 @@ async fn lookup(
     }
     match answer(&chain, body).await {
         Ok(answer) => {
-            metrics.citizen_lookups_total.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .citizen_lookups_total
+                .fetch_add(1, Ordering::Relaxed);
             Json(answer).into_response()
         }
         Err(error) => error.into_response(),
@@ -190,12 +190,11 @@ async fn answer(
             format!("the body must be {{\"receipt_code\": \"...\"}}: {error}"),
         )
     })?;
-    let code: ReceiptCode = lookup
-        .receipt_code
-        .parse()
-        .map_err(|error: custody_ledger::subject::ReceiptCodeError| {
+    let code: ReceiptCode = lookup.receipt_code.parse().map_err(
+        |error: custody_ledger::subject::ReceiptCodeError| {
             ApiError::bad_request("bad_receipt_code", error.to_string())
-        })?;
+        },
+    )?;
     let tag = code.subject_tag();
     let store = chain.store().clone();
     // The view scans the archive's records: off the async workers.

@@ -794,14 +794,14 @@ async fn list(
     };
     let subject_tag = match query.subject_tag.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(Hash32(custody_ledger::types::parse_hex::<32>(text).map_err(
-            |error| {
+        Some(text) => Some(Hash32(
+            custody_ledger::types::parse_hex::<32>(text).map_err(|error| {
                 ApiError::bad_request(
                     "bad_filter",
                     format!("`{text}` is not a subject tag (64 hex digits): {error}"),
                 )
-            },
-        )?)),
+            })?,
+        )),
     };
     let mut after = match query.cursor.as_deref() {
         None | Some("") => None,

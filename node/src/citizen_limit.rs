@@ -48,7 +48,9 @@ impl Client {
 pub enum Decision {
     Allowed,
     /// Spent; a lookup is possible again after this many seconds.
-    Limited { retry_after_seconds: u64 },
+    Limited {
+        retry_after_seconds: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]

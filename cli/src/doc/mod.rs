@@ -258,7 +258,7 @@ pub struct RegisterArgs {
     /// name and an identity number). Never sent: the record carries only a
     /// tag derived from it with the subject key, and the citizen's receipt
     /// code is printed for them.
-    #[arg(long, requires = "subject_key")]
+    #[arg(long)]
     pub subject: Option<String>,
     /// The federation's subject key file (needed with --subject).
     #[arg(long, env = "CUSTODY_SUBJECT_KEY", value_name = "FILE")]

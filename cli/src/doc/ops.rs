@@ -425,7 +425,9 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
     }
     println!("{id}");
     if let Some(receipt) = &receipt {
-        eprintln!("receipt code for the citizen (give it to them; it is not kept anywhere): {receipt}");
+        eprintln!(
+            "receipt code for the citizen (give it to them; it is not kept anywhere): {receipt}"
+        );
     }
     eprintln!(
         "registered {} ({} bytes, SHA-256 {}) at height {}",
