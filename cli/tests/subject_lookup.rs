@@ -293,7 +293,14 @@ fn a_sealed_subject_key_from_keys_new_gives_receipt_codes() {
     assert_eq!(receipt("  zhao   MIN 110101199003071234 "), code);
 
     let (ok, _, stderr) = common::custody_env(
-        &["doc", "receipt", "--subject", IDENTITY, "--subject-key", key],
+        &[
+            "doc",
+            "receipt",
+            "--subject",
+            IDENTITY,
+            "--subject-key",
+            key,
+        ],
         &[],
     );
     assert!(!ok, "a sealed key opened without its passphrase");

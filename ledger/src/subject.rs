@@ -707,7 +707,7 @@ mod tests {
             "civil-affairs",
             EventKind::Registered {
                 classification: crate::types::Classification::Confidential,
-                plaintext: fixity.clone(),
+                plaintext: fixity,
                 ciphertext: fixity,
             },
         )

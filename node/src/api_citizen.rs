@@ -107,7 +107,7 @@ impl DocumentSource for StoreReader {
 fn client_of(desk: &CitizenDesk, peer: Option<SocketAddr>, headers: &HeaderMap) -> Client {
     let forwarded = desk
         .client_from_forwarded_for
-        .then(|| headers.get_all("x-forwarded-for").iter().last())
+        .then(|| headers.get_all("x-forwarded-for").iter().next_back())
         .flatten()
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.rsplit(',').next())
