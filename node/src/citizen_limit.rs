@@ -17,10 +17,11 @@ use std::sync::Mutex;
 
 use crate::config::ApiConfig;
 
-/// One lookup's cost, in thousandths of a token: integer arithmetic keeps
-/// the refill exact for any per-minute rate.
-const LOOKUP_MILLITOKENS: u64 = 1000;
+/// One lookup's cost in budget units. A client gains `per_minute` units
+/// each millisecond, so a lookup comes back every `MINUTE_MS / per_minute`
+/// ms, with no rounding in integer arithmetic whatever the rate.
 const MINUTE_MS: u64 = 60_000;
+const LOOKUP_UNITS: u64 = MINUTE_MS;
 
 /// Whom a bucket belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,7 +56,7 @@ pub enum Decision {
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    millitokens: u64,
+    units: u64,
     last_ms: u64,
 }
 
@@ -88,7 +89,7 @@ impl CitizenLimit {
     }
 
     fn capacity(&self) -> u64 {
-        self.burst * LOOKUP_MILLITOKENS
+        self.burst * LOOKUP_UNITS
     }
 
     /// Takes one lookup from `client`'s budget at `now_ms`, if it has one.
@@ -104,19 +105,19 @@ impl CitizenLimit {
         }
         let capacity = self.capacity();
         let bucket = buckets.entry(client).or_insert(Bucket {
-            millitokens: capacity,
+            units: capacity,
             last_ms: now_ms,
         });
         let elapsed_ms = now_ms.saturating_sub(bucket.last_ms);
-        let refill = elapsed_ms.saturating_mul(self.per_minute) * LOOKUP_MILLITOKENS / MINUTE_MS;
-        bucket.millitokens = bucket.millitokens.saturating_add(refill).min(capacity);
+        let refill = elapsed_ms.saturating_mul(self.per_minute);
+        bucket.units = bucket.units.saturating_add(refill).min(capacity);
         bucket.last_ms = bucket.last_ms.max(now_ms);
-        if bucket.millitokens >= LOOKUP_MILLITOKENS {
-            bucket.millitokens -= LOOKUP_MILLITOKENS;
+        if bucket.units >= LOOKUP_UNITS {
+            bucket.units -= LOOKUP_UNITS;
             return Decision::Allowed;
         }
-        let missing = LOOKUP_MILLITOKENS - bucket.millitokens;
-        let wait_ms = (missing * MINUTE_MS).div_ceil(self.per_minute * LOOKUP_MILLITOKENS);
+        let missing = LOOKUP_UNITS - bucket.units;
+        let wait_ms = missing.div_ceil(self.per_minute);
         Decision::Limited {
             retry_after_seconds: wait_ms.div_ceil(1000).max(1),
         }
@@ -135,7 +136,7 @@ impl CitizenLimit {
     /// grows past `clients_max`.
     fn make_room(&self, buckets: &mut HashMap<Client, Bucket>, now_ms: u64) {
         let capacity = self.capacity();
-        let full_after_ms = capacity * MINUTE_MS / (self.per_minute * LOOKUP_MILLITOKENS);
+        let full_after_ms = capacity.div_ceil(self.per_minute);
         buckets.retain(|_, bucket| now_ms.saturating_sub(bucket.last_ms) < full_after_ms);
         if buckets.len() >= self.clients_max {
             let idlest = buckets
