@@ -1,5 +1,5 @@
-//! Key files: a member's ed25519 signing key or a department's X25519
-//! encryption key, as a small JSON document, optionally sealed with a
+//! Key files: a member's ed25519 signing key, a department's X25519
+//! encryption key or the federation's subject key, as a small JSON document, optionally sealed with a
 //! passphrase (Argon2id + XChaCha20-Poly1305). Layout in `docs/envelope.md`.
 //!
 //! Invariants:
@@ -22,6 +22,8 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use custody_ledger::subject::SubjectKey;
 
 use crate::envelope::{random_bytes, DepartmentSecretKey, RandomError};
 
@@ -55,6 +57,10 @@ pub enum KeyKind {
     Member,
     /// A department's X25519 encryption key pair (32-byte secret).
     Department,
+    /// The federation's subject key (32-byte secret), from which clerks
+    /// derive citizens' receipt codes; its file records a fingerprint in
+    /// place of a public key.
+    Subject,
 }
 
 impl KeyKind {
@@ -62,6 +68,7 @@ impl KeyKind {
         match self {
             KeyKind::Member => "member",
             KeyKind::Department => "department",
+            KeyKind::Subject => "subject",
         }
     }
 
@@ -70,6 +77,7 @@ impl KeyKind {
         match self {
             KeyKind::Member => 1,
             KeyKind::Department => 2,
+            KeyKind::Subject => 3,
         }
     }
 }
@@ -237,6 +245,7 @@ impl Default for SealParams {
 pub enum SecretKey {
     Member(SigningKey),
     Department(DepartmentSecretKey),
+    Subject(Zeroizing<[u8; SECRET_BYTES]>),
 }
 
 impl SecretKey {
@@ -251,6 +260,7 @@ impl SecretKey {
         match kind {
             KeyKind::Member => SecretKey::Member(SigningKey::from_bytes(bytes)),
             KeyKind::Department => SecretKey::Department(DepartmentSecretKey::from_bytes(*bytes)),
+            KeyKind::Subject => SecretKey::Subject(Zeroizing::new(*bytes)),
         }
     }
 
@@ -258,14 +268,17 @@ impl SecretKey {
         match self {
             SecretKey::Member(_) => KeyKind::Member,
             SecretKey::Department(_) => KeyKind::Department,
+            SecretKey::Subject(_) => KeyKind::Subject,
         }
     }
 
-    /// The ed25519 verifying key (member) or X25519 public key (department).
+    /// The ed25519 verifying key (member), X25519 public key (department)
+    /// or fingerprint (subject).
     pub fn public_key(&self) -> [u8; 32] {
         match self {
             SecretKey::Member(signing_key) => signing_key.verifying_key().to_bytes(),
             SecretKey::Department(secret) => secret.public_key().0,
+            SecretKey::Subject(secret) => subject_key(secret).fingerprint().0,
         }
     }
 
@@ -273,6 +286,7 @@ impl SecretKey {
         match self {
             SecretKey::Member(signing_key) => Zeroizing::new(signing_key.to_bytes()),
             SecretKey::Department(secret) => secret.to_bytes(),
+            SecretKey::Subject(secret) => secret.clone(),
         }
     }
 }
@@ -699,7 +713,7 @@ impl KeyFile {
     pub fn open_member(&self, passphrase: Option<&Passphrase>) -> Result<SigningKey, KeyFileError> {
         match self.open_kind(KeyKind::Member, passphrase)? {
             SecretKey::Member(signing_key) => Ok(signing_key),
-            SecretKey::Department(_) => Err(self.wrong_kind(KeyKind::Member)),
+            _ => Err(self.wrong_kind(KeyKind::Member)),
         }
     }
 
@@ -710,7 +724,18 @@ impl KeyFile {
     ) -> Result<DepartmentSecretKey, KeyFileError> {
         match self.open_kind(KeyKind::Department, passphrase)? {
             SecretKey::Department(secret) => Ok(secret),
-            SecretKey::Member(_) => Err(self.wrong_kind(KeyKind::Department)),
+            _ => Err(self.wrong_kind(KeyKind::Department)),
+        }
+    }
+
+    /// Opens the federation's subject key; refuses any other key file.
+    pub fn open_subject(
+        &self,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<SubjectKey, KeyFileError> {
+        match self.open_kind(KeyKind::Subject, passphrase)? {
+            SecretKey::Subject(secret) => Ok(subject_key(&secret)),
+            _ => Err(self.wrong_kind(KeyKind::Subject)),
         }
     }
 
@@ -752,6 +777,11 @@ pub fn read_member_key(
     passphrase: Option<&Passphrase>,
 ) -> Result<SigningKey, KeyFileError> {
     KeyFile::read(path)?.open_member(passphrase)
+}
+
+/// The subject key of a secret's bytes.
+fn subject_key(secret: &[u8; SECRET_BYTES]) -> SubjectKey {
+    SubjectKey::from_bytes(*secret)
 }
 
 /// Reads the department encryption key at `path`.
@@ -898,7 +928,10 @@ pub struct KeysSealArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct KeysNewArgs {
-    /// `member`: an ed25519 signing key; `department`: an X25519 encryption key pair.
+    /// `member`: an ed25519 signing key; `department`: an X25519 encryption
+    /// key pair; `subject`: the federation's subject key, which clerks hold
+    /// to give citizens receipt codes (make it once, share it with every
+    /// department's clerks, never with a node host).
     #[arg(long, value_enum)]
     pub kind: KeyKind,
     /// Where to write the key file.
@@ -1036,9 +1069,16 @@ pub fn run_keys_to<W: Write>(args: KeysArgs, output: &mut W) -> Result<(), KeysC
         serde_json::to_string(&summary).map_err(KeysCommandError::Json)?
     } else {
         format!(
-            "{verb} {}\nkind: {}\npublic key: {}\npassphrase: {}",
+            "{verb} {}\nkind: {}\n{}: {}\npassphrase: {}",
             summary.file.display(),
             summary.kind,
+            // A subject key has no public half; its file names it by a
+            // fingerprint that reveals nothing of it.
+            if summary.kind == KeyKind::Subject {
+                "fingerprint"
+            } else {
+                "public key"
+            },
             summary.public_key,
             if summary.passphrase_protected {
                 "yes (argon2id)"

@@ -49,6 +49,14 @@ pub const KEY_FILE: &str = "custody/key-file/v1";
 pub const METADATA_KEY: &str = "custody/metadata-key/v1";
 /// Associated data of a sealed text: binds it to one document and field.
 pub const SEALED_TEXT: &str = "custody/sealed-text/v1";
+/// HKDF info of a citizen's receipt code, derived from the federation's
+/// subject key (followed by the normalised identity).
+pub const SUBJECT_RECEIPT: &str = "custody/subject-receipt/v1";
+/// Hash of a receipt code into the subject tag a document record carries.
+pub const SUBJECT_TAG: &str = "custody/subject-tag/v1";
+/// Hash of a subject key into the fingerprint its key file records (a
+/// subject key has no public half).
+pub const SUBJECT_KEY_ID: &str = "custody/subject-key-id/v1";
 
 /// Every tag above, for the checks that they are distinct.
 pub const ALL: &[&str] = &[
@@ -73,6 +81,9 @@ pub const ALL: &[&str] = &[
     KEY_FILE,
     METADATA_KEY,
     SEALED_TEXT,
+    SUBJECT_RECEIPT,
+    SUBJECT_TAG,
+    SUBJECT_KEY_ID,
 ];
 
 /// ASCII, at most 255 bytes (its length is one byte in [`crate::tagged`]),
@@ -133,5 +144,8 @@ mod tests {
         assert_eq!(KEY_FILE, "custody/key-file/v1");
         assert_eq!(METADATA_KEY, "custody/metadata-key/v1");
         assert_eq!(SEALED_TEXT, "custody/sealed-text/v1");
+        assert_eq!(SUBJECT_RECEIPT, "custody/subject-receipt/v1");
+        assert_eq!(SUBJECT_TAG, "custody/subject-tag/v1");
+        assert_eq!(SUBJECT_KEY_ID, "custody/subject-key-id/v1");
     }
 }

@@ -35,6 +35,7 @@ pub mod records;
 pub mod sealed;
 pub mod state;
 pub mod store;
+pub mod subject;
 pub mod testkit;
 pub mod tx;
 pub mod types;

@@ -73,6 +73,7 @@ pub fn route_groups() -> RouteGroups {
         .routes(routes!(departments))
         .routes(routes!(department))
         .routes(routes!(evidence_list))
+        .merge(crate::api_citizen::routes())
         .merge(crate::api_governance::routes());
     let signed = OpenApiRouter::new()
         .routes(routes!(transaction))
@@ -136,7 +137,7 @@ pub fn router(state: ApiState) -> Router {
     let (transfers_open, _) = groups.transfers_open.split_for_parts();
     let (transfers_signed, _) = groups.transfers_signed.split_for_parts();
     Router::new()
-        .merge(open)
+        .merge(open.layer(crate::api_citizen::desk(&settings.api)))
         .merge(records.route_layer(signed()))
         .fallback(not_found)
         // `layer` wraps only the routes above: blob transfers get their own,

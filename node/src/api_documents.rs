@@ -11,8 +11,9 @@
 //!   ciphertext, streamed, when the ledger's read rule allows it (see
 //!   [`authorize`]); what became of the request is attested on chain by
 //!   this node (`read_desk`);
-//! - `GET /v1/documents?custodian=&status=&classification=&cursor=&limit=`:
-//!   documents, filtered and paged.
+//! - `GET /v1/documents?custodian=&status=&classification=&subject_tag=&cursor=&limit=`:
+//!   documents, filtered and paged (`subject_tag`: 64 hex digits, the tag
+//!   `custody_ledger::subject` derives from a citizen's receipt code).
 //!
 //! Formats: `docs/format.md`, "Signed read request".
 
@@ -818,6 +819,8 @@ struct ListQuery {
     status: Option<String>,
     /// `public`, `internal`, `confidential` or `secret`.
     classification: Option<String>,
+    /// Only documents about one citizen: the hex chain tag of their receipt code.
+    subject_tag: Option<String>,
     /// The `next_cursor` of the page before.
     cursor: Option<String>,
     /// Documents on the page, at most `api.page_size_max`.
@@ -867,6 +870,17 @@ async fn list(
             ))
         }
     };
+    let subject_tag = match query.subject_tag.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(Hash32(
+            custody_ledger::types::parse_hex::<32>(text).map_err(|error| {
+                ApiError::bad_request(
+                    "bad_filter",
+                    format!("`{text}` is not a subject tag (64 hex digits): {error}"),
+                )
+            })?,
+        )),
+    };
     let mut after = match query.cursor.as_deref() {
         None | Some("") => None,
         Some(text) => Some(DocumentId::new(text.to_string()).map_err(|_| {
@@ -893,7 +907,10 @@ async fn list(
                 && status
                     .as_deref()
                     .is_none_or(|s| document.status.name() == s)
-                && classification.is_none_or(|c| document.classification == c);
+                && classification.is_none_or(|c| document.classification == c)
+                && subject_tag
+                    .as_ref()
+                    .is_none_or(|tag| document.subject_tag.as_ref() == Some(tag));
             if keep {
                 items.push(document);
                 if items.len() == limit {

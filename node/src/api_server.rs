@@ -46,9 +46,8 @@ pub async fn serve(
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
         .keep_alive(limits.keep_alive);
     let graceful = GracefulShutdown::new();
-    let service = TowerToHyperService::new(router);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -70,7 +69,14 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        // Each connection's requests carry its peer address, for the
+        // routes that count per client (the citizen lookup).
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         let metrics = metrics.clone();
         metrics.api_connections_open.fetch_add(1, Ordering::Relaxed);

@@ -155,6 +155,19 @@ pub struct ApiConfig {
     pub auditor_keys: Vec<String>,
     /// How far a signed API request's time may be from this node's clock.
     pub request_skew_ms: u64,
+    /// Citizen lookups (`POST /v1/citizen/records`) one client may make in
+    /// a burst, before `citizen_lookups_per_minute` paces it.
+    pub citizen_lookups_burst: u32,
+    /// Citizen lookups one client may make per minute, after its burst.
+    pub citizen_lookups_per_minute: u32,
+    /// Most clients whose lookup budget is remembered at once; beyond it
+    /// the longest-idle client is forgotten.
+    pub citizen_clients_tracked_max: usize,
+    /// Take the client of a citizen lookup from the last address of
+    /// `X-Forwarded-For` instead of the connection's peer. Only behind a
+    /// reverse proxy that sets that header: a client reaching the node
+    /// directly could otherwise name any address it likes.
+    pub citizen_client_from_forwarded_for: bool,
 }
 
 impl Default for ApiConfig {
@@ -171,6 +184,10 @@ impl Default for ApiConfig {
             transfer_timeout_ms: 3_600_000,
             auditor_keys: Vec::new(),
             request_skew_ms: 60_000,
+            citizen_lookups_burst: 10,
+            citizen_lookups_per_minute: 10,
+            citizen_clients_tracked_max: 10_000,
+            citizen_client_from_forwarded_for: false,
         }
     }
 }
@@ -434,6 +451,15 @@ transfer_timeout_ms = 3600000
 auditor_keys = []
 # A signed request's time may be this far from this node's clock.
 request_skew_ms = 60000
+# The open citizen lookup (POST /v1/citizen/records): per client, a burst
+# of this many lookups, then this many per minute (429 beyond).
+citizen_lookups_burst = 10
+citizen_lookups_per_minute = 10
+# Most clients whose lookup budget is remembered at once.
+citizen_clients_tracked_max = 10000
+# Behind a reverse proxy, take the client from X-Forwarded-For (its last
+# address). Never set it when clients reach the node directly.
+citizen_client_from_forwarded_for = false
 
 [mempool]
 # Transactions waiting for a block; beyond either bound, new ones get 503.
@@ -616,6 +642,18 @@ impl NodeConfig {
         )?;
         positive("api.transfer_timeout_ms", self.api.transfer_timeout_ms)?;
         positive("api.request_skew_ms", self.api.request_skew_ms)?;
+        positive(
+            "api.citizen_lookups_burst",
+            u64::from(self.api.citizen_lookups_burst),
+        )?;
+        positive(
+            "api.citizen_lookups_per_minute",
+            u64::from(self.api.citizen_lookups_per_minute),
+        )?;
+        positive(
+            "api.citizen_clients_tracked_max",
+            self.api.citizen_clients_tracked_max as u64,
+        )?;
         self.api.auditor_keys()?;
         if self.api.request_timeout_ms <= self.api.wait_ms_max {
             return Err(ConfigError::Invalid {

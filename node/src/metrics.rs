@@ -48,6 +48,11 @@ pub struct Metrics {
     /// Blobs deleted because the document they are a version of was
     /// disposed of (`blob_disposal`).
     pub blobs_disposed_total: AtomicU64,
+    /// Citizen lookups answered (`POST /v1/citizen/records`), found or not.
+    pub citizen_lookups_total: AtomicU64,
+    /// Citizen lookups refused with 429 because their client's budget
+    /// (`api.citizen_lookups_*`) was spent.
+    pub citizen_lookups_rate_limited_total: AtomicU64,
     /// API requests refused for want of a valid caller, by refusal code.
     api_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Oversight alerts raised (`alert_desk`), by rule code.
@@ -269,6 +274,20 @@ impl Metrics {
             "HTTP API connections closed at once because api.connections_max were open.",
             "counter",
             load(&self.api_connections_refused_total),
+        );
+        gauge(
+            &mut out,
+            "custody_citizen_lookups_total",
+            "Citizen lookups answered, whether the receipt code found records or not.",
+            "counter",
+            load(&self.citizen_lookups_total),
+        );
+        gauge(
+            &mut out,
+            "custody_citizen_lookups_rate_limited_total",
+            "Citizen lookups refused with 429 because the client's lookup budget was spent.",
+            "counter",
+            load(&self.citizen_lookups_rate_limited_total),
         );
         gauge(
             &mut out,

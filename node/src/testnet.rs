@@ -11,6 +11,9 @@
 //!                               a trial network; a real one seals it)
 //! DIR/<dept>/members/admin.key  the department's first admin (member key)
 //! DIR/<dept>/members/clerk.key  a clerk of the department (member key)
+//! DIR/<dept>/members/subject.key  the federation's subject key (bare; the
+//!                               same in every department, so that a
+//!                               citizen has one receipt code everywhere)
 //! DIR/auditor.key               an auditor every node's `api.auditor_keys`
 //!                               names: reads the whole chain through the API
 //! ```
@@ -34,6 +37,9 @@ const DEPARTMENT_NAMES: [(&str, &str); 6] = [
     ("finance", "Finance Bureau"),
     ("service-centre", "Convenience Service Centre"),
 ];
+
+/// The subject key's file under a department's `members/` directory.
+pub const SUBJECT_KEY_FILE: &str = "subject.key";
 
 /// Most departments a generated testnet may have.
 pub const TESTNET_DEPARTMENTS_MAX: usize = 64;
@@ -172,6 +178,7 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
     }
     let mut generated = Vec::new();
     let mut departments = Vec::new();
+    let mut subject_key: Option<[u8; 32]> = None;
     for index in 0..count {
         let (slug, name) = department_slug(index);
         let home = Home::new(options.dir.join(&slug));
@@ -182,6 +189,11 @@ pub fn generate(options: &TestnetOptions) -> Result<TestnetManifest, TestnetErro
         let members = home.root.join("members");
         let admin = home::generate_key_file(&members.join("admin.key"))?;
         let clerk = home::generate_key_file(&members.join("clerk.key"))?;
+        let subject_path = members.join(SUBJECT_KEY_FILE);
+        match subject_key {
+            Some(secret) => home::write_key_file(&subject_path, &secret)?,
+            None => subject_key = Some(home::generate_key_file(&subject_path)?),
+        }
         let governor = if options.governors {
             Some(home::generate_key_file(&members.join("governor.key"))?)
         } else {

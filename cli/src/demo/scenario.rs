@@ -71,6 +71,11 @@ pub const SEALED_TEXTS: [&str; 13] = [
     DISPOSAL_REASON,
 ];
 
+/// The record registered about a citizen, and the identity number the
+/// clerk files them under (with the first of `samples::PEOPLE`).
+const CITIZEN_RECORD_TITLE: &str = "Birth registration, citizen's copy";
+const CITIZEN_ID_NUMBER: &str = "110101199003071234";
+
 /// A clerk the demo acts as.
 pub struct Clerk {
     pub department: String,
@@ -208,6 +213,8 @@ fn copy_command(command: &DocCommand) -> Option<DocCommand> {
             id: args.id.clone(),
             work_dir: args.work_dir.clone(),
             created: args.created.clone(),
+            subject: args.subject.clone(),
+            subject_key: args.subject_key.clone(),
         }),
         DocCommand::Offer {
             document,
@@ -310,10 +317,16 @@ impl Scenario {
             .iter()
             .flatten()
             .map(|sample| sample.title.as_str())
+            .chain([CITIZEN_RECORD_TITLE])
+            .collect();
+        let subjects: Vec<&str> = samples::PEOPLE
+            .iter()
+            .copied()
+            .chain([CITIZEN_ID_NUMBER])
             .collect();
         serde_json::json!({
             "titles": titles,
-            "subjects": samples::PEOPLE,
+            "subjects": subjects,
             "texts": SEALED_TEXTS,
         })
     }
@@ -388,6 +401,7 @@ impl Scenario {
     pub async fn run(&mut self, short: bool) -> Result<(), DemoError> {
         self.enrol_clerks().await?;
         self.register_all().await?;
+        self.citizen_receipt().await?;
         self.refusals().await?;
 
         section("Custody transfers between departments");
@@ -526,6 +540,8 @@ impl Scenario {
                     id: Some(sample.id.clone()),
                     work_dir: Some(self.work_dir.clone()),
                     created: None,
+                    subject: None,
+                    subject_key: None,
                 });
                 let step = format!("register {}", sample.id);
                 let line = format!(
@@ -553,6 +569,56 @@ impl Scenario {
         Ok(())
     }
 
+    /// A record registered about a citizen: the clerk hands them a receipt
+    /// code, with which they see who holds their records on the open page.
+    async fn citizen_receipt(&mut self) -> Result<(), DemoError> {
+        section("A citizen's receipt code");
+        let sample = self.sample(0, 0);
+        let identity = format!("{} {CITIZEN_ID_NUMBER}", samples::PEOPLE[0]);
+        let home = self
+            .clerk(0)
+            .department_key
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let command = DocCommand::Register(RegisterArgs {
+            file: sample.path.clone(),
+            title: CITIZEN_RECORD_TITLE.to_string(),
+            record_type: "birth-registration".to_string(),
+            classification: "confidential".to_string(),
+            retention: "permanent".to_string(),
+            mime: sample.mime.clone(),
+            pronom: Some(sample.pronom.clone()),
+            id: Some(format!("civil-affairs-{SAMPLE_YEAR}-citizen")),
+            work_dir: Some(self.work_dir.clone()),
+            created: None,
+            subject: Some(identity),
+            subject_key: Some(home.join(custody_node::testnet::SUBJECT_KEY_FILE)),
+        });
+        let value = self
+            .run_doc(0, command, "register about a citizen".to_string())
+            .await?;
+        let code = value["receipt_code"].as_str().unwrap_or_default();
+        let clerk = self.clerk(0);
+        say(
+            &clerk.department,
+            &clerk.name,
+            &format!(
+                "registers a birth record about a citizen (height {}) and hands them receipt code {code}; the chain holds only a tag derived from it",
+                height_of(&value)
+            ),
+        );
+        say(
+            &clerk.department,
+            "",
+            &format!(
+                "the citizen looks it up: curl -s -X POST {}/v1/citizen/records -H 'content-type: application/json' -d '{{\"receipt_code\": \"{code}\"}}'",
+                clerk.api_url
+            ),
+        );
+        Ok(())
+    }
+
     /// Two things the rules refuse, so that the demo shows the door shut.
     async fn refusals(&mut self) -> Result<(), DemoError> {
         section("What the rules refuse");
@@ -569,6 +635,8 @@ impl Scenario {
             id: Some(format!("civil-affairs-{SAMPLE_YEAR}-sealed")),
             work_dir: Some(self.work_dir.clone()),
             created: None,
+            subject: None,
+            subject_key: None,
         });
         self.catch_up(self.clerk(0)).await?;
         let clerk = self.clerk(0);
@@ -904,6 +972,8 @@ impl Scenario {
             id: Some(id.clone()),
             work_dir: Some(self.work_dir.clone()),
             created: Some(DISPOSAL_CREATED.to_string()),
+            subject: None,
+            subject_key: None,
         });
         let value = self
             .run_doc(department, command, format!("register {id}"))

@@ -226,9 +226,22 @@ pub enum DocCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Print a citizen's receipt code again (the code `register --subject`
+    /// printed), from their identity and the subject key.
+    #[command(
+        after_help = "Example:\n  custody doc receipt --subject \"Zhang Wei 110101198001011234\" --subject-key subject.key"
+    )]
+    Receipt {
+        /// The citizen's identity, as the department files it.
+        #[arg(long)]
+        subject: String,
+        /// The federation's subject key file.
+        #[arg(long, env = "CUSTODY_SUBJECT_KEY", value_name = "FILE")]
+        subject_key: Option<PathBuf>,
+    },
     /// List documents, optionally filtered (paged).
     #[command(
-        after_help = "Example:\n  custody doc list --custodian civil-affairs --status in-transfer --key clerk.key"
+        after_help = "Example:\n  custody doc list --custodian civil-affairs --status in-transfer --key clerk.key\n  custody doc list --subject \"Zhang Wei 110101198001011234\" --subject-key subject.key --key clerk.key"
     )]
     List {
         /// Only documents held by this department.
@@ -240,6 +253,13 @@ pub enum DocCommand {
         /// Only documents of this classification.
         #[arg(long)]
         classification: Option<String>,
+        /// Only documents about this citizen (their identity, as the
+        /// department files it; needs --subject-key).
+        #[arg(long)]
+        subject: Option<String>,
+        /// The federation's subject key file.
+        #[arg(long, env = "CUSTODY_SUBJECT_KEY", value_name = "FILE")]
+        subject_key: Option<PathBuf>,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]
@@ -279,6 +299,15 @@ pub struct RegisterArgs {
     /// (UTC; default: now). Retention runs from it; a future date is refused.
     #[arg(long, value_name = "DATE")]
     pub created: Option<String>,
+    /// The citizen the record is about, as the department files them (a
+    /// name and an identity number). Never sent: the record carries only a
+    /// tag derived from it with the subject key, and the citizen's receipt
+    /// code is printed for them.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The federation's subject key file (needed with --subject).
+    #[arg(long, env = "CUSTODY_SUBJECT_KEY", value_name = "FILE")]
+    pub subject_key: Option<PathBuf>,
 }
 
 /// `custody doc amend …`

@@ -9,6 +9,7 @@ use custody_cli::envelope::{
 };
 use custody_ledger::records::{Document, DocumentEvent, DocumentStatus, EventKind, Member};
 use custody_ledger::sealed::fields;
+use custody_ledger::subject::ReceiptCode;
 use custody_ledger::tx::{FixityResult, TxBody};
 use custody_ledger::types::{
     DepartmentId, DocumentId, Fixity, Format, Hash32, Timestamp, TxId, WrappedKey,
@@ -162,18 +163,43 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
             cursor,
             all,
         } => history(&api, &common, &document, limit, cursor, all).await,
+        DocCommand::Receipt {
+            subject,
+            subject_key,
+        } => {
+            let receipt = util::receipt_code(&common, &subject, subject_key.as_deref())?;
+            if common.json {
+                return print_json(&json!({
+                    "receipt_code": receipt.to_string(),
+                    "subject_tag": receipt.subject_tag(),
+                }));
+            }
+            println!("{receipt}");
+            Ok(())
+        }
         DocCommand::List {
             custodian,
             status,
             classification,
+            subject,
+            subject_key,
             limit,
             cursor,
         } => {
+            let subject_tag = match &subject {
+                Some(identity) => Some(
+                    util::receipt_code(&common, identity, subject_key.as_deref())?
+                        .subject_tag()
+                        .to_string(),
+                ),
+                None => None,
+            };
             let page = api
                 .list(&[
                     ("custodian", custodian),
                     ("status", status),
                     ("classification", classification),
+                    ("subject_tag", subject_tag),
                     ("limit", limit.map(|l| l.to_string())),
                     ("cursor", cursor),
                 ])
@@ -397,6 +423,16 @@ pub(super) async fn encrypt_and_upload(
 
 async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Result<(), DocError> {
     let created = created_time(args.created.as_deref(), util::now_ms())?;
+    // Derived first: a missing or wrong subject key stops the command
+    // before anything is encrypted or uploaded.
+    let receipt = match &args.subject {
+        Some(identity) => Some(util::receipt_code(
+            common,
+            identity,
+            args.subject_key.as_deref(),
+        )?),
+        None => None,
+    };
     let key = util::member_key(common)?;
     let member = me(api, &key).await?;
     let classification = util::parse_classification(&args.classification)?;
@@ -443,7 +479,7 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         },
         plaintext: ledger_fixity(summary.plaintext),
         ciphertext: ledger_fixity(summary.ciphertext),
-        subject_tag: None,
+        subject_tag: receipt.as_ref().map(ReceiptCode::subject_tag),
         wrapped_key: WrappedKey(wrapped.to_bytes().to_vec()),
     };
     let answer = api.submit_and_wait(&key, body, wait(common)).await?;
@@ -453,9 +489,17 @@ async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Res
         value["plaintext_bytes"] = json!(summary.plaintext.size_bytes);
         value["ciphertext_sha256"] = json!(hex::encode(summary.ciphertext.sha256));
         value["ciphertext_bytes"] = json!(summary.ciphertext.size_bytes);
+        if let Some(receipt) = &receipt {
+            value["receipt_code"] = json!(receipt.to_string());
+        }
         return print_json(&value);
     }
     println!("{id}");
+    if let Some(receipt) = &receipt {
+        eprintln!(
+            "receipt code for the citizen (give it to them; it is not kept anywhere): {receipt}"
+        );
+    }
     eprintln!(
         "registered {} ({} bytes, SHA-256 {}) at height {}",
         args.file.display(),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use custody_cli::envelope::DepartmentSecretKey;
 use custody_cli::keyfile::{KeyFile, Passphrase};
+use custody_ledger::subject::{ReceiptCode, SubjectKey};
 use custody_ledger::types::{Classification, Retention};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -71,6 +72,23 @@ pub fn department_key(common: &CommonArgs) -> Result<DepartmentSecretKey, DocErr
         KeyFile::open_department,
         DepartmentSecretKey::from_bytes,
     )
+}
+
+/// The receipt code of `identity` under the subject key at `path`
+/// (`--subject-key`: a key file of `custody keys new --kind subject`, or a
+/// bare secret as `custody testnet init` writes it).
+pub fn receipt_code(
+    common: &CommonArgs,
+    identity: &str,
+    path: Option<&Path>,
+) -> Result<ReceiptCode, DocError> {
+    let path = path.ok_or(DocError::MissingKey {
+        what: "the federation's subject key",
+        flag: "--subject-key",
+        env: "CUSTODY_SUBJECT_KEY",
+    })?;
+    let key = secret_key(common, path, KeyFile::open_subject, SubjectKey::from_bytes)?;
+    ReceiptCode::derive(&key, identity).map_err(|error| DocError::Usage(error.to_string()))
 }
 
 /// Reads the key at `path`: a JSON key file opened with `open` (and the
