@@ -300,7 +300,42 @@ async fn metrics(
     (status = 200, description = "The OpenAPI description of every route.", body = Object),
 ))]
 async fn openapi_json() -> Response {
-    crate::api_schemas::openapi_answer()
+    openapi_answer()
+}
+
+/// The document `GET /v1/openapi.json` serves, built once.
+fn served_document() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| match openapi().to_pretty_json() {
+        Ok(text) => text,
+        Err(error) => {
+            // Cannot happen for a document built from these types; answer
+            // the error rather than panic.
+            tracing::error!(%error, "the OpenAPI description could not be written");
+            String::new()
+        }
+    })
+}
+
+/// `GET /v1/openapi.json`'s answer.
+fn openapi_answer() -> Response {
+    let document = served_document();
+    if document.is_empty() {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the OpenAPI description could not be written; see the node's log",
+        )
+        .into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/json".to_string(),
+        )],
+        document,
+    )
+        .into_response()
 }
 
 /// `/v1/status`: the client's [`StatusResponse`] plus, per validator of the

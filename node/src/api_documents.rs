@@ -372,8 +372,7 @@ pub fn check_request(
     Ok(())
 }
 
-/// The header of a signed upload (`SignedBlobUpload::to_header`).
-pub const UPLOAD_HEADER: &str = "x-custody-upload";
+pub use crate::api_schemas::UPLOAD_HEADER;
 
 /// What the upload's signature is checked against: the chain (its id and
 /// members) and this node's clock.

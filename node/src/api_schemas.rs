@@ -5,13 +5,10 @@
 //! failure's), added to each operation by its group so that none can forget
 //! them.
 
-use std::sync::OnceLock;
-
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+
 use serde::de::DeserializeOwned;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
@@ -22,6 +19,9 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::api_error::ApiError;
+
+/// The header of a signed upload (`SignedBlobUpload::to_header`).
+pub const UPLOAD_HEADER: &str = "x-custody-upload";
 
 /// The security scheme of the signed routes: a request signed by a member,
 /// a department's node or an auditor, in the `x-custody-auth` header.
@@ -159,7 +159,7 @@ pub fn frame() -> OpenApi {
         .security_scheme(
             UPLOAD_AUTH_SCHEME,
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                crate::api_documents::UPLOAD_HEADER,
+                UPLOAD_HEADER,
                 "A clerk's signature over the chain id, the blob's SHA-256 and size, and the time (`custody doc register` sends it).",
             ))),
         )
@@ -306,39 +306,4 @@ pub fn error_answer(description: &str) -> RefOr<Answer> {
         Content::new(Some(Ref::from_schema_name("ErrorResponse"))),
     );
     RefOr::T(answer)
-}
-
-/// The document `GET /v1/openapi.json` serves, built once.
-pub fn served_document() -> &'static str {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| match crate::api::openapi().to_pretty_json() {
-        Ok(text) => text,
-        Err(error) => {
-            // Cannot happen for a document built from these types; answer
-            // the error rather than panic.
-            tracing::error!(%error, "the OpenAPI description could not be written");
-            String::new()
-        }
-    })
-}
-
-/// `GET /v1/openapi.json`'s answer.
-pub fn openapi_answer() -> Response {
-    let document = served_document();
-    if document.is_empty() {
-        return ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the OpenAPI description could not be written; see the node's log",
-        )
-        .into_response();
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/json".to_string(),
-        )],
-        document,
-    )
-        .into_response()
 }
