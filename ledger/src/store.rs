@@ -27,6 +27,8 @@
 //! | `R` | proposal id | [`Proposal`] |
 //! | `V` | height | [`ValidatorSet`] in force from that height |
 //! | `Q` | validator key, height | [`EvidenceRecord`] (equivocation evidence) |
+//! | `S` | subject tag, document id | — (index: the documents of a subject) |
+//! | `J` | — | — (marks the `S` index as built for every stored document) |
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ const EVENT: u8 = b'E';
 const PROPOSAL: u8 = b'R';
 const VALIDATOR_SET: u8 = b'V';
 const EVIDENCE: u8 = b'Q';
+const SUBJECT: u8 = b'S';
+const SUBJECT_INDEX_BUILT: &[u8] = b"J";
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +233,12 @@ fn evidence_key(validator: &PublicKey, height: Height) -> Vec<u8> {
     k
 }
 
+fn subject_key(tag: &Hash32, document: &DocumentId) -> Vec<u8> {
+    let mut k = key(SUBJECT, &tag.0);
+    k.extend_from_slice(document.as_str().as_bytes());
+    k
+}
+
 fn event_key(document: &DocumentId, sequence: u64) -> Vec<u8> {
     let mut k = event_prefix(document);
     k.extend_from_slice(&sequence.to_be_bytes());
@@ -333,6 +343,7 @@ impl Store {
             store.genesis()?;
             store.load_member_keys()?;
             store.check_head()?;
+            store.build_subject_index()?;
             Ok(store)
         })
         .map_err(|error| at_open(path, error))
@@ -354,6 +365,7 @@ impl Store {
                         });
                     }
                     store.check_head()?;
+                    store.build_subject_index()?;
                 }
                 // Only an empty store is new: one that lost its genesis
                 // record is damaged, and initialising it again would start
@@ -369,6 +381,7 @@ impl Store {
                     let mut batch = sled::Batch::default();
                     store.write_changes(&mut batch, &state::genesis_changes(genesis));
                     batch.insert(GENESIS, genesis.to_bytes());
+                    batch.insert(SUBJECT_INDEX_BUILT, &[][..]);
                     store.tree.apply_batch(batch)?;
                     store.cache().invalidate();
                     store.db.flush()?;
@@ -606,12 +619,34 @@ impl Store {
             }
         };
         let tree = db.open_tree("custody")?;
-        Ok(Store {
+        let store = Store {
             path: Arc::new(path.to_path_buf()),
             db,
             tree,
             cache: Arc::new(Mutex::new(ReadCache::default())),
-        })
+        };
+        Ok(store)
+    }
+
+    /// Indexes by subject tag the documents of a store written before the
+    /// index existed: once, in one batch, then marked as done. Commits
+    /// keep it from then on ([`Store::write_changes`]).
+    fn build_subject_index(&self) -> Result<(), StoreError> {
+        if self.tree.contains_key(SUBJECT_INDEX_BUILT)? {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for entry in self.tree.scan_prefix([DOCUMENT]) {
+            let (k, v) = entry?;
+            let document: Document = decode_at("document", &k, &v)?;
+            if let Some(tag) = &document.subject_tag {
+                batch.insert(subject_key(tag, &document.id), &[][..]);
+            }
+        }
+        batch.insert(SUBJECT_INDEX_BUILT, &[][..]);
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     fn cache(&self) -> MutexGuard<'_, ReadCache> {
@@ -794,6 +829,9 @@ impl Store {
         }
         for (id, d) in &changes.documents {
             batch.insert(key(DOCUMENT, id.as_str().as_bytes()), encoding::encode(d));
+            if let Some(tag) = &d.subject_tag {
+                batch.insert(subject_key(tag, id), &[][..]);
+            }
         }
         for e in &changes.events {
             batch.insert(event_key(&e.document, e.sequence), encoding::encode(e));
@@ -980,6 +1018,38 @@ impl Store {
             items.push(decode_at("document", &k, &v)?);
         }
         Ok(Page { items, next })
+    }
+
+    /// The documents whose subject tag is `tag`, in id order, at most
+    /// `limit` of them: read through the `S` index, so the cost follows
+    /// the subject's documents, not the archive's size.
+    pub fn documents_with_subject(
+        &self,
+        tag: &Hash32,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut documents = Vec::new();
+        for entry in self.tree.scan_prefix(key(SUBJECT, &tag.0)) {
+            if documents.len() == limit {
+                break;
+            }
+            let (k, _) = entry?;
+            let corrupt = |message: &str| StoreError::Corrupt {
+                what: "subject index key",
+                key: hex::encode(&k),
+                error: DecodeError::Malformed(message.to_string()),
+            };
+            let id = std::str::from_utf8(&k[1 + tag.0.len()..])
+                .map_err(|_| corrupt("document id is not UTF-8"))
+                .and_then(|id| {
+                    DocumentId::new(id.to_string()).map_err(|_| corrupt("not a document id"))
+                })?;
+            let document = self
+                .document(&id)?
+                .ok_or_else(|| corrupt("indexes a document the store does not hold"))?;
+            documents.push(document);
+        }
+        Ok(documents)
     }
 
     /// Every ciphertext SHA-256 a committed transaction names for a
@@ -1345,5 +1415,50 @@ impl StateView for Store {
         height: Height,
     ) -> Result<Option<EvidenceRecord>, ViewError> {
         Store::evidence(self, validator, height).map_err(view_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Workload;
+
+    #[test]
+    fn a_store_written_before_the_subject_index_is_indexed_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = Workload::new(4, 9);
+        for _ in 0..4 {
+            w.step(12).expect("workload block");
+        }
+        {
+            let store =
+                Store::open_or_init(dir.path(), &w.chain.federation.genesis).expect("store");
+            for (block, cert) in &w.chain.blocks {
+                let changes = state::apply_block(&store, block).expect("apply");
+                store.commit(block, cert, &changes).expect("commit");
+            }
+            // As a store written before the index existed: no `S` entries
+            // and no `J` mark.
+            let mut batch = sled::Batch::default();
+            for entry in store.tree.scan_prefix([SUBJECT]) {
+                let (k, _) = entry.expect("scan");
+                batch.remove(k);
+            }
+            batch.remove(SUBJECT_INDEX_BUILT);
+            store.tree.apply_batch(batch).expect("strip the index");
+            store.db.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let mut tagged = 0;
+        for document in w.chain.state.documents.values() {
+            if let Some(tag) = &document.subject_tag {
+                tagged += 1;
+                let found = store
+                    .documents_with_subject(tag, PAGE_LIMIT_MAX)
+                    .expect("read the index");
+                assert_eq!(found, vec![document.clone()]);
+            }
+        }
+        assert!(tagged > 0, "the workload tags its documents");
     }
 }

@@ -32,8 +32,8 @@ use sha2::Sha256;
 
 use crate::encoding::{self, tags};
 use crate::records::{Document, DocumentEvent, DocumentStatus, EventKind};
-use crate::store::{Page, Store, StoreError, PAGE_LIMIT_MAX};
-use crate::types::{DepartmentId, DocumentId, Hash32, Timestamp};
+use crate::store::{Store, StoreError, PAGE_LIMIT_MAX};
+use crate::types::{DepartmentId, Hash32, Timestamp};
 
 /// Length of a subject key.
 pub const SUBJECT_KEY_BYTES: usize = 32;
@@ -397,72 +397,18 @@ pub fn citizen_record<'a>(
     builder.finish(document)
 }
 
-/// The two reads [`citizen_view`] needs: the store's, or a read-only
-/// handle on it.
-pub trait DocumentSource {
-    /// Documents in id order, starting after `after`.
-    fn documents(
-        &self,
-        after: Option<&DocumentId>,
-        limit: usize,
-    ) -> Result<Page<Document, DocumentId>, StoreError>;
-    /// A document's events in order, starting at sequence `from`.
-    fn document_history(
-        &self,
-        id: &DocumentId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Page<DocumentEvent, u64>, StoreError>;
-}
-
-impl DocumentSource for Store {
-    fn documents(
-        &self,
-        after: Option<&DocumentId>,
-        limit: usize,
-    ) -> Result<Page<Document, DocumentId>, StoreError> {
-        Store::documents(self, after, limit)
-    }
-
-    fn document_history(
-        &self,
-        id: &DocumentId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Page<DocumentEvent, u64>, StoreError> {
-        Store::document_history(self, id, from, limit)
-    }
-}
-
 /// Every record whose subject tag is `tag` (at most
 /// [`CITIZEN_RECORDS_MAX`]), oldest custody first. An unknown tag answers
 /// an empty list, the same as a tag with no records.
 ///
-/// Scans every document: the store keeps no index by subject tag, so the
-/// cost grows with the archive (the node's citizen route is rate-limited
-/// for that reason, among others).
-pub fn citizen_view(
-    store: &impl DocumentSource,
-    tag: &Hash32,
-) -> Result<Vec<CitizenRecord>, StoreError> {
-    let mut records = Vec::new();
-    let mut after = None;
-    'scan: loop {
-        let page = store.documents(after.as_ref(), PAGE_LIMIT_MAX)?;
-        for document in &page.items {
-            if document.subject_tag.as_ref() != Some(tag) {
-                continue;
-            }
-            records.push(record_from_store(store, document)?);
-            if records.len() == CITIZEN_RECORDS_MAX {
-                break 'scan;
-            }
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+/// Reads the store's index by subject tag, so the cost follows the
+/// subject's own records, not the size of the archive.
+pub fn citizen_view(store: &Store, tag: &Hash32) -> Result<Vec<CitizenRecord>, StoreError> {
+    let mut records = store
+        .documents_with_subject(tag, CITIZEN_RECORDS_MAX)?
+        .iter()
+        .map(|document| record_from_store(store, document))
+        .collect::<Result<Vec<_>, _>>()?;
     records.sort_by_key(|record: &CitizenRecord| {
         record
             .custody
@@ -473,10 +419,7 @@ pub fn citizen_view(
     Ok(records)
 }
 
-fn record_from_store(
-    store: &impl DocumentSource,
-    document: &Document,
-) -> Result<CitizenRecord, StoreError> {
+fn record_from_store(store: &Store, document: &Document) -> Result<CitizenRecord, StoreError> {
     let mut builder = CitizenRecordBuilder::default();
     let mut from = 0;
     loop {

@@ -570,3 +570,30 @@ fn bytes_of_another_block_are_refused_at_commit() {
         .unwrap();
     assert_eq!(store.raw_block(Height(1)).unwrap(), Some(first.to_bytes()));
 }
+
+#[test]
+fn the_documents_of_a_subject_are_read_through_the_subject_index_and_only_they() {
+    let (_dir, store, w) = stored_chain(6, 15);
+    let tagged: Vec<_> = w
+        .chain
+        .state
+        .documents
+        .values()
+        .filter(|d| d.subject_tag.is_some())
+        .collect();
+    assert!(tagged.len() >= 3, "the workload tags its documents");
+    for document in tagged {
+        let Some(tag) = &document.subject_tag else {
+            continue;
+        };
+        let found = store.documents_with_subject(tag, PAGE_LIMIT_MAX).unwrap();
+        let ids: Vec<_> = found.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(ids, vec![document.id.clone()]);
+        assert_eq!(&found[0], document);
+    }
+    let unknown = Hash32([0x5a; 32]);
+    assert!(store
+        .documents_with_subject(&unknown, PAGE_LIMIT_MAX)
+        .unwrap()
+        .is_empty());
+}

@@ -26,10 +26,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use custody_ledger::records::{Document, DocumentEvent};
-use custody_ledger::store::{Page, StoreError};
-use custody_ledger::subject::{citizen_view, CitizenRecord, DocumentSource, ReceiptCode};
-use custody_ledger::types::DocumentId;
+use custody_ledger::subject::{CitizenRecord, ReceiptCode};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -41,7 +38,6 @@ use crate::citizen_limit::{CitizenLimit, Client, Decision};
 use crate::config::ApiConfig;
 use crate::handles::ChainView;
 use crate::metrics::Metrics;
-use crate::store_reader::StoreReader;
 
 /// Largest body of a citizen lookup: a receipt code in a small JSON
 /// object needs well under this.
@@ -89,25 +85,6 @@ pub fn desk(api: &ApiConfig) -> Extension<CitizenDesk> {
         client_from_forwarded_for: api.citizen_client_from_forwarded_for,
         started: Instant::now(),
     })
-}
-
-impl DocumentSource for StoreReader {
-    fn documents(
-        &self,
-        after: Option<&DocumentId>,
-        limit: usize,
-    ) -> Result<Page<Document, DocumentId>, StoreError> {
-        StoreReader::documents(self, after, limit)
-    }
-
-    fn document_history(
-        &self,
-        id: &DocumentId,
-        from: u64,
-        limit: usize,
-    ) -> Result<Page<DocumentEvent, u64>, StoreError> {
-        StoreReader::document_history(self, id, from, limit)
-    }
 }
 
 /// The client a request counts against: the connection's peer, or behind
@@ -215,8 +192,8 @@ async fn answer(
     )?;
     let tag = code.subject_tag();
     let store = chain.store().clone();
-    // The view scans the archive's records: off the async workers.
-    let records = tokio::task::spawn_blocking(move || citizen_view(&store, &tag))
+    // The view reads the store (sled may block): off the async workers.
+    let records = tokio::task::spawn_blocking(move || store.citizen_view(&tag))
         .await
         .map_err(|error| ApiError::internal(format!("the lookup stopped: {error}")))?
         .map_err(|error| {

@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::Layer;
 
 use crate::config::ApiConfig;
 use crate::metrics::Metrics;
@@ -70,11 +71,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         // Each connection's requests carry its peer address, for the
-        // routes that count per client (the citizen lookup).
+        // routes that count per client (the citizen lookup): one extension
+        // around the shared router, which is not rebuilt per connection.
         let service = TowerToHyperService::new(
-            router
-                .clone()
-                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            axum::Extension(axum::extract::ConnectInfo(peer)).layer(router.clone()),
         );
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

@@ -13,7 +13,7 @@ use custody_ledger::records::{
 use custody_ledger::state::{ChainInfo, StateView, ViewError};
 use custody_ledger::store::{Page, Store, StoreError, StoredTransaction};
 use custody_ledger::types::{
-    BlockHash, DepartmentId, DocumentId, Height, Nonce, ProposalId, PublicKey, TxId,
+    BlockHash, DepartmentId, DocumentId, Hash32, Height, Nonce, ProposalId, PublicKey, TxId,
 };
 
 /// The ledger store, read-only: it offers the store's reads and none of
@@ -26,6 +26,15 @@ pub struct StoreReader {
 impl StoreReader {
     pub fn new(store: Store) -> StoreReader {
         StoreReader { store }
+    }
+
+    /// What a citizen may see of the records tagged `tag`
+    /// ([`custody_ledger::subject::citizen_view`]).
+    pub fn citizen_view(
+        &self,
+        tag: &Hash32,
+    ) -> Result<Vec<custody_ledger::subject::CitizenRecord>, StoreError> {
+        custody_ledger::subject::citizen_view(&self.store, tag)
     }
 
     pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
