@@ -111,9 +111,10 @@ seed=${API_FUZZ_SEED:-$RANDOM}
 echo "fuzzing $api_url for ${FUZZ_SECONDS} s (seed $seed)"
 status=0
 started_s=$(date +%s)
+hooks_dir="$PWD/scripts"
 # From the scratch directory: schemathesis keeps its cache in the current one.
 (cd "$work" && \
-    PYTHONPATH="$PWD/scripts" SCHEMATHESIS_HOOKS=api_fuzz_hooks \
+    PYTHONPATH="$hooks_dir" SCHEMATHESIS_HOOKS=api_fuzz_hooks \
     API_FUZZ_URL="$api_url" API_FUZZ_CHAIN_ID="$chain_id" \
     API_FUZZ_MEMBER_KEY="$home/members/clerk.key" API_FUZZ_COUNTS="$work/counts.json" \
     "$VENV/bin/schemathesis" run "$api_url/v1/openapi.json" \
