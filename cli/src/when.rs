@@ -60,11 +60,22 @@ pub enum TimeError {
     OutOfRange { text: String },
 }
 
-/// A time zone of the IANA database, with the name it was given by.
+/// A time zone of the IANA database, with the name it was given by
+/// (shared: every command's arguments carry one).
 #[derive(Clone)]
-pub struct Zone {
+pub struct Zone(std::sync::Arc<ZoneInner>);
+
+/// What a [`Zone`] shares.
+pub struct ZoneInner {
     name: String,
     zone: TimeZone,
+}
+
+impl std::ops::Deref for Zone {
+    type Target = ZoneInner;
+    fn deref(&self) -> &ZoneInner {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Zone {
@@ -82,9 +93,11 @@ impl fmt::Display for Zone {
 impl Default for Zone {
     /// `Asia/Shanghai`; UTC only if the bundled database lacked it.
     fn default() -> Zone {
-        Zone::named(DEFAULT_TIME_ZONE).unwrap_or_else(|_| Zone {
-            name: "UTC".to_string(),
-            zone: TimeZone::UTC,
+        Zone::named(DEFAULT_TIME_ZONE).unwrap_or_else(|_| {
+            Zone(std::sync::Arc::new(ZoneInner {
+                name: "UTC".to_string(),
+                zone: TimeZone::UTC,
+            }))
         })
     }
 }
@@ -99,10 +112,10 @@ impl Zone {
             return Err(unknown());
         }
         let zone = TimeZone::get(name).map_err(|_| unknown())?;
-        Ok(Zone {
+        Ok(Zone(std::sync::Arc::new(ZoneInner {
             name: name.to_string(),
             zone,
-        })
+        })))
     }
 
     /// For clap's `value_parser`: an unknown zone is a usage error.
