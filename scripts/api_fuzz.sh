@@ -9,13 +9,19 @@
 #   API_FUZZ_SECONDS=600 scripts/api_fuzz.sh # longer
 #   API_FUZZ_SEED=42 scripts/api_fuzz.sh     # replay a run's seed
 #
-# Signed routes are fuzzed up to the caller check: the fuzzer does not sign,
-# so they answer 400/401/403 (each of them described).
+# Signed routes are fuzzed past the caller check: the hooks in
+# scripts/api_fuzz_hooks.py sign each request to a signed route with the
+# testnet clerk's member key (x-custody-auth, and x-custody-upload for a
+# blob upload), by the node's clock rules. At the end the script prints how
+# many cases went to each route class (signed, open), and how many signed
+# cases got past the door.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${API_FUZZ_SECONDS:-150}
 SCHEMATHESIS_VERSION=4.32.5
+# ed25519 for the hooks' signatures.
+CRYPTOGRAPHY_VERSION=50.0.2
 VENV=${API_FUZZ_VENV:-/opt/custody-fuzz-venv}
 BIN=${CUSTODY_BIN:-target/release/custody}
 # Longest wait for the node to answer after it is started.
@@ -24,7 +30,8 @@ NODE_START_WAIT_S=60
 NODE_STOP_WAIT_S=10
 
 install_schemathesis() {
-    if "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    if "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION" \
+        && "$VENV/bin/python" -c "import cryptography, sys; sys.exit(cryptography.__version__ != '$CRYPTOGRAPHY_VERSION')" 2>/dev/null; then
         return
     fi
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -32,9 +39,10 @@ install_schemathesis() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
     fi
-    echo "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
+    echo "installing schemathesis $SCHEMATHESIS_VERSION and cryptography $CRYPTOGRAPHY_VERSION into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
 }
 
 install_schemathesis
@@ -80,10 +88,11 @@ EOF
 
 "$BIN" testnet init --dir "$work/net" --departments 1 --fast \
     --base-port "$base_port" --chain-id custody-fuzz --json > "$work/manifest.json"
-read -r home api_url < <(python3 -c '
+read -r home api_url chain_id < <(python3 -c '
 import json, sys
-node = json.load(open(sys.argv[1]))["nodes"][0]
-print(node["home"], node["api_url"])' "$work/manifest.json")
+manifest = json.load(open(sys.argv[1]))
+node = manifest["nodes"][0]
+print(node["home"], node["api_url"], manifest["chain_id"])' "$work/manifest.json")
 
 "$BIN" node start --home "$home" > "$work/node.log" 2>&1 &
 node_pid=$!
@@ -101,8 +110,14 @@ done
 seed=${API_FUZZ_SEED:-$RANDOM}
 echo "fuzzing $api_url for ${FUZZ_SECONDS} s (seed $seed)"
 status=0
+started_s=$(date +%s)
+hooks_dir="$PWD/scripts"
 # From the scratch directory: schemathesis keeps its cache in the current one.
-(cd "$work" && "$VENV/bin/schemathesis" run "$api_url/v1/openapi.json" \
+(cd "$work" && \
+    PYTHONPATH="$hooks_dir" SCHEMATHESIS_HOOKS=api_fuzz_hooks \
+    API_FUZZ_URL="$api_url" API_FUZZ_CHAIN_ID="$chain_id" \
+    API_FUZZ_MEMBER_KEY="$home/members/clerk.key" API_FUZZ_COUNTS="$work/counts.json" \
+    "$VENV/bin/schemathesis" run "$api_url/v1/openapi.json" \
     --url "$api_url" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --max-time "$FUZZ_SECONDS" \
@@ -124,7 +139,20 @@ suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
 print(sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites))
 EOF
 )
-echo "API fuzz: ${cases:-unknown} cases, ${failing} failing operations"
+elapsed_s=$(( $(date +%s) - started_s ))
+echo "API fuzz: ${cases:-unknown} cases, ${failing} failing operations, ${elapsed_s} s (seed $seed)"
+python3 - "$work/counts.json" <<'EOF'
+import json, sys
+try:
+    counts = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    print("cases per route class: unknown (the hooks wrote no counts)")
+    sys.exit(0)
+signed, open_ = counts["signed"], counts["open"]
+print(f"cases per route class: signed {signed['cases']} "
+      f"({signed['past_the_door']} past the caller check, {signed['at_the_door']} refused at it), "
+      f"open {open_['cases']}")
+EOF
 
 if [ "$status" -ne 0 ]; then
     echo "API fuzz failed (schemathesis exit $status); the node's warnings and errors:"

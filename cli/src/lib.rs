@@ -22,6 +22,7 @@ pub mod keyfile;
 pub mod names;
 pub mod node_store;
 pub mod sealed_text;
+pub mod when;
 
 pub use audit::{
     run_audit, run_audit_to, run_chain, run_chain_to, run_genesis, run_genesis_to, AuditArgs,

@@ -98,9 +98,20 @@ pub struct AssembleArgs {
     /// The chain id, e.g. `custody-province-2026`.
     #[arg(long)]
     pub chain_id: String,
-    /// Genesis time as YYYY-MM-DD (00:00 UTC); agree on it beforehand.
-    #[arg(long)]
+    /// Genesis time: a day YYYY-MM-DD (its first moment in --time-zone) or
+    /// a time with its offset (2026-12-01T00:00:00+08:00); agree on it, and
+    /// on the zone, beforehand: it is part of the genesis hash.
+    #[arg(long, value_name = "DATE")]
     pub genesis_date: String,
+    /// The time zone a --genesis-date day is read in (an IANA name).
+    #[arg(
+        long,
+        env = crate::when::TIME_ZONE_ENV,
+        default_value = crate::when::DEFAULT_TIME_ZONE,
+        value_parser = crate::when::Zone::parse_arg,
+        value_name = "ZONE"
+    )]
+    pub time_zone: crate::when::Zone,
     /// Contribution files, one per department.
     #[arg(required = true)]
     pub contributions: Vec<PathBuf>,
@@ -268,8 +279,16 @@ pub fn run_genesis_to(args: GenesisArgs, out: &mut dyn Write) -> Result<(), Audi
             // Sorted by id so that the same contributions always give the
             // same genesis, whatever order they were listed in.
             departments.sort_by(|x, y| x.id.cmp(&y.id));
-            let time =
-                super::time::parse_date_ms(&a.genesis_date).map_err(AuditError::BadArgument)?;
+            if a.genesis_date.trim_start().starts_with('+') {
+                return Err(AuditError::BadArgument(format!(
+                    "--genesis-date {} counts from now, so no two departments would assemble the same genesis: give a day such as 2026-12-01",
+                    a.genesis_date
+                )));
+            }
+            let time = a
+                .time_zone
+                .parse(&a.genesis_date, 0, crate::when::DayBound::Start)
+                .map_err(|e| AuditError::BadArgument(e.to_string()))?;
             let genesis = Genesis {
                 format_version: FORMAT_VERSION,
                 chain_id: a.chain_id.clone(),

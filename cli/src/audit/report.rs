@@ -15,7 +15,10 @@ use custody_ledger::block::Block;
 use custody_ledger::encoding;
 use custody_ledger::records::{DocumentEvent, EventKind};
 use custody_ledger::types::Height;
+use custody_node::client::now_ms;
 use serde::Serialize;
+
+use crate::when::DayBound;
 
 use custody_ledger::reads::{AttestedRead, ReadOutcome};
 
@@ -34,12 +37,23 @@ pub struct ReportArgs {
     /// Last height of the range (default: the last block).
     #[arg(long, conflicts_with_all = ["from_date", "to_date"])]
     pub to_height: Option<u64>,
-    /// First day of the range, YYYY-MM-DD (UTC, inclusive).
-    #[arg(long)]
+    /// Start of the range: a day YYYY-MM-DD (from its first moment in
+    /// --time-zone) or a time with its offset (2026-01-01T00:00:00+08:00).
+    #[arg(long, value_name = "DATE")]
     pub from_date: Option<String>,
-    /// Last day of the range, YYYY-MM-DD (UTC, inclusive).
-    #[arg(long)]
+    /// End of the range: a day YYYY-MM-DD (to its last moment in
+    /// --time-zone, the day included) or a time with its offset.
+    #[arg(long, value_name = "DATE")]
     pub to_date: Option<String>,
+    /// The time zone the range's days are read in (an IANA name).
+    #[arg(
+        long,
+        env = crate::when::TIME_ZONE_ENV,
+        default_value = crate::when::DEFAULT_TIME_ZONE,
+        value_parser = crate::when::Zone::parse_arg,
+        value_name = "ZONE"
+    )]
+    pub time_zone: crate::when::Zone,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -140,11 +154,17 @@ fn range(args: &ReportArgs, loaded: &LoadedChain) -> Result<(u64, u64, u64, u64)
     let genesis_time = loaded.genesis.genesis_time.0;
     if args.from_date.is_some() || args.to_date.is_some() {
         let start = match &args.from_date {
-            Some(d) => time::parse_date_ms(d).map_err(AuditError::BadArgument)?,
+            Some(d) => args
+                .time_zone
+                .parse(d, now_ms(), DayBound::Start)
+                .map_err(|e| AuditError::BadArgument(e.to_string()))?,
             None => genesis_time,
         };
         let end = match &args.to_date {
-            Some(d) => time::parse_date_ms(d).map_err(AuditError::BadArgument)? + 86_400_000 - 1,
+            Some(d) => args
+                .time_zone
+                .parse(d, now_ms(), DayBound::End)
+                .map_err(|e| AuditError::BadArgument(e.to_string()))?,
             None => u64::MAX,
         };
         if end < start {

@@ -96,6 +96,7 @@ impl Clerk {
             wait_seconds: COMMIT_WAIT_SECONDS,
             json: true,
             transient_retries: crate::doc::node_api::TRANSIENT_RETRIES_MAX,
+            time_zone: custody_cli::when::Zone::default(),
         }
     }
 

@@ -84,18 +84,30 @@ pub struct CommonArgs {
         value_name = "COUNT"
     )]
     pub transient_retries: u32,
+    /// Your department's time zone (an IANA name): dates you type are read
+    /// in it (`--until 2026-12-31` ends at the end of that day there) and
+    /// times are shown in it with their offset; --json stays in UTC.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODY_TIME_ZONE",
+        default_value = custody_cli::when::DEFAULT_TIME_ZONE,
+        value_parser = custody_cli::when::Zone::parse_arg,
+        value_name = "ZONE"
+    )]
+    pub time_zone: custody_cli::when::Zone,
 }
 
 #[derive(Subcommand)]
 pub enum DocCommand {
     /// Encrypt FILE, upload it to your node and register it on chain.
     #[command(
-        after_help = "Example:\n  custody doc register birth-1984-0042.pdf --title \"Birth certificate 1984/0042\" --record-type birth-certificate --classification confidential --retention 30 --format application/pdf --key clerk.key --department-key department.key"
+        after_help = "Example:\n  custody doc register birth-1984-0042.pdf --title \"Birth certificate 1984/0042\" --record-type birth-certificate --classification confidential --retention 30 --format application/pdf --key clerk.key --department-key department.key\n  custody doc register birth-1984-0042.pdf --title \"Birth certificate 1984/0042\" --record-type birth-certificate --created 1984-03-02 --time-zone Asia/Shanghai --key clerk.key --department-key department.key   # made on 2 March 1984, Beijing time"
     )]
     Register(RegisterArgs),
     /// Offer a document you hold to another department (wraps its key to them).
     #[command(
-        after_help = "Example:\n  custody doc offer civil-affairs-5f2c --to social-security --until +14d --key clerk.key --department-key department.key"
+        after_help = "Example:\n  custody doc offer civil-affairs-5f2c --to social-security --until +14d --key clerk.key --department-key department.key\n  custody doc offer civil-affairs-5f2c --to social-security --until 2026-12-31 --time-zone Asia/Shanghai --key clerk.key --department-key department.key   # lapses at 2026-12-31 23:59:59.999 +08:00"
     )]
     Offer {
         /// The document id.
@@ -103,8 +115,11 @@ pub enum DocCommand {
         /// The receiving department's id.
         #[arg(long)]
         to: String,
-        /// When the offer lapses: YYYY-MM-DD, an RFC 3339 UTC time, +N{s,m,h,d} or ms since the epoch (default: the chain's offer expiry).
-        #[arg(long)]
+        /// When the offer lapses: a date YYYY-MM-DD (lapses at the end of that
+        /// day in --time-zone), YYYY-MM-DDTHH:MM in --time-zone, a time with
+        /// its offset (2026-12-31T17:00:00+08:00), +N{s,m,h,d} or ms since the
+        /// epoch (default: the chain's offer expiry).
+        #[arg(long, value_name = "TIME")]
         until: Option<String>,
     },
     /// Fetch an offered document, check its fixity, and accept custody.
@@ -127,15 +142,18 @@ pub enum DocCommand {
     Cancel { document: String },
     /// Let another department read a document you hold, until a date.
     #[command(
-        after_help = "Example:\n  custody doc grant civil-affairs-5f2c --to health --until 2027-06-30 --key clerk.key --department-key department.key"
+        after_help = "Example:\n  custody doc grant civil-affairs-5f2c --to health --until 2027-06-30 --key clerk.key --department-key department.key   # to the end of 2027-06-30, Beijing time\n  custody doc grant civil-affairs-5f2c --to health --until 2027-06-30T12:00:00Z --key clerk.key --department-key department.key   # an offset is taken as given"
     )]
     Grant {
         document: String,
         /// The department to grant read access to.
         #[arg(long)]
         to: String,
-        /// When the grant ends: YYYY-MM-DD, an RFC 3339 UTC time, +N{s,m,h,d} or ms since the epoch.
-        #[arg(long, default_value = "+30d")]
+        /// When the grant ends: a date YYYY-MM-DD (the grant lasts to the end
+        /// of that day in --time-zone, the day included), YYYY-MM-DDTHH:MM in
+        /// --time-zone, a time with its offset (2026-12-31T17:00:00+08:00),
+        /// +N{s,m,h,d} or ms since the epoch.
+        #[arg(long, default_value = "+30d", value_name = "TIME")]
         until: String,
     },
     /// Withdraw a department's read grant.
@@ -295,8 +313,10 @@ pub struct RegisterArgs {
     /// Directory for the temporary envelope (default: the system's).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// The record's own creation date, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ
-    /// (UTC; default: now). Retention runs from it; a future date is refused.
+    /// The record's own creation date: YYYY-MM-DD (the start of that day in
+    /// --time-zone), YYYY-MM-DDTHH:MM[:SS] in --time-zone, or a time with its
+    /// offset such as 1984-03-02T09:00:00+08:00 (default: now). Retention
+    /// runs from it; a future date is refused.
     #[arg(long, value_name = "DATE")]
     pub created: Option<String>,
     /// The citizen the record is about, as the department files them (a

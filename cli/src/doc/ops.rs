@@ -23,6 +23,7 @@ use super::sealed;
 use super::util::{self, progress, ProgressReader, TempFile};
 use super::{lifecycle, AmendArgs, CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
 use custody_cli::sealed_text::Opener;
+use custody_cli::when::DayBound;
 
 /// Runs `custody doc …`.
 pub async fn run(args: DocArgs) -> Result<(), DocError> {
@@ -422,7 +423,7 @@ pub(super) async fn encrypt_and_upload(
 }
 
 async fn register(api: &NodeApi, common: &CommonArgs, args: RegisterArgs) -> Result<(), DocError> {
-    let created = created_time(args.created.as_deref(), util::now_ms())?;
+    let created = created_time(common, args.created.as_deref(), util::now_ms())?;
     // Derived first: a missing or wrong subject key stops the command
     // before anything is encrypted or uploaded.
     let receipt = match &args.subject {
@@ -545,15 +546,19 @@ async fn amend(api: &NodeApi, common: &CommonArgs, args: AmendArgs) -> Result<()
 /// The record's creation time from `--created` (default: `now_ms`):
 /// retention runs from it, so a date after `now_ms` is refused here, as the
 /// chain would refuse it.
-fn created_time(text: Option<&str>, now_ms: u64) -> Result<Timestamp, DocError> {
+fn created_time(
+    common: &CommonArgs,
+    text: Option<&str>,
+    now_ms: u64,
+) -> Result<Timestamp, DocError> {
     let Some(text) = text else {
         return Ok(Timestamp(now_ms));
     };
-    let created = util::parse_time(text, now_ms)?;
+    let created = util::parse_time(text, now_ms, common, DayBound::Start)?;
     if created > now_ms {
         return Err(DocError::Usage(format!(
             "--created {text} is in the future ({}): give the date the record was made",
-            util::format_time(created)
+            util::format_time(created, common)
         )));
     }
     Ok(Timestamp(created))
@@ -593,7 +598,12 @@ async fn offer(
     let data_key = custodian_data_key(api, common, &doc, &member).await?;
     let wrapped_key = wrap_to(api, &doc.id, &data_key, &to).await?;
     let expires_at = match until {
-        Some(text) => Some(Timestamp(util::parse_time(text, util::now_ms())?)),
+        Some(text) => Some(Timestamp(util::parse_time(
+            text,
+            util::now_ms(),
+            common,
+            DayBound::End,
+        )?)),
         None => None,
     };
     let body = TxBody::OfferTransfer {
@@ -624,7 +634,12 @@ async fn grant(
     let member = me(api, &key).await?;
     let doc = api.document(&document_id(document)?).await?;
     let to = department_id(to)?;
-    let expires_at = Timestamp(util::parse_time(until, util::now_ms())?);
+    let expires_at = Timestamp(util::parse_time(
+        until,
+        util::now_ms(),
+        common,
+        DayBound::End,
+    )?);
     let data_key = custodian_data_key(api, common, &doc, &member).await?;
     let wrapped_key = wrap_to(api, &doc.id, &data_key, &to).await?;
     let body = TxBody::GrantAccess {
@@ -641,7 +656,7 @@ async fn grant(
         body,
         &format!(
             "granted `{to}` read access to document {{document}} until {}",
-            util::format_time(expires_at.0)
+            util::format_time(expires_at.0, common)
         ),
     )
     .await
@@ -917,7 +932,7 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
     println!(
         "created by     {} at {}",
         doc.creating_department,
-        util::format_time(doc.created.0)
+        util::format_time(doc.created.0, common)
     );
     println!("classification {}", classification_name(&doc));
     println!("retention      {}", doc.retention);
@@ -943,7 +958,7 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
         DocumentStatus::InTransfer(offer) => println!(
             "status         in-transfer to {} until {}",
             offer.to,
-            util::format_time(offer.expires_at.0)
+            util::format_time(offer.expires_at.0, common)
         ),
         other => println!("status         {}", other.name()),
     }
@@ -951,7 +966,7 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
         println!(
             "grant          {} until {}",
             grant.department,
-            util::format_time(grant.expires_at.0)
+            util::format_time(grant.expires_at.0, common)
         );
     }
     println!("version        {}", doc.version);
@@ -962,14 +977,17 @@ async fn show(api: &NodeApi, common: &CommonArgs, document: &str) -> Result<(), 
     Ok(())
 }
 
-fn describe(event: &DocumentEvent, opener: &Opener) -> String {
+fn describe(event: &DocumentEvent, opener: &Opener, common: &CommonArgs) -> String {
     let text = || opener.event_text(&event.kind).unwrap_or_default();
     match &event.kind {
         EventKind::Registered { .. } | EventKind::RegisteredSealed { .. } => {
             "registered".to_string()
         }
         EventKind::Offered { to, expires_at } => {
-            format!("offered to {to} until {}", util::format_time(expires_at.0))
+            format!(
+                "offered to {to} until {}",
+                util::format_time(expires_at.0, common)
+            )
         }
         EventKind::Accepted { from } => format!("accepted (from {from})"),
         EventKind::Rejected { .. } | EventKind::RejectedSealed { .. } => {
@@ -977,7 +995,10 @@ fn describe(event: &DocumentEvent, opener: &Opener) -> String {
         }
         EventKind::Cancelled => "offer cancelled".to_string(),
         EventKind::Granted { to, expires_at } => {
-            format!("granted to {to} until {}", util::format_time(expires_at.0))
+            format!(
+                "granted to {to} until {}",
+                util::format_time(expires_at.0, common)
+            )
         }
         EventKind::Revoked { from } => format!("grant of {from} revoked"),
         EventKind::Accessed { .. } | EventKind::AccessedSealed { .. } => {
@@ -1036,10 +1057,10 @@ async fn history(
                 println!(
                     "{:>4}  {}  height {:<6} {:<20} {}",
                     event.sequence,
-                    util::format_time(event.time.0),
+                    util::format_time(event.time.0, common),
                     event.height.0,
                     event.department,
-                    describe(event, &opener)
+                    describe(event, &opener, common)
                 );
             }
         }

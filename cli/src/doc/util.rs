@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use custody_cli::envelope::DepartmentSecretKey;
 use custody_cli::keyfile::{KeyFile, Passphrase};
+use custody_cli::when::DayBound;
 use custody_ledger::subject::{ReceiptCode, SubjectKey};
 use custody_ledger::types::{Classification, Retention};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -149,96 +150,24 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = if year >= 0 { year } else { year - 399 } / 400;
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// The instant `text` names, read in `--time-zone` (`custody_cli::when`):
+/// a date alone is the first (`DayBound::Start`) or last (`DayBound::End`)
+/// millisecond of that day there.
+pub fn parse_time(
+    text: &str,
+    now_ms: u64,
+    common: &CommonArgs,
+    bound: DayBound,
+) -> Result<u64, DocError> {
+    common
+        .time_zone
+        .parse(text, now_ms, bound)
+        .map_err(|error| DocError::Usage(error.to_string()))
 }
 
-/// Parses `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SSZ`, `+N{s,m,h,d}` (from now) or
-/// milliseconds since the epoch, into milliseconds since the epoch.
-pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, DocError> {
-    let bad = || {
-        DocError::Usage(format!(
-            "`{text}` is not a time: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ (UTC), +N followed by s, m, h or d, or milliseconds since 1970"
-        ))
-    };
-    if let Some(relative) = text.strip_prefix('+') {
-        let (number, unit) = relative.split_at(relative.len().saturating_sub(1));
-        let count: u64 = number.parse().map_err(|_| bad())?;
-        let unit_ms = match unit {
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        return Ok(now_ms.saturating_add(count.saturating_mul(unit_ms)));
-    }
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| bad());
-    }
-    let (date, time) = match text.split_once('T') {
-        Some((date, time)) => (date, Some(time)),
-        None => (text, None),
-    };
-    let parts: Vec<&str> = date.split('-').collect();
-    let [year, month, day] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let year: i64 = year.parse().map_err(|_| bad())?;
-    let month: u32 = month.parse().map_err(|_| bad())?;
-    let day: u32 = day.parse().map_err(|_| bad())?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
-        return Err(bad());
-    }
-    let mut seconds = days_from_civil(year, month, day) * 86_400;
-    if let Some(time) = time {
-        let time = time.strip_suffix('Z').ok_or_else(bad)?;
-        let parts: Vec<&str> = time.split(':').collect();
-        let [hours, minutes, secs] = parts.as_slice() else {
-            return Err(bad());
-        };
-        let hours: i64 = hours.parse().map_err(|_| bad())?;
-        let minutes: i64 = minutes.parse().map_err(|_| bad())?;
-        let secs: i64 = secs.parse().map_err(|_| bad())?;
-        if hours > 23 || minutes > 59 || secs > 60 {
-            return Err(bad());
-        }
-        seconds += hours * 3600 + minutes * 60 + secs;
-    }
-    u64::try_from(seconds * 1000).map_err(|_| bad())
-}
-
-/// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn format_time(ms: u64) -> String {
-    let seconds = (ms / 1000) as i64;
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    // Inverse of days_from_civil (H. Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+/// `2026-12-05 17:20:00 +08:00`: a time for people, in `--time-zone`.
+pub fn format_time(ms: u64, common: &CommonArgs) -> String {
+    common.time_zone.show(ms)
 }
 
 /// A progress bar shown only when standard output is a terminal and the
@@ -343,22 +272,5 @@ impl Drop for TempFile {
         if !self.keep {
             let _ = std::fs::remove_file(&self.path);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_parse_to_utc_milliseconds() {
-        assert_eq!(parse_time("1970-01-02", 0).unwrap(), 86_400_000);
-        assert_eq!(
-            parse_time("2026-11-26T05:30:00Z", 0).unwrap(),
-            1_795_671_000_000
-        );
-        assert_eq!(parse_time("+2h", 1000).unwrap(), 7_201_000);
-        assert_eq!(format_time(1_795_671_000_000), "2026-11-26T05:30:00Z");
-        assert!(parse_time("tomorrow", 0).is_err());
     }
 }
