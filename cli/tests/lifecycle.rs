@@ -400,3 +400,101 @@ async fn a_fetch_of_a_disposed_document_answers_410_and_the_audit_still_verifies
         "no disposal in the history:\n{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_request_for_a_disposed_blob_answers_410_document_disposed() {
+    let net = started().await;
+    let registered = register(
+        &net,
+        "ledger-1980.txt",
+        b"land register, 1980",
+        &["--retention", "5", "--created", "1980-01-01"],
+    );
+    let id = document_of(&registered);
+    let sha256 = registered["ciphertext_sha256"]
+        .as_str()
+        .expect("ciphertext SHA-256")
+        .to_string();
+    let url = format!("{}/v1/blobs/{sha256}", net.nodes[0].api_url);
+    let (status, body) = common::get(&url).await.expect("blob status");
+    assert_eq!(status, 200, "the blob is held before the disposal: {body}");
+
+    let (code, _, stderr) = doc_signed(
+        &net,
+        0,
+        "admin",
+        &[
+            "dispose",
+            &id,
+            "--authority",
+            "records schedule 4.2",
+            "--reason",
+            "retention of 5 years elapsed",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{}", net.logs());
+    let home = net.nodes[0].home.clone();
+    let held = sha256.clone();
+    wait_for(&net, "node 0 to delete the blob", DELETION_WAIT, || {
+        let left = copies_under(&home, &held);
+        async move {
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        }
+    })
+    .await;
+    let (status, body) = common::get(&url).await.expect("blob status");
+    assert_eq!(status, 410, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
+    assert_eq!(body["error"]["code"], "document_disposed", "{body}");
+    let unknown = format!("{}/v1/blobs/{}", net.nodes[0].api_url, "ab".repeat(32));
+    let (status, _) = common::get(&unknown).await.expect("blob status");
+    assert_eq!(status, 404, "a blob no document names is still 404");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doc_history_names_each_signer_by_member_name_and_department() {
+    let net = started().await;
+    let id = document_of(&register(&net, "deed.txt", b"deed of sale", &[]));
+    let clerk = {
+        let secret =
+            custody_node::home::read_key_file(&net.member_key(&net.nodes[0].department, "clerk"))
+                .expect("clerk key");
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+    };
+    let clerk_hex = hex::encode(clerk.verifying_key().to_bytes());
+    let (status, member) = common::get_signed(
+        &format!("{}/v1/members/{clerk_hex}", net.nodes[0].api_url),
+        Some(&clerk),
+    )
+    .await
+    .expect("member record");
+    assert_eq!(status, 200, "{member}");
+    let name = member["name"].as_str().expect("the clerk's name").to_string();
+
+    let history = doc_ok(&net, 0, &["history", &id]);
+    let by = &history["items"][0]["by"];
+    assert_eq!(by["name"], name.as_str(), "{history}");
+    assert_eq!(by["department"], net.nodes[0].department.as_str(), "{history}");
+    assert_eq!(by["key"], clerk_hex.as_str(), "{history}");
+
+    let node = &net.nodes[0];
+    let output = Command::new(BINARY)
+        .args(["doc", "history", &id, "--node", &node.api_url, "--key"])
+        .arg(net.member_key(&node.department, "clerk"))
+        .arg("--department-key")
+        .arg(node.home.join("members/department.key"))
+        .output()
+        .expect("run custody doc history");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = format!("by {name} ({}) {}", node.department, &clerk_hex[..8]);
+    assert!(
+        text.lines()
+            .any(|line| line.contains("registered") && line.contains(&expected)),
+        "no `{expected}` beside the registration:\n{text}"
+    );
+}

@@ -3,7 +3,8 @@
 //! - `PUT /v1/blobs/{sha256}?size_bytes=N`: upload an envelope; streamed to
 //!   disk while hashed, refused unless it hashes to `sha256` and is `N` bytes;
 //! - `GET /v1/blobs/{sha256}`: whether this node holds a blob, and its size
-//!   (presence only: it does not re-hash);
+//!   (presence only: it does not re-hash); `410 document_disposed` for a
+//!   version of a disposed document;
 //! - `POST /v1/blobs/fetch?document=ID`: fetch the document's blob from
 //!   other nodes (over `/custody/blob/1`) unless this node holds an intact
 //!   copy (re-hashed; a damaged copy is quarantined and replaced);
@@ -242,21 +243,51 @@ async fn upload(
         (status = 200, description = "The blob is here.", body = BlobStatus),
         (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
         (status = 404, description = "`not_found`: not on this node.", body = ErrorResponse),
+        (status = 410, description = "`document_disposed`: the blob is a version of a disposed document, deleted on disposal.", body = ErrorResponse),
     ))]
 async fn blob_status(
     State(blobs): State<Arc<Blobs>>,
+    State(room): State<BlobRoom>,
     ApiPath(sha256): ApiPath<String>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
-    let size_bytes = blobs.store.size_of(&sha256).ok_or_else(|| {
-        ApiError::not_found(format!("blob {} is not on this node", hex::encode(sha256)))
-    })?;
+    let Some(size_bytes) = blobs.store.size_of(&sha256) else {
+        return Err(missing_blob(&room, sha256).await);
+    };
     Ok(Json(BlobStatus {
         sha256: Hash32(sha256),
         size_bytes,
         fetched_from: None,
         quarantined: None,
     }))
+}
+
+/// Why a blob is not here: `410 document_disposed` when the committed state
+/// names it as a version of a disposed document and of no live one (the
+/// deletion rule of `blob_disposal`), `404 not_found` otherwise. Only a
+/// miss pays for the walk over the documents.
+async fn missing_blob(room: &BlobRoom, sha256: [u8; 32]) -> ApiError {
+    let store = room.store.clone();
+    let names = tokio::task::spawn_blocking(move || store.ciphertext_names()).await;
+    let disposed_by = match names {
+        Ok(Ok(names)) => crate::blob_disposal::to_delete(&names)
+            .into_iter()
+            .find(|(name, _)| name.0 == sha256)
+            .map(|(_, document)| document),
+        Ok(Err(error)) => return store_error(error),
+        Err(error) => return ApiError::internal(error.to_string()),
+    };
+    match disposed_by {
+        Some(document) => ApiError::new(
+            StatusCode::GONE,
+            "document_disposed",
+            format!(
+                "blob {} is a version of document `{document}`, which was disposed: every node deleted it",
+                hex::encode(sha256)
+            ),
+        ),
+        None => ApiError::not_found(format!("blob {} is not on this node", hex::encode(sha256))),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -236,6 +236,26 @@ impl NodeApi {
         Ok((member, next))
     }
 
+    /// The member record of `key` as the chain has it (revoked members
+    /// included), or `None` when no member holds the key (a node's own
+    /// attestation). Leaves the signer's cached record alone.
+    pub async fn member_record(
+        &self,
+        key: &custody_ledger::types::PublicKey,
+    ) -> Result<Option<Member>, DocError> {
+        let answer: Result<serde_json::Value, DocError> =
+            self.get(&format!("/v1/members/{key}")).await;
+        match answer {
+            Ok(value) => serde_json::from_value(value).map(Some).map_err(|error| {
+                DocError::Node(format!(
+                    "the node's member record could not be read: {error}"
+                ))
+            }),
+            Err(DocError::Refused { code, .. }) if code == "not_found" => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Forgets the member read, so that the next transaction asks the node
     /// for its nonce again.
     fn forget_member(&self) {

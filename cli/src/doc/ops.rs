@@ -1002,6 +1002,53 @@ fn describe(event: &DocumentEvent, opener: &Opener) -> String {
     }
 }
 
+/// The members who signed a document's events, each looked up once per
+/// command (at most [`Signers::KEYS_MAX`]; past that, a signer is shown by
+/// key and department only).
+#[derive(Default)]
+struct Signers {
+    known: std::collections::BTreeMap<custody_ledger::types::PublicKey, Option<Member>>,
+}
+
+impl Signers {
+    const KEYS_MAX: usize = 1024;
+
+    async fn who(
+        &mut self,
+        api: &NodeApi,
+        event: &DocumentEvent,
+    ) -> Result<custody_cli::names::Who, DocError> {
+        if !self.known.contains_key(&event.member) && self.known.len() < Self::KEYS_MAX {
+            let member = api.member_record(&event.member).await?;
+            self.known.insert(event.member, member);
+        }
+        let member = self.known.get(&event.member).and_then(Option::as_ref);
+        Ok(custody_cli::names::Who {
+            name: member.map(|m| m.name.clone()),
+            department: Some(
+                member
+                    .map(|m| m.department.to_string())
+                    .unwrap_or_else(|| event.department.to_string()),
+            ),
+            key: event.member.to_hex(),
+        })
+    }
+}
+
+/// An event as the node gives it, with `by`: the signer's name,
+/// department and key.
+fn named_event(
+    event: &DocumentEvent,
+    by: custody_cli::names::Who,
+) -> Result<serde_json::Value, DocError> {
+    let mut value = serde_json::to_value(event).map_err(|e| DocError::Output(e.to_string()))?;
+    if let Some(object) = value.as_object_mut() {
+        let by = serde_json::to_value(by).map_err(|e| DocError::Output(e.to_string()))?;
+        object.insert("by".to_string(), by);
+    }
+    Ok(value)
+}
+
 async fn history(
     api: &NodeApi,
     common: &CommonArgs,
@@ -1020,26 +1067,33 @@ async fn history(
         let doc = api.document(&id).await?;
         Opener::for_document(&doc, util::department_key(common).ok().as_ref())
     };
+    let mut signers = Signers::default();
     let mut cursor = cursor;
     loop {
         let page = api.history(&id, cursor.as_deref(), limit).await?;
         if common.json && !all {
-            return print_json(&page);
+            let mut items = Vec::with_capacity(page.items.len());
+            for event in &page.items {
+                items.push(named_event(event, signers.who(api, event).await?)?);
+            }
+            return print_json(&json!({ "items": items, "next_cursor": page.next_cursor }));
         }
         for event in &page.items {
+            let by = signers.who(api, event).await?;
             if common.json {
                 // One event per line, so that --all never holds more than a page.
-                let line =
-                    serde_json::to_string(event).map_err(|e| DocError::Output(e.to_string()))?;
+                let line = serde_json::to_string(&named_event(event, by)?)
+                    .map_err(|e| DocError::Output(e.to_string()))?;
                 println!("{line}");
             } else {
                 println!(
-                    "{:>4}  {}  height {:<6} {:<20} {}",
+                    "{:>4}  {}  height {:<6} {:<20} {}  by {}",
                     event.sequence,
                     util::format_time(event.time.0),
                     event.height.0,
                     event.department,
-                    describe(event, &opener)
+                    describe(event, &opener),
+                    by.label()
                 );
             }
         }
