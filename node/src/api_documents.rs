@@ -10,7 +10,8 @@
 //!   copy (re-hashed; a damaged copy is quarantined and replaced);
 //! - `POST /v1/reads`: a member's signed [`ReadRequest`]; the answer is the
 //!   ciphertext, streamed, when the ledger's read rule allows it (see
-//!   [`authorize`]); what became of the request is attested on chain by
+//!   [`authorize`]), with a version 2 envelope's shred share in the
+//!   `x-custody-shred-share` header; what became of the request is attested on chain by
 //!   this node (`read_desk`);
 //! - `GET /v1/documents?custodian=&status=&classification=&subject_tag=&cursor=&limit=`:
 //!   documents, filtered and paged (`subject_tag`: 64 hex digits, the tag
@@ -142,7 +143,7 @@ struct UploadQuery {
         (status = 401, description = "`upload_not_signed`: no `x-custody-upload` header.", body = ErrorResponse),
         (status = 403, description = "`upload_refused`: the signature does not hold (wrong chain, other blob, stale time, not a clerk...).", body = ErrorResponse),
         (status = 413, description = "`blob_too_large` or `body_too_large`: over `blobs.blob_bytes_max`.", body = ErrorResponse),
-        (status = 422, description = "`blob_mismatch`: the bytes do not hash to the SHA-256 or have another size.", body = ErrorResponse),
+        (status = 422, description = "`blob_mismatch`: the bytes do not hash to the SHA-256 or have another size; `share_mismatch`: the `x-custody-shred-share` header does not match the envelope's commitment.", body = ErrorResponse),
         (status = 507, description = "`blob_store_full`.", body = ErrorResponse),
     ))]
 async fn upload(
@@ -156,6 +157,7 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
     check_upload_signature(&gate, &blobs, &headers, &sha256, query.size_bytes)?;
+    let share = shred_share_header(&headers)?;
     // A held copy answers the upload only if it still hashes to its name;
     // a damaged one is quarantined and replaced by the upload.
     let held = {
@@ -167,6 +169,7 @@ async fn upload(
     };
     match held {
         Held::Intact { size_bytes } => {
+            keep_share(&blobs, sha256, share).await?;
             return Ok(Json(BlobStatus {
                 sha256: Hash32(sha256),
                 size_bytes,
@@ -223,6 +226,7 @@ async fn upload(
     }
     let size_bytes = written.map_err(blob_error)?;
     tracing::info!(sha256 = %hex::encode(sha256), size_bytes, "blob stored");
+    keep_share(&blobs, sha256, share).await?;
     Ok((
         StatusCode::CREATED,
         Json(BlobStatus {
@@ -233,6 +237,50 @@ async fn upload(
         }),
     )
         .into_response())
+}
+
+/// The header that carries a version 2 envelope's shred share: on an
+/// upload, from the clerk to the node; on a read, from the node to the
+/// reader. It is never part of the envelope's bytes.
+pub const SHRED_SHARE_HEADER: &str = "x-custody-shred-share";
+
+/// The shred share an upload carries, if any.
+fn shred_share_header(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<[u8; custody_format::SHRED_SHARE_BYTES]>, ApiError> {
+    let Some(value) = headers.get(SHRED_SHARE_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    crate::shares::parse_share(text)
+        .map(Some)
+        .map_err(|error| ApiError::bad_request("bad_shred_share", error.to_string()))
+}
+
+/// Checks an uploaded share against the commitment in the envelope now
+/// held under `sha256`, and keeps it.
+async fn keep_share(
+    blobs: &Arc<Blobs>,
+    sha256: [u8; 32],
+    share: Option<[u8; custody_format::SHRED_SHARE_BYTES]>,
+) -> Result<(), ApiError> {
+    let Some(share) = share else {
+        return Ok(());
+    };
+    let blobs = blobs.clone();
+    let kept = tokio::task::spawn_blocking(move || blobs.keep_share(&sha256, &share))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    match kept {
+        Ok(()) => {
+            tracing::info!(sha256 = %hex::encode(sha256), "shred share stored");
+            Ok(())
+        }
+        Err(error @ crate::shares::ShareError::Io { .. }) => {
+            Err(ApiError::internal(error.to_string()))
+        }
+        Err(error) => Err(ApiError::unprocessable("share_mismatch", error.to_string())),
+    }
 }
 
 /// Whether this node holds a blob, and its size (presence only: it does not
@@ -644,7 +692,7 @@ fn failed_before_sending(desk: &ReadDesk, permit: &ReadPermit, reason: String) {
         (status = 400, description = "`bad_read_request`.", body = ErrorResponse),
         (status = 403, description = "`read_refused` or the read rule's code.", body = ErrorResponse),
         (status = 404, description = "`not_found`: the document or the member is unknown.", body = ErrorResponse),
-        (status = 409, description = "`blob_not_here` or `blob_corrupt`: fetch, then ask again under the same access record.", body = ErrorResponse),
+        (status = 409, description = "`blob_not_here`, `share_not_here` or `blob_corrupt`: fetch, then ask again under the same access record.", body = ErrorResponse),
         (status = 413, description = "`body_too_large`: over 4 KiB.", body = ErrorResponse),
     ))]
 async fn read(
@@ -774,6 +822,36 @@ async fn read(
         quarantined.map_err(blob_error)?;
         return Err(ApiError::new(StatusCode::CONFLICT, "blob_corrupt", message));
     }
+    // A version 2 envelope goes out with its shred share, on the same
+    // terms; without the share here the reader could not open it.
+    let share = {
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || match blobs.share_commitment(&sha256) {
+            Ok(Some(_)) => blobs.checked_share(&sha256).map(Some).ok_or(()),
+            Ok(None) | Err(_) => Ok(None),
+        })
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+    };
+    let Ok(share) = share else {
+        let (desk, permit) = (desk.clone(), permit.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            failed_before_sending(
+                &desk,
+                &permit,
+                "this node does not hold the shred share yet".to_string(),
+            )
+        })
+        .await;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "share_not_here",
+            format!(
+                "this node does not hold the shred share of document `{}` yet; fetch it with POST /v1/blobs/fetch?document={} and ask again under the same access record",
+                document.id, document.id
+            ),
+        ));
+    };
     let size_bytes = document.ciphertext.size_bytes;
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(DOWNLOAD_CHUNKS_QUEUED_MAX);
@@ -829,15 +907,21 @@ async fn read(
             }
         },
     );
-    tracing::info!(document = %document.id, size_bytes, "ciphertext served");
-    Ok((
+    tracing::info!(document = %document.id, size_bytes, shred_share = share.is_some(), "ciphertext served");
+    let mut response = (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, size_bytes.to_string()),
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response();
+    if let Some(share) = share {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&hex::encode(share)) {
+            response.headers_mut().insert(SHRED_SHARE_HEADER, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -379,9 +379,17 @@ pub(super) async fn encrypt_and_upload(
         document: document.to_string(),
         message: error.to_string(),
     })?;
+    // The share is the half of the content key that the nodes keep and
+    // delete on disposal (docs/envelope.md, "Crypto-shredding"); it is not
+    // written to any file here.
+    let share = envelope::ShredShare::generate().map_err(|error| DocError::Document {
+        document: document.to_string(),
+        message: error.to_string(),
+    })?;
     let bar = progress(metadata.len(), "encrypt", common.json);
     let plaintext_path = plaintext_file.to_owned();
-    let (summary, data_key) = tokio::task::spawn_blocking(move || {
+    let document_name = document.to_string();
+    let (summary, data_key, share) = tokio::task::spawn_blocking(move || {
         let input = std::fs::File::open(&plaintext_path).map_err(|source| DocError::Io {
             action: "open",
             path: plaintext_path.clone(),
@@ -392,7 +400,14 @@ pub(super) async fn encrypt_and_upload(
             bar: bar.clone(),
         };
         let mut writer = BufWriter::with_capacity(256 * 1024, &file);
-        let summary = envelope::encrypt(reader, &mut writer, &data_key);
+        let summary = envelope::encrypt_shredded(
+            reader,
+            &mut writer,
+            &data_key,
+            &share,
+            &document_name,
+            envelope::EncryptOptions::default(),
+        );
         bar.finish_and_clear();
         let summary = summary.map_err(|source| DocError::Envelope {
             document: plaintext_path.display().to_string(),
@@ -403,7 +418,7 @@ pub(super) async fn encrypt_and_upload(
             path: plaintext_path.clone(),
             source,
         })?;
-        Ok::<_, DocError>((summary, data_key))
+        Ok::<_, DocError>((summary, data_key, share))
     })
     .await
     .map_err(|error| DocError::Output(error.to_string()))??;
@@ -414,6 +429,7 @@ pub(super) async fn encrypt_and_upload(
         &summary.ciphertext.sha256,
         summary.ciphertext.size_bytes,
         key,
+        Some(&share),
         bar,
     )
     .await?;
@@ -689,9 +705,21 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     let request = read_request(api, key, doc, access_tx).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel(DOWNLOAD_CHUNKS_QUEUED_MAX);
     let document_name = doc.id.to_string();
+    let document_name_for_key = doc.id.to_string();
+    let (share_sender, share_receiver) = tokio::sync::oneshot::channel();
     let decrypting = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
-        let result = envelope::decrypt(ChannelReader::new(receiver), &mut writer, &data_key);
+        // The node sends the share (if any) before the first chunk; a
+        // download that failed before it drops the sender, and the
+        // download's own error is reported.
+        let share = share_receiver.blocking_recv().ok().flatten();
+        let result = envelope::decrypt_shredded(
+            ChannelReader::new(receiver),
+            &mut writer,
+            &data_key,
+            share.as_ref(),
+            &document_name_for_key,
+        );
         let result = result.and_then(|summary| {
             writer
                 .flush()
@@ -701,7 +729,7 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
         (result, writer)
     });
     let bar = progress(doc.ciphertext.size_bytes, "download", common.json);
-    let downloaded = api.download(&request, sender, bar).await;
+    let downloaded = api.download(&request, sender, Some(share_sender), bar).await;
     let (decrypted, writer) = decrypting
         .await
         .map_err(|error| DocError::Output(error.to_string()))?;
