@@ -498,3 +498,198 @@ async fn doc_history_names_each_signer_by_member_name_and_department() {
         "no `{expected}` beside the registration:\n{text}"
     );
 }
+
+/// The department secret in a testnet key file (a bare secret or a
+/// Custody key file without a passphrase).
+fn department_secret(path: &Path) -> custody_cli::envelope::DepartmentSecretKey {
+    match custody_node::home::read_key_file(path) {
+        Ok(secret) => custody_cli::envelope::DepartmentSecretKey::from_bytes(secret),
+        Err(_) => custody_cli::keyfile::read_department_key(path, None).expect("department key"),
+    }
+}
+
+/// The data key of document `id` as the chain has it wrapped to its
+/// custodian (node 0's department), unwrapped with that department's key
+/// file.
+async fn chain_data_key(
+    net: &Testnet,
+    id: &str,
+    clerk: &ed25519_dalek::SigningKey,
+) -> custody_cli::envelope::DataKey {
+    let url = format!("{}/v1/documents/{id}", net.nodes[0].api_url);
+    let (status, record) = common::get_signed(&url, Some(clerk))
+        .await
+        .expect("document record");
+    assert_eq!(status, 200, "{record}");
+    let document: custody_ledger::records::Document =
+        serde_json::from_value(record).expect("a document record");
+    let wrapped = custody_cli::envelope::WrappedKey::from_bytes(&document.custodian_key.0)
+        .expect("wrapped key");
+    let secret = department_secret(&net.nodes[0].home.join("members/department.key"));
+    custody_cli::envelope::unwrap(&wrapped, &secret).expect("the department key unwraps")
+}
+
+/// The only file named `sha256_hex` under `root`'s share store.
+fn share_file_under(root: &Path, sha256_hex: &str) -> Option<PathBuf> {
+    copies_under(root, sha256_hex)
+        .into_iter()
+        .find(|path| path.parent().and_then(Path::file_name) == Some("shred-shares".as_ref()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_committed_disposal_a_saved_copy_of_the_ciphertext_cannot_be_decrypted_with_anything_left(
+) {
+    use custody_cli::envelope::{decrypt_shredded, EnvelopeError, ShredShare};
+    let net = started().await;
+    let content = b"adoption file, 1991";
+    let registered = register(
+        &net,
+        "adoption-1991.txt",
+        content,
+        &["--retention", "10", "--created", "1991-05-02"],
+    );
+    let id = document_of(&registered);
+    let sha256 = registered["ciphertext_sha256"]
+        .as_str()
+        .expect("ciphertext SHA-256")
+        .to_string();
+    // Social security reads it, so that its node fetches the envelope and
+    // its share too.
+    doc_ok(
+        &net,
+        0,
+        &["grant", &id, "--to", &net.nodes[1].department, "--until", "+1d"],
+    );
+    let opened = net.dir.path().join("adoption-read.txt");
+    doc_ok(
+        &net,
+        1,
+        &["open", &id, "--output", path_text(&opened), "--purpose", "pension file"],
+    );
+    assert_eq!(std::fs::read(&opened).expect("opened"), content);
+    for index in [0, 1] {
+        assert!(
+            share_file_under(&net.nodes[index].home, &sha256).is_some(),
+            "node {index} holds no shred share before the disposal"
+        );
+    }
+
+    // A copy of the ciphertext saved before the disposal (a backup, a
+    // download): it opens with the data key and the share, so the failure
+    // below is the share's absence and nothing else.
+    let blob = copies_under(&net.nodes[0].home, &sha256)
+        .into_iter()
+        .find(|path| path.parent().and_then(Path::file_name) != Some("shred-shares".as_ref()))
+        .expect("node 0's blob");
+    let saved = std::fs::read(&blob).expect("read the blob");
+    let share_file = share_file_under(&net.nodes[0].home, &sha256).expect("share file");
+    let share_bytes: [u8; 32] = std::fs::read(&share_file)
+        .expect("read the share")
+        .try_into()
+        .expect("32 bytes");
+    let clerk = {
+        let secret =
+            custody_node::home::read_key_file(&net.member_key(&net.nodes[0].department, "clerk"))
+                .expect("clerk key");
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+    };
+    let mut plaintext = Vec::new();
+    decrypt_shredded(
+        saved.as_slice(),
+        &mut plaintext,
+        &chain_data_key(&net, &id, &clerk).await,
+        Some(&ShredShare::from_bytes(share_bytes)),
+        &id,
+    )
+    .expect("the copy opens while the share exists");
+    assert_eq!(plaintext, content);
+
+    let (code, _, stderr) = doc_signed(
+        &net,
+        0,
+        "admin",
+        &[
+            "dispose",
+            &id,
+            "--authority",
+            "records committee decision 2026/20",
+            "--reason",
+            "retention of 10 years elapsed",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{}", net.logs());
+    for (index, node) in net.nodes.iter().enumerate() {
+        let home = node.home.clone();
+        let sha256 = sha256.clone();
+        wait_for(
+            &net,
+            &format!("node {index} to delete the ciphertext and its shred share"),
+            DELETION_WAIT,
+            || {
+                let left = copies_under(&home, &sha256);
+                async move {
+                    if left.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("{left:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    let metrics = common::get(&format!("{}/metrics", net.nodes[1].api_url))
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.1.contains("custody_shred_shares_disposed_total 1"),
+        "social security's node counts the deleted share:\n{}",
+        metrics.1
+    );
+
+    // Everything left: the chain's wrapped key (still there), every
+    // department's key file, the clerk's files. The data key still
+    // unwraps; the copy still does not open.
+    let data_key = chain_data_key(&net, &id, &clerk).await;
+    let mut plaintext = Vec::new();
+    let error = decrypt_shredded(saved.as_slice(), &mut plaintext, &data_key, None, &id)
+        .expect_err("the copy must not open after the disposal");
+    assert!(matches!(error, EnvelopeError::ShareMissing), "{error}");
+    assert!(plaintext.is_empty());
+    // Nor with the data key in the share's place, nor with any department
+    // secret or the clerk's key as a share: the commitment refuses each.
+    let mut candidates: Vec<[u8; 32]> = vec![*data_key.as_bytes(), [0; 32]];
+    for node in &net.nodes {
+        candidates.push(
+            custody_node::home::read_key_file(&node.home.join("members/department.key"))
+                .unwrap_or([0; 32]),
+        );
+    }
+    candidates.push(clerk.to_bytes());
+    for candidate in candidates {
+        let error = decrypt_shredded(
+            saved.as_slice(),
+            &mut plaintext,
+            &data_key,
+            Some(&ShredShare::from_bytes(candidate)),
+            &id,
+        )
+        .expect_err("no key left is the share");
+        assert!(
+            matches!(error, EnvelopeError::ShareMismatch { .. }),
+            "{error}"
+        );
+    }
+    // And no node hands the share (or the ciphertext) out any more.
+    let url = format!("{}/v1/blobs/fetch?document={id}", net.nodes[1].api_url);
+    let (header, value) = common::auth_header_as("POST", &url, &clerk)
+        .await
+        .expect("signed header");
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header(header, value)
+        .send()
+        .await
+        .expect("fetch request");
+    assert_eq!(response.status().as_u16(), 410);
+}
