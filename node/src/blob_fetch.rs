@@ -566,6 +566,9 @@ async fn fetch_from(
             .map_err(|error| format!("undecodable blob answer: {error}"))?;
         match answer {
             BlobResponse::Refused { reason } => return Err(format!("refused: {reason}")),
+            BlobResponse::Share { .. } => {
+                return Err("answered a shred share, not a range".to_string())
+            }
             BlobResponse::Range { total_bytes, bytes } => {
                 if total_bytes != expected_bytes {
                     return Err(format!(
