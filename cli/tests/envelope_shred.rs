@@ -42,7 +42,10 @@ fn a_version_2_envelope_opens_with_the_data_key_and_its_share() {
     let share = ShredShare::from_bytes([2; 32]);
     let envelope = seal(b"birth register, 1962", &data_key, &share, 8);
     assert_eq!(envelope[8], ENVELOPE_VERSION_SHRED);
-    assert_eq!(&envelope[HEADER_BYTES..SHRED_HEADER_BYTES], share.commitment());
+    assert_eq!(
+        &envelope[HEADER_BYTES..SHRED_HEADER_BYTES],
+        share.commitment()
+    );
     assert_eq!(
         share_commitment_of(&envelope).expect("a header"),
         Some(share.commitment())

@@ -473,12 +473,19 @@ async fn doc_history_names_each_signer_by_member_name_and_department() {
     .await
     .expect("member record");
     assert_eq!(status, 200, "{member}");
-    let name = member["name"].as_str().expect("the clerk's name").to_string();
+    let name = member["name"]
+        .as_str()
+        .expect("the clerk's name")
+        .to_string();
 
     let history = doc_ok(&net, 0, &["history", &id]);
     let by = &history["items"][0]["by"];
     assert_eq!(by["name"], name.as_str(), "{history}");
-    assert_eq!(by["department"], net.nodes[0].department.as_str(), "{history}");
+    assert_eq!(
+        by["department"],
+        net.nodes[0].department.as_str(),
+        "{history}"
+    );
     assert_eq!(by["key"], clerk_hex.as_str(), "{history}");
 
     let node = &net.nodes[0];
@@ -490,7 +497,11 @@ async fn doc_history_names_each_signer_by_member_name_and_department() {
         .output()
         .expect("run custody doc history");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let expected = format!("by {name} ({}) {}", node.department, &clerk_hex[..8]);
     assert!(
         text.lines()
@@ -558,13 +569,27 @@ async fn after_a_committed_disposal_a_saved_copy_of_the_ciphertext_cannot_be_dec
     doc_ok(
         &net,
         0,
-        &["grant", &id, "--to", &net.nodes[1].department, "--until", "+1d"],
+        &[
+            "grant",
+            &id,
+            "--to",
+            &net.nodes[1].department,
+            "--until",
+            "+1d",
+        ],
     );
     let opened = net.dir.path().join("adoption-read.txt");
     doc_ok(
         &net,
         1,
-        &["open", &id, "--output", path_text(&opened), "--purpose", "pension file"],
+        &[
+            "open",
+            &id,
+            "--output",
+            path_text(&opened),
+            "--purpose",
+            "pension file",
+        ],
     );
     assert_eq!(std::fs::read(&opened).expect("opened"), content);
     for index in [0, 1] {

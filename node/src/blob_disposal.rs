@@ -38,9 +38,9 @@ use custody_ledger::types::{DocumentId, Hash32, Height};
 
 use crate::blob_fetch::BlobRoom;
 use crate::blobs::BlobStore;
-use crate::shares::ShareStore;
 use crate::handles::ChainView;
 use crate::metrics::Metrics;
+use crate::shares::ShareStore;
 use crate::shutdown::Shutdown;
 use crate::store_reader::StoreReader;
 
@@ -242,7 +242,9 @@ mod tests {
     fn the_shred_share_of_a_disposed_document_is_deleted_and_counted() {
         let (dir, store, hashes) = store_with(&[b"version 1", b"kept"]);
         let shares = shares_in(&dir);
-        shares.put(&hashes[0], &[1; 32]).expect("share of the disposed");
+        shares
+            .put(&hashes[0], &[1; 32])
+            .expect("share of the disposed");
         shares.put(&hashes[1], &[2; 32]).expect("share of the live");
         let names = CiphertextNames {
             live: HashSet::from([Hash32(hashes[1])]),

@@ -66,7 +66,9 @@ pub enum BlobResponse {
     /// The shred share of the blob (a request of version
     /// [`SHARE_REQUEST_VERSION`]); the asking node checks it against the
     /// commitment in the envelope's header before it keeps it.
-    Share { share: [u8; custody_format::SHRED_SHARE_BYTES] },
+    Share {
+        share: [u8; custody_format::SHRED_SHARE_BYTES],
+    },
 }
 
 pub const BLOB_PROTOCOL_VERSION: u8 = 1;
@@ -416,10 +418,7 @@ async fn candidates(
 
 /// Makes sure this node holds the blob of `document_id`, fetching it from
 /// other nodes if needed.
-async fn ensure_envelope(
-    room: &BlobRoom,
-    document_id: &DocumentId,
-) -> Result<Fetched, FetchError> {
+async fn ensure_envelope(room: &BlobRoom, document_id: &DocumentId) -> Result<Fetched, FetchError> {
     let document = room
         .store
         .document(document_id)

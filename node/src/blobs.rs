@@ -672,10 +672,11 @@ impl Blobs {
     /// `shares_root` (a directory of its own, so that a backup or copy of
     /// the blobs does not carry the shares).
     pub fn open(root: &Path, shares_root: &Path, config: BlobConfig) -> Result<Blobs, BlobError> {
-        let shares = crate::shares::ShareStore::open(shares_root).map_err(|error| BlobError::Io {
-            path: shares_root.to_path_buf(),
-            source: std::io::Error::other(error.to_string()),
-        })?;
+        let shares =
+            crate::shares::ShareStore::open(shares_root).map_err(|error| BlobError::Io {
+                path: shares_root.to_path_buf(),
+                source: std::io::Error::other(error.to_string()),
+            })?;
         Ok(Blobs {
             store: BlobStore::open(root, config)?,
             shares,
@@ -712,15 +713,18 @@ impl Blobs {
         &self,
         sha256: &[u8; 32],
     ) -> Result<Option<[u8; custody_format::SHRED_SHARE_BYTES]>, BlobError> {
-        let (_, start) = self
-            .store
-            .read_range(sha256, 0, crate::shares::ENVELOPE_HEADER_BYTES_MAX)?;
+        let (_, start) =
+            self.store
+                .read_range(sha256, 0, crate::shares::ENVELOPE_HEADER_BYTES_MAX)?;
         Ok(custody_format::envelope_share_commitment(&start))
     }
 
     /// The share of the held envelope `sha256` when this node holds one
     /// that matches the envelope's commitment (blocking).
-    pub fn checked_share(&self, sha256: &[u8; 32]) -> Option<[u8; custody_format::SHRED_SHARE_BYTES]> {
+    pub fn checked_share(
+        &self,
+        sha256: &[u8; 32],
+    ) -> Option<[u8; custody_format::SHRED_SHARE_BYTES]> {
         let share = self.shares.get(sha256).ok()??;
         let (_, start) = self
             .store

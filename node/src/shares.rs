@@ -123,7 +123,11 @@ impl ShareStore {
 
     /// Stores `share` for envelope `sha256` (temporary file, fsync, rename,
     /// fsync directory). The caller has checked it ([`check_share`]).
-    pub fn put(&self, sha256: &[u8; 32], share: &[u8; SHRED_SHARE_BYTES]) -> Result<(), ShareError> {
+    pub fn put(
+        &self,
+        sha256: &[u8; 32],
+        share: &[u8; SHRED_SHARE_BYTES],
+    ) -> Result<(), ShareError> {
         let path = self.path(sha256);
         let temporary = self.root.join(format!("{}.tmp", hex::encode(sha256)));
         {

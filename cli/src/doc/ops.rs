@@ -729,7 +729,9 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
         (result, writer)
     });
     let bar = progress(doc.ciphertext.size_bytes, "download", common.json);
-    let downloaded = api.download(&request, sender, Some(share_sender), bar).await;
+    let downloaded = api
+        .download(&request, sender, Some(share_sender), bar)
+        .await;
     let (decrypted, writer) = decrypting
         .await
         .map_err(|error| DocError::Output(error.to_string()))?;

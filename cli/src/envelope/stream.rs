@@ -335,7 +335,14 @@ pub fn encrypt_shredded_with_nonce_prefix<R: Read, W: Write>(
     header_bytes[..HEADER_BYTES].copy_from_slice(&header.to_bytes());
     header_bytes[HEADER_BYTES..].copy_from_slice(&share.commitment());
     let key = content_key(data_key, share, document);
-    encrypt_under(&mut reader, &mut writer, &key, &header, &header_bytes, options)
+    encrypt_under(
+        &mut reader,
+        &mut writer,
+        &key,
+        &header,
+        &header_bytes,
+        options,
+    )
 }
 
 /// The chunk loop of every version: `header_bytes` (written first) is the
@@ -352,7 +359,9 @@ fn encrypt_under<R: Read, W: Write>(
     let mut plaintext_fixity = FixityHasher::new();
     let mut ciphertext_fixity = FixityHasher::new();
 
-    writer.write_all(header_bytes).map_err(EnvelopeError::Write)?;
+    writer
+        .write_all(header_bytes)
+        .map_err(EnvelopeError::Write)?;
     ciphertext_fixity.update(header_bytes);
 
     let chunk_bytes = options.chunk_bytes as usize;
