@@ -415,8 +415,16 @@ async fn a_status_request_for_a_disposed_blob_answers_410_document_disposed() {
         .as_str()
         .expect("ciphertext SHA-256")
         .to_string();
+    let clerk = {
+        let secret =
+            custody_node::home::read_key_file(&net.member_key(&net.nodes[0].department, "clerk"))
+                .expect("clerk key");
+        ed25519_dalek::SigningKey::from_bytes(&secret)
+    };
     let url = format!("{}/v1/blobs/{sha256}", net.nodes[0].api_url);
-    let (status, body) = common::get(&url).await.expect("blob status");
+    let (status, body) = common::get_signed(&url, Some(&clerk))
+        .await
+        .expect("blob status");
     assert_eq!(status, 200, "the blob is held before the disposal: {body}");
 
     let (code, _, stderr) = doc_signed(
@@ -446,12 +454,15 @@ async fn a_status_request_for_a_disposed_blob_answers_410_document_disposed() {
         }
     })
     .await;
-    let (status, body) = common::get(&url).await.expect("blob status");
+    let (status, body) = common::get_signed(&url, Some(&clerk))
+        .await
+        .expect("blob status");
     assert_eq!(status, 410, "{body}");
-    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
     assert_eq!(body["error"]["code"], "document_disposed", "{body}");
     let unknown = format!("{}/v1/blobs/{}", net.nodes[0].api_url, "ab".repeat(32));
-    let (status, _) = common::get(&unknown).await.expect("blob status");
+    let (status, _) = common::get_signed(&unknown, Some(&clerk))
+        .await
+        .expect("blob status");
     assert_eq!(status, 404, "a blob no document names is still 404");
 }
 
