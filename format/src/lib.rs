@@ -56,6 +56,40 @@ pub fn metadata_key_info(document_id: &str) -> Vec<u8> {
     tagged(tags::METADATA_KEY, document_id.as_bytes())
 }
 
+/// Length of a shred share, and of its commitment, in bytes.
+pub const SHRED_SHARE_BYTES: usize = 32;
+
+/// The commitment to a shred share that a version 2 envelope's header
+/// carries: `SHA-256(tagged("custody/shred-share/v1", share))`. The node
+/// checks a share it is given or fetches against it; the envelope's
+/// SHA-256, which the chain records, covers it.
+pub fn shred_share_commitment(share: &[u8; SHRED_SHARE_BYTES]) -> [u8; SHRED_SHARE_BYTES] {
+    use sha2::Digest;
+    sha2::Sha256::digest(tagged(tags::SHRED_SHARE, share)).into()
+}
+
+/// The HKDF-SHA256 info that derives a version 2 envelope's content key:
+/// `tagged("custody/content-key/v1", document id)`.
+pub fn content_key_info(document_id: &str) -> Vec<u8> {
+    tagged(tags::CONTENT_KEY, document_id.as_bytes())
+}
+
+/// The share commitment in the first bytes of an envelope: `Some` for a
+/// version 2 envelope (magic `CUSTENV\0`, version byte 2 at offset 8, the
+/// commitment at offsets 32..64), `None` for any other bytes.
+pub fn envelope_share_commitment(envelope_start: &[u8]) -> Option<[u8; SHRED_SHARE_BYTES]> {
+    const MAGIC: &[u8; 8] = b"CUSTENV\0";
+    const VERSION_SHRED: u8 = 2;
+    const COMMITMENT_OFFSET: usize = 32;
+    if envelope_start.get(..8)? != MAGIC || *envelope_start.get(8)? != VERSION_SHRED {
+        return None;
+    }
+    envelope_start
+        .get(COMMITMENT_OFFSET..COMMITMENT_OFFSET + SHRED_SHARE_BYTES)?
+        .try_into()
+        .ok()
+}
+
 /// `tagged(tag, body) = u8(len(tag)) || tag || body`: the domain
 /// separation in front of everything Custody hashes or signs
 /// (`docs/format.md`).

@@ -57,6 +57,12 @@ pub const SUBJECT_TAG: &str = "custody/subject-tag/v1";
 /// Hash of a subject key into the fingerprint its key file records (a
 /// subject key has no public half).
 pub const SUBJECT_KEY_ID: &str = "custody/subject-key-id/v1";
+/// HKDF info of a version 2 envelope's content key, derived from the data
+/// key and the shred share (followed by the document id).
+pub const CONTENT_KEY: &str = "custody/content-key/v1";
+/// Hash of a shred share into the commitment a version 2 envelope's header
+/// carries.
+pub const SHRED_SHARE: &str = "custody/shred-share/v1";
 
 /// Every tag above, for the checks that they are distinct.
 pub const ALL: &[&str] = &[
@@ -84,6 +90,8 @@ pub const ALL: &[&str] = &[
     SUBJECT_RECEIPT,
     SUBJECT_TAG,
     SUBJECT_KEY_ID,
+    CONTENT_KEY,
+    SHRED_SHARE,
 ];
 
 /// ASCII, at most 255 bytes (its length is one byte in [`crate::tagged`]),

@@ -3,13 +3,15 @@
 //! - `PUT /v1/blobs/{sha256}?size_bytes=N`: upload an envelope; streamed to
 //!   disk while hashed, refused unless it hashes to `sha256` and is `N` bytes;
 //! - `GET /v1/blobs/{sha256}`: whether this node holds a blob, and its size
-//!   (presence only: it does not re-hash);
+//!   (presence only: it does not re-hash); `410 document_disposed` for a
+//!   version of a disposed document;
 //! - `POST /v1/blobs/fetch?document=ID`: fetch the document's blob from
 //!   other nodes (over `/custody/blob/1`) unless this node holds an intact
 //!   copy (re-hashed; a damaged copy is quarantined and replaced);
 //! - `POST /v1/reads`: a member's signed [`ReadRequest`]; the answer is the
 //!   ciphertext, streamed, when the ledger's read rule allows it (see
-//!   [`authorize`]); what became of the request is attested on chain by
+//!   [`authorize`]), with a version 2 envelope's shred share in the
+//!   `x-custody-shred-share` header; what became of the request is attested on chain by
 //!   this node (`read_desk`);
 //! - `GET /v1/documents?custodian=&status=&classification=&subject_tag=&cursor=&limit=`:
 //!   documents, filtered and paged (`subject_tag`: 64 hex digits, the tag
@@ -141,7 +143,7 @@ struct UploadQuery {
         (status = 401, description = "`upload_not_signed`: no `x-custody-upload` header.", body = ErrorResponse),
         (status = 403, description = "`upload_refused`: the signature does not hold (wrong chain, other blob, stale time, not a clerk...).", body = ErrorResponse),
         (status = 413, description = "`blob_too_large` or `body_too_large`: over `blobs.blob_bytes_max`.", body = ErrorResponse),
-        (status = 422, description = "`blob_mismatch`: the bytes do not hash to the SHA-256 or have another size.", body = ErrorResponse),
+        (status = 422, description = "`blob_mismatch`: the bytes do not hash to the SHA-256 or have another size; `share_mismatch`: the `x-custody-shred-share` header does not match the envelope's commitment.", body = ErrorResponse),
         (status = 507, description = "`blob_store_full`.", body = ErrorResponse),
     ))]
 async fn upload(
@@ -155,6 +157,7 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
     check_upload_signature(&gate, &blobs, &headers, &sha256, query.size_bytes)?;
+    let share = shred_share_header(&headers)?;
     // A held copy answers the upload only if it still hashes to its name;
     // a damaged one is quarantined and replaced by the upload.
     let held = {
@@ -166,6 +169,7 @@ async fn upload(
     };
     match held {
         Held::Intact { size_bytes } => {
+            keep_share(&blobs, sha256, share).await?;
             return Ok(Json(BlobStatus {
                 sha256: Hash32(sha256),
                 size_bytes,
@@ -222,6 +226,7 @@ async fn upload(
     }
     let size_bytes = written.map_err(blob_error)?;
     tracing::info!(sha256 = %hex::encode(sha256), size_bytes, "blob stored");
+    keep_share(&blobs, sha256, share).await?;
     Ok((
         StatusCode::CREATED,
         Json(BlobStatus {
@@ -234,6 +239,50 @@ async fn upload(
         .into_response())
 }
 
+/// The header that carries a version 2 envelope's shred share: on an
+/// upload, from the clerk to the node; on a read, from the node to the
+/// reader. It is never part of the envelope's bytes.
+pub const SHRED_SHARE_HEADER: &str = "x-custody-shred-share";
+
+/// The shred share an upload carries, if any.
+fn shred_share_header(
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<[u8; custody_format::SHRED_SHARE_BYTES]>, ApiError> {
+    let Some(value) = headers.get(SHRED_SHARE_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    crate::shares::parse_share(text)
+        .map(Some)
+        .map_err(|error| ApiError::bad_request("bad_shred_share", error.to_string()))
+}
+
+/// Checks an uploaded share against the commitment in the envelope now
+/// held under `sha256`, and keeps it.
+async fn keep_share(
+    blobs: &Arc<Blobs>,
+    sha256: [u8; 32],
+    share: Option<[u8; custody_format::SHRED_SHARE_BYTES]>,
+) -> Result<(), ApiError> {
+    let Some(share) = share else {
+        return Ok(());
+    };
+    let blobs = blobs.clone();
+    let kept = tokio::task::spawn_blocking(move || blobs.keep_share(&sha256, &share))
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    match kept {
+        Ok(()) => {
+            tracing::info!(sha256 = %hex::encode(sha256), "shred share stored");
+            Ok(())
+        }
+        Err(error @ crate::shares::ShareError::Io { .. }) => {
+            Err(ApiError::internal(error.to_string()))
+        }
+        Err(error) => Err(ApiError::unprocessable("share_mismatch", error.to_string())),
+    }
+}
+
 /// Whether this node holds a blob, and its size (presence only: it does not
 /// re-hash).
 #[utoipa::path(get, path = "/v1/blobs/{sha256}", tag = "documents",
@@ -242,21 +291,51 @@ async fn upload(
         (status = 200, description = "The blob is here.", body = BlobStatus),
         (status = 400, description = "`bad_identifier`.", body = ErrorResponse),
         (status = 404, description = "`not_found`: not on this node.", body = ErrorResponse),
+        (status = 410, description = "`document_disposed`: the blob is a version of a disposed document, deleted on disposal.", body = ErrorResponse),
     ))]
 async fn blob_status(
     State(blobs): State<Arc<Blobs>>,
+    State(room): State<BlobRoom>,
     ApiPath(sha256): ApiPath<String>,
 ) -> Result<Json<BlobStatus>, ApiError> {
     let sha256 = parse_sha256(&sha256)?;
-    let size_bytes = blobs.store.size_of(&sha256).ok_or_else(|| {
-        ApiError::not_found(format!("blob {} is not on this node", hex::encode(sha256)))
-    })?;
+    let Some(size_bytes) = blobs.store.size_of(&sha256) else {
+        return Err(missing_blob(&room, sha256).await);
+    };
     Ok(Json(BlobStatus {
         sha256: Hash32(sha256),
         size_bytes,
         fetched_from: None,
         quarantined: None,
     }))
+}
+
+/// Why a blob is not here: `410 document_disposed` when the committed state
+/// names it as a version of a disposed document and of no live one (the
+/// deletion rule of `blob_disposal`), `404 not_found` otherwise. Only a
+/// miss pays for the walk over the documents.
+async fn missing_blob(room: &BlobRoom, sha256: [u8; 32]) -> ApiError {
+    let store = room.store.clone();
+    let names = tokio::task::spawn_blocking(move || store.ciphertext_names()).await;
+    let disposed_by = match names {
+        Ok(Ok(names)) => crate::blob_disposal::to_delete(&names)
+            .into_iter()
+            .find(|(name, _)| name.0 == sha256)
+            .map(|(_, document)| document),
+        Ok(Err(error)) => return store_error(error),
+        Err(error) => return ApiError::internal(error.to_string()),
+    };
+    match disposed_by {
+        Some(document) => ApiError::new(
+            StatusCode::GONE,
+            "document_disposed",
+            format!(
+                "blob {} is a version of document `{document}`, which was disposed: every node deleted it",
+                hex::encode(sha256)
+            ),
+        ),
+        None => ApiError::not_found(format!("blob {} is not on this node", hex::encode(sha256))),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -613,7 +692,7 @@ fn failed_before_sending(desk: &ReadDesk, permit: &ReadPermit, reason: String) {
         (status = 400, description = "`bad_read_request`.", body = ErrorResponse),
         (status = 403, description = "`read_refused` or the read rule's code.", body = ErrorResponse),
         (status = 404, description = "`not_found`: the document or the member is unknown.", body = ErrorResponse),
-        (status = 409, description = "`blob_not_here` or `blob_corrupt`: fetch, then ask again under the same access record.", body = ErrorResponse),
+        (status = 409, description = "`blob_not_here`, `share_not_here` or `blob_corrupt`: fetch, then ask again under the same access record.", body = ErrorResponse),
         (status = 413, description = "`body_too_large`: over 4 KiB.", body = ErrorResponse),
     ))]
 async fn read(
@@ -743,6 +822,36 @@ async fn read(
         quarantined.map_err(blob_error)?;
         return Err(ApiError::new(StatusCode::CONFLICT, "blob_corrupt", message));
     }
+    // A version 2 envelope goes out with its shred share, on the same
+    // terms; without the share here the reader could not open it.
+    let share = {
+        let blobs = blobs.clone();
+        tokio::task::spawn_blocking(move || match blobs.share_commitment(&sha256) {
+            Ok(Some(_)) => blobs.checked_share(&sha256).map(Some).ok_or(()),
+            Ok(None) | Err(_) => Ok(None),
+        })
+        .await
+        .map_err(|error| ApiError::internal(error.to_string()))?
+    };
+    let Ok(share) = share else {
+        let (desk, permit) = (desk.clone(), permit.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            failed_before_sending(
+                &desk,
+                &permit,
+                "this node does not hold the shred share yet".to_string(),
+            )
+        })
+        .await;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "share_not_here",
+            format!(
+                "this node does not hold the shred share of document `{}` yet; fetch it with POST /v1/blobs/fetch?document={} and ask again under the same access record",
+                document.id, document.id
+            ),
+        ));
+    };
     let size_bytes = document.ciphertext.size_bytes;
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(DOWNLOAD_CHUNKS_QUEUED_MAX);
@@ -798,15 +907,21 @@ async fn read(
             }
         },
     );
-    tracing::info!(document = %document.id, size_bytes, "ciphertext served");
-    Ok((
+    tracing::info!(document = %document.id, size_bytes, shred_share = share.is_some(), "ciphertext served");
+    let mut response = (
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, size_bytes.to_string()),
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response();
+    if let Some(share) = share {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&hex::encode(share)) {
+            response.headers_mut().insert(SHRED_SHARE_HEADER, value);
+        }
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -15,11 +15,20 @@
 //! disposal, and after each blob scrub pass (`blob_scrub.rs`), which
 //! retries a deletion that failed.
 //!
-//! After deletion a fetch of the document's blob answers `410
-//! document_disposed` (`blob_fetch::ensure_blob`), and this node serves no
-//! range of it to a peer. The data key stays wrapped on chain: a copy of
-//! the ciphertext kept elsewhere (a backup) still opens with a department
-//! key that unwraps it (`docs/operations.md`, "Disposal").
+//! Beside each ciphertext it deletes the envelope's shred share (the
+//! share store, `shares.rs`), counted in
+//! `custody_shred_shares_disposed_total`. The data key stays wrapped on
+//! chain, but a version 2 envelope's content key needs the share too: once
+//! every node deleted it, a copy of the ciphertext kept elsewhere cannot
+//! be decrypted with anything left (`docs/envelope.md`,
+//! "Crypto-shredding"; what a backup holds: `docs/operations.md`,
+//! "Disposal"). A version 1 envelope has no share: its copies still open
+//! with a department key.
+//!
+//! After deletion a fetch of the document's blob, or its status, answers
+//! `410 document_disposed` (`blob_fetch::ensure_blob`,
+//! `api_documents`), and this node serves no range and no share of it to
+//! a peer.
 
 use std::sync::atomic::Ordering;
 
@@ -31,6 +40,7 @@ use crate::blob_fetch::BlobRoom;
 use crate::blobs::BlobStore;
 use crate::handles::ChainView;
 use crate::metrics::Metrics;
+use crate::shares::ShareStore;
 use crate::shutdown::Shutdown;
 use crate::store_reader::StoreReader;
 
@@ -55,6 +65,8 @@ pub struct DisposalPass {
     pub other_copies: u64,
     /// Blobs that could not be deleted (retried by the next sweep).
     pub failed: u64,
+    /// Shred shares deleted.
+    pub shares_deleted: u64,
 }
 
 /// Deletes, from `blobs`, every copy of each blob [`to_delete`] names
@@ -62,10 +74,27 @@ pub struct DisposalPass {
 pub fn delete_disposed(
     names: &CiphertextNames,
     blobs: &BlobStore,
+    shares: &ShareStore,
     metrics: &Metrics,
 ) -> DisposalPass {
     let mut pass = DisposalPass::default();
     for (sha256, document) in to_delete(names) {
+        // The share first: once it is gone, the ciphertext no longer opens,
+        // whatever becomes of the file.
+        match shares.remove(&sha256.0) {
+            Ok(false) => {}
+            Ok(true) => {
+                pass.shares_deleted += 1;
+                metrics
+                    .shred_shares_disposed_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%document, blob = %sha256, "deleted the shred share of a disposed document");
+            }
+            Err(error) => {
+                pass.failed += 1;
+                tracing::warn!(%document, blob = %sha256, %error, "could not delete the shred share of a disposed document; the next sweep tries again");
+            }
+        }
         match blobs.remove_every_copy(&sha256.0) {
             Ok(removed) if removed.is_empty() => {}
             Ok(removed) => {
@@ -97,7 +126,12 @@ pub fn delete_disposed(
 /// documents and the blob directories).
 pub fn sweep(room: &BlobRoom) -> Result<DisposalPass, StoreError> {
     let names = room.store.ciphertext_names()?;
-    Ok(delete_disposed(&names, &room.blobs.store, &room.metrics))
+    Ok(delete_disposed(
+        &names,
+        &room.blobs.store,
+        &room.blobs.shares,
+        &room.metrics,
+    ))
 }
 
 /// Whether a block holds a disposal.
@@ -200,6 +234,37 @@ mod tests {
         (dir, store, hashes)
     }
 
+    fn shares_in(dir: &tempfile::TempDir) -> ShareStore {
+        ShareStore::open(&dir.path().join(crate::shares::SHARES_DIR)).expect("share store")
+    }
+
+    #[test]
+    fn the_shred_share_of_a_disposed_document_is_deleted_and_counted() {
+        let (dir, store, hashes) = store_with(&[b"version 1", b"kept"]);
+        let shares = shares_in(&dir);
+        shares
+            .put(&hashes[0], &[1; 32])
+            .expect("share of the disposed");
+        shares.put(&hashes[1], &[2; 32]).expect("share of the live");
+        let names = CiphertextNames {
+            live: HashSet::from([Hash32(hashes[1])]),
+            disposed: BTreeMap::from([(Hash32(hashes[0]), document("d-old"))]),
+        };
+        let metrics = Metrics::default();
+        let pass = delete_disposed(&names, &store, &shares, &metrics);
+        assert_eq!(pass.shares_deleted, 1, "{pass:?}");
+        assert_eq!(
+            metrics.shred_shares_disposed_total.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(shares.get(&hashes[0]).expect("read"), None);
+        assert_eq!(
+            shares.get(&hashes[1]).expect("read"),
+            Some([2; 32]),
+            "the live document's share is kept"
+        );
+    }
+
     #[test]
     fn a_blob_only_a_disposed_document_names_is_deleted() {
         let rule = to_delete(&names(&[1], &[(2, "d-old"), (3, "d-old")]));
@@ -226,14 +291,15 @@ mod tests {
             ]),
         };
         let metrics = Metrics::default();
-        let pass = delete_disposed(&names, &store, &metrics);
+        let shares = shares_in(&_dir);
+        let pass = delete_disposed(&names, &store, &shares, &metrics);
         assert_eq!(pass.deleted, 2, "{pass:?}");
         assert_eq!(metrics.blobs_disposed_total.load(Ordering::Relaxed), 2);
         assert_eq!(store.size_of(&hashes[0]), None);
         assert_eq!(store.size_of(&hashes[1]), None);
         assert!(store.size_of(&hashes[2]).is_some(), "the live blob is kept");
         // A second sweep finds nothing left to delete and counts nothing.
-        let again = delete_disposed(&names, &store, &metrics);
+        let again = delete_disposed(&names, &store, &shares, &metrics);
         assert_eq!(again, DisposalPass::default());
         assert_eq!(metrics.blobs_disposed_total.load(Ordering::Relaxed), 2);
     }
@@ -246,7 +312,7 @@ mod tests {
             live: HashSet::new(),
             disposed: BTreeMap::from([(Hash32(hashes[0]), document("d-old"))]),
         };
-        let pass = delete_disposed(&names, &store, &Metrics::default());
+        let pass = delete_disposed(&names, &store, &shares_in(&dir), &Metrics::default());
         assert_eq!(pass.other_copies, 1, "{pass:?}");
         let left = std::fs::read_dir(dir.path().join(crate::blobs::QUARANTINE_DIR))
             .expect("quarantine directory")

@@ -63,9 +63,18 @@ pub enum BlobResponse {
     Range { total_bytes: u64, bytes: Vec<u8> },
     /// The node will not or cannot serve it; `reason` says why.
     Refused { reason: String },
+    /// The shred share of the blob (a request of version
+    /// [`SHARE_REQUEST_VERSION`]); the asking node checks it against the
+    /// commitment in the envelope's header before it keeps it.
+    Share {
+        share: [u8; custody_format::SHRED_SHARE_BYTES],
+    },
 }
 
 pub const BLOB_PROTOCOL_VERSION: u8 = 1;
+/// A [`BlobRequest`] of this version asks for the blob's shred share, not a
+/// range (`offset` and `length` are zero), on the same terms as a range.
+pub const SHARE_REQUEST_VERSION: u8 = 2;
 
 /// Why a fetch failed; every message names the document.
 #[derive(Debug, thiserror::Error)]
@@ -195,9 +204,9 @@ fn answer(room: &BlobRoom, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
         Ok(request) => request,
         Err(error) => return refused(format!("undecodable blob request: {error}")),
     };
-    if request.version != BLOB_PROTOCOL_VERSION {
+    if request.version != BLOB_PROTOCOL_VERSION && request.version != SHARE_REQUEST_VERSION {
         return refused(format!(
-            "blob protocol version {} is not supported (this node speaks {BLOB_PROTOCOL_VERSION})",
+            "blob protocol version {} is not supported (this node speaks {BLOB_PROTOCOL_VERSION} and {SHARE_REQUEST_VERSION})",
             request.version
         ));
     }
@@ -229,6 +238,15 @@ fn answer(room: &BlobRoom, peer: &PeerId, bytes: &[u8]) -> BlobResponse {
             "department `{department}` is neither custodian, offer recipient nor grantee of document `{}`",
             request.document
         ));
+    }
+    if request.version == SHARE_REQUEST_VERSION {
+        return match room.blobs.checked_share(&request.sha256.0) {
+            Some(share) => BlobResponse::Share { share },
+            None => refused(format!(
+                "this node holds no shred share of document `{}`",
+                request.document
+            )),
+        };
     }
     // The whole copy is re-hashed before its first range leaves: a damaged
     // copy is never sent. Later ranges are not re-hashed (that would read
@@ -272,9 +290,135 @@ pub struct Fetched {
     pub quarantined: Option<std::path::PathBuf>,
 }
 
+/// Makes sure this node holds the blob of `document_id` and, for a version
+/// 2 envelope, its shred share, fetching either from other nodes if needed.
+pub async fn ensure_blob(room: &BlobRoom, document_id: &DocumentId) -> Result<Fetched, FetchError> {
+    let fetched = ensure_envelope(room, document_id).await?;
+    ensure_share(room, document_id).await?;
+    Ok(fetched)
+}
+
+/// Makes sure this node holds the shred share of `document_id`'s held
+/// envelope when it is of version 2, asking the nodes that may hold the
+/// document; each share received is checked against the envelope's
+/// commitment before it is kept.
+async fn ensure_share(room: &BlobRoom, document_id: &DocumentId) -> Result<(), FetchError> {
+    let document = room
+        .store
+        .document(document_id)
+        .map_err(|error| FetchError::Ledger(error.to_string()))?
+        .ok_or_else(|| FetchError::UnknownDocument(document_id.clone()))?;
+    let sha256 = document.ciphertext.sha256.0;
+    let needed = {
+        let room = room.clone();
+        tokio::task::spawn_blocking(move || -> Result<bool, BlobError> {
+            Ok(room.blobs.share_commitment(&sha256)?.is_some()
+                && room.blobs.checked_share(&sha256).is_none())
+        })
+        .await
+        .map_err(|error| FetchError::Ledger(error.to_string()))?
+        .map_err(|source| FetchError::Store {
+            document: document_id.clone(),
+            source,
+        })?
+    };
+    if !needed {
+        return Ok(());
+    }
+    let network = room.blobs.network.get().ok_or(FetchError::NoNetwork)?;
+    let candidates = candidates(room, network, &document).await?;
+    let mut attempts: Vec<String> = Vec::new();
+    for peer in &candidates {
+        match share_from(room, network, *peer, &document).await {
+            Ok(()) => {
+                tracing::info!(document = %document_id, %peer, "shred share fetched");
+                return Ok(());
+            }
+            Err(reason) => {
+                tracing::warn!(document = %document_id, %peer, %reason, "shred share fetch from peer failed");
+                attempts.push(format!("{peer}: {reason}"));
+            }
+        }
+    }
+    Err(FetchError::AllPeersFailed {
+        document: document_id.clone(),
+        attempts: attempts.join("; "),
+    })
+}
+
+/// Asks one peer for the shred share of `document`'s envelope and keeps it
+/// if it matches the envelope's commitment.
+async fn share_from(
+    room: &BlobRoom,
+    network: &crate::network::NetworkHandle,
+    peer: PeerId,
+    document: &Document,
+) -> Result<(), String> {
+    let request = BlobRequest {
+        version: SHARE_REQUEST_VERSION,
+        document: document.id.clone(),
+        sha256: document.ciphertext.sha256,
+        offset: 0,
+        length: 0,
+    };
+    let bytes = postcard::to_allocvec(&request).map_err(|error| error.to_string())?;
+    let answer = network
+        .request(peer, RequestProtocol::Blob, bytes)
+        .await
+        .map_err(|error| error.to_string())?;
+    let answer: BlobResponse = postcard::from_bytes(&answer)
+        .map_err(|error| format!("undecodable blob answer: {error}"))?;
+    match answer {
+        BlobResponse::Refused { reason } => Err(format!("refused: {reason}")),
+        BlobResponse::Range { .. } => Err("answered a range, not a shred share".to_string()),
+        BlobResponse::Share { share } => {
+            let room = room.clone();
+            let sha256 = document.ciphertext.sha256.0;
+            tokio::task::spawn_blocking(move || room.blobs.keep_share(&sha256, &share))
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())
+        }
+    }
+}
+
+/// The connected nodes to ask for `document`'s blob or share, best first:
+/// the custodian's node (it must hold them), then the nodes of departments
+/// that may have fetched them, then everyone else.
+async fn candidates(
+    room: &BlobRoom,
+    network: &crate::network::NetworkHandle,
+    document: &Document,
+) -> Result<Vec<PeerId>, FetchError> {
+    let connected = network
+        .connected_peers()
+        .await
+        .map_err(|_| FetchError::NoNetwork)?;
+    let mut candidates: Vec<PeerId> = Vec::new();
+    let mut push = |peer: Option<PeerId>| {
+        if let Some(peer) = peer {
+            if connected.contains(&peer) && !candidates.contains(&peer) {
+                candidates.push(peer);
+            }
+        }
+    };
+    push(peer_of_department(room, &document.custodian));
+    push(peer_of_department(room, &document.creating_department));
+    for grant in &document.grants {
+        push(peer_of_department(room, &grant.department));
+    }
+    for peer in &connected {
+        push(Some(*peer));
+    }
+    if candidates.is_empty() {
+        return Err(FetchError::NoPeers(document.id.clone()));
+    }
+    Ok(candidates)
+}
+
 /// Makes sure this node holds the blob of `document_id`, fetching it from
 /// other nodes if needed.
-pub async fn ensure_blob(room: &BlobRoom, document_id: &DocumentId) -> Result<Fetched, FetchError> {
+async fn ensure_envelope(room: &BlobRoom, document_id: &DocumentId) -> Result<Fetched, FetchError> {
     let document = room
         .store
         .document(document_id)
@@ -351,31 +495,7 @@ async fn fetch_missing(
         .check_room(document.ciphertext.size_bytes)
         .map_err(store_error)?;
     let network = room.blobs.network.get().ok_or(FetchError::NoNetwork)?;
-    let connected = network
-        .connected_peers()
-        .await
-        .map_err(|_| FetchError::NoNetwork)?;
-    // The custodian's node first (it must hold the blob), then the nodes of
-    // departments that may have fetched it, then everyone else.
-    let mut candidates: Vec<PeerId> = Vec::new();
-    let mut push = |peer: Option<PeerId>| {
-        if let Some(peer) = peer {
-            if connected.contains(&peer) && !candidates.contains(&peer) {
-                candidates.push(peer);
-            }
-        }
-    };
-    push(peer_of_department(room, &document.custodian));
-    push(peer_of_department(room, &document.creating_department));
-    for grant in &document.grants {
-        push(peer_of_department(room, &grant.department));
-    }
-    for peer in &connected {
-        push(Some(*peer));
-    }
-    if candidates.is_empty() {
-        return Err(FetchError::NoPeers(document_id.clone()));
-    }
+    let candidates = candidates(room, network, document).await?;
     let mut attempts: Vec<String> = Vec::new();
     for _round in 0..room.blobs.store.config().fetch_rounds_max {
         for peer in &candidates {
@@ -445,6 +565,9 @@ async fn fetch_from(
             .map_err(|error| format!("undecodable blob answer: {error}"))?;
         match answer {
             BlobResponse::Refused { reason } => return Err(format!("refused: {reason}")),
+            BlobResponse::Share { .. } => {
+                return Err("answered a shred share, not a range".to_string())
+            }
             BlobResponse::Range { total_bytes, bytes } => {
                 if total_bytes != expected_bytes {
                     return Err(format!(

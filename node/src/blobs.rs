@@ -654,6 +654,8 @@ impl PartialBlob {
 /// Everything blob-related the node shares between its tasks.
 pub struct Blobs {
     pub store: BlobStore,
+    /// The shred shares of version 2 envelopes, apart from the envelopes.
+    pub shares: crate::shares::ShareStore,
     /// Set by the network glue once the swarm runs.
     pub network: OnceLock<NetworkHandle>,
     /// Held while a fetch runs: one fetch at a time per node, so that two
@@ -666,13 +668,70 @@ pub struct Blobs {
 }
 
 impl Blobs {
-    pub fn open(root: &Path, config: BlobConfig) -> Result<Blobs, BlobError> {
+    /// Opens the blob store under `root` and the share store under
+    /// `shares_root` (a directory of its own, so that a backup or copy of
+    /// the blobs does not carry the shares).
+    pub fn open(root: &Path, shares_root: &Path, config: BlobConfig) -> Result<Blobs, BlobError> {
+        let shares =
+            crate::shares::ShareStore::open(shares_root).map_err(|error| BlobError::Io {
+                path: shares_root.to_path_buf(),
+                source: std::io::Error::other(error.to_string()),
+            })?;
         Ok(Blobs {
             store: BlobStore::open(root, config)?,
+            shares,
             network: OnceLock::new(),
             fetching: tokio::sync::Mutex::new(()),
             seen_reads: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Checks `share` against the commitment in the header of the envelope
+    /// `sha256` this node holds, and keeps it (blocking: file I/O).
+    pub fn keep_share(
+        &self,
+        sha256: &[u8; 32],
+        share: &[u8; custody_format::SHRED_SHARE_BYTES],
+    ) -> Result<(), crate::shares::ShareError> {
+        let (_, start) = self
+            .store
+            .read_range(sha256, 0, crate::shares::ENVELOPE_HEADER_BYTES_MAX)
+            .map_err(|error| match error {
+                BlobError::Missing(blob) => crate::shares::ShareError::BlobMissing(blob),
+                other => crate::shares::ShareError::Io {
+                    path: self.store.path(sha256),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })?;
+        crate::shares::check_share(sha256, &start, share)?;
+        self.shares.put(sha256, share)
+    }
+
+    /// The commitment in the header of the held envelope `sha256`: `None`
+    /// for a version 1 envelope (blocking: reads 64 bytes).
+    pub fn share_commitment(
+        &self,
+        sha256: &[u8; 32],
+    ) -> Result<Option<[u8; custody_format::SHRED_SHARE_BYTES]>, BlobError> {
+        let (_, start) =
+            self.store
+                .read_range(sha256, 0, crate::shares::ENVELOPE_HEADER_BYTES_MAX)?;
+        Ok(custody_format::envelope_share_commitment(&start))
+    }
+
+    /// The share of the held envelope `sha256` when this node holds one
+    /// that matches the envelope's commitment (blocking).
+    pub fn checked_share(
+        &self,
+        sha256: &[u8; 32],
+    ) -> Option<[u8; custody_format::SHRED_SHARE_BYTES]> {
+        let share = self.shares.get(sha256).ok()??;
+        let (_, start) = self
+            .store
+            .read_range(sha256, 0, crate::shares::ENVELOPE_HEADER_BYTES_MAX)
+            .ok()?;
+        crate::shares::check_share(sha256, &start, &share).ok()?;
+        Some(share)
     }
 
     /// Remembers a read request until `fresh_until_ms`; false if it was seen
@@ -850,7 +909,12 @@ mod tests {
     #[test]
     fn replayed_read_request_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let blobs = Blobs::open(dir.path(), BlobConfig::default()).expect("open");
+        let blobs = Blobs::open(
+            &dir.path().join("blobs"),
+            &dir.path().join("shred-shares"),
+            BlobConfig::default(),
+        )
+        .expect("open");
         assert!(blobs.remember_read([1; 32], 0, 100));
         assert!(!blobs.remember_read([1; 32], 50, 150));
     }

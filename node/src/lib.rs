@@ -51,6 +51,7 @@ pub mod net_glue;
 pub mod network;
 pub mod node;
 pub mod read_desk;
+pub mod shares;
 pub mod shutdown;
 pub mod store_reader;
 pub mod testnet;

@@ -48,6 +48,10 @@ pub struct Metrics {
     /// Blobs deleted because the document they are a version of was
     /// disposed of (`blob_disposal`).
     pub blobs_disposed_total: AtomicU64,
+    /// Shred shares deleted because the document whose envelope they open
+    /// was disposed of (`blob_disposal`): from then on no copy of that
+    /// envelope can be decrypted.
+    pub shred_shares_disposed_total: AtomicU64,
     /// Citizen lookups answered (`POST /v1/citizen/records`), found or not.
     pub citizen_lookups_total: AtomicU64,
     /// Citizen lookups refused with 429 because their client's budget
@@ -344,6 +348,13 @@ impl Metrics {
             "Blobs deleted because a committed disposal ended their document (every version's ciphertext).",
             "counter",
             load(&self.blobs_disposed_total),
+        );
+        gauge(
+            &mut out,
+            "custody_shred_shares_disposed_total",
+            "Shred shares deleted because a committed disposal ended their document: no copy of its ciphertext can be decrypted after.",
+            "counter",
+            load(&self.shred_shares_disposed_total),
         );
         {
             let counts = match self.api_refused.lock() {

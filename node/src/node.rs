@@ -130,6 +130,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
 
     let blobs = Arc::new(crate::blobs::Blobs::open(
         &home.data_dir(&config).join("blobs"),
+        &home.data_dir(&config).join(crate::shares::SHARES_DIR),
         config.blobs.clone(),
     )?);
     let (outbound_sender, outbound_receiver) = mpsc::channel(NETWORK_OUTBOX_MAX);

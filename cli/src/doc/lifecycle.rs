@@ -229,7 +229,7 @@ pub async fn fixity(
             size_bytes,
         })
     };
-    let (downloaded, found) = tokio::join!(api.download(&request, sender, bar), hashing);
+    let (downloaded, found) = tokio::join!(api.download(&request, sender, None, bar), hashing);
     downloaded?;
     let found = found?;
     let expected = doc.ciphertext;

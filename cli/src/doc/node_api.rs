@@ -236,6 +236,26 @@ impl NodeApi {
         Ok((member, next))
     }
 
+    /// The member record of `key` as the chain has it (revoked members
+    /// included), or `None` when no member holds the key (a node's own
+    /// attestation). Leaves the signer's cached record alone.
+    pub async fn member_record(
+        &self,
+        key: &custody_ledger::types::PublicKey,
+    ) -> Result<Option<Member>, DocError> {
+        let answer: Result<serde_json::Value, DocError> =
+            self.get(&format!("/v1/members/{key}")).await;
+        match answer {
+            Ok(value) => serde_json::from_value(value).map(Some).map_err(|error| {
+                DocError::Node(format!(
+                    "the node's member record could not be read: {error}"
+                ))
+            }),
+            Err(DocError::Refused { code, .. }) if code == "not_found" => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Forgets the member read, so that the next transaction asks the node
     /// for its nonce again.
     fn forget_member(&self) {
@@ -411,6 +431,7 @@ impl NodeApi {
         sha256: &[u8; 32],
         size_bytes: u64,
         clerk: &ed25519_dalek::SigningKey,
+        share: Option<&custody_cli::envelope::ShredShare>,
         bar: ProgressBar,
     ) -> Result<BlobStatus, DocError> {
         let chain_id = self.chain_id().await?.to_string();
@@ -454,9 +475,16 @@ impl NodeApi {
             "/v1/blobs/{}?size_bytes={size_bytes}",
             hex::encode(sha256)
         ));
-        let response = self
-            .http
-            .put(&url)
+        let mut request = self.http.put(&url);
+        // The share travels beside the envelope, never inside it: a copy of
+        // the envelope does not carry it.
+        if let Some(share) = share {
+            request = request.header(
+                custody_node::api_documents::SHRED_SHARE_HEADER,
+                hex::encode(share.as_bytes()),
+            );
+        }
+        let response = request
             .header("content-type", "application/octet-stream")
             .header("content-length", size_bytes.to_string())
             .header("x-custody-upload", signed.to_header())
@@ -490,11 +518,14 @@ impl NodeApi {
     }
 
     /// Sends a signed read request and passes the ciphertext, chunk by
-    /// chunk, into `sink` (a bounded queue to the decrypting thread).
+    /// chunk, into `sink` (a bounded queue to the decrypting thread); the
+    /// shred share the node sends beside a version 2 envelope goes to
+    /// `share_to` before the first chunk.
     pub async fn download(
         &self,
         request: &SignedReadRequest,
         sink: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+        share_to: Option<tokio::sync::oneshot::Sender<Option<custody_cli::envelope::ShredShare>>>,
         bar: ProgressBar,
     ) -> Result<(), DocError> {
         let url = self.url("/v1/reads");
@@ -506,6 +537,28 @@ impl NodeApi {
             .await
             .map_err(|error| self.unreachable(&url, error))?;
         let response = self.answer(&url, response).await?;
+        if let Some(share_to) = share_to {
+            let share = match response
+                .headers()
+                .get(custody_node::api_documents::SHRED_SHARE_HEADER)
+            {
+                None => None,
+                Some(value) => Some(
+                    value
+                        .to_str()
+                        .ok()
+                        .and_then(custody_cli::envelope::ShredShare::from_hex)
+                        .ok_or_else(|| {
+                            DocError::Node(format!(
+                                "the node's shred share header ({}) is not 64 hex digits",
+                                custody_node::api_documents::SHRED_SHARE_HEADER
+                            ))
+                        })?,
+                ),
+            };
+            // The decrypting thread may have stopped already; it says why.
+            let _ = share_to.send(share);
+        }
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let item = chunk.map(|bytes| bytes.to_vec()).map_err(|error| {

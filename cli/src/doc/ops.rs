@@ -380,9 +380,17 @@ pub(super) async fn encrypt_and_upload(
         document: document.to_string(),
         message: error.to_string(),
     })?;
+    // The share is the half of the content key that the nodes keep and
+    // delete on disposal (docs/envelope.md, "Crypto-shredding"); it is not
+    // written to any file here.
+    let share = envelope::ShredShare::generate().map_err(|error| DocError::Document {
+        document: document.to_string(),
+        message: error.to_string(),
+    })?;
     let bar = progress(metadata.len(), "encrypt", common.json);
     let plaintext_path = plaintext_file.to_owned();
-    let (summary, data_key) = tokio::task::spawn_blocking(move || {
+    let document_name = document.to_string();
+    let (summary, data_key, share) = tokio::task::spawn_blocking(move || {
         let input = std::fs::File::open(&plaintext_path).map_err(|source| DocError::Io {
             action: "open",
             path: plaintext_path.clone(),
@@ -393,7 +401,14 @@ pub(super) async fn encrypt_and_upload(
             bar: bar.clone(),
         };
         let mut writer = BufWriter::with_capacity(256 * 1024, &file);
-        let summary = envelope::encrypt(reader, &mut writer, &data_key);
+        let summary = envelope::encrypt_shredded(
+            reader,
+            &mut writer,
+            &data_key,
+            &share,
+            &document_name,
+            envelope::EncryptOptions::default(),
+        );
         bar.finish_and_clear();
         let summary = summary.map_err(|source| DocError::Envelope {
             document: plaintext_path.display().to_string(),
@@ -404,7 +419,7 @@ pub(super) async fn encrypt_and_upload(
             path: plaintext_path.clone(),
             source,
         })?;
-        Ok::<_, DocError>((summary, data_key))
+        Ok::<_, DocError>((summary, data_key, share))
     })
     .await
     .map_err(|error| DocError::Output(error.to_string()))??;
@@ -415,6 +430,7 @@ pub(super) async fn encrypt_and_upload(
         &summary.ciphertext.sha256,
         summary.ciphertext.size_bytes,
         key,
+        Some(&share),
         bar,
     )
     .await?;
@@ -704,9 +720,21 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
     let request = read_request(api, key, doc, access_tx).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel(DOWNLOAD_CHUNKS_QUEUED_MAX);
     let document_name = doc.id.to_string();
+    let document_name_for_key = doc.id.to_string();
+    let (share_sender, share_receiver) = tokio::sync::oneshot::channel();
     let decrypting = tokio::task::spawn_blocking(move || {
         let mut writer = writer;
-        let result = envelope::decrypt(ChannelReader::new(receiver), &mut writer, &data_key);
+        // The node sends the share (if any) before the first chunk; a
+        // download that failed before it drops the sender, and the
+        // download's own error is reported.
+        let share = share_receiver.blocking_recv().ok().flatten();
+        let result = envelope::decrypt_shredded(
+            ChannelReader::new(receiver),
+            &mut writer,
+            &data_key,
+            share.as_ref(),
+            &document_name_for_key,
+        );
         let result = result.and_then(|summary| {
             writer
                 .flush()
@@ -716,7 +744,9 @@ async fn download_and_decrypt<W: Write + Send + 'static>(
         (result, writer)
     });
     let bar = progress(doc.ciphertext.size_bytes, "download", common.json);
-    let downloaded = api.download(&request, sender, bar).await;
+    let downloaded = api
+        .download(&request, sender, Some(share_sender), bar)
+        .await;
     let (decrypted, writer) = decrypting
         .await
         .map_err(|error| DocError::Output(error.to_string()))?;
@@ -1023,6 +1053,53 @@ fn describe(event: &DocumentEvent, opener: &Opener, common: &CommonArgs) -> Stri
     }
 }
 
+/// The members who signed a document's events, each looked up once per
+/// command (at most [`Signers::KEYS_MAX`]; past that, a signer is shown by
+/// key and department only).
+#[derive(Default)]
+struct Signers {
+    known: std::collections::BTreeMap<custody_ledger::types::PublicKey, Option<Member>>,
+}
+
+impl Signers {
+    const KEYS_MAX: usize = 1024;
+
+    async fn who(
+        &mut self,
+        api: &NodeApi,
+        event: &DocumentEvent,
+    ) -> Result<custody_cli::names::Who, DocError> {
+        if !self.known.contains_key(&event.member) && self.known.len() < Self::KEYS_MAX {
+            let member = api.member_record(&event.member).await?;
+            self.known.insert(event.member, member);
+        }
+        let member = self.known.get(&event.member).and_then(Option::as_ref);
+        Ok(custody_cli::names::Who {
+            name: member.map(|m| m.name.clone()),
+            department: Some(
+                member
+                    .map(|m| m.department.to_string())
+                    .unwrap_or_else(|| event.department.to_string()),
+            ),
+            key: event.member.to_hex(),
+        })
+    }
+}
+
+/// An event as the node gives it, with `by`: the signer's name,
+/// department and key.
+fn named_event(
+    event: &DocumentEvent,
+    by: custody_cli::names::Who,
+) -> Result<serde_json::Value, DocError> {
+    let mut value = serde_json::to_value(event).map_err(|e| DocError::Output(e.to_string()))?;
+    if let Some(object) = value.as_object_mut() {
+        let by = serde_json::to_value(by).map_err(|e| DocError::Output(e.to_string()))?;
+        object.insert("by".to_string(), by);
+    }
+    Ok(value)
+}
+
 async fn history(
     api: &NodeApi,
     common: &CommonArgs,
@@ -1041,26 +1118,33 @@ async fn history(
         let doc = api.document(&id).await?;
         Opener::for_document(&doc, util::department_key(common).ok().as_ref())
     };
+    let mut signers = Signers::default();
     let mut cursor = cursor;
     loop {
         let page = api.history(&id, cursor.as_deref(), limit).await?;
         if common.json && !all {
-            return print_json(&page);
+            let mut items = Vec::with_capacity(page.items.len());
+            for event in &page.items {
+                items.push(named_event(event, signers.who(api, event).await?)?);
+            }
+            return print_json(&json!({ "items": items, "next_cursor": page.next_cursor }));
         }
         for event in &page.items {
+            let by = signers.who(api, event).await?;
             if common.json {
                 // One event per line, so that --all never holds more than a page.
-                let line =
-                    serde_json::to_string(event).map_err(|e| DocError::Output(e.to_string()))?;
+                let line = serde_json::to_string(&named_event(event, by)?)
+                    .map_err(|e| DocError::Output(e.to_string()))?;
                 println!("{line}");
             } else {
                 println!(
-                    "{:>4}  {}  height {:<6} {:<20} {}",
+                    "{:>4}  {}  height {:<6} {:<20} {}  by {}",
                     event.sequence,
                     util::format_time(event.time.0, common),
                     event.height.0,
                     event.department,
-                    describe(event, &opener, common)
+                    describe(event, &opener, common),
+                    by.label()
                 );
             }
         }

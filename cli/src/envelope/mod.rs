@@ -5,7 +5,11 @@
 //! the data key is wrapped to a department's X25519 public key ([`wrap`],
 //! [`unwrap`]). A document's descriptive metadata is sealed under a
 //! metadata key derived from its data key ([`MetadataKey`], [`seal`],
-//! [`open_sealed`]). The byte layouts are specified in `docs/envelope.md`.
+//! [`open_sealed`]). A version 2 envelope ([`encrypt_shredded`]) is
+//! encrypted under a content key derived from the data key and a
+//! [`ShredShare`] that the nodes keep and delete on disposal, so a disposed
+//! document cannot be decrypted from anything left. The byte layouts are
+//! specified in `docs/envelope.md`.
 //!
 //! Invariants:
 //! - Plaintext and data keys live only in this process; nothing here touches
@@ -17,6 +21,7 @@
 
 mod file;
 mod sealed;
+mod shred;
 mod stream;
 mod wrap;
 
@@ -25,10 +30,13 @@ pub use sealed::{
     open as open_sealed, seal, seal_with_nonce, MetadataKey, SealError, SEALED_NONCE_BYTES,
     SEALED_OVERHEAD_BYTES, SEALED_TAG_BYTES,
 };
+pub use shred::{content_key, ShredShare, SHARE_COMMITMENT_BYTES, SHRED_SHARE_BYTES};
 pub use stream::{
-    decrypt, encrypt, encrypt_with, encrypt_with_nonce_prefix, EncryptOptions, EnvelopeError,
+    decrypt, decrypt_shredded, encrypt, encrypt_shredded, encrypt_shredded_with_nonce_prefix,
+    encrypt_with, encrypt_with_nonce_prefix, share_commitment_of, EncryptOptions, EnvelopeError,
     EnvelopeHeader, EnvelopeSummary, Fixity, CHUNK_BYTES_DEFAULT, CHUNK_BYTES_MAX, CHUNK_BYTES_MIN,
-    ENVELOPE_MAGIC, ENVELOPE_VERSION, HEADER_BYTES, NONCE_PREFIX_BYTES, TAG_BYTES,
+    ENVELOPE_MAGIC, ENVELOPE_VERSION, ENVELOPE_VERSION_SHRED, HEADER_BYTES, NONCE_PREFIX_BYTES,
+    SHRED_HEADER_BYTES, TAG_BYTES,
 };
 pub use wrap::{
     unwrap, wrap, wrap_with_ephemeral, DepartmentPublicKey, DepartmentSecretKey, WrapError,

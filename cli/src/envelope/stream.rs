@@ -17,14 +17,25 @@ use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::shred::{content_key, ShredShare, SHARE_COMMITMENT_BYTES};
 use super::{random_bytes, DataKey, RandomError};
 
 /// First eight bytes of every envelope: `CUSTENV` and a zero byte.
 pub const ENVELOPE_MAGIC: [u8; 8] = *b"CUSTENV\0";
-/// The envelope format version this code writes and reads.
+/// The envelope format version [`encrypt`] writes: the content key is the
+/// data key itself. Still read, so every envelope written before version 2
+/// opens.
 pub const ENVELOPE_VERSION: u8 = 1;
-/// Header length: magic (8), version (1), chunk size (4), nonce prefix (19).
+/// The envelope format version [`encrypt_shredded`] writes: the content key
+/// is derived from the data key and a shred share held by the nodes
+/// (`docs/envelope.md`, "Crypto-shredding").
+pub const ENVELOPE_VERSION_SHRED: u8 = 2;
+/// Header length of version 1: magic (8), version (1), chunk size (4),
+/// nonce prefix (19).
 pub const HEADER_BYTES: usize = 32;
+/// Header length of version 2: the 32 bytes of version 1 and the shred
+/// share's commitment (32).
+pub const SHRED_HEADER_BYTES: usize = HEADER_BYTES + SHARE_COMMITMENT_BYTES;
 /// Random per-file part of every chunk nonce.
 pub const NONCE_PREFIX_BYTES: usize = 19;
 /// Poly1305 tag appended to every chunk.
@@ -54,8 +65,15 @@ pub enum EnvelopeError {
     HeaderTruncated { found_bytes: usize },
     #[error("not a Custody envelope: the first 8 bytes are {found_hex}, expected {expected_hex}", expected_hex = hex::encode(ENVELOPE_MAGIC))]
     BadMagic { found_hex: String },
-    #[error("envelope format version {found} is not supported (this build reads version {ENVELOPE_VERSION})")]
+    #[error("envelope format version {found} is not supported (this build reads versions {ENVELOPE_VERSION} and {ENVELOPE_VERSION_SHRED})")]
     UnsupportedVersion { found: u8 },
+    #[error("the envelope is of format version {ENVELOPE_VERSION_SHRED}: it opens only with its document's shred share, which a node hands out with the ciphertext and deletes when the document is disposed of")]
+    ShareMissing,
+    #[error("the shred share does not match the commitment in the envelope's header (expected SHA-256 commitment {expected_hex}, the share gives {found_hex}): it belongs to another envelope or was altered")]
+    ShareMismatch {
+        expected_hex: String,
+        found_hex: String,
+    },
     #[error("chunk {chunk_index} of the envelope failed authentication: the data key is wrong, or the ciphertext was altered, truncated, reordered or extended")]
     ChunkNotAuthentic { chunk_index: u64 },
     #[error("the envelope ends after chunk {last_complete_chunk_index} with no final chunk: it was truncated")]
@@ -147,7 +165,7 @@ impl EnvelopeHeader {
             });
         }
         let version = bytes[8];
-        if version != ENVELOPE_VERSION {
+        if version != ENVELOPE_VERSION && version != ENVELOPE_VERSION_SHRED {
             return Err(EnvelopeError::UnsupportedVersion { found: version });
         }
         let chunk_bytes = u32::from_be_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
@@ -262,20 +280,95 @@ pub fn encrypt_with_nonce_prefix<R: Read, W: Write>(
         nonce_prefix,
     };
     let header_bytes = header.to_bytes();
-    let cipher = XChaCha20Poly1305::new(&Key::from(*data_key.as_bytes()));
+    encrypt_under(
+        &mut reader,
+        &mut writer,
+        data_key,
+        &header,
+        &header_bytes,
+        options,
+    )
+}
+
+/// Encrypts `reader` into `writer` as a version 2 envelope of `document`:
+/// the content key is derived from `data_key` and `share`, and the header
+/// carries the share's commitment. Without the share, the data key alone
+/// does not open it.
+pub fn encrypt_shredded<R: Read, W: Write>(
+    reader: R,
+    writer: W,
+    data_key: &DataKey,
+    share: &ShredShare,
+    document: &str,
+    options: EncryptOptions,
+) -> Result<EnvelopeSummary, EnvelopeError> {
+    let mut nonce_prefix = [0u8; NONCE_PREFIX_BYTES];
+    random_bytes(&mut nonce_prefix)?;
+    encrypt_shredded_with_nonce_prefix(
+        reader,
+        writer,
+        (data_key, share),
+        document,
+        options,
+        nonce_prefix,
+    )
+}
+
+/// [`encrypt_shredded`] with a caller-chosen nonce prefix, for test vectors
+/// only (see [`encrypt_with_nonce_prefix`]).
+#[doc(hidden)]
+pub fn encrypt_shredded_with_nonce_prefix<R: Read, W: Write>(
+    mut reader: R,
+    mut writer: W,
+    (data_key, share): (&DataKey, &ShredShare),
+    document: &str,
+    options: EncryptOptions,
+    nonce_prefix: [u8; NONCE_PREFIX_BYTES],
+) -> Result<EnvelopeSummary, EnvelopeError> {
+    check_chunk_bytes(options.chunk_bytes)?;
+    let header = EnvelopeHeader {
+        version: ENVELOPE_VERSION_SHRED,
+        chunk_bytes: options.chunk_bytes,
+        nonce_prefix,
+    };
+    let mut header_bytes = [0u8; SHRED_HEADER_BYTES];
+    header_bytes[..HEADER_BYTES].copy_from_slice(&header.to_bytes());
+    header_bytes[HEADER_BYTES..].copy_from_slice(&share.commitment());
+    let key = content_key(data_key, share, document);
+    encrypt_under(
+        &mut reader,
+        &mut writer,
+        &key,
+        &header,
+        &header_bytes,
+        options,
+    )
+}
+
+/// The chunk loop of every version: `header_bytes` (written first) is the
+/// associated data of every chunk, `key` the content key.
+fn encrypt_under<R: Read, W: Write>(
+    reader: &mut R,
+    writer: &mut W,
+    key: &DataKey,
+    header: &EnvelopeHeader,
+    header_bytes: &[u8],
+    options: EncryptOptions,
+) -> Result<EnvelopeSummary, EnvelopeError> {
+    let cipher = XChaCha20Poly1305::new(&Key::from(*key.as_bytes()));
     let mut plaintext_fixity = FixityHasher::new();
     let mut ciphertext_fixity = FixityHasher::new();
 
     writer
-        .write_all(&header_bytes)
+        .write_all(header_bytes)
         .map_err(EnvelopeError::Write)?;
-    ciphertext_fixity.update(&header_bytes);
+    ciphertext_fixity.update(header_bytes);
 
     let chunk_bytes = options.chunk_bytes as usize;
     let mut buffer = Zeroizing::new(vec![0u8; chunk_bytes + TAG_BYTES]);
     let mut counter: u32 = 0;
     loop {
-        let filled = read_full(&mut reader, &mut buffer[..chunk_bytes])?;
+        let filled = read_full(reader, &mut buffer[..chunk_bytes])?;
         // The final chunk is the first one shorter than the chunk size (it
         // is empty when the document is empty or an exact multiple), so the
         // encoder never needs to look ahead and the decoder knows the final
@@ -286,7 +379,7 @@ pub fn encrypt_with_nonce_prefix<R: Read, W: Write>(
         let nonce = chunk_nonce(&header.nonce_prefix, counter, last);
         let (body, tag_slot) = buffer.split_at_mut(filled);
         let tag = cipher
-            .encrypt_inout_detached(&nonce, &header_bytes, body.into())
+            .encrypt_inout_detached(&nonce, header_bytes, body.into())
             .map_err(|_| EnvelopeError::ChunkSizeOutOfRange {
                 chunk_bytes: options.chunk_bytes,
             })?;
@@ -316,27 +409,103 @@ pub fn encrypt_with_nonce_prefix<R: Read, W: Write>(
 /// Only authenticated plaintext is written, but a later chunk may still
 /// fail: on error, discard everything written (write to a temporary file and
 /// rename it only on success).
+///
+/// A version 2 envelope is refused with [`EnvelopeError::ShareMissing`]:
+/// open it with [`decrypt_shredded`].
 pub fn decrypt<R: Read, W: Write>(
+    reader: R,
+    writer: W,
+    data_key: &DataKey,
+) -> Result<EnvelopeSummary, EnvelopeError> {
+    decrypt_shredded(reader, writer, data_key, None, "")
+}
+
+/// Decrypts an envelope of either version: version 1 with `data_key`
+/// alone, version 2 of `document` with the content key derived from
+/// `data_key` and `share`, once the share matches the header's commitment.
+/// Same output rules as [`decrypt`].
+pub fn decrypt_shredded<R: Read, W: Write>(
     mut reader: R,
     mut writer: W,
     data_key: &DataKey,
+    share: Option<&ShredShare>,
+    document: &str,
 ) -> Result<EnvelopeSummary, EnvelopeError> {
-    let mut header_bytes = [0u8; HEADER_BYTES];
-    let found_bytes = read_full(&mut reader, &mut header_bytes)?;
+    let mut first = [0u8; HEADER_BYTES];
+    let found_bytes = read_full(&mut reader, &mut first)?;
     if found_bytes < HEADER_BYTES {
         return Err(EnvelopeError::HeaderTruncated { found_bytes });
     }
-    let header = EnvelopeHeader::parse(&header_bytes)?;
-    let cipher = XChaCha20Poly1305::new(&Key::from(*data_key.as_bytes()));
+    let header = EnvelopeHeader::parse(&first)?;
+    if header.version == ENVELOPE_VERSION {
+        return decrypt_under(&mut reader, &mut writer, data_key, &header, &first);
+    }
+    let mut header_bytes = [0u8; SHRED_HEADER_BYTES];
+    header_bytes[..HEADER_BYTES].copy_from_slice(&first);
+    let found_bytes = read_full(&mut reader, &mut header_bytes[HEADER_BYTES..])?;
+    if found_bytes < SHARE_COMMITMENT_BYTES {
+        return Err(EnvelopeError::HeaderTruncated {
+            found_bytes: HEADER_BYTES + found_bytes,
+        });
+    }
+    let share = share.ok_or(EnvelopeError::ShareMissing)?;
+    let expected = &header_bytes[HEADER_BYTES..];
+    let found = share.commitment();
+    if expected != found.as_slice() {
+        return Err(EnvelopeError::ShareMismatch {
+            expected_hex: hex::encode(expected),
+            found_hex: hex::encode(found),
+        });
+    }
+    let key = content_key(data_key, share, document);
+    decrypt_under(&mut reader, &mut writer, &key, &header, &header_bytes)
+}
+
+/// The commitment to the shred share in a version 2 envelope's header, or
+/// `None` for a version 1 envelope; `Err` when `bytes` is no envelope
+/// header. `bytes` is the start of the envelope (at least
+/// [`SHRED_HEADER_BYTES`] for version 2).
+pub fn share_commitment_of(
+    bytes: &[u8],
+) -> Result<Option<[u8; SHARE_COMMITMENT_BYTES]>, EnvelopeError> {
+    let first: &[u8; HEADER_BYTES] = bytes
+        .get(..HEADER_BYTES)
+        .and_then(|slice| slice.try_into().ok())
+        .ok_or(EnvelopeError::HeaderTruncated {
+            found_bytes: bytes.len(),
+        })?;
+    let header = EnvelopeHeader::parse(first)?;
+    if header.version == ENVELOPE_VERSION {
+        return Ok(None);
+    }
+    bytes
+        .get(HEADER_BYTES..SHRED_HEADER_BYTES)
+        .and_then(|slice| slice.try_into().ok())
+        .map(Some)
+        .ok_or(EnvelopeError::HeaderTruncated {
+            found_bytes: bytes.len(),
+        })
+}
+
+/// The chunk loop of every version, after the header (`header_bytes`, the
+/// associated data of every chunk) was read and checked.
+fn decrypt_under<R: Read, W: Write>(
+    reader: &mut R,
+    writer: &mut W,
+    key: &DataKey,
+    header: &EnvelopeHeader,
+    header_bytes: &[u8],
+) -> Result<EnvelopeSummary, EnvelopeError> {
+    let cipher = XChaCha20Poly1305::new(&Key::from(*key.as_bytes()));
     let mut plaintext_fixity = FixityHasher::new();
     let mut ciphertext_fixity = FixityHasher::new();
-    ciphertext_fixity.update(&header_bytes);
+    ciphertext_fixity.update(header_bytes);
 
     let sealed_chunk_bytes = header.chunk_bytes as usize + TAG_BYTES;
     let mut buffer = Zeroizing::new(vec![0u8; sealed_chunk_bytes]);
     let mut counter: u32 = 0;
     loop {
-        let filled = read_full(&mut reader, &mut buffer)?;
+        let filled = read_full(reader, &mut buffer)?;
         let chunk_index = u64::from(counter);
         if filled == 0 {
             return Err(match counter {
@@ -357,7 +526,7 @@ pub fn decrypt<R: Read, W: Write>(
         let tag = Tag::try_from(&*tag_bytes)
             .map_err(|_| EnvelopeError::ChunkNotAuthentic { chunk_index })?;
         cipher
-            .decrypt_inout_detached(&nonce, &header_bytes, body.into(), &tag)
+            .decrypt_inout_detached(&nonce, header_bytes, body.into(), &tag)
             .map_err(|_| EnvelopeError::ChunkNotAuthentic { chunk_index })?;
         plaintext_fixity.update(body);
         writer.write_all(body).map_err(EnvelopeError::Write)?;
