@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::i18n::{Lang, Text};
 use super::{language, page, respond, show_time, zone_name, LangQuery};
 use crate::api_citizen::{records_of, spend_budget, CitizenDesk};
-use crate::api_state::ApiSettings;
+use crate::api_state::{ApiSettings, ApiState};
 use crate::handles::ChainView;
 use crate::metrics::Metrics;
 
@@ -140,15 +140,15 @@ pub async fn form(
 
 /// `POST /citizen`: the lookup, on the open API's budget.
 pub async fn lookup(
-    State(chain): State<ChainView>,
-    State(settings): State<Arc<ApiSettings>>,
-    State(metrics): State<Arc<Metrics>>,
+    State(state): State<ApiState>,
     Extension(desk): Extension<CitizenDesk>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
     form: Result<Form<CitizenForm>, FormRejection>,
 ) -> Response {
+    let (chain, settings, metrics): (&ChainView, &ApiSettings, &Metrics) =
+        (&state.chain, &state.settings, &state.metrics);
     let (lang, switched) = language(&query, &headers);
     let zone = &settings.time_zone;
     let title = lang.t(Text::CitizenTitle);
@@ -163,7 +163,7 @@ pub async fn lookup(
     };
     // The budget is spent before the code is looked at, as on the API.
     let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
-    if spend_budget(&desk, &metrics, peer, &headers).is_err() {
+    if spend_budget(&desk, metrics, peer, &headers).is_err() {
         let notice = html! { p.notice id="rate-limited" { (lang.t(Text::RateLimited)) } };
         return frame(StatusCode::TOO_MANY_REQUESTS, "", notice);
     }
@@ -172,7 +172,7 @@ pub async fn lookup(
     let Ok(code) = typed.trim().parse::<ReceiptCode>() else {
         return frame(StatusCode::OK, &shown, records_markup(lang, &[], zone));
     };
-    match records_of(&chain, &code).await {
+    match records_of(chain, &code).await {
         Ok(records) => {
             metrics
                 .citizen_lookups_total
