@@ -17,6 +17,16 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 step "build (release, reused by every test below)"
 cargo build --workspace --all-targets --release
 
+step "headless Chromium for the pages' browser tests (installed when missing)"
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    # A CJK font so that the Chinese pages render (and screenshot) legibly.
+    $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei
+fi
+
 step "cargo test"
 cargo test --workspace --release
 

@@ -82,7 +82,8 @@ pub fn route_groups() -> RouteGroups {
         .routes(routes!(member))
         .merge(document_routes())
         .merge(crate::api_governance::signed_routes())
-        .merge(crate::api_alerts::signed_routes());
+        .merge(crate::api_alerts::signed_routes())
+        .merge(crate::api_page_login::signed_routes());
     RouteGroups {
         open,
         signed,
@@ -136,6 +137,10 @@ pub fn router(state: ApiState) -> Router {
     let (records, _) = groups.signed.split_for_parts();
     let (transfers_open, _) = groups.transfers_open.split_for_parts();
     let (transfers_signed, _) = groups.transfers_signed.split_for_parts();
+    // The HTML pages (outside `/v1/`, kept out of the OpenAPI description)
+    // share the open routes' layers: the citizen page spends the same
+    // lookup budget as `POST /v1/citizen/records`.
+    let open = open.merge(crate::pages::routes());
     Router::new()
         .merge(open.layer(crate::api_citizen::desk(&settings.api)))
         .merge(records.route_layer(signed()))

@@ -123,26 +123,22 @@ async fn lookup(
 ) -> Response {
     // The budget is spent before the body is looked at: malformed
     // requests cost as much as real ones.
-    let client = client_of(
+    if let Err(limited) = spend_budget(
         &desk,
+        &metrics,
         peer.map(|Extension(ConnectInfo(peer))| peer),
         &headers,
-    );
-    let now_ms = u64::try_from(desk.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if let Decision::Limited {
-        retry_after_seconds,
-    } = desk.limit.check(client, now_ms)
-    {
-        metrics
-            .citizen_lookups_rate_limited_total
-            .fetch_add(1, Ordering::Relaxed);
+    ) {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("too many lookups from this address; try again in {retry_after_seconds} s"),
+            format!(
+                "too many lookups from this address; try again in {} s",
+                limited.retry_after_seconds
+            ),
         )
         .into_response();
-        if let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
+        if let Ok(value) = HeaderValue::from_str(&limited.retry_after_seconds.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         return response;
@@ -156,6 +152,57 @@ async fn lookup(
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// A client over its lookup budget: it may look up again after this
+/// many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after_seconds: u64,
+}
+
+/// Takes one lookup from the budget of the client of a request (the
+/// connection's `peer`, or the forwarded address behind a trusted proxy):
+/// the route and the citizen page spend the same budget.
+pub fn spend_budget(
+    desk: &CitizenDesk,
+    metrics: &Metrics,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<(), Limited> {
+    let client = client_of(desk, peer, headers);
+    let now_ms = u64::try_from(desk.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match desk.limit.check(client, now_ms) {
+        Decision::Allowed => Ok(()),
+        Decision::Limited {
+            retry_after_seconds,
+        } => {
+            metrics
+                .citizen_lookups_rate_limited_total
+                .fetch_add(1, Ordering::Relaxed);
+            Err(Limited {
+                retry_after_seconds,
+            })
+        }
+    }
+}
+
+/// The records a receipt code's tag is on, read off the async workers
+/// (the view scans the archive's records).
+pub async fn records_of(
+    chain: &ChainView,
+    code: &ReceiptCode,
+) -> Result<Vec<CitizenRecord>, ApiError> {
+    let tag = code.subject_tag();
+    let store = chain.store().clone();
+    // The view reads the store (sled may block): off the async workers.
+    tokio::task::spawn_blocking(move || store.citizen_view(&tag))
+        .await
+        .map_err(|error| ApiError::internal(format!("the lookup stopped: {error}")))?
+        .map_err(|error| {
+            tracing::error!(%error, "store read failed");
+            ApiError::internal(format!("the node's store could not be read: {error}"))
+        })
 }
 
 async fn answer(
@@ -190,16 +237,7 @@ async fn answer(
             ApiError::bad_request("bad_receipt_code", error.to_string())
         },
     )?;
-    let tag = code.subject_tag();
-    let store = chain.store().clone();
-    // The view reads the store (sled may block): off the async workers.
-    let records = tokio::task::spawn_blocking(move || store.citizen_view(&tag))
-        .await
-        .map_err(|error| ApiError::internal(format!("the lookup stopped: {error}")))?
-        .map_err(|error| {
-            tracing::error!(%error, "store read failed");
-            ApiError::internal(format!("the node's store could not be read: {error}"))
-        })?;
+    let records = records_of(chain, &code).await?;
     Ok(CitizenAnswer { records })
 }
 

@@ -22,6 +22,8 @@ pub struct ApiSettings {
     pub readiness: ReadinessConfig,
     /// The body limit of a blob upload (`blobs.blob_bytes_max`).
     pub blob_bytes_max: u64,
+    /// The department's time zone, for the HTML pages (`pages.time_zone`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// Every handle the API holds.
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub auth_gate: crate::api_auth::AuthGate,
     /// The live oversight alerts (`alert_desk`).
     pub alert_book: crate::alert_desk::AlertBook,
+    /// Auditors' login links and sessions on the HTML pages.
+    pub page_sessions: crate::page_sessions::PageSessions,
 }
 
 macro_rules! substate {
@@ -71,4 +75,5 @@ substate!(
     read_desk: crate::read_desk::ReadDesk,
     auth_gate: crate::api_auth::AuthGate,
     alert_book: crate::alert_desk::AlertBook,
+    page_sessions: crate::page_sessions::PageSessions,
 );

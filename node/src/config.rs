@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub readiness: ReadinessConfig,
     #[serde(default)]
     pub oversight: OversightConfig,
+    #[serde(default)]
+    pub pages: PagesConfig,
 }
 
 /// Where the node keeps its files. Relative paths are relative to the home.
@@ -344,7 +346,48 @@ impl Default for NodeConfig {
             blobs: BlobConfig::default(),
             readiness: ReadinessConfig::default(),
             oversight: OversightConfig::default(),
+            pages: PagesConfig::default(),
         }
+    }
+}
+
+/// The HTML pages for citizens and auditors (`pages`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    /// The department's time zone (an IANA name): every time on the pages
+    /// is shown in it.
+    pub time_zone: String,
+    /// How long an auditor's page session lasts after login.
+    pub session_ttl_ms: u64,
+    /// How long a one-time login link may wait before it is opened.
+    pub login_link_ttl_ms: u64,
+    /// Most auditor sessions (and, separately, unopened login links) held
+    /// at once; beyond it the oldest is dropped.
+    pub sessions_max: usize,
+}
+
+impl Default for PagesConfig {
+    fn default() -> Self {
+        PagesConfig {
+            time_zone: "Asia/Shanghai".to_string(),
+            session_ttl_ms: 8 * 3_600_000,
+            login_link_ttl_ms: 300_000,
+            sessions_max: 1_000,
+        }
+    }
+}
+
+impl PagesConfig {
+    /// The configured time zone, from the bundled tz database.
+    pub fn time_zone(&self) -> Result<jiff::tz::TimeZone, ConfigError> {
+        jiff::tz::TimeZone::get(self.time_zone.trim()).map_err(|error| ConfigError::Invalid {
+            field: "pages.time_zone",
+            reason: format!(
+                "`{}` is not a time zone name such as Asia/Shanghai: {error}",
+                self.time_zone
+            ),
+        })
     }
 }
 
@@ -614,6 +657,10 @@ impl NodeConfig {
             });
         }
         positive("api.body_bytes_max", self.api.body_bytes_max as u64)?;
+        self.pages.time_zone()?;
+        positive("pages.session_ttl_ms", self.pages.session_ttl_ms)?;
+        positive("pages.login_link_ttl_ms", self.pages.login_link_ttl_ms)?;
+        positive("pages.sessions_max", self.pages.sessions_max as u64)?;
         positive(
             "oversight.webhook_attempts_max",
             u64::from(self.oversight.webhook_attempts_max),

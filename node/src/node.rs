@@ -281,10 +281,12 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             api: config.api.clone(),
             readiness: config.readiness.clone(),
             blob_bytes_max: config.blobs.blob_bytes_max,
+            time_zone: config.pages.time_zone().map_err(NodeError::Config)?,
         }),
         read_desk,
         auth_gate,
         alert_book: alert_book.clone(),
+        page_sessions: crate::page_sessions::PageSessions::new(&config.pages),
     });
     let api_task = tokio::spawn(crate::api_server::serve(
         listener,

@@ -22,15 +22,38 @@ fn document() -> Value {
     serde_json::from_str(&text).expect("the description parses as JSON")
 }
 
-fn source_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("node/src is readable")
+/// The HTML pages' module: its routes are pages, not API, and are kept
+/// out of the description on purpose, each by name
+/// (`custody_node::pages::PAGE_PATHS`).
+const PAGES_MODULE: &str = "pages";
+
+fn rust_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the source folder is readable")
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
         .collect();
     files.sort();
     files
+}
+
+fn source_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = rust_files_in(&dir);
+    files.extend(rust_files_in(&dir.join(PAGES_MODULE)));
+    files
+}
+
+/// Whether `line` of `file` registers one of the HTML pages, by name.
+fn registers_a_page(file: &Path, line: &str) -> bool {
+    let in_pages = file
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .is_some_and(|name| name == PAGES_MODULE);
+    in_pages
+        && custody_node::pages::PAGE_PATHS
+            .iter()
+            .any(|path| line.contains(&format!(".route(\"{path}\"")))
 }
 
 /// `(method, path)` of every `#[utoipa::path(method, path = "...")]` in
@@ -110,7 +133,8 @@ fn no_route_is_registered_outside_the_described_groups() {
                 .any(|call| line.contains(call));
             let allowed = HAND_DESCRIBED_ROUTES
                 .iter()
-                .any(|route| line.contains(route));
+                .any(|route| line.contains(route))
+                || registers_a_page(&file, line);
             if registers && !allowed {
                 strays.push(format!(
                     "{}:{}: {}",
@@ -125,6 +149,22 @@ fn no_route_is_registered_outside_the_described_groups() {
         strays.is_empty(),
         "routes registered without `routes!` (so without a description): {strays:#?}"
     );
+}
+
+#[test]
+fn html_pages_stay_out_of_the_description() {
+    let document = document();
+    let paths = document["paths"].as_object().expect("paths is an object");
+    for page in custody_node::pages::PAGE_PATHS {
+        assert!(
+            !page.starts_with("/v1/"),
+            "page {page} is under the API's /v1/"
+        );
+        assert!(
+            !paths.contains_key(page),
+            "page {page} is in the description"
+        );
+    }
 }
 
 #[test]

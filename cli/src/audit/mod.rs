@@ -11,6 +11,7 @@ mod anomalies;
 mod chain;
 mod evidence;
 mod genesis;
+mod login;
 mod reads;
 mod remote;
 mod report;
@@ -42,6 +43,7 @@ pub use genesis::{
     department_keys, read_contribution, run_genesis, run_genesis_to, Contribution, GenesisArgs,
     GenesisCommand,
 };
+pub use login::LoginArgs;
 pub use reads::{read_account, Denial, DenialsArgs};
 pub use remote::ReaderKeyArgs;
 pub use report::ReportArgs;
@@ -190,6 +192,12 @@ pub enum AuditCommand {
     /// conflicting votes, its department, the height, round and the two
     /// blocks, and the transaction and block that recorded it.
     Evidence(EvidenceArgs),
+    /// Open the node's auditor pages in a browser: signs a request for a
+    /// one-time link and prints it.
+    #[command(
+        after_help = "Example:\n  custody audit login --node http://127.0.0.1:26680 --key auditor.key"
+    )]
+    Login(LoginArgs),
 }
 
 /// `custody audit verify`
@@ -304,6 +312,7 @@ pub fn run_audit_to(args: AuditArgs, out: &mut dyn Write) -> Result<(), AuditErr
         AuditCommand::Anomalies(a) => anomalies::anomalies(a, out),
         AuditCommand::Denials(a) => reads::denials(a, out),
         AuditCommand::Evidence(a) => evidence::evidence(a, out),
+        AuditCommand::Login(a) => login::login(a, out),
     }
 }
 

@@ -617,6 +617,14 @@ impl Scenario {
                 clerk.api_url
             ),
         );
+        say(
+            &clerk.department,
+            "",
+            &format!(
+                "or in a browser: open {}/citizen and enter receipt code {code}",
+                clerk.api_url
+            ),
+        );
         Ok(())
     }
 

@@ -1,0 +1,424 @@
+//! The node's HTML pages in a real browser: headless Chromium driven over
+//! WebDriver (chromedriver), against a running two-department network.
+//!
+//! With `CUSTODY_SCREENSHOTS=DIR` the tests save screenshots of the main
+//! pages there (`docs/screenshots` in the repository). Without
+//! chromedriver on the PATH the browser tests say so loudly and pass
+//! (`scripts/test.sh` installs it); the page-content test needs no
+//! browser.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{doc_ok, wait_until_committing, Testnet, BINARY};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const COMMIT_WAIT: Duration = Duration::from_secs(60);
+const IDENTITY: &str = "Zhao Min 110101199003071234";
+const OTHER_IDENTITY: &str = "Qian Lei 110101198501010000";
+const TITLES: [&str; 3] = [
+    "Birth registration of the citizen",
+    "Household register transfer",
+    "Old residence permit",
+];
+const RECORD_TYPES: [&str; 3] = [
+    "birth-registration",
+    "household-register",
+    "residence-permit",
+];
+
+/// The documents registered about the citizen, one per status.
+struct Scenario {
+    net: Testnet,
+    code: String,
+    other_code: String,
+    /// Registered and kept (active).
+    active: String,
+    /// Offered to the second department (in transfer).
+    offered: String,
+    /// Disposed of after its retention.
+    disposed: String,
+}
+
+fn subject_key(net: &Testnet) -> PathBuf {
+    net.nodes[0].home.join("members/subject.key")
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn register(net: &Testnet, index: usize, extra: &[&str]) -> String {
+    let file = net.dir.path().join(format!("record-{index}.txt"));
+    std::fs::write(&file, format!("record {index} of the citizen")).expect("write document");
+    let key = subject_key(net);
+    let mut args = vec![
+        "register",
+        path_text(&file),
+        "--title",
+        TITLES[index],
+        "--record-type",
+        RECORD_TYPES[index],
+        "--subject",
+        IDENTITY,
+        "--subject-key",
+        path_text(&key),
+    ];
+    args.extend_from_slice(extra);
+    let value = doc_ok(net, 0, &args);
+    value["document"].as_str().expect("document id").to_string()
+}
+
+fn receipt(net: &Testnet, identity: &str) -> String {
+    let key = subject_key(net);
+    let value = doc_ok(
+        net,
+        0,
+        &[
+            "receipt",
+            "--subject",
+            identity,
+            "--subject-key",
+            path_text(&key),
+        ],
+    );
+    value["receipt_code"]
+        .as_str()
+        .expect("receipt code")
+        .to_string()
+}
+
+/// `custody doc ARGS` as department 0's admin.
+fn doc_as_admin(net: &Testnet, args: &[&str]) {
+    let node = &net.nodes[0];
+    let output = Command::new(BINARY)
+        .arg("doc")
+        .args(args)
+        .arg("--json")
+        .arg("--node")
+        .arg(&node.api_url)
+        .arg("--key")
+        .arg(net.member_key(&node.department, "admin"))
+        .arg("--department-key")
+        .arg(node.home.join("members/department.key"))
+        .output()
+        .expect("run custody doc");
+    assert!(
+        output.status.success(),
+        "custody doc {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        net.logs()
+    );
+}
+
+async fn scenario() -> Scenario {
+    let mut net = Testnet::init(2);
+    net.start_all();
+    wait_until_committing(&net, COMMIT_WAIT).await;
+    let active = register(&net, 0, &[]);
+    let offered = register(&net, 1, &[]);
+    let other = net.nodes[1].department.clone();
+    doc_ok(&net, 0, &["offer", &offered, "--to", &other]);
+    let disposed = register(&net, 2, &["--retention", "10", "--created", "1990-03-01"]);
+    doc_as_admin(
+        &net,
+        &[
+            "dispose",
+            &disposed,
+            "--authority",
+            "records schedule 4.2",
+            "--reason",
+            "retention of 10 years elapsed",
+        ],
+    );
+    let code = receipt(&net, IDENTITY);
+    let other_code = receipt(&net, OTHER_IDENTITY);
+    Scenario {
+        net,
+        code,
+        other_code,
+        active,
+        offered,
+        disposed,
+    }
+}
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("chromedriver"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The driver, or `None` (after a loud message) when chromedriver is not
+/// installed.
+fn start_driver() -> Option<Driver> {
+    let Some(binary) = chromedriver_path() else {
+        eprintln!(
+            "\n*** SKIPPED: chromedriver is not on the PATH; install Debian's `chromium` and \
+             `chromium-driver` (scripts/test.sh does) to run the browser tests ***\n"
+        );
+        return None;
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let child = Command::new(binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    Some(Driver { child, port })
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    let mut options = serde_json::json!({
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            "--window-size=420,1100",
+            "--lang=en-US",
+        ],
+        "prefs": { "intl.accept_languages": "en-US,en" },
+    });
+    if Path::new("/usr/bin/chromium").is_file() {
+        options["binary"] = serde_json::json!("/usr/bin/chromium");
+    }
+    capabilities.insert("goog:chromeOptions".to_string(), options);
+    let url = format!("http://127.0.0.1:{}", driver.port);
+    let mut last_error = String::new();
+    for _ in 0..100 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => return client,
+            Err(error) => last_error = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("chromedriver did not start a browser: {last_error}");
+}
+
+/// Saves a screenshot as `NAME.png` under `$CUSTODY_SCREENSHOTS`, if set.
+async fn screenshot(client: &Client, name: &str) {
+    let Some(dir) = std::env::var_os("CUSTODY_SCREENSHOTS") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for element in client.find_all(Locator::Css(css)).await.expect("find") {
+        found.push(element.text().await.expect("text").trim().to_string());
+    }
+    found
+}
+
+async fn look_up(client: &Client, code: &str) {
+    let input = client
+        .find(Locator::Css("#receipt_code"))
+        .await
+        .expect("the receipt code field");
+    input.clear().await.expect("clear");
+    input.send_keys(code).await.expect("type the code");
+    client
+        .find(Locator::Css("#look-up"))
+        .await
+        .expect("the look-up button")
+        .click()
+        .await
+        .expect("submit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_a_browser_show_citizens_their_records_and_auditors_checked_proofs() {
+    let Some(driver) = start_driver() else {
+        return;
+    };
+    let scenario = scenario().await;
+    let net = &scenario.net;
+    let base = net.nodes[0].api_url.clone();
+    let holder = net.nodes[0].department.clone();
+    let receiver = net.nodes[1].department.clone();
+    let client = browser(&driver).await;
+
+    // A citizen enters the receipt code and sees the right departments
+    // and statuses.
+    client
+        .goto(&format!("{base}/citizen?lang=en"))
+        .await
+        .expect("open the citizen page");
+    screenshot(&client, "citizen-form-en").await;
+    look_up(&client, &scenario.code).await;
+    let count = texts(&client, "#record-count").await;
+    assert_eq!(
+        count,
+        vec!["3".to_string()],
+        "{}",
+        client.source().await.unwrap_or_default()
+    );
+    let mut statuses = texts(&client, "td.status").await;
+    statuses.sort();
+    assert_eq!(statuses, vec!["active", "disposed", "in transfer"]);
+    let departments = texts(&client, "td.department").await;
+    assert!(
+        departments.iter().all(|department| *department == holder),
+        "{departments:?}"
+    );
+    screenshot(&client, "citizen-result-en").await;
+
+    // A wrong code shows nothing.
+    look_up(&client, &scenario.other_code).await;
+    assert_eq!(texts(&client, "#nothing-found").await.len(), 1);
+    assert!(texts(&client, "section.record").await.is_empty());
+    look_up(&client, "NOT-A-CODE").await;
+    assert_eq!(texts(&client, "#nothing-found").await.len(), 1);
+
+    // The language switch shows Chinese, and is remembered.
+    client
+        .find(Locator::Css("#lang-switch"))
+        .await
+        .expect("the language switch")
+        .click()
+        .await
+        .expect("switch");
+    let html_lang = client
+        .find(Locator::Css("html"))
+        .await
+        .expect("html")
+        .attr("lang")
+        .await
+        .expect("lang attribute");
+    assert_eq!(html_lang.as_deref(), Some("zh-CN"));
+    let heading = texts(&client, "h1").await;
+    assert_eq!(heading, vec!["我的档案在哪里？".to_string()]);
+    screenshot(&client, "citizen-form-zh").await;
+    look_up(&client, &scenario.code).await;
+    let mut statuses = texts(&client, "td.status").await;
+    statuses.sort();
+    let mut expected = vec!["保管中", "已销毁", "移交中"];
+    expected.sort();
+    assert_eq!(statuses, expected);
+    screenshot(&client, "citizen-result-zh").await;
+
+    // An auditor logs in with a one-time link and opens a document's
+    // history: every event's proof is checked.
+    let output = Command::new(BINARY)
+        .args(["audit", "login", "--node", &base, "--key"])
+        .arg(net.auditor_key_path())
+        .arg("--json")
+        .output()
+        .expect("run custody audit login");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let login: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("audit login prints JSON");
+    let link = login["url"].as_str().expect("a login link").to_string();
+    client.goto(&link).await.expect("open the login link");
+    let key = texts(&client, "#auditor-key").await;
+    assert_eq!(
+        key.len(),
+        1,
+        "{}",
+        client.source().await.unwrap_or_default()
+    );
+    client
+        .goto(&format!(
+            "{base}/auditor/documents?id={}&lang=en",
+            scenario.offered
+        ))
+        .await
+        .expect("open a history");
+    let proofs = texts(&client, "td.proof").await;
+    assert!(proofs.len() >= 2, "{proofs:?}");
+    assert!(
+        proofs.iter().all(|proof| proof == "proof checked ✓"),
+        "{proofs:?}"
+    );
+    assert_eq!(texts(&client, "#all-proofs-checked").await.len(), 1);
+    screenshot(&client, "auditor-history-en").await;
+    client
+        .goto(&format!(
+            "{base}/auditor/documents?id={}&lang=zh-CN",
+            scenario.disposed
+        ))
+        .await
+        .expect("open a history in Chinese");
+    let proofs = texts(&client, "td.proof").await;
+    assert!(
+        !proofs.is_empty() && proofs.iter().all(|proof| proof == "证明已核验 ✓"),
+        "{proofs:?}"
+    );
+    screenshot(&client, "auditor-history-zh").await;
+
+    // The link works once.
+    client.goto(&link).await.expect("open the link again");
+    assert_eq!(texts(&client, "#link-invalid").await.len(), 1);
+    assert!(!receiver.is_empty() && !scenario.active.is_empty());
+    client.close().await.expect("close the browser");
+}
+
+/// The citizen page's answer never holds a title, the citizen's name or
+/// identity number, a record type, a document id or a document's content,
+/// whatever the status of the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_citizen_page_never_shows_a_title_a_name_or_content() {
+    let scenario = scenario().await;
+    let net = &scenario.net;
+    let response = reqwest::Client::new()
+        .post(format!("{}/citizen?lang=en", net.nodes[0].api_url))
+        .form(&[("receipt_code", scenario.code.as_str())])
+        .send()
+        .await
+        .expect("citizen page");
+    assert_eq!(response.status().as_u16(), 200);
+    let page = response.text().await.expect("page");
+    assert!(page.contains("in transfer"), "{page}");
+    let mut secrets: Vec<String> = TITLES.iter().map(|title| title.to_string()).collect();
+    secrets.extend(RECORD_TYPES.iter().map(|kind| kind.to_string()));
+    secrets.extend(["Zhao Min".to_string(), "110101199003071234".to_string()]);
+    secrets.extend((0..3).map(|index| format!("record {index} of the citizen")));
+    secrets.extend([
+        scenario.active.clone(),
+        scenario.offered.clone(),
+        scenario.disposed.clone(),
+    ]);
+    for secret in &secrets {
+        assert!(
+            !page.contains(secret.as_str()),
+            "`{secret}` on the citizen page"
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! The auditors' read-only pages, behind a page session
+//! (`page_sessions`): `custody audit login` asks the signed API for a
+//! one-time link; `/auditor/login/{token}` trades it for an `HttpOnly`,
+//! `SameSite=Strict` session cookie.
+//!
+//! - `/auditor`: chain status, validator health, recent blocks and their
+//!   commit certificates;
+//! - `/auditor/documents?id=...`: a document's history, each event's
+//!   inclusion proof checked here against its block's transaction root;
+//! - `/auditor/holdings`: documents held per department.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custody_ledger::merkle::verify_inclusion;
+use custody_ledger::records::DocumentEvent;
+use custody_ledger::store::StoreError;
+use custody_ledger::types::{DocumentId, Height};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::i18n::{cookie, Lang, Text};
+use super::{language, page, respond, show_time, zone_name, LangQuery};
+use crate::api_state::ApiSettings;
+use crate::handles::{ChainView, LocalClock};
+use crate::health::Health;
+use crate::page_sessions::{PageSession, PageSessions};
+
+/// The session cookie; scoped to the auditor pages.
+pub const SESSION_COOKIE: &str = "custody_auditor";
+
+/// Blocks listed on the overview.
+const RECENT_BLOCKS: u64 = 10;
+
+/// Events of one document shown at most (each one's proof is checked).
+const HISTORY_EVENTS_MAX: usize = 1_000;
+
+/// The session of a request, if its cookie names a live one.
+fn session_of(
+    sessions: &PageSessions,
+    clock: &LocalClock,
+    headers: &HeaderMap,
+) -> Option<(String, PageSession)> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let session = sessions.session(token, clock.now_ms())?;
+    Some((token.to_string(), session))
+}
+
+/// What an auditor page needs to render.
+struct Frame {
+    lang: Lang,
+    switched: bool,
+    zone: jiff::tz::TimeZone,
+}
+
+impl Frame {
+    fn of(settings: &ApiSettings, query: &LangQuery, headers: &HeaderMap) -> Frame {
+        let (lang, switched) = language(query, headers);
+        Frame {
+            lang,
+            switched,
+            zone: settings.time_zone.clone(),
+        }
+    }
+
+    fn t(&self, text: Text) -> &'static str {
+        self.lang.t(text)
+    }
+
+    fn answer(&self, status: StatusCode, path: &str, title: Text, body: Markup) -> Response {
+        let markup = page(self.lang, path, self.t(title), &zone_name(&self.zone), body);
+        respond(status, self.lang, self.switched, markup)
+    }
+
+    /// 401: the login instructions.
+    fn login_needed(&self, path: &str) -> Response {
+        let body = html! { p.notice id="login-needed" { (self.t(Text::LoginNeeded)) } };
+        self.answer(StatusCode::UNAUTHORIZED, path, Text::AuditorTitle, body)
+    }
+
+    fn store_error(&self, path: &str, error: &StoreError) -> Response {
+        tracing::error!(%error, "store read failed for an auditor page");
+        let body = html! { p.notice { (self.t(Text::StoreError)) } };
+        self.answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            path,
+            Text::AuditorTitle,
+            body,
+        )
+    }
+
+    fn who(&self, session: &PageSession) -> Markup {
+        html! {
+            p {
+                (self.t(Text::SignedInAs)) ": " code id="auditor-key" { (session.auditor) }
+            }
+            nav {
+                a href="/auditor" { (self.t(Text::ChainStatus)) } " · "
+                a href="/auditor/documents" { (self.t(Text::DocumentHistory)) } " · "
+                a href="/auditor/holdings" { (self.t(Text::Holdings)) }
+            }
+            form method="post" action="/auditor/logout" {
+                button type="submit" { (self.t(Text::Logout)) }
+            }
+        }
+    }
+}
+
+/// `GET /auditor/login/{token}`: opens the session of a one-time link and
+/// sends the browser to `/auditor`.
+pub async fn login(
+    State(sessions): State<PageSessions>,
+    State(clock): State<LocalClock>,
+    State(settings): State<Arc<ApiSettings>>,
+    Path(link): Path<String>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let frame = Frame::of(&settings, &query, &headers);
+    let now_ms = clock.now_ms();
+    let opened = match sessions.open_link(&link, now_ms) {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::error!(%error, "auditor page session could not be opened");
+            None
+        }
+    };
+    let Some((token, session)) = opened else {
+        let body = html! { p.notice id="link-invalid" { (frame.t(Text::LinkInvalid)) } };
+        return frame.answer(StatusCode::NOT_FOUND, "/auditor", Text::AuditorTitle, body);
+    };
+    let max_age_s = session.expires_ms.saturating_sub(now_ms) / 1000;
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/auditor; Max-Age={max_age_s}; HttpOnly; SameSite=Strict"
+    );
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/auditor")]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /auditor/logout`: ends the session and forgets the cookie.
+pub async fn logout(
+    State(sessions): State<PageSessions>,
+    State(clock): State<LocalClock>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some((token, _)) = session_of(&sessions, &clock, &headers) {
+        sessions.end(&token);
+    }
+    let cookie = format!("{SESSION_COOKIE}=; Path=/auditor; Max-Age=0; HttpOnly; SameSite=Strict");
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /auditor`: chain status, validators, recent blocks.
+pub async fn overview(
+    State(sessions): State<PageSessions>,
+    State(clock): State<LocalClock>,
+    State(settings): State<Arc<ApiSettings>>,
+    State(chain): State<ChainView>,
+    State(health): State<Arc<Health>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let frame = Frame::of(&settings, &query, &headers);
+    let path = "/auditor";
+    let Some((_, session)) = session_of(&sessions, &clock, &headers) else {
+        return frame.login_needed(path);
+    };
+    let store = chain.store().clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let head = store.chain_info()?;
+        let mut blocks = Vec::new();
+        let first = head.height.0.saturating_sub(RECENT_BLOCKS - 1).max(1);
+        for height in (first..=head.height.0).rev() {
+            if let Some(block) = store.block(Height(height))? {
+                let certificate = store.certificate(Height(height))?;
+                blocks.push((block, certificate));
+            }
+        }
+        Ok::<_, StoreError>((head, blocks))
+    })
+    .await;
+    let (head, blocks) = match read {
+        Ok(Ok(read)) => read,
+        Ok(Err(error)) => return frame.store_error(path, &error),
+        Err(error) => {
+            return frame.store_error(
+                path,
+                &StoreError::Sled(format!("the read stopped: {error}")),
+            )
+        }
+    };
+    let validators = health.validators();
+    let body = html! {
+        (frame.who(&session))
+        h2 { (frame.t(Text::ChainStatus)) }
+        table {
+            tr { th { (frame.t(Text::ChainId)) } td.mono { (chain.chain_id()) } }
+            tr { th { (frame.t(Text::ThisNode)) } td { (settings.department) } }
+            tr { th { (frame.t(Text::Height)) } td id="height" { (head.height.0) } }
+            tr { th { (frame.t(Text::LastBlock)) } td.mono { (head.last_block_hash.to_hex()) } }
+            tr { th { (frame.t(Text::LastBlockTime)) } td { (show_time(head.last_time, &frame.zone)) } }
+        }
+        h2 { (frame.t(Text::Validators)) }
+        table {
+            tr {
+                th { (frame.t(Text::Validator)) }
+                th { (frame.t(Text::Power)) }
+                th { (frame.t(Text::SignedRecent)) }
+                th { (frame.t(Text::LastHeard)) }
+            }
+            @for validator in &validators {
+                tr {
+                    td { (validator.validator) }
+                    td { (validator.power) }
+                    td { (validator.signed_recent) " / " (validator.recent_certificates) }
+                    td { @match validator.last_heard_ms_ago {
+                        Some(ms) => { (ms) " " (frame.t(Text::MsAgo)) },
+                        None => (frame.t(Text::Never)),
+                    } }
+                }
+            }
+        }
+        h2 { (frame.t(Text::RecentBlocks)) }
+        table {
+            tr {
+                th { (frame.t(Text::Block)) }
+                th { (frame.t(Text::Time)) }
+                th { (frame.t(Text::Transactions)) }
+                th { (frame.t(Text::Certificate)) }
+            }
+            @for (block, certificate) in &blocks {
+                tr {
+                    td { (block.header.height.0) br; span.mono { (short_hex(&block.hash().to_hex())) } }
+                    td { (show_time(block.header.time, &frame.zone)) }
+                    td { (block.transactions.len()) }
+                    td { @match certificate {
+                        Some(certificate) => {
+                            (certificate.signatures.len()) " " (frame.t(Text::CertificateSigners)) " " (certificate.round.0)
+                        },
+                        None => (frame.t(Text::NoCertificate)),
+                    } }
+                }
+            }
+        }
+    };
+    frame.answer(StatusCode::OK, path, Text::AuditorTitle, body)
+}
+
+fn short_hex(hex: &str) -> &str {
+    hex.get(..16).unwrap_or(hex)
+}
+
+/// The document asked for on the history page.
+#[derive(Debug, Default, Deserialize)]
+pub struct HistoryQuery {
+    pub id: Option<String>,
+    pub lang: Option<String>,
+}
+
+/// One event of a history, with whether its inclusion proof checked.
+pub struct CheckedEvent {
+    pub event: DocumentEvent,
+    pub proof_checked: bool,
+}
+
+/// Whether `event`'s transaction is in its block: the inclusion proof is
+/// built from the stored block and verified against the block header's
+/// transaction root (`custody_ledger::merkle::verify_inclusion`).
+fn check_event(
+    store: &crate::store_reader::StoreReader,
+    event: &DocumentEvent,
+) -> Result<bool, StoreError> {
+    let Some(stored) = store.transaction(&event.tx)? else {
+        return Ok(false);
+    };
+    if stored.location.height != event.height {
+        return Ok(false);
+    }
+    let Some(block) = store.block(stored.location.height)? else {
+        return Ok(false);
+    };
+    let Ok(index) = usize::try_from(stored.location.index) else {
+        return Ok(false);
+    };
+    let Some(proof) = block.inclusion_proof(index) else {
+        return Ok(false);
+    };
+    Ok(verify_inclusion(
+        &block.header.tx_root,
+        event.tx.0.as_slice(),
+        &proof,
+    ))
+}
+
+/// A document's events, oldest first, each with its proof checked.
+fn checked_history(
+    store: &crate::store_reader::StoreReader,
+    id: &DocumentId,
+) -> Result<Vec<CheckedEvent>, StoreError> {
+    let mut checked = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.document_history(id, from, 100)?;
+        for event in page.items {
+            let proof_checked = check_event(store, &event)?;
+            checked.push(CheckedEvent {
+                event,
+                proof_checked,
+            });
+        }
+        match page.next {
+            Some(next) if checked.len() < HISTORY_EVENTS_MAX => from = next,
+            _ => break,
+        }
+    }
+    Ok(checked)
+}
+
+/// The kind of an event, as its name (`Registered`, `Accessed`...).
+fn kind_name(event: &DocumentEvent) -> String {
+    let debug = format!("{:?}", event.kind);
+    debug
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `GET /auditor/documents?id=...`: a document's history, each event's
+/// inclusion proof checked.
+pub async fn history(
+    State(sessions): State<PageSessions>,
+    State(clock): State<LocalClock>,
+    State(settings): State<Arc<ApiSettings>>,
+    State(chain): State<ChainView>,
+    Query(query): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang_query = LangQuery {
+        lang: query.lang.clone(),
+    };
+    let frame = Frame::of(&settings, &lang_query, &headers);
+    let typed = query.id.clone().unwrap_or_default();
+    let path = if typed.is_empty() {
+        "/auditor/documents".to_string()
+    } else {
+        format!("/auditor/documents?id={}", encode_query(&typed))
+    };
+    let Some((_, session)) = session_of(&sessions, &clock, &headers) else {
+        return frame.login_needed(&path);
+    };
+    let search = html! {
+        (frame.who(&session))
+        form method="get" action="/auditor/documents" {
+            label for="id" { (frame.t(Text::DocumentId)) }
+            input type="text" id="id" name="id" value=(typed) required;
+            br;
+            button id="open-document" type="submit" { (frame.t(Text::Open)) }
+        }
+    };
+    let Ok(id) = DocumentId::new(typed.trim()) else {
+        let body = html! {
+            (search)
+            @if !typed.is_empty() { p.notice id="no-such-document" { (frame.t(Text::NoSuchDocument)) } }
+        };
+        return frame.answer(StatusCode::OK, &path, Text::DocumentHistory, body);
+    };
+    let store = chain.store().clone();
+    let read = tokio::task::spawn_blocking(move || checked_history(&store, &id)).await;
+    let events = match read {
+        Ok(Ok(events)) => events,
+        Ok(Err(error)) => return frame.store_error(&path, &error),
+        Err(error) => {
+            return frame.store_error(
+                &path,
+                &StoreError::Sled(format!("the read stopped: {error}")),
+            );
+        }
+    };
+    let all_checked = events.iter().all(|event| event.proof_checked);
+    let body = html! {
+        (search)
+        @if events.is_empty() {
+            p.notice id="no-such-document" { (frame.t(Text::NoSuchDocument)) }
+        } @else {
+            @if all_checked {
+                p.ok id="all-proofs-checked" { (frame.t(Text::AllProofsChecked)) }
+            } @else {
+                p.bad id="some-proofs-failed" { (frame.t(Text::SomeProofsFailed)) }
+            }
+            table id="history" {
+                tr {
+                    th { "#" }
+                    th { (frame.t(Text::Event)) }
+                    th { (frame.t(Text::Time)) }
+                    th { (frame.t(Text::Department)) }
+                    th { (frame.t(Text::Member)) }
+                    th { (frame.t(Text::Block)) }
+                    th { (frame.t(Text::Proof)) }
+                }
+                @for checked in &events {
+                    tr.event {
+                        td { (checked.event.sequence) }
+                        td { (kind_name(&checked.event)) }
+                        td { (show_time(checked.event.time, &frame.zone)) }
+                        td { (checked.event.department.as_str()) }
+                        td.mono { (short_hex(&checked.event.member.to_hex())) }
+                        td { (checked.event.height.0) }
+                        @if checked.proof_checked {
+                            td.proof.ok { (frame.t(Text::ProofChecked)) }
+                        } @else {
+                            td.proof.bad { (frame.t(Text::ProofFailed)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    frame.answer(StatusCode::OK, &path, Text::DocumentHistory, body)
+}
+
+/// `GET /auditor/holdings`: documents held per department.
+pub async fn holdings(
+    State(sessions): State<PageSessions>,
+    State(clock): State<LocalClock>,
+    State(settings): State<Arc<ApiSettings>>,
+    State(chain): State<ChainView>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let frame = Frame::of(&settings, &query, &headers);
+    let path = "/auditor/holdings";
+    let Some((_, session)) = session_of(&sessions, &clock, &headers) else {
+        return frame.login_needed(path);
+    };
+    let store = chain.store().clone();
+    let departments = match tokio::task::spawn_blocking(move || store.departments()).await {
+        Ok(Ok(departments)) => departments,
+        Ok(Err(error)) => return frame.store_error(path, &error),
+        Err(error) => {
+            return frame.store_error(
+                path,
+                &StoreError::Sled(format!("the read stopped: {error}")),
+            )
+        }
+    };
+    let body = html! {
+        (frame.who(&session))
+        table id="holdings" {
+            tr {
+                th { (frame.t(Text::Department)) }
+                th { (frame.t(Text::Name)) }
+                th { (frame.t(Text::DocumentsHeld)) }
+                th { (frame.t(Text::Power)) }
+            }
+            @for department in &departments {
+                tr {
+                    td { (department.id.as_str()) }
+                    td { (department.name) }
+                    td { (department.documents_held) }
+                    td { (department.voting_power) }
+                }
+            }
+        }
+    };
+    frame.answer(StatusCode::OK, path, Text::Holdings, body)
+}
+
+/// Percent-encodes a query value (document ids use `/` and `:`).
+fn encode_query(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_ids_are_percent_encoded_in_links() {
+        assert_eq!(encode_query("a/b:c d"), "a%2Fb%3Ac%20d");
+    }
+}

@@ -1,0 +1,247 @@
+//! Every string the pages show, in Chinese (zh-CN) and English: one
+//! table, so that no string exists in one language only.
+//!
+//! The language is the `?lang=` switch when a page is opened with it
+//! (remembered in the `custody_lang` cookie), else the cookie, else the
+//! browser's `Accept-Language`, else Chinese.
+
+use axum::http::{header, HeaderMap};
+
+/// A language the pages speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+/// The cookie that remembers the language switch.
+pub const LANG_COOKIE: &str = "custody_lang";
+
+impl Lang {
+    /// The tag in `?lang=`, the cookie and `<html lang>`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    /// The language a tag names (`zh`, `zh-CN`, `zh-Hans`..., `en`,
+    /// `en-US`...), case-insensitive.
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "zh" => Some(Lang::Zh),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The other language (the switch link's target).
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Zh => Lang::En,
+            Lang::En => Lang::Zh,
+        }
+    }
+
+    pub fn t(self, text: Text) -> &'static str {
+        let (en, zh) = text.pair();
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+}
+
+/// The browser's preferred language among ours, by `Accept-Language`
+/// quality (the first listed wins a tie).
+pub fn from_accept_language(value: &str) -> Option<Lang> {
+    let mut best: Option<(Lang, u32)> = None;
+    for item in value.split(',') {
+        let mut parts = item.split(';');
+        let Some(lang) = parts.next().and_then(Lang::from_tag) else {
+            continue;
+        };
+        let quality = parts
+            .find_map(|part| part.trim().strip_prefix("q="))
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let quality = (quality.clamp(0.0, 1.0) * 1000.0) as u32;
+        if quality > 0 && best.is_none_or(|(_, seen)| quality > seen) {
+            best = Some((lang, quality));
+        }
+    }
+    best.map(|(lang, _)| lang)
+}
+
+/// The value of cookie `name` in a request's headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+/// The page's language: the switch, the cookie, the browser, Chinese.
+pub fn negotiate(switch: Option<&str>, headers: &HeaderMap) -> Lang {
+    switch
+        .and_then(Lang::from_tag)
+        .or_else(|| cookie(headers, LANG_COOKIE).and_then(Lang::from_tag))
+        .or_else(|| {
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|value| value.to_str().ok())
+                .and_then(from_accept_language)
+        })
+        .unwrap_or(Lang::Zh)
+}
+
+macro_rules! texts {
+    ($($name:ident => $en:literal, $zh:literal;)*) => {
+        /// A string of the pages.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Text { $($name),* }
+
+        impl Text {
+            /// Every string, for the tests.
+            pub const ALL: &'static [Text] = &[$(Text::$name),*];
+
+            /// `(English, Chinese)`.
+            pub fn pair(self) -> (&'static str, &'static str) {
+                match self { $(Text::$name => ($en, $zh)),* }
+            }
+        }
+    };
+}
+
+texts! {
+    SiteTitle => "Archive custody", "档案保管链";
+    SwitchLanguage => "中文", "English";
+    HomeIntro => "Follow where government archives about you are kept, and audit the chain that records their custody.", "查询政府档案中与您相关记录的保管去向，审计记录保管过程的区块链。";
+    CitizenLink => "Look up my records", "查询我的档案";
+    AuditorLink => "Auditor pages", "审计页面";
+    CitizenTitle => "Where are my records?", "我的档案在哪里？";
+    CitizenIntro => "Enter the receipt code the service window gave you. You will see which departments hold or held your records, since when, their status and how many times each department read them. Titles and contents are never shown.", "请输入办事窗口给您的回执码。您将看到哪些部门保管或曾保管您的档案、自何时起、档案状态，以及各部门查阅的次数。页面不会显示档案标题或内容。";
+    ReceiptCode => "Receipt code", "回执码";
+    LookUp => "Look up", "查询";
+    NothingFound => "Nothing found for this code. Check the code on your receipt; if it is right, no record carries it.", "未找到与此回执码相关的档案。请核对回执上的回执码；若无误，则没有档案使用此回执码。";
+    RecordsFound => "Records found", "找到的档案";
+    Record => "Record", "档案";
+    HeldBy => "Held by", "保管部门";
+    HeldLastBy => "Last held by", "最后保管部门";
+    Since => "Since", "起始时间";
+    Until => "Until", "截止时间";
+    Status => "Status", "状态";
+    StatusActive => "active", "保管中";
+    StatusInTransfer => "in transfer", "移交中";
+    StatusDisposed => "disposed", "已销毁";
+    CustodyHistory => "Departments that held it", "曾保管的部门";
+    Reads => "Reads", "查阅次数";
+    NoReads => "No department has read it.", "尚无部门查阅。";
+    Department => "Department", "部门";
+    Count => "Times", "次数";
+    Now => "now", "至今";
+    RateLimited => "Too many lookups from your address. Try again in a minute.", "您的地址查询次数过多，请稍后一分钟再试。";
+    TimesIn => "Times are shown in the time zone", "时间按以下时区显示";
+    AuditorTitle => "Auditor pages", "审计页面";
+    LoginNeeded => "These pages are for auditors. Run `custody audit login --node URL --key auditor.key` and open the link it prints.", "此页面仅供审计人员使用。请运行 `custody audit login --node URL --key auditor.key`，并打开其输出的链接。";
+    LinkInvalid => "This login link was already used or has expired. Run `custody audit login` again.", "此登录链接已被使用或已过期。请重新运行 `custody audit login`。";
+    SignedInAs => "Signed in as auditor", "已登录审计人员";
+    Logout => "Log out", "退出登录";
+    ChainStatus => "Chain status", "链状态";
+    ChainId => "Chain", "链标识";
+    Height => "Height", "区块高度";
+    LastBlock => "Last block", "最新区块";
+    LastBlockTime => "Last block time", "最新区块时间";
+    ThisNode => "This node's department", "本节点所属部门";
+    Validators => "Validators", "验证节点";
+    Validator => "Validator", "验证节点";
+    Power => "Voting power", "投票权";
+    SignedRecent => "Recent certificates signed", "近期签署的证书";
+    LastHeard => "Last heard", "最近通信";
+    MsAgo => "ms ago", "毫秒前";
+    Never => "never", "从未";
+    RecentBlocks => "Recent blocks", "最近区块";
+    Block => "Block", "区块";
+    Time => "Time", "时间";
+    Transactions => "Transactions", "交易数";
+    Certificate => "Certificate", "提交证书";
+    CertificateSigners => "signatures, round", "个签名，轮次";
+    NoCertificate => "not yet stored", "尚未存储";
+    DocumentHistory => "Document history", "档案历史";
+    DocumentId => "Document id", "档案标识";
+    Open => "Open", "打开";
+    NoSuchDocument => "No document has this id.", "没有此标识的档案。";
+    Event => "Event", "事件";
+    Member => "Signed by", "签署人";
+    Proof => "Inclusion proof", "包含证明";
+    ProofChecked => "proof checked ✓", "证明已核验 ✓";
+    ProofFailed => "proof FAILED ✗", "证明核验失败 ✗";
+    AllProofsChecked => "Every event's inclusion proof was checked against its block.", "每个事件的包含证明均已对照其区块核验。";
+    SomeProofsFailed => "Some events' inclusion proofs did not check: report this chain to its operators.", "部分事件的包含证明未通过核验：请向链的运营方报告。";
+    Holdings => "Holdings per department", "各部门保管情况";
+    DocumentsHeld => "Documents held", "保管档案数";
+    Name => "Name", "名称";
+    StoreError => "The node's store could not be read; try again, and tell the node's operator if it persists.", "无法读取节点存储；请重试，若问题持续请通知节点运营方。";
+    Back => "Back", "返回";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_chinese(text: &str) -> bool {
+        text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+    }
+
+    #[test]
+    fn every_string_has_both_languages() {
+        for text in Text::ALL {
+            let (en, zh) = text.pair();
+            assert!(!en.trim().is_empty(), "{text:?} has no English");
+            assert!(!zh.trim().is_empty(), "{text:?} has no Chinese");
+            if *text != Text::SwitchLanguage {
+                assert!(has_chinese(zh), "{text:?}'s Chinese is not Chinese: {zh}");
+                assert_ne!(en, zh, "{text:?} is not translated");
+            }
+        }
+    }
+
+    #[test]
+    fn the_switch_overrides_the_cookie_and_the_browser() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9".parse().unwrap());
+        headers.insert(header::COOKIE, "custody_lang=en".parse().unwrap());
+        assert_eq!(negotiate(Some("zh-CN"), &headers), Lang::Zh);
+    }
+
+    #[test]
+    fn the_cookie_overrides_the_browser() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9".parse().unwrap());
+        headers.insert(header::COOKIE, "a=b; custody_lang=zh-CN".parse().unwrap());
+        assert_eq!(negotiate(None, &headers), Lang::Zh);
+    }
+
+    #[test]
+    fn the_browser_language_is_chosen_by_quality() {
+        assert_eq!(
+            from_accept_language("fr;q=1, en;q=0.5, zh-CN;q=0.8"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(from_accept_language("en-GB, zh;q=0.9"), Some(Lang::En));
+        assert_eq!(from_accept_language("fr, de"), None);
+    }
+
+    #[test]
+    fn without_any_preference_the_pages_speak_chinese() {
+        assert_eq!(negotiate(None, &HeaderMap::new()), Lang::Zh);
+        assert_eq!(negotiate(Some("xx"), &HeaderMap::new()), Lang::Zh);
+    }
+}
