@@ -243,6 +243,27 @@ async fn texts(client: &Client, css: &str) -> Vec<String> {
     found
 }
 
+/// Clicks the element at `css` and waits until the browser has left the
+/// page it was on (its root element has gone stale), so that what the
+/// test reads next is the new page, not the old one.
+async fn click_and_wait(client: &Client, css: &str) {
+    let old = client.find(Locator::Css("html")).await.expect("the page");
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("no `{css}` on the page: {error}"))
+        .click()
+        .await
+        .expect("click");
+    for _ in 0..200 {
+        if old.tag_name().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("clicking `{css}` did not load a new page");
+}
+
 async fn look_up(client: &Client, code: &str) {
     let input = client
         .find(Locator::Css("#receipt_code"))
@@ -250,13 +271,7 @@ async fn look_up(client: &Client, code: &str) {
         .expect("the receipt code field");
     input.clear().await.expect("clear");
     input.send_keys(code).await.expect("type the code");
-    client
-        .find(Locator::Css("#look-up"))
-        .await
-        .expect("the look-up button")
-        .click()
-        .await
-        .expect("submit");
+    click_and_wait(client, "#look-up").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,13 +319,7 @@ async fn pages_in_a_browser_show_citizens_their_records_and_auditors_checked_pro
     assert_eq!(texts(&client, "#nothing-found").await.len(), 1);
 
     // The language switch shows Chinese, and is remembered.
-    client
-        .find(Locator::Css("#lang-switch"))
-        .await
-        .expect("the language switch")
-        .click()
-        .await
-        .expect("switch");
+    click_and_wait(&client, "#lang-switch").await;
     let html_lang = client
         .find(Locator::Css("html"))
         .await
