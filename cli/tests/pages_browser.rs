@@ -392,6 +392,16 @@ async fn pages_in_a_browser_show_citizens_their_records_and_auditors_checked_pro
     );
     screenshot(&client, "auditor-history-zh").await;
 
+    // The alerts the auditor may see, or the notice that there are none.
+    client
+        .goto(&format!("{base}/auditor/alerts?lang=en"))
+        .await
+        .expect("open the alerts");
+    let shown =
+        texts(&client, "#no-alerts").await.len() + texts(&client, "table#alerts").await.len();
+    assert_eq!(shown, 1, "{}", client.source().await.unwrap_or_default());
+    screenshot(&client, "auditor-alerts-en").await;
+
     // The link works once.
     client.goto(&link).await.expect("open the link again");
     assert_eq!(texts(&client, "#link-invalid").await.len(), 1);

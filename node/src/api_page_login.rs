@@ -61,7 +61,7 @@ async fn page_login(
         )
     })?;
     let (token, expires_ms) = sessions
-        .issue_link(&auditor, clock.now_ms())
+        .issue_link(&auditor, caller.clone(), clock.now_ms())
         .map_err(|error| ApiError::internal(error.to_string()))?;
     Ok(Json(PageLogin {
         link: format!("/auditor/login/{token}"),

@@ -14,15 +14,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use custody_ledger::caller::Caller;
+
 use crate::config::PagesConfig;
 
 /// Random bytes in a link or session token (shown as hex).
 const TOKEN_BYTES: usize = 32;
 
-/// Who a session belongs to: the auditor's key (hex) as the pages show it.
+/// Who a session belongs to: the auditor's key (hex) as the pages show it,
+/// and the caller that signed the login, so that a page shows what the
+/// API would show that caller (a member with the auditor role sees the
+/// alerts of its own department, as on `/v1/alerts`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageSession {
     pub auditor: String,
+    pub caller: Caller,
     pub expires_ms: u64,
 }
 
@@ -93,7 +99,12 @@ impl PageSessions {
 
     /// A one-time login link token for `auditor`, valid until the returned
     /// time.
-    pub fn issue_link(&self, auditor: &str, now_ms: u64) -> Result<(String, u64), SessionError> {
+    pub fn issue_link(
+        &self,
+        auditor: &str,
+        caller: Caller,
+        now_ms: u64,
+    ) -> Result<(String, u64), SessionError> {
         let token = token()?;
         let expires_ms = now_ms.saturating_add(self.link_ttl_ms);
         let mut tables = self.tables();
@@ -102,6 +113,7 @@ impl PageSessions {
             token.clone(),
             PageSession {
                 auditor: auditor.to_string(),
+                caller,
                 expires_ms,
             },
         );
@@ -125,6 +137,7 @@ impl PageSessions {
         let token = token()?;
         let session = PageSession {
             auditor: issued.auditor,
+            caller: issued.caller,
             expires_ms: now_ms.saturating_add(self.session_ttl_ms),
         };
         make_room(&mut tables.sessions, self.max, now_ms);
@@ -156,6 +169,13 @@ impl PageSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custody_ledger::types::PublicKey;
+
+    fn auditor() -> Caller {
+        Caller::Auditor {
+            key: PublicKey([7; 32]),
+        }
+    }
 
     fn sessions(max: usize) -> PageSessions {
         PageSessions::new(&PagesConfig {
@@ -169,7 +189,7 @@ mod tests {
     #[test]
     fn a_login_link_opens_once() {
         let sessions = sessions(10);
-        let (link, _) = sessions.issue_link("auditor", 0).expect("link");
+        let (link, _) = sessions.issue_link("auditor", auditor(), 0).expect("link");
         let (token, session) = sessions
             .open_link(&link, 50)
             .expect("random")
@@ -182,14 +202,14 @@ mod tests {
     #[test]
     fn an_expired_login_link_opens_nothing() {
         let sessions = sessions(10);
-        let (link, _) = sessions.issue_link("auditor", 0).expect("link");
+        let (link, _) = sessions.issue_link("auditor", auditor(), 0).expect("link");
         assert!(sessions.open_link(&link, 100).expect("random").is_none());
     }
 
     #[test]
     fn a_session_ends_at_its_expiry() {
         let sessions = sessions(10);
-        let (link, _) = sessions.issue_link("auditor", 0).expect("link");
+        let (link, _) = sessions.issue_link("auditor", auditor(), 0).expect("link");
         let (token, _) = sessions.open_link(&link, 0).expect("random").expect("open");
         assert!(sessions.session(&token, 999).is_some());
         assert!(sessions.session(&token, 1_000).is_none());
@@ -199,7 +219,9 @@ mod tests {
     fn sessions_held_never_exceed_the_bound() {
         let sessions = sessions(3);
         for now in 0..10 {
-            let (link, _) = sessions.issue_link("auditor", now).expect("link");
+            let (link, _) = sessions
+                .issue_link("auditor", auditor(), now)
+                .expect("link");
             sessions
                 .open_link(&link, now)
                 .expect("random")
@@ -211,5 +233,24 @@ mod tests {
     #[test]
     fn an_unknown_session_token_is_no_session() {
         assert!(sessions(3).session("not-a-token", 0).is_none());
+    }
+
+    #[test]
+    fn a_session_keeps_the_caller_that_signed_the_login() {
+        let sessions = sessions(4);
+        let member = Caller::Member {
+            key: PublicKey([9; 32]),
+            department: custody_ledger::types::DepartmentId::new("archives").expect("slug"),
+            roles: vec![custody_ledger::types::Role::Auditor],
+        };
+        let (link, _) = sessions
+            .issue_link("member", member.clone(), 0)
+            .expect("link");
+        let (token, _) = sessions
+            .open_link(&link, 1)
+            .expect("random")
+            .expect("a session");
+        let session = sessions.session(&token, 2).expect("live");
+        assert_eq!(session.caller, member);
     }
 }

@@ -23,10 +23,12 @@ use serde::Deserialize;
 
 use super::i18n::{cookie, Lang, Text};
 use super::{language, page, respond, show_time, zone_name, LangQuery};
+use crate::alert_desk::{AlertBook, AlertQuery, BookUnavailable};
 use crate::api_state::ApiSettings;
 use crate::handles::{ChainView, LocalClock};
 use crate::health::Health;
 use crate::page_sessions::{PageSession, PageSessions};
+use custody_oversight::LiveAlert;
 
 /// The session cookie; scoped to the auditor pages.
 pub const SESSION_COOKIE: &str = "custody_auditor";
@@ -99,7 +101,8 @@ impl Frame {
             nav {
                 a href="/auditor" { (self.t(Text::ChainStatus)) } " · "
                 a href="/auditor/documents" { (self.t(Text::DocumentHistory)) } " · "
-                a href="/auditor/holdings" { (self.t(Text::Holdings)) }
+                a href="/auditor/holdings" { (self.t(Text::Holdings)) } " · "
+                a href="/auditor/alerts" { (self.t(Text::Alerts)) }
             }
             form method="post" action="/auditor/logout" {
                 button type="submit" { (self.t(Text::Logout)) }
@@ -475,6 +478,90 @@ pub async fn holdings(
     frame.answer(StatusCode::OK, path, Text::Holdings, body)
 }
 
+/// Alerts shown at most on the alerts page (the newest).
+const ALERTS_SHOWN_MAX: usize = 200;
+
+/// `GET /auditor/alerts`: the oversight alerts the session's caller may
+/// see (an auditor all of them; a member with the auditor role those
+/// concerning its department, as on `/v1/alerts`), newest first.
+pub async fn alerts(
+    State(sessions): State<PageSessions>,
+    State(clock): State<LocalClock>,
+    State(settings): State<Arc<ApiSettings>>,
+    State(book): State<AlertBook>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let frame = Frame::of(&settings, &query, &headers);
+    let path = "/auditor/alerts";
+    let Some((_, session)) = session_of(&sessions, &clock, &headers) else {
+        return frame.login_needed(path);
+    };
+    let every = AlertQuery {
+        since_seq: 0,
+        since_height: None,
+        limit: usize::MAX,
+    };
+    let found = match book.page(&session.caller, every) {
+        Ok(found) => found,
+        Err(unavailable) => {
+            let text = match unavailable {
+                BookUnavailable::Starting => Text::AlertsStarting,
+                BookUnavailable::Stopped(_) => Text::AlertsStopped,
+            };
+            let body = html! { (frame.who(&session)) p.notice id="alerts-unavailable" { (frame.t(text)) } };
+            return frame.answer(StatusCode::SERVICE_UNAVAILABLE, path, Text::Alerts, body);
+        }
+    };
+    let body = html! {
+        (frame.who(&session))
+        p { (frame.t(Text::AlertsIntro)) }
+        (alerts_markup(frame.lang, &frame.zone, &found.alerts))
+    };
+    frame.answer(StatusCode::OK, path, Text::Alerts, body)
+}
+
+/// The newest of `alerts` (in sequence order), newest first, as a table;
+/// or the notice that there are none.
+fn alerts_markup(lang: Lang, zone: &jiff::tz::TimeZone, alerts: &[LiveAlert]) -> Markup {
+    let newest: Vec<&LiveAlert> = alerts.iter().rev().take(ALERTS_SHOWN_MAX).collect();
+    html! {
+        @if newest.is_empty() {
+            p.notice id="no-alerts" { (lang.t(Text::NoAlerts)) }
+        } @else {
+            p { (lang.t(Text::AlertsShown)) ": " span id="alert-count" { (newest.len()) } " / " (alerts.len()) }
+            table id="alerts" {
+                tr {
+                    th { "#" }
+                    th { (lang.t(Text::Rule)) }
+                    th { (lang.t(Text::Time)) }
+                    th { (lang.t(Text::Responsible)) }
+                    th { (lang.t(Text::Department)) }
+                    th { (lang.t(Text::Documents)) }
+                    th { (lang.t(Text::Score)) }
+                    th { (lang.t(Text::Explanation)) }
+                }
+                @for live in &newest {
+                    tr.alert {
+                        td { (live.seq) }
+                        td.rule { (live.alert.rule.code()) }
+                        td { (show_time(live.alert.first_time(), zone)) }
+                        td.mono { @if let Some(member) = &live.alert.member { (short_hex(&member.to_hex())) } }
+                        td { @if let Some(department) = &live.alert.department { (department.as_str()) } }
+                        td {
+                            @for document in &live.alert.documents {
+                                a href={ "/auditor/documents?id=" (encode_query(document.as_str())) } { (document.as_str()) } " "
+                            }
+                        }
+                        td { (format!("{:.1}", live.alert.score)) }
+                        td.explanation { (live.alert.explanation) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Percent-encodes a query value (document ids use `/` and `:`).
 fn encode_query(value: &str) -> String {
     let mut out = String::new();
@@ -491,6 +578,48 @@ fn encode_query(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alerts_page_lists_the_newest_alert_first_with_its_rule_member_and_documents() {
+        use custody_ledger::types::{DepartmentId, PublicKey, Timestamp, TxId};
+        use custody_oversight::{Alert, Evidence, Rule};
+        let alert = |seq: u64, document: &str| LiveAlert {
+            seq,
+            raised_height: Height(seq),
+            updated_height: Height(seq),
+            revision: 1,
+            departments: vec![DepartmentId::new("archives").expect("slug")],
+            alert: Alert {
+                rule: Rule::BulkReads,
+                member: Some(PublicKey([0xab; 32])),
+                department: DepartmentId::new("archives").ok(),
+                documents: vec![DocumentId::new(document).expect("id")],
+                evidence: vec![Evidence {
+                    height: Height(seq),
+                    index: 0,
+                    tx: TxId([1; 32]),
+                    time: Timestamp(1_764_900_000_000),
+                    kind: "record-access".to_string(),
+                    document: DocumentId::new(document).ok(),
+                }],
+                evidence_total: 1,
+                score: 3.5,
+                explanation: "read 40 documents, 8 times the usual".to_string(),
+            },
+        };
+        let zone = jiff::tz::TimeZone::get("Asia/Shanghai").expect("bundled zone");
+        let html =
+            alerts_markup(Lang::En, &zone, &[alert(1, "a/1"), alert(2, "a/2")]).into_string();
+        let newer = html.find("a%2F2").expect("the newer alert's document");
+        let older = html.find("a%2F1").expect("the older alert's document");
+        assert!(newer < older, "newest first: {html}");
+        assert!(html.contains(Rule::BulkReads.code()), "{html}");
+        assert!(html.contains("abababab"), "the member's key: {html}");
+        assert!(html.contains(">3.5<"), "the score: {html}");
+        assert!(html.contains("8 times the usual"), "{html}");
+        let none = alerts_markup(Lang::En, &zone, &[]).into_string();
+        assert!(none.contains("no-alerts"), "{none}");
+    }
 
     #[test]
     fn document_ids_are_percent_encoded_in_links() {

@@ -190,6 +190,17 @@ texts! {
     Name => "Name", "名称";
     StoreError => "The node's store could not be read; try again, and tell the node's operator if it persists.", "无法读取节点存储；请重试，若问题持续请通知节点运营方。";
     Back => "Back", "返回";
+    Alerts => "Oversight alerts", "监督告警";
+    AlertsIntro => "Abnormal access the node's detector found in the committed chain, newest first. Each alert names its rule, the member and department responsible and the documents; the command custody audit anomalies lists the same alerts with their evidence and inclusion proofs, for checking offline.", "节点的检测器在已提交的链上发现的异常访问，最新的在前。每条告警列出规则、责任成员与部门及相关档案；命令 custody audit anomalies 列出同样的告警及其证据和包含证明，可离线核查。";
+    NoAlerts => "No alerts: nothing abnormal was found.", "暂无告警：未发现异常。";
+    AlertsShown => "Alerts shown", "显示的告警数";
+    AlertsStarting => "The detector is still reading the chain; try again in a moment.", "检测器仍在读取链上记录，请稍后重试。";
+    AlertsStopped => "The detector stopped; tell the node's operator.", "检测器已停止，请通知节点运营方。";
+    Rule => "Rule", "规则";
+    Responsible => "Member responsible", "责任成员";
+    Score => "Score", "评分";
+    Explanation => "Why", "原因";
+    Documents => "Documents", "档案";
 }
 
 #[cfg(test)]

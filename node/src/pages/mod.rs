@@ -31,7 +31,7 @@ use i18n::{Lang, Text, LANG_COOKIE};
 
 /// Every page route, by path: kept out of the OpenAPI description
 /// (`tests/openapi.rs` names them).
-pub const PAGE_PATHS: [&str; 7] = [
+pub const PAGE_PATHS: [&str; 8] = [
     "/",
     "/citizen",
     "/auditor",
@@ -39,6 +39,7 @@ pub const PAGE_PATHS: [&str; 7] = [
     "/auditor/logout",
     "/auditor/documents",
     "/auditor/holdings",
+    "/auditor/alerts",
 ];
 
 pub fn routes() -> Router<ApiState> {
@@ -50,6 +51,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/auditor/logout", post(auditor::logout))
         .route("/auditor/documents", get(auditor::history))
         .route("/auditor/holdings", get(auditor::holdings))
+        .route("/auditor/alerts", get(auditor::alerts))
 }
 
 /// The `?lang=` switch every page takes.
