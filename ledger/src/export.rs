@@ -509,27 +509,22 @@ struct Located {
     certificate_len: u32,
 }
 
-/// An export file opened for random access by height, as a
-/// [`BlockSource`]: one sequential pass checks the framing and records
-/// where each block sits (24 bytes per block in memory), then blocks are
-/// read with positioned reads from any thread.
-pub struct ExportFile {
-    file: File,
+/// What one sequential pass over an export found: its genesis, where each
+/// block sits, its trailer, and a trailer problem (hash or counts) kept
+/// rather than returned at once, so that verification can first name the
+/// block that differs, which says more than "the hash differs".
+struct ExportIndex {
     genesis: Genesis,
     index: Vec<Located>,
     trailer: Option<Trailer>,
-    /// A trailer problem (hash or counts) found by the first pass. Kept
-    /// rather than returned at once, so that verification can first name
-    /// the block that differs, which says more than "the hash differs".
     trailer_error: Option<ExportError>,
 }
 
-impl ExportFile {
-    /// Open and index an export. Framing errors are returned; a trailer
-    /// mismatch is kept for [`ExportFile::trailer_check`].
-    pub fn open(path: &Path) -> Result<ExportFile, ExportError> {
-        let file = File::open(path).map_err(io_at(0))?;
-        let mut reader = ExportReader::new(BufReader::with_capacity(1 << 20, &file))?;
+impl ExportIndex {
+    /// One pass over `input`: framing errors are returned; a trailer
+    /// mismatch is kept for [`ExportIndex::trailer_check`].
+    fn read<R: Read>(input: R) -> Result<ExportIndex, ExportError> {
+        let mut reader = ExportReader::new(input)?;
         let genesis = reader.genesis().clone();
         let mut index = Vec::new();
         let trailer_error = loop {
@@ -550,9 +545,7 @@ impl ExportFile {
             }
         };
         let trailer = reader.trailer().copied();
-        drop(reader);
-        Ok(ExportFile {
-            file,
+        Ok(ExportIndex {
             genesis,
             index,
             trailer,
@@ -560,29 +553,11 @@ impl ExportFile {
         })
     }
 
-    /// The genesis in the file.
-    pub fn genesis(&self) -> &Genesis {
-        &self.genesis
-    }
-
-    /// The trailer (present even when its hash did not match).
-    pub fn trailer(&self) -> Option<&Trailer> {
-        self.trailer.as_ref()
-    }
-
-    /// Number of blocks in the file.
-    pub fn block_count(&self) -> u64 {
+    fn block_count(&self) -> u64 {
         self.index.len() as u64
     }
 
-    /// Blocks per verification chunk for `threads` threads: about
-    /// [`CHUNK_BYTES_TARGET`] of block bytes, at least one block per
-    /// signature-checking thread and a multiple of their number, at most
-    /// `max`. The verifier replays one chunk while the next is checked, so
-    /// a chunk must be small next to the chain (a chain of large blocks in
-    /// one chunk would not overlap at all) yet large enough to keep every
-    /// checking thread busy.
-    pub fn chunk_blocks(&self, threads: usize, max: usize) -> usize {
+    fn chunk_blocks(&self, threads: usize, max: usize) -> usize {
         let workers = threads.saturating_sub(1).max(1);
         let total: u64 = self.index.iter().map(|l| u64::from(l.block_len)).sum();
         let average = (total / self.block_count().max(1)).max(1);
@@ -591,8 +566,7 @@ impl ExportFile {
         chunk.min(max.max(workers))
     }
 
-    /// Check the trailer against the file and a verified chain's report.
-    pub fn trailer_check(&self, report: &VerifyReport) -> Result<(), ExportError> {
+    fn trailer_check(&self, report: &VerifyReport) -> Result<(), ExportError> {
         if let Some(e) = &self.trailer_error {
             return Err(match e {
                 ExportError::ExportHash { computed, found } => ExportError::ExportHash {
@@ -631,6 +605,61 @@ impl ExportFile {
         Ok(())
     }
 
+    fn located(&self, height: Height) -> Option<&Located> {
+        let index = usize::try_from(height.0.checked_sub(1)?).ok()?;
+        self.index.get(index)
+    }
+}
+
+/// An export file opened for random access by height, as a
+/// [`BlockSource`]: one sequential pass checks the framing and records
+/// where each block sits (24 bytes per block in memory), then blocks are
+/// read with positioned reads from any thread.
+pub struct ExportFile {
+    file: File,
+    indexed: ExportIndex,
+}
+
+impl ExportFile {
+    /// Open and index an export. Framing errors are returned; a trailer
+    /// mismatch is kept for [`ExportFile::trailer_check`].
+    pub fn open(path: &Path) -> Result<ExportFile, ExportError> {
+        let file = File::open(path).map_err(io_at(0))?;
+        let indexed = ExportIndex::read(BufReader::with_capacity(1 << 20, &file))?;
+        Ok(ExportFile { file, indexed })
+    }
+
+    /// The genesis in the file.
+    pub fn genesis(&self) -> &Genesis {
+        &self.indexed.genesis
+    }
+
+    /// The trailer (present even when its hash did not match).
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.indexed.trailer.as_ref()
+    }
+
+    /// Number of blocks in the file.
+    pub fn block_count(&self) -> u64 {
+        self.indexed.block_count()
+    }
+
+    /// Blocks per verification chunk for `threads` threads: about
+    /// [`CHUNK_BYTES_TARGET`] of block bytes, at least one block per
+    /// signature-checking thread and a multiple of their number, at most
+    /// `max`. The verifier replays one chunk while the next is checked, so
+    /// a chunk must be small next to the chain (a chain of large blocks in
+    /// one chunk would not overlap at all) yet large enough to keep every
+    /// checking thread busy.
+    pub fn chunk_blocks(&self, threads: usize, max: usize) -> usize {
+        self.indexed.chunk_blocks(threads, max)
+    }
+
+    /// Check the trailer against the file and a verified chain's report.
+    pub fn trailer_check(&self, report: &VerifyReport) -> Result<(), ExportError> {
+        self.indexed.trailer_check(report)
+    }
+
     fn read_at(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
         let mut buffer = vec![0u8; len as usize];
         self.file
@@ -638,27 +667,87 @@ impl ExportFile {
             .map_err(|e| format!("export file read at byte {offset}: {e}"))?;
         Ok(buffer)
     }
-
-    fn located(&self, height: Height) -> Option<&Located> {
-        let index = usize::try_from(height.0.checked_sub(1)?).ok()?;
-        self.index.get(index)
-    }
 }
 
 impl BlockSource for ExportFile {
     fn latest_height(&self) -> Result<Height, String> {
-        Ok(Height(self.index.len() as u64))
+        Ok(Height(self.indexed.block_count()))
     }
     fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
-        match self.located(height) {
+        match self.indexed.located(height) {
             Some(l) => self.read_at(l.block_offset, l.block_len).map(Some),
             None => Ok(None),
         }
     }
     fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
-        match self.located(height) {
+        match self.indexed.located(height) {
             Some(l) => self
                 .read_at(l.certificate_offset, l.certificate_len)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// An export held in memory (an upload), as a [`BlockSource`]: the same
+/// one-pass check of the framing as [`ExportFile::open`], then blocks are
+/// sliced out of the bytes by height.
+pub struct ExportSlice<'a> {
+    bytes: &'a [u8],
+    indexed: ExportIndex,
+}
+
+impl<'a> ExportSlice<'a> {
+    /// Index an export held in memory. Framing errors are returned; a
+    /// trailer mismatch is kept for [`ExportSlice::trailer_check`].
+    pub fn open(bytes: &'a [u8]) -> Result<ExportSlice<'a>, ExportError> {
+        let indexed = ExportIndex::read(bytes)?;
+        Ok(ExportSlice { bytes, indexed })
+    }
+
+    /// The genesis in the export.
+    pub fn genesis(&self) -> &Genesis {
+        &self.indexed.genesis
+    }
+
+    /// The trailer (present even when its hash did not match).
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.indexed.trailer.as_ref()
+    }
+
+    /// Number of blocks in the export.
+    pub fn block_count(&self) -> u64 {
+        self.indexed.block_count()
+    }
+
+    /// Check the trailer against the export and a verified chain's report.
+    pub fn trailer_check(&self, report: &VerifyReport) -> Result<(), ExportError> {
+        self.indexed.trailer_check(report)
+    }
+
+    fn slice(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.bytes.get(start..start.checked_add(len as usize)?))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| format!("export bytes end before byte {offset} + {len}"))
+    }
+}
+
+impl BlockSource for ExportSlice<'_> {
+    fn latest_height(&self) -> Result<Height, String> {
+        Ok(Height(self.indexed.block_count()))
+    }
+    fn raw_block(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
+        match self.indexed.located(height) {
+            Some(l) => self.slice(l.block_offset, l.block_len).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn raw_certificate(&self, height: Height) -> Result<Option<Vec<u8>>, String> {
+        match self.indexed.located(height) {
+            Some(l) => self
+                .slice(l.certificate_offset, l.certificate_len)
                 .map(Some),
             None => Ok(None),
         }
@@ -687,13 +776,38 @@ pub fn verify_export(
     progress: impl FnMut(Progress),
 ) -> Result<(VerifyReport, MemoryState, ExportFile), ExportVerifyError> {
     let file = ExportFile::open(path)?;
-    let found = file.genesis().hash();
+    let (report, state) =
+        verify_indexed(&file.indexed, &file, expected_genesis, options, progress)?;
+    Ok((report, state, file))
+}
+
+/// [`verify_export`] for an export held in memory (an upload).
+pub fn verify_export_bytes(
+    bytes: &[u8],
+    expected_genesis: Option<Hash32>,
+    options: VerifyOptions,
+    progress: impl FnMut(Progress),
+) -> Result<(VerifyReport, MemoryState, ExportSlice<'_>), ExportVerifyError> {
+    let slice = ExportSlice::open(bytes)?;
+    let (report, state) =
+        verify_indexed(&slice.indexed, &slice, expected_genesis, options, progress)?;
+    Ok((report, state, slice))
+}
+
+/// The chain of an indexed export from its genesis, then its trailer.
+fn verify_indexed(
+    indexed: &ExportIndex,
+    source: &dyn BlockSource,
+    expected_genesis: Option<Hash32>,
+    options: VerifyOptions,
+    progress: impl FnMut(Progress),
+) -> Result<(VerifyReport, MemoryState), ExportVerifyError> {
+    let found = indexed.genesis.hash();
     if let Some(expected) = expected_genesis {
         if expected != found {
             return Err(ExportVerifyError::GenesisNotExpected { expected, found });
         }
     }
-    let genesis = file.genesis().clone();
     let threads = if options.threads > 0 {
         options.threads
     } else {
@@ -702,12 +816,12 @@ pub fn verify_export(
             .unwrap_or(1)
     };
     let options = VerifyOptions {
-        chunk_blocks: file.chunk_blocks(threads, options.chunk_blocks),
+        chunk_blocks: indexed.chunk_blocks(threads, options.chunk_blocks),
         ..options
     };
-    let (report, state) = verify::verify_chain(&genesis, &file, options, progress)?;
-    file.trailer_check(&report)?;
-    Ok((report, state, file))
+    let (report, state) = verify::verify_chain(&indexed.genesis, source, options, progress)?;
+    indexed.trailer_check(&report)?;
+    Ok((report, state))
 }
 
 /// Import a verified export into a fresh store at `dir`: every block is

@@ -434,6 +434,143 @@ pub fn verify_store(
     Ok(report)
 }
 
+/// What a verified export holds: the counts its verification checked and
+/// where its chain ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    pub chain_id: String,
+    /// The genesis the chain was verified from.
+    pub genesis_hash: Hash32,
+    pub blocks: u64,
+    pub transactions: u64,
+    /// Commit certificates checked: one per block.
+    pub certificates: u64,
+    /// Transaction and certificate signatures checked.
+    pub signatures: u64,
+    /// The last height of the export.
+    pub height: Height,
+    pub last_block_hash: BlockHash,
+    /// The digest of the state the replay built at the last height.
+    pub state_digest: Hash32,
+    /// The export hash its trailer carries (checked against its bytes).
+    pub export_hash: Hash32,
+}
+
+/// Which check an export failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportCheck {
+    /// The bytes are not a chain export at all (magic bytes, format
+    /// version, an unreadable genesis).
+    NotAnExport,
+    /// The export starts from another genesis than the one trusted.
+    Genesis,
+    /// The entries are cut short or out of order.
+    Framing,
+    /// A block or its certificate does not verify.
+    Chain,
+    /// The trailer's counts or export hash disagree with the bytes.
+    Trailer,
+}
+
+/// Why an export does not verify: the height when one is at fault, which
+/// check failed, and the reason in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct VerifyFailure {
+    pub height: Option<Height>,
+    pub check: ExportCheck,
+    pub reason: String,
+}
+
+/// Verify a chain export held in memory against the genesis the caller
+/// trusts: the framing, the export's genesis (it must be `genesis`), every
+/// block from it (hash links, Merkle roots, every signature, every
+/// certificate against the validator set in force, re-execution), then the
+/// trailer's counts and export hash. Reads nothing but `bytes`, prints
+/// nothing.
+pub fn verify_export(
+    genesis: &Genesis,
+    bytes: &[u8],
+    options: VerifyOptions,
+) -> Result<ExportReport, VerifyFailure> {
+    use crate::export::{self, ExportError, ExportVerifyError};
+    let trusted = genesis.hash();
+    match export::verify_export_bytes(bytes, Some(trusted), options, |_| {}) {
+        Ok((report, _state, slice)) => Ok(ExportReport {
+            chain_id: slice.genesis().chain_id.clone(),
+            genesis_hash: report.genesis_hash,
+            blocks: report.blocks,
+            transactions: report.transactions,
+            certificates: report.blocks,
+            signatures: report.signatures,
+            height: report.height,
+            last_block_hash: report.last_block_hash,
+            state_digest: report.state_digest,
+            export_hash: slice
+                .trailer()
+                .map(|trailer| trailer.export_hash)
+                .unwrap_or_default(),
+        }),
+        Err(ExportVerifyError::Chain(error)) => Err(VerifyFailure {
+            height: Some(error.height),
+            check: ExportCheck::Chain,
+            reason: error.to_string(),
+        }),
+        Err(error @ ExportVerifyError::GenesisNotExpected { .. }) => Err(VerifyFailure {
+            height: None,
+            check: ExportCheck::Genesis,
+            reason: error.to_string(),
+        }),
+        Err(ExportVerifyError::File(error)) => {
+            let check = match &error {
+                ExportError::BadMagic
+                | ExportError::UnsupportedVersion(_)
+                | ExportError::Genesis(_) => ExportCheck::NotAnExport,
+                ExportError::Truncated { what, .. } if header_part(what) => {
+                    ExportCheck::NotAnExport
+                }
+                ExportError::ExportHash { .. }
+                | ExportError::TrailerBlocks { .. }
+                | ExportError::TrailerHeight { .. }
+                | ExportError::TrailerTransactions { .. }
+                | ExportError::TrailerLastBlock { .. }
+                | ExportError::TrailingBytes(_) => ExportCheck::Trailer,
+                _ => ExportCheck::Framing,
+            };
+            let height = match check {
+                ExportCheck::Framing => Some(failing_entry(bytes)),
+                _ => None,
+            };
+            Err(VerifyFailure {
+                height,
+                check,
+                reason: error.to_string(),
+            })
+        }
+    }
+}
+
+/// Whether a cut-short `what` lies before the first block: then the bytes
+/// are not recognisably an export.
+fn header_part(what: &str) -> bool {
+    matches!(
+        what,
+        "the magic bytes" | "the format version" | "the genesis"
+    )
+}
+
+/// The height of the block entry an export's framing breaks at: the one
+/// after the last entry that reads whole.
+fn failing_entry(bytes: &[u8]) -> Height {
+    let mut height = Height(1);
+    if let Ok(mut reader) = crate::export::ExportReader::new(bytes) {
+        while let Ok(Some(entry)) = reader.next_entry() {
+            height = entry.height.next();
+        }
+    }
+    height
+}
+
 /// Blocks and certificates held in memory as their canonical bytes (an
 /// export being checked, a bench, a test).
 #[derive(Clone, Debug, Default)]

@@ -459,3 +459,97 @@ thread_local! {
         (chain.federation.genesis.clone(), bytes)
     };
 }
+
+fn sample_genesis() -> custody_ledger::Genesis {
+    sample::chain().federation.genesis
+}
+
+#[test]
+fn an_export_in_memory_verifies_with_the_counts_it_checked() {
+    let bytes = sample::export_bytes();
+    let chain = sample::chain();
+    let report =
+        verify::verify_export(&sample_genesis(), &bytes, VerifyOptions::default()).unwrap();
+    let (last, _) = chain.blocks.last().unwrap();
+    let transactions: u64 = chain
+        .blocks
+        .iter()
+        .map(|(b, _)| b.transactions.len() as u64)
+        .sum();
+    assert_eq!(report.blocks, chain.blocks.len() as u64);
+    assert_eq!(report.certificates, report.blocks);
+    assert_eq!(report.height, last.header.height);
+    assert_eq!(report.last_block_hash, last.hash());
+    assert_eq!(report.transactions, transactions);
+    assert!(report.signatures > report.transactions, "{report:?}");
+    assert_eq!(report.genesis_hash, sample_genesis().hash());
+    let file_report = verify_bytes(&bytes).unwrap();
+    assert_eq!(report.state_digest, file_report.state_digest);
+}
+
+#[test]
+fn an_export_in_memory_with_a_tampered_block_fails_at_its_height() {
+    let mut bytes = sample::export_bytes();
+    let chain = sample::chain();
+    let (block, _) = &chain.blocks[4];
+    let time = custody_ledger::encoding::encode(&block.header.time);
+    let at = offset_in_block(&bytes, 5, &time);
+    bytes[at] ^= 0x01;
+    let failure =
+        verify::verify_export(&sample_genesis(), &bytes, VerifyOptions::default()).unwrap_err();
+    assert_eq!(failure.height, Some(Height(5)), "{failure}");
+    assert_eq!(failure.check, verify::ExportCheck::Chain, "{failure}");
+    assert!(failure.reason.starts_with("height 5"), "{failure}");
+}
+
+#[test]
+fn an_export_in_memory_from_another_genesis_fails_naming_both() {
+    let bytes = sample::export_bytes();
+    let mut other = sample_genesis();
+    other.chain_id = "another-chain".to_string();
+    let failure = verify::verify_export(&other, &bytes, VerifyOptions::default()).unwrap_err();
+    assert_eq!(failure.check, verify::ExportCheck::Genesis, "{failure}");
+    assert!(
+        failure.reason.contains(&other.hash().to_string())
+            && failure
+                .reason
+                .contains(&sample_genesis().hash().to_string()),
+        "{failure}"
+    );
+}
+
+#[test]
+fn an_export_in_memory_cut_short_fails_at_the_block_it_cuts() {
+    let bytes = sample::export_bytes();
+    let entry = entries(&bytes).into_iter().nth(5).unwrap();
+    let cut = &bytes[..entry.block_offset as usize + 3];
+    let failure =
+        verify::verify_export(&sample_genesis(), cut, VerifyOptions::default()).unwrap_err();
+    assert_eq!(failure.check, verify::ExportCheck::Framing, "{failure}");
+    assert_eq!(failure.height, Some(Height(6)), "{failure}");
+    assert!(failure.reason.contains("ends early"), "{failure}");
+}
+
+#[test]
+fn bytes_that_are_not_an_export_fail_as_not_an_export() {
+    for bytes in [
+        &b""[..],
+        &b"PK\x03\x04 a zip file, not a chain"[..],
+        &sample::export_bytes()[..20],
+    ] {
+        let failure =
+            verify::verify_export(&sample_genesis(), bytes, VerifyOptions::default()).unwrap_err();
+        assert_eq!(failure.check, verify::ExportCheck::NotAnExport, "{failure}");
+        assert_eq!(failure.height, None, "{failure}");
+    }
+}
+
+#[test]
+fn an_export_in_memory_with_a_changed_trailer_fails_on_the_trailer() {
+    let mut bytes = sample::export_bytes();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x01;
+    let failure =
+        verify::verify_export(&sample_genesis(), &bytes, VerifyOptions::default()).unwrap_err();
+    assert_eq!(failure.check, verify::ExportCheck::Trailer, "{failure}");
+}
