@@ -15,7 +15,7 @@ use crate::encoding::{self, DecodeError};
 use crate::genesis::Genesis;
 use crate::state::{self, MemoryState, Refusal, Signatures, StateView};
 use crate::store::Store;
-use crate::types::{BlockHash, Hash32, Height, PublicKey, Signature, TxId};
+use crate::types::{BlockHash, Hash32, Height, PublicKey, Signature, Timestamp, TxId};
 use custody_format::signature::{self, Rules};
 
 /// Where verification reads blocks from: a store, an export, a peer.
@@ -450,6 +450,8 @@ pub struct ExportReport {
     /// The last height of the export.
     pub height: Height,
     pub last_block_hash: BlockHash,
+    /// The last block's time (the genesis time for an export of no block).
+    pub last_block_time: Timestamp,
     /// The digest of the state the replay built at the last height.
     pub state_digest: Hash32,
     /// The export hash its trailer carries (checked against its bytes).
@@ -496,7 +498,7 @@ pub fn verify_export(
     use crate::export::{self, ExportError, ExportVerifyError};
     let trusted = genesis.hash();
     match export::verify_export_bytes(bytes, Some(trusted), options, |_| {}) {
-        Ok((report, _state, slice)) => Ok(ExportReport {
+        Ok((report, state, slice)) => Ok(ExportReport {
             chain_id: slice.genesis().chain_id.clone(),
             genesis_hash: report.genesis_hash,
             blocks: report.blocks,
@@ -505,6 +507,10 @@ pub fn verify_export(
             signatures: report.signatures,
             height: report.height,
             last_block_hash: report.last_block_hash,
+            last_block_time: state
+                .chain()
+                .map(|chain| chain.last_time)
+                .unwrap_or(slice.genesis().genesis_time),
             state_digest: report.state_digest,
             export_hash: slice
                 .trailer()

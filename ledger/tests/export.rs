@@ -480,6 +480,7 @@ fn an_export_in_memory_verifies_with_the_counts_it_checked() {
     assert_eq!(report.certificates, report.blocks);
     assert_eq!(report.height, last.header.height);
     assert_eq!(report.last_block_hash, last.hash());
+    assert_eq!(report.last_block_time, last.header.time);
     assert_eq!(report.transactions, transactions);
     assert!(report.signatures > report.transactions, "{report:?}");
     assert_eq!(report.genesis_hash, sample_genesis().hash());

@@ -153,6 +153,9 @@ pub fn router(state: ApiState) -> Router {
         ))
         .merge(
             transfers_open
+                // The export upload page: an upload and its verification
+                // take the transfers' deadline.
+                .merge(crate::pages::verify::routes())
                 .merge(transfers_signed.route_layer(signed()))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
@@ -186,8 +189,13 @@ async fn refuse_declared_oversize(
 ) -> Response {
     let is_blob_upload =
         request.method() == Method::PUT && request.uri().path().starts_with("/v1/blobs/");
+    let is_export_upload = request.method() == Method::POST
+        && request.uri().path() == crate::pages::verify::VERIFY_PATH;
     let limit_bytes = if is_blob_upload {
         settings.blob_bytes_max
+    } else if is_export_upload {
+        // The page answers an oversized upload itself, with a page.
+        u64::MAX / DECLARED_BODY_REFUSED_AT_ONCE_FACTOR
     } else {
         settings.api.body_bytes_max as u64
     };

@@ -24,6 +24,9 @@ pub struct ApiSettings {
     pub blob_bytes_max: u64,
     /// The department's time zone, for the HTML pages (`pages.time_zone`).
     pub time_zone: jiff::tz::TimeZone,
+    /// The largest export `/auditor/verify` takes
+    /// (`pages.verify_upload_max_bytes`).
+    pub verify_upload_max_bytes: u64,
 }
 
 /// Every handle the API holds.

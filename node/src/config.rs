@@ -365,6 +365,9 @@ pub struct PagesConfig {
     /// Most auditor sessions (and, separately, unopened login links) held
     /// at once; beyond it the oldest is dropped.
     pub sessions_max: usize,
+    /// Largest chain export an auditor may upload to `/auditor/verify`, in
+    /// bytes (the upload is held in memory while it is verified).
+    pub verify_upload_max_bytes: u64,
 }
 
 impl Default for PagesConfig {
@@ -374,6 +377,7 @@ impl Default for PagesConfig {
             session_ttl_ms: 8 * 3_600_000,
             login_link_ttl_ms: 300_000,
             sessions_max: 1_000,
+            verify_upload_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -661,6 +665,10 @@ impl NodeConfig {
         positive("pages.session_ttl_ms", self.pages.session_ttl_ms)?;
         positive("pages.login_link_ttl_ms", self.pages.login_link_ttl_ms)?;
         positive("pages.sessions_max", self.pages.sessions_max as u64)?;
+        positive(
+            "pages.verify_upload_max_bytes",
+            self.pages.verify_upload_max_bytes,
+        )?;
         positive(
             "oversight.webhook_attempts_max",
             u64::from(self.oversight.webhook_attempts_max),

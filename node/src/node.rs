@@ -282,6 +282,7 @@ pub async fn run(home: Home, shutdown: Shutdown) -> Result<(), NodeError> {
             readiness: config.readiness.clone(),
             blob_bytes_max: config.blobs.blob_bytes_max,
             time_zone: config.pages.time_zone().map_err(NodeError::Config)?,
+            verify_upload_max_bytes: config.pages.verify_upload_max_bytes,
         }),
         read_desk,
         auth_gate,

@@ -37,6 +37,11 @@ impl StoreReader {
         custody_ledger::subject::citizen_view(&self.store, tag)
     }
 
+    /// The genesis the store was initialised with.
+    pub fn genesis(&self) -> Result<custody_ledger::Genesis, StoreError> {
+        self.store.genesis()
+    }
+
     pub fn chain_info(&self) -> Result<ChainInfo, StoreError> {
         self.store.chain_info()
     }

@@ -7,7 +7,9 @@
 //!   commit certificates;
 //! - `/auditor/documents?id=...`: a document's history, each event's
 //!   inclusion proof checked here against its block's transaction root;
-//! - `/auditor/holdings`: documents held per department.
+//! - `/auditor/holdings`: documents held per department;
+//! - `/auditor/alerts`: the oversight alerts;
+//! - `/auditor/verify`: an uploaded export verified (`verify`).
 
 use std::sync::Arc;
 
@@ -40,7 +42,7 @@ const RECENT_BLOCKS: u64 = 10;
 const HISTORY_EVENTS_MAX: usize = 1_000;
 
 /// The session of a request, if its cookie names a live one.
-fn session_of(
+pub(super) fn session_of(
     sessions: &PageSessions,
     clock: &LocalClock,
     headers: &HeaderMap,
@@ -51,14 +53,14 @@ fn session_of(
 }
 
 /// What an auditor page needs to render.
-struct Frame {
-    lang: Lang,
-    switched: bool,
-    zone: jiff::tz::TimeZone,
+pub(super) struct Frame {
+    pub(super) lang: Lang,
+    pub(super) switched: bool,
+    pub(super) zone: jiff::tz::TimeZone,
 }
 
 impl Frame {
-    fn of(settings: &ApiSettings, query: &LangQuery, headers: &HeaderMap) -> Frame {
+    pub(super) fn of(settings: &ApiSettings, query: &LangQuery, headers: &HeaderMap) -> Frame {
         let (lang, switched) = language(query, headers);
         Frame {
             lang,
@@ -67,22 +69,28 @@ impl Frame {
         }
     }
 
-    fn t(&self, text: Text) -> &'static str {
+    pub(super) fn t(&self, text: Text) -> &'static str {
         self.lang.t(text)
     }
 
-    fn answer(&self, status: StatusCode, path: &str, title: Text, body: Markup) -> Response {
+    pub(super) fn answer(
+        &self,
+        status: StatusCode,
+        path: &str,
+        title: Text,
+        body: Markup,
+    ) -> Response {
         let markup = page(self.lang, path, self.t(title), &zone_name(&self.zone), body);
         respond(status, self.lang, self.switched, markup)
     }
 
     /// 401: the login instructions.
-    fn login_needed(&self, path: &str) -> Response {
+    pub(super) fn login_needed(&self, path: &str) -> Response {
         let body = html! { p.notice id="login-needed" { (self.t(Text::LoginNeeded)) } };
         self.answer(StatusCode::UNAUTHORIZED, path, Text::AuditorTitle, body)
     }
 
-    fn store_error(&self, path: &str, error: &StoreError) -> Response {
+    pub(super) fn store_error(&self, path: &str, error: &StoreError) -> Response {
         tracing::error!(%error, "store read failed for an auditor page");
         let body = html! { p.notice { (self.t(Text::StoreError)) } };
         self.answer(
@@ -93,7 +101,7 @@ impl Frame {
         )
     }
 
-    fn who(&self, session: &PageSession) -> Markup {
+    pub(super) fn who(&self, session: &PageSession) -> Markup {
         html! {
             p {
                 (self.t(Text::SignedInAs)) ": " code id="auditor-key" { (session.auditor) }
@@ -102,7 +110,8 @@ impl Frame {
                 a href="/auditor" { (self.t(Text::ChainStatus)) } " · "
                 a href="/auditor/documents" { (self.t(Text::DocumentHistory)) } " · "
                 a href="/auditor/holdings" { (self.t(Text::Holdings)) } " · "
-                a href="/auditor/alerts" { (self.t(Text::Alerts)) }
+                a href="/auditor/alerts" { (self.t(Text::Alerts)) } " · "
+                a href="/auditor/verify" { (self.t(Text::VerifyExport)) }
             }
             form method="post" action="/auditor/logout" {
                 button type="submit" { (self.t(Text::Logout)) }
@@ -258,7 +267,7 @@ pub async fn overview(
     frame.answer(StatusCode::OK, path, Text::AuditorTitle, body)
 }
 
-fn short_hex(hex: &str) -> &str {
+pub(super) fn short_hex(hex: &str) -> &str {
     hex.get(..16).unwrap_or(hex)
 }
 

@@ -201,6 +201,45 @@ texts! {
     Score => "Score", "评分";
     Explanation => "Why", "原因";
     Documents => "Documents", "档案";
+    VerifyExport => "Verify an export", "核验导出文件";
+    VerifyIntro => "Upload a chain export written by custody chain export. This node verifies it from its genesis: every block's hash link and transaction root, every signature, every commit certificate against the validators in force, and it re-executes every transaction. Nothing uploaded is kept.", "上传由 custody chain export 生成的链导出文件。本节点从创世区块开始核验：每个区块的哈希链接和交易根、每个签名、每个提交证书（对照当时的验证节点），并重新执行每笔交易。上传的内容不会被保存。";
+    ExportFile => "Chain export file", "链导出文件";
+    GenesisFile => "Genesis file (optional; without it, this node's genesis)", "创世文件（可选；不提供则使用本节点的创世文件）";
+    VerifyButton => "Verify", "核验";
+    ExportVerified => "verified", "核验通过";
+    ExportVerifiedDetail => "The export verifies from its genesis: every block, signature and certificate checked, every transaction re-executed.", "导出文件从创世区块起核验通过：所有区块、签名和提交证书均已核验，所有交易均已重新执行。";
+    ExportFailed => "failed", "核验未通过";
+    ExportFailedDetail => "The export does not verify. Do not rely on it; report it to whoever gave it to you.", "导出文件未通过核验。请勿依赖此文件，并向文件提供方报告。";
+    AgainstGenesis => "Against genesis", "对照的创世区块";
+    NodeGenesis => "this node's genesis", "本节点的创世文件";
+    UploadedGenesis => "the uploaded genesis", "上传的创世文件";
+    Blocks => "Blocks", "区块数";
+    Certificates => "Commit certificates", "提交证书数";
+    Signatures => "Signatures", "签名数";
+    FinalHeight => "Final height", "最终高度";
+    StateRoot => "State root", "状态根";
+    ExportHash => "Export hash", "导出哈希";
+    ThisNodesChain => "This node's chain", "与本节点链的比较";
+    SameAsNode => "the same block at this height ✓", "该高度的区块与本节点一致 ✓";
+    DiffersFromNode => "a different block at this height ✗", "该高度的区块与本节点不同 ✗";
+    NodeBehind => "this node has not reached this height; its height is", "本节点尚未到达此高度，当前高度为";
+    NodeUnread => "not compared: this node's store could not be read", "未比较：无法读取本节点存储";
+    OtherChain => "not compared: another genesis than this node's", "未比较：创世区块与本节点不同";
+    FailedAt => "Failed at height", "失败的区块高度";
+    FailedCheck => "What failed", "未通过的检查";
+    Reason => "Reason", "原因";
+    CheckNotAnExport => "This file is not a chain export.", "此文件不是链导出文件。";
+    CheckGenesis => "the export starts from another genesis", "导出文件始于另一个创世区块";
+    CheckFraming => "the file is cut short or its blocks are out of order", "文件不完整或区块顺序错误";
+    CheckChain => "a block or its commit certificate", "区块或其提交证书";
+    CheckTrailer => "the trailer's counts or export hash", "文件尾的计数或导出哈希";
+    UploadTooLarge => "The upload is too large for this node. Largest export it takes, in bytes", "上传文件超出本节点的限制。本节点接受的导出文件最大字节数";
+    UploadUnreadable => "The upload could not be read; choose the file again and retry.", "无法读取上传的内容；请重新选择文件后重试。";
+    NoExportChosen => "Choose an export file to verify.", "请选择要核验的导出文件。";
+    GenesisUnreadable => "The genesis file is not a genesis (TOML or JSON as custody genesis writes it)", "创世文件无效（应为 custody genesis 生成的 TOML 或 JSON）";
+    VerifyBusy => "Other exports are being verified; try again in a minute.", "其他导出文件正在核验中，请一分钟后再试。";
+    CheckedAt => "Checked at", "核验时间";
+    VerifyAnother => "Verify another export", "核验其他导出文件";
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@
 //! - `/`: what the pages are;
 //! - `/citizen`: the citizen's lookup by receipt code (`citizen`);
 //! - `/auditor...`: the auditors' read-only pages, behind a session that
-//!   `custody audit login` opens (`auditor`, `page_sessions`).
+//!   `custody audit login` opens (`auditor`, `page_sessions`); among them
+//!   `/auditor/verify`, which verifies an uploaded chain export (`verify`,
+//!   routed with the blob transfers' longer deadline by `api::router`).
 //!
 //! They live outside `/v1/` and are deliberately not in the OpenAPI
 //! description: they are pages, not API.
@@ -14,6 +16,7 @@
 pub mod auditor;
 pub mod citizen;
 pub mod i18n;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -31,7 +34,7 @@ use i18n::{Lang, Text, LANG_COOKIE};
 
 /// Every page route, by path: kept out of the OpenAPI description
 /// (`tests/openapi.rs` names them).
-pub const PAGE_PATHS: [&str; 8] = [
+pub const PAGE_PATHS: [&str; 9] = [
     "/",
     "/citizen",
     "/auditor",
@@ -40,6 +43,7 @@ pub const PAGE_PATHS: [&str; 8] = [
     "/auditor/documents",
     "/auditor/holdings",
     "/auditor/alerts",
+    verify::VERIFY_PATH,
 ];
 
 pub fn routes() -> Router<ApiState> {
