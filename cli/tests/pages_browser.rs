@@ -274,6 +274,72 @@ async fn look_up(client: &Client, code: &str) {
     click_and_wait(client, "#look-up").await;
 }
 
+/// `custody audit login` against `base`: the one-time link.
+fn login_link(net: &Testnet, base: &str) -> String {
+    let output = Command::new(BINARY)
+        .args(["audit", "login", "--node", base, "--key"])
+        .arg(net.auditor_key_path())
+        .arg("--json")
+        .output()
+        .expect("run custody audit login");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let login: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("audit login prints JSON");
+    login["url"].as_str().expect("a login link").to_string()
+}
+
+/// The chain of node `index`, exported over its API to `NAME` in the
+/// network's directory; with a copy whose last block has one byte changed
+/// (`NAME.tampered`) and that block's height.
+fn export_chain(net: &Testnet, index: usize, name: &str) -> (PathBuf, PathBuf, u64) {
+    let node = &net.nodes[index];
+    let export = net.dir.path().join(name);
+    let output = Command::new(BINARY)
+        .args(["chain", "export", "--node", &node.api_url, "--genesis"])
+        .arg(node.home.join("genesis.json"))
+        .arg("--key")
+        .arg(net.auditor_key_path())
+        .arg("--to")
+        .arg(&export)
+        .output()
+        .expect("run custody chain export");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut bytes = std::fs::read(&export).expect("the export");
+    let mut reader = custody_ledger::export::ExportReader::new(&bytes[..]).expect("an export");
+    let mut last = None;
+    while let Some(entry) = reader.next_entry().expect("an entry") {
+        last = Some((
+            entry.height.0,
+            entry.block_offset as usize + entry.block.len() - 1,
+        ));
+    }
+    let (height, at) = last.expect("at least one block");
+    bytes[at] ^= 0x01;
+    let tampered = net.dir.path().join(format!("{name}.tampered"));
+    std::fs::write(&tampered, bytes).expect("write the tampered copy");
+    (export, tampered, height)
+}
+
+/// A `multipart/form-data` body with `export` as the export file.
+fn export_form(export: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "custody-test-boundary-7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"export\"; filename=\"chain.export\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(export);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_in_a_browser_show_citizens_their_records_and_auditors_checked_proofs() {
     let Some(driver) = start_driver() else {
@@ -341,20 +407,7 @@ async fn pages_in_a_browser_show_citizens_their_records_and_auditors_checked_pro
 
     // An auditor logs in with a one-time link and opens a document's
     // history: every event's proof is checked.
-    let output = Command::new(BINARY)
-        .args(["audit", "login", "--node", &base, "--key"])
-        .arg(net.auditor_key_path())
-        .arg("--json")
-        .output()
-        .expect("run custody audit login");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let login: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("audit login prints JSON");
-    let link = login["url"].as_str().expect("a login link").to_string();
+    let link = login_link(net, &base);
     client.goto(&link).await.expect("open the login link");
     let key = texts(&client, "#auditor-key").await;
     assert_eq!(
@@ -402,6 +455,46 @@ async fn pages_in_a_browser_show_citizens_their_records_and_auditors_checked_pro
     assert_eq!(shown, 1, "{}", client.source().await.unwrap_or_default());
     screenshot(&client, "auditor-alerts-en").await;
 
+    // The auditor uploads the network's export and sees it verified; a
+    // copy with one byte of its last block changed fails at that height.
+    let (export, tampered, last_height) = export_chain(net, 0, "chain.export");
+    for (file, expected) in [(&export, "verified"), (&tampered, "failed")] {
+        client
+            .goto(&format!("{base}/auditor/verify?lang=en"))
+            .await
+            .expect("open the verify page");
+        client
+            .find(Locator::Css("#export"))
+            .await
+            .expect("the export file field")
+            .send_keys(path_text(file))
+            .await
+            .expect("choose the export");
+        click_and_wait(&client, "#verify-export").await;
+        let result = texts(&client, "#verify-result").await;
+        assert_eq!(
+            result,
+            vec![expected.to_string()],
+            "{}",
+            client.source().await.unwrap_or_default()
+        );
+        if expected == "verified" {
+            assert_eq!(
+                texts(&client, "#verify-height").await,
+                vec![last_height.to_string()]
+            );
+            let against = texts(&client, "#verify-against-node").await;
+            assert_eq!(against, vec!["the same block at this height ✓".to_string()]);
+            screenshot(&client, "auditor-verify-en").await;
+        } else {
+            assert_eq!(
+                texts(&client, "#failed-height").await,
+                vec![last_height.to_string()]
+            );
+            screenshot(&client, "auditor-verify-failed-en").await;
+        }
+    }
+
     // The link works once.
     client.goto(&link).await.expect("open the link again");
     assert_eq!(texts(&client, "#link-invalid").await.len(), 1);
@@ -440,4 +533,107 @@ async fn the_citizen_page_never_shows_a_title_a_name_or_content() {
             "`{secret}` on the citizen page"
         );
     }
+}
+
+/// `/auditor/verify` without a session asks for a login; with one, an
+/// upload over `pages.verify_upload_max_bytes` gets a 413 page, a file that
+/// is no export says so, and the network's own export verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_page_needs_a_session_and_refuses_an_upload_over_its_limit() {
+    const LIMIT: u64 = 256 * 1024;
+    let mut net = Testnet::init(1);
+    let config_path = net.nodes[0].home.join("config.toml");
+    let text = std::fs::read_to_string(&config_path).expect("config");
+    let mut config: toml::Table = text.parse().expect("config parses");
+    let pages = config
+        .entry("pages".to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("pages table");
+    pages.insert(
+        "verify_upload_max_bytes".to_string(),
+        toml::Value::Integer(LIMIT as i64),
+    );
+    std::fs::write(&config_path, config.to_string()).expect("write config");
+    net.start_all();
+    wait_until_committing(&net, COMMIT_WAIT).await;
+    let base = net.nodes[0].api_url.clone();
+    let url = format!("{base}/auditor/verify?lang=en");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // No session: the login instructions, for the form and the upload.
+    let response = http.get(&url).send().await.expect("verify page");
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response
+        .text()
+        .await
+        .expect("page")
+        .contains("login-needed"));
+    let (content_type, body) = export_form(b"anything");
+    let response = http
+        .post(&url)
+        .header("content-type", &content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("upload without a session");
+    assert_eq!(response.status().as_u16(), 401);
+
+    // A session, from the one-time link.
+    let link = login_link(&net, &base);
+    let response = http.get(&link).send().await.expect("login link");
+    assert_eq!(response.status().as_u16(), 303);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let post = |body: Vec<u8>| {
+        http.post(&url)
+            .header("content-type", &content_type)
+            .header("cookie", &cookie)
+            .body(body)
+            .send()
+    };
+
+    let (_, too_large) = export_form(&vec![0u8; LIMIT as usize + 1]);
+    let response = post(too_large).await.expect("too large an upload");
+    assert_eq!(response.status().as_u16(), 413);
+    let page = response.text().await.expect("page");
+    assert!(page.contains("upload-too-large"), "{page}");
+    assert!(page.contains(&LIMIT.to_string()), "{page}");
+
+    let (_, not_export) = export_form(b"%PDF-1.7 a scanned letter");
+    let response = post(not_export).await.expect("not an export");
+    assert_eq!(response.status().as_u16(), 200);
+    let page = response.text().await.expect("page");
+    assert!(page.contains("not-an-export"), "{page}");
+
+    let (export, tampered, last_height) = export_chain(&net, 0, "chain.export");
+    let (_, good) = export_form(&std::fs::read(&export).expect("export"));
+    let page = post(good)
+        .await
+        .expect("upload")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains("<span id=\"verify-result\">verified</span>"),
+        "{page}"
+    );
+    let (_, bad) = export_form(&std::fs::read(&tampered).expect("tampered"));
+    let page = post(bad).await.expect("upload").text().await.expect("page");
+    assert!(
+        page.contains("<span id=\"verify-result\">failed</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<td id=\"failed-height\">{last_height}</td>")),
+        "{page}"
+    );
 }

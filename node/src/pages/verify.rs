@@ -83,36 +83,52 @@ impl UploadError {
     }
 }
 
+/// Bytes past the limit still read (and dropped) before the 413 page is
+/// sent: a browser still sending when the answer comes sees a reset
+/// connection instead of the page, so an upload a little over the limit is
+/// read to its end. An upload further over is cut off.
+fn drain_allowance(limit: u64) -> u64 {
+    limit.min(16 * 1024 * 1024)
+}
+
 /// Reads the form's files, at most `limit` bytes in all; other fields are
 /// skipped.
 pub async fn read_upload(mut multipart: Multipart, limit: u64) -> Result<Upload, UploadError> {
     let mut upload = Upload::default();
     let mut total: u64 = 0;
+    let cut_off = limit.saturating_add(drain_allowance(limit));
     while let Some(mut field) = multipart
         .next_field()
         .await
         .map_err(|error| UploadError::of(error, limit))?
     {
         let name = field.name().unwrap_or_default().to_string();
-        let into = match name.as_str() {
+        let mut into = match name.as_str() {
             EXPORT_FIELD => Some(&mut upload.export),
             GENESIS_FIELD => Some(&mut upload.genesis),
             _ => None,
         };
-        let mut into = into;
         while let Some(chunk) = field
             .chunk()
             .await
             .map_err(|error| UploadError::of(error, limit))?
         {
             total = total.saturating_add(chunk.len() as u64);
-            if total > limit {
+            if total > cut_off {
                 return Err(UploadError::TooLarge { limit });
+            }
+            if total > limit {
+                // Over: read on to the end (within the allowance), keep
+                // nothing more.
+                continue;
             }
             if let Some(into) = into.as_deref_mut() {
                 into.extend_from_slice(&chunk);
             }
         }
+    }
+    if total > limit {
+        return Err(UploadError::TooLarge { limit });
     }
     Ok(upload)
 }
@@ -220,7 +236,7 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|declared| declared > limit) {
+    if declared.is_some_and(|declared| declared > limit.saturating_add(drain_allowance(limit))) {
         return too_large(&frame, limit);
     }
     let notice = |status: StatusCode, text: Text| {
