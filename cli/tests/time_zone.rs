@@ -222,3 +222,110 @@ proptest! {
         prop_assert_eq!(reader.parse(&utc_millis(ms + 7), 0, DayBound::Start), Ok(ms + 7));
     }
 }
+
+/// Runs the built `custody ARGS` (without the caller's time-zone setting)
+/// and returns its standard output; fails the test on a non-zero exit.
+fn custody_stdout(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(args)
+        .env_remove("CUSTODY_TIME_ZONE")
+        .output()
+        .expect("run custody");
+    assert!(
+        output.status.success(),
+        "custody {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn audit_output_shows_times_in_shanghai_unless_another_zone_is_given() {
+    let export = export_vector();
+    let export = export.to_str().expect("a UTF-8 path");
+    // The vector's first event is at 2026-01-01T00:00:02Z.
+    let history = ["audit", "history", "ca/2026/0001", "--export", export];
+    let shanghai = custody_stdout(&history);
+    assert!(
+        shanghai.contains("#0 2026-01-01 08:00:02 +08:00 height 2 registered"),
+        "{shanghai}"
+    );
+    let berlin = custody_stdout(&[&history[..], &["--time-zone", "Europe/Berlin"]].concat());
+    assert!(
+        berlin.contains("#0 2026-01-01 01:00:02 +01:00 height 2 registered"),
+        "{berlin}"
+    );
+    let report = custody_stdout(&[
+        "audit",
+        "--time-zone",
+        "America/New_York",
+        "report",
+        "--export",
+        export,
+    ]);
+    assert!(
+        report.contains("from 2025-12-31 19:00:00 -05:00 to 2025-12-31 19:00:14 -05:00"),
+        "{report}"
+    );
+    assert!(!report.contains("Z "), "{report}");
+}
+
+#[test]
+fn audit_json_stays_rfc3339_utc_whatever_the_time_zone() {
+    let export = export_vector();
+    let export = export.to_str().expect("a UTF-8 path");
+    let json = custody_stdout(&[
+        "audit",
+        "report",
+        "--export",
+        export,
+        "--time-zone",
+        "Europe/Berlin",
+        "--json",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(value["from"], "2026-01-01T00:00:00.000Z");
+    assert_eq!(value["to"], "2026-01-01T00:00:14.000Z");
+    let history = custody_stdout(&[
+        "audit",
+        "history",
+        "ca/2026/0001",
+        "--export",
+        export,
+        "--time-zone",
+        "Europe/Berlin",
+        "--json",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&history).expect("JSON");
+    assert_eq!(value[0]["time"], "2026-01-01T00:00:02.000Z");
+}
+
+#[test]
+fn audit_report_reads_its_days_in_the_audit_time_zone() {
+    let export = export_vector();
+    let export = export.to_str().expect("a UTF-8 path");
+    // 2025-12-31 in New York runs to 2026-01-01T04:59:59.999Z, so it holds
+    // the whole vector; in Shanghai 2025-12-31 ends before the chain starts.
+    let args = |zone: &'static str| {
+        vec![
+            "audit",
+            "report",
+            "--export",
+            export,
+            "--from-date",
+            "2025-12-31",
+            "--to-date",
+            "2025-12-31",
+            "--time-zone",
+            zone,
+            "--json",
+        ]
+    };
+    let events = |zone| {
+        let json = custody_stdout(&args(zone));
+        let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        value["events"].as_u64().expect("a count of events")
+    };
+    assert_eq!(events("America/New_York"), 13);
+    assert_eq!(events("Asia/Shanghai"), 0);
+}

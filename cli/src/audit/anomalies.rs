@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::source::{load_chain, SourceArgs};
-use super::{read_file_limited, show_progress, time, write_file, AuditError};
+use super::{read_file_limited, show_progress, write_file, AuditError};
 
 /// Largest thresholds file accepted, in bytes.
 const THRESHOLDS_BYTES_MAX: u64 = 1024 * 1024;
@@ -79,7 +79,11 @@ fn progress_bar(enabled: bool, blocks: u64) -> ProgressBar {
     bar
 }
 
-pub(super) fn anomalies(args: AnomaliesArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+pub(super) fn anomalies(
+    args: AnomaliesArgs,
+    zone: &crate::when::Zone,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
     let thresholds = match &args.thresholds {
         Some(path) => load_thresholds(path)?,
         None => Thresholds::default(),
@@ -178,7 +182,7 @@ pub(super) fn anomalies(args: AnomaliesArgs, out: &mut dyn Write) -> Result<(), 
                 e.tx.to_hex(),
                 e.height,
                 e.index,
-                time::format_ms(e.time.0),
+                zone.show(e.time.0),
                 e.kind,
                 e.document
                     .as_ref()

@@ -138,6 +138,18 @@ impl From<ExportVerifyError> for AuditError {
 pub struct AuditArgs {
     #[command(subcommand)]
     pub command: AuditCommand,
+    /// The time zone times are printed in, and dates given without an
+    /// offset are read in (an IANA name). `--json` output stays RFC 3339
+    /// UTC.
+    #[arg(
+        long,
+        global = true,
+        env = crate::when::TIME_ZONE_ENV,
+        default_value = crate::when::DEFAULT_TIME_ZONE,
+        value_parser = crate::when::Zone::parse_arg,
+        value_name = "ZONE"
+    )]
+    pub time_zone: crate::when::Zone,
 }
 
 /// The auditor's commands.
@@ -302,15 +314,16 @@ pub fn run_audit(args: AuditArgs) -> Result<(), AuditError> {
 /// Run `custody audit …`, printing to `out` (progress goes to stderr when
 /// it is a terminal).
 pub fn run_audit_to(args: AuditArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+    let zone = &args.time_zone;
     match args.command {
         AuditCommand::Verify(a) => verify(a, out),
-        AuditCommand::History(a) => history(a, out),
+        AuditCommand::History(a) => history(a, zone, out),
         AuditCommand::Prove(a) => prove(a, out),
-        AuditCommand::CheckProof(a) => check_proof(a, out),
+        AuditCommand::CheckProof(a) => check_proof(a, zone, out),
         AuditCommand::Fixity(a) => fixity(a, out),
-        AuditCommand::Report(a) => report::report(a, out),
-        AuditCommand::Anomalies(a) => anomalies::anomalies(a, out),
-        AuditCommand::Denials(a) => reads::denials(a, out),
+        AuditCommand::Report(a) => report::report(a, zone, out),
+        AuditCommand::Anomalies(a) => anomalies::anomalies(a, zone, out),
+        AuditCommand::Denials(a) => reads::denials(a, zone, out),
         AuditCommand::Evidence(a) => evidence::evidence(a, out),
         AuditCommand::Login(a) => login::login(a, out),
     }
@@ -560,7 +573,11 @@ struct HistoryEntry {
     included: proof::IncludedTx,
 }
 
-fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+fn history(
+    args: HistoryArgs,
+    zone: &crate::when::Zone,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
     let id = document_id(&args.document)?;
     let loaded = load_chain(&args.source, show_progress())?;
     let events = loaded
@@ -585,7 +602,7 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
         entries.push(HistoryEntry {
             by: names.who(&event.member),
             event_hash: event.hash().to_hex(),
-            time: time::format_ms(event.time.0),
+            time: time::shown(event.time.0, args.json, zone),
             block_hash: included.header.hash().to_hex(),
             proof_checked,
             certificate_signers: included.certificate.signatures.len(),
@@ -642,7 +659,7 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
             ev.sequence,
             e.time,
             ev.height,
-            describe(&ev.kind, &opener),
+            describe(&ev.kind, &opener, zone),
             e.by.label()
         )?;
         writeln!(
@@ -670,6 +687,7 @@ fn history(args: HistoryArgs, out: &mut dyn Write) -> Result<(), AuditError> {
 pub(crate) fn describe(
     kind: &custody_ledger::records::EventKind,
     opener: &crate::sealed_text::Opener,
+    zone: &crate::when::Zone,
 ) -> String {
     use custody_ledger::records::EventKind as K;
     let text = || opener.event_text(kind).unwrap_or_default();
@@ -694,7 +712,7 @@ pub(crate) fn describe(
         K::Granted { to, expires_at } => {
             format!(
                 "read access granted to {to} until {}",
-                time::format_ms(expires_at.0)
+                zone.show(expires_at.0)
             )
         }
         K::Revoked { from } => format!("read access revoked from {from}"),
@@ -788,7 +806,11 @@ struct CheckedProof {
     genesis_hash: String,
 }
 
-fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+fn check_proof(
+    args: CheckProofArgs,
+    zone: &crate::when::Zone,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
     let genesis = Genesis::load(&args.genesis)?;
     let bytes = read_file_limited(&args.proof, proof::PROOF_BYTES_MAX as u64)?;
     let proof = TxProof::from_file_bytes(&bytes)?;
@@ -819,7 +841,7 @@ fn check_proof(args: CheckProofArgs, out: &mut dyn Write) -> Result<(), AuditErr
         height: s.height.0,
         index: s.index,
         block_hash: s.block_hash.to_hex(),
-        time: time::format_ms(s.time_ms),
+        time: time::shown(s.time_ms, args.json, zone),
         governance_links: s.governance_links,
         validators: s.validators,
         genesis_hash: genesis.hash().to_hex(),

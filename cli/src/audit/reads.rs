@@ -67,7 +67,11 @@ struct DenialsReport {
     denials: Vec<Denial>,
 }
 
-pub(super) fn denials(args: DenialsArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+pub(super) fn denials(
+    args: DenialsArgs,
+    zone: &crate::when::Zone,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
     let member = match &args.member {
         Some(text) => Some(PublicKey::from_hex(text).map_err(|error| {
             AuditError::BadArgument(format!(
@@ -105,11 +109,11 @@ pub(super) fn denials(args: DenialsArgs, out: &mut dyn Write) -> Result<(), Audi
             code: code.clone(),
             refused_by: read.department.to_string(),
             height: read.height.0,
-            time: time::format_ms(read.time.0),
+            time: time::shown(read.time.0, args.json, zone),
             attestation_tx: read.tx_id.to_hex(),
             access_tx: request.request.access_tx.map(|id| id.to_hex()),
             request_signature: hex::encode(request.signature.0),
-            request_time: time::format_ms(request.request.time_ms),
+            request_time: time::shown(request.request.time_ms, args.json, zone),
         });
     }
     let report = DenialsReport {

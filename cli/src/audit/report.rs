@@ -45,15 +45,6 @@ pub struct ReportArgs {
     /// --time-zone, the day included) or a time with its offset.
     #[arg(long, value_name = "DATE")]
     pub to_date: Option<String>,
-    /// The time zone the range's days are read in (an IANA name).
-    #[arg(
-        long,
-        env = crate::when::TIME_ZONE_ENV,
-        default_value = crate::when::DEFAULT_TIME_ZONE,
-        value_parser = crate::when::Zone::parse_arg,
-        value_name = "ZONE"
-    )]
-    pub time_zone: crate::when::Zone,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -149,20 +140,22 @@ fn header_time(loaded: &LoadedChain, height: Height) -> Result<u64, AuditError> 
 }
 
 /// The range as times `[start, end]` in ms, and as heights.
-fn range(args: &ReportArgs, loaded: &LoadedChain) -> Result<(u64, u64, u64, u64), AuditError> {
+fn range(
+    args: &ReportArgs,
+    zone: &crate::when::Zone,
+    loaded: &LoadedChain,
+) -> Result<(u64, u64, u64, u64), AuditError> {
     let last = loaded.report.height.0;
     let genesis_time = loaded.genesis.genesis_time.0;
     if args.from_date.is_some() || args.to_date.is_some() {
         let start = match &args.from_date {
-            Some(d) => args
-                .time_zone
+            Some(d) => zone
                 .parse(d, now_ms(), DayBound::Start)
                 .map_err(|e| AuditError::BadArgument(e.to_string()))?,
             None => genesis_time,
         };
         let end = match &args.to_date {
-            Some(d) => args
-                .time_zone
+            Some(d) => zone
                 .parse(d, now_ms(), DayBound::End)
                 .map_err(|e| AuditError::BadArgument(e.to_string()))?,
             None => u64::MAX,
@@ -194,10 +187,15 @@ fn range(args: &ReportArgs, loaded: &LoadedChain) -> Result<(u64, u64, u64, u64)
     Ok((start, end, from, to))
 }
 
-pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditError> {
+pub(super) fn report(
+    args: ReportArgs,
+    zone: &crate::when::Zone,
+    out: &mut dyn Write,
+) -> Result<(), AuditError> {
     let loaded = load_chain(&args.source, show_progress())?;
     let names = crate::names::Names::new(&loaded.state);
-    let (start, end, from_height, to_height) = range(&args, &loaded)?;
+    let (start, end, from_height, to_height) = range(&args, zone, &loaded)?;
+    let shown = |ms: u64| time::shown(ms, args.json, zone);
     let by_height = args.from_date.is_none() && args.to_date.is_none();
     let in_range = |e: &DocumentEvent| {
         if by_height {
@@ -309,8 +307,8 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             holdings.push(Holding {
                 document: document.to_string(),
                 department,
-                from: time::format_ms(from),
-                to: time::format_ms(to),
+                from: shown(from),
+                to: shown(to),
                 ongoing,
                 duration_ms: to - from,
             });
@@ -330,7 +328,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         let document = served.outcome.document().to_string();
         let department = served.department.to_string();
         departments.entry(department.clone()).or_default().reads += 1;
-        let when = time::format_ms(served.time.0);
+        let when = shown(served.time.0);
         let read = reads
             .entry((department.clone(), member.clone(), document.clone()))
             .or_insert_with(|| Read {
@@ -374,7 +372,7 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
             access_tx: access_tx.to_hex(),
             bytes: *bytes,
             reason: reason.clone(),
-            time: time::format_ms(failed.time.0),
+            time: shown(failed.time.0),
         });
     }
     for denied in account.denied.iter().filter(|r| attested_in_range(r)) {
@@ -404,8 +402,8 @@ pub(super) fn report(args: ReportArgs, out: &mut dyn Write) -> Result<(), AuditE
         genesis_hash: loaded.report.genesis_hash.to_hex(),
         from_height,
         to_height,
-        from: time::format_ms(start),
-        to: time::format_ms(end_clip),
+        from: shown(start),
+        to: shown(end_clip),
         events,
         holdings,
         departments,

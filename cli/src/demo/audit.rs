@@ -58,7 +58,13 @@ fn event_name(kind: &EventKind) -> &'static str {
 /// Runs one `custody audit …` command and prints its output indented.
 fn audit(command: AuditCommand) -> Result<String, DemoError> {
     let mut out = Vec::new();
-    let result = custody_cli::audit::run_audit_to(AuditArgs { command }, &mut out);
+    let result = custody_cli::audit::run_audit_to(
+        AuditArgs {
+            command,
+            time_zone: custody_cli::when::Zone::default(),
+        },
+        &mut out,
+    );
     let text = String::from_utf8_lossy(&out).into_owned();
     print_indented(&text);
     result.map_err(DemoError::Audit)?;
