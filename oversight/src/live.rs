@@ -291,9 +291,8 @@ impl LiveDetector {
         // The alerts that become final, and those still open.
         let mut settled: Vec<Alert> = Vec::new();
         let mut open: Vec<(Anchor, Alert)> = Vec::new();
-        for i in new_from..observed.len() {
+        for (i, o) in observed.iter().enumerate().skip(new_from) {
             state.familiarity.step(&c, i, &mut settled);
-            let o = &observed[i];
             let keys = match (&o.event.action, o.document) {
                 (Action::Grant { .. }, _) => {
                     vec![(ClusterRule::GrantBurst, StreamKey::Member(o.event.actor))]
@@ -384,7 +383,7 @@ impl LiveDetector {
             std::mem::take(&mut self.open)
                 .into_iter()
                 .filter(|(_, anchor)| match anchor {
-                    Anchor::Day(rule, day) => !cuts.get(rule).is_some_and(|c| *day < c.day),
+                    Anchor::Day(rule, day) => cuts.get(rule).is_none_or(|c| *day >= c.day),
                     Anchor::Stream => true,
                 })
                 .map(|(slot, _)| slot)

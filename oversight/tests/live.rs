@@ -206,7 +206,7 @@ fn key(n: u8) -> PublicKey {
 }
 
 fn document(n: usize) -> DocumentId {
-    DocumentId::new(&format!("ca/{n}")).unwrap()
+    DocumentId::new(format!("ca/{n}")).unwrap()
 }
 
 fn department(s: &str) -> DepartmentId {
