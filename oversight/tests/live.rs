@@ -152,7 +152,7 @@ fn run_checked(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20))]
+    #![proptest_config(ProptestConfig::with_cases(14))]
     /// After every block (random sizes, empty blocks among them, with the
     /// workload's transfers, revocations and injected anomalies) the live
     /// alerts are the batch run's: rule, member, department, documents,
@@ -160,7 +160,7 @@ proptest! {
     #[test]
     fn live_alerts_equal_batch_alerts_after_every_block(
         first_day in 25u64..140,
-        days in 4u64..8,
+        days in 3u64..7,
         members in any::<u64>(),
         sizes in prop::collection::vec(prop_oneof![Just(0usize), 1usize..8, 8usize..60], 1..12),
     ) {
