@@ -1,11 +1,17 @@
 //! The live path: blocks are fed one at a time as they commit, and each
 //! step says which alerts are new or changed since the previous one.
 //!
-//! The detector's rules judge the whole history (a baseline needs the 30
-//! days before a day; "never read this kind of record before" needs every
-//! earlier read), so a live alert is not a different computation: after
-//! every block the [`LiveDetector`] holds exactly the alerts the batch run
-//! ([`Detector::alerts`]) gives for the same blocks, in the same order.
+//! After every block the [`LiveDetector`] holds exactly the alerts the
+//! batch run ([`Detector::alerts`]) gives for the same blocks, without
+//! judging the whole history again: block times never go back, so an
+//! alert of a day-keyed rule whose day ended long enough before the
+//! previous block (three days, the widest time-zone offset, and the
+//! rule's own look-ahead: the unused-grant window) is final and kept; only
+//! later days are judged again, from indexes kept up to date event by
+//! event. "Never read this kind of record before" and the bursts are
+//! streams fed event by event whose settled results are final. A member
+//! who has read moving department, or a block time going back, makes the
+//! next step start again from the first event, as the batch run would.
 //! What the live path adds is identity over time: each alert keeps a
 //! sequence number, the height at which it was first raised and a
 //! revision, so that a reader polling "since sequence N" or a webhook

@@ -1,5 +1,7 @@
-//! The rules. Each reads the whole observed history and returns its
-//! alerts; [`evaluate`] runs them all. Everything iterated for output is a
+//! The rules. The batch run ([`evaluate`]) judges the whole observed
+//! history; the live path runs the same code on the days a new block can
+//! still change ([`Cut`]) and feeds the stream rules ([`Familiarity`],
+//! [`advance_stream`]) one event at a time. Everything iterated for output is a
 //! `BTreeMap` or a vector in chain order, so the result is the same on
 //! every machine.
 
