@@ -45,6 +45,7 @@ use custody_node::client::{Client, ClientError};
 use custody_node::testnet::{generate, TestnetOptions};
 
 mod anomalies;
+mod live_cost;
 
 /// Nodes in the bench network.
 const BENCH_NODES: usize = 4;

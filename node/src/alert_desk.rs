@@ -6,14 +6,18 @@
 //! desk only feeds it committed blocks and passes its results on. At start
 //! it replays the stored chain: the detector is deterministic, so the
 //! alerts after a restart are those before it, and nothing is delivered
-//! again. The desk follows the committed-height signal and reads the new
-//! blocks from the store, so it never holds up a commit; when it falls
-//! behind, it feeds every block it missed and judges once.
+//! again: the replay judges every block as it was judged live, so every
+//! alert keeps its sequence number across a restart. The desk follows the
+//! committed-height signal and reads the new blocks from the store, so it
+//! never holds up a commit; when it falls behind, it feeds every block it
+//! missed. The book keeps the alerts shared (`Arc`) by sequence number;
+//! a step moves only what it raised, updated or withdrew.
 //!
 //! A desk that cannot read the store or feed the detector stops and says
 //! so at `GET /v1/alerts` (503 `alerts_stopped`): stale alerts are never
 //! served as current.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -21,7 +25,7 @@ use custody_ledger::block::Block;
 use custody_ledger::caller::Caller;
 use custody_ledger::genesis::Genesis;
 use custody_ledger::types::{DepartmentId, Height};
-use custody_oversight::{LiveAlert, LiveDetector, Rule, Thresholds};
+use custody_oversight::{LiveAlert, LiveDetector, Rule, Step, Thresholds};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -91,8 +95,8 @@ pub struct AlertBook {
 
 #[derive(Default)]
 struct BookState {
-    /// In the detector's order.
-    alerts: Vec<LiveAlert>,
+    /// The current revision of every alert, by sequence number.
+    alerts: BTreeMap<u64, Arc<LiveAlert>>,
     /// The height the alerts were derived at.
     height: Height,
     last_seq: u64,
@@ -152,14 +156,40 @@ impl AlertBook {
         change(&mut guard);
     }
 
-    /// Replaces the alerts with the detector's current ones; the book
-    /// answers from then on.
+    /// Replaces the alerts with the detector's current ones (once, at
+    /// start); the book answers from then on.
     pub fn publish(&self, live: &LiveDetector) {
-        let alerts = live.alerts().to_vec();
+        let alerts: BTreeMap<u64, Arc<LiveAlert>> =
+            live.iter().map(|a| (a.seq, Arc::new(a.clone()))).collect();
         let height = live.height();
         let last_seq = live.last_seq();
         self.update(|b| {
             b.alerts = alerts;
+            b.height = height;
+            b.last_seq = last_seq;
+            b.ready = true;
+        });
+    }
+
+    /// Applies one step of the detector: only its changes move.
+    pub fn apply(&self, step: &Step, live: &LiveDetector) {
+        let added: Vec<Arc<LiveAlert>> = step
+            .raised
+            .iter()
+            .chain(&step.updated)
+            .map(|a| Arc::new(a.clone()))
+            .collect();
+        let height = live.height();
+        let last_seq = live.last_seq();
+        self.update(|b| {
+            // New revisions first: a revision raised and replaced within
+            // one step is then removed too.
+            for alert in added {
+                b.alerts.insert(alert.seq, alert);
+            }
+            for seq in step.replaced.iter().chain(&step.withdrawn) {
+                b.alerts.remove(seq);
+            }
             b.height = height;
             b.last_seq = last_seq;
             b.ready = true;
@@ -178,20 +208,20 @@ impl AlertBook {
             return Err(BookUnavailable::Starting);
         }
         let department = caller.department();
-        let mut matching: Vec<&LiveAlert> = book
+        let mut matching: Vec<&Arc<LiveAlert>> = book
             .alerts
-            .iter()
-            .filter(|a| a.seq > query.since_seq)
+            .range(query.since_seq.saturating_add(1)..)
+            .map(|(_, a)| a)
             .filter(|a| query.since_height.is_none_or(|h| a.updated_height.0 > h))
             .filter(|a| department.is_none_or(|d| a.concerns(d)))
+            .take(query.limit.saturating_add(1))
             .collect();
-        matching.sort_by_key(|a| a.seq);
         let more = matching.len() > query.limit;
         matching.truncate(query.limit);
         Ok(AlertsPage {
             height: book.height.0,
             last_seq: book.last_seq,
-            alerts: matching.into_iter().cloned().collect(),
+            alerts: matching.into_iter().map(|a| (**a).clone()).collect(),
             more,
         })
     }
@@ -262,7 +292,8 @@ impl AlertDesk {
         webhook: Option<mpsc::Sender<WebhookPayload>>,
     ) -> Result<(), AlertDeskError> {
         let mut committed = self.chain.committed();
-        // The stored chain first, judged once: nothing is delivered for it.
+        // The stored chain first, each block judged as it was live: nothing
+        // is delivered for it.
         let head = self.head()?;
         let (mut live, mut fed) = {
             let chain = self.chain.clone();
@@ -279,7 +310,6 @@ impl AlertDesk {
                         })?;
                     fed = to;
                 }
-                live.settle();
                 Ok((live, fed))
             })
             .await
@@ -288,13 +318,13 @@ impl AlertDesk {
                 reason: e.to_string(),
             })??
         };
-        for alert in live.alerts() {
+        for alert in live.iter() {
             self.metrics.note_alerts(alert.alert.rule.code(), 1);
         }
         self.book.publish(&live);
         tracing::info!(
             height = fed,
-            alerts = live.alerts().len(),
+            alerts = live.len(),
             "oversight alerts derived from the stored chain"
         );
 
@@ -335,7 +365,7 @@ impl AlertDesk {
                     alert.alert.explanation
                 );
             }
-            self.book.publish(&live);
+            self.book.apply(&step, &live);
             if let Some(sender) = &webhook {
                 let changes = step
                     .raised

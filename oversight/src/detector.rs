@@ -182,21 +182,14 @@ impl Detector {
     /// Every alert the events fed so far raise, in a fixed order.
     pub fn alerts(&self) -> Vec<Alert> {
         let mut alerts = rules::evaluate(&self.observed, &self.documents, &self.thresholds);
-        alerts.sort_by(|a, b| {
-            let key = |x: &Alert| {
-                (
-                    x.evidence.first().map(|e| (e.height, e.index)),
-                    x.rule,
-                    x.member,
-                    x.department.clone(),
-                )
-            };
-            key(a)
-                .cmp(&key(b))
-                .then_with(|| a.documents.cmp(&b.documents))
-                .then_with(|| a.explanation.cmp(&b.explanation))
-        });
+        sort_alerts(&mut alerts, |a| a);
         alerts
+    }
+
+    /// What the rules read: the events with their context, and the
+    /// documents.
+    pub(crate) fn observed(&self) -> (&[Observed], &[DocumentInfo]) {
+        (&self.observed, &self.documents)
     }
 
     /// The departments an alert concerns: the department it names, and
@@ -222,4 +215,24 @@ impl Detector {
         alerts.retain(|a| a.last_height() >= height);
         alerts
     }
+}
+
+/// Sorts alerts in the detector's order: by first evidence, rule, member,
+/// department, documents and explanation.
+pub(crate) fn sort_alerts<T>(alerts: &mut [T], alert: impl Fn(&T) -> &Alert) {
+    alerts.sort_by(|a, b| {
+        let (a, b) = (alert(a), alert(b));
+        let key = |x: &Alert| {
+            (
+                x.evidence.first().map(|e| (e.height, e.index)),
+                x.rule,
+                x.member,
+                x.department.clone(),
+            )
+        };
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.documents.cmp(&b.documents))
+            .then_with(|| a.explanation.cmp(&b.explanation))
+    });
 }

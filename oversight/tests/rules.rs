@@ -667,7 +667,7 @@ fn a_live_alert_is_raised_once_and_updated_as_its_day_grows() {
     }
     let current: Vec<_> = live
         .alerts()
-        .iter()
+        .into_iter()
         .filter(|a| a.alert.rule == Rule::OffHoursReads)
         .collect();
     assert_eq!(current.len(), 1);

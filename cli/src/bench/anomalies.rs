@@ -13,6 +13,10 @@
 //!    transaction plus `apply_block` into a fresh in-memory state, and
 //!    (b) the detector over the same blocks (transaction ids, event
 //!    extraction and every rule); prints both rates and their ratio.
+//! 4. Feeds the labelled stream block by block to the live detector (as a
+//!    node does) and prints its cost per block over the first and the
+//!    last tenth of the blocks, beside the batch detector's cost of
+//!    re-judging the whole history at those lengths (`live_cost`).
 
 use std::time::Instant;
 
@@ -89,6 +93,7 @@ struct Figures {
     replay_transactions_per_second: f64,
     detector_on_replayed_transactions_per_second: f64,
     detector_to_replay_ratio: f64,
+    live: super::live_cost::LiveCost,
 }
 
 pub fn run(options: AnomalyOptions) -> Result<(), String> {
@@ -135,6 +140,7 @@ pub fn run(options: AnomalyOptions) -> Result<(), String> {
     let chain_alerts = on_chain.alerts().len();
     let detect_chain_seconds = started.elapsed().as_secs_f64();
 
+    let live = super::live_cost::measure(&events, &Thresholds::default())?;
     let replay_rate = transactions as f64 / replay_seconds.max(1e-9);
     let detect_chain_rate = transactions as f64 / detect_chain_seconds.max(1e-9);
     let figures = Figures {
@@ -157,6 +163,7 @@ pub fn run(options: AnomalyOptions) -> Result<(), String> {
         replay_transactions_per_second: replay_rate,
         detector_on_replayed_transactions_per_second: detect_chain_rate,
         detector_to_replay_ratio: detect_chain_rate / replay_rate,
+        live,
     };
     if options.json {
         let text = serde_json::to_string_pretty(&figures).map_err(|e| e.to_string())?;
@@ -226,6 +233,25 @@ pub fn run(options: AnomalyOptions) -> Result<(), String> {
     println!(
         "detector on the same blocks (tx ids, events, all rules; {} alerts): {:.0} tx/s; ratio detector/replay {:.1}",
         chain_alerts, detect_chain_rate, figures.detector_to_replay_ratio
+    );
+    let live = &figures.live;
+    println!(
+        "live detector, block by block ({} blocks, {} events, {} alerts): µs per block mean / p99 / max",
+        live.blocks, live.events, live.alerts
+    );
+    for (name, cost, batch) in [
+        ("first 10%", &live.first_tenth, live.batch_at_first_tenth_us),
+        ("last 10%", &live.last_tenth, live.batch_at_end_us),
+    ] {
+        println!(
+            "  {name:<9} {:>9.0} / {:>9.0} / {:>9.0}   (batch re-judging the history at that length: {batch:.0} µs per block)",
+            cost.mean_us, cost.p99_us, cost.max_us
+        );
+    }
+    println!(
+        "  at {:.0} tx/s replay a block of 200 transactions takes {:.0} µs",
+        replay_rate,
+        200.0 / replay_rate.max(1e-9) * 1e6
     );
     Ok(())
 }
