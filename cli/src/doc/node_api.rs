@@ -431,7 +431,7 @@ impl NodeApi {
         sha256: &[u8; 32],
         size_bytes: u64,
         clerk: &ed25519_dalek::SigningKey,
-        share: Option<&custody_cli::envelope::ShredShare>,
+        share: Option<&crate::envelope::ShredShare>,
         bar: ProgressBar,
     ) -> Result<BlobStatus, DocError> {
         let chain_id = self.chain_id().await?.to_string();
@@ -525,7 +525,7 @@ impl NodeApi {
         &self,
         request: &SignedReadRequest,
         sink: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
-        share_to: Option<tokio::sync::oneshot::Sender<Option<custody_cli::envelope::ShredShare>>>,
+        share_to: Option<tokio::sync::oneshot::Sender<Option<crate::envelope::ShredShare>>>,
         bar: ProgressBar,
     ) -> Result<(), DocError> {
         let url = self.url("/v1/reads");
@@ -547,7 +547,7 @@ impl NodeApi {
                     value
                         .to_str()
                         .ok()
-                        .and_then(custody_cli::envelope::ShredShare::from_hex)
+                        .and_then(crate::envelope::ShredShare::from_hex)
                         .ok_or_else(|| {
                             DocError::Node(format!(
                                 "the node's shred share header ({}) is not 64 hex digits",
