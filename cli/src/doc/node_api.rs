@@ -63,10 +63,11 @@ impl NodeApi {
     pub fn new(base: &str) -> Result<NodeApi, DocError> {
         // No overall timeout: uploads and downloads of large documents take
         // as long as they take; short calls set their own.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .build()
-            .map_err(|error| DocError::Node(format!("cannot build an HTTP client: {error}")))?;
+        let http = custody_node::client::http_client(
+            Some(Duration::from_millis(CONNECT_TIMEOUT_MS)),
+            None,
+        )
+        .map_err(|error| DocError::Node(format!("cannot build an HTTP client: {error}")))?;
         Ok(NodeApi {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -140,14 +141,14 @@ impl NodeApi {
             return Ok(request);
         };
         let chain_id = self.chain_id().await?;
-        let header = custody_ledger::caller::api_auth_header(
+        Ok(custody_node::client::signed(
+            request,
             key,
             chain_id,
             method,
-            &custody_node::client::path_and_query_of(&self.url(path)),
+            &self.url(path),
             super::util::now_ms(),
-        );
-        Ok(request.header(custody_ledger::caller::API_AUTH_HEADER, header))
+        ))
     }
 
     fn url(&self, path: &str) -> String {
