@@ -47,7 +47,8 @@ install_schemathesis() {
 
 install_schemathesis
 if [ ! -x "$BIN" ]; then
-    cargo build --release -p custody-cli --bin custody
+    # The same invocation as scripts/test.sh's, so nothing is built twice.
+    cargo build --workspace --all-targets --release
 fi
 
 work=$(mktemp -d)

@@ -16,7 +16,7 @@ image=${CUSTODY_IMAGE:-custody:dev}
 binary=${CUSTODY_BINARY:-target/release/custody}
 
 if [[ ! -x $binary ]]; then
-    echo "error: $binary is missing; run: cargo build --release -p custody-cli" >&2
+    echo "error: $binary is missing; run: cargo build --workspace --all-targets --release" >&2
     exit 1
 fi
 if ! docker info >/dev/null 2>&1; then

@@ -37,7 +37,7 @@
 # During the split, one node is also flooded with valid transactions past
 # its mempool limit (no block can drain it then).
 #
-# After each fault it waits for convergence and checks (custody cluster
+# After each fault it waits for convergence and checks (custody-harness cluster
 # check): the same block at every height on every node, every transaction
 # acknowledged as committed present on every node, every node's chain
 # verifies from the genesis, heights advance. It prints a table and exits
@@ -46,7 +46,7 @@
 # ports); the nodes talk to each other on the docker network it creates.
 # Containers, network and volumes are removed on every exit.
 #
-#   scripts/cluster-test.sh              # needs target/release/custody
+#   scripts/cluster-test.sh              # needs target/release/custody and custody-harness
 #   CUSTODY_CLUSTER_KEEP=1 scripts/cluster-test.sh   # keep the work dir
 #   CUSTODY_CLUSTER_ONLY=8 scripts/cluster-test.sh   # only fault 8 (or 1, 2, 2b, 3-7, 9, 10)
 #   CUSTODY_CLUSTER_HALF_OPEN_SECONDS=3 ...          # fault 8's cut (default 22 s)
@@ -66,6 +66,9 @@ export CUSTODY_IMAGE=${CUSTODY_IMAGE:-custody:dev}
 DEPARTMENTS=(civil-affairs social-security health public-security finance)
 NETWORK=$CUSTODY_CLUSTER-net
 BIN=${CUSTODY_BINARY:-target/release/custody}
+# The fault-test tools (`custody-harness cluster …`) live in the harness
+# binary, apart from the product's `custody`.
+HARNESS=${CUSTODY_HARNESS:-target/release/custody-harness}
 started=$SECONDS
 
 say() { printf '\n[cluster %3ds] %s\n' "$((SECONDS - started))" "$*"; }
@@ -145,6 +148,7 @@ main_pid=$$
 watchdog_pid=$!
 
 custody() { "$BIN" "$@"; }
+harness() { "$HARNESS" "$@"; }
 # The node's own image runs the commands on its home volume: the same
 # binary, paths and network as the node.
 on_home() { # node args...: custody ARGS with the node's home mounted
@@ -160,20 +164,21 @@ acked=$work/acked.tsv
 passed=0
 check() { # fault [timeout_seconds [nodes]]
     say "check after: $1"
-    custody cluster check --net "$work/net" --nodes "${3:-$ALL_NODES}" --acked "$acked" \
+    harness cluster check --net "$work/net" --nodes "${3:-$ALL_NODES}" --acked "$acked" \
         --fault "$1" --table "$table" --timeout-seconds "${2:-90}"
     passed=$((passed + 1))
 }
 
-if [[ ! -x $BIN ]]; then
-    say "building the release binary"
-    cargo build --release -p custody-cli
+if [[ ! -x $BIN || ! -x $HARNESS ]]; then
+    say "building the release binaries"
+    # The same invocation as scripts/test.sh's, so nothing is built twice.
+    cargo build --workspace --all-targets --release
 fi
 say "building the image $CUSTODY_IMAGE (FROM scratch, from $BIN)"
 scripts/build-image.sh
 
-say "generating keys, genesis and configs (custody cluster prepare)"
-custody cluster prepare --dir "$work/net" --subnet "$CUSTODY_SUBNET" --joining 1
+say "generating keys, genesis and configs (custody-harness cluster prepare)"
+harness cluster prepare --dir "$work/net" --subnet "$CUSTODY_SUBNET" --joining 1
 # Reads of blocks, members and proposals are signed; the harness reads as
 # the auditor every node's api.auditor_keys names.
 export CUSTODY_AUDITOR_KEY="$work/net/auditor.key"
@@ -196,7 +201,7 @@ echo "|---|---|---|" >>"$report"
 check "start (no fault)" 60
 
 say "starting the load: admins of three departments, submitting through all four nodes"
-custody cluster load --net "$work/net" --nodes "$ALL_NODES" \
+harness cluster load --net "$work/net" --nodes "$ALL_NODES" \
     --signers civil-affairs,social-security,health --acked "$acked" \
     --stop-file "$work/stop" --seconds-max "$TIME_LIMIT_SECONDS" 2>"$work/load.log" &
 load_pid=$!
@@ -271,12 +276,12 @@ if runs 3; then
     command -v nsenter >/dev/null && command -v iptables >/dev/null ||
         fail "nsenter and iptables are needed for the 2-2 split"
     split_rules -I
-    custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 4 --seconds 5
+    harness cluster frozen --nodes "$ALL_NODES" --settle-seconds 4 --seconds 5
     passed=$((passed + 1))
     say "during the split: flood ${DEPARTMENTS[3]} with valid transactions past its mempool limit"
-    custody cluster flood --net "$work/net" --node "$(api 3)" --signer "${DEPARTMENTS[3]}" \
+    harness cluster flood --net "$work/net" --node "$(api 3)" --signer "${DEPARTMENTS[3]}" \
         --pid "$(docker inspect -f '{{.State.Pid}}' "$(container 3)")" --report "$report"
-    custody cluster frozen --nodes "$ALL_NODES" --settle-seconds 0 --seconds 5
+    harness cluster frozen --nodes "$ALL_NODES" --settle-seconds 0 --seconds 5
     passed=$((passed + 2))
     split_rules -D
     check "2-2 split with a mempool flood (no commit during it), healed" 120
@@ -312,7 +317,7 @@ fi
 
 if runs 6; then
     say "fault 6: bad input at ${DEPARTMENTS[0]}'s edges"
-    custody cluster bad-input --net "$work/net" --node "$(api 0)" \
+    harness cluster bad-input --net "$work/net" --node "$(api 0)" \
         --p2p "127.0.0.1:$CUSTODY_P2P_PORT" --signer "${DEPARTMENTS[3]}" --acked "$acked" --report "$report"
     passed=$((passed + $(grep -c '^| .* | answers (height' "$report") - 1))
     check "bad input at ${DEPARTMENTS[0]}"
@@ -376,7 +381,7 @@ if runs 8; then
     # A late signature fails the run, after the rest of the fault has run
     # (so that one run shows both figures).
     rejoined=1
-    custody cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 3)" \
+    harness cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 3)" \
         --department "${DEPARTMENTS[2]}" --heal-unix-ms "$heal_ms" --within-seconds 5 || rejoined=0
     docker stop -t 15 "$(container 3)" >/dev/null
     check "${DEPARTMENTS[2]} inbound cut $cut_seconds s, SIGKILL, restart; ${DEPARTMENTS[3]} stopped (3 nodes decide)" 20 \
@@ -446,7 +451,7 @@ if runs 10; then
     added=$(vote 0 "1 2" add-department --contribution "$work/net/finance/contribution.json")
     say "finance voted in at height $added; starting its node from the genesis"
     docker start "$(container 4)" >/dev/null
-    custody cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 2)" \
+    harness cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 2)" \
         --department finance --heal-unix-ms "$(date +%s%3N)" --within-seconds 90 --timeout-seconds 120 ||
         fail "finance's node did not sign a certificate"
     check "finance voted in at height $added: its node synced from the genesis and signs" 90 \
@@ -458,14 +463,14 @@ if runs 10; then
     rotated=$(vote 2 "0 1 4" rotate-keys --department health \
         --validator-key "pub:$(jq -r .validator_key "$work/next-key.json")")
     say "health's validator key rotated at height $rotated"
-    custody cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 4)" \
+    harness cluster rejoin --net "$work/net" --nodes "$(api 0),$(api 1),$(api 4)" \
         --department health --heal-unix-ms "$(date +%s%3N)" --within-seconds 10 ||
         fail "health's new validator key does not sign"
     check "health's validator key rotated at height $rotated" 60 "$(api 0),$(api 1),$(api 2),$(api 3),$(api 4)"
 
     removed=$(vote 0 "1 2 4" remove-department --department public-security)
     say "public-security voted out at height $removed"
-    custody cluster removed --removed "$(api 3)" --nodes "$(api 0),$(api 1),$(api 2),$(api 4)" \
+    harness cluster removed --removed "$(api 3)" --nodes "$(api 0),$(api 1),$(api 2),$(api 4)" \
         --executed "$removed" || fail "public-security was not cut off at its removal"
     passed=$((passed + 1))
     ALL_NODES="$(api 0),$(api 1),$(api 2),$(api 4)"
@@ -473,7 +478,7 @@ if runs 10; then
     changed=$(vote 1 "0 2 4" parameters --max-block-txs 4000)
     say "max_block_txs changed at height $changed"
     check "public-security voted out at height $removed, max_block_txs changed at height $changed"
-    custody cluster pauses --node "$(api 0)" --from-height "$from_height" --max-gap-ms 5000 ||
+    harness cluster pauses --node "$(api 0)" --from-height "$from_height" --max-gap-ms 5000 ||
         fail "the chain paused longer than 5 s during the governance changes"
     passed=$((passed + 1))
 fi

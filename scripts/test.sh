@@ -11,6 +11,10 @@ step() { printf '\n==> %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all --check
 
+# Every cargo command below selects the whole workspace (the harness
+# enables the ledger's and oversight's `testkit` features), so all of them
+# resolve the same features and the crates are compiled once: a `-p CRATE`
+# or a build without the tests' dev-dependencies would build them again.
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --release -- -D warnings
 

@@ -2,8 +2,8 @@
 //! they are defined, so that a script can tell a tampered chain from a
 //! missing file (listed in every top-level `--help` and in docs/audit.md).
 
-use custody_cli::audit::AuditError;
-use custody_cli::keyfile::{KeyFileError, KeysCommandError};
+use crate::audit::AuditError;
+use crate::keyfile::{KeyFileError, KeysCommandError};
 use custody_ledger::export::{ExportError, ExportVerifyError, ImportError};
 
 use crate::doc::DocError;
@@ -44,6 +44,7 @@ impl Exit {
 
 /// The exit codes, as every top-level `--help` ends (a macro, so that
 /// `concat!` can join it to a command's examples).
+#[macro_export]
 macro_rules! exit_codes_help {
     () => {
         "Exit codes:
@@ -102,8 +103,8 @@ impl From<DocError> for Failure {
     }
 }
 
-fn envelope_exit(error: &custody_cli::envelope::EnvelopeError) -> Exit {
-    use custody_cli::envelope::EnvelopeError;
+fn envelope_exit(error: &crate::envelope::EnvelopeError) -> Exit {
+    use crate::envelope::EnvelopeError;
     match error {
         EnvelopeError::Read(_) | EnvelopeError::Write(_) | EnvelopeError::File { .. } => {
             Exit::Unavailable

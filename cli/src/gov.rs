@@ -278,7 +278,7 @@ async fn propose(change: ChangeArgs) -> Result<(), String> {
             signer,
             submit,
         } => {
-            let contribution = custody_cli::audit::read_contribution(&contribution)
+            let contribution = crate::audit::read_contribution(&contribution)
                 .map_err(|error| error.to_string())?;
             (
                 GovernanceChange::AddDepartment(contribution.department),
@@ -308,7 +308,7 @@ async fn propose(change: ChangeArgs) -> Result<(), String> {
         } => {
             let keys = match (contribution, validator_key, node_key, encryption_key) {
                 (Some(path), _, _, _) => {
-                    custody_cli::audit::read_contribution(&path)
+                    crate::audit::read_contribution(&path)
                         .map_err(|error| error.to_string())?
                         .department
                         .keys
@@ -350,8 +350,7 @@ async fn propose(change: ChangeArgs) -> Result<(), String> {
                         Some(e) => e,
                         None => in_force("encryption_key")?,
                     };
-                    custody_cli::audit::department_keys(&v, &n, &e)
-                        .map_err(|error| error.to_string())?
+                    crate::audit::department_keys(&v, &n, &e).map_err(|error| error.to_string())?
                 }
             };
             (

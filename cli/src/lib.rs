@@ -12,16 +12,31 @@
 //! opening of a document's sealed texts for a reader who holds a department
 //! key ([`sealed_text`]).
 //!
+//! The clerk library ([`doc`]: register, offer, accept, grant, open,
+//! amend, fixity, dispose, each with a typed outcome), governance and
+//! members ([`gov`]), signed transactions ([`tx`]), the department's live
+//! feed ([`watch`]) and the exit codes ([`exit`]) are here too, so that
+//! the `custody` binary is clap and printing over them, and the harness
+//! (`custody-harness`: demo, cluster fault tests, benches) calls the same
+//! library.
+//!
 //! `envelope` and `keyfile` must not depend on the other workspace crates,
 //! so that a verifier or another client can reuse them alone. Formats are
 //! specified in `docs/envelope.md` and `docs/format.md`.
 
+#[macro_use]
+pub mod exit;
 pub mod audit;
+pub mod doc;
 pub mod envelope;
+pub mod gov;
 pub mod keyfile;
 pub mod names;
+pub mod node_process;
 pub mod node_store;
 pub mod sealed_text;
+pub mod tx;
+pub mod watch;
 pub mod when;
 
 pub use audit::{

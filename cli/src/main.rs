@@ -1,14 +1,7 @@
 //! `custody`: the command line for department IT, clerks and auditors.
 
-mod bench;
-mod cluster;
-mod demo;
-mod doc;
-#[macro_use]
-mod exit;
-mod gov;
-mod tx;
-mod watch;
+use custody_cli::exit_codes_help;
+use custody_cli::{doc, exit, gov, tx, watch};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +12,7 @@ use custody_node::home::{self, Home};
 /// mimalloc, without transparent huge pages: the node allocates and frees
 /// many small buffers per transaction (decoding, gossip, store reads). With
 /// the system allocator it committed 6,100–6,400 tx/s under
-/// `custody bench load`, with mimalloc 6,700–7,000 (huge pages cost a
+/// `custody-harness bench load`, with mimalloc 6,700–7,000 (huge pages cost a
 /// kernel page clear on every fresh allocation region and gave nothing back).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,10 +56,6 @@ enum Command {
     /// Make and inspect member and department key files.
     #[command(after_help = exit_codes_help!())]
     Keys(custody_cli::keyfile::KeysArgs),
-    /// Measure the node.
-    #[command(subcommand)]
-    #[command(after_help = exit_codes_help!())]
-    Bench(bench::BenchCommand),
     /// Clerks' documents: register, offer, accept, grant, open, history.
     #[command(after_help = exit_codes_help!())]
     Doc(doc::DocArgs),
@@ -81,16 +70,6 @@ enum Command {
     /// The genesis ceremony: each department contributes its keys, one assembles, all check the hash.
     #[command(after_help = exit_codes_help!())]
     Genesis(custody_cli::GenesisArgs),
-    /// Run four departments on this machine: a day of archive work, then an audit of it.
-    #[command(after_help = concat!(
-        "Example:\n  custody demo\n  custody demo --short --exit-after-audit --dir /tmp/demo\n\n",
-        exit_codes_help!()
-    ))]
-    Demo(demo::DemoArgs),
-    /// Fault-test tools for a four-node container cluster (scripts/cluster-test.sh).
-    #[command(subcommand)]
-    #[command(after_help = exit_codes_help!())]
-    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Subcommand)]
@@ -303,9 +282,6 @@ struct TestnetInitArgs {
     json: bool,
 }
 
-/// How long the stopped node's runtime may wait for its blocking tasks.
-const NODE_RUNTIME_STOP_WAIT_MS_MAX: u64 = 5_000;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -348,26 +324,7 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         }) => Ok(node_init(home, department, json)?),
         Command::Node(NodeCommand::NextKey { home, json }) => Ok(node_next_key(home, json)?),
         Command::Node(NodeCommand::Start { home, log_json }) => {
-            custody_node::shutdown::init_tracing(log_json);
-            let runtime = runtime()?;
-            let result = runtime.block_on(async move {
-                let (trigger, shutdown) = custody_node::shutdown::shutdown_channel();
-                tokio::spawn(async move {
-                    custody_node::shutdown::os_signal().await;
-                    tracing::info!("shutdown requested");
-                    trigger.trigger();
-                });
-                custody_node::node::run(Home::new(home), shutdown)
-                    .await
-                    .map_err(|error| error.to_string())
-            });
-            // A blocking call still running (a disk write that hangs, say)
-            // must not keep a failed node's process alive: its supervisor
-            // restarts it only once it has exited, non-zero (`main`).
-            runtime.shutdown_timeout(std::time::Duration::from_millis(
-                NODE_RUNTIME_STOP_WAIT_MS_MAX,
-            ));
-            Ok(result?)
+            Ok(custody_cli::node_process::run_node(home, log_json)?)
         }
         Command::Node(NodeCommand::Check { home, json }) => {
             let check = custody_node::node::check_home(&Home::new(home))
@@ -553,14 +510,11 @@ fn run(cli: Cli) -> Result<(), exit::Failure> {
         Command::Gov(command) => Ok(runtime()?.block_on(gov::run(command))?),
         Command::Member(command) => Ok(runtime()?.block_on(gov::run_member(command))?),
         Command::Keys(args) => Ok(custody_cli::keyfile::run_keys(args)?),
-        Command::Bench(command) => Ok(bench::run(command)?),
         Command::Doc(args) => Ok(runtime()?.block_on(doc::run(args))?),
         Command::Watch(args) => runtime()?.block_on(watch::run(args)).map_err(Into::into),
         Command::Audit(args) => Ok(custody_cli::run_audit(args)?),
         Command::Chain(args) => Ok(custody_cli::run_chain(args)?),
         Command::Genesis(args) => Ok(custody_cli::run_genesis(args)?),
-        Command::Demo(args) => demo::run(args).map_err(|error| error.to_string().into()),
-        Command::Cluster(command) => Ok(cluster::run(command)?),
     }
 }
 

@@ -150,7 +150,7 @@ pub(crate) fn parse_clearance(text: &str) -> Result<Classification, String> {
     }
 }
 
-pub use custody_cli::keyfile::read_signing_key;
+pub use crate::keyfile::read_signing_key;
 
 async fn sign(
     client: &Client,

@@ -84,7 +84,7 @@ struct Cursor {
 pub async fn run(args: WatchArgs) -> Result<(), String> {
     let department = DepartmentId::new(args.department.clone())
         .map_err(|error| format!("--department `{}`: {error}", args.department))?;
-    let key = custody_cli::keyfile::read_signing_key(&args.key, args.passphrase_env.as_deref())?;
+    let key = crate::keyfile::read_signing_key(&args.key, args.passphrase_env.as_deref())?;
     let client = Client::new(args.node.clone()).signed_by(key);
     let status = client.status().await.map_err(|error| error.to_string())?;
     let mut cursor = Cursor {
@@ -212,7 +212,7 @@ fn print_action(item: &ActivityItem, json: bool) {
     }
     let mut line = format!(
         "{} height {} #{} {} by {}",
-        custody_cli::audit::format_ms(item.time.0),
+        crate::audit::format_ms(item.time.0),
         item.height.0,
         item.index,
         item.kind,

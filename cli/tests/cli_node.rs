@@ -138,10 +138,24 @@ fn testnet_init_refuses_a_non_empty_directory() {
 fn help_names_every_command() {
     let (ok, stdout, _) = custody(&["--help"]);
     assert!(ok);
-    for command in ["node", "testnet", "tx", "keys", "bench"] {
+    for command in ["node", "testnet", "tx", "keys", "doc", "audit"] {
         assert!(
             stdout.contains(command),
             "--help lacks `{command}`:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn help_names_no_harness_command() {
+    let (ok, stdout, _) = custody(&["--help"]);
+    assert!(ok);
+    for command in ["demo", "cluster", "bench"] {
+        assert!(
+            !stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(&format!("{command} "))),
+            "--help names the harness's `{command}`:\n{stdout}"
         );
     }
 }

@@ -910,7 +910,9 @@ pub enum ImportError {
 /// departments, clerks, documents registered, transferred, rejected,
 /// granted, read, amended and fixity-checked, and a fifth department added
 /// by governance so that proofs carry a validator-set change. Also used by
-/// the CLI's tests. Keys derived from labels are for tests only.
+/// the CLI's tests. Keys derived from labels are for tests only (behind
+/// the `testkit` feature).
+#[cfg(feature = "testkit")]
 pub mod sample {
     use crate::encoding::{self, public_key_of};
     use crate::records::{DepartmentKeys, NewDepartment, NewMember};

@@ -36,6 +36,7 @@ pub mod sealed;
 pub mod state;
 pub mod store;
 pub mod subject;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tx;
 pub mod types;

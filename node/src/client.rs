@@ -1,5 +1,10 @@
 //! A client of a node's HTTP API, used by the `custody` CLI, the
-//! multi-node tests and the load bench.
+//! multi-node tests and the harness (demo, cluster tools, load bench).
+//!
+//! The one place an HTTP client to a node is built ([`http_client`]) and a
+//! request to a node is signed ([`auth_header`], [`signed`]); the CLI's
+//! own request code (documents, audit downloads, the auditor's login)
+//! comes here for both, and reads refusals with [`refusal_parts`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,10 +56,7 @@ pub struct Client {
 impl Client {
     /// `base_url` like `http://127.0.0.1:26680`.
     pub fn new(base_url: impl Into<String>) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(16)
-            .build()
+        let http = http_client(None, Some(Duration::from_secs(120)))
             .unwrap_or_else(|_| reqwest::Client::new());
         Client {
             base_url: base_url.into().trim_end_matches('/').to_string(),
@@ -93,11 +95,11 @@ impl Client {
                 Ok::<(String, i64), ClientError>((status.chain_id, offset_ms))
             })
             .await?;
-        Ok(Some(custody_ledger::caller::api_auth_header(
+        Ok(Some(auth_header(
             key,
             chain_id,
             method,
-            &path_and_query_of(url),
+            url,
             now_ms().saturating_add_signed(*offset_ms),
         )))
     }
@@ -298,6 +300,54 @@ pub fn path_and_query_of(url: &str) -> String {
     }
 }
 
+/// An HTTP client for a node's API: the one place one is built, for this
+/// client, the CLI's commands and the harness alike, each giving only its
+/// timeouts. `connect_timeout` bounds reaching the node; `timeout` bounds
+/// a whole request (none for uploads and downloads of large documents,
+/// which take as long as they take).
+pub fn http_client(
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder().pool_max_idle_per_host(16);
+    if let Some(connect_timeout) = connect_timeout {
+        builder = builder.connect_timeout(connect_timeout);
+    }
+    if let Some(timeout) = timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder.build()
+}
+
+/// The `x-custody-auth` header value for `method url`, signed by `key` for
+/// chain `chain_id` at `at_ms`: the one place a request to a node is
+/// signed (this client, the CLI's commands and the harness all come here).
+pub fn auth_header(
+    key: &ed25519_dalek::SigningKey,
+    chain_id: &str,
+    method: &str,
+    url: &str,
+    at_ms: u64,
+) -> String {
+    custody_ledger::caller::api_auth_header(key, chain_id, method, &path_and_query_of(url), at_ms)
+}
+
+/// `request` (`method url`) with its `x-custody-auth` header: see
+/// [`auth_header`].
+pub fn signed(
+    request: reqwest::RequestBuilder,
+    key: &ed25519_dalek::SigningKey,
+    chain_id: &str,
+    method: &str,
+    url: &str,
+    at_ms: u64,
+) -> reqwest::RequestBuilder {
+    request.header(
+        custody_ledger::caller::API_AUTH_HEADER,
+        auth_header(key, chain_id, method, url, at_ms),
+    )
+}
+
 /// This machine's clock, milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -335,4 +385,77 @@ pub fn refusal_parts(body: &[u8]) -> (String, Option<String>) {
         .to_string();
     let message = value["error"]["message"].as_str().map(str::to_string);
     (code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_body_gives_its_code_and_message() {
+        let body = br#"{"error":{"code":"wrong_nonce","message":"expected nonce 4"}}"#;
+        assert_eq!(
+            refusal_parts(body),
+            (
+                "wrong_nonce".to_string(),
+                Some("expected nonce 4".to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_refusal_gives_code_unknown() {
+        assert_eq!(
+            refusal_parts(b"<html>bad gateway</html>"),
+            ("unknown".to_string(), None)
+        );
+    }
+
+    #[test]
+    fn an_http_client_is_built_with_and_without_timeouts() {
+        assert!(http_client(None, None).is_ok());
+        assert!(http_client(
+            Some(Duration::from_millis(100)),
+            Some(Duration::from_secs(1))
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_signed_request_carries_the_auth_header_of_its_path_and_query() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let url = "http://127.0.0.1:26680/v1/documents?cursor=ab";
+        let request = signed(
+            reqwest::Client::new().get(url),
+            &key,
+            "custody-testnet",
+            "GET",
+            url,
+            1_000,
+        )
+        .build()
+        .unwrap();
+        let expected = custody_ledger::caller::api_auth_header(
+            &key,
+            "custody-testnet",
+            "GET",
+            "/v1/documents?cursor=ab",
+            1_000,
+        );
+        assert_eq!(
+            request
+                .headers()
+                .get(custody_ledger::caller::API_AUTH_HEADER)
+                .and_then(|value| value.to_str().ok()),
+            Some(expected.as_str())
+        );
+    }
+
+    #[test]
+    fn the_base_url_loses_its_trailing_slash() {
+        assert_eq!(
+            Client::new("http://127.0.0.1:26680/").base_url(),
+            "http://127.0.0.1:26680"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! A whole local network in one directory: what `custody testnet init`
-//! writes, and what the multi-node tests and `custody bench load` start.
+//! writes, and what the multi-node tests and `custody-harness bench load` start.
 //!
 //! ```text
 //! DIR/testnet.json              departments, API URLs, peer ids (for scripts)

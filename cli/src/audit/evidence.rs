@@ -234,10 +234,11 @@ async fn fetch(
     base: &str,
     key: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<EvidenceReport, AuditError> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS))
-        .build()
-        .map_err(|e| node_error(base, e))?;
+    let client = custody_node::client::http_client(
+        None,
+        Some(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS)),
+    )
+    .map_err(|e| node_error(base, e))?;
     let status: StatusResponse = get(&client, &format!("{base}/v1/status"), None).await?;
     let signer = key.map(|key| Signer {
         key,

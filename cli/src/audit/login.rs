@@ -67,10 +67,11 @@ async fn refusal(url: &str, response: reqwest::Response) -> AuditError {
 }
 
 async fn ask(base: &str, key: &ed25519_dalek::SigningKey) -> Result<PageLogin, AuditError> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS))
-        .build()
-        .map_err(|e| node_error(base, e))?;
+    let client = custody_node::client::http_client(
+        None,
+        Some(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS)),
+    )
+    .map_err(|e| node_error(base, e))?;
     let status_url = format!("{base}/v1/status");
     let response = client
         .get(&status_url)
@@ -85,19 +86,17 @@ async fn ask(base: &str, key: &ed25519_dalek::SigningKey) -> Result<PageLogin, A
         .await
         .map_err(|e| node_error(&status_url, e))?;
     let url = format!("{base}/v1/auditor/page-login");
-    let header = custody_ledger::caller::api_auth_header(
+    let response = custody_node::client::signed(
+        client.post(&url),
         key,
         &status.chain_id,
         "POST",
-        &custody_node::client::path_and_query_of(&url),
+        &url,
         custody_node::client::now_ms(),
-    );
-    let response = client
-        .post(&url)
-        .header(custody_ledger::caller::API_AUTH_HEADER, header)
-        .send()
-        .await
-        .map_err(|e| node_error(&url, e))?;
+    )
+    .send()
+    .await
+    .map_err(|e| node_error(&url, e))?;
     if !response.status().is_success() {
         return Err(refusal(&url, response).await);
     }

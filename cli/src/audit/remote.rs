@@ -85,14 +85,14 @@ pub(crate) async fn get<T: serde::de::DeserializeOwned>(
 ) -> Result<T, AuditError> {
     let mut request = client.get(url);
     if let Some(signer) = signer {
-        let header = custody_ledger::caller::api_auth_header(
+        request = custody_node::client::signed(
+            request,
             signer.key,
             &signer.chain_id,
             "GET",
-            &custody_node::client::path_and_query_of(url),
+            url,
             custody_node::client::now_ms(),
         );
-        request = request.header(custody_ledger::caller::API_AUTH_HEADER, header);
     }
     let response = request.send().await.map_err(|e| node_error(url, e))?;
     if !response.status().is_success() {
@@ -136,10 +136,11 @@ async fn fetch(
     to: &Path,
     key: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<Trailer, AuditError> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS))
-        .build()
-        .map_err(|e| node_error(base, e))?;
+    let client = custody_node::client::http_client(
+        None,
+        Some(std::time::Duration::from_millis(REQUEST_TIMEOUT_MS)),
+    )
+    .map_err(|e| node_error(base, e))?;
     let status: Status = get(&client, &format!("{base}/v1/status"), None).await?;
     let signer = key.map(|key| Signer {
         key,

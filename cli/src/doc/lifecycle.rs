@@ -1,12 +1,12 @@
 //! A record's lifecycle after registration, as library functions: a new
 //! version (`amend`), a recorded fixity check (`fixity`) and disposal after
 //! retention (`dispose`). Each returns a typed outcome; `custody doc amend
-//! | fixity | dispose` prints it, and `custody demo` tells it in its story.
+//! | fixity | dispose` prints it, and `custody-harness demo` tells it in its story.
 
 use std::path::PathBuf;
 
-use custody_cli::envelope::{self, DepartmentPublicKey};
-use custody_cli::sealed_text::Opener;
+use crate::envelope::{self, DepartmentPublicKey};
+use crate::sealed_text::Opener;
 use custody_ledger::records::Document;
 use custody_ledger::sealed::fields;
 use custody_ledger::tx::{AmendReason, FixityResult, TxBody};

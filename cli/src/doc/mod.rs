@@ -7,10 +7,10 @@
 //! department's X25519 key.
 
 pub mod lifecycle;
-pub(crate) mod node_api;
+pub mod node_api;
 mod ops;
 pub(crate) mod sealed;
-pub(crate) mod util;
+pub mod util;
 
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ pub use ops::{run, INSPECTION_PURPOSE};
 
 tokio::task_local! {
     /// When set, a command hands its JSON result here instead of printing
-    /// it. `custody demo` runs the clerk's own commands this way and tells
+    /// it. `custody-harness demo` runs the clerk's own commands this way and tells
     /// their outcome in its own words.
     pub static CAPTURED_OUTPUT: std::cell::RefCell<Option<serde_json::Value>>;
 }
@@ -91,11 +91,11 @@ pub struct CommonArgs {
         long,
         global = true,
         env = "CUSTODY_TIME_ZONE",
-        default_value = custody_cli::when::DEFAULT_TIME_ZONE,
-        value_parser = custody_cli::when::Zone::parse_arg,
+        default_value = crate::when::DEFAULT_TIME_ZONE,
+        value_parser = crate::when::Zone::parse_arg,
         value_name = "ZONE"
     )]
-    pub time_zone: custody_cli::when::Zone,
+    pub time_zone: crate::when::Zone,
 }
 
 #[derive(Subcommand)]
@@ -424,7 +424,7 @@ pub enum DocError {
     Envelope {
         document: String,
         #[source]
-        source: Box<custody_cli::envelope::EnvelopeError>,
+        source: Box<crate::envelope::EnvelopeError>,
     },
     #[error("could not print the result: {0}")]
     Output(String),

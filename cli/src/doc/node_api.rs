@@ -63,10 +63,11 @@ impl NodeApi {
     pub fn new(base: &str) -> Result<NodeApi, DocError> {
         // No overall timeout: uploads and downloads of large documents take
         // as long as they take; short calls set their own.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .build()
-            .map_err(|error| DocError::Node(format!("cannot build an HTTP client: {error}")))?;
+        let http = custody_node::client::http_client(
+            Some(Duration::from_millis(CONNECT_TIMEOUT_MS)),
+            None,
+        )
+        .map_err(|error| DocError::Node(format!("cannot build an HTTP client: {error}")))?;
         Ok(NodeApi {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -140,14 +141,14 @@ impl NodeApi {
             return Ok(request);
         };
         let chain_id = self.chain_id().await?;
-        let header = custody_ledger::caller::api_auth_header(
+        Ok(custody_node::client::signed(
+            request,
             key,
             chain_id,
             method,
-            &custody_node::client::path_and_query_of(&self.url(path)),
+            &self.url(path),
             super::util::now_ms(),
-        );
-        Ok(request.header(custody_ledger::caller::API_AUTH_HEADER, header))
+        ))
     }
 
     fn url(&self, path: &str) -> String {
@@ -431,7 +432,7 @@ impl NodeApi {
         sha256: &[u8; 32],
         size_bytes: u64,
         clerk: &ed25519_dalek::SigningKey,
-        share: Option<&custody_cli::envelope::ShredShare>,
+        share: Option<&crate::envelope::ShredShare>,
         bar: ProgressBar,
     ) -> Result<BlobStatus, DocError> {
         let chain_id = self.chain_id().await?.to_string();
@@ -525,7 +526,7 @@ impl NodeApi {
         &self,
         request: &SignedReadRequest,
         sink: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
-        share_to: Option<tokio::sync::oneshot::Sender<Option<custody_cli::envelope::ShredShare>>>,
+        share_to: Option<tokio::sync::oneshot::Sender<Option<crate::envelope::ShredShare>>>,
         bar: ProgressBar,
     ) -> Result<(), DocError> {
         let url = self.url("/v1/reads");
@@ -547,7 +548,7 @@ impl NodeApi {
                     value
                         .to_str()
                         .ok()
-                        .and_then(custody_cli::envelope::ShredShare::from_hex)
+                        .and_then(crate::envelope::ShredShare::from_hex)
                         .ok_or_else(|| {
                             DocError::Node(format!(
                                 "the node's shred share header ({}) is not 64 hex digits",

@@ -4,9 +4,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use custody_cli::envelope::{
-    self, DataKey, DepartmentPublicKey, DepartmentSecretKey, EnvelopeSummary,
-};
+use crate::envelope::{self, DataKey, DepartmentPublicKey, DepartmentSecretKey, EnvelopeSummary};
 use custody_ledger::records::{Document, DocumentEvent, DocumentStatus, EventKind, Member};
 use custody_ledger::sealed::fields;
 use custody_ledger::subject::ReceiptCode;
@@ -22,8 +20,8 @@ use super::node_api::{ChannelReader, NodeApi, DOWNLOAD_CHUNKS_QUEUED_MAX};
 use super::sealed;
 use super::util::{self, progress, ProgressReader, TempFile};
 use super::{lifecycle, AmendArgs, CommonArgs, DocArgs, DocCommand, DocError, RegisterArgs};
-use custody_cli::sealed_text::Opener;
-use custody_cli::when::DayBound;
+use crate::sealed_text::Opener;
+use crate::when::DayBound;
 
 /// Runs `custody doc …`.
 pub async fn run(args: DocArgs) -> Result<(), DocError> {
@@ -1068,13 +1066,13 @@ impl Signers {
         &mut self,
         api: &NodeApi,
         event: &DocumentEvent,
-    ) -> Result<custody_cli::names::Who, DocError> {
+    ) -> Result<crate::names::Who, DocError> {
         if !self.known.contains_key(&event.member) && self.known.len() < Self::KEYS_MAX {
             let member = api.member_record(&event.member).await?;
             self.known.insert(event.member, member);
         }
         let member = self.known.get(&event.member).and_then(Option::as_ref);
-        Ok(custody_cli::names::Who {
+        Ok(crate::names::Who {
             name: member.map(|m| m.name.clone()),
             department: Some(
                 member
@@ -1090,7 +1088,7 @@ impl Signers {
 /// department and key.
 fn named_event(
     event: &DocumentEvent,
-    by: custody_cli::names::Who,
+    by: crate::names::Who,
 ) -> Result<serde_json::Value, DocError> {
     let mut value = serde_json::to_value(event).map_err(|e| DocError::Output(e.to_string()))?;
     if let Some(object) = value.as_object_mut() {

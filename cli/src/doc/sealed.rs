@@ -4,10 +4,10 @@
 //! A text is sealed under the metadata key of the data key the clerk
 //! already holds for the step (`docs/envelope.md`, "The metadata key"). A
 //! sealed text opens for whoever can unwrap one of the document's wrapped
-//! keys with their department key ([`custody_cli::sealed_text::Opener`]);
+//! keys with their department key ([`crate::sealed_text::Opener`]);
 //! everyone else sees "(sealed)".
 
-use custody_cli::envelope::{self, DataKey, MetadataKey};
+use crate::envelope::{self, DataKey, MetadataKey};
 use custody_ledger::sealed::SealedText;
 use custody_ledger::types::DocumentId;
 

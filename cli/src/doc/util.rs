@@ -6,9 +6,9 @@ use std::io::{IsTerminal, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use custody_cli::envelope::DepartmentSecretKey;
-use custody_cli::keyfile::{KeyFile, Passphrase};
-use custody_cli::when::DayBound;
+use crate::envelope::DepartmentSecretKey;
+use crate::keyfile::{KeyFile, Passphrase};
+use crate::when::DayBound;
 use custody_ledger::subject::{ReceiptCode, SubjectKey};
 use custody_ledger::types::{Classification, Retention};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -97,7 +97,7 @@ pub fn receipt_code(
 fn secret_key<T>(
     common: &CommonArgs,
     path: &Path,
-    open: impl FnOnce(&KeyFile, Option<&Passphrase>) -> Result<T, custody_cli::keyfile::KeyFileError>,
+    open: impl FnOnce(&KeyFile, Option<&Passphrase>) -> Result<T, crate::keyfile::KeyFileError>,
     from_raw: impl FnOnce([u8; 32]) -> T,
 ) -> Result<T, DocError> {
     let failed = |message: String| DocError::KeyFile {
@@ -150,7 +150,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The instant `text` names, read in `--time-zone` (`custody_cli::when`):
+/// The instant `text` names, read in `--time-zone` (`crate::when`):
 /// a date alone is the first (`DayBound::Start`) or last (`DayBound::End`)
 /// millisecond of that day there.
 pub fn parse_time(

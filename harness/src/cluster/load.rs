@@ -1,4 +1,4 @@
-//! `custody cluster load`: steady signed load through several nodes.
+//! `custody-harness cluster load`: steady signed load through several nodes.
 //!
 //! One worker per signer (a department's first admin enrolling fresh
 //! clerks). Each transaction is submitted with `?wait=true` to the next
@@ -26,7 +26,7 @@ const RETRY_PAUSE_MS: u64 = 250;
 
 #[derive(Args)]
 pub struct LoadArgs {
-    /// Directory `custody cluster prepare` wrote (keys, genesis).
+    /// Directory `custody-harness cluster prepare` wrote (keys, genesis).
     #[arg(long)]
     net: PathBuf,
     /// Comma-separated node API URLs to submit through.

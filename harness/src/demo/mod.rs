@@ -1,4 +1,4 @@
-//! `custody demo`: a four-department network on this machine, a day of
+//! `custody-harness demo`: a four-department network on this machine, a day of
 //! archive work, and an audit of all of it.
 //!
 //! Builds a testnet (the same generator as `custody testnet init`), starts
@@ -31,7 +31,7 @@ const SAMPLES_PER_DEPARTMENT_SHORT: usize = 2;
 /// waits for Ctrl-C.
 const WATCH_INTERVAL_MS: u64 = 500;
 
-/// `custody demo`
+/// `custody-harness demo`
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Where to build the network (must be empty or absent); kept after
@@ -90,7 +90,7 @@ pub enum DemoError {
     Step {
         step: String,
         #[source]
-        source: crate::doc::DocError,
+        source: custody_cli::doc::DocError,
     },
     #[error("audit: {0}")]
     Audit(custody_cli::audit::AuditError),
@@ -115,7 +115,7 @@ pub(crate) fn say(department: &str, person: &str, text: &str) {
     }
 }
 
-/// Runs `custody demo`.
+/// Runs `custody-harness demo`.
 pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,4 +1,4 @@
-//! `custody cluster rejoin`: after a validator was cut off and restarted,
+//! `custody-harness cluster rejoin`: after a validator was cut off and restarted,
 //! measures how long it takes for its signature to be back in the commit
 //! certificates of the other nodes.
 //!
@@ -26,7 +26,7 @@ const POLL_INTERVAL_MS: u64 = 100;
 
 #[derive(Args)]
 pub struct RejoinArgs {
-    /// Directory `custody cluster prepare` wrote (the genesis).
+    /// Directory `custody-harness cluster prepare` wrote (the genesis).
     #[arg(long)]
     net: PathBuf,
     /// Comma-separated API URLs of the nodes whose certificates are read

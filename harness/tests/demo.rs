@@ -1,4 +1,4 @@
-//! `custody demo`, the README's main command, run as a user runs it.
+//! `custody-harness demo`, the README's main command, run as a user runs it.
 //!
 //! The short scenario must run to completion, its audit must verify the
 //! chain and find every kind of event the scenario makes, and no node the
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_custody");
+const BINARY: &str = env!("CARGO_BIN_EXE_custody-harness");
 /// The whole short demo, including starting four nodes on a busy machine.
 const DEMO_TIMEOUT_MS: u64 = 600_000;
 /// How long processes get to disappear after the demo is gone.
@@ -57,7 +57,7 @@ impl DemoRun {
             .stdout(File::create(&stdout_path).expect("create demo.out"))
             .stderr(File::create(&stderr_path).expect("create demo.err"))
             .spawn()
-            .expect("start custody demo");
+            .expect("start custody-harness demo");
         DemoRun {
             dir,
             stdout_path,
@@ -84,7 +84,7 @@ impl DemoRun {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "custody demo did not finish within {} s\n{}",
+                    "custody-harness demo did not finish within {} s\n{}",
                     timeout_ms / 1000,
                     self.output()
                 );
@@ -189,7 +189,10 @@ fn short_demo_runs_audits_a_verified_chain_and_leaves_no_process() {
     assert_eq!(pids.len(), 4, "four nodes\n{}", run.output());
     let status = run.wait(DEMO_TIMEOUT_MS);
     let output = run.output();
-    assert!(status.success(), "custody demo failed ({status})\n{output}");
+    assert!(
+        status.success(),
+        "custody-harness demo failed ({status})\n{output}"
+    );
 
     // The audit line names a verified chain and counts every kind of event.
     let stdout = std::fs::read_to_string(&run.stdout_path).expect("demo.out");

@@ -10,7 +10,22 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_custody");
+use clap::{Parser, Subcommand};
+
+/// The `custody audit` part of the `custody` command line.
+#[derive(Parser)]
+#[command(name = "custody")]
+struct AuditCli {
+    #[command(subcommand)]
+    command: AuditOnly,
+}
+
+#[derive(Subcommand)]
+enum AuditOnly {
+    Audit(custody_cli::AuditArgs),
+}
+
+const BINARY: &str = env!("CARGO_BIN_EXE_custody-harness");
 /// The whole short demo, including starting four nodes on a busy machine.
 const DEMO_TIMEOUT_MS: u64 = 600_000;
 
@@ -78,7 +93,7 @@ fn demo_export_holds_no_title_subject_or_purpose_in_the_clear() {
         .stdout(File::create(root.path().join("demo.out")).expect("create demo.out"))
         .stderr(File::create(root.path().join("demo.err")).expect("create demo.err"))
         .spawn()
-        .expect("start custody demo");
+        .expect("start custody-harness demo");
     let mut running = Running(child);
     let deadline = Instant::now() + Duration::from_millis(DEMO_TIMEOUT_MS);
     let status = loop {
@@ -95,7 +110,7 @@ fn demo_export_holds_no_title_subject_or_purpose_in_the_clear() {
     };
     assert!(
         status.success(),
-        "custody demo failed ({status})\n{}",
+        "custody-harness demo failed ({status})\n{}",
         output(root.path())
     );
 
@@ -141,15 +156,24 @@ fn demo_export_holds_no_title_subject_or_purpose_in_the_clear() {
         "the export {export} holds in the clear: {found:?}"
     );
 
-    let verified = Command::new(BINARY)
-        .args(["audit", "verify", "--export", export, "--genesis-hash"])
-        .arg(genesis_hash)
-        .output()
-        .expect("run custody audit verify");
+    // The auditor's `custody audit verify`, through the same library the
+    // `custody` binary calls.
+    let cli = AuditCli::try_parse_from([
+        "custody",
+        "audit",
+        "verify",
+        "--export",
+        export,
+        "--genesis-hash",
+        genesis_hash,
+    ])
+    .unwrap();
+    let AuditOnly::Audit(args) = cli.command;
+    let mut printed = Vec::new();
+    let verified = custody_cli::run_audit_to(args, &mut printed);
     assert!(
-        verified.status.success(),
-        "custody audit verify failed on the export:\n{}\n{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
+        verified.is_ok(),
+        "custody audit verify failed on the export: {verified:?}\n{}",
+        String::from_utf8_lossy(&printed)
     );
 }

@@ -3,7 +3,7 @@
 //! check another's fixity and dispose of an old record.
 //!
 //! Every step runs the clerk's own command code (`custody doc …`, through
-//! [`crate::doc::run`] with its JSON result captured, or the library
+//! [`custody_cli::doc::run`] with its JSON result captured, or the library
 //! functions of `doc::lifecycle` behind `custody doc amend | fixity |
 //! dispose`) against the clerk's own department node, exactly as a clerk
 //! at a terminal would.
@@ -18,9 +18,9 @@ use serde_json::Value;
 
 use super::samples::{self, Sample};
 use super::{say, section, DemoError};
-use crate::doc::lifecycle::{self, AmendRequest};
-use crate::doc::node_api::NodeApi;
-use crate::doc::{self, CommonArgs, DocArgs, DocCommand, RegisterArgs};
+use custody_cli::doc::lifecycle::{self, AmendRequest};
+use custody_cli::doc::node_api::NodeApi;
+use custody_cli::doc::{self, CommonArgs, DocArgs, DocCommand, RegisterArgs};
 
 /// Longest wait for one transaction to commit.
 const COMMIT_WAIT_SECONDS: u64 = 60;
@@ -64,7 +64,7 @@ pub const SEALED_TEXTS: [&str; 13] = [
     PURPOSE_FIXITY_CHECK,
     AMENDMENT_NOTE,
     FIXITY_NOTE,
-    crate::doc::INSPECTION_PURPOSE,
+    custody_cli::doc::INSPECTION_PURPOSE,
     lifecycle::FIXITY_PURPOSE,
     DISPOSAL_TITLE,
     DISPOSAL_AUTHORITY,
@@ -95,7 +95,7 @@ impl Clerk {
             passphrase_env: None,
             wait_seconds: COMMIT_WAIT_SECONDS,
             json: true,
-            transient_retries: crate::doc::node_api::TRANSIENT_RETRIES_MAX,
+            transient_retries: custody_cli::doc::node_api::TRANSIENT_RETRIES_MAX,
             time_zone: custody_cli::when::Zone::default(),
         }
     }

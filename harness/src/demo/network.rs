@@ -158,9 +158,7 @@ impl Network {
     /// Waits until every node answers its status, sees all the others and
     /// has committed a block.
     pub async fn wait_healthy(&mut self) -> Result<u64, DemoError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
+        let http = custody_node::client::http_client(None, Some(Duration::from_secs(5)))
             .map_err(|error| DemoError::Http(error.to_string()))?;
         let peers_wanted = self.nodes.len().saturating_sub(1);
         let deadline = Instant::now() + Duration::from_millis(HEALTHY_TIMEOUT_MS);

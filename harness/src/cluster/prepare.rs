@@ -1,4 +1,4 @@
-//! `custody cluster prepare`: a testnet whose configs use the container
+//! `custody-harness cluster prepare`: a testnet whose configs use the container
 //! network of `docker-compose.yml` instead of loopback ports.
 
 use std::path::PathBuf;

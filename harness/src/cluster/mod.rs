@@ -1,4 +1,4 @@
-//! `custody cluster …`: the tools behind `scripts/cluster-test.sh`, which
+//! `custody-harness cluster …`: the tools behind `scripts/cluster-test.sh`, which
 //! runs four nodes as containers and injects network and process faults.
 //!
 //! - `prepare` generates keys, genesis and configs (through the testnet
@@ -44,47 +44,47 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 8_000;
 pub enum ClusterCommand {
     /// Generate four departments' homes for containers on SUBNET.0/24.
     #[command(
-        after_help = "Example:\n  custody cluster prepare --dir /tmp/cluster/net --subnet 172.28.0 --joining 1"
+        after_help = "Example:\n  custody-harness cluster prepare --dir /tmp/cluster/net --subnet 172.28.0 --joining 1"
     )]
     Prepare(prepare::PrepareArgs),
     /// Drive signed load through several nodes, recording acknowledged commits.
     #[command(
-        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody cluster load --net /tmp/cluster/net --nodes URL,URL,URL,URL --signers civil-affairs,health --acked acked.txt --stop-file stop"
+        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody-harness cluster load --net /tmp/cluster/net --nodes URL,URL,URL,URL --signers civil-affairs,health --acked acked.txt --stop-file stop"
     )]
     Load(load::LoadArgs),
     /// Wait for convergence after a fault and check every invariant.
     #[command(
-        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody cluster check --net /tmp/cluster/net --nodes URL,URL,URL,URL --acked acked.txt --fault partition --table results.md"
+        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody-harness cluster check --net /tmp/cluster/net --nodes URL,URL,URL,URL --acked acked.txt --fault partition --table results.md"
     )]
     Check(check::CheckArgs),
     /// Check that no node commits a block for a while (no quorum).
     #[command(
-        after_help = "Example:\n  custody cluster frozen --nodes URL,URL,URL,URL --settle-seconds 4 --seconds 5"
+        after_help = "Example:\n  custody-harness cluster frozen --nodes URL,URL,URL,URL --settle-seconds 4 --seconds 5"
     )]
     Frozen(check::FrozenArgs),
     /// Wait for a restarted validator's signature in the others' certificates.
     #[command(
-        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody cluster rejoin --net /tmp/cluster/net --nodes URL,URL,URL --department health --heal-unix-ms 1764800000000"
+        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody-harness cluster rejoin --net /tmp/cluster/net --nodes URL,URL,URL --department health --heal-unix-ms 1764800000000"
     )]
     Rejoin(rejoin::RejoinArgs),
     /// Fail when consecutive blocks from a height on are further apart than a bound.
     #[command(
-        after_help = "Example:\n  custody cluster pauses --node URL --from-height 120 --max-gap-ms 5000"
+        after_help = "Example:\n  custody-harness cluster pauses --node URL --from-height 120 --max-gap-ms 5000"
     )]
     Pauses(handoff::PausesArgs),
     /// Check that a removed department's node is cut off from the next height.
     #[command(
-        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody cluster removed --removed URL --nodes URL,URL,URL,URL --executed 240"
+        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody-harness cluster removed --removed URL --nodes URL,URL,URL,URL --executed 240"
     )]
     Removed(handoff::RemovedArgs),
     /// Flood one node with valid transactions past its mempool limit.
     #[command(
-        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody cluster flood --net /tmp/cluster/net --node URL --signer finance --report flood.json"
+        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody-harness cluster flood --net /tmp/cluster/net --node URL --signer finance --report flood.json"
     )]
     Flood(bad_input::FloodArgs),
     /// Send malformed, oversized, replayed and random input to one node.
     #[command(
-        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody cluster bad-input --net /tmp/cluster/net --node URL --p2p /ip4/172.28.0.10/tcp/26600 --signer civil-affairs --acked acked.txt --report bad-input.json"
+        after_help = "Example:\n  (as scripts/cluster-test.sh runs it) custody-harness cluster bad-input --net /tmp/cluster/net --node URL --p2p /ip4/172.28.0.10/tcp/26600 --signer civil-affairs --acked acked.txt --report bad-input.json"
     )]
     BadInput(bad_input::BadInputArgs),
 }
@@ -122,7 +122,7 @@ pub fn run(command: ClusterCommand) -> Result<(), String> {
 pub fn client(url: &str) -> Result<Client, String> {
     let client = Client::new(url.to_string());
     match std::env::var_os("CUSTODY_AUDITOR_KEY") {
-        Some(path) => Ok(client.signed_by(crate::tx::read_signing_key(
+        Some(path) => Ok(client.signed_by(custody_cli::tx::read_signing_key(
             std::path::Path::new(&path),
             None,
         )?)),
@@ -172,7 +172,7 @@ pub fn genesis(net: &Path) -> Result<custody_ledger::genesis::Genesis, String> {
 /// A department's first admin's signing key.
 pub fn admin_key(net: &Path, department: &str) -> Result<ed25519_dalek::SigningKey, String> {
     let path: PathBuf = net.join(department).join("members").join("admin.key");
-    crate::tx::read_signing_key(&path, None)
+    custody_cli::tx::read_signing_key(&path, None)
 }
 
 /// The committed nonce of `key`, from the first node that answers.

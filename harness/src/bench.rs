@@ -1,4 +1,4 @@
-//! `custody bench load`: a local four-node network under signed load.
+//! `custody-harness bench load`: a local four-node network under signed load.
 //!
 //! 1. Measures the machine's limit first, in the same run: the ed25519
 //!    batch-verification rate of one core on real transactions, times the
@@ -69,20 +69,20 @@ pub enum BenchCommand {
     /// machine's limit measured in the same run.
     ///
     /// Examples:
-    ///   custody bench load                      # saturating load, 20 s
-    ///   custody bench load --rate 3000 --json   # latency at 3,000 tx/s offered
-    ///   custody bench load --node-binary old/custody   # the same bench against another build
+    ///   custody-harness bench load                      # saturating load, 20 s
+    ///   custody-harness bench load --rate 3000 --json   # latency at 3,000 tx/s offered
+    ///   custody-harness bench load --node-binary old/custody   # the same bench against another build
     Load(LoadOptions),
     /// Score the oversight detector on a labelled workload (precision and
     /// recall per rule, false-positive rate) and time it beside the
     /// ledger's replay of real transactions.
     ///
     /// Example:
-    ///   custody bench anomalies --seed 2026 --days 150
+    ///   custody-harness bench anomalies --seed 2026 --days 150
     Anomalies(anomalies::AnomalyOptions),
 }
 
-/// How `custody bench load` drives the network. The defaults are the
+/// How `custody-harness bench load` drives the network. The defaults are the
 /// settings `docs/performance.md` reports.
 #[derive(Args, Clone, Debug)]
 pub struct LoadOptions {
@@ -111,7 +111,8 @@ pub struct LoadOptions {
     /// below saturation, e.g. at half the throughput of a run without it.
     #[arg(long, value_name = "TX_PER_S")]
     pub rate: Option<f64>,
-    /// Run the nodes from this `custody` binary instead of this one, to
+    /// Run the nodes from this binary (a `custody` build, or anything with
+    /// `node start --home`) instead of this one, to
     /// compare two builds under the same bench on the same machine.
     #[arg(long, value_name = "PATH")]
     pub node_binary: Option<PathBuf>,
@@ -443,7 +444,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
         config.save(&path).map_err(|e| e.to_string())?;
     }
     let nodes = start_nodes(&dir, &homes, node_binary.as_deref())?;
-    let auditor = crate::tx::read_signing_key(
+    let auditor = custody_cli::tx::read_signing_key(
         &dir.join(custody_node::testnet::TESTNET_AUDITOR_KEY_FILE),
         None,
     )?;
@@ -746,7 +747,7 @@ async fn load(options: LoadOptions, limit: Limit) -> Result<(), String> {
             })
         );
     } else {
-        println!("custody bench load: 4 nodes, {client_count} clients, {batch_txs} tx per request, window {window}, block interval {block_interval_ms} ms, {seconds} s measured (after {WARMUP_SECONDS} s warm-up)");
+        println!("custody-harness bench load: 4 nodes, {client_count} clients, {batch_txs} tx per request, window {window}, block interval {block_interval_ms} ms, {seconds} s measured (after {WARMUP_SECONDS} s warm-up)");
         println!(
             "  committed        {committed_in_window} transactions in {blocks_in_window} blocks"
         );

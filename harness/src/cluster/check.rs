@@ -1,4 +1,4 @@
-//! `custody cluster check` and `custody cluster frozen`.
+//! `custody-harness cluster check` and `custody-harness cluster frozen`.
 //!
 //! `check` runs after a fault has been healed. It waits until every node
 //! answers and holds a block committed after the heal (heights advance
@@ -31,7 +31,7 @@ use super::{bounded, clients};
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// Directory `custody cluster prepare` wrote (the genesis).
+    /// Directory `custody-harness cluster prepare` wrote (the genesis).
     #[arg(long)]
     net: PathBuf,
     /// Comma-separated API URLs of every node that must converge.

@@ -1,4 +1,4 @@
-//! `custody cluster flood` and `custody cluster bad-input`: hostile input
+//! `custody-harness cluster flood` and `custody-harness cluster bad-input`: hostile input
 //! at one node's edges. After each input the node must still answer its
 //! status; at the end its chain must still be advancing.
 
