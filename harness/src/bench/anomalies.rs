@@ -248,6 +248,15 @@ pub fn run(options: AnomalyOptions) -> Result<(), String> {
             cost.mean_us, cost.p99_us, cost.max_us
         );
     }
+    let by_tenth: Vec<String> = live
+        .mean_us_by_tenth
+        .iter()
+        .map(|us| format!("{us:.0}"))
+        .collect();
+    println!(
+        "  mean µs per block in each tenth of the history: {}",
+        by_tenth.join(" ")
+    );
     println!(
         "  at {:.0} tx/s replay a block of 200 transactions takes {:.0} µs",
         replay_rate,

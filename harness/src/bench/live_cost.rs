@@ -54,6 +54,9 @@ pub struct LiveCost {
     /// block re-judged everything.
     pub batch_at_first_tenth_us: f64,
     pub batch_at_end_us: f64,
+    /// Mean µs per block over each tenth of the blocks in turn: whether
+    /// the cost settles or keeps growing with the history.
+    pub mean_us_by_tenth: Vec<f64>,
 }
 
 /// Feeds `events` (in chain order, grouped into blocks by height) to a
@@ -95,6 +98,11 @@ pub fn measure(events: &[Event], thresholds: &Thresholds) -> Result<LiveCost, St
         last_tenth: BlockCost::of(&micros[n.saturating_sub(tenth)..]),
         batch_at_first_tenth_us,
         batch_at_end_us: batch_micros(events, thresholds)?,
+        mean_us_by_tenth: micros
+            .chunks(tenth)
+            .take(10)
+            .map(|chunk| BlockCost::of(chunk).mean_us)
+            .collect(),
     })
 }
 
