@@ -30,6 +30,8 @@ const EVENTS_PER_BLOCK: usize = 20;
 const DOCUMENTS_PER_DEPARTMENT: usize = 1500;
 /// First day anomalies may be injected: baselines and warm-ups are learnt.
 const INJECT_FROM_DAY: u64 = 35;
+/// Draws of a (member, day) for one injection before it is left out.
+const PLACEMENT_DRAWS_MAX: u32 = 10_000;
 
 const DEPARTMENTS: [(&str, [&str; 3]); 4] = [
     (
@@ -345,7 +347,10 @@ pub fn generate(seed: u64, days: u64) -> Workload {
     for rule in Rule::ALL {
         for (count, benign) in [(8, false), (4, true)] {
             for _ in 0..count {
-                loop {
+                // A short history has fewer free member-days than there are
+                // injections: after this many draws the injection is left
+                // out (and so is its label) rather than searched for forever.
+                for _ in 0..PLACEMENT_DRAWS_MAX {
                     let day = g.rng.range(INJECT_FROM_DAY, days - 20);
                     if day % 7 >= 5 {
                         continue;

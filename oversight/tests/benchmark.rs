@@ -74,3 +74,17 @@ fn alerts_off_their_own_rule_are_listed() {
         }
     }
 }
+
+#[test]
+fn a_history_too_short_for_every_injection_holds_those_that_fit() {
+    // 60 days leave five days for injections: fewer free member-days than
+    // the 12 injections and decoys of each rule need.
+    let w = generate(17, 60);
+    let full = custody_oversight::Rule::ALL.len() * 12;
+    assert!(!w.labels.is_empty());
+    assert!(
+        w.labels.len() < full,
+        "{} labels of {full}: the short history was expected to drop some",
+        w.labels.len()
+    );
+}
