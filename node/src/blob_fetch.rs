@@ -327,16 +327,38 @@ async fn ensure_share(room: &BlobRoom, document_id: &DocumentId) -> Result<(), F
     }
     let network = room.blobs.network.get().ok_or(FetchError::NoNetwork)?;
     let candidates = candidates(room, network, &document).await?;
+    let document = &document;
+    let (peer, ()) = first_answer(document_id, &candidates, 1, "shred share", |peer| {
+        share_from(room, network, peer, document)
+    })
+    .await?;
+    tracing::info!(document = %document_id, %peer, "shred share fetched");
+    Ok(())
+}
+
+/// Asks each of `candidates` in turn, for at most `rounds` rounds, until
+/// one answers; each failure is logged and kept for the error that names
+/// every attempt when none answers.
+async fn first_answer<T, F, Fut>(
+    document_id: &DocumentId,
+    candidates: &[PeerId],
+    rounds: u32,
+    what: &str,
+    mut ask: F,
+) -> Result<(PeerId, T), FetchError>
+where
+    F: FnMut(PeerId) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let mut attempts: Vec<String> = Vec::new();
-    for peer in &candidates {
-        match share_from(room, network, *peer, &document).await {
-            Ok(()) => {
-                tracing::info!(document = %document_id, %peer, "shred share fetched");
-                return Ok(());
-            }
-            Err(reason) => {
-                tracing::warn!(document = %document_id, %peer, %reason, "shred share fetch from peer failed");
-                attempts.push(format!("{peer}: {reason}"));
+    for _round in 0..rounds {
+        for peer in candidates {
+            match ask(*peer).await {
+                Ok(answer) => return Ok((*peer, answer)),
+                Err(reason) => {
+                    tracing::warn!(document = %document_id, %peer, %reason, what, "fetch from peer failed");
+                    attempts.push(format!("{peer}: {reason}"));
+                }
             }
         }
     }
@@ -496,33 +518,21 @@ async fn fetch_missing(
         .map_err(store_error)?;
     let network = room.blobs.network.get().ok_or(FetchError::NoNetwork)?;
     let candidates = candidates(room, network, document).await?;
-    let mut attempts: Vec<String> = Vec::new();
-    for _round in 0..room.blobs.store.config().fetch_rounds_max {
-        for peer in &candidates {
-            match fetch_from(room, network, *peer, document).await {
-                Ok(size_bytes) => {
-                    tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
-                    if quarantined.is_some() {
-                        room.metrics
-                            .blobs_refetched_total
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return Ok(Fetched {
-                        size_bytes,
-                        from: Some(peer.to_string()),
-                        quarantined,
-                    });
-                }
-                Err(reason) => {
-                    tracing::warn!(document = %document_id, %peer, %reason, "blob fetch from peer failed");
-                    attempts.push(format!("{peer}: {reason}"));
-                }
-            }
-        }
+    let rounds = room.blobs.store.config().fetch_rounds_max;
+    let (peer, size_bytes) = first_answer(document_id, &candidates, rounds, "blob", |peer| {
+        fetch_from(room, network, peer, document)
+    })
+    .await?;
+    tracing::info!(document = %document_id, %peer, size_bytes, "blob fetched");
+    if quarantined.is_some() {
+        room.metrics
+            .blobs_refetched_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    Err(FetchError::AllPeersFailed {
-        document: document_id.clone(),
-        attempts: attempts.join("; "),
+    Ok(Fetched {
+        size_bytes,
+        from: Some(peer.to_string()),
+        quarantined,
     })
 }
 
@@ -631,6 +641,45 @@ mod tests {
                 postcard::from_bytes::<BlobResponse>(&bytes).expect("decode"),
                 response
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_peer_that_answers_is_kept_after_the_failed_ones() {
+        let document = DocumentId::new("civil-affairs-0001").expect("id");
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let mut asked = Vec::new();
+        let (peer, answer) = first_answer(&document, &peers, 2, "blob", |peer| {
+            asked.push(peer);
+            let answers = peer == peers[2];
+            async move {
+                if answers {
+                    Ok(7u64)
+                } else {
+                    Err("refused: no".to_string())
+                }
+            }
+        })
+        .await
+        .expect("the third peer answers");
+        assert_eq!((peer, answer), (peers[2], 7));
+        assert_eq!(asked, peers);
+    }
+
+    #[tokio::test]
+    async fn when_no_peer_answers_every_attempt_of_every_round_is_named() {
+        let document = DocumentId::new("civil-affairs-0001").expect("id");
+        let peers: Vec<PeerId> = (0..2).map(|_| PeerId::random()).collect();
+        let result = first_answer(&document, &peers, 2, "blob", |_| async {
+            Err::<(), _>("timed out".to_string())
+        })
+        .await;
+        let Err(FetchError::AllPeersFailed { attempts, .. }) = result else {
+            panic!("expected every peer to fail, got {result:?}");
+        };
+        assert_eq!(attempts.matches("timed out").count(), 4);
+        for peer in &peers {
+            assert_eq!(attempts.matches(&peer.to_string()).count(), 2);
         }
     }
 
