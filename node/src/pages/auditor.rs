@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use custody_ledger::flows::{flows_in_store, FlowsRead, FLOWS_EVENTS_READ_MAX};
+use custody_ledger::flows::{FlowsRead, FLOWS_EVENTS_READ_MAX};
 use custody_ledger::merkle::verify_inclusion;
 use custody_ledger::records::DocumentEvent;
 use custody_ledger::store::StoreError;
@@ -461,7 +461,7 @@ pub async fn holdings(
     let store = chain.store().clone();
     let read = tokio::task::spawn_blocking(move || {
         let departments = store.departments()?;
-        let flows = flows_in_store(&store, FLOWS_EVENTS_READ_MAX)?;
+        let flows = store.flows(FLOWS_EVENTS_READ_MAX)?;
         Ok::<_, StoreError>((departments, flows))
     })
     .await;
