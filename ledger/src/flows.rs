@@ -425,8 +425,8 @@ mod tests {
             for _ in 0..blocks {
                 workload.step(20).expect("workload block");
             }
-            let store = Store::open_or_init(dir.path(), &workload.chain.federation.genesis)
-                .expect("store");
+            let store =
+                Store::open_or_init(dir.path(), &workload.chain.federation.genesis).expect("store");
             for (block, certificate) in &workload.chain.blocks {
                 let changes = state::apply_block(&store, block).expect("apply");
                 store.commit(block, certificate, &changes).expect("commit");
@@ -437,7 +437,10 @@ mod tests {
         fn expected(workload: &Workload) -> Flows {
             let state = &workload.chain.state;
             flows(state.documents.values().map(|document| {
-                let events = state.events.get(&document.id).map_or(&[][..], Vec::as_slice);
+                let events = state
+                    .events
+                    .get(&document.id)
+                    .map_or(&[][..], Vec::as_slice);
                 (document, events)
             }))
         }
