@@ -26,6 +26,7 @@ pub mod chain;
 pub mod encoding;
 pub mod evidence;
 pub mod export;
+pub mod flows;
 pub mod genesis;
 pub mod merkle;
 pub mod proof;

@@ -37,6 +37,15 @@ impl StoreReader {
         custody_ledger::subject::citizen_view(&self.store, tag)
     }
 
+    /// The flows of documents between departments, reading at most
+    /// `events_read_max` events ([`custody_ledger::flows::flows_in_store`]).
+    pub fn flows(
+        &self,
+        events_read_max: u64,
+    ) -> Result<custody_ledger::flows::FlowsRead, StoreError> {
+        custody_ledger::flows::flows_in_store(&self.store, events_read_max)
+    }
+
     /// The genesis the store was initialised with.
     pub fn genesis(&self) -> Result<custody_ledger::Genesis, StoreError> {
         self.store.genesis()

@@ -7,19 +7,22 @@
 //!   commit certificates;
 //! - `/auditor/documents?id=...`: a document's history, each event's
 //!   inclusion proof checked here against its block's transaction root;
-//! - `/auditor/holdings`: documents held per department;
+//! - `/auditor/holdings`: documents held per department and the flows of
+//!   documents between departments;
 //! - `/auditor/alerts`: the oversight alerts;
 //! - `/auditor/verify`: an uploaded export verified (`verify`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use custody_ledger::flows::{FlowsRead, FLOWS_EVENTS_READ_MAX};
 use custody_ledger::merkle::verify_inclusion;
 use custody_ledger::records::DocumentEvent;
 use custody_ledger::store::StoreError;
-use custody_ledger::types::{DocumentId, Height};
+use custody_ledger::types::{DepartmentId, DocumentId, Height};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -440,7 +443,8 @@ pub async fn history(
     frame.answer(StatusCode::OK, &path, Text::DocumentHistory, body)
 }
 
-/// `GET /auditor/holdings`: documents held per department.
+/// `GET /auditor/holdings`: documents held per department, and the flows
+/// of documents between departments (`custody_ledger::flows`).
 pub async fn holdings(
     State(sessions): State<PageSessions>,
     State(clock): State<LocalClock>,
@@ -455,8 +459,14 @@ pub async fn holdings(
         return frame.login_needed(path);
     };
     let store = chain.store().clone();
-    let departments = match tokio::task::spawn_blocking(move || store.departments()).await {
-        Ok(Ok(departments)) => departments,
+    let read = tokio::task::spawn_blocking(move || {
+        let departments = store.departments()?;
+        let flows = store.flows(FLOWS_EVENTS_READ_MAX)?;
+        Ok::<_, StoreError>((departments, flows))
+    })
+    .await;
+    let (departments, flows) = match read {
+        Ok(Ok(read)) => read,
         Ok(Err(error)) => return frame.store_error(path, &error),
         Err(error) => {
             return frame.store_error(
@@ -465,6 +475,10 @@ pub async fn holdings(
             )
         }
     };
+    let names: BTreeMap<DepartmentId, String> = departments
+        .iter()
+        .map(|department| (department.id.clone(), department.name.clone()))
+        .collect();
     let body = html! {
         (frame.who(&session))
         table id="holdings" {
@@ -483,8 +497,49 @@ pub async fn holdings(
                 }
             }
         }
+        (flows_markup(frame.lang, &flows, &names))
     };
     frame.answer(StatusCode::OK, path, Text::Holdings, body)
+}
+
+/// The flows between departments as a table, one row per (sender,
+/// receiver) in department order, each department by its name and id (by
+/// its id alone if it has left the federation); or the line that no
+/// document has moved.
+fn flows_markup(lang: Lang, read: &FlowsRead, names: &BTreeMap<DepartmentId, String>) -> Markup {
+    let department = |id: &DepartmentId| match names.get(id) {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
+    };
+    html! {
+        h2 { (lang.t(Text::Flows)) }
+        p { (lang.t(Text::FlowsIntro)) }
+        @if !read.complete {
+            p.notice id="flows-partial" {
+                (lang.t(Text::FlowsPartial)) ": " span id="flows-documents-counted" { (read.documents_counted) }
+            }
+        }
+        @if read.flows.is_empty() {
+            p.notice id="no-flows" { (lang.t(Text::NoFlows)) }
+        } @else {
+            table id="flows" {
+                tr {
+                    th { (lang.t(Text::FlowFrom)) }
+                    th { (lang.t(Text::FlowTo)) }
+                    th { (lang.t(Text::FlowHeld)) }
+                    th { (lang.t(Text::FlowOffered)) }
+                }
+                @for ((from, to), flow) in &read.flows {
+                    tr.flow {
+                        td.from { (department(from)) }
+                        td.to { (department(to)) }
+                        td.held { (flow.held) }
+                        td.offered { (flow.offered) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Alerts shown at most on the alerts page (the newest).
@@ -628,6 +683,80 @@ mod tests {
         assert!(html.contains("8 times the usual"), "{html}");
         let none = alerts_markup(Lang::En, &zone, &[]).into_string();
         assert!(none.contains("no-alerts"), "{none}");
+    }
+
+    #[test]
+    fn the_flows_table_names_each_department_and_counts_held_and_offered() {
+        use custody_ledger::flows::{Flow, Flows};
+        let id = |slug: &str| DepartmentId::new(slug).expect("slug");
+        let names = BTreeMap::from([
+            (id("civil-affairs"), "Civil Affairs Bureau".to_string()),
+            (id("health"), "Health Commission".to_string()),
+        ]);
+        let read = FlowsRead {
+            flows: Flows::from([
+                (
+                    (id("civil-affairs"), id("health")),
+                    Flow {
+                        held: 3,
+                        offered: 1,
+                    },
+                ),
+                (
+                    (id("health"), id("dissolved")),
+                    Flow {
+                        held: 2,
+                        offered: 0,
+                    },
+                ),
+            ]),
+            documents_counted: 7,
+            complete: true,
+        };
+        let html = flows_markup(Lang::En, &read, &names).into_string();
+        assert!(html.contains("Flows between departments"), "{html}");
+        assert!(
+            html.contains(
+                "<td class=\"from\">Civil Affairs Bureau (civil-affairs)</td>\
+                 <td class=\"to\">Health Commission (health)</td>\
+                 <td class=\"held\">3</td><td class=\"offered\">1</td>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td class=\"to\">dissolved</td>"),
+            "a department that left is named by its id: {html}"
+        );
+        assert!(!html.contains("no-flows"), "{html}");
+        assert!(!html.contains("flows-partial"), "{html}");
+    }
+
+    #[test]
+    fn without_any_transfer_the_flows_say_no_document_has_moved() {
+        let read = FlowsRead {
+            flows: Default::default(),
+            documents_counted: 4,
+            complete: true,
+        };
+        let html = flows_markup(Lang::Zh, &read, &BTreeMap::new()).into_string();
+        assert!(html.contains("部门间流转"), "{html}");
+        assert!(html.contains("id=\"no-flows\""), "{html}");
+        assert!(html.contains(Text::NoFlows.pair().1), "{html}");
+        assert!(!html.contains("<table"), "{html}");
+    }
+
+    #[test]
+    fn flows_counted_over_part_of_the_archive_say_how_many_documents() {
+        let read = FlowsRead {
+            flows: Default::default(),
+            documents_counted: 1_200,
+            complete: false,
+        };
+        let html = flows_markup(Lang::En, &read, &BTreeMap::new()).into_string();
+        assert!(
+            html.contains("<span id=\"flows-documents-counted\">1200</span>"),
+            "{html}"
+        );
     }
 
     #[test]

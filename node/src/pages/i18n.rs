@@ -188,6 +188,14 @@ texts! {
     Holdings => "Holdings per department", "各部门保管情况";
     DocumentsHeld => "Documents held", "保管档案数";
     Name => "Name", "名称";
+    Flows => "Flows between departments", "部门间流转";
+    FlowsIntro => "Documents one department handed to another: transfers the receiving department accepted, and offers it has not accepted yet (nor rejected, nor the sender cancelled).", "各部门移交给其他部门的档案：接收部门已接收的移交，以及接收部门尚未接收（也未拒绝、移出部门也未撤回）的移交。";
+    NoFlows => "No document has moved between departments yet.", "尚无档案在部门之间移交。";
+    FlowFrom => "From", "移出部门";
+    FlowTo => "To", "接收部门";
+    FlowHeld => "Held (transfers completed)", "已移交";
+    FlowOffered => "Offered (pending)", "待接收";
+    FlowsPartial => "Only the first documents in id order were counted: reading every document's history would hold this page too long. Documents counted", "仅统计了按标识排序的前一部分档案：读取全部档案的历史会使此页面等待过久。已统计的档案数";
     StoreError => "The node's store could not be read; try again, and tell the node's operator if it persists.", "无法读取节点存储；请重试，若问题持续请通知节点运营方。";
     Back => "Back", "返回";
     Alerts => "Oversight alerts", "监督告警";
