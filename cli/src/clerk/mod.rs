@@ -201,8 +201,8 @@ async fn custodian_data_key(
     unwrap_key(&doc.id, &doc.custodian_key, secret)
 }
 
-/// Signs, submits and waits for `body`, a transaction on `document` built
-/// from the document as the command read it.
+/// Signs `body` (built from the document as the step just read it),
+/// submits it and waits until it is committed.
 async fn submit(
     api: &NodeApi,
     context: &Context,

@@ -28,9 +28,11 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
     if let Some(key) = &member_key {
         api = api.signed_by(key.clone());
     }
-    let clerk = |department_key: bool| context(&common, member_key.as_ref(), department_key);
+    let acting = |department_key: bool| context(&common, member_key.as_ref(), department_key);
     match args.command {
-        DocCommand::Register(register_args) => register(&api, &common, &clerk, register_args).await,
+        DocCommand::Register(register_args) => {
+            register(&api, &common, &acting, register_args).await
+        }
         DocCommand::Offer {
             document,
             to,
@@ -52,12 +54,12 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 to,
                 expires_at,
             };
-            let outcome = clerk::offer(&api, &clerk(true)?, request).await?;
+            let outcome = clerk::offer(&api, &acting(true)?, request).await?;
             let done = format!("offered document {} to `{}`", outcome.document, outcome.to);
             print_committed(&common, &outcome, &done, &outcome.committed)
         }
         DocCommand::Accept { document } => {
-            let outcome = clerk::accept(&api, &clerk(true)?, &document_id(&document)?).await?;
+            let outcome = clerk::accept(&api, &acting(true)?, &document_id(&document)?).await?;
             if common.json {
                 return print_json_value(&outcome);
             }
@@ -72,12 +74,12 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
         }
         DocCommand::Reject { document, reason } => {
             let outcome =
-                clerk::reject(&api, &clerk(true)?, &document_id(&document)?, &reason).await?;
+                clerk::reject(&api, &acting(true)?, &document_id(&document)?, &reason).await?;
             let done = format!("rejected the offer of document {}", outcome.document);
             print_committed(&common, &outcome, &done, &outcome.committed)
         }
         DocCommand::Cancel { document } => {
-            let outcome = clerk::cancel(&api, &clerk(false)?, &document_id(&document)?).await?;
+            let outcome = clerk::cancel(&api, &acting(false)?, &document_id(&document)?).await?;
             let done = format!("cancelled the offer of document {}", outcome.document);
             print_committed(&common, &outcome, &done, &outcome.committed)
         }
@@ -99,7 +101,7 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
                 to,
                 expires_at,
             };
-            let outcome = clerk::grant(&api, &clerk(true)?, request).await?;
+            let outcome = clerk::grant(&api, &acting(true)?, request).await?;
             let done = format!(
                 "granted `{}` read access to document {} until {}",
                 outcome.to,
@@ -111,7 +113,7 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
         DocCommand::Revoke { document, from } => {
             let document = document_id(&document)?;
             let from = department_id(&from)?;
-            let outcome = clerk::revoke(&api, &clerk(false)?, &document, &from).await?;
+            let outcome = clerk::revoke(&api, &acting(false)?, &document, &from).await?;
             let done = format!("revoked a grant on document {}", outcome.document);
             print_committed(&common, &outcome, &done, &outcome.committed)
         }
@@ -121,7 +123,7 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
             purpose,
         } => {
             let document = document_id(&document)?;
-            let outcome = clerk::open(&api, &clerk(true)?, &document, output, &purpose).await?;
+            let outcome = clerk::open(&api, &acting(true)?, &document, output, &purpose).await?;
             if common.json {
                 return print_json_value(&outcome);
             }
@@ -135,11 +137,11 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
             );
             Ok(())
         }
-        DocCommand::Amend(amend_args) => amend(&api, &common, &clerk(true)?, amend_args).await,
+        DocCommand::Amend(amend_args) => amend(&api, &common, &acting(true)?, amend_args).await,
         DocCommand::Fixity { document, note } => {
             let outcome = clerk::fixity(
                 &api,
-                &clerk(true)?,
+                &acting(true)?,
                 &document_id(&document)?,
                 note.as_deref(),
             )
@@ -180,7 +182,7 @@ pub async fn run(args: DocArgs) -> Result<(), DocError> {
         } => {
             let outcome = clerk::dispose(
                 &api,
-                &clerk(true)?,
+                &acting(true)?,
                 &document_id(&document)?,
                 &authority,
                 &reason,
@@ -338,7 +340,7 @@ fn classification_name(doc: &Document) -> String {
 async fn register(
     api: &NodeApi,
     common: &CommonArgs,
-    clerk: &impl Fn(bool) -> Result<Context, DocError>,
+    acting: &impl Fn(bool) -> Result<Context, DocError>,
     args: RegisterArgs,
 ) -> Result<(), DocError> {
     let created = created_time(common, args.created.as_deref(), util::now_ms())?;
@@ -352,7 +354,7 @@ async fn register(
         )?),
         None => None,
     };
-    let context = clerk(false)?;
+    let context = acting(false)?;
     let request = clerk::RegisterRequest {
         file: args.file,
         title: args.title,
