@@ -12,8 +12,9 @@
 //! opening of a document's sealed texts for a reader who holds a department
 //! key ([`sealed_text`]).
 //!
-//! The clerk library ([`doc`]: register, offer, accept, grant, open,
-//! amend, fixity, dispose, each with a typed outcome), governance and
+//! The clerk library ([`clerk`]: register, offer, accept, reject, cancel,
+//! grant, revoke, open, amend, fixity, dispose, each with a typed outcome;
+//! [`doc`] is the `custody doc` commands over it), governance and
 //! members ([`gov`]), signed transactions ([`tx`]), the department's live
 //! feed ([`watch`]) and the exit codes ([`exit`]) are here too, so that
 //! the `custody` binary is clap and printing over them, and the harness
@@ -27,6 +28,7 @@
 #[macro_use]
 pub mod exit;
 pub mod audit;
+pub mod clerk;
 pub mod doc;
 pub mod envelope;
 pub mod gov;

@@ -1,12 +1,11 @@
-//! `custody doc …`: the clerk's document workflow.
+//! `custody doc …`: the clerk's document workflow on the command line.
 //!
 //! Every command talks to the clerk's own department node over its HTTP
-//! API. Plaintext and data keys exist only in this process: a document is
-//! encrypted here (envelope module of `custody_cli`), the node stores and
-//! moves only ciphertext, and data keys travel on chain only wrapped to a
-//! department's X25519 key.
+//! API. The steps that record something (register, offer, accept, …) are
+//! the [`crate::clerk`] library's functions: a command here parses its
+//! arguments, calls one and prints its outcome in words or as JSON. The
+//! reads (show, history, list, receipt) are here whole.
 
-pub mod lifecycle;
 pub mod node_api;
 mod ops;
 pub(crate) mod sealed;
@@ -16,14 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-pub use ops::{run, INSPECTION_PURPOSE};
-
-tokio::task_local! {
-    /// When set, a command hands its JSON result here instead of printing
-    /// it. `custody-harness demo` runs the clerk's own commands this way and tells
-    /// their outcome in its own words.
-    pub static CAPTURED_OUTPUT: std::cell::RefCell<Option<serde_json::Value>>;
-}
+pub use ops::run;
 
 /// `custody doc …`
 #[derive(Args)]

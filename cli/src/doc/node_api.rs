@@ -151,6 +151,11 @@ impl NodeApi {
         ))
     }
 
+    /// The node's API address, as given (without a trailing `/`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

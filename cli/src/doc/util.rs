@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CommonArgs, DocError};
 
-fn passphrase(common: &CommonArgs) -> Result<Option<Passphrase>, DocError> {
+/// The passphrase of `--passphrase-env` or `--passphrase-file`, if any.
+pub fn passphrase(common: &CommonArgs) -> Result<Option<Passphrase>, DocError> {
     if let Some(name) = &common.passphrase_env {
         return Passphrase::from_env(name)
             .map(Some)
@@ -55,9 +56,28 @@ pub fn member_key(common: &CommonArgs) -> Result<ed25519_dalek::SigningKey, DocE
         flag: "--key",
         env: "CUSTODY_MEMBER_KEY",
     })?;
-    secret_key(common, path, KeyFile::open_member, |secret| {
-        ed25519_dalek::SigningKey::from_bytes(&secret)
-    })
+    secret_key(
+        path,
+        || passphrase(common),
+        KeyFile::open_member,
+        |secret| ed25519_dalek::SigningKey::from_bytes(&secret),
+    )
+}
+
+/// The member signing key in the key file at `path` (a JSON key file of
+/// `custody keys new`, opened with `passphrase` if it has one, or a
+/// node-home key file of 64 hex digits); the passphrase is used only
+/// by a JSON key file.
+pub fn member_key_at(
+    path: &Path,
+    passphrase: Option<Passphrase>,
+) -> Result<ed25519_dalek::SigningKey, DocError> {
+    secret_key(
+        path,
+        || Ok(passphrase),
+        KeyFile::open_member,
+        |secret| ed25519_dalek::SigningKey::from_bytes(&secret),
+    )
 }
 
 /// The department encryption key named by `--department-key`.
@@ -68,8 +88,22 @@ pub fn department_key(common: &CommonArgs) -> Result<DepartmentSecretKey, DocErr
         env: "CUSTODY_DEPARTMENT_KEY",
     })?;
     secret_key(
-        common,
         path,
+        || passphrase(common),
+        KeyFile::open_department,
+        DepartmentSecretKey::from_bytes,
+    )
+}
+
+/// The department encryption key in the key file at `path` (as
+/// [`member_key_at`] reads it).
+pub fn department_key_at(
+    path: &Path,
+    passphrase: Option<Passphrase>,
+) -> Result<DepartmentSecretKey, DocError> {
+    secret_key(
+        path,
+        || Ok(passphrase),
         KeyFile::open_department,
         DepartmentSecretKey::from_bytes,
     )
@@ -88,15 +122,35 @@ pub fn receipt_code(
         flag: "--subject-key",
         env: "CUSTODY_SUBJECT_KEY",
     })?;
-    let key = secret_key(common, path, KeyFile::open_subject, SubjectKey::from_bytes)?;
+    let key = secret_key(
+        path,
+        || passphrase(common),
+        KeyFile::open_subject,
+        SubjectKey::from_bytes,
+    )?;
+    ReceiptCode::derive(&key, identity).map_err(|error| DocError::Usage(error.to_string()))
+}
+
+/// The receipt code of `identity` under the subject key file at `path`.
+pub fn receipt_code_at(
+    identity: &str,
+    path: &Path,
+    passphrase: Option<Passphrase>,
+) -> Result<ReceiptCode, DocError> {
+    let key = secret_key(
+        path,
+        || Ok(passphrase),
+        KeyFile::open_subject,
+        SubjectKey::from_bytes,
+    )?;
     ReceiptCode::derive(&key, identity).map_err(|error| DocError::Usage(error.to_string()))
 }
 
 /// Reads the key at `path`: a JSON key file opened with `open` (and the
 /// passphrase, if any), or a node-home key file of 64 hex digits.
 fn secret_key<T>(
-    common: &CommonArgs,
     path: &Path,
+    passphrase: impl FnOnce() -> Result<Option<Passphrase>, DocError>,
     open: impl FnOnce(&KeyFile, Option<&Passphrase>) -> Result<T, crate::keyfile::KeyFileError>,
     from_raw: impl FnOnce([u8; 32]) -> T,
 ) -> Result<T, DocError> {
@@ -106,7 +160,7 @@ fn secret_key<T>(
     };
     if is_json_key_file(path)? {
         let file = KeyFile::read(path).map_err(|error| failed(error.to_string()))?;
-        open(&file, passphrase(common)?.as_ref()).map_err(|error| failed(error.to_string()))
+        open(&file, passphrase()?.as_ref()).map_err(|error| failed(error.to_string()))
     } else {
         custody_node::home::read_key_file(path)
             .map(from_raw)

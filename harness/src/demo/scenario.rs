@@ -2,25 +2,23 @@
 //! archives, hand some over, refuse one, let each other read, correct one,
 //! check another's fixity and dispose of an old record.
 //!
-//! Every step runs the clerk's own command code (`custody doc …`, through
-//! [`custody_cli::doc::run`] with its JSON result captured, or the library
-//! functions of `doc::lifecycle` behind `custody doc amend | fixity |
-//! dispose`) against the clerk's own department node, exactly as a clerk
-//! at a terminal would.
+//! Every step calls the clerk library behind `custody doc …`
+//! ([`custody_cli::clerk`]: register, offer, accept, …) against the
+//! clerk's own department node, exactly as a clerk at a terminal would,
+//! and tells its typed outcome.
 
-use std::cell::RefCell;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use custody_cli::clerk::{self, AmendRequest, Committed, Context, DocError, NodeApi};
+use custody_cli::doc::util;
+use custody_cli::when::DayBound;
 use custody_ledger::tx::{AmendReason, FixityResult, TxBody};
-use custody_ledger::types::{Classification, DepartmentId, DocumentId, Role};
-use serde_json::Value;
+use custody_ledger::types::{Classification, DepartmentId, DocumentId, Format, Role, Timestamp};
 
 use super::samples::{self, Sample};
 use super::{say, section, DemoError};
-use custody_cli::doc::lifecycle::{self, AmendRequest};
-use custody_cli::doc::node_api::NodeApi;
-use custody_cli::doc::{self, CommonArgs, DocArgs, DocCommand, RegisterArgs};
 
 /// Longest wait for one transaction to commit.
 const COMMIT_WAIT_SECONDS: u64 = 60;
@@ -29,6 +27,8 @@ const CATCH_UP_TIMEOUT_MS: u64 = 30_000;
 /// Retries of a step the node refused with "refresh and retry".
 const RETRIES_MAX: u32 = 5;
 const RETRY_PAUSE_MS: u64 = 200;
+/// How long the demo's grants last (30 days).
+const GRANT_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// The year the sample records are dated from.
 const SAMPLE_YEAR: u32 = 2026;
 
@@ -47,7 +47,7 @@ const FIXITY_NOTE: &str = "periodic fixity check by the custodian";
 /// The old record the demo disposes of, and why.
 const DISPOSAL_TITLE: &str = "Index cards of the civil register, 1988";
 const DISPOSAL_CREATED: &str = "1988-06-01";
-const DISPOSAL_RETENTION_YEARS: &str = "30";
+const DISPOSAL_RETENTION_YEARS: u16 = 30;
 const DISPOSAL_AUTHORITY: &str = "records committee decision 2026/14";
 const DISPOSAL_REASON: &str =
     "index cards superseded by the electronic register; retention of 30 years elapsed";
@@ -64,8 +64,8 @@ pub const SEALED_TEXTS: [&str; 13] = [
     PURPOSE_FIXITY_CHECK,
     AMENDMENT_NOTE,
     FIXITY_NOTE,
-    custody_cli::doc::INSPECTION_PURPOSE,
-    lifecycle::FIXITY_PURPOSE,
+    clerk::INSPECTION_PURPOSE,
+    clerk::FIXITY_PURPOSE,
     DISPOSAL_TITLE,
     DISPOSAL_AUTHORITY,
     DISPOSAL_REASON,
@@ -86,18 +86,10 @@ pub struct Clerk {
 }
 
 impl Clerk {
-    fn common(&self) -> CommonArgs {
-        CommonArgs {
-            node: self.api_url.clone(),
-            key: Some(self.key.clone()),
-            department_key: Some(self.department_key.clone()),
-            passphrase_file: None,
-            passphrase_env: None,
-            wait_seconds: COMMIT_WAIT_SECONDS,
-            json: true,
-            transient_retries: custody_cli::doc::node_api::TRANSIENT_RETRIES_MAX,
-            time_zone: custody_cli::when::Zone::default(),
-        }
+    /// The clerk as the library sees them: their member key, their
+    /// department's key, the demo's commit wait.
+    fn context(&self) -> Result<Context, DocError> {
+        self.context_signed_by(&self.key)
     }
 
     /// The key file of the clerk's department administrator (next to the
@@ -107,18 +99,23 @@ impl Clerk {
         home.join("admin.key")
     }
 
-    /// [`Clerk::common`] signed by the department's administrator.
-    fn admin_common(&self) -> CommonArgs {
-        CommonArgs {
-            key: Some(self.admin_key()),
-            ..self.common()
-        }
+    /// [`Clerk::context`] signed by the department's administrator.
+    fn admin_context(&self) -> Result<Context, DocError> {
+        self.context_signed_by(&self.admin_key())
     }
 
-    /// The clerk's node, reading records signed with `common`'s key.
-    fn api(&self, common: &CommonArgs) -> Result<NodeApi, doc::DocError> {
-        let key = doc::util::member_key(common)?;
-        Ok(NodeApi::new(&self.api_url)?.signed_by(key))
+    fn context_signed_by(&self, member_key: &Path) -> Result<Context, DocError> {
+        let member_key = util::member_key_at(member_key, None)?;
+        let department_key = util::department_key_at(&self.department_key, None)?;
+        Ok(
+            Context::new(member_key, Duration::from_secs(COMMIT_WAIT_SECONDS))
+                .with_department_key(department_key, self.department_key.clone()),
+        )
+    }
+
+    /// The clerk's node, reading records signed with `context`'s key.
+    fn api(&self, context: &Context) -> Result<NodeApi, DocError> {
+        Ok(NodeApi::new(&self.api_url)?.signed_by(context.member_key.clone()))
     }
 }
 
@@ -155,108 +152,91 @@ const CLERKS: [(&str, &str, Classification); 4] = [
     ("public-security", "Chen Jie", Classification::Secret),
 ];
 
-fn height_of(value: &Value) -> u64 {
-    value.get("height").and_then(Value::as_u64).unwrap_or(0)
+/// An outcome of the clerk library that committed a transaction.
+trait Recorded {
+    fn committed(&self) -> &Committed;
+
+    fn height(&self) -> u64 {
+        self.committed().height
+    }
 }
 
-fn tx_of(value: &Value) -> String {
-    value
-        .get("tx_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+macro_rules! recorded {
+    ($($outcome:ty),*) => {
+        $(impl Recorded for $outcome {
+            fn committed(&self) -> &Committed {
+                &self.committed
+            }
+        })*
+    };
 }
+
+recorded!(
+    clerk::RegisterOutcome,
+    clerk::OfferOutcome,
+    clerk::AcceptOutcome,
+    clerk::RejectOutcome,
+    clerk::GrantOutcome,
+    clerk::OpenOutcome
+);
 
 fn kilobytes(bytes: u64) -> String {
     format!("{:.1} kB", bytes as f64 / 1000.0)
-}
-
-/// Runs one `custody doc …` command as `clerk` and returns its JSON result.
-async fn doc_command(clerk: &Clerk, command: DocCommand) -> Result<Value, doc::DocError> {
-    let args = DocArgs {
-        command,
-        common: clerk.common(),
-    };
-    doc::CAPTURED_OUTPUT
-        .scope(RefCell::new(None), async move {
-            doc::run(args).await?;
-            Ok(doc::CAPTURED_OUTPUT
-                .with(|slot| slot.borrow_mut().take())
-                .unwrap_or(Value::Null))
-        })
-        .await
 }
 
 /// Whether the node asked for a retry. Between committing a block and
 /// rebuilding its mempool, a node can still fold a just-committed event in
 /// as pending and refuse a transaction that names it; it answers "refresh
 /// and retry", and so the demo does.
-fn is_transient(error: &doc::DocError) -> bool {
+fn is_transient(error: &DocError) -> bool {
     matches!(
         error,
-        doc::DocError::TransactionRefused { code, .. }
+        DocError::TransactionRefused { code, .. }
             if code == "stale_previous_event" || code == "wrong_nonce"
     )
 }
 
-/// A copy of a document command, for a retry (the clap types do not
-/// derive `Clone`). Only the commands the scenario uses are copied.
-fn copy_command(command: &DocCommand) -> Option<DocCommand> {
-    Some(match command {
-        DocCommand::Register(args) => DocCommand::Register(RegisterArgs {
-            file: args.file.clone(),
-            title: args.title.clone(),
-            record_type: args.record_type.clone(),
-            classification: args.classification.clone(),
-            retention: args.retention.clone(),
-            mime: args.mime.clone(),
-            pronom: args.pronom.clone(),
-            id: args.id.clone(),
-            work_dir: args.work_dir.clone(),
-            created: args.created.clone(),
-            subject: args.subject.clone(),
-            subject_key: args.subject_key.clone(),
-        }),
-        DocCommand::Offer {
-            document,
-            to,
-            until,
-        } => DocCommand::Offer {
-            document: document.clone(),
-            to: to.clone(),
-            until: until.clone(),
+/// One try of a step: the clerk's keys read, a fresh connection to their
+/// node (no member or nonce remembered from a refused try), the step run.
+async fn act<T, Step, Running>(clerk: &Clerk, action: &Step) -> Result<T, DocError>
+where
+    Step: Fn(NodeApi, Context) -> Running,
+    Running: Future<Output = Result<T, DocError>>,
+{
+    let context = clerk.context()?;
+    let api = clerk.api(&context)?;
+    action(api, context).await
+}
+
+/// A sample registered as the clerk would register it by hand.
+fn sample_request(sample: &Sample, work_dir: &Path) -> Result<clerk::RegisterRequest, DemoError> {
+    let setup = |error: DocError| DemoError::Setup(format!("sample {}: {error}", sample.id));
+    Ok(clerk::RegisterRequest {
+        file: sample.path.clone(),
+        title: sample.title.clone(),
+        record_type: sample.record_type.clone(),
+        classification: util::parse_classification(&sample.classification).map_err(setup)?,
+        retention: util::parse_retention(&sample.retention).map_err(setup)?,
+        format: Format {
+            mime: sample.mime.clone(),
+            pronom: Some(sample.pronom.clone()),
         },
-        DocCommand::Accept { document } => DocCommand::Accept {
-            document: document.clone(),
-        },
-        DocCommand::Reject { document, reason } => DocCommand::Reject {
-            document: document.clone(),
-            reason: reason.clone(),
-        },
-        DocCommand::Grant {
-            document,
-            to,
-            until,
-        } => DocCommand::Grant {
-            document: document.clone(),
-            to: to.clone(),
-            until: until.clone(),
-        },
-        DocCommand::Open {
-            document,
-            output,
-            purpose,
-        } => DocCommand::Open {
-            document: document.clone(),
-            output: output.clone(),
-            purpose: purpose.clone(),
-        },
-        // Not used by the scenario: not retried.
-        _ => return None,
+        id: Some(document_id(&sample.id)?),
+        created: Timestamp(util::now_ms()),
+        subject: None,
+        work_dir: Some(work_dir.to_owned()),
     })
 }
 
-fn step_error(step: String) -> impl FnOnce(doc::DocError) -> DemoError {
+fn document_id(text: &str) -> Result<DocumentId, DemoError> {
+    DocumentId::new(text.to_string()).map_err(|error| DemoError::Setup(error.to_string()))
+}
+
+fn department_id(text: &str) -> Result<DepartmentId, DemoError> {
+    DepartmentId::new(text.to_string()).map_err(|error| DemoError::Setup(error.to_string()))
+}
+
+fn step_error(step: String) -> impl FnOnce(DocError) -> DemoError {
     move |source| DemoError::Step { step, source }
 }
 
@@ -367,34 +347,35 @@ impl Scenario {
         }
     }
 
-    async fn run_doc(
+    /// Runs one step of the clerk library as the clerk of `department`, on
+    /// their node once it has caught up; again, on a fresh connection, when
+    /// the node asks to refresh and retry.
+    async fn run_step<T, Step, Running>(
         &mut self,
         department: usize,
-        command: DocCommand,
         step: String,
-    ) -> Result<Value, DemoError> {
+        action: Step,
+    ) -> Result<T, DemoError>
+    where
+        T: Recorded,
+        Step: Fn(NodeApi, Context) -> Running,
+        Running: Future<Output = Result<T, DocError>>,
+    {
         self.catch_up(self.clerk(department)).await?;
         let mut attempt = 0;
-        let mut command = Some(command);
-        let value = loop {
-            let Some(this_try) = command.take() else {
-                return Err(DemoError::Setup(format!("step `{step}` cannot be retried")));
-            };
-            command = copy_command(&this_try);
-            match doc_command(self.clerk(department), this_try).await {
-                Ok(value) => break value,
-                Err(error)
-                    if is_transient(&error) && attempt < RETRIES_MAX && command.is_some() =>
-                {
+        let outcome = loop {
+            match act(self.clerk(department), &action).await {
+                Ok(outcome) => break outcome,
+                Err(error) if is_transient(&error) && attempt < RETRIES_MAX => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
                 }
                 Err(error) => return Err(step_error(step)(error)),
             }
         };
-        self.last_height = self.last_height.max(height_of(&value));
+        self.last_height = self.last_height.max(outcome.height());
         self.outcome.steps += 1;
-        Ok(value)
+        Ok(outcome)
     }
 
     /// The whole story. `short` keeps only the steps that show each kind of
@@ -530,20 +511,7 @@ impl Scenario {
                     continue;
                 }
                 let sample = self.sample(department, index);
-                let command = DocCommand::Register(RegisterArgs {
-                    file: sample.path.clone(),
-                    title: sample.title.clone(),
-                    record_type: sample.record_type.clone(),
-                    classification: sample.classification.clone(),
-                    retention: sample.retention.clone(),
-                    mime: sample.mime.clone(),
-                    pronom: Some(sample.pronom.clone()),
-                    id: Some(sample.id.clone()),
-                    work_dir: Some(self.work_dir.clone()),
-                    created: None,
-                    subject: None,
-                    subject_key: None,
-                });
+                let request = sample_request(sample, &self.work_dir)?;
                 let step = format!("register {}", sample.id);
                 let line = format!(
                     "registers \"{}\" ({} {}, {}, {})",
@@ -553,15 +521,20 @@ impl Scenario {
                     sample.mime,
                     kilobytes(sample.size_bytes)
                 );
-                let value = self.run_doc(department, command, step).await?;
+                let outcome = self
+                    .run_step(department, step, move |api, context| {
+                        let request = request.clone();
+                        async move { clerk::register(&api, &context, request).await }
+                    })
+                    .await?;
                 let clerk = self.clerk(department);
                 say(
                     &clerk.department,
                     &clerk.name,
                     &format!(
                         "{line}: {} at height {}",
-                        self.sample(department, index).id,
-                        height_of(&value)
+                        outcome.document,
+                        outcome.height()
                     ),
                 );
                 self.outcome.registered += 1;
@@ -582,31 +555,44 @@ impl Scenario {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_default();
-        let command = DocCommand::Register(RegisterArgs {
-            file: sample.path.clone(),
+        let receipt = util::receipt_code_at(
+            &identity,
+            &home.join(custody_node::testnet::SUBJECT_KEY_FILE),
+            None,
+        )
+        .map_err(step_error("derive the citizen's receipt code".to_string()))?;
+        let request = clerk::RegisterRequest {
             title: CITIZEN_RECORD_TITLE.to_string(),
             record_type: "birth-registration".to_string(),
-            classification: "confidential".to_string(),
-            retention: "permanent".to_string(),
-            mime: sample.mime.clone(),
-            pronom: Some(sample.pronom.clone()),
-            id: Some(format!("civil-affairs-{SAMPLE_YEAR}-citizen")),
-            work_dir: Some(self.work_dir.clone()),
-            created: None,
-            subject: Some(identity),
-            subject_key: Some(home.join(custody_node::testnet::SUBJECT_KEY_FILE)),
-        });
-        let value = self
-            .run_doc(0, command, "register about a citizen".to_string())
+            classification: Classification::Confidential,
+            retention: custody_ledger::types::Retention::Permanent,
+            id: Some(document_id(&format!(
+                "civil-affairs-{SAMPLE_YEAR}-citizen"
+            ))?),
+            subject: Some(receipt),
+            ..sample_request(sample, &self.work_dir)?
+        };
+        let outcome = self
+            .run_step(
+                0,
+                "register about a citizen".to_string(),
+                move |api, context| {
+                    let request = request.clone();
+                    async move { clerk::register(&api, &context, request).await }
+                },
+            )
             .await?;
-        let code = value["receipt_code"].as_str().unwrap_or_default();
+        let code = outcome
+            .receipt_code
+            .map(|code| code.to_string())
+            .unwrap_or_default();
         let clerk = self.clerk(0);
         say(
             &clerk.department,
             &clerk.name,
             &format!(
                 "registers a birth record about a citizen (height {}) and hands them receipt code {code}; the chain holds only a tag derived from it",
-                height_of(&value)
+                outcome.height()
             ),
         );
         say(
@@ -633,23 +619,22 @@ impl Scenario {
         section("What the rules refuse");
         // A clerk cleared for `confidential` tries to register a secret file.
         let sample = self.sample(0, 0);
-        let command = DocCommand::Register(RegisterArgs {
-            file: sample.path.clone(),
+        let request = clerk::RegisterRequest {
             title: "Adoption file, sealed".to_string(),
             record_type: "adoption-file".to_string(),
-            classification: "secret".to_string(),
-            retention: "permanent".to_string(),
-            mime: sample.mime.clone(),
-            pronom: Some(sample.pronom.clone()),
-            id: Some(format!("civil-affairs-{SAMPLE_YEAR}-sealed")),
-            work_dir: Some(self.work_dir.clone()),
-            created: None,
-            subject: None,
-            subject_key: None,
-        });
+            classification: Classification::Secret,
+            retention: custody_ledger::types::Retention::Permanent,
+            id: Some(document_id(&format!("civil-affairs-{SAMPLE_YEAR}-sealed"))?),
+            ..sample_request(sample, &self.work_dir)?
+        };
         self.catch_up(self.clerk(0)).await?;
         let clerk = self.clerk(0);
-        match doc_command(clerk, command).await {
+        let refused = act(clerk, &|api: NodeApi, context: Context| {
+            let request = request.clone();
+            async move { clerk::register(&api, &context, request).await }
+        })
+        .await;
+        match refused {
             Err(error) => say(
                 &clerk.department,
                 &clerk.name,
@@ -666,14 +651,15 @@ impl Scenario {
         // A department with no grant tries to open someone else's record.
         let sample = self.sample(0, 1);
         let output = self.work_dir.join("should-not-exist");
-        let command = DocCommand::Open {
-            document: sample.id.clone(),
-            output: output.clone(),
-            purpose: "curiosity".to_string(),
-        };
+        let document = document_id(&sample.id)?;
         let title = sample.title.clone();
         let clerk = self.clerk(1);
-        match doc_command(clerk, command).await {
+        let refused = act(clerk, &|api: NodeApi, context: Context| {
+            let (document, output) = (document.clone(), output.clone());
+            async move { clerk::open(&api, &context, &document, output, "curiosity").await }
+        })
+        .await;
+        match refused {
             Err(error) => say(
                 &clerk.department,
                 &clerk.name,
@@ -694,13 +680,20 @@ impl Scenario {
         let sample = self.sample(from, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
         let to_department = self.clerk(to).department.clone();
-        let command = DocCommand::Offer {
-            document: id.clone(),
-            to: to_department.clone(),
-            until: None,
+        let request = clerk::OfferRequest {
+            document: document_id(&id)?,
+            to: department_id(&to_department)?,
+            expires_at: None,
         };
-        let value = self
-            .run_doc(from, command, format!("offer {id} to {to_department}"))
+        let outcome = self
+            .run_step(
+                from,
+                format!("offer {id} to {to_department}"),
+                move |api, context| {
+                    let request = request.clone();
+                    async move { clerk::offer(&api, &context, request).await }
+                },
+            )
             .await?;
         let clerk = self.clerk(from);
         say(
@@ -708,7 +701,7 @@ impl Scenario {
             &clerk.name,
             &format!(
                 "offers \"{title}\" to {to_department}, its data key wrapped to their key (height {})",
-                height_of(&value)
+                outcome.height()
             ),
         );
         Ok(())
@@ -724,14 +717,12 @@ impl Scenario {
         self.offer(from, index, to).await?;
         let sample = self.sample(from, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let value = self
-            .run_doc(
-                to,
-                DocCommand::Accept {
-                    document: id.clone(),
-                },
-                format!("accept {id}"),
-            )
+        let document = document_id(&id)?;
+        let outcome = self
+            .run_step(to, format!("accept {id}"), move |api, context| {
+                let document = document.clone();
+                async move { clerk::accept(&api, &context, &document).await }
+            })
             .await?;
         let clerk = self.clerk(to);
         say(
@@ -740,11 +731,11 @@ impl Scenario {
             &format!(
                 "fetches \"{title}\" from {}'s node, decrypts it, checks its fixity and accepts custody ({why}; height {})",
                 self.clerk(from).department,
-                height_of(&value)
+                outcome.height()
             ),
         );
         if self.outcome.transferred.is_none() {
-            self.outcome.transferred = Some((id, tx_of(&value)));
+            self.outcome.transferred = Some((id, outcome.committed.tx_id.to_string()));
         }
         Ok(())
     }
@@ -759,15 +750,13 @@ impl Scenario {
         self.offer(from, index, to).await?;
         let sample = self.sample(from, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let value = self
-            .run_doc(
-                to,
-                DocCommand::Reject {
-                    document: id.clone(),
-                    reason: reason.to_string(),
-                },
-                format!("reject {id}"),
-            )
+        let document = document_id(&id)?;
+        let why = reason.to_string();
+        let outcome = self
+            .run_step(to, format!("reject {id}"), move |api, context| {
+                let (document, why) = (document.clone(), why.clone());
+                async move { clerk::reject(&api, &context, &document, &why).await }
+            })
             .await?;
         let clerk = self.clerk(to);
         say(
@@ -775,7 +764,7 @@ impl Scenario {
             &clerk.name,
             &format!(
                 "rejects \"{title}\": \"{reason}\" (height {}); it stays with {}",
-                height_of(&value),
+                outcome.height(),
                 self.clerk(from).department
             ),
         );
@@ -787,22 +776,17 @@ impl Scenario {
         reader: usize,
         id: &str,
         purpose: &str,
-    ) -> Result<(PathBuf, Value), DemoError> {
+    ) -> Result<clerk::OpenOutcome, DemoError> {
         let output = self
             .work_dir
             .join(format!("{}-read-{}", self.clerk(reader).department, id));
-        let value = self
-            .run_doc(
-                reader,
-                DocCommand::Open {
-                    document: id.to_string(),
-                    output: output.clone(),
-                    purpose: purpose.to_string(),
-                },
-                format!("open {id}"),
-            )
-            .await?;
-        Ok((output, value))
+        let document = document_id(id)?;
+        let purpose = purpose.to_string();
+        self.run_step(reader, format!("open {id}"), move |api, context| {
+            let (document, output, purpose) = (document.clone(), output.clone(), purpose.clone());
+            async move { clerk::open(&api, &context, &document, output, &purpose).await }
+        })
+        .await
     }
 
     async fn grant_and_read(
@@ -815,15 +799,19 @@ impl Scenario {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
         let grantee_department = self.clerk(grantee).department.clone();
-        let value = self
-            .run_doc(
+        let request = clerk::GrantRequest {
+            document: document_id(&id)?,
+            to: department_id(&grantee_department)?,
+            expires_at: Timestamp(util::now_ms().saturating_add(GRANT_MS)),
+        };
+        let outcome = self
+            .run_step(
                 custodian,
-                DocCommand::Grant {
-                    document: id.clone(),
-                    to: grantee_department.clone(),
-                    until: "+30d".to_string(),
-                },
                 format!("grant {id} to {grantee_department}"),
+                move |api, context| {
+                    let request = request.clone();
+                    async move { clerk::grant(&api, &context, request).await }
+                },
             )
             .await?;
         let clerk = self.clerk(custodian);
@@ -832,17 +820,17 @@ impl Scenario {
             &clerk.name,
             &format!(
                 "grants {grantee_department} read access to \"{title}\" for 30 days (height {})",
-                height_of(&value)
+                outcome.height()
             ),
         );
-        let (_, value) = self.open(grantee, &id, purpose).await?;
+        let opened = self.open(grantee, &id, purpose).await?;
         let clerk = self.clerk(grantee);
         say(
             &clerk.department,
             &clerk.name,
             &format!(
                 "opens \"{title}\" for \"{purpose}\": the read is recorded first (height {}), then the file is downloaded, decrypted and its fixity checked",
-                height_of(&value)
+                opened.height()
             ),
         );
         Ok(())
@@ -856,17 +844,17 @@ impl Scenario {
     ) -> Result<(), DemoError> {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let (output, value) = self.open(custodian, &id, purpose).await?;
+        let opened = self.open(custodian, &id, purpose).await?;
         let clerk = self.clerk(custodian);
         say(
             &clerk.department,
             &clerk.name,
             &format!(
                 "opens \"{title}\" for \"{purpose}\" (read recorded at height {})",
-                height_of(&value)
+                opened.height()
             ),
         );
-        self.outcome.old_copy = Some((id, output));
+        self.outcome.old_copy = Some((id, opened.output));
         Ok(())
     }
 
@@ -881,11 +869,10 @@ impl Scenario {
         self.catch_up(self.clerk(custodian)).await?;
         let clerk = self.clerk(custodian);
         let (department, name) = (clerk.department.clone(), clerk.name.clone());
-        let common = clerk.common();
-        let api = clerk.api(&common).map_err(step_error(step.clone()))?;
+        let context = clerk.context().map_err(step_error(step.clone()))?;
+        let api = clerk.api(&context).map_err(step_error(step.clone()))?;
         let request = AmendRequest {
-            document: DocumentId::new(id.clone())
-                .map_err(|error| DemoError::Setup(error.to_string()))?,
+            document: document_id(&id)?,
             file: corrected,
             reason: AmendReason::Correction,
             note: AMENDMENT_NOTE.to_string(),
@@ -893,7 +880,7 @@ impl Scenario {
             format: None,
             work_dir: Some(self.work_dir.clone()),
         };
-        let outcome = lifecycle::amend(&api, &common, request)
+        let outcome = clerk::amend(&api, &context, request)
             .await
             .map_err(step_error(step))?;
         let height = outcome.committed.height;
@@ -919,16 +906,18 @@ impl Scenario {
     async fn fixity_check(&mut self, custodian: usize, index: usize) -> Result<(), DemoError> {
         let sample = self.sample(custodian, index);
         let (id, title) = (sample.id.clone(), sample.title.clone());
-        let (output, _) = self.open(custodian, &id, PURPOSE_FIXITY_CHECK).await?;
+        let output = self
+            .open(custodian, &id, PURPOSE_FIXITY_CHECK)
+            .await?
+            .output;
         let step = format!("record the fixity check of {id}");
         self.catch_up(self.clerk(custodian)).await?;
         let clerk = self.clerk(custodian);
         let (department, name) = (clerk.department.clone(), clerk.name.clone());
-        let common = clerk.common();
-        let api = clerk.api(&common).map_err(step_error(step.clone()))?;
-        let document_id =
-            DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
-        let outcome = lifecycle::fixity(&api, &common, &document_id, Some(FIXITY_NOTE))
+        let context = clerk.context().map_err(step_error(step.clone()))?;
+        let api = clerk.api(&context).map_err(step_error(step.clone()))?;
+        let document = document_id(&id)?;
+        let outcome = clerk::fixity(&api, &context, &document, Some(FIXITY_NOTE))
             .await
             .map_err(step_error(step))?;
         if outcome.result != FixityResult::Intact {
@@ -970,22 +959,29 @@ impl Scenario {
             path: file.clone(),
             source,
         })?;
-        let command = DocCommand::Register(RegisterArgs {
+        let created = custody_cli::when::Zone::default()
+            .parse(DISPOSAL_CREATED, util::now_ms(), DayBound::Start)
+            .map_err(|error| DemoError::Setup(error.to_string()))?;
+        let request = clerk::RegisterRequest {
             file,
             title: DISPOSAL_TITLE.to_string(),
             record_type: "register-index".to_string(),
-            classification: "internal".to_string(),
-            retention: DISPOSAL_RETENTION_YEARS.to_string(),
-            mime: "text/plain".to_string(),
-            pronom: None,
-            id: Some(id.clone()),
-            work_dir: Some(self.work_dir.clone()),
-            created: Some(DISPOSAL_CREATED.to_string()),
+            classification: Classification::Internal,
+            retention: custody_ledger::types::Retention::Years(DISPOSAL_RETENTION_YEARS),
+            format: Format {
+                mime: "text/plain".to_string(),
+                pronom: None,
+            },
+            id: Some(document_id(&id)?),
+            created: Timestamp(created),
             subject: None,
-            subject_key: None,
-        });
-        let value = self
-            .run_doc(department, command, format!("register {id}"))
+            work_dir: Some(self.work_dir.clone()),
+        };
+        let outcome = self
+            .run_step(department, format!("register {id}"), move |api, context| {
+                let request = request.clone();
+                async move { clerk::register(&api, &context, request).await }
+            })
             .await?;
         let clerk = self.clerk(department);
         say(
@@ -993,7 +989,7 @@ impl Scenario {
             &clerk.name,
             &format!(
                 "registers \"{DISPOSAL_TITLE}\", made on {DISPOSAL_CREATED} and kept {DISPOSAL_RETENTION_YEARS} years (height {})",
-                height_of(&value)
+                outcome.height()
             ),
         );
 
@@ -1001,14 +997,13 @@ impl Scenario {
         self.catch_up(self.clerk(department)).await?;
         let clerk = self.clerk(department);
         let department_name = clerk.department.clone();
-        let common = clerk.admin_common();
-        let api = clerk.api(&common).map_err(step_error(step.clone()))?;
-        let document_id =
-            DocumentId::new(id.clone()).map_err(|error| DemoError::Setup(error.to_string()))?;
-        let outcome = lifecycle::dispose(
+        let context = clerk.admin_context().map_err(step_error(step.clone()))?;
+        let api = clerk.api(&context).map_err(step_error(step.clone()))?;
+        let document = document_id(&id)?;
+        let outcome = clerk::dispose(
             &api,
-            &common,
-            &document_id,
+            &context,
+            &document,
             DISPOSAL_AUTHORITY,
             DISPOSAL_REASON,
         )
@@ -1024,8 +1019,8 @@ impl Scenario {
                 "disposes of \"{DISPOSAL_TITLE}\": its retention ended, the reason and the authority are sealed on chain (height {height}); every node deletes its ciphertext"
             ),
         );
-        match api.fetch(&document_id).await {
-            Err(doc::DocError::Refused { code, .. }) if code == "document_disposed" => say(
+        match api.fetch(&document).await {
+            Err(DocError::Refused { code, .. }) if code == "document_disposed" => say(
                 &department_name,
                 "administrator",
                 "asks the node for its ciphertext: gone (410 document_disposed)",

@@ -1,24 +1,22 @@
-//! A record's lifecycle after registration, as library functions: a new
-//! version (`amend`), a recorded fixity check (`fixity`) and disposal after
-//! retention (`dispose`). Each returns a typed outcome; `custody doc amend
-//! | fixity | dispose` prints it, and `custody-harness demo` tells it in its story.
+//! A record's lifecycle after registration: a new version (`amend`), a
+//! recorded fixity check (`fixity`) and disposal after retention
+//! (`dispose`).
 
 use std::path::PathBuf;
 
+use crate::doc::node_api::DOWNLOAD_CHUNKS_QUEUED_MAX;
+use crate::doc::sealed;
 use crate::envelope::{self, DepartmentPublicKey};
 use crate::sealed_text::Opener;
 use custody_ledger::records::Document;
 use custody_ledger::sealed::fields;
 use custody_ledger::tx::{AmendReason, FixityResult, TxBody};
-use custody_ledger::types::{DocumentId, Fixity, Format, Hash32, TxId, WrappedKey};
-use custody_node::api_types::SubmitResponse;
+use custody_ledger::types::{DocumentId, Fixity, Format, Hash32, WrappedKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::node_api::{NodeApi, DOWNLOAD_CHUNKS_QUEUED_MAX};
-use super::ops::{custodian_data_key, encrypt_and_upload, ledger_fixity, me, read_request, wait};
-use super::util::{self, progress};
-use super::{sealed, CommonArgs, DocError};
+use super::files::{encrypt_and_upload, ledger_fixity, read_request};
+use super::{custodian_data_key, me, Committed, Context, DocError, NodeApi};
 
 /// The purpose a fixity check's read is recorded with.
 pub const FIXITY_PURPOSE: &str = "fixity check";
@@ -32,23 +30,8 @@ pub fn reason_name(reason: AmendReason) -> &'static str {
     }
 }
 
-/// Where a committed transaction landed.
-#[derive(Clone, Debug, Serialize)]
-pub struct Committed {
-    pub tx_id: TxId,
-    pub height: u64,
-}
-
-impl Committed {
-    fn of(answer: &SubmitResponse) -> Committed {
-        Committed {
-            tx_id: answer.tx_id,
-            height: answer.inclusion.as_ref().map(|i| i.height.0).unwrap_or(0),
-        }
-    }
-}
-
 /// What `amend` is asked to record.
+#[derive(Clone)]
 pub struct AmendRequest {
     pub document: DocumentId,
     /// The new version's plaintext.
@@ -84,15 +67,15 @@ pub struct AmendOutcome {
 /// must be the custodian.
 pub async fn amend(
     api: &NodeApi,
-    common: &CommonArgs,
+    context: &Context,
     request: AmendRequest,
 ) -> Result<AmendOutcome, DocError> {
-    let key = util::member_key(common)?;
-    let member = me(api, &key).await?;
+    let key = &context.member_key;
+    let member = me(api, context).await?;
     let doc = api.document(&request.document).await?;
     // The current key proves custody and the department key file before
     // anything is uploaded, and opens a sealed title to carry it over.
-    let current_key = custodian_data_key(api, common, &doc, &member).await?;
+    let current_key = custodian_data_key(api, context, &doc, &member).await?;
     let title = match request.title {
         Some(title) => title,
         None => current_title(api, &doc, &current_key).await?,
@@ -105,7 +88,7 @@ pub async fn amend(
         .encryption_key;
     let work_dir = request.work_dir.unwrap_or_else(std::env::temp_dir);
     let (summary, data_key) =
-        encrypt_and_upload(api, common, &key, &request.file, &work_dir, &doc.id).await?;
+        encrypt_and_upload(api, context, &request.file, &work_dir, &doc.id).await?;
     let wrapped = envelope::wrap(&data_key, &DepartmentPublicKey(own_key.0)).map_err(|error| {
         DocError::Document {
             document: doc.id.to_string(),
@@ -119,16 +102,18 @@ pub async fn amend(
     let ciphertext = ledger_fixity(summary.ciphertext);
     let reason = request.reason;
     let (before, answer) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::AmendSealed {
-            document: doc.id.clone(),
-            previous_event: doc.latest_event,
-            reason,
-            note: note.clone(),
-            title: title.clone(),
-            format: format.clone(),
-            plaintext,
-            ciphertext,
-            wrapped_key: wrapped_key.clone(),
+        .submit_on_document(key, &doc.id, context.commit_wait, |doc| {
+            TxBody::AmendSealed {
+                document: doc.id.clone(),
+                previous_event: doc.latest_event,
+                reason,
+                note: note.clone(),
+                title: title.clone(),
+                format: format.clone(),
+                plaintext,
+                ciphertext,
+                wrapped_key: wrapped_key.clone(),
+            }
         })
         .await?;
     Ok(AmendOutcome {
@@ -189,29 +174,31 @@ pub struct FixityOutcome {
 /// chain either way. The signer's department must be the custodian.
 pub async fn fixity(
     api: &NodeApi,
-    common: &CommonArgs,
+    context: &Context,
     document: &DocumentId,
     note: Option<&str>,
 ) -> Result<FixityOutcome, DocError> {
-    let key = util::member_key(common)?;
-    let member = me(api, &key).await?;
+    let key = &context.member_key;
+    let member = me(api, context).await?;
     let doc = api.document(document).await?;
-    let data_key = custodian_data_key(api, common, &doc, &member).await?;
+    let data_key = custodian_data_key(api, context, &doc, &member).await?;
     let purpose = sealed::seal_required(&data_key, &doc.id, fields::PURPOSE, FIXITY_PURPOSE)?;
     let (doc, recorded) = api
-        .submit_on(&key, doc, wait(common), |doc| TxBody::RecordAccessSealed {
-            document: doc.id.clone(),
-            previous_event: doc.latest_event,
-            purpose: purpose.clone(),
-            ciphertext_sha256: doc.ciphertext.sha256,
+        .submit_on(key, doc, context.commit_wait, |doc| {
+            TxBody::RecordAccessSealed {
+                document: doc.id.clone(),
+                previous_event: doc.latest_event,
+                purpose: purpose.clone(),
+                ciphertext_sha256: doc.ciphertext.sha256,
+            }
         })
         .await?;
     api.fetch(&doc.id).await?;
-    let request = read_request(api, &key, &doc, recorded.tx_id).await?;
+    let request = read_request(api, key, &doc, recorded.tx_id).await?;
     let (sender, mut receiver) =
         tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(DOWNLOAD_CHUNKS_QUEUED_MAX);
-    let bar = progress(doc.ciphertext.size_bytes, "read back", common.json);
-    let read_from = PathBuf::from(format!("{}/v1/reads ({})", common.node, doc.id));
+    let bar = context.progress(doc.ciphertext.size_bytes, "read back");
+    let read_from = PathBuf::from(format!("{}/v1/reads ({})", api.base(), doc.id));
     let hashing = async move {
         let mut hasher = Sha256::new();
         let mut size_bytes = 0u64;
@@ -254,7 +241,7 @@ pub async fn fixity(
     // committed meanwhile makes the chain refuse it, not record it
     // against the wrong version.
     let (_, answer) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| {
+        .submit_on_document(key, &doc.id, context.commit_wait, |doc| {
             TxBody::RecordFixityCheckSealed {
                 document: doc.id.clone(),
                 previous_event: doc.latest_event,
@@ -297,7 +284,7 @@ pub fn disposal_text(authority: &str, reason: &str) -> String {
 /// After the commit every node deletes the document's ciphertexts.
 pub async fn dispose(
     api: &NodeApi,
-    common: &CommonArgs,
+    context: &Context,
     document: &DocumentId,
     authority: &str,
     reason: &str,
@@ -310,17 +297,19 @@ pub async fn dispose(
     if reason.trim().is_empty() {
         return Err(DocError::Usage("--reason must not be empty".to_string()));
     }
-    let key = util::member_key(common)?;
-    let member = me(api, &key).await?;
+    let key = &context.member_key;
+    let member = me(api, context).await?;
     let doc = api.document(document).await?;
-    let data_key = custodian_data_key(api, common, &doc, &member).await?;
+    let data_key = custodian_data_key(api, context, &doc, &member).await?;
     let text = disposal_text(authority, reason);
     let sealed_reason = sealed::seal_required(&data_key, &doc.id, fields::REASON, &text)?;
     let (doc, answer) = api
-        .submit_on_document(&key, &doc.id, wait(common), |doc| TxBody::DisposeSealed {
-            document: doc.id.clone(),
-            previous_event: doc.latest_event,
-            reason: sealed_reason.clone(),
+        .submit_on_document(key, &doc.id, context.commit_wait, |doc| {
+            TxBody::DisposeSealed {
+                document: doc.id.clone(),
+                previous_event: doc.latest_event,
+                reason: sealed_reason.clone(),
+            }
         })
         .await?;
     Ok(DisposeOutcome {
