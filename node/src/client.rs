@@ -42,6 +42,9 @@ impl ClientError {
     }
 }
 
+/// Reading the node's status (for its chain id and clock) takes at most this.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Clone)]
 pub struct Client {
     base_url: String,
@@ -58,12 +61,63 @@ impl Client {
     pub fn new(base_url: impl Into<String>) -> Client {
         let http = http_client(None, Some(Duration::from_secs(120)))
             .unwrap_or_else(|_| reqwest::Client::new());
+        Client::with_http(base_url, http)
+    }
+
+    /// A client over `http` (built by [`http_client`] with the caller's
+    /// timeouts: the CLI's document commands stream large bodies and set
+    /// no overall timeout).
+    pub fn with_http(base_url: impl Into<String>, http: reqwest::Client) -> Client {
         Client {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             http,
             signer: None,
             node_clock: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The HTTP client underneath, for requests this type has no method
+    /// for (streamed uploads and downloads).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The node's chain id, read once from its status.
+    pub async fn chain_id(&self) -> Result<&str, ClientError> {
+        Ok(self.node_clock().await?.0.as_str())
+    }
+
+    /// `request` (`method url`) with the caller's `x-custody-auth` header,
+    /// signed by the node's clock, when this client signs; unchanged when
+    /// it does not.
+    pub async fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        Ok(match self.auth_header(method, url).await? {
+            Some(auth) => request.header(custody_ledger::caller::API_AUTH_HEADER, auth),
+            None => request,
+        })
+    }
+
+    /// The node's chain id and how far its clock is from this machine's,
+    /// read once from its status.
+    async fn node_clock(&self) -> Result<&(String, i64), ClientError> {
+        self.node_clock
+            .get_or_try_init(|| async {
+                let url = format!("{}/v1/status", self.base_url);
+                let response = self.http.get(&url).timeout(STATUS_TIMEOUT).send().await;
+                let status: StatusResponse = self.read(&url, response).await?;
+                let offset_ms = if status.time_ms == 0 {
+                    0
+                } else {
+                    status.time_ms as i64 - now_ms() as i64
+                };
+                Ok::<(String, i64), ClientError>((status.chain_id, offset_ms))
+            })
+            .await
     }
 
     /// This client, signing every read with `key`: a member's, a
@@ -81,20 +135,7 @@ impl Client {
         };
         // A machine client signs by the node's clock: a node whose clock
         // is off (and that says so in its status) still answers it.
-        let (chain_id, offset_ms) = self
-            .node_clock
-            .get_or_try_init(|| async {
-                let url = format!("{}/v1/status", self.base_url);
-                let response = self.http.get(&url).send().await;
-                let status: StatusResponse = self.read(&url, response).await?;
-                let offset_ms = if status.time_ms == 0 {
-                    0
-                } else {
-                    status.time_ms as i64 - now_ms() as i64
-                };
-                Ok::<(String, i64), ClientError>((status.chain_id, offset_ms))
-            })
-            .await?;
+        let (chain_id, offset_ms) = self.node_clock().await?;
         Ok(Some(auth_header(
             key,
             chain_id,

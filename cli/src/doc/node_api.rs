@@ -32,12 +32,10 @@ const TRANSIENT_RETRY_PAUSE_MS: u64 = 200;
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 pub struct NodeApi {
-    base: String,
-    http: reqwest::Client,
-    /// Signs reads of records (`x-custody-auth`): the clerk's member key.
-    signer: Option<ed25519_dalek::SigningKey>,
-    /// The node's chain id, fetched once for signing.
-    chain_id: tokio::sync::OnceCell<String>,
+    /// The node client every caller of a node shares: its HTTP client,
+    /// the signer of reads (`x-custody-auth`, the clerk's member key) and
+    /// the node's chain id and clock, fetched once.
+    client: custody_node::client::Client,
     /// The last member read, and the nonce its next transaction carries
     /// (the node's `next_nonce`, then counted here per admitted
     /// transaction), so that one command reads its member once.
@@ -45,6 +43,16 @@ pub struct NodeApi {
     /// Times a transaction on a document is rebuilt after the node asked
     /// to refresh and retry (at most [`TRANSIENT_RETRIES_MAX`]).
     transient_retries_max: u32,
+}
+
+/// A node client's failure as the document commands report it.
+fn doc_error(error: custody_node::client::ClientError) -> DocError {
+    match error {
+        custody_node::client::ClientError::Refused { code, message, .. } => {
+            DocError::Refused { code, message }
+        }
+        other => DocError::Node(other.to_string()),
+    }
 }
 
 fn percent_encode_query(value: &str) -> String {
@@ -69,10 +77,7 @@ impl NodeApi {
         )
         .map_err(|error| DocError::Node(format!("cannot build an HTTP client: {error}")))?;
         Ok(NodeApi {
-            base: base.trim_end_matches('/').to_string(),
-            http,
-            signer: None,
-            chain_id: tokio::sync::OnceCell::new(),
+            client: custody_node::client::Client::with_http(base, http),
             member: std::sync::Mutex::new(None),
             transient_retries_max: TRANSIENT_RETRIES_MAX,
         })
@@ -95,37 +100,13 @@ impl NodeApi {
 
     /// The node's chain id, read once.
     pub async fn chain_id(&self) -> Result<&str, DocError> {
-        let chain_id = self
-            .chain_id
-            .get_or_try_init(|| async {
-                let url = self.url("/v1/status");
-                let response = self
-                    .http
-                    .get(&url)
-                    .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
-                    .send()
-                    .await
-                    .map_err(|error| self.unreachable(&url, error))?;
-                let status: StatusResponse = self
-                    .answer(&url, response)
-                    .await?
-                    .json()
-                    .await
-                    .map_err(|error| {
-                        DocError::Node(format!(
-                            "the node's answer from {url} could not be read: {error}"
-                        ))
-                    })?;
-                Ok::<String, DocError>(status.chain_id)
-            })
-            .await?;
-        Ok(chain_id.as_str())
+        self.client.chain_id().await.map_err(doc_error)
     }
 
     /// Signs every read of records with `key` (the node answers records
     /// only to a member, a department's node or a configured auditor).
     pub fn signed_by(mut self, key: ed25519_dalek::SigningKey) -> NodeApi {
-        self.signer = Some(key);
+        self.client = self.client.signed_by(key);
         self
     }
 
@@ -137,27 +118,19 @@ impl NodeApi {
         method: &str,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, DocError> {
-        let Some(key) = &self.signer else {
-            return Ok(request);
-        };
-        let chain_id = self.chain_id().await?;
-        Ok(custody_node::client::signed(
-            request,
-            key,
-            chain_id,
-            method,
-            &self.url(path),
-            super::util::now_ms(),
-        ))
+        self.client
+            .authorised(request, method, &self.url(path))
+            .await
+            .map_err(doc_error)
     }
 
     /// The node's API address, as given (without a trailing `/`).
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base_url()
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        format!("{}{}", self.client.base_url(), path)
     }
 
     async fn answer(
@@ -186,7 +159,8 @@ impl NodeApi {
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, DocError> {
         let url = self.url(path);
         let request = self
-            .http
+            .client
+            .http()
             .get(&url)
             .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS));
         let response = self
@@ -389,7 +363,8 @@ impl NodeApi {
             wait.as_millis()
         ));
         let response = self
-            .http
+            .client
+            .http()
             .post(&url)
             .header("content-type", "application/octet-stream")
             .body(tx.to_bytes())
@@ -481,7 +456,7 @@ impl NodeApi {
             "/v1/blobs/{}?size_bytes={size_bytes}",
             hex::encode(sha256)
         ));
-        let mut request = self.http.put(&url);
+        let mut request = self.client.http().put(&url);
         // The share travels beside the envelope, never inside it: a copy of
         // the envelope does not carry it.
         if let Some(share) = share {
@@ -512,7 +487,7 @@ impl NodeApi {
         );
         let url = self.url(&path);
         let response = self
-            .authorised(self.http.post(&url), "POST", &path)
+            .authorised(self.client.http().post(&url), "POST", &path)
             .await?
             .send()
             .await
@@ -536,7 +511,8 @@ impl NodeApi {
     ) -> Result<(), DocError> {
         let url = self.url("/v1/reads");
         let response = self
-            .http
+            .client
+            .http()
             .post(&url)
             .json(request)
             .send()
