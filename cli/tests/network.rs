@@ -318,11 +318,21 @@ async fn peer_with_an_unknown_key_is_refused() {
     config.save(&stranger_config).expect("save");
     stranger.start_all();
     wait_all_at_least(&testnet, &[0, 1, 2, 3], 2, Duration::from_secs(30)).await;
-    let stranger_id = Client::new(stranger.nodes[0].api_url.clone())
-        .status()
-        .await
-        .expect("stranger status")
-        .peer_id;
+    // The stranger's API may still be starting on a loaded machine.
+    let stranger_api = Client::new(stranger.nodes[0].api_url.clone());
+    let stranger_id = wait_for(
+        &stranger,
+        "the stranger's API to answer",
+        Duration::from_secs(30),
+        || async {
+            stranger_api
+                .status()
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await
+    .peer_id;
     // Give the stranger several redial rounds (its backoff is 1 s at most).
     for _ in 0..8 {
         let status = client(&testnet, 0).status().await.expect("status");
